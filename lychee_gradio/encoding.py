@@ -1,0 +1,118 @@
+"""Turning (query, documents, instruction) into Qwen2.5-VL model inputs, one pair at a time.
+
+Each pair is encoded exactly as the processor would encode it alone (a test holds this to the
+processor's own output), with its 3-D rope positions computed on its own unpadded sequence.
+Batching later only pads and concatenates, so a pair's inputs never depend on its neighbours:
+that is what makes scores pointwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+
+from .inputs import Item
+from .prompt import build_messages
+
+MIN_PIXELS = 4 * 28 * 28
+DEFAULT_MAX_PIXELS = 1280 * 28 * 28
+DEFAULT_MAX_TEXT_TOKENS = 4096
+
+
+@dataclass
+class EncodedImage:
+    pixel_values: torch.Tensor  # (patches, channels * temporal * patch * patch)
+    grid_thw: torch.Tensor  # (3,)
+
+
+@dataclass
+class EncodedPair:
+    input_ids: torch.Tensor  # (L,)
+    mm_token_type_ids: torch.Tensor  # (L,): 0 text, 1 image
+    position_ids: torch.Tensor  # (3, L): Qwen2.5-VL's temporal/height/width rope positions
+    images: list[EncodedImage] = field(default_factory=list)  # in sequence order: query's, then document's
+    query_image_count: int = 0
+
+    @property
+    def length(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+class PairEncoder:
+    """Renders the prompt of each pair, processes its images and tokenises it."""
+
+    def __init__(self, processor, rope_index, *, min_pixels: int = MIN_PIXELS,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS):
+        if max_pixels < min_pixels:
+            raise ValueError(f"max_pixels ({max_pixels}) must be at least min_pixels ({min_pixels})")
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.image_processor = processor.image_processor
+        self._rope_index = rope_index
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.max_text_tokens = max_text_tokens
+        self.image_token = processor.image_token
+        self.image_token_id = processor.image_token_id
+        self.merge_length = self.image_processor.merge_size ** 2
+
+    def truncate(self, item: Item) -> Item:
+        """Cut text to `max_text_tokens` tokens, at a token boundary of the original string."""
+        if item.text is None:
+            return item
+        encoded = self.tokenizer(item.text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        if len(offsets) <= self.max_text_tokens:
+            return item
+        cut = offsets[self.max_text_tokens - 1][1]
+        return Item(text=item.text[:cut], image=item.image)
+
+    def encode_image(self, image: Image.Image) -> EncodedImage:
+        out = self.image_processor(
+            images=[image],
+            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+            return_tensors="pt",
+        )
+        return EncodedImage(pixel_values=out["pixel_values"], grid_thw=out["image_grid_thw"][0])
+
+    def render(self, query: Item, document: Item, instruction: str) -> str:
+        """The prompt text of one pair, with one `<|image_pad|>` per image (before expansion)."""
+        return self.processor.apply_chat_template(
+            build_messages(query, document, instruction), tokenize=False, add_generation_prompt=True
+        )
+
+    def encode(self, query: Item, documents: list[Item], instruction: str) -> list[EncodedPair]:
+        query = self.truncate(query)
+        documents = [self.truncate(document) for document in documents]
+        query_images = [self.encode_image(query.image)] if query.image is not None else []
+
+        texts, pair_images = [], []
+        for document in documents:
+            images = query_images + ([self.encode_image(document.image)] if document.image is not None else [])
+            texts.append(self._expand_image_tokens(self.render(query, document, instruction), images))
+            pair_images.append(images)
+
+        token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        pairs = []
+        for ids, images in zip(token_ids, pair_images):
+            input_ids = torch.tensor(ids, dtype=torch.long)
+            mm_token_type_ids = (input_ids == self.image_token_id).long()
+            grid = torch.stack([image.grid_thw for image in images]) if images else None
+            position_ids, _ = self._rope_index(
+                input_ids[None], mm_token_type_ids=mm_token_type_ids[None], image_grid_thw=grid
+            )
+            pairs.append(EncodedPair(input_ids, mm_token_type_ids, position_ids[:, 0], images, len(query_images)))
+        return pairs
+
+    def _expand_image_tokens(self, text: str, images: list[EncodedImage]) -> str:
+        # The processor's own expansion: each image placeholder becomes one token per merged patch.
+        pieces = text.split(self.image_token)
+        if len(pieces) != len(images) + 1:
+            raise RuntimeError(f"prompt has {len(pieces) - 1} image placeholders for {len(images)} images")
+        out = [pieces[0]]
+        for image, piece in zip(images, pieces[1:]):
+            out.append(self.image_token * (int(image.grid_thw.prod()) // self.merge_length))
+            out.append(piece)
+        return "".join(out)

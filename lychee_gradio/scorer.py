@@ -1,0 +1,215 @@
+"""`LycheeScorer`: load lychee-rerank-mm once, then `score()` and `rerank()` queries against documents.
+
+The score of a pair is p("yes") from the model's next-token logits after the prompt:
+softmax([logit("no"), logit("yes")])[1]. Scores are pointwise: a document's score does not
+depend on which other documents share the request, their order, or the batch size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .encoding import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_TOKENS, EncodedPair, PairEncoder
+from .inputs import to_item, to_items
+from .prompt import resolve_instruction
+from .weights import choose_runtime, default_model, load_model_and_processor, resolve_model_dir
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """The score of one pair and the two logits it comes from."""
+
+    score: float
+    yes_logit: float
+    no_logit: float
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """One document of a rerank: its 0-based position in the input, its score, and the document."""
+
+    index: int
+    score: float
+    document: Any
+
+
+class ScoringOutOfMemoryError(RuntimeError):
+    """Even a batch of one pair did not fit in GPU memory."""
+
+
+class LycheeScorer:
+    """A loaded lychee-rerank-mm model. Build it with `LycheeScorer.load(...)`; thread-safe."""
+
+    def __init__(self, model, processor, *, model_name: str, device: str,
+                 max_pixels: int | None = None, batch_size: int | None = None,
+                 max_batch_tokens: int | None = None, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS):
+        self.model = model
+        self.processor = processor
+        self.model_name = model_name
+        self.device = torch.device(device)
+        on_cuda = self.device.type == "cuda"
+        self.batch_size = batch_size or (32 if on_cuda else 8)
+        self.max_batch_tokens = max_batch_tokens or (32768 if on_cuda else 8192)
+        if self.batch_size < 1 or self.max_batch_tokens < 1:
+            raise ValueError("batch_size and max_batch_tokens must be positive")
+        self.encoder = PairEncoder(
+            processor, model.model.get_rope_index,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, max_text_tokens=max_text_tokens,
+        )
+        tokenizer = processor.tokenizer
+        self.yes_token_id = _single_token_id(tokenizer, "yes")
+        self.no_token_id = _single_token_id(tokenizer, "no")
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None, device: str = "auto", dtype: Any = "auto",
+             max_pixels: int | None = None, batch_size: int | None = None, *,
+             attn_implementation: str = "auto", max_batch_tokens: int | None = None,
+             max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS) -> "LycheeScorer":
+        """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm).
+
+        `device="auto"` picks CUDA when available; `dtype="auto"` bf16 on CUDA, fp32 on CPU;
+        `max_pixels` bounds each image (default 1280*28*28; smaller is faster); `batch_size` is the
+        most pairs per forward pass (default 32 on CUDA, 8 on CPU).
+        """
+        name = os.fspath(model) if model is not None else default_model()
+        folder = resolve_model_dir(name)
+        runtime = choose_runtime(device, dtype, attn_implementation)
+        logger.info("loading %s from %s on %s (%s, %s)", name, folder, runtime.device, runtime.dtype,
+                    runtime.attn_implementation)
+        hf_model, processor = load_model_and_processor(folder, runtime)
+        return cls(hf_model, processor, model_name=name, device=runtime.device, max_pixels=max_pixels,
+                   batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_text_tokens=max_text_tokens)
+
+    @property
+    def max_pixels(self) -> int:
+        return self.encoder.max_pixels
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
+              on_progress: ProgressCallback | None = None) -> list[float]:
+        """The score (0..1) of each document against the query, in input order."""
+        return [pair.score for pair in self.score_with_logits(query, documents, instruction, on_progress=on_progress)]
+
+    def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
+                          on_progress: ProgressCallback | None = None) -> list[PairScore]:
+        """Like `score`, with the yes/no logits of each pair."""
+        query_item = to_item(query, "query")
+        document_items = to_items(documents)
+        instruction_text = resolve_instruction(instruction)
+        if not document_items:
+            return []
+        with self._lock:
+            pairs = self.encoder.encode(query_item, document_items, instruction_text)
+            return self._score_pairs(pairs, on_progress)
+
+    def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
+               top_n: int | None = None, *, on_progress: ProgressCallback | None = None) -> list[RerankResult]:
+        """Documents best-first, each with its input index and score; `top_n` keeps the best n."""
+        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
+            raise ValueError(f"top_n: expected a positive integer or None, got {top_n!r}")
+        scores = self.score(query, documents, instruction, on_progress=on_progress)
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        if top_n is not None:
+            order = order[:top_n]
+        return [RerankResult(index=i, score=scores[i], document=documents[i]) for i in order]
+
+    # -- batching -------------------------------------------------------------------------------
+
+    def _batches(self, order: list[int], pairs: list[EncodedPair], batch_size: int) -> list[list[int]]:
+        """Consecutive runs of `order` (longest first) within the pair and padded-token budgets."""
+        batches, current = [], []
+        for index in order:
+            longest = pairs[current[0]].length if current else pairs[index].length
+            if current and (len(current) >= batch_size or longest * (len(current) + 1) > self.max_batch_tokens):
+                batches.append(current)
+                current = []
+            current.append(index)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _score_pairs(self, pairs: list[EncodedPair], on_progress: ProgressCallback | None) -> list[PairScore]:
+        # Longest first: similar lengths share a batch (little padding), and an out-of-memory
+        # error shows on the first, largest batch.
+        order = sorted(range(len(pairs)), key=lambda i: -pairs[i].length)
+        results: list[PairScore | None] = [None] * len(pairs)
+        batch_size = self.batch_size
+        done = 0
+        pending = self._batches(order, pairs, batch_size)
+        while pending:
+            batch = pending.pop(0)
+            try:
+                logits = self._forward([pairs[i] for i in batch])
+            except torch.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if len(batch) == 1:
+                    raise ScoringOutOfMemoryError(
+                        f"out of GPU memory scoring a single pair of {pairs[batch[0]].length} tokens; "
+                        "lower max_pixels or max_text_tokens, or use a GPU with more memory"
+                    ) from None
+                batch_size = (len(batch) + 1) // 2
+                logger.warning("out of GPU memory with %d pairs per batch; retrying with %d", len(batch), batch_size)
+                remaining = batch + [i for rest in pending for i in rest]
+                pending = self._batches(remaining, pairs, batch_size)
+                continue
+            for i, (no_logit, yes_logit) in zip(batch, logits.tolist()):
+                results[i] = PairScore(score=_p_yes(yes_logit, no_logit), yes_logit=yes_logit, no_logit=no_logit)
+            done += len(batch)
+            if on_progress is not None:
+                on_progress(done, len(pairs))
+        return results  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def _forward(self, batch: list[EncodedPair]) -> torch.Tensor:
+        """(no, yes) logits at the last position of each pair, as a float32 (B, 2) tensor on the CPU."""
+        width = max(pair.length for pair in batch)
+        input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        mm_token_type_ids = torch.zeros((len(batch), width), dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        position_ids = torch.zeros((3, len(batch), width), dtype=torch.long)
+        # Left padding: every pair's last real token sits in the last column, where the score is read.
+        for row, pair in enumerate(batch):
+            start = width - pair.length
+            input_ids[row, start:] = pair.input_ids
+            mm_token_type_ids[row, start:] = pair.mm_token_type_ids
+            attention_mask[row, start:] = 1
+            position_ids[:, row, start:] = pair.position_ids
+        images = [image for pair in batch for image in pair.images]
+        device = self.device
+        outputs = self.model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            mm_token_type_ids=mm_token_type_ids.to(device),
+            pixel_values=torch.cat([image.pixel_values for image in images]).to(device) if images else None,
+            image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
+            use_cache=False,
+            logits_to_keep=1,
+        )
+        last = outputs.logits[:, -1, :]
+        return last[:, [self.no_token_id, self.yes_token_id]].float().cpu()
+
+
+def _p_yes(yes_logit: float, no_logit: float) -> float:
+    return float(torch.softmax(torch.tensor([no_logit, yes_logit], dtype=torch.float64), dim=0)[1])
+
+
+def _single_token_id(tokenizer, word: str) -> int:
+    ids = tokenizer.encode(word, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(f"the tokenizer encodes {word!r} as {len(ids)} tokens; lychee-rerank-mm needs one")
+    return ids[0]

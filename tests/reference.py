@@ -1,0 +1,64 @@
+"""A naive scorer written straight from the model contract (PRODUCT.md), for comparison.
+
+One pair per forward pass, the processor's own batch-of-one encoding, no padding, no sorting,
+no prefix reuse: slow and obviously right.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+SYSTEM = (
+    'Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
+    'Note that the answer can only be "yes" or "no".'
+)
+DEFAULT = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def _parts(text, image):
+    parts = []
+    if image is not None:
+        parts.append({"type": "image", "image": image})
+    if text is not None:
+        parts.append({"type": "text", "text": text})
+    return parts
+
+
+class NaiveScorer:
+    def __init__(self, folder):
+        self.processor = AutoProcessor.from_pretrained(folder)
+        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            folder, dtype=torch.float32, attn_implementation="sdpa"
+        ).eval()
+        tok = self.processor.tokenizer
+        self.yes = tok.convert_tokens_to_ids("yes")
+        self.no = tok.convert_tokens_to_ids("no")
+
+    def prompt(self, query, document, instruction=None):
+        """query/document: (text or None, PIL image or None)."""
+        messages = [
+            {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": f"<Instruct>: {instruction or DEFAULT}"},
+                {"type": "text", "text": "<Query>:"},
+                *_parts(*query),
+                {"type": "text", "text": "\n<Document>:"},
+                *_parts(*document),
+            ]},
+        ]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def inputs(self, query, document, instruction=None):
+        images = [im for im in (query[1], document[1]) if im is not None]
+        return self.processor(
+            text=[self.prompt(query, document, instruction)],
+            images=images or None,
+            size={"shortest_edge": 4 * 28 * 28, "longest_edge": 1280 * 28 * 28},
+            return_tensors="pt",
+        )
+
+    @torch.inference_mode()
+    def score(self, query, document, instruction=None) -> float:
+        logits = self.model(**self.inputs(query, document, instruction)).logits[0, -1]
+        return float(torch.softmax(logits[[self.no, self.yes]].float(), dim=0)[1])

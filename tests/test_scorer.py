@@ -1,0 +1,221 @@
+"""The scoring engine on the tiny random Qwen2.5-VL: prompt, scores, batching, ranking."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from lychee_gradio import DEFAULT_INSTRUCTION, RerankResult, ScoringOutOfMemoryError
+from lychee_gradio.inputs import Item
+from lychee_gradio.prompt import SYSTEM_PROMPT
+
+from .reference import NaiveScorer
+
+CUSTOM_INSTRUCTION = "Given a product image and description, decide whether they match."
+
+
+@pytest.fixture(scope="module")
+def naive(tiny_model_dir):
+    return NaiveScorer(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def mixed_documents(red_image, blue_image):
+    return [
+        "short",
+        "a much longer document about ceramic coffee cups with mountain line patterns " * 12,
+        red_image,
+        {"text": "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", "image": blue_image},
+        "Mixed 中文 and English: 不锈钢真空保温旅行杯, double wall, 500ml",
+        blue_image,
+        {"text": "tiny", "image": red_image},
+    ]
+
+
+def _as_pair(value):
+    """The reference scorer's (text, image) form of a test input."""
+    if isinstance(value, str):
+        return (value, None)
+    if isinstance(value, dict):
+        return (value.get("text"), value.get("image"))
+    return (None, value)
+
+
+def test_the_prompt_of_a_text_and_image_pair_is_rendered_exactly(scorer, red_image, blue_image):
+    query = Item(text="white cup", image=red_image)
+    document = Item(text="a mug", image=blue_image)
+    rendered = scorer.encoder.render(query, document, "Find cups")
+    assert rendered == (
+        f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n"
+        "<|im_start|>user\n"
+        "<Instruct>: Find cups"
+        "<Query>:<|vision_start|><|image_pad|><|vision_end|>white cup"
+        "\n<Document>:<|vision_start|><|image_pad|><|vision_end|>a mug<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_the_system_prompt_and_default_instruction_are_the_model_contract():
+    assert SYSTEM_PROMPT == (
+        "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
+        'Note that the answer can only be "yes" or "no".'
+    )
+    assert DEFAULT_INSTRUCTION == "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def test_a_pair_is_encoded_exactly_as_the_processor_encodes_it(scorer, naive, red_image, blue_image):
+    query, document = Item(text="cup", image=red_image), Item(text="mug 杯", image=blue_image)
+    (pair,) = scorer.encoder.encode(query, [document], "inst")
+    expected = naive.inputs(("cup", red_image), ("mug 杯", blue_image), "inst")
+    assert pair.input_ids.tolist() == expected["input_ids"][0].tolist()
+    assert pair.mm_token_type_ids.tolist() == expected["mm_token_type_ids"][0].tolist()
+    assert torch.equal(torch.cat([im.pixel_values for im in pair.images]), expected["pixel_values"])
+    assert torch.equal(torch.stack([im.grid_thw for im in pair.images]), expected["image_grid_thw"])
+
+
+@pytest.mark.parametrize("instruction", [None, CUSTOM_INSTRUCTION])
+@pytest.mark.parametrize("query_kind", ["text", "image", "text+image"])
+def test_scores_equal_the_naive_one_pair_per_forward_scorer(
+    scorer, naive, mixed_documents, red_image, instruction, query_kind
+):
+    query = {"text": "white ceramic cup 白瓷杯", "image": red_image}
+    if query_kind == "text":
+        query = query["text"]
+    elif query_kind == "image":
+        query = red_image
+    scores = scorer.score(query, mixed_documents, instruction=instruction)
+    expected = [naive.score(_as_pair(query), _as_pair(d), instruction) for d in mixed_documents]
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
+def test_batched_scores_equal_one_at_a_time_scores(scorer, mixed_documents):
+    batched = scorer.score_with_logits("coffee cup", mixed_documents)
+    single = [scorer.score_with_logits("coffee cup", [d])[0] for d in mixed_documents]
+    assert [p.score for p in batched] == pytest.approx([p.score for p in single], abs=1e-5)
+    assert [p.yes_logit for p in batched] == pytest.approx([p.yes_logit for p in single], abs=1e-4)
+
+
+def test_scores_do_not_depend_on_the_batch_size(scorer, mixed_documents, monkeypatch):
+    reference = scorer.score("coffee cup", mixed_documents)
+    for batch_size in (1, 2, 3):
+        monkeypatch.setattr(scorer, "batch_size", batch_size)
+        assert scorer.score("coffee cup", mixed_documents) == pytest.approx(reference, abs=1e-5)
+
+
+def test_shuffling_documents_permutes_their_scores(scorer, mixed_documents):
+    scores = scorer.score("coffee cup", mixed_documents)
+    order = list(range(len(mixed_documents)))
+    random.Random(7).shuffle(order)
+    shuffled = scorer.score("coffee cup", [mixed_documents[i] for i in order])
+    assert shuffled == pytest.approx([scores[i] for i in order], abs=1e-5)
+
+
+def test_an_image_query_scores_text_documents(scorer, naive, red_image):
+    documents = ["红色的杯子", "a blue plate", "杯"]
+    scores = scorer.score(red_image, documents)
+    assert scores == pytest.approx([naive.score((None, red_image), (d, None)) for d in documents], abs=1e-5)
+
+
+def test_chinese_and_mixed_text_score_like_the_reference(scorer, naive):
+    query = "北欧风 white 咖啡杯 with mountains"
+    documents = ["北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", "不锈钢真空保温旅行杯,双层设计,500ml,防漏硅胶圈",
+                 "Stainless 保温杯 500ml"]
+    scores = scorer.score(query, documents)
+    assert scores == pytest.approx([naive.score((query, None), (d, None)) for d in documents], abs=1e-5)
+
+
+def test_a_score_is_a_float_in_0_1_equal_to_the_sigmoid_of_the_logit_difference(scorer, mixed_documents):
+    for pair in scorer.score_with_logits("cup", mixed_documents):
+        assert type(pair.score) is float and 0.0 <= pair.score <= 1.0
+        assert pair.score == pytest.approx(1 / (1 + math.exp(pair.no_logit - pair.yes_logit)), abs=1e-9)
+
+
+def test_rerank_returns_documents_best_first_with_their_input_index(scorer, mixed_documents):
+    scores = scorer.score("coffee cup", mixed_documents)
+    results = scorer.rerank("coffee cup", mixed_documents)
+    assert all(isinstance(r, RerankResult) for r in results)
+    assert [r.index for r in results] == sorted(range(len(scores)), key=lambda i: -scores[i])
+    assert [r.score for r in results] == sorted(scores, reverse=True)
+    assert all(r.document is mixed_documents[r.index] for r in results)
+
+
+def test_rerank_top_n_keeps_the_best_n(scorer, mixed_documents):
+    full = scorer.rerank("coffee cup", mixed_documents)
+    top = scorer.rerank("coffee cup", mixed_documents, top_n=3)
+    assert [r.index for r in top] == [r.index for r in full[:3]]
+    assert len(scorer.rerank("coffee cup", mixed_documents, top_n=100)) == len(mixed_documents)
+
+
+@pytest.mark.parametrize("top_n", [0, -1, 2.5, "3", True])
+def test_rerank_refuses_a_top_n_that_is_not_a_positive_integer(scorer, top_n):
+    with pytest.raises(ValueError, match="top_n"):
+        scorer.rerank("q", ["a", "b"], top_n=top_n)
+
+
+def test_no_documents_give_no_scores(scorer):
+    assert scorer.score("q", []) == []
+    assert scorer.rerank("q", []) == []
+
+
+def test_a_blank_instruction_means_the_default_instruction(scorer):
+    assert scorer.score("q", ["doc"], instruction="  ") == scorer.score("q", ["doc"], instruction=DEFAULT_INSTRUCTION)
+
+
+def test_changing_the_instruction_changes_the_scores(scorer):
+    assert scorer.score("q", ["doc"], instruction="Rank by colour") != scorer.score("q", ["doc"])
+
+
+def test_long_document_text_is_cut_to_the_token_budget_keeping_the_prompt_end(scorer, monkeypatch):
+    monkeypatch.setattr(scorer.encoder, "max_text_tokens", 20)
+    long_text = "ceramic mountain cup " * 200
+    (pair,) = scorer.encoder.encode(Item(text="q"), [Item(text=long_text)], DEFAULT_INSTRUCTION)
+    (short,) = scorer.encoder.encode(Item(text="q"), [Item(text="x")], DEFAULT_INSTRUCTION)
+    assert pair.length <= short.length + 20
+    tokenizer = scorer.processor.tokenizer
+    assert tokenizer.decode(pair.input_ids[-5:]) == "<|im_end|>\n<|im_start|>assistant\n"
+    cut = scorer.score("q", [long_text])
+    assert cut == scorer.score("q", [scorer.encoder.truncate(Item(text=long_text)).text])
+
+
+def test_a_huge_image_is_scaled_down_to_max_pixels(scorer, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(scorer.encoder, "max_pixels", 64 * 28 * 28)
+    (pair,) = scorer.encoder.encode(Item(text="q"), [Item(image=Image.new("RGB", (4000, 3000)))], "i")
+    grid = pair.images[0].grid_thw
+    assert int(grid[1] * grid[2]) * 14 * 14 <= 64 * 28 * 28
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_scores(scorer, mixed_documents, monkeypatch):
+    expected = scorer.score("coffee cup", mixed_documents)
+    real_forward = scorer._forward
+    sizes = []
+
+    def forward_that_fits_two(batch):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(batch)
+
+    monkeypatch.setattr(scorer, "_forward", forward_that_fits_two)
+    assert scorer.score("coffee cup", mixed_documents) == pytest.approx(expected, abs=1e-5)
+    assert sizes[:3] == [7, 4, 2] and max(sizes[3:]) <= 2 and sum(sizes[2:]) == 7
+
+
+def test_out_of_memory_on_a_single_pair_raises_a_clear_error(scorer, monkeypatch):
+    def forward_that_never_fits(batch):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(scorer, "_forward", forward_that_never_fits)
+    with pytest.raises(ScoringOutOfMemoryError, match="max_pixels"):
+        scorer.score("q", ["a", "b", "c"])
+
+
+def test_progress_is_reported_after_each_batch(scorer, monkeypatch):
+    monkeypatch.setattr(scorer, "batch_size", 2)
+    seen = []
+    scorer.score("q", ["a", "b", "c", "d", "e"], on_progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5)]

@@ -34,10 +34,27 @@ class EncodedPair:
     position_ids: torch.Tensor  # (3, L): Qwen2.5-VL's temporal/height/width rope positions
     images: list[EncodedImage] = field(default_factory=list)  # in sequence order: query's, then document's
     query_image_count: int = 0
+    document_start: int = 0  # first token after the query's images; no document image token comes earlier
 
     @property
     def length(self) -> int:
         return int(self.input_ids.shape[0])
+
+
+def shared_prefix_length(pairs: list[EncodedPair]) -> int:
+    """How many leading tokens every pair has in common, so that their keys/values can be computed once.
+
+    The prefix holds the system prompt, the instruction and the query (text and image), never a
+    document's image, and leaves at least one token of each pair to run per document.
+    """
+    first = pairs[0].input_ids
+    limit = min(min(pair.length - 1, pair.document_start) for pair in pairs)
+    length = limit
+    for pair in pairs[1:]:
+        differs = torch.nonzero(pair.input_ids[:length] != first[:length]).flatten()
+        if differs.numel():
+            length = int(differs[0])
+    return length
 
 
 class PairEncoder:
@@ -95,6 +112,7 @@ class PairEncoder:
             pair_images.append(images)
 
         token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        query_image_tokens = sum(self._token_count(image) for image in query_images)
         pairs = []
         for ids, images in zip(token_ids, pair_images):
             input_ids = torch.tensor(ids, dtype=torch.long)
@@ -103,8 +121,16 @@ class PairEncoder:
             position_ids, _ = self._rope_index(
                 input_ids[None], mm_token_type_ids=mm_token_type_ids[None], image_grid_thw=grid
             )
-            pairs.append(EncodedPair(input_ids, mm_token_type_ids, position_ids[:, 0], images, len(query_images)))
+            image_positions = torch.nonzero(mm_token_type_ids).flatten()
+            document_start = (
+                int(image_positions[query_image_tokens]) if len(image_positions) > query_image_tokens else len(ids)
+            )
+            pairs.append(EncodedPair(input_ids, mm_token_type_ids, position_ids[:, 0], images,
+                                     len(query_images), document_start))
         return pairs
+
+    def _token_count(self, image: EncodedImage) -> int:
+        return int(image.grid_thw.prod()) // self.merge_length
 
     def _expand_image_tokens(self, text: str, images: list[EncodedImage]) -> str:
         # The processor's own expansion: each image placeholder becomes one token per merged patch.
@@ -113,6 +139,6 @@ class PairEncoder:
             raise RuntimeError(f"prompt has {len(pieces) - 1} image placeholders for {len(images)} images")
         out = [pieces[0]]
         for image, piece in zip(images, pieces[1:]):
-            out.append(self.image_token * (int(image.grid_thw.prod()) // self.merge_length))
+            out.append(self.image_token * self._token_count(image))
             out.append(piece)
         return "".join(out)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
+from transformers import DynamicCache
 
-from .encoding import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_TOKENS, EncodedPair, PairEncoder
+from .encoding import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_TOKENS, EncodedPair, PairEncoder, shared_prefix_length
 from .inputs import to_item, to_items
 from .prompt import resolve_instruction
 from .weights import choose_runtime, default_model, load_model_and_processor, resolve_model_dir
@@ -47,12 +48,21 @@ class ScoringOutOfMemoryError(RuntimeError):
     """Even a batch of one pair did not fit in GPU memory."""
 
 
+@dataclass
+class SharedPrefix:
+    """Keys and values of the tokens every pair of a request starts with, computed once."""
+
+    length: int
+    key_values: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each (1, kv_heads, length, head_dim)
+
+
 class LycheeScorer:
     """A loaded lychee-rerank-mm model. Build it with `LycheeScorer.load(...)`; thread-safe."""
 
     def __init__(self, model, processor, *, model_name: str, device: str,
                  max_pixels: int | None = None, batch_size: int | None = None,
-                 max_batch_tokens: int | None = None, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS):
+                 max_batch_tokens: int | None = None, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
+                 reuse_prefix: bool = True):
         self.model = model
         self.processor = processor
         self.model_name = model_name
@@ -70,18 +80,22 @@ class LycheeScorer:
         self.yes_token_id = _single_token_id(tokenizer, "yes")
         self.no_token_id = _single_token_id(tokenizer, "no")
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # Every pair of a request shares system prompt, instruction and query: with reuse on, their
+        # keys/values (and the query image's vision encoding) are computed once per request.
+        self.reuse_prefix = reuse_prefix
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, device: str = "auto", dtype: Any = "auto",
              max_pixels: int | None = None, batch_size: int | None = None, *,
              attn_implementation: str = "auto", max_batch_tokens: int | None = None,
-             max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS) -> "LycheeScorer":
+             max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS, reuse_prefix: bool = True) -> "LycheeScorer":
         """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm).
 
         `device="auto"` picks CUDA when available; `dtype="auto"` bf16 on CUDA, fp32 on CPU;
         `max_pixels` bounds each image (default 1280*28*28; smaller is faster); `batch_size` is the
-        most pairs per forward pass (default 32 on CUDA, 8 on CPU).
+        most pairs per forward pass (default 32 on CUDA, 8 on CPU); `reuse_prefix=False` runs
+        the whole prompt of every pair (same scores, slower; for comparison).
         """
         name = os.fspath(model) if model is not None else default_model()
         folder = resolve_model_dir(name)
@@ -90,7 +104,8 @@ class LycheeScorer:
                     runtime.attn_implementation)
         hf_model, processor = load_model_and_processor(folder, runtime)
         return cls(hf_model, processor, model_name=name, device=runtime.device, max_pixels=max_pixels,
-                   batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_text_tokens=max_text_tokens)
+                   batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_text_tokens=max_text_tokens,
+                   reuse_prefix=reuse_prefix)
 
     @property
     def max_pixels(self) -> int:
@@ -128,11 +143,14 @@ class LycheeScorer:
 
     # -- batching -------------------------------------------------------------------------------
 
-    def _batches(self, order: list[int], pairs: list[EncodedPair], batch_size: int) -> list[list[int]]:
-        """Consecutive runs of `order` (longest first) within the pair and padded-token budgets."""
+    def _batches(self, order: list[int], pairs: list[EncodedPair], batch_size: int, skip: int) -> list[list[int]]:
+        """Consecutive runs of `order` (longest first) within the pair and padded-token budgets.
+
+        `skip` leading tokens of each pair come from the shared prefix and are not run again.
+        """
         batches, current = [], []
         for index in order:
-            longest = pairs[current[0]].length if current else pairs[index].length
+            longest = (pairs[current[0]].length if current else pairs[index].length) - skip
             if current and (len(current) >= batch_size or longest * (len(current) + 1) > self.max_batch_tokens):
                 batches.append(current)
                 current = []
@@ -148,11 +166,13 @@ class LycheeScorer:
         results: list[PairScore | None] = [None] * len(pairs)
         batch_size = self.batch_size
         done = 0
-        pending = self._batches(order, pairs, batch_size)
+        prefix = self._encode_prefix(pairs) if self.reuse_prefix and len(pairs) > 1 else None
+        skip = prefix.length if prefix else 0
+        pending = self._batches(order, pairs, batch_size, skip)
         while pending:
             batch = pending.pop(0)
             try:
-                logits = self._forward([pairs[i] for i in batch])
+                logits = self._forward([pairs[i] for i in batch], prefix)
             except torch.OutOfMemoryError:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -164,7 +184,7 @@ class LycheeScorer:
                 batch_size = (len(batch) + 1) // 2
                 logger.warning("out of GPU memory with %d pairs per batch; retrying with %d", len(batch), batch_size)
                 remaining = batch + [i for rest in pending for i in rest]
-                pending = self._batches(remaining, pairs, batch_size)
+                pending = self._batches(remaining, pairs, batch_size, skip)
                 continue
             for i, (no_logit, yes_logit) in zip(batch, logits.tolist()):
                 results[i] = PairScore(score=_p_yes(yes_logit, no_logit), yes_logit=yes_logit, no_logit=no_logit)
@@ -174,22 +194,54 @@ class LycheeScorer:
         return results  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def _forward(self, batch: list[EncodedPair]) -> torch.Tensor:
-        """(no, yes) logits at the last position of each pair, as a float32 (B, 2) tensor on the CPU."""
-        width = max(pair.length for pair in batch)
-        input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-        mm_token_type_ids = torch.zeros((len(batch), width), dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        position_ids = torch.zeros((3, len(batch), width), dtype=torch.long)
+    def _encode_prefix(self, pairs: list[EncodedPair]) -> SharedPrefix | None:
+        length = shared_prefix_length(pairs)
+        if length < 1:
+            return None
+        first = pairs[0]
+        images = first.images[: first.query_image_count]
+        device = self.device
+        outputs = self.model.model(
+            input_ids=first.input_ids[None, :length].to(device),
+            attention_mask=torch.ones((1, length), dtype=torch.long, device=device),
+            position_ids=first.position_ids[:, None, :length].to(device),
+            mm_token_type_ids=first.mm_token_type_ids[None, :length].to(device),
+            pixel_values=torch.cat([image.pixel_values for image in images]).to(device) if images else None,
+            image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
+            use_cache=True,
+        )
+        cache = outputs.past_key_values
+        return SharedPrefix(length, [(layer.keys, layer.values) for layer in cache.layers])
+
+    @torch.inference_mode()
+    def _forward(self, batch: list[EncodedPair], prefix: SharedPrefix | None = None) -> torch.Tensor:
+        """(no, yes) logits at the last position of each pair, as a float32 (B, 2) tensor on the CPU.
+
+        With a shared prefix, only each pair's tail (the tokens after the prefix) runs, attending
+        to the prefix's cached keys/values; positions stay those of the whole sequence.
+        """
+        skip = prefix.length if prefix else 0
+        size = len(batch)
+        width = max(pair.length for pair in batch) - skip
+        input_ids = torch.full((size, width), self.pad_token_id, dtype=torch.long)
+        mm_token_type_ids = torch.zeros((size, width), dtype=torch.long)
+        attention_mask = torch.zeros((size, skip + width), dtype=torch.long)
+        attention_mask[:, :skip] = 1
+        position_ids = torch.zeros((3, size, width), dtype=torch.long)
         # Left padding: every pair's last real token sits in the last column, where the score is read.
         for row, pair in enumerate(batch):
-            start = width - pair.length
-            input_ids[row, start:] = pair.input_ids
-            mm_token_type_ids[row, start:] = pair.mm_token_type_ids
-            attention_mask[row, start:] = 1
-            position_ids[:, row, start:] = pair.position_ids
-        images = [image for pair in batch for image in pair.images]
+            start = width - (pair.length - skip)
+            input_ids[row, start:] = pair.input_ids[skip:]
+            mm_token_type_ids[row, start:] = pair.mm_token_type_ids[skip:]
+            attention_mask[row, skip + start:] = 1
+            position_ids[:, row, start:] = pair.position_ids[:, skip:]
+        images = [image for pair in batch for image in pair.images[pair.query_image_count if prefix else 0:]]
         device = self.device
+        past_key_values = None
+        if prefix is not None:
+            past_key_values = DynamicCache(config=self.model.config.text_config)
+            for layer, (keys, values) in enumerate(prefix.key_values):
+                past_key_values.update(keys.expand(size, -1, -1, -1), values.expand(size, -1, -1, -1), layer)
         outputs = self.model(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
@@ -197,6 +249,7 @@ class LycheeScorer:
             mm_token_type_ids=mm_token_type_ids.to(device),
             pixel_values=torch.cat([image.pixel_values for image in images]).to(device) if images else None,
             image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
+            past_key_values=past_key_values,
             use_cache=False,
             logits_to_keep=1,
         )

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import LycheeScorer
-from lychee_gradio.tiny_model import build_tiny_checkpoint
+from lychee_gradio.random_model import build_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")

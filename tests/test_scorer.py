@@ -12,14 +12,14 @@ from lychee_gradio import DEFAULT_INSTRUCTION, RerankResult, ScoringOutOfMemoryE
 from lychee_gradio.inputs import Item
 from lychee_gradio.prompt import SYSTEM_PROMPT
 
-from .reference import NaiveScorer
+from lychee_gradio.naive import NaiveScorer
 
 CUSTOM_INSTRUCTION = "Given a product image and description, decide whether they match."
 
 
 @pytest.fixture(scope="module")
 def naive(tiny_model_dir):
-    return NaiveScorer(tiny_model_dir)
+    return NaiveScorer.load(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -194,11 +194,11 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_scores(scorer, mixed_docum
     real_forward = scorer._forward
     sizes = []
 
-    def forward_that_fits_two(batch):
+    def forward_that_fits_two(batch, prefix=None):
         sizes.append(len(batch))
         if len(batch) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real_forward(batch)
+        return real_forward(batch, prefix)
 
     monkeypatch.setattr(scorer, "_forward", forward_that_fits_two)
     assert scorer.score("coffee cup", mixed_documents) == pytest.approx(expected, abs=1e-5)
@@ -206,7 +206,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_scores(scorer, mixed_docum
 
 
 def test_out_of_memory_on_a_single_pair_raises_a_clear_error(scorer, monkeypatch):
-    def forward_that_never_fits(batch):
+    def forward_that_never_fits(batch, prefix=None):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(scorer, "_forward", forward_that_never_fits)
@@ -219,3 +219,61 @@ def test_progress_is_reported_after_each_batch(scorer, monkeypatch):
     seen = []
     scorer.score("q", ["a", "b", "c", "d", "e"], on_progress=lambda done, total: seen.append((done, total)))
     assert seen == [(2, 5), (4, 5), (5, 5)]
+
+
+# -- prefix reuse (the shared system prompt + instruction + query is computed once per request) --
+
+
+@pytest.mark.parametrize("query_kind", ["text", "image", "text+image"])
+def test_prefix_reuse_gives_the_same_scores_as_running_every_prompt_whole(
+    scorer, mixed_documents, red_image, query_kind, monkeypatch
+):
+    query = {"text": "white cup?", "image": red_image}
+    if query_kind == "text":
+        query = query["text"]
+    elif query_kind == "image":
+        query = red_image
+    monkeypatch.setattr(scorer, "batch_size", 3)
+    reused = scorer.score(query, mixed_documents, instruction=CUSTOM_INSTRUCTION)
+    monkeypatch.setattr(scorer, "reuse_prefix", False)
+    whole = scorer.score(query, mixed_documents, instruction=CUSTOM_INSTRUCTION)
+    assert reused == pytest.approx(whole, abs=1e-5)
+
+
+def test_prefix_reuse_encodes_the_query_image_once_per_request(scorer, red_image, monkeypatch):
+    visual = scorer.model.model.visual
+    images_seen = []
+    real_forward = visual.forward
+
+    def counting_forward(hidden_states, grid_thw, **kwargs):
+        images_seen.append(len(grid_thw))
+        return real_forward(hidden_states, grid_thw=grid_thw, **kwargs)
+
+    monkeypatch.setattr(visual, "forward", counting_forward)
+    monkeypatch.setattr(scorer, "batch_size", 2)
+    scorer.score(red_image, ["a", "b", "c", "d"])
+    assert images_seen == [1]
+    images_seen.clear()
+    monkeypatch.setattr(scorer, "reuse_prefix", False)
+    scorer.score(red_image, ["a", "b", "c", "d"])
+    assert sum(images_seen) == 4
+
+
+def test_the_shared_prefix_stops_before_the_document_and_keeps_a_token_per_pair(scorer, red_image):
+    from lychee_gradio.encoding import shared_prefix_length
+
+    query, instruction = Item(text="cup"), DEFAULT_INSTRUCTION
+    tokenizer = scorer.processor.tokenizer
+    pairs = scorer.encoder.encode(query, [Item(text="apple"), Item(text="banana")], instruction)
+    shared = tokenizer.decode(pairs[0].input_ids[: shared_prefix_length(pairs)])
+    assert "<Query>:cup" in shared and "apple" not in shared
+    pairs = scorer.encoder.encode(query, [Item(text="same"), Item(text="same")], instruction)
+    assert shared_prefix_length(pairs) == pairs[0].length - 1
+    pairs = scorer.encoder.encode(query, [Item(image=red_image), Item(image=red_image)], instruction)
+    length = shared_prefix_length(pairs)
+    assert int(pairs[0].mm_token_type_ids[:length].sum()) == 0  # no document image token in the prefix
+
+
+def test_identical_documents_get_identical_scores_with_prefix_reuse(scorer, red_image):
+    scores = scorer.score({"text": "q", "image": red_image}, ["same doc", "same doc", red_image, red_image])
+    assert scores[0] == pytest.approx(scores[1], abs=1e-6) and scores[2] == pytest.approx(scores[3], abs=1e-6)

@@ -1,7 +1,8 @@
-"""A naive scorer written straight from the model contract (PRODUCT.md), for comparison.
+"""The one-pair-per-forward scorer of the blog tutorials, written straight from the model contract.
 
-One pair per forward pass, the processor's own batch-of-one encoding, no padding, no sorting,
-no prefix reuse: slow and obviously right.
+The processor's own batch-of-one encoding, a full forward per pair, no padding, no sorting, no
+prefix reuse: slow and obviously right. The benchmark times it as the baseline and the tests use
+it as the oracle, so it deliberately shares no code with the engine (not even the prompt text).
 """
 
 from __future__ import annotations
@@ -26,14 +27,20 @@ def _parts(text, image):
 
 
 class NaiveScorer:
-    def __init__(self, folder):
-        self.processor = AutoProcessor.from_pretrained(folder)
-        self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            folder, dtype=torch.float32, attn_implementation="sdpa"
-        ).eval()
+    def __init__(self, model, processor):
+        self.model = model
+        self.processor = processor
         tok = self.processor.tokenizer
         self.yes = tok.convert_tokens_to_ids("yes")
         self.no = tok.convert_tokens_to_ids("no")
+
+    @classmethod
+    def load(cls, folder):
+        processor = AutoProcessor.from_pretrained(folder)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            folder, dtype=torch.float32, attn_implementation="sdpa"
+        ).eval()
+        return cls(model, processor)
 
     def prompt(self, query, document, instruction=None):
         """query/document: (text or None, PIL image or None)."""
@@ -56,7 +63,7 @@ class NaiveScorer:
             images=images or None,
             size={"shortest_edge": 4 * 28 * 28, "longest_edge": 1280 * 28 * 28},
             return_tensors="pt",
-        )
+        ).to(self.model.device)
 
     @torch.inference_mode()
     def score(self, query, document, instruction=None) -> float:

@@ -1,8 +1,9 @@
-"""A tiny random Qwen2.5-VL checkpoint, built offline, laid out like the real one.
+"""Random Qwen2.5-VL checkpoints, built offline, laid out like the real one.
 
-The real weights (16 GB) cannot be downloaded everywhere, so tests and the `--demo` mode build
-this instead and load it through the very same path as real weights. Its scores are real model
-outputs, but of random weights: they mean nothing about relevance.
+The real weights (16 GB) cannot be downloaded everywhere, so tests and the `--demo` mode build a
+tiny one instead and load it through the very same path as real weights; the benchmark builds
+larger ones. Their scores are real model outputs, but of random weights: they mean nothing
+about relevance.
 """
 
 from __future__ import annotations
@@ -84,20 +85,35 @@ def _train_tokenizer():
     return model["vocab"], merges
 
 
-def build_tiny_checkpoint(folder: str | Path, seed: int = 0) -> Path:
-    """Write a 2-layer random Qwen2.5-VL (model, tokenizer, processor, chat template) to `folder`."""
-    import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2Tokenizer,
-        Qwen2VLImageProcessor,
-    )
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+# Model sizes for the random checkpoints. "7b" has the published Qwen2.5-VL-7B-Instruct sizes (the
+# architecture of lychee-rerank-mm): random weights of that shape cost the same compute as the real ones.
+MODEL_SIZES: dict[str, dict] = {
+    "tiny": {
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "mrope_section": [2, 3, 3]},
+        "vision": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                   "fullatt_block_indexes": [1]},
+    },
+    "small": {
+        "text": {"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 6,
+                 "num_attention_heads": 8, "num_key_value_heads": 2, "mrope_section": [8, 12, 12]},
+        "vision": {"depth": 6, "hidden_size": 256, "intermediate_size": 512, "num_heads": 4,
+                   "fullatt_block_indexes": [2, 5]},
+    },
+    "7b": {
+        "text": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                 "num_attention_heads": 28, "num_key_value_heads": 4, "mrope_section": [16, 24, 24],
+                 "vocab_size": 152064},
+        "vision": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+                   "fullatt_block_indexes": [7, 15, 23, 31]},
+    },
+}
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+
+def build_processor():
+    """A Qwen2.5-VL processor: a small BPE tokenizer trained here, the image processor, the chat template."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2Tokenizer, Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     vocab, merges = _train_tokenizer()
     tokenizer = Qwen2Tokenizer(
@@ -111,65 +127,80 @@ def build_tiny_checkpoint(folder: str | Path, seed: int = 0) -> Path:
     for word in ("yes", "no"):
         ids = tokenizer.encode(word, add_special_tokens=False)
         if len(ids) != 1:
-            raise RuntimeError(f"tiny tokenizer must encode {word!r} as one token, got {ids}")
-
+            raise RuntimeError(f"the random tokenizer must encode {word!r} as one token, got {ids}")
     image_processor = Qwen2VLImageProcessor(
         min_pixels=4 * 28 * 28, max_pixels=1280 * 28 * 28, patch_size=14, merge_size=2, temporal_patch_size=2
     )
-    video_processor = Qwen2VLVideoProcessor()
-    processor = Qwen2_5_VLProcessor(
+    return Qwen2_5_VLProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        video_processor=video_processor,
+        video_processor=Qwen2VLVideoProcessor(),
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
 
+
+def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str = "cpu", seed: int = 0):
+    """A Qwen2.5-VL of the given size with random weights, matching `processor`'s special tokens."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    if size not in MODEL_SIZES:
+        raise ValueError(f"model size must be one of {sorted(MODEL_SIZES)}, got {size!r}")
+    dims = MODEL_SIZES[size]
+    tokenizer = processor.tokenizer
     token_id = tokenizer.convert_tokens_to_ids
+    special = {
+        "bos_token_id": token_id("<|endoftext|>"),
+        "eos_token_id": token_id("<|im_end|>"),
+        "pad_token_id": token_id("<|endoftext|>"),
+    }
+    text = {key: value for key, value in dims["text"].items() if key != "mrope_section"}
+    text.setdefault("vocab_size", len(tokenizer))
     config = Qwen2_5_VLConfig(
         text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            **text,
             "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
+                                "mrope_section": dims["text"]["mrope_section"]},
             "tie_word_embeddings": False,
-            "bos_token_id": token_id("<|endoftext|>"),
-            "eos_token_id": token_id("<|im_end|>"),
-            "pad_token_id": token_id("<|endoftext|>"),
+            **special,
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 64,
+            **dims["vision"],
+            "out_hidden_size": dims["text"]["hidden_size"],
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
             "window_size": 112,
-            "fullatt_block_indexes": [1],
             "tokens_per_second": 2,
         },
         image_token_id=token_id("<|image_pad|>"),
         video_token_id=token_id("<|video_pad|>"),
         vision_start_token_id=token_id("<|vision_start|>"),
         vision_end_token_id=token_id("<|vision_end|>"),
-        bos_token_id=token_id("<|endoftext|>"),
-        eos_token_id=token_id("<|im_end|>"),
-        pad_token_id=token_id("<|endoftext|>"),
         tie_word_embeddings=False,
+        **special,
     )
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    # A larger init spread than the default keeps the random yes/no logits apart, so scores differ
-    # visibly from document to document (still random, still meaningless).
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.normal_(0.0, 0.2)
-    model.save_pretrained(folder)
+    dtype = dtype or torch.float32
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
+    model.eval()
+    if size == "tiny":
+        # A wider spread than the default init keeps the tiny model's yes/no logits apart, so
+        # scores differ visibly from document to document (still random, still meaningless).
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.dim() > 1:
+                    parameter.normal_(0.0, 0.2)
+    return model
+
+
+def build_tiny_checkpoint(folder: str | Path, seed: int = 0) -> Path:
+    """Write a 2-layer random Qwen2.5-VL (model, tokenizer, processor, chat template) to `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    processor = build_processor()
+    build_random_model(processor, "tiny", seed=seed).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

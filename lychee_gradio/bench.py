@@ -1,0 +1,221 @@
+"""Throughput benchmark: the per-pair loop of the tutorials against the engine, with and without prefix reuse.
+
+    python -m lychee_gradio.bench                         # CPU, the "small" random model
+    python -m lychee_gradio.bench --model-size 7b         # GPU: Qwen2.5-VL-7B sizes, bf16
+
+All three paths run in one process on the same random-weight model (built from a config: the
+same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image, ImageDraw
+
+from .naive import NaiveScorer
+from .random_model import MODEL_SIZES, build_processor, build_random_model
+from .scorer import LycheeScorer
+from .weights import choose_runtime
+
+QUERY_TEXT = "white ceramic coffee cup with a minimalist mountain line pattern, 北欧风 350ml"
+_WORDS = (
+    "ceramic cup mug coffee white mountain pattern glaze handmade minimalist travel steel vacuum "
+    "insulated double wall leak proof lid handle porcelain stoneware matte glossy blue red gift "
+    "北欧 手绘 白瓷 咖啡杯 高温 釉下彩 工艺 容量 不锈钢 真空 保温 旅行杯 双层 设计 防漏 硅胶圈"
+).split()
+
+
+def text_documents(tokenizer, count: int, seed: int = 0, min_tokens: int = 60, max_tokens: int = 200) -> list[str]:
+    """Product-description-like texts of `min_tokens`..`max_tokens` tokens each."""
+    rng = random.Random(seed)
+    documents = []
+    for _ in range(count):
+        target = rng.randint(min_tokens, max_tokens)
+        words: list[str] = []
+        while len(tokenizer.encode(" ".join(words), add_special_tokens=False)) < target:
+            words.append(rng.choice(_WORDS))
+        documents.append(" ".join(words))
+    return documents
+
+
+def synthetic_image(seed: int, size: int = 512) -> Image.Image:
+    rng = random.Random(seed)
+    image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x0, y0 = rng.randrange(size), rng.randrange(size)
+        box = (x0, y0, x0 + rng.randrange(20, size // 2), y0 + rng.randrange(20, size // 2))
+        draw.ellipse(box, fill=tuple(rng.randrange(256) for _ in range(3)))
+    return image
+
+
+def scenarios(tokenizer, docs: int) -> dict[str, tuple[object, list]]:
+    texts = text_documents(tokenizer, docs)
+    return {
+        f"text query, {docs} text docs": (QUERY_TEXT, texts),
+        f"512² image query, {docs} text docs": (synthetic_image(10_000), texts),
+        f"text query, {max(1, docs // 2)} 512² image docs": (
+            QUERY_TEXT, [synthetic_image(i) for i in range(max(1, docs // 2))]
+        ),
+    }
+
+
+class PeakMemory:
+    """Peak memory while a block runs: CUDA allocations on a GPU, else the process RSS above its start."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_bytes = 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        import psutil
+
+        process = psutil.Process()
+        self._start = process.memory_info().rss
+        self._peak = self._start
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.005):
+                self._peak = max(self._peak, process.memory_info().rss)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_bytes = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_bytes = self._peak - self._start
+
+
+def time_path(run: Callable[[], list[float]], runs: int, device: torch.device) -> dict:
+    run()  # warm-up: first-call allocations and kernel selection are not what we measure
+    times, scores, peak = [], None, 0
+    for _ in range(runs):
+        with PeakMemory(device) as memory:
+            start = time.perf_counter()
+            scores = run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        peak = max(peak, memory.peak_bytes)
+    return {"seconds": times, "median_seconds": statistics.median(times), "scores": scores, "peak_bytes": peak}
+
+
+def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto", docs: int = 64,
+                  runs: int = 3, attn_implementation: str = "auto", max_pixels: int | None = None) -> dict:
+    runtime = choose_runtime(device, dtype, attn_implementation)
+    processor = build_processor()
+    model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device)
+    if runtime.attn_implementation != "sdpa":
+        model.set_attn_implementation(runtime.attn_implementation)
+    scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device, max_pixels=max_pixels)
+    naive = NaiveScorer(model, processor)
+    torch_device = torch.device(runtime.device)
+
+    def per_pair_loop(query, documents):
+        scores = []
+        for document in documents:
+            query_pair = (query, None) if isinstance(query, str) else (None, query)
+            doc_pair = (document, None) if isinstance(document, str) else (None, document)
+            scores.append(naive.score(query_pair, doc_pair))
+            if torch_device.type == "cuda":
+                torch.cuda.empty_cache()
+        return scores
+
+    def engine(reuse_prefix: bool):
+        def run(query, documents):
+            scorer.reuse_prefix = reuse_prefix
+            return scorer.score(query, documents)
+        return run
+
+    paths = {
+        "per-pair loop": per_pair_loop,
+        "engine, no prefix reuse": engine(False),
+        "engine, prefix reuse": engine(True),
+    }
+    report = {
+        "model_size": size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "device": runtime.device,
+        "device_name": torch.cuda.get_device_name() if torch_device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "dtype": str(runtime.dtype).replace("torch.", ""),
+        "attn_implementation": runtime.attn_implementation,
+        "batch_size": scorer.batch_size,
+        "max_pixels": scorer.max_pixels,
+        "runs": runs,
+        "torch": torch.__version__,
+        "scenarios": {},
+    }
+    for name, (query, documents) in scenarios(processor.tokenizer, docs).items():
+        results = {path: time_path(lambda: run(query, documents), runs, torch_device) for path, run in paths.items()}
+        baseline = results["per-pair loop"]
+        for result in results.values():
+            result["pairs_per_second"] = len(documents) / result["median_seconds"]
+            result["speedup"] = baseline["median_seconds"] / result["median_seconds"]
+            result["max_score_diff"] = max(abs(a - b) for a, b in zip(result["scores"], baseline["scores"]))
+        report["scenarios"][name] = {"documents": len(documents), "paths": results}
+    return report
+
+
+def format_table(report: dict) -> str:
+    lines = [
+        f"model: random {report['model_size']} ({report['parameters'] / 1e6:,.1f} M parameters), "
+        f"{report['device']} ({report['device_name']}, {report['cpu_threads']} threads), {report['dtype']}, "
+        f"{report['attn_implementation']}, batch {report['batch_size']}, median of {report['runs']} runs",
+        "",
+        f"| scenario | path | pairs/s | speedup | max score diff | peak memory |",
+        f"| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, scenario in report["scenarios"].items():
+        for path, result in scenario["paths"].items():
+            lines.append(
+                f"| {name} | {path} | {result['pairs_per_second']:.2f} | {result['speedup']:.2f}× | "
+                f"{result['max_score_diff']:.1e} | {result['peak_bytes'] / 2**20:,.0f} MiB |"
+            )
+    memory_note = "peak CUDA allocation" if report["device"].startswith("cuda") else "peak RSS above the start of a run"
+    lines.append(f"\nspeedup: against the per-pair loop; peak memory: {memory_note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lychee_gradio.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="small")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--attn", default="auto", help="auto, sdpa or flash_attention_2")
+    parser.add_argument("--docs", type=int, default=64, help="documents per text scenario (image docs: half)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per path (the median is reported)")
+    parser.add_argument("--max-pixels", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
+    args = parser.parse_args(argv)
+
+    report = run_benchmark(args.model_size, args.device, args.dtype, args.docs, args.runs, args.attn, args.max_pixels)
+    print(format_table(report))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

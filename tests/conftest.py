@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 from PIL import Image
 
 from lychee_gradio import LycheeScorer
+from lychee_gradio.app import build_demo, launch
 from lychee_gradio.random_model import build_tiny_checkpoint
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CUP = str(EXAMPLES / "images" / "mountain_cup.png")
+MUG = str(EXAMPLES / "images" / "blue_mug.png")
+TUMBLER = str(EXAMPLES / "images" / "steel_tumbler.png")
+CUPS_TEXT = (EXAMPLES / "data" / "cups.txt").read_text(encoding="utf-8")
+CUPS = [block.strip() for block in CUPS_TEXT.split("\n---\n")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +50,13 @@ def blue_image():
         for y in range(0, 200, 10):
             image.putpixel((x, y), (255, 255, 255))
     return image
+
+
+@pytest.fixture(scope="session")
+def live_app(scorer):
+    """The app on 127.0.0.1 (a free port), in demo mode, as `lychee load --demo` serves it."""
+    demo = build_demo(scorer, demo_mode=True, max_documents=50)
+    port = free_port()
+    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()

@@ -1,0 +1,339 @@
+"""The Gradio app: Single, Batch rerank and Image ranking tabs over one `LycheeScorer`.
+
+`build_demo(scorer)` lays out the page; each tab's button calls a plain handler that is also a
+named API endpoint (`/score`, `/rerank`, `/rank_images`), so `gradio_client` scripts get what the
+page shows plus structured JSON. The view functions below do the formatting and know nothing of
+Gradio; the handlers in `build_demo` only turn errors into `gr.Error`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from .labels import TRANSLATIONS
+from .prompt import DEFAULT_INSTRUCTION, INSTRUCTION_PRESETS
+from .scorer import LycheeScorer, ScoringOutOfMemoryError
+
+DEFAULT_MAX_DOCUMENTS = 200
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+I18N = gr.I18n(**TRANSLATIONS)
+
+_SEPARATOR_RE = re.compile(r"^[ \t]*---+[ \t]*$", re.MULTILINE)
+_IMAGE_REF_RE = re.compile(r"\[image:\s*([^\]]+?)\s*\]", re.IGNORECASE)
+
+
+# -- reading a score (PRODUCT.md, "Reading a score") ------------------------------------------------
+
+
+def verdict(score: float) -> dict[str, str]:
+    if score >= 0.7:
+        return {"colour": "green", "mark": "🟢", "verdict": "highly relevant"}
+    if score >= 0.4:
+        return {"colour": "yellow", "mark": "🟡", "verdict": "partly relevant"}
+    return {"colour": "red", "mark": "🔴", "verdict": "not relevant"}
+
+
+def _cell(text: str, limit: int = 90) -> str:
+    flat = " ".join(text.split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return flat.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+
+
+# -- inputs from the page ------------------------------------------------------------------------
+
+
+def query_from(query_text: str | None, query_image: str | None) -> dict:
+    text = (query_text or "").strip() or None
+    if text is None and not query_image:
+        raise ValueError("query: give a query text, a query image, or both")
+    return {"text": text, "image": query_image or None}
+
+
+def parse_documents(documents: str | None, document_images: list[str] | None) -> list[dict]:
+    """Text blocks separated by `---` lines, plus uploaded images.
+
+    A block may attach an uploaded image with `[image: name.jpg]` (file name) or `[image: 2]`
+    (1-based upload order). Images attached to no block follow the blocks as image-only documents.
+    Each document is `{"text", "image", "name"}`; `name` is the image's file name, for display.
+    """
+    images = [str(path) for path in (document_images or [])]
+    names = [Path(path).name for path in images]
+    blocks = [block.strip() for block in _SEPARATOR_RE.split(documents or "")]
+    parsed, attached = [], set()
+    for block in (block for block in blocks if block):
+        index = len(parsed)
+        references = _IMAGE_REF_RE.findall(block)
+        if len(references) > 1:
+            raise ValueError(f"documents[{index}]: attach at most one image per document, found {len(references)}")
+        image = None
+        if references:
+            position = _find_image(references[0], names)
+            if position is None:
+                raise ValueError(
+                    f"documents[{index}]: [image: {references[0]}] matches no uploaded image "
+                    f"(uploaded: {', '.join(names) or 'none'})"
+                )
+            attached.add(position)
+            image = position
+        text = _IMAGE_REF_RE.sub("", block).strip() or None
+        parsed.append({"text": text, "image": images[image] if image is not None else None,
+                       "name": names[image] if image is not None else None})
+    for position, (path, name) in enumerate(zip(images, names)):
+        if position not in attached:
+            parsed.append({"text": None, "image": path, "name": name})
+    if not parsed:
+        raise ValueError("documents: give at least one text block or image")
+    return parsed
+
+
+def _find_image(reference: str, names: list[str]) -> int | None:
+    if reference.isdigit():
+        position = int(reference) - 1
+        return position if 0 <= position < len(names) else None
+    return names.index(reference) if reference in names else None
+
+
+def _check_count(count: int, max_documents: int) -> None:
+    if count > max_documents:
+        raise ValueError(f"documents: {count} given, at most {max_documents} per request")
+
+
+def _top_n(top_n: Any) -> int | None:
+    if top_n in (None, "", 0):
+        return None
+    try:
+        value = int(top_n)
+    except (TypeError, ValueError):
+        raise ValueError(f"top_n: expected a whole number, got {top_n!r}") from None
+    if value != top_n and not (isinstance(top_n, float) and top_n.is_integer()):
+        raise ValueError(f"top_n: expected a whole number, got {top_n!r}")
+    if value < 0:
+        raise ValueError(f"top_n: expected 0 (all) or more, got {value}")
+    return value or None
+
+
+def _scorable(document: dict) -> dict:
+    return {key: document[key] for key in ("text", "image") if document[key] is not None}
+
+
+def _preview(document: dict) -> str:
+    parts = []
+    if document.get("name"):
+        parts.append(f"🖼 {document['name']}")
+    if document.get("text"):
+        parts.append(document["text"])
+    return " · ".join(parts)
+
+
+# -- views: what each tab shows and each endpoint returns -------------------------------------------
+
+
+def score_view(scorer: LycheeScorer, query_text, query_image, document_text, document_image,
+               instruction) -> tuple[str, dict]:
+    query = query_from(query_text, query_image)
+    document = {"text": (document_text or "").strip() or None, "image": document_image or None}
+    if document["text"] is None and document["image"] is None:
+        raise ValueError("document: give a document text, a document image, or both")
+    (pair,) = scorer.score_with_logits(query, [_scorable(document)], instruction or None)
+    reading = verdict(pair.score)
+    details = {"score": pair.score, "verdict": reading["verdict"], "colour": reading["colour"],
+               "yes_logit": pair.yes_logit, "no_logit": pair.no_logit}
+    markdown = (
+        f"## {reading['mark']} {pair.score:.3f}\n"
+        f"**{reading['verdict'].capitalize()}**\n\n"
+        f"logit(yes) = {pair.yes_logit:.3f} · logit(no) = {pair.no_logit:.3f}"
+    )
+    return markdown, details
+
+
+def rerank_view(scorer: LycheeScorer, query_text, query_image, documents, document_images, instruction,
+                top_n, *, max_documents: int = DEFAULT_MAX_DOCUMENTS) -> tuple[str, list[dict]]:
+    query = query_from(query_text, query_image)
+    parsed = parse_documents(documents, document_images)
+    _check_count(len(parsed), max_documents)
+    results = scorer.rerank(query, [_scorable(d) for d in parsed], instruction or None, top_n=_top_n(top_n))
+    rows = [
+        {"rank": rank, "index": result.index, "score": result.score, "verdict": verdict(result.score)["verdict"],
+         "text": parsed[result.index]["text"], "image": parsed[result.index]["name"]}
+        for rank, result in enumerate(results, start=1)
+    ]
+    lines = ["| Rank | Score | Document | Input # |", "| ---: | --- | --- | ---: |"]
+    for row in rows:
+        mark = verdict(row["score"])["mark"]
+        lines.append(f"| {row['rank']} | {mark} {row['score']:.3f} | {_cell(_preview(parsed[row['index']]))} | "
+                     f"{row['index'] + 1} |")
+    return "\n".join(lines), rows
+
+
+def rank_images_view(scorer: LycheeScorer, query_text, query_image, images, instruction, top_n, *,
+                     max_documents: int = DEFAULT_MAX_DOCUMENTS,
+                     on_progress: Callable[[int, int], None] | None = None) -> tuple[list, list[dict]]:
+    query = query_from(query_text, query_image)
+    paths = [str(path) for path in (images or [])]
+    if not paths:
+        raise ValueError("images: upload at least one image")
+    _check_count(len(paths), max_documents)
+    results = scorer.rerank(query, [{"image": path} for path in paths], instruction or None,
+                            top_n=_top_n(top_n), on_progress=on_progress)
+    gallery, rows = [], []
+    for rank, result in enumerate(results, start=1):
+        name = Path(paths[result.index]).name
+        best = "★ " if rank == 1 else ""
+        gallery.append((paths[result.index], f"{best}#{rank} · {verdict(result.score)['mark']} {result.score:.3f} · {name}"))
+        rows.append({"rank": rank, "index": result.index, "score": result.score, "image": name})
+    return gallery, rows
+
+
+# -- the page ------------------------------------------------------------------------------------
+
+
+def _user_errors(handler: Callable) -> Callable:
+    """Bad input and out-of-memory reach the page (and gradio_client) as a message, not a crash."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except (ValueError, ScoringOutOfMemoryError) as error:
+            raise gr.Error(str(error)) from None
+
+    return wrapper
+
+
+def _examples_text(name: str) -> str:
+    path = EXAMPLES_DIR / "data" / name
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def _example_image(name: str) -> str | None:
+    path = EXAMPLES_DIR / "images" / name
+    return str(path) if path.is_file() else None
+
+
+def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
+               max_documents: int = DEFAULT_MAX_DOCUMENTS) -> gr.Blocks:
+    """The whole page. Nothing is loaded here: the scorer comes in ready."""
+    i18n = I18N
+
+    @_user_errors
+    def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
+              document_image: str | None = None, instruction: str | None = None):
+        """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}."""
+        return score_view(scorer, query_text, query_image, document_text, document_image, instruction)
+
+    @_user_errors
+    def rerank(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
+               document_images: list[str] | None = None, instruction: str | None = None,
+               top_n: float | None = None):
+        """Rerank documents (text blocks separated by '---' lines, plus images) best-first.
+        Returns a Markdown table and [{rank, index, score, verdict, text, image}]."""
+        return rerank_view(scorer, query_text, query_image, documents, document_images, instruction, top_n,
+                           max_documents=max_documents)
+
+    @_user_errors
+    def rank_images(query_text: str | None = None, query_image: str | None = None, images: list[str] | None = None,
+                    instruction: str | None = None, top_n: float | None = None, progress=gr.Progress()):
+        """Rank images against a query, best first. Returns a gallery and [{rank, index, score, image}]."""
+        def report(done: int, total: int) -> None:
+            progress(done / total, desc=f"scoring {done}/{total}")
+
+        report(0, max(1, len(images or [])))
+        return rank_images_view(scorer, query_text, query_image, images, instruction, top_n,
+                                max_documents=max_documents, on_progress=report)
+
+    with gr.Blocks(title="Lychee reranker", analytics_enabled=False) as demo:
+        if demo_mode:
+            gr.Markdown(i18n("demo_banner"), elem_id="demo-banner")
+        gr.Markdown(i18n("title"))
+        with gr.Row():
+            preset = gr.Dropdown(list(INSTRUCTION_PRESETS), value="Web search", label=i18n("instruction_preset"),
+                                 scale=1)
+            instruction = gr.Textbox(DEFAULT_INSTRUCTION, label=i18n("instruction"), lines=2, scale=4,
+                                     elem_id="instruction")
+        preset.change(INSTRUCTION_PRESETS.get, preset, instruction, api_visibility="private", queue=False)
+
+        with gr.Tabs():
+            with gr.Tab(i18n("tab_single"), id="single"):
+                with gr.Row():
+                    with gr.Column():
+                        single_query_text = gr.Textbox(label=i18n("query_text"), lines=2, elem_id="single-query")
+                        single_query_image = gr.Image(label=i18n("query_image"), type="filepath", height=200)
+                    with gr.Column():
+                        single_document_text = gr.Textbox(label=i18n("document_text"), lines=4,
+                                                          elem_id="single-document")
+                        single_document_image = gr.Image(label=i18n("document_image"), type="filepath", height=200)
+                single_button = gr.Button(i18n("score_button"), variant="primary", elem_id="score-button")
+                with gr.Row():
+                    single_result = gr.Markdown(label=i18n("result"), elem_id="single-result")
+                    single_details = gr.JSON(label=i18n("details"))
+                gr.Examples(
+                    [["white ceramic coffee cup with a minimalist mountain line pattern", None,
+                      "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", _example_image("mountain_cup.png")]],
+                    [single_query_text, single_query_image, single_document_text, single_document_image],
+                    label=i18n("examples"),
+                )
+
+            with gr.Tab(i18n("tab_batch"), id="batch"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        batch_query_text = gr.Textbox(label=i18n("query_text"), lines=2, elem_id="batch-query")
+                        batch_query_image = gr.Image(label=i18n("query_image"), type="filepath", height=200)
+                        batch_top_n = gr.Number(0, label=i18n("top_n"), precision=0, minimum=0)
+                    with gr.Column(scale=2):
+                        batch_documents = gr.Textbox(label=i18n("documents"), info=i18n("documents_info"),
+                                                     lines=12, elem_id="batch-documents")
+                        batch_images = gr.File(label=i18n("document_images"), file_count="multiple",
+                                               file_types=["image"])
+                batch_button = gr.Button(i18n("rerank_button"), variant="primary", elem_id="rerank-button")
+                batch_table = gr.Markdown(label=i18n("ranking"), elem_id="batch-table")
+                batch_details = gr.JSON(label=i18n("details"))
+                gr.Examples(
+                    [["", _example_image("mountain_cup.png"), _examples_text("cups.txt"), None, 0],
+                     ["保温杯 500ml", None, _examples_text("cups.txt"), None, 3]],
+                    [batch_query_text, batch_query_image, batch_documents, batch_images, batch_top_n],
+                    label=i18n("examples"),
+                )
+
+            with gr.Tab(i18n("tab_images"), id="images"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        images_query_text = gr.Textbox(label=i18n("query_text"), lines=2, elem_id="images-query")
+                        images_query_image = gr.Image(label=i18n("query_image"), type="filepath", height=200)
+                        images_top_n = gr.Number(0, label=i18n("top_n"), precision=0, minimum=0)
+                    with gr.Column(scale=2):
+                        images_files = gr.File(label=i18n("images"), file_count="multiple", file_types=["image"])
+                images_button = gr.Button(i18n("rank_button"), variant="primary", elem_id="rank-button")
+                images_gallery = gr.Gallery(label=i18n("gallery"), columns=5, height="auto", elem_id="images-gallery")
+                images_details = gr.JSON(label=i18n("details"))
+                example_images = sorted(str(p) for p in (EXAMPLES_DIR / "images").glob("*.png"))
+                if example_images:
+                    gr.Examples([["a white cup with a mountain line pattern", None, example_images, 0]],
+                                [images_query_text, images_query_image, images_files, images_top_n],
+                                label=i18n("examples"))
+
+        model_work = {"concurrency_id": "model", "concurrency_limit": 1}
+        single_button.click(score, [single_query_text, single_query_image, single_document_text,
+                                    single_document_image, instruction], [single_result, single_details],
+                            api_name="score", **model_work)
+        batch_button.click(rerank, [batch_query_text, batch_query_image, batch_documents, batch_images,
+                                    instruction, batch_top_n], [batch_table, batch_details],
+                           api_name="rerank", **model_work)
+        images_button.click(rank_images, [images_query_text, images_query_image, images_files, instruction,
+                                          images_top_n], [images_gallery, images_details],
+                            api_name="rank_images", **model_work)
+
+    # One queue for the whole app: model work runs one request at a time (concurrency_id "model"),
+    # so concurrent users wait in line instead of running the GPU out of memory.
+    demo.queue(default_concurrency_limit=1, max_size=256)
+    return demo
+
+
+def launch(demo: gr.Blocks, **kwargs):
+    """`demo.launch` with the app's translations."""
+    return demo.launch(i18n=I18N, **kwargs)

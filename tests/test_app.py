@@ -1,0 +1,137 @@
+"""The app's views and its live API: what the page shows and what gradio_client gets equal the engine's."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from lychee_gradio.app import parse_documents, rank_images_view, rerank_view, score_view, verdict
+
+from .conftest import CUP, CUPS, CUPS_TEXT, MUG, TUMBLER
+
+
+# -- views ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("score", "colour"), [(0.95, "green"), (0.7, "green"), (0.69, "yellow"),
+                                                (0.4, "yellow"), (0.39, "red"), (0.0, "red")])
+def test_a_score_reads_green_yellow_or_red_at_the_product_thresholds(score, colour):
+    assert verdict(score)["colour"] == colour
+
+
+def test_documents_are_text_blocks_between_dashes_plus_unattached_images():
+    parsed = parse_documents("first\n---\nsecond [image: blue_mug.png]\n  ---  \nthird [image: 1]\n---\n",
+                             [CUP, MUG, TUMBLER])
+    assert [(d["text"], d["name"]) for d in parsed] == [
+        ("first", None), ("second", "blue_mug.png"), ("third", "mountain_cup.png"), (None, "steel_tumbler.png"),
+    ]
+
+
+def test_an_image_reference_that_matches_no_upload_names_the_document():
+    with pytest.raises(ValueError, match=r"documents\[1\]: \[image: nope.png\] matches no uploaded image"):
+        parse_documents("a\n---\nb [image: nope.png]", [CUP])
+    with pytest.raises(ValueError, match=r"documents\[0\]: attach at most one image"):
+        parse_documents("a [image: 1] [image: 1]", [CUP])
+    with pytest.raises(ValueError, match="documents: give at least one"):
+        parse_documents("\n---\n", [])
+
+
+def test_the_single_view_shows_the_engine_score_and_logits(scorer):
+    markdown, details = score_view(scorer, "white cup", None, "北欧风白瓷咖啡杯", CUP, "")
+    (pair,) = scorer.score_with_logits("white cup", [{"text": "北欧风白瓷咖啡杯", "image": CUP}])
+    assert details["score"] == pair.score and details["yes_logit"] == pair.yes_logit
+    assert details["no_logit"] == pair.no_logit and details["colour"] == verdict(pair.score)["colour"]
+    assert f"{pair.score:.3f}" in markdown and verdict(pair.score)["mark"] in markdown
+
+
+def test_the_batch_view_table_is_best_first_with_input_positions(scorer):
+    table, rows = rerank_view(scorer, "", CUP, CUPS_TEXT, [MUG], "", 0)
+    documents = CUPS + [{"image": MUG}]
+    expected = scorer.rerank({"image": CUP}, documents)
+    assert [(r["index"], r["score"]) for r in rows] == [(r.index, r.score) for r in expected]
+    body = table.splitlines()[2:]
+    assert len(body) == 11
+    assert [int(line.split("|")[4]) for line in body] == [r.index + 1 for r in expected]
+    assert "🖼 blue_mug.png" in table
+
+
+def test_the_batch_view_honours_top_n_and_the_document_limit(scorer):
+    _, rows = rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 3)
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    with pytest.raises(ValueError, match="documents: 10 given, at most 5"):
+        rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 0, max_documents=5)
+    with pytest.raises(ValueError, match="top_n"):
+        rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 2.5)
+
+
+def test_the_image_ranking_view_marks_the_best_and_reports_progress(scorer, monkeypatch):
+    monkeypatch.setattr(scorer, "batch_size", 2)
+    progress = []
+    gallery, rows = rank_images_view(scorer, "white cup", None, [CUP, MUG, TUMBLER], "", 0,
+                                     on_progress=lambda done, total: progress.append((done, total)))
+    expected = scorer.rerank("white cup", [{"image": p} for p in (CUP, MUG, TUMBLER)])
+    assert [(r["index"], r["score"]) for r in rows] == [(r.index, r.score) for r in expected]
+    assert gallery[0][1].startswith("★ #1") and not gallery[1][1].startswith("★")
+    assert progress == [(2, 3), (3, 3)]
+
+
+# -- the live server, called the way scripts call it -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(live_app):
+    return Client(live_app, verbose=False)
+
+
+def test_the_score_endpoint_answers_what_the_engine_scores(client, scorer):
+    markdown, details = client.predict(query_text="white cup", document_text="白瓷咖啡杯",
+                                       document_image=handle_file(CUP), api_name="/score")
+    (pair,) = scorer.score_with_logits("white cup", [{"text": "白瓷咖啡杯", "image": CUP}])
+    assert details["score"] == pytest.approx(pair.score, abs=1e-9)
+    assert details["yes_logit"] == pytest.approx(pair.yes_logit, abs=1e-9)
+    assert f"{pair.score:.3f}" in markdown
+
+
+def test_the_rerank_endpoint_answers_what_the_engine_ranks(client, scorer):
+    _, rows = client.predict(query_text="保温杯", documents=CUPS_TEXT, document_images=[handle_file(MUG)],
+                             instruction="Given a product search query, rank products.", top_n=4,
+                             api_name="/rerank")
+    documents = CUPS + [{"image": MUG}]
+    expected = scorer.rerank("保温杯", documents, "Given a product search query, rank products.", top_n=4)
+    assert [(r["index"], r["score"]) for r in rows] == [(r.index, pytest.approx(r.score, abs=1e-9)) for r in expected]
+
+
+def test_the_rank_images_endpoint_answers_what_the_engine_ranks(client, scorer):
+    gallery, rows = client.predict(query_text="a blue mug", images=[handle_file(p) for p in (CUP, MUG, TUMBLER)],
+                                   api_name="/rank_images")
+    expected = scorer.rerank("a blue mug", [{"image": p} for p in (CUP, MUG, TUMBLER)])
+    assert [(r["index"], r["score"]) for r in rows] == [(r.index, pytest.approx(r.score, abs=1e-9)) for r in expected]
+    assert len(gallery) == 3 and gallery[0]["caption"].startswith("★ #1")
+
+
+def test_bad_input_raises_in_the_client_and_the_next_call_still_works(client):
+    with pytest.raises(Exception, match=r"documents\[1\]: \[image: missing.png\] matches no uploaded image"):
+        client.predict(query_text="cup", documents="a\n---\nb [image: missing.png]", api_name="/rerank")
+    with pytest.raises(Exception, match="query: give a query text"):
+        client.predict(document_text="doc", api_name="/score")
+    with pytest.raises(Exception, match="documents: 51 given, at most 50"):
+        client.predict(query_text="cup", documents="\n---\n".join(f"d{i}" for i in range(51)), api_name="/rerank")
+    _, details = client.predict(query_text="cup", document_text="doc", api_name="/score")
+    assert 0.0 <= details["score"] <= 1.0
+
+
+def test_twenty_concurrent_calls_are_all_answered_correctly(live_app, scorer):
+    documents = [f"document number {i} about cups" for i in range(20)]
+    expected = scorer.score("cup", documents)
+
+    def call(i: int) -> float:
+        _, details = Client(live_app, verbose=False).predict(query_text="cup", document_text=documents[i],
+                                                             api_name="/score")
+        return details["score"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(call, range(20)))
+    assert answers == pytest.approx(expected, abs=1e-6)

@@ -1,0 +1,88 @@
+"""The `lychee` command and launch.py, run as a user runs them: in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from .conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lychee_gradio.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_help_lists_load_and_share():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "load" in result.stdout and "share" in result.stdout
+    load_help = run_cli("load", "--help").stdout
+    for flag in ("--model", "--host", "--port", "--device", "--dtype", "--max-pixels", "--demo"):
+        assert flag in load_help
+
+
+def test_a_bad_model_path_gives_a_clear_error_and_a_non_zero_exit():
+    result = run_cli("load", "--model", "/no/such/model/folder")
+    assert result.returncode == 2
+    assert "model folder not found: '/no/such/model/folder'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def served(tiny_model_dir):
+    """`python launch.py --model <tiny folder> --port P`, stopped after the test."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "launch.py", "--model", str(tiny_model_dir), "--port", str(port)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 180
+    while not any("ready:" in line for line in lines):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("launch.py did not become ready:\n" + "".join(lines))
+        time.sleep(0.2)
+    yield port, lines
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_launch_py_serves_the_engine_scores_over_the_api(served, scorer):
+    port, lines = served
+    assert f"lychee-gradio is ready: http://127.0.0.1:{port}/" in "".join(lines)
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    _, details = client.predict(query_text="white cup", document_text="白瓷咖啡杯", api_name="/score")
+    assert details["score"] == pytest.approx(scorer.score("white cup", ["白瓷咖啡杯"])[0], abs=1e-6)
+    _, rows = client.predict(query_text="cup", documents="a mug\n---\na plate\n---\na cup", api_name="/rerank")
+    expected = scorer.rerank("cup", ["a mug", "a plate", "a cup"])
+    assert [(r["index"], r["score"]) for r in rows] == [(r.index, pytest.approx(r.score, abs=1e-6)) for r in expected]
+
+
+def test_a_port_in_use_gives_a_clear_error(served, tiny_model_dir):
+    port, _ = served
+    result = run_cli("load", "--model", str(tiny_model_dir), "--port", str(port))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_share_without_network_says_so_and_exits_non_zero(tiny_model_dir, monkeypatch):
+    # This machine cannot reach Gradio's share servers (CI has no internet), which is the case tested.
+    result = run_cli("share", "--model", str(tiny_model_dir), "--port", str(free_port()), "--auth", "me:secret")
+    assert result.returncode == 1
+    assert "could not create a public link" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_share_refuses_a_malformed_auth():
+    result = run_cli("share", "--demo", "--auth", "no-colon")
+    assert result.returncode == 2 and "--auth must look like USER:PASS" in result.stderr

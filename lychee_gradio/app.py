@@ -277,6 +277,8 @@ def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
                       "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", _example_image("mountain_cup.png")]],
                     [single_query_text, single_query_image, single_document_text, single_document_image],
                     label=i18n("examples"),
+                    # Named examples: Gradio would otherwise head the table with untranslated label keys.
+                    example_labels=["☕ Mountain-pattern cup: text query, text + image document"],
                 )
 
             with gr.Tab(i18n("tab_batch"), id="batch"):
@@ -298,6 +300,7 @@ def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
                      ["保温杯 500ml", None, _examples_text("cups.txt"), None, 3]],
                     [batch_query_text, batch_query_image, batch_documents, batch_images, batch_top_n],
                     label=i18n("examples"),
+                    example_labels=["☕ Cup photo vs. 10 product descriptions", "🥤 保温杯 500ml, top 3"],
                 )
 
             with gr.Tab(i18n("tab_images"), id="images"):
@@ -315,7 +318,8 @@ def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
                 if example_images:
                     gr.Examples([["a white cup with a mountain line pattern", None, example_images, 0]],
                                 [images_query_text, images_query_image, images_files, images_top_n],
-                                label=i18n("examples"))
+                                label=i18n("examples"),
+                                example_labels=["🖼 Six product drawings vs. 'a white cup with a mountain line pattern'"])
 
         model_work = {"concurrency_id": "model", "concurrency_limit": 1}
         single_button.click(score, [single_query_text, single_query_image, single_document_text,

@@ -121,6 +121,16 @@ def time_path(run: Callable[[], list[float]], runs: int, device: torch.device) -
     return {"seconds": times, "median_seconds": statistics.median(times), "scores": scores, "peak_bytes": peak}
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
 def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto", docs: int = 64,
                   runs: int = 3, attn_implementation: str = "auto", max_pixels: int | None = None) -> dict:
     runtime = choose_runtime(device, dtype, attn_implementation)
@@ -157,7 +167,7 @@ def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto"
         "model_size": size,
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": runtime.device,
-        "device_name": torch.cuda.get_device_name() if torch_device.type == "cuda" else platform.processor() or "cpu",
+        "device_name": torch.cuda.get_device_name() if torch_device.type == "cuda" else _cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "dtype": str(runtime.dtype).replace("torch.", ""),
         "attn_implementation": runtime.attn_implementation,

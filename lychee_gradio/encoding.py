@@ -77,7 +77,8 @@ class PairEncoder:
 
     def truncate(self, item: Item) -> Item:
         """Cut text to `max_text_tokens` tokens, at a token boundary of the original string."""
-        if item.text is None:
+        # Byte-level BPE: every token covers at least one UTF-8 byte, so short text needs no tokenizing.
+        if item.text is None or len(item.text.encode("utf-8")) <= self.max_text_tokens:
             return item
         encoded = self.tokenizer(item.text, add_special_tokens=False, return_offsets_mapping=True)
         offsets = encoded["offset_mapping"]

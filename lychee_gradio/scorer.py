@@ -166,7 +166,13 @@ class LycheeScorer:
         results: list[PairScore | None] = [None] * len(pairs)
         batch_size = self.batch_size
         done = 0
-        prefix = self._encode_prefix(pairs) if self.reuse_prefix and len(pairs) > 1 else None
+        prefix = None
+        if self.reuse_prefix and len(pairs) > 1:
+            try:
+                prefix = self._encode_prefix(pairs)
+            except torch.OutOfMemoryError:
+                self._release_memory()
+                logger.warning("out of GPU memory computing the shared prefix; running whole prompts instead")
         skip = prefix.length if prefix else 0
         pending = self._batches(order, pairs, batch_size, skip)
         while pending:
@@ -174,8 +180,7 @@ class LycheeScorer:
             try:
                 logits = self._forward([pairs[i] for i in batch], prefix)
             except torch.OutOfMemoryError:
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                self._release_memory()
                 if len(batch) == 1:
                     raise ScoringOutOfMemoryError(
                         f"out of GPU memory scoring a single pair of {pairs[batch[0]].length} tokens; "
@@ -192,6 +197,10 @@ class LycheeScorer:
             if on_progress is not None:
                 on_progress(done, len(pairs))
         return results  # type: ignore[return-value]
+
+    def _release_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     @torch.inference_mode()
     def _encode_prefix(self, pairs: list[EncodedPair]) -> SharedPrefix | None:

@@ -205,6 +205,17 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_scores(scorer, mixed_docum
     assert sizes[:3] == [7, 4, 2] and max(sizes[3:]) <= 2 and sum(sizes[2:]) == 7
 
 
+def test_out_of_memory_in_the_shared_prefix_falls_back_to_whole_prompts(scorer, mixed_documents, red_image,
+                                                                        monkeypatch):
+    expected = scorer.score(red_image, mixed_documents)
+
+    def prefix_that_never_fits(pairs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(scorer, "_encode_prefix", prefix_that_never_fits)
+    assert scorer.score(red_image, mixed_documents) == pytest.approx(expected, abs=1e-5)
+
+
 def test_out_of_memory_on_a_single_pair_raises_a_clear_error(scorer, monkeypatch):
     def forward_that_never_fits(batch, prefix=None):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")

@@ -1,0 +1,54 @@
+"""Screenshots of each tab for the README, from a running app (headless Debian chromium via Playwright).
+
+    lychee load --demo --port 7860 &
+    python docs/take_screenshots.py [--url http://127.0.0.1:7860/]
+"""
+
+import argparse
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT / "examples" / "images"
+OUT = Path(__file__).resolve().parent / "screenshots"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default="http://127.0.0.1:7860/")
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000}, locale="en-US")
+        page.goto(args.url)
+
+        page.locator("#single-query textarea").fill("white ceramic coffee cup with a minimalist mountain line pattern")
+        page.locator("#single-document textarea").fill("北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml")
+        page.locator("#score-button").click()
+        page.locator("#single-result h2").wait_for()
+        page.screenshot(path=OUT / "single.png", full_page=True)
+
+        page.get_by_role("tab", name="Batch rerank").click()
+        page.locator("#batch-query textarea").fill("white ceramic coffee cup with a mountain line pattern")
+        page.locator("#batch-documents textarea").fill((ROOT / "examples" / "data" / "cups.txt").read_text())
+        page.locator("#rerank-button").click()
+        page.locator("#batch-table table tbody tr").nth(9).wait_for()
+        page.screenshot(path=OUT / "batch.png", full_page=True)
+
+        page.get_by_role("tab", name="Image ranking").click()
+        page.locator("#images-query textarea").fill("a white cup with a mountain line pattern")
+        page.locator("input[type=file]").last.set_input_files(sorted(str(p) for p in IMAGES.glob("*.png")))
+        page.wait_for_timeout(1500)
+        page.locator("#rank-button").click()
+        page.locator("#images-gallery img").nth(5).wait_for()
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=OUT / "images.png", full_page=True)
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

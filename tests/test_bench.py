@@ -1,0 +1,31 @@
+"""The benchmark runs on CPU and reports the three paths side by side (figures are not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from lychee_gradio import bench
+
+PATHS = ["per-pair loop", "engine, no prefix reuse", "engine, prefix reuse"]
+
+
+def test_the_benchmark_prints_and_writes_three_paths_per_scenario(tmp_path, capsys):
+    output = tmp_path / "bench.json"
+    bench.main(["--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1", "--output", str(output)])
+    printed = capsys.readouterr().out
+    report = json.loads(output.read_text())
+    assert len(report["scenarios"]) == 3
+    for name, scenario in report["scenarios"].items():
+        assert list(scenario["paths"]) == PATHS
+        for path, result in scenario["paths"].items():
+            assert f"| {name} | {path} |" in printed
+            assert result["max_score_diff"] < 1e-4  # every path scores what the per-pair loop scores
+            assert result["pairs_per_second"] > 0 and len(result["scores"]) == scenario["documents"]
+
+
+def test_text_documents_have_the_requested_token_lengths():
+    from lychee_gradio.random_model import build_processor
+
+    tokenizer = build_processor().tokenizer
+    for text in bench.text_documents(tokenizer, 5, min_tokens=60, max_tokens=200):
+        assert 60 <= len(tokenizer.encode(text, add_special_tokens=False)) <= 205

@@ -336,8 +336,3 @@ def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
     # so concurrent users wait in line instead of running the GPU out of memory.
     demo.queue(default_concurrency_limit=1, max_size=256)
     return demo
-
-
-def launch(demo: gr.Blocks, **kwargs):
-    """`demo.launch` with the app's translations."""
-    return demo.launch(i18n=I18N, **kwargs)

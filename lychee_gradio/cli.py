@@ -25,7 +25,16 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="largest image size in pixels (default 1280*28*28 = 1003520; smaller is faster)")
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default 32 GPU, 8 CPU)")
-    parser.add_argument("--max-documents", type=int, default=None, help="documents per request (default 200)")
+    parser.add_argument("--max-documents", type=int, default=None,
+                        help="documents per request (default 200 on the page, 100 on /v1/rerank)")
+    parser.add_argument("--api-key", default=os.environ.get("LYCHEE_API_KEY"),
+                        help="require 'Authorization: Bearer KEY' on /v1/rerank (default: $LYCHEE_API_KEY)")
+    parser.add_argument("--allow-image-urls", action="store_true",
+                        help="let /v1/rerank fetch http(s) image URLs (off: images come as base64)")
+    parser.add_argument("--max-image-pixels", type=int, default=50_000_000,
+                        help="largest image /v1/rerank accepts, in pixels (default 50,000,000)")
+    parser.add_argument("--max-body-mb", type=float, default=64, help="largest /v1/rerank request body (default 64)")
+    parser.add_argument("--mcp", action="store_true", help="also serve the endpoints as MCP tools (for agents)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,8 +81,23 @@ def _auth(value: str | None) -> tuple[str, str]:
     return user, password
 
 
+def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None):
+    from .app import DEFAULT_MAX_DOCUMENTS
+    from .rest_api import RestSettings
+    from .server import ServerSettings
+
+    # A public link must not leave the rerank API open: without --api-key it takes the share password.
+    api_key = args.api_key or (auth[1] if auth else None)
+    rest = RestSettings(max_documents=args.max_documents or RestSettings.max_documents,
+                        max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
+                        allow_image_urls=args.allow_image_urls, api_key=api_key)
+    return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo,
+                          max_documents=args.max_documents or DEFAULT_MAX_DOCUMENTS, rest=rest, auth=auth,
+                          mcp=args.mcp)
+
+
 def serve(args: argparse.Namespace, *, share: bool) -> int:
-    from .app import DEFAULT_MAX_DOCUMENTS, build_demo, launch
+    from . import server
     from .weights import ModelLoadError
 
     try:
@@ -87,29 +111,36 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     except (ModelLoadError, ValueError) as error:
         print(f"lychee {args.command}: {error}", file=sys.stderr)
         return 2
-    demo = build_demo(scorer, demo_mode=args.demo, max_documents=args.max_documents or DEFAULT_MAX_DOCUMENTS)
+    settings = server_settings(args, auth)
     try:
-        launch(demo, server_name=args.host, server_port=args.port, share=share, auth=auth,
-               prevent_thread_lock=True, quiet=True)
+        running = server.start(scorer, settings)
     except OSError as error:
         print(f"lychee {args.command}: cannot listen on {args.host}:{args.port} ({error}). "
               f"Is another app using the port? Try --port {args.port + 1}.", file=sys.stderr)
         return 1
-    if share and not demo.share_url:
-        demo.close()
-        print("lychee share: could not create a public link (it needs internet access to Gradio's share "
-              "servers). Use `lychee load` for this machine or your network only "
-              "(`--host 0.0.0.0` to listen on every interface).", file=sys.stderr)
-        return 1
-    print(f"lychee-gradio is ready: {demo.share_url if share else demo.local_url}", flush=True)
+    url = running.url
     if share:
-        print(f"username: {auth[0]}\npassword: {auth[1]}\n(the link expires when this command stops)", flush=True)
+        try:
+            url = server.open_share_link(running)
+        except Exception as error:  # noqa: BLE001 - the tunnel fails in many ways; all mean "no link"
+            running.close()
+            print(f"lychee share: could not create a public link ({error}). It needs internet access to "
+                  "Gradio's share servers. Use `lychee load` for this machine or your network only "
+                  "(`--host 0.0.0.0` to listen on every interface).", file=sys.stderr)
+            return 1
+    print(f"lychee-gradio is ready: {url}", flush=True)
+    print(f"rerank API: POST {url}v1/rerank (docs: {url}docs)", flush=True)
+    if settings.mcp:
+        print(f"MCP server: {url}gradio_api/mcp/", flush=True)
+    if share:
+        print(f"username: {auth[0]}\npassword: {auth[1]} (also the API key of /v1/rerank unless --api-key is set)\n"
+              "(the link expires when this command stops)", flush=True)
     try:
-        demo.block_thread()
+        running.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        demo.close()
+        running.close()
     return 0
 
 

@@ -87,10 +87,10 @@ class PairEncoder:
         cut = offsets[self.max_text_tokens - 1][1]
         return Item(text=item.text[:cut], image=item.image)
 
-    def encode_image(self, image: Image.Image) -> EncodedImage:
+    def encode_image(self, image: Image.Image, max_pixels: int | None = None) -> EncodedImage:
         out = self.image_processor(
             images=[image],
-            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+            size={"shortest_edge": self.min_pixels, "longest_edge": max_pixels or self.max_pixels},
             return_tensors="pt",
         )
         return EncodedImage(pixel_values=out["pixel_values"], grid_thw=out["image_grid_thw"][0])
@@ -101,14 +101,19 @@ class PairEncoder:
             build_messages(query, document, instruction), tokenize=False, add_generation_prompt=True
         )
 
-    def encode(self, query: Item, documents: list[Item], instruction: str) -> list[EncodedPair]:
+    def encode(self, query: Item, documents: list[Item], instruction: str,
+               max_pixels: int | None = None) -> list[EncodedPair]:
+        """Encode every (query, document) pair; `max_pixels` overrides the image bound for this call."""
+        if max_pixels is not None and not self.min_pixels <= max_pixels:
+            raise ValueError(f"max_pixels: must be at least {self.min_pixels}, got {max_pixels}")
         query = self.truncate(query)
         documents = [self.truncate(document) for document in documents]
-        query_images = [self.encode_image(query.image)] if query.image is not None else []
+        query_images = [self.encode_image(query.image, max_pixels)] if query.image is not None else []
 
         texts, pair_images = [], []
         for document in documents:
-            images = query_images + ([self.encode_image(document.image)] if document.image is not None else [])
+            document_images = [self.encode_image(document.image, max_pixels)] if document.image is not None else []
+            images = query_images + document_images
             texts.append(self._expand_image_tokens(self.render(query, document, instruction), images))
             pair_images.append(images)
 

@@ -105,7 +105,9 @@ def _decode_bytes(data: bytes, field: str) -> Image.Image:
         image.load()
     except Image.DecompressionBombError as error:
         raise ValueError(f"{field}: image is too large to decode safely ({error})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UnidentifiedImageError:
+        raise ValueError(f"{field}: cannot decode image (not a format Pillow can read)") from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{field}: cannot decode image ({error})") from None
     return _to_rgb(image, field)
 

@@ -28,11 +28,12 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class PairScore:
-    """The score of one pair and the two logits it comes from."""
+    """The score of one pair, the two logits it comes from, and the prompt's length in tokens."""
 
     score: float
     yes_logit: float
     no_logit: float
+    tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,28 +115,34 @@ class LycheeScorer:
     # -- public API ---------------------------------------------------------------------------
 
     def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-              on_progress: ProgressCallback | None = None) -> list[float]:
-        """The score (0..1) of each document against the query, in input order."""
-        return [pair.score for pair in self.score_with_logits(query, documents, instruction, on_progress=on_progress)]
+              max_pixels: int | None = None, on_progress: ProgressCallback | None = None) -> list[float]:
+        """The score (0..1) of each document against the query, in input order.
+
+        `max_pixels` bounds the images of this call only (default: the scorer's).
+        """
+        pairs = self.score_with_logits(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress)
+        return [pair.score for pair in pairs]
 
     def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
+                          max_pixels: int | None = None,
                           on_progress: ProgressCallback | None = None) -> list[PairScore]:
-        """Like `score`, with the yes/no logits of each pair."""
+        """Like `score`, with the yes/no logits and the prompt length of each pair."""
         query_item = to_item(query, "query")
         document_items = to_items(documents)
         instruction_text = resolve_instruction(instruction)
         if not document_items:
             return []
         with self._lock:
-            pairs = self.encoder.encode(query_item, document_items, instruction_text)
+            pairs = self.encoder.encode(query_item, document_items, instruction_text, max_pixels)
             return self._score_pairs(pairs, on_progress)
 
     def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
-               top_n: int | None = None, *, on_progress: ProgressCallback | None = None) -> list[RerankResult]:
+               top_n: int | None = None, *, max_pixels: int | None = None,
+               on_progress: ProgressCallback | None = None) -> list[RerankResult]:
         """Documents best-first, each with its input index and score; `top_n` keeps the best n."""
         if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
             raise ValueError(f"top_n: expected a positive integer or None, got {top_n!r}")
-        scores = self.score(query, documents, instruction, on_progress=on_progress)
+        scores = self.score(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress)
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
         if top_n is not None:
             order = order[:top_n]
@@ -192,7 +199,8 @@ class LycheeScorer:
                 pending = self._batches(remaining, pairs, batch_size, skip)
                 continue
             for i, (no_logit, yes_logit) in zip(batch, logits.tolist()):
-                results[i] = PairScore(score=_p_yes(yes_logit, no_logit), yes_logit=yes_logit, no_logit=no_logit)
+                results[i] = PairScore(score=_p_yes(yes_logit, no_logit), yes_logit=yes_logit, no_logit=no_logit,
+                                       tokens=pairs[i].length)
             done += len(batch)
             if on_progress is not None:
                 on_progress(done, len(pairs))

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import LycheeScorer
-from lychee_gradio.app import build_demo, launch
+from lychee_gradio import server
 from lychee_gradio.random_model import build_tiny_checkpoint
 
 
@@ -55,8 +55,6 @@ def blue_image():
 @pytest.fixture(scope="session")
 def live_app(scorer):
     """The app on 127.0.0.1 (a free port), in demo mode, as `lychee load --demo` serves it."""
-    demo = build_demo(scorer, demo_mode=True, max_documents=50)
-    port = free_port()
-    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    running = server.start(scorer, server.ServerSettings(port=0, demo_mode=True, max_documents=50))
+    yield running.url
+    running.close()

@@ -1,0 +1,299 @@
+"""`POST /v1/rerank` (also `/v2/rerank`, `/rerank`): the Cohere / Jina / vLLM rerank format over HTTP.
+
+Retrieval frameworks (LangChain, LlamaIndex, Haystack, Dify, LiteLLM, Open WebUI) speak this format
+to rerankers. A query and each document may be a string, a Jina-style `{"text", "image"}` object
+(image: base64 or a data URL), or a vLLM-style `{"content": [{"type": "text", ...},
+{"type": "image_url", "image_url": {"url": ...}}]}`. Errors are JSON `{"message", "field"}` with the
+document index in `field`; nothing a client sends can stop the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import secrets
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field
+
+from .scorer import LycheeScorer, ScoringOutOfMemoryError
+
+RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
+_DATA_URL_RE = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RestSettings:
+    max_documents: int = 100
+    max_body_bytes: int = 64 * 2**20
+    max_image_pixels: int = 50_000_000
+    allow_image_urls: bool = False
+    image_url_timeout: float = 10.0
+    max_image_url_bytes: int = 20 * 2**20
+    api_key: str | None = None
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP status, message, and the field at fault."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+class RerankRequest(BaseModel):
+    """Cohere / Jina / vLLM rerank request. `instruction` and `max_pixels` are lychee extensions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(None, description="echoed back; the server has one model")
+    query: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
+    documents: list[Any] = Field(..., description="strings, {text, image} objects or {content: [...]} objects")
+    top_n: int | None = Field(None, ge=1, description="keep the best n (default: all)")
+    return_documents: bool = Field(False, description="echo each document's text (images are never echoed)")
+    instruction: str | None = Field(None, description="the task, e.g. 'Given a product image and description, ...'")
+    max_pixels: int | None = Field(None, ge=1, description="bound on each image's pixels for this request")
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: dict[str, str] | None = None
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankResult]
+    usage: dict[str, int]
+    meta: dict[str, Any]
+
+
+# -- turning a request's query and documents into scorer inputs --------------------------------------
+
+
+def _decode_base64(data: str, field: str) -> bytes:
+    compact = "".join(data.split())
+    try:
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(400, f"{field}: not a data URL or base64 image (file paths are not read over HTTP)",
+                           field) from None
+
+
+def _fetch(url: str, field: str, settings: RestSettings) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=settings.image_url_timeout) as response:  # noqa: S310 - opt-in
+            data = response.read(settings.max_image_url_bytes + 1)
+    except OSError as error:
+        raise RequestError(400, f"{field}: cannot fetch image URL ({error})", field) from None
+    if len(data) > settings.max_image_url_bytes:
+        raise RequestError(413, f"{field}: image at URL is over {settings.max_image_url_bytes} bytes", field)
+    return data
+
+
+def image_bytes(value: Any, field: str, settings: RestSettings) -> bytes:
+    """An image sent over HTTP, as bytes: a data URL, base64, or (when allowed) an http(s) URL."""
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError(422, f"{field}: an image must be a non-empty string (data URL or base64)", field)
+    value = value.strip()
+    if value.startswith(("/", "./", "../", "~", "file:")) or re.match(r"^[A-Za-z]:[\\/]", value):
+        raise RequestError(400, f"{field}: file paths are not read over HTTP; send the image as base64 or a "
+                                "data URL", field)
+    if value.startswith(("http://", "https://")):
+        if not settings.allow_image_urls:
+            raise RequestError(400, f"{field}: image URLs are not fetched by this server (start it with "
+                                    "--allow-image-urls, or send the image as base64)", field)
+        data = _fetch(value, field, settings)
+    else:
+        match = _DATA_URL_RE.match(value)
+        data = _decode_base64(value[match.end():] if match else value, field)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except UnidentifiedImageError:
+        raise RequestError(400, f"{field}: cannot decode image (not a format Pillow can read)", field) from None
+    except (OSError, Image.DecompressionBombError) as error:
+        raise RequestError(400, f"{field}: cannot decode image ({error})", field) from None
+    if width * height > settings.max_image_pixels:
+        raise RequestError(413, f"{field}: image is {width}x{height} = {width * height:,} pixels, over this "
+                                f"server's limit of {settings.max_image_pixels:,}", field)
+    return data
+
+
+def request_item(value: Any, field: str, settings: RestSettings) -> str | dict:
+    """One query or document of a request, as the scorer takes it (images already decoded to bytes)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        raise RequestError(422, f"{field}: expected a string or an object, got {type(value).__name__}", field)
+    if "content" in value:
+        return _content_parts(value["content"], field, settings)
+    if "text" not in value and "image" not in value:
+        raise RequestError(422, f"{field}: an object needs 'text' and/or 'image' (or 'content')", field)
+    text = value.get("text")
+    if text is not None and not isinstance(text, str):
+        raise RequestError(422, f"{field}.text: expected a string", f"{field}.text")
+    item: dict[str, Any] = {"text": text}
+    if value.get("image") is not None:
+        item["image"] = image_bytes(value["image"], f"{field}.image", settings)
+    return item
+
+
+def _content_parts(parts: Any, field: str, settings: RestSettings) -> dict:
+    if not isinstance(parts, list):
+        raise RequestError(422, f"{field}.content: expected a list of parts", f"{field}.content")
+    texts, images = [], []
+    for position, part in enumerate(parts):
+        where = f"{field}.content[{position}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url" and isinstance(part.get("image_url"), dict):
+            images.append(image_bytes(part["image_url"].get("url"), f"{where}.image_url.url", settings))
+        elif kind == "image" and part.get("image") is not None:
+            images.append(image_bytes(part["image"], f"{where}.image", settings))
+        else:
+            raise RequestError(422, f"{where}: expected {{type: text, text}} or {{type: image_url, image_url: {{url}}}}",
+                               where)
+    if len(images) > 1:
+        raise RequestError(400, f"{field}: at most one image per document, got {len(images)}", field)
+    return {"text": "\n".join(texts) or None, **({"image": images[0]} if images else {})}
+
+
+def _document_text(document: Any) -> str:
+    if isinstance(document, str):
+        return document
+    if isinstance(document, dict):
+        if isinstance(document.get("text"), str):
+            return document["text"]
+        parts = document.get("content")
+        if isinstance(parts, list):
+            return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+# -- the endpoint --------------------------------------------------------------------------------
+
+
+def _error_response(status: int, message: str, field: str | None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"message": message, "field": field})
+
+
+def _field_from(location: tuple) -> str:
+    parts = [str(part) for part in location if part != "body"]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "body"
+
+
+def create_router(scorer: LycheeScorer, settings: RestSettings) -> APIRouter:
+    def check_api_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), settings.api_key):
+            raise RequestError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+                               "Authorization")
+
+    router = APIRouter(dependencies=[Depends(check_api_key)], tags=["rerank"])
+
+    def rerank(body: RerankRequest) -> RerankResponse:
+        """Rerank documents against a query, best first (Cohere / Jina / vLLM compatible)."""
+        if len(body.documents) > settings.max_documents:
+            raise RequestError(400, f"documents: {len(body.documents)} given, at most {settings.max_documents} "
+                                    "per request on this server", "documents")
+        if body.max_pixels is not None and body.max_pixels > scorer.max_pixels:
+            raise RequestError(400, f"max_pixels: at most {scorer.max_pixels} on this server", "max_pixels")
+        query = request_item(body.query, "query", settings)
+        documents = [request_item(d, f"documents[{i}]", settings) for i, d in enumerate(body.documents)]
+        try:
+            pairs = scorer.score_with_logits(query, documents, body.instruction, max_pixels=body.max_pixels)
+        except ValueError as error:
+            message = str(error)
+            raise RequestError(400, message, message.split(":", 1)[0]) from None
+        except ScoringOutOfMemoryError as error:
+            raise RequestError(503, str(error)) from None
+        order = sorted(range(len(pairs)), key=lambda i: (-pairs[i].score, i))[: body.top_n]
+        results = [
+            RerankResult(index=i, relevance_score=pairs[i].score,
+                         document={"text": _document_text(body.documents[i])} if body.return_documents else None)
+            for i in order
+        ]
+        tokens = sum(pair.tokens for pair in pairs)
+        return RerankResponse(
+            id=str(uuid.uuid4()),
+            model=body.model or scorer.model_name,
+            results=results,
+            usage={"total_tokens": tokens, "prompt_tokens": tokens},
+            meta={"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+        )
+
+    for path in RERANK_PATHS:
+        router.add_api_route(path, rerank, methods=["POST"], response_model=RerankResponse,
+                             response_model_exclude_none=True, include_in_schema=path == RERANK_PATHS[0],
+                             summary="Rerank documents against a query")
+    return router
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `limit` bytes on the rerank paths with 413, before they are parsed."""
+
+    class _TooLarge(Exception):
+        pass
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in RERANK_PATHS:
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(scope, receive, send)
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise BodySizeLimit._TooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except BodySizeLimit._TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = _error_response(413, f"request body is over this server's limit of {self.limit:,} bytes", "body")
+        await response(scope, receive, send)
+
+
+def install(app: FastAPI, scorer: LycheeScorer, settings: RestSettings) -> None:
+    """Add the rerank endpoints, their error format and the body-size limit to `app`."""
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, error: RequestError):
+        return _error_response(error.status, error.message, error.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError):
+        first = error.errors()[0]
+        field = _field_from(tuple(first.get("loc", ())))
+        return _error_response(422, f"{field}: {first.get('msg', 'invalid value')}", field)
+
+    app.include_router(create_router(scorer, settings))
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)

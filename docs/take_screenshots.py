@@ -47,6 +47,14 @@ def main() -> None:
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(1500)
         page.screenshot(path=OUT / "images.png", full_page=True)
+
+        page.get_by_role("tab", name="Evaluate").click()
+        page.get_by_text("Shapes, colours and cups (sample set)").click()
+        page.wait_for_timeout(1500)
+        page.locator("#eval-button").click()
+        page.locator("#eval-table table tbody tr").nth(11).wait_for()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=OUT / "evaluate.png", full_page=True)
         browser.close()
 
 

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import functools
 import re
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
 
+from . import eval as evaluation
 from .labels import TRANSLATIONS
 from .prompt import DEFAULT_INSTRUCTION, INSTRUCTION_PRESETS
 from .scorer import LycheeScorer, ScoringOutOfMemoryError
 
 DEFAULT_MAX_DOCUMENTS = 200
+MAX_ZIP_BYTES = 2 * 2**30  # uncompressed size of an uploaded image archive
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 I18N = gr.I18n(**TRANSLATIONS)
 
@@ -190,6 +194,49 @@ def rank_images_view(scorer: LycheeScorer, query_text, query_image, images, inst
     return gallery, rows
 
 
+def extract_images(archive: str) -> Path:
+    """Unpack an uploaded zip of images into a fresh folder, refusing paths that climb out of it."""
+    target = Path(tempfile.mkdtemp(prefix="lychee-eval-"))
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            if sum(member.file_size for member in members) > MAX_ZIP_BYTES:
+                raise ValueError(f"images: the zip unpacks to more than {MAX_ZIP_BYTES // 2**30} GB")
+            for member in members:
+                destination = (target / member.filename).resolve()
+                if not destination.is_relative_to(target.resolve()):
+                    raise ValueError(f"images: the zip has an unsafe path: {member.filename}")
+            bundle.extractall(target)
+    except zipfile.BadZipFile:
+        raise ValueError("images: not a zip file") from None
+    return target
+
+
+def evaluate_view(scorer: LycheeScorer, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
+                  on_progress: Callable[[int, int], None] | None = None) -> tuple[str, Any, dict]:
+    """The Evaluate tab: the metrics table, a chart's data (first stage vs. reranked) and the report."""
+    import pandas as pd
+
+    if not data_file:
+        raise ValueError("data: upload a .jsonl file")
+    try:
+        ks = evaluation.parse_ks(str(ks_text or "1,5,10"))
+    except Exception as error:  # argparse.ArgumentTypeError: bad text from the page
+        raise ValueError(f"k: {error}") from None
+    data = Path(data_file)
+    base_dir = extract_images(images_zip) if images_zip else data.parent
+    queries, skipped = evaluation.load_queries(data, skip_bad=bool(skip_bad), base_dir=base_dir)
+    if not queries:
+        raise ValueError("data: no query to evaluate")
+    # A line's own instruction wins; the page's box applies to lines without one.
+    report = evaluation.evaluate(scorer, queries, ks, instruction=instruction or None, skip_bad=bool(skip_bad),
+                                 skipped=skipped, on_progress=on_progress)
+    keys = evaluation.metric_keys(ks)
+    rows = [{"bar": f"{key} {label}", "metric": key, "stage": label, "value": report[stage][key]}
+            for key in keys for stage, label in (("first_stage", "first stage"), ("reranked", "reranked"))]
+    return evaluation.format_table(report), pd.DataFrame(rows), report
+
+
 # -- the page ------------------------------------------------------------------------------------
 
 
@@ -246,6 +293,18 @@ def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
         report(0, max(1, len(images or [])))
         return rank_images_view(scorer, query_text, query_image, images, instruction, top_n,
                                 max_documents=max_documents, on_progress=report)
+
+    @_user_errors
+    def evaluate(data: str | None = None, images_zip: str | None = None, k: str | None = None,
+                 instruction: str | None = None, skip_bad: bool = False, progress=gr.Progress()):
+        """Evaluate a labelled JSONL set: NDCG, MRR, Recall and Hit before and after reranking.
+        Returns a Markdown table, the chart data and the full report."""
+        def report(done: int, total: int) -> None:
+            progress(done / total, desc=f"scoring query {done}/{total}")
+
+        table, chart, details = evaluate_view(scorer, data, images_zip, k, instruction, skip_bad, on_progress=report)
+        # Bars in the table's order, each metric's "first stage" beside its "reranked".
+        return table, gr.BarPlot(value=chart, sort=list(chart["bar"])), details
 
     with gr.Blocks(title="Lychee reranker", analytics_enabled=False) as demo:
         if demo_mode:
@@ -321,6 +380,26 @@ def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
                                 label=i18n("examples"),
                                 example_labels=["🖼 Six product drawings vs. 'a white cup with a mountain line pattern'"])
 
+            with gr.Tab(i18n("tab_eval"), id="evaluate"):
+                gr.Markdown(i18n("eval_intro"))
+                with gr.Row():
+                    eval_data = gr.File(label=i18n("eval_data"), file_types=[".jsonl"], elem_id="eval-data")
+                    eval_images = gr.File(label=i18n("eval_images"), file_types=[".zip"])
+                    with gr.Column():
+                        eval_k = gr.Textbox("1,5,10", label=i18n("eval_k"))
+                        eval_skip_bad = gr.Checkbox(False, label=i18n("eval_skip_bad"))
+                eval_button = gr.Button(i18n("eval_button"), variant="primary", elem_id="eval-button")
+                with gr.Row():
+                    eval_table = gr.Markdown(elem_id="eval-table")
+                    eval_chart = gr.BarPlot(x="bar", y="value", color="stage", label=i18n("eval_chart"),
+                                            x_label_angle=-45, y_lim=[0, 1], height=360)
+                eval_details = gr.JSON(label=i18n("details"))
+                sample = EXAMPLES_DIR / "eval" / "sample.jsonl"
+                if sample.is_file():
+                    gr.Examples([[str(sample), str(sample.parent / "images.zip"), "1,5,10"]],
+                                [eval_data, eval_images, eval_k],
+                                label=i18n("examples"), example_labels=["🔷 Shapes, colours and cups (sample set)"])
+
         model_work = {"concurrency_id": "model", "concurrency_limit": 1}
         single_button.click(score, [single_query_text, single_query_image, single_document_text,
                                     single_document_image, instruction], [single_result, single_details],
@@ -331,6 +410,8 @@ def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
         images_button.click(rank_images, [images_query_text, images_query_image, images_files, instruction,
                                           images_top_n], [images_gallery, images_details],
                             api_name="rank_images", **model_work)
+        eval_button.click(evaluate, [eval_data, eval_images, eval_k, instruction, eval_skip_bad],
+                          [eval_table, eval_chart, eval_details], api_name="evaluate", **model_work)
 
     # One queue for the whole app: model work runs one request at a time (concurrency_id "model"),
     # so concurrent users wait in line instead of running the GPU out of memory.

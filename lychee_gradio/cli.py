@@ -11,20 +11,24 @@ from pathlib import Path
 DEFAULT_PORT = 7860
 
 
-def _add_serving_options(parser: argparse.ArgumentParser) -> None:
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", default=None,
                         help="local folder with the weights, or a ModelScope id "
                              "(default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm)")
     source.add_argument("--demo", action="store_true",
                         help="run on a tiny random model built on the spot (no download; scores are meaningless)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:1, cpu")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16, float32")
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="largest image size in pixels (default 1280*28*28 = 1003520; smaller is faster)")
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default 32 GPU, 8 CPU)")
+
+
+def _add_serving_options(parser: argparse.ArgumentParser) -> None:
+    _add_model_options(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--max-documents", type=int, default=None,
                         help="documents per request (default 200 on the page, 100 on /v1/rerank)")
     parser.add_argument("--api-key", default=os.environ.get("LYCHEE_API_KEY"),
@@ -51,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serving_options(share)
     share.add_argument("--auth", default=None, metavar="USER:PASS",
                        help="username and password for the link (default: lychee and a random password)")
+    from .eval import __doc__ as eval_doc, add_arguments as add_eval_arguments
+
+    evaluate = commands.add_parser("eval", help="measure what reranking gains on a labelled JSONL set",
+                                   description=eval_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_eval_arguments(evaluate)
+    _add_model_options(evaluate)
     return parser
 
 
@@ -146,6 +156,10 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "eval":
+        from .eval import run
+
+        return run(args, load_scorer)
     return serve(args, share=args.command == "share")
 
 

@@ -31,6 +31,15 @@ EN = {
     "details": "Details (JSON)",
     "gallery": "Best first",
     "examples": "Examples",
+    "tab_eval": "Evaluate",
+    "eval_intro": "Upload a labelled set (JSON Lines: query, documents, relevant or labels; see `lychee eval --help`) "
+                  "to see what reranking gains over the first-stage order.",
+    "eval_data": "Labelled set (.jsonl)",
+    "eval_images": "Its images (.zip, optional; paths in the file are relative to the zip's root)",
+    "eval_k": "Cutoffs k",
+    "eval_skip_bad": "Skip bad lines",
+    "eval_button": "Evaluate",
+    "eval_chart": "First stage vs. reranked",
 }
 
 ZH = {
@@ -61,6 +70,15 @@ ZH = {
     "details": "详细信息(JSON)",
     "gallery": "按相关度排序",
     "examples": "示例",
+    "tab_eval": "评估",
+    "eval_intro": "上传带标注的数据集(JSON Lines:query、documents、relevant 或 labels;见 `lychee eval --help`),"
+                  "查看重排序相对初排顺序的提升。",
+    "eval_data": "标注数据(.jsonl)",
+    "eval_images": "图片(.zip,可选;文件中的路径相对于压缩包根目录)",
+    "eval_k": "截断位置 k",
+    "eval_skip_bad": "跳过有问题的行",
+    "eval_button": "评估",
+    "eval_chart": "初排 vs. 重排",
 }
 
 TRANSLATIONS = {"en": EN, "zh": ZH, "zh-CN": ZH, "zh-TW": ZH}

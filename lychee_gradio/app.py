@@ -263,6 +263,15 @@ def _example_image(name: str) -> str | None:
     return str(path) if path.is_file() else None
 
 
+def _query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number]:
+    """The query (text and/or image) and top-n inputs of a ranking tab."""
+    with gr.Column(scale=1):
+        text = gr.Textbox(label=I18N("query_text"), lines=2, elem_id=elem_id)
+        image = gr.Image(label=I18N("query_image"), type="filepath", height=200)
+        top_n = gr.Number(0, label=I18N("top_n"), precision=0, minimum=0)
+    return text, image, top_n
+
+
 def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
                max_documents: int = DEFAULT_MAX_DOCUMENTS) -> gr.Blocks:
     """The whole page. Nothing is loaded here: the scorer comes in ready."""
@@ -342,10 +351,7 @@ def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
 
             with gr.Tab(i18n("tab_batch"), id="batch"):
                 with gr.Row():
-                    with gr.Column(scale=1):
-                        batch_query_text = gr.Textbox(label=i18n("query_text"), lines=2, elem_id="batch-query")
-                        batch_query_image = gr.Image(label=i18n("query_image"), type="filepath", height=200)
-                        batch_top_n = gr.Number(0, label=i18n("top_n"), precision=0, minimum=0)
+                    batch_query_text, batch_query_image, batch_top_n = _query_column("batch-query")
                     with gr.Column(scale=2):
                         batch_documents = gr.Textbox(label=i18n("documents"), info=i18n("documents_info"),
                                                      lines=12, elem_id="batch-documents")
@@ -364,10 +370,7 @@ def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
 
             with gr.Tab(i18n("tab_images"), id="images"):
                 with gr.Row():
-                    with gr.Column(scale=1):
-                        images_query_text = gr.Textbox(label=i18n("query_text"), lines=2, elem_id="images-query")
-                        images_query_image = gr.Image(label=i18n("query_image"), type="filepath", height=200)
-                        images_top_n = gr.Number(0, label=i18n("top_n"), precision=0, minimum=0)
+                    images_query_text, images_query_image, images_top_n = _query_column("images-query")
                     with gr.Column(scale=2):
                         images_files = gr.File(label=i18n("images"), file_count="multiple", file_types=["image"])
                 images_button = gr.Button(i18n("rank_button"), variant="primary", elem_id="rank-button")

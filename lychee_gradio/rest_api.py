@@ -132,6 +132,8 @@ def image_bytes(value: Any, field: str, settings: RestSettings) -> bytes:
 
 def request_item(value: Any, field: str, settings: RestSettings) -> str | dict:
     """One query or document of a request, as the scorer takes it (images already decoded to bytes)."""
+    if isinstance(value, str) and value.lstrip().startswith("data:image/"):
+        return {"image": image_bytes(value, field, settings)}  # a bare data URL can only be an image
     if isinstance(value, str):
         return value
     if not isinstance(value, dict):

@@ -175,6 +175,17 @@ def test_the_api_key_is_required_when_set(strict_app):
     assert answer.status_code == 200 and len(answer.json()["results"]) == 1
 
 
+def test_a_bare_data_url_document_is_an_image_and_obeys_the_pixel_limit(live_app, strict_app, scorer):
+    body = post(live_app, {"query": "cup", "documents": [data_url(CUP), "text"]}).json()
+    assert [(r["index"], r["relevance_score"]) for r in body["results"]] == expected_results(
+        scorer, "cup", [{"image": CUP}, "text"])
+    big = io.BytesIO()
+    Image.new("RGB", (200, 200)).save(big, format="PNG")
+    too_big = f"data:image/png;base64,{base64.b64encode(big.getvalue()).decode()}"
+    answer = post(strict_app, {"query": "q", "documents": [too_big]}, headers={"Authorization": "Bearer sekrit"})
+    assert answer.status_code == 413 and answer.json()["field"] == "documents[0]"
+
+
 def test_the_limits_refuse_with_a_clear_status(strict_app):
     auth = {"Authorization": "Bearer sekrit"}
     too_many = post(strict_app, {"query": "q", "documents": ["a", "b", "c", "d"]}, headers=auth)

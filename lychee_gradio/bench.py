@@ -10,6 +10,7 @@ same compute as real weights of that size) and the same inputs. Prints a table a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import random
@@ -178,7 +179,8 @@ def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto"
         "scenarios": {},
     }
     for name, (query, documents) in scenarios(processor.tokenizer, docs).items():
-        results = {path: time_path(lambda: run(query, documents), runs, torch_device) for path, run in paths.items()}
+        results = {path: time_path(functools.partial(run, query, documents), runs, torch_device)
+                   for path, run in paths.items()}
         baseline = results["per-pair loop"]
         for result in results.values():
             result["pairs_per_second"] = len(documents) / result["median_seconds"]
@@ -194,8 +196,8 @@ def format_table(report: dict) -> str:
         f"{report['device']} ({report['device_name']}, {report['cpu_threads']} threads), {report['dtype']}, "
         f"{report['attn_implementation']}, batch {report['batch_size']}, median of {report['runs']} runs",
         "",
-        f"| scenario | path | pairs/s | speedup | max score diff | peak memory |",
-        f"| --- | --- | ---: | ---: | ---: | ---: |",
+        "| scenario | path | pairs/s | speedup | max score diff | peak memory |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for name, scenario in report["scenarios"].items():
         for path, result in scenario["paths"].items():

@@ -213,7 +213,6 @@ def mcp_app(scorer):
 
 def test_an_mcp_client_lists_the_rerank_tool_and_calls_it(mcp_app, scorer):
     import asyncio
-    import json
 
     from mcp import ClientSession
     from mcp.client.streamable_http import streamablehttp_client

@@ -61,9 +61,8 @@ def _decode_string(value: str, field: str) -> Image.Image:
     stripped = value.strip()
     if not stripped:
         raise ValueError(f"{field}: image is an empty string")
-    match = _DATA_URL_RE.match(stripped)
-    if match:
-        return _decode_bytes(_b64decode(match.group("data"), field), field)
+    if _DATA_URL_RE.match(stripped):
+        return _decode_bytes(decode_image_data(stripped, field), field)
     if stripped.startswith(("http://", "https://")):
         raise ValueError(f"{field}: image URLs are not fetched ({stripped[:80]}); download the image and pass it")
     if os.path.exists(stripped):
@@ -72,6 +71,12 @@ def _decode_string(value: str, field: str) -> Image.Image:
     if len(stripped) > 256 and _BASE64_RE.match(stripped):
         return _decode_bytes(_b64decode(stripped, field), field)
     raise ValueError(f"{field}: image file not found: {stripped[:200]}")
+
+
+def decode_image_data(value: str, field: str) -> bytes:
+    """The bytes of an image sent as text: a `data:...;base64,` URL or plain (or URL-safe) base64."""
+    match = _DATA_URL_RE.match(value.strip())
+    return _b64decode(match.group("data") if match else value, field)
 
 
 def _b64decode(data: str, field: str) -> bytes:

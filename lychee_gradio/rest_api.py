@@ -9,8 +9,6 @@ document index in `field`; nothing a client sends can stop the server.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import re
 import secrets
@@ -25,10 +23,10 @@ from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
+from .inputs import decode_image_data
 from .scorer import LycheeScorer, ScoringOutOfMemoryError
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
-_DATA_URL_RE = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -81,15 +79,6 @@ class RerankResponse(BaseModel):
 # -- turning a request's query and documents into scorer inputs --------------------------------------
 
 
-def _decode_base64(data: str, field: str) -> bytes:
-    compact = "".join(data.split())
-    try:
-        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(400, f"{field}: not a data URL or base64 image (file paths are not read over HTTP)",
-                           field) from None
-
-
 def _fetch(url: str, field: str, settings: RestSettings) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=settings.image_url_timeout) as response:  # noqa: S310 - opt-in
@@ -115,8 +104,11 @@ def image_bytes(value: Any, field: str, settings: RestSettings) -> bytes:
                                     "--allow-image-urls, or send the image as base64)", field)
         data = _fetch(value, field, settings)
     else:
-        match = _DATA_URL_RE.match(value)
-        data = _decode_base64(value[match.end():] if match else value, field)
+        try:
+            data = decode_image_data(value, field)
+        except ValueError:
+            raise RequestError(400, f"{field}: not a data URL or base64 image (file paths are not read over HTTP)",
+                               field) from None
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
@@ -172,19 +164,11 @@ def _content_parts(parts: Any, field: str, settings: RestSettings) -> dict:
     return {"text": "\n".join(texts) or None, **({"image": images[0]} if images else {})}
 
 
-def _document_text(document: Any) -> str:
-    if isinstance(document, str):
-        return document
-    if isinstance(document, dict):
-        if isinstance(document.get("text"), str):
-            return document["text"]
-        parts = document.get("content")
-        if isinstance(parts, list):
-            return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 # -- the endpoint --------------------------------------------------------------------------------
+
+
+def _text_of(item: str | dict) -> str:
+    return item if isinstance(item, str) else item.get("text") or ""
 
 
 def _error_response(status: int, message: str, field: str | None) -> JSONResponse:
@@ -230,7 +214,7 @@ def create_router(scorer: LycheeScorer, settings: RestSettings) -> APIRouter:
         order = sorted(range(len(pairs)), key=lambda i: (-pairs[i].score, i))[: body.top_n]
         results = [
             RerankResult(index=i, relevance_score=pairs[i].score,
-                         document={"text": _document_text(body.documents[i])} if body.return_documents else None)
+                         document={"text": _text_of(documents[i])} if body.return_documents else None)
             for i in order
         ]
         tokens = sum(pair.tokens for pair in pairs)

@@ -9,6 +9,7 @@ Gradio; the handlers in `build_demo` only turn errors into `gr.Error`.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import tempfile
 import zipfile
@@ -109,17 +110,14 @@ def _check_count(count: int, max_documents: int) -> None:
 
 
 def _top_n(top_n: Any) -> int | None:
-    if top_n in (None, "", 0):
+    """0 or empty means all; otherwise a positive whole number (gr.Number sends floats)."""
+    if top_n in (None, ""):
         return None
-    try:
-        value = int(top_n)
-    except (TypeError, ValueError):
-        raise ValueError(f"top_n: expected a whole number, got {top_n!r}") from None
-    if value != top_n and not (isinstance(top_n, float) and top_n.is_integer()):
-        raise ValueError(f"top_n: expected a whole number, got {top_n!r}")
-    if value < 0:
-        raise ValueError(f"top_n: expected 0 (all) or more, got {value}")
-    return value or None
+    whole = isinstance(top_n, (int, float)) and not isinstance(top_n, bool) and math.isfinite(top_n) \
+        and top_n == int(top_n) and top_n >= 0
+    if not whole:
+        raise ValueError(f"top_n: expected 0 (all) or a positive whole number, got {top_n!r}")
+    return int(top_n) or None
 
 
 def _scorable(document: dict) -> dict:

@@ -251,6 +251,32 @@ def test_prefix_reuse_gives_the_same_scores_as_running_every_prompt_whole(
     assert reused == pytest.approx(whole, abs=1e-5)
 
 
+@pytest.fixture(scope="module")
+def bf16_scorer(tiny_model_dir):
+    from lychee_gradio import LycheeScorer
+
+    return LycheeScorer.load(tiny_model_dir, device="cpu", dtype="bfloat16")
+
+
+@pytest.mark.parametrize("query_kind", ["text", "image", "text+image"])
+def test_in_bf16_prefix_reuse_and_batching_stay_within_2e_2_of_whole_single_prompts(
+    bf16_scorer, mixed_documents, red_image, query_kind, monkeypatch
+):
+    assert bf16_scorer.model.dtype == torch.bfloat16
+    query = {"text": "white cup?", "image": red_image}
+    if query_kind == "text":
+        query = query["text"]
+    elif query_kind == "image":
+        query = red_image
+    monkeypatch.setattr(bf16_scorer, "batch_size", 3)
+    reused = bf16_scorer.score(query, mixed_documents)
+    monkeypatch.setattr(bf16_scorer, "reuse_prefix", False)
+    whole = bf16_scorer.score(query, mixed_documents)
+    single = [bf16_scorer.score(query, [document])[0] for document in mixed_documents]
+    assert reused == pytest.approx(whole, abs=2e-2)
+    assert reused == pytest.approx(single, abs=2e-2)
+
+
 def test_prefix_reuse_encodes_the_query_image_once_per_request(scorer, red_image, monkeypatch):
     visual = scorer.model.model.visual
     images_seen = []

@@ -232,3 +232,40 @@ def test_an_mcp_client_lists_the_rerank_tool_and_calls_it(mcp_app, scorer):
     text = "".join(getattr(part, "text", "") for part in result.content)
     expected = scorer.rerank("white cup", ["a cup", "a plate", "a mug"])
     assert f"{expected[0].score:.3f}" in text
+
+
+# -- image URLs, when the server allows them (served from this machine's loopback) -----------------------
+
+
+@pytest.fixture(scope="module")
+def image_host():
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(Path(CUP).parent))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def url_app(scorer):
+    settings = server.ServerSettings(port=0, rest=RestSettings(allow_image_urls=True, max_image_url_bytes=1500))
+    running = server.start(scorer, settings)
+    yield running.url
+    running.close()
+
+
+def test_allowed_image_urls_are_fetched_and_scored_and_capped_in_size(url_app, image_host, scorer):
+    cup = f"{image_host}/{Path(CUP).name}"  # 1.7 KB: over the 1,500-byte cap
+    mug = f"{image_host}/{Path(MUG).name}"  # 1.3 KB
+    body = post(url_app, {"query": "cup", "documents": [{"image": mug}, "text"]}).json()
+    assert [(r["index"], r["relevance_score"]) for r in body["results"]] == expected_results(
+        scorer, "cup", [{"image": MUG}, "text"])
+    too_big = post(url_app, {"query": "cup", "documents": ["a", {"image": cup}]})
+    assert too_big.status_code == 413 and too_big.json()["field"] == "documents[1].image"
+    missing = post(url_app, {"query": "cup", "documents": [{"image": f"{image_host}/nope.png"}]})
+    assert missing.status_code == 400 and "cannot fetch image URL" in missing.json()["message"]

@@ -86,3 +86,15 @@ def test_share_without_network_says_so_and_exits_non_zero(tiny_model_dir, monkey
 def test_share_refuses_a_malformed_auth():
     result = run_cli("share", "--demo", "--auth", "no-colon")
     assert result.returncode == 2 and "--auth must look like USER:PASS" in result.stderr
+
+
+def test_the_api_key_comes_from_the_environment_unless_given(monkeypatch):
+    from lychee_gradio.cli import build_parser, server_settings
+
+    monkeypatch.setenv("LYCHEE_API_KEY", "from-env")
+    assert server_settings(build_parser().parse_args(["load"]), None).rest.api_key == "from-env"
+    assert server_settings(build_parser().parse_args(["load", "--api-key", "given"]), None).rest.api_key == "given"
+    monkeypatch.delenv("LYCHEE_API_KEY")
+    assert server_settings(build_parser().parse_args(["load"]), None).rest.api_key is None
+    # A public link never leaves /v1/rerank open: the share password becomes its key.
+    assert server_settings(build_parser().parse_args(["share"]), ("lychee", "pw")).rest.api_key == "pw"

@@ -35,6 +35,11 @@ def mixed_documents(red_image, blue_image):
     ]
 
 
+def query_of_kind(kind: str, text: str, image):
+    """A query that is text, an image, or both ("text+image")."""
+    return {"text": text, "image": image, "text+image": {"text": text, "image": image}}[kind]
+
+
 def _as_pair(value):
     """The reference scorer's (text, image) form of a test input."""
     if isinstance(value, str):
@@ -81,11 +86,7 @@ def test_a_pair_is_encoded_exactly_as_the_processor_encodes_it(scorer, naive, re
 def test_scores_equal_the_naive_one_pair_per_forward_scorer(
     scorer, naive, mixed_documents, red_image, instruction, query_kind
 ):
-    query = {"text": "white ceramic cup 白瓷杯", "image": red_image}
-    if query_kind == "text":
-        query = query["text"]
-    elif query_kind == "image":
-        query = red_image
+    query = query_of_kind(query_kind, "white ceramic cup 白瓷杯", red_image)
     scores = scorer.score(query, mixed_documents, instruction=instruction)
     expected = [naive.score(_as_pair(query), _as_pair(d), instruction) for d in mixed_documents]
     assert scores == pytest.approx(expected, abs=1e-5)
@@ -239,11 +240,7 @@ def test_progress_is_reported_after_each_batch(scorer, monkeypatch):
 def test_prefix_reuse_gives_the_same_scores_as_running_every_prompt_whole(
     scorer, mixed_documents, red_image, query_kind, monkeypatch
 ):
-    query = {"text": "white cup?", "image": red_image}
-    if query_kind == "text":
-        query = query["text"]
-    elif query_kind == "image":
-        query = red_image
+    query = query_of_kind(query_kind, "white cup?", red_image)
     monkeypatch.setattr(scorer, "batch_size", 3)
     reused = scorer.score(query, mixed_documents, instruction=CUSTOM_INSTRUCTION)
     monkeypatch.setattr(scorer, "reuse_prefix", False)
@@ -263,11 +260,7 @@ def test_in_bf16_prefix_reuse_and_batching_stay_within_2e_2_of_whole_single_prom
     bf16_scorer, mixed_documents, red_image, query_kind, monkeypatch
 ):
     assert bf16_scorer.model.dtype == torch.bfloat16
-    query = {"text": "white cup?", "image": red_image}
-    if query_kind == "text":
-        query = query["text"]
-    elif query_kind == "image":
-        query = red_image
+    query = query_of_kind(query_kind, "white cup?", red_image)
     monkeypatch.setattr(bf16_scorer, "batch_size", 3)
     reused = bf16_scorer.score(query, mixed_documents)
     monkeypatch.setattr(bf16_scorer, "reuse_prefix", False)

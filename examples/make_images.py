@@ -1,7 +1,7 @@
-"""Draw the sample product images in examples/images/ (run once; the PNGs are committed).
+"""Draw the sample product images in lychee_gradio/assets/images/ (run once; the PNGs are committed).
 
 Drawn by this project with Pillow, so they are free to use: simple cups, mugs and a plate, two
-of them with the minimalist mountain line pattern of the coffee-cup example in PRODUCT.md.
+of them with the minimalist mountain line pattern of the coffee-cup example (docs/design.md).
 """
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 SIZE = 256
-OUT = Path(__file__).resolve().parent / "images"
+OUT = Path(__file__).resolve().parent.parent / "lychee_gradio" / "assets" / "images"
 
 
 def canvas(background=(236, 236, 232)):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-HERE = Path(__file__).resolve().parent
+ASSETS = Path(__file__).resolve().parent.parent / "lychee_gradio" / "assets"  # the sample files the app ships
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 parser.add_argument("query")
-parser.add_argument("folder", nargs="?", type=Path, default=HERE / "images")
+parser.add_argument("folder", nargs="?", type=Path, default=ASSETS / "images")
 parser.add_argument("--url", default="http://127.0.0.1:7860/")
 parser.add_argument("--top-n", type=int, default=0, help="0 = all")
 args = parser.parse_args()

@@ -8,17 +8,17 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-HERE = Path(__file__).resolve().parent
+ASSETS = Path(__file__).resolve().parent.parent / "lychee_gradio" / "assets"  # the sample files the app ships
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
 parser.add_argument("--url", default="http://127.0.0.1:7860/")
 parser.add_argument("--top-n", type=int, default=0, help="0 = all")
 args = parser.parse_args()
 
-documents = (HERE / "data" / "cups.txt").read_text(encoding="utf-8")  # blocks separated by '---' lines
+documents = (ASSETS / "data" / "cups.txt").read_text(encoding="utf-8")  # blocks separated by '---' lines
 client = Client(args.url, verbose=False)
 table, results = client.predict(
-    query_image=handle_file(HERE / "images" / "mountain_cup.png"),
+    query_image=handle_file(ASSETS / "images" / "mountain_cup.png"),
     documents=documents,
     instruction="Given a product image and description, determine if the description accurately reflects "
                 "the visual features and key attributes of the product.",

@@ -1,4 +1,4 @@
-"""Build the sample evaluation set: examples/eval/sample.jsonl, its shape images, and images.zip.
+"""Build the sample evaluation set: lychee_gradio/assets/eval/sample.jsonl, its shape images, and images.zip.
 
 Drawn and written by this project (free to use). Shapes and colours make the relevance plain to a
 person; the first-stage order deliberately puts relevant documents low, as a weak first stage would.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "lychee_gradio" / "assets" / "eval"
 SIZE = 160
 COLOURS = {"red": (215, 40, 40), "blue": (40, 80, 210), "green": (40, 160, 70), "yellow": (235, 200, 40)}
 

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from .families import LYCHEE
 from .inputs import Item
 from .prompt import build_messages
 
-MIN_PIXELS = 4 * 28 * 28
-DEFAULT_MAX_PIXELS = 1280 * 28 * 28
-DEFAULT_MAX_TEXT_TOKENS = 4096
+MIN_PIXELS = LYCHEE.min_pixels
+DEFAULT_MAX_PIXELS = LYCHEE.max_pixels
+DEFAULT_MAX_TEXT_TOKENS = LYCHEE.max_text_tokens
 
 
 @dataclass

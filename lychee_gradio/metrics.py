@@ -52,11 +52,6 @@ def query_metrics(ranking: Sequence[int], labels: Sequence[float], ks: Sequence[
     return {f"{name}@{k}": _FUNCTIONS[name](ranking, labels, k) for name in METRICS for k in ks}
 
 
-def rank_by_scores(scores: Sequence[float]) -> list[int]:
-    """Indices best-first; equal scores keep their first-stage order, so runs are reproducible."""
-    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-
-
 def mean_metrics(per_query: Sequence[dict[str, float]]) -> dict[str, float]:
     if not per_query:
         return {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+from .families import LYCHEE  # the contract's numbers (pixel bounds), not engine code
+
 SYSTEM = (
     'Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
     'Note that the answer can only be "yes" or "no".'
@@ -61,7 +63,7 @@ class NaiveScorer:
         return self.processor(
             text=[self.prompt(query, document, instruction)],
             images=images or None,
-            size={"shortest_edge": 4 * 28 * 28, "longest_edge": 1280 * 28 * 28},
+            size={"shortest_edge": LYCHEE.min_pixels, "longest_edge": LYCHEE.max_pixels},
             return_tensors="pt",
         ).to(self.model.device)
 

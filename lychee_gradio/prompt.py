@@ -6,6 +6,7 @@ changes every score.
 
 from __future__ import annotations
 
+from .families import LYCHEE
 from .inputs import Item
 
 SYSTEM_PROMPT = (
@@ -13,7 +14,7 @@ SYSTEM_PROMPT = (
     'Note that the answer can only be "yes" or "no".'
 )
 
-DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+DEFAULT_INSTRUCTION = LYCHEE.default_instruction
 
 # Ready-made instructions for the common tasks; users may also type their own.
 INSTRUCTION_PRESETS: dict[str, str] = {

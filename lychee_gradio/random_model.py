@@ -128,8 +128,11 @@ def build_processor():
         ids = tokenizer.encode(word, add_special_tokens=False)
         if len(ids) != 1:
             raise RuntimeError(f"the random tokenizer must encode {word!r} as one token, got {ids}")
+    from .families import LYCHEE
+
     image_processor = Qwen2VLImageProcessor(
-        min_pixels=4 * 28 * 28, max_pixels=1280 * 28 * 28, patch_size=14, merge_size=2, temporal_patch_size=2
+        min_pixels=LYCHEE.min_pixels, max_pixels=LYCHEE.max_pixels, patch_size=14, merge_size=2,
+        temporal_patch_size=2,
     )
     return Qwen2_5_VLProcessor(
         image_processor=image_processor,

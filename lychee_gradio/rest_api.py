@@ -24,16 +24,18 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
 from .inputs import decode_image_data
+from .ranking import best_first, check_top_n
 from .scorer import LycheeScorer, ScoringOutOfMemoryError
+from .settings import Limits
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
 
 
 @dataclass(frozen=True)
 class RestSettings:
-    max_documents: int = 100
-    max_body_bytes: int = 64 * 2**20
-    max_image_pixels: int = 50_000_000
+    """What only the REST door has; the limits shared by every door are `settings.Limits`."""
+
+    limits: Limits = Limits()
     allow_image_urls: bool = False
     image_url_timeout: float = 10.0
     max_image_url_bytes: int = 20 * 2**20
@@ -56,13 +58,13 @@ class RerankRequest(BaseModel):
     model: str | None = Field(None, description="echoed back; the server has one model")
     query: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
     documents: list[Any] = Field(..., description="strings, {text, image} objects or {content: [...]} objects")
-    top_n: int | None = Field(None, ge=1, description="keep the best n (default: all)")
+    top_n: int | None = Field(None, ge=0, description="keep the best n (default, or 0: all)")
     return_documents: bool = Field(False, description="echo each document's text (images are never echoed)")
     instruction: str | None = Field(None, description="the task, e.g. 'Given a product image and description, ...'")
     max_pixels: int | None = Field(None, ge=1, description="bound on each image's pixels for this request")
 
 
-class RerankResult(BaseModel):
+class RerankedDocument(BaseModel):
     index: int
     relevance_score: float
     document: dict[str, str] | None = None
@@ -71,7 +73,7 @@ class RerankResult(BaseModel):
 class RerankResponse(BaseModel):
     id: str
     model: str
-    results: list[RerankResult]
+    results: list[RerankedDocument]
     usage: dict[str, int]
     meta: dict[str, Any]
 
@@ -116,9 +118,10 @@ def image_bytes(value: Any, field: str, settings: RestSettings) -> bytes:
         raise RequestError(400, f"{field}: cannot decode image (not a format Pillow can read)", field) from None
     except (OSError, Image.DecompressionBombError) as error:
         raise RequestError(400, f"{field}: cannot decode image ({error})", field) from None
-    if width * height > settings.max_image_pixels:
+    limit = settings.limits.max_image_pixels
+    if width * height > limit:
         raise RequestError(413, f"{field}: image is {width}x{height} = {width * height:,} pixels, over this "
-                                f"server's limit of {settings.max_image_pixels:,}", field)
+                                f"server's limit of {limit:,}", field)
     return data
 
 
@@ -197,9 +200,10 @@ def create_router(scorer: LycheeScorer, settings: RestSettings) -> APIRouter:
 
     def rerank(body: RerankRequest) -> RerankResponse:
         """Rerank documents against a query, best first (Cohere / Jina / vLLM compatible)."""
-        if len(body.documents) > settings.max_documents:
-            raise RequestError(400, f"documents: {len(body.documents)} given, at most {settings.max_documents} "
-                                    "per request on this server", "documents")
+        try:
+            settings.limits.check_documents(len(body.documents))
+        except ValueError as error:
+            raise RequestError(400, str(error), "documents") from None
         if body.max_pixels is not None and body.max_pixels > scorer.max_pixels:
             raise RequestError(400, f"max_pixels: at most {scorer.max_pixels} on this server", "max_pixels")
         query = request_item(body.query, "query", settings)
@@ -211,9 +215,9 @@ def create_router(scorer: LycheeScorer, settings: RestSettings) -> APIRouter:
             raise RequestError(400, message, message.split(":", 1)[0]) from None
         except ScoringOutOfMemoryError as error:
             raise RequestError(503, str(error)) from None
-        order = sorted(range(len(pairs)), key=lambda i: (-pairs[i].score, i))[: body.top_n]
+        order = best_first([pair.score for pair in pairs])[: check_top_n(body.top_n)]
         results = [
-            RerankResult(index=i, relevance_score=pairs[i].score,
+            RerankedDocument(index=i, relevance_score=pairs[i].score,
                          document={"text": _text_of(documents[i])} if body.return_documents else None)
             for i in order
         ]
@@ -282,4 +286,4 @@ def install(app: FastAPI, scorer: LycheeScorer, settings: RestSettings) -> None:
         return _error_response(422, f"{field}: {first.get('msg', 'invalid value')}", field)
 
     app.include_router(create_router(scorer, settings))
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, limit=settings.limits.max_body_bytes)

@@ -18,6 +18,7 @@ from transformers import DynamicCache
 
 from .encoding import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_TOKENS, EncodedPair, PairEncoder, shared_prefix_length
 from .inputs import to_item, to_items
+from .ranking import best_first, check_top_n
 from .prompt import resolve_instruction
 from .weights import choose_runtime, default_model, load_model_and_processor, resolve_model_dir
 
@@ -38,11 +39,17 @@ class PairScore:
 
 @dataclass(frozen=True)
 class RerankResult:
-    """One document of a rerank: its 0-based position in the input, its score, and the document."""
+    """One document of a rerank: its 0-based position in the input, its score, and the document.
+
+    `id` and `metadata` are those the caller put on a dict document (`{"text": ..., "id": 7,
+    "metadata": {...}}`), handed back unchanged; `None` otherwise.
+    """
 
     index: int
     score: float
     document: Any
+    id: Any = None
+    metadata: Any = None
 
 
 class ScoringOutOfMemoryError(RuntimeError):
@@ -139,14 +146,12 @@ class LycheeScorer:
     def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
                top_n: int | None = None, *, max_pixels: int | None = None,
                on_progress: ProgressCallback | None = None) -> list[RerankResult]:
-        """Documents best-first, each with its input index and score; `top_n` keeps the best n."""
-        if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
-            raise ValueError(f"top_n: expected a positive integer or None, got {top_n!r}")
+        """Documents best-first, each with its input index and score; `top_n` keeps the best n (0 or None: all)."""
+        top_n = check_top_n(top_n)
         scores = self.score(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        if top_n is not None:
-            order = order[:top_n]
-        return [RerankResult(index=i, score=scores[i], document=documents[i]) for i in order]
+        return [RerankResult(index=i, score=scores[i], document=documents[i],
+                             id=_passthrough(documents[i], "id"), metadata=_passthrough(documents[i], "metadata"))
+                for i in best_first(scores)[:top_n]]
 
     # -- batching -------------------------------------------------------------------------------
 
@@ -272,6 +277,10 @@ class LycheeScorer:
         )
         last = outputs.logits[:, -1, :]
         return last[:, [self.no_token_id, self.yes_token_id]].float().cpu()
+
+
+def _passthrough(document: Any, key: str) -> Any:
+    return document.get(key) if isinstance(document, dict) else None
 
 
 def _p_yes(yes_logit: float, no_logit: float) -> float:

@@ -32,7 +32,7 @@ def test_a_string_is_text_and_a_dict_may_hold_both(red_image, tmp_path):
     assert to_item("hello", "query") == Item(text="hello")
     assert to_item(str(tmp_path), "query") == Item(text=str(tmp_path))
     both = to_item({"text": "cup", "image": red_image}, "query")
-    assert both.text == "cup" and both.image is not None and both.kind == "text+image"
+    assert both.text == "cup" and both.image is not None
 
 
 def test_exif_orientation_is_applied():

@@ -150,10 +150,31 @@ def test_rerank_top_n_keeps_the_best_n(scorer, mixed_documents):
     assert len(scorer.rerank("coffee cup", mixed_documents, top_n=100)) == len(mixed_documents)
 
 
-@pytest.mark.parametrize("top_n", [0, -1, 2.5, "3", True])
-def test_rerank_refuses_a_top_n_that_is_not_a_positive_integer(scorer, top_n):
+@pytest.mark.parametrize("top_n", [-1, 2.5, "3", True])
+def test_rerank_refuses_a_top_n_that_is_not_a_whole_number(scorer, top_n):
     with pytest.raises(ValueError, match="top_n"):
         scorer.rerank("q", ["a", "b"], top_n=top_n)
+
+
+@pytest.mark.parametrize("top_n", [0, None, 2.0])
+def test_rerank_top_n_zero_or_none_means_all_and_a_whole_float_is_fine(scorer, top_n):
+    assert len(scorer.rerank("q", ["a", "b"], top_n=top_n)) == 2
+
+
+def test_rerank_hands_back_the_id_and_metadata_attached_to_each_document(scorer, red_image):
+    documents = [
+        {"text": "a red cup", "id": "sku-1", "metadata": {"price": 12.5, "tags": ["red"]}},
+        {"image": red_image, "id": 42},
+        "plain text, nothing attached",
+    ]
+    results = scorer.rerank("red cup", documents)
+    by_index = {result.index: result for result in results}
+    assert by_index[0].id == "sku-1" and by_index[0].metadata == {"price": 12.5, "tags": ["red"]}
+    assert by_index[1].id == 42 and by_index[1].metadata is None
+    assert by_index[2].id is None and by_index[2].metadata is None
+    # Attached fields never reach the model: the scores equal those of the bare documents.
+    bare = scorer.score("red cup", [{"text": "a red cup"}, red_image, "plain text, nothing attached"])
+    assert [by_index[i].score for i in range(3)] == bare
 
 
 def test_no_documents_give_no_scores(scorer):

@@ -1,38 +1,40 @@
-"""The Gradio app: Single, Batch rerank and Image ranking tabs over one `LycheeScorer`.
+"""The Gradio app: Single, Batch rerank, Image ranking and Evaluate tabs over one scorer.
 
-`build_demo(scorer)` lays out the page; each tab's button calls a plain handler that is also a
-named API endpoint (`/score`, `/rerank`, `/rank_images`), so `gradio_client` scripts get what the
-page shows plus structured JSON. The view functions below do the formatting and know nothing of
-Gradio; the handlers in `build_demo` only turn errors into `gr.Error`.
+`build_demo(scorer)` lays out the page, one builder function per tab; each tab's button calls a
+plain handler that is also a named API endpoint (`/score`, `/rerank`, `/rank_images`,
+`/evaluate`), so `gradio_client` scripts get what the page shows plus structured JSON. The view
+functions below do the formatting and know nothing of Gradio; the handlers only turn errors into
+`gr.Error`.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import re
 import tempfile
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import gradio as gr
 
-from . import eval as evaluation
+from . import evaluation
+from .inputs import to_item, to_items
 from .labels import TRANSLATIONS
 from .prompt import DEFAULT_INSTRUCTION, INSTRUCTION_PRESETS
+from .ranking import check_top_n
 from .scorer import LycheeScorer, ScoringOutOfMemoryError
+from .settings import Limits
 
-DEFAULT_MAX_DOCUMENTS = 200
-MAX_ZIP_BYTES = 2 * 2**30  # uncompressed size of an uploaded image archive
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"  # sample images and data, shipped in the package
 I18N = gr.I18n(**TRANSLATIONS)
 
 _SEPARATOR_RE = re.compile(r"^[ \t]*---+[ \t]*$", re.MULTILINE)
 _IMAGE_REF_RE = re.compile(r"\[image:\s*([^\]]+?)\s*\]", re.IGNORECASE)
 
 
-# -- reading a score (PRODUCT.md, "Reading a score") ------------------------------------------------
+# -- reading a score (docs/design.md, "Reading a score") ---------------------------------------------
 
 
 def verdict(score: float) -> dict[str, str]:
@@ -104,22 +106,6 @@ def _find_image(reference: str, names: list[str]) -> int | None:
     return names.index(reference) if reference in names else None
 
 
-def _check_count(count: int, max_documents: int) -> None:
-    if count > max_documents:
-        raise ValueError(f"documents: {count} given, at most {max_documents} per request")
-
-
-def _top_n(top_n: Any) -> int | None:
-    """0 or empty means all; otherwise a positive whole number (gr.Number sends floats)."""
-    if top_n in (None, ""):
-        return None
-    whole = isinstance(top_n, (int, float)) and not isinstance(top_n, bool) and math.isfinite(top_n) \
-        and top_n == int(top_n) and top_n >= 0
-    if not whole:
-        raise ValueError(f"top_n: expected 0 (all) or a positive whole number, got {top_n!r}")
-    return int(top_n) or None
-
-
 def _scorable(document: dict) -> dict:
     return {key: document[key] for key in ("text", "image") if document[key] is not None}
 
@@ -137,12 +123,13 @@ def _preview(document: dict) -> str:
 
 
 def score_view(scorer: LycheeScorer, query_text, query_image, document_text, document_image,
-               instruction) -> tuple[str, dict]:
-    query = query_from(query_text, query_image)
+               instruction, *, limits: Limits = Limits()) -> tuple[str, dict]:
+    query = to_item(query_from(query_text, query_image), "query", max_image_pixels=limits.max_image_pixels)
     document = {"text": (document_text or "").strip() or None, "image": document_image or None}
     if document["text"] is None and document["image"] is None:
         raise ValueError("document: give a document text, a document image, or both")
-    (pair,) = scorer.score_with_logits(query, [_scorable(document)], instruction or None)
+    item = to_item(_scorable(document), "document", max_image_pixels=limits.max_image_pixels)
+    (pair,) = scorer.score_with_logits(query, [item], instruction or None)
     reading = verdict(pair.score)
     details = {"score": pair.score, "verdict": reading["verdict"], "colour": reading["colour"],
                "yes_logit": pair.yes_logit, "no_logit": pair.no_logit}
@@ -155,11 +142,13 @@ def score_view(scorer: LycheeScorer, query_text, query_image, document_text, doc
 
 
 def rerank_view(scorer: LycheeScorer, query_text, query_image, documents, document_images, instruction,
-                top_n, *, max_documents: int = DEFAULT_MAX_DOCUMENTS) -> tuple[str, list[dict]]:
-    query = query_from(query_text, query_image)
+                top_n, *, limits: Limits = Limits()) -> tuple[str, list[dict]]:
+    top_n = check_top_n(top_n)
+    query = to_item(query_from(query_text, query_image), "query", max_image_pixels=limits.max_image_pixels)
     parsed = parse_documents(documents, document_images)
-    _check_count(len(parsed), max_documents)
-    results = scorer.rerank(query, [_scorable(d) for d in parsed], instruction or None, top_n=_top_n(top_n))
+    limits.check_documents(len(parsed))
+    items = to_items([_scorable(d) for d in parsed], max_image_pixels=limits.max_image_pixels)
+    results = scorer.rerank(query, items, instruction or None, top_n=top_n)
     rows = [
         {"rank": rank, "index": result.index, "score": result.score, "verdict": verdict(result.score)["verdict"],
          "text": parsed[result.index]["text"], "image": parsed[result.index]["name"]}
@@ -174,15 +163,17 @@ def rerank_view(scorer: LycheeScorer, query_text, query_image, documents, docume
 
 
 def rank_images_view(scorer: LycheeScorer, query_text, query_image, images, instruction, top_n, *,
-                     max_documents: int = DEFAULT_MAX_DOCUMENTS,
+                     limits: Limits = Limits(),
                      on_progress: Callable[[int, int], None] | None = None) -> tuple[list, list[dict]]:
-    query = query_from(query_text, query_image)
+    top_n = check_top_n(top_n)
+    query = to_item(query_from(query_text, query_image), "query", max_image_pixels=limits.max_image_pixels)
     paths = [str(path) for path in (images or [])]
     if not paths:
         raise ValueError("images: upload at least one image")
-    _check_count(len(paths), max_documents)
-    results = scorer.rerank(query, [{"image": path} for path in paths], instruction or None,
-                            top_n=_top_n(top_n), on_progress=on_progress)
+    limits.check_documents(len(paths), "images")
+    items = [to_item({"image": path}, f"images[{index}]", max_image_pixels=limits.max_image_pixels)
+             for index, path in enumerate(paths)]
+    results = scorer.rerank(query, items, instruction or None, top_n=top_n, on_progress=on_progress)
     gallery, rows = [], []
     for rank, result in enumerate(results, start=1):
         name = Path(paths[result.index]).name
@@ -192,14 +183,13 @@ def rank_images_view(scorer: LycheeScorer, query_text, query_image, images, inst
     return gallery, rows
 
 
-def extract_images(archive: str) -> Path:
-    """Unpack an uploaded zip of images into a fresh folder, refusing paths that climb out of it."""
-    target = Path(tempfile.mkdtemp(prefix="lychee-eval-"))
+def extract_images(archive: str, target: Path, limits: Limits = Limits()) -> Path:
+    """Unpack an uploaded zip of images into `target`, refusing paths that climb out of it."""
     try:
         with zipfile.ZipFile(archive) as bundle:
             members = bundle.infolist()
-            if sum(member.file_size for member in members) > MAX_ZIP_BYTES:
-                raise ValueError(f"images: the zip unpacks to more than {MAX_ZIP_BYTES // 2**30} GB")
+            if sum(member.file_size for member in members) > limits.max_zip_bytes:
+                raise ValueError(f"images: the zip unpacks to more than {limits.max_zip_bytes / 2**30:g} GB")
             for member in members:
                 destination = (target / member.filename).resolve()
                 if not destination.is_relative_to(target.resolve()):
@@ -211,24 +201,23 @@ def extract_images(archive: str) -> Path:
 
 
 def evaluate_view(scorer: LycheeScorer, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
+                  limits: Limits = Limits(),
                   on_progress: Callable[[int, int], None] | None = None) -> tuple[str, Any, dict]:
     """The Evaluate tab: the metrics table, a chart's data (first stage vs. reranked) and the report."""
     import pandas as pd
 
     if not data_file:
         raise ValueError("data: upload a .jsonl file")
-    try:
-        ks = evaluation.parse_ks(str(ks_text or "1,5,10"))
-    except Exception as error:  # argparse.ArgumentTypeError: bad text from the page
-        raise ValueError(f"k: {error}") from None
+    ks = evaluation.parse_ks(str(ks_text or "1,5,10"))
     data = Path(data_file)
-    base_dir = extract_images(images_zip) if images_zip else data.parent
-    queries, skipped = evaluation.load_queries(data, skip_bad=bool(skip_bad), base_dir=base_dir)
-    if not queries:
-        raise ValueError("data: no query to evaluate")
-    # A line's own instruction wins; the page's box applies to lines without one.
-    report = evaluation.evaluate(scorer, queries, ks, instruction=instruction or None, skip_bad=bool(skip_bad),
-                                 skipped=skipped, on_progress=on_progress)
+    with tempfile.TemporaryDirectory(prefix="lychee-eval-") as unpacked:
+        base_dir = extract_images(images_zip, Path(unpacked), limits) if images_zip else data.parent
+        queries, skipped = evaluation.load_queries(data, skip_bad=bool(skip_bad), base_dir=base_dir)
+        if not queries:
+            raise ValueError("data: no query to evaluate")
+        # A line's own instruction wins; the page's box applies to lines without one.
+        report = evaluation.evaluate(scorer, queries, ks, instruction=instruction or None, skip_bad=bool(skip_bad),
+                                     skipped=skipped, on_progress=on_progress)
     keys = evaluation.metric_keys(ks)
     rows = [{"bar": f"{key} {label}", "metric": key, "stage": label, "value": report[stage][key]}
             for key in keys for stage, label in (("first_stage", "first stage"), ("reranked", "reranked"))]
@@ -251,14 +240,64 @@ def _user_errors(handler: Callable) -> Callable:
     return wrapper
 
 
-def _examples_text(name: str) -> str:
-    path = EXAMPLES_DIR / "data" / name
+def make_handlers(scorer: LycheeScorer, limits: Limits) -> SimpleNamespace:
+    """The endpoints' functions: plain functions whose parameter names are the API's."""
+
+    @_user_errors
+    def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
+              document_image: str | None = None, instruction: str | None = None):
+        """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}."""
+        return score_view(scorer, query_text, query_image, document_text, document_image, instruction, limits=limits)
+
+    @_user_errors
+    def rerank(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
+               document_images: list[str] | None = None, instruction: str | None = None,
+               top_n: float | None = None):
+        """Rerank documents (text blocks separated by '---' lines, plus images) best-first.
+        Returns a Markdown table and [{rank, index, score, verdict, text, image}]."""
+        return rerank_view(scorer, query_text, query_image, documents, document_images, instruction, top_n,
+                           limits=limits)
+
+    @_user_errors
+    def rank_images(query_text: str | None = None, query_image: str | None = None, images: list[str] | None = None,
+                    instruction: str | None = None, top_n: float | None = None, progress=gr.Progress()):
+        """Rank images against a query, best first. Returns a gallery and [{rank, index, score, image}]."""
+        def report(done: int, total: int) -> None:
+            progress(done / total, desc=f"scoring {done}/{total}")
+
+        report(0, max(1, len(images or [])))
+        return rank_images_view(scorer, query_text, query_image, images, instruction, top_n, limits=limits,
+                                on_progress=report)
+
+    @_user_errors
+    def evaluate(data: str | None = None, images_zip: str | None = None, k: str | None = None,
+                 instruction: str | None = None, skip_bad: bool = False, progress=gr.Progress()):
+        """Evaluate a labelled JSONL set: NDCG, MRR, Recall and Hit before and after reranking.
+        Returns a Markdown table, the chart data and the full report."""
+        def report(done: int, total: int) -> None:
+            progress(done / total, desc=f"scoring query {done}/{total}")
+
+        table, chart, details = evaluate_view(scorer, data, images_zip, k, instruction, skip_bad, limits=limits,
+                                              on_progress=report)
+        # Bars in the table's order, each metric's "first stage" beside its "reranked".
+        return table, gr.BarPlot(value=chart, sort=list(chart["bar"])), details
+
+    return SimpleNamespace(score=score, rerank=rerank, rank_images=rank_images, evaluate=evaluate)
+
+
+def _asset_text(name: str) -> str:
+    path = ASSETS_DIR / "data" / name
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
-def _example_image(name: str) -> str | None:
-    path = EXAMPLES_DIR / "images" / name
+def _asset_image(name: str) -> str | None:
+    path = ASSETS_DIR / "images" / name
     return str(path) if path.is_file() else None
+
+
+# Model work runs one request at a time (one queue slot, "model"), so concurrent users wait in line
+# instead of running the GPU out of memory.
+MODEL_WORK = {"concurrency_id": "model", "concurrency_limit": 1}
 
 
 def _query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number]:
@@ -270,151 +309,119 @@ def _query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number]:
     return text, image, top_n
 
 
-def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False,
-               max_documents: int = DEFAULT_MAX_DOCUMENTS) -> gr.Blocks:
+def _instruction_row() -> gr.Textbox:
+    """The task preset and the editable instruction that every tab uses."""
+    with gr.Row():
+        preset = gr.Dropdown(list(INSTRUCTION_PRESETS), value="Web search", label=I18N("instruction_preset"),
+                             scale=1)
+        instruction = gr.Textbox(DEFAULT_INSTRUCTION, label=I18N("instruction"), lines=2, scale=4,
+                                 elem_id="instruction")
+    preset.change(INSTRUCTION_PRESETS.get, preset, instruction, api_visibility="private", queue=False)
+    return instruction
+
+
+def _single_tab(score: Callable, instruction: gr.Textbox) -> None:
+    with gr.Tab(I18N("tab_single"), id="single"):
+        with gr.Row():
+            with gr.Column():
+                query_text = gr.Textbox(label=I18N("query_text"), lines=2, elem_id="single-query")
+                query_image = gr.Image(label=I18N("query_image"), type="filepath", height=200)
+            with gr.Column():
+                document_text = gr.Textbox(label=I18N("document_text"), lines=4, elem_id="single-document")
+                document_image = gr.Image(label=I18N("document_image"), type="filepath", height=200)
+        button = gr.Button(I18N("score_button"), variant="primary", elem_id="score-button")
+        with gr.Row():
+            result = gr.Markdown(label=I18N("result"), elem_id="single-result")
+            details = gr.JSON(label=I18N("details"))
+        gr.Examples(
+            [["white ceramic coffee cup with a minimalist mountain line pattern", None,
+              "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", _asset_image("mountain_cup.png")]],
+            [query_text, query_image, document_text, document_image],
+            label=I18N("examples"),
+            # Named examples: Gradio would otherwise head the table with untranslated label keys.
+            example_labels=["☕ Mountain-pattern cup: text query, text + image document"],
+        )
+    button.click(score, [query_text, query_image, document_text, document_image, instruction], [result, details],
+                 api_name="score", **MODEL_WORK)
+
+
+def _batch_tab(rerank: Callable, instruction: gr.Textbox) -> None:
+    with gr.Tab(I18N("tab_batch"), id="batch"):
+        with gr.Row():
+            query_text, query_image, top_n = _query_column("batch-query")
+            with gr.Column(scale=2):
+                documents = gr.Textbox(label=I18N("documents"), info=I18N("documents_info"), lines=12,
+                                       elem_id="batch-documents")
+                images = gr.File(label=I18N("document_images"), file_count="multiple", file_types=["image"])
+        button = gr.Button(I18N("rerank_button"), variant="primary", elem_id="rerank-button")
+        table = gr.Markdown(label=I18N("ranking"), elem_id="batch-table")
+        details = gr.JSON(label=I18N("details"))
+        gr.Examples(
+            [["", _asset_image("mountain_cup.png"), _asset_text("cups.txt"), None, 0],
+             ["保温杯 500ml", None, _asset_text("cups.txt"), None, 3]],
+            [query_text, query_image, documents, images, top_n],
+            label=I18N("examples"),
+            example_labels=["☕ Cup photo vs. 10 product descriptions", "🥤 保温杯 500ml, top 3"],
+        )
+    button.click(rerank, [query_text, query_image, documents, images, instruction, top_n], [table, details],
+                 api_name="rerank", **MODEL_WORK)
+
+
+def _images_tab(rank_images: Callable, instruction: gr.Textbox) -> None:
+    with gr.Tab(I18N("tab_images"), id="images"):
+        with gr.Row():
+            query_text, query_image, top_n = _query_column("images-query")
+            with gr.Column(scale=2):
+                files = gr.File(label=I18N("images"), file_count="multiple", file_types=["image"])
+        button = gr.Button(I18N("rank_button"), variant="primary", elem_id="rank-button")
+        gallery = gr.Gallery(label=I18N("gallery"), columns=5, height="auto", elem_id="images-gallery")
+        details = gr.JSON(label=I18N("details"))
+        example_images = sorted(str(p) for p in (ASSETS_DIR / "images").glob("*.png"))
+        if example_images:
+            gr.Examples([["a white cup with a mountain line pattern", None, example_images, 0]],
+                        [query_text, query_image, files, top_n],
+                        label=I18N("examples"),
+                        example_labels=["🖼 Six product drawings vs. 'a white cup with a mountain line pattern'"])
+    button.click(rank_images, [query_text, query_image, files, instruction, top_n], [gallery, details],
+                 api_name="rank_images", **MODEL_WORK)
+
+
+def _evaluate_tab(evaluate: Callable, instruction: gr.Textbox) -> None:
+    with gr.Tab(I18N("tab_eval"), id="evaluate"):
+        gr.Markdown(I18N("eval_intro"))
+        with gr.Row():
+            data = gr.File(label=I18N("eval_data"), file_types=[".jsonl"], elem_id="eval-data")
+            images = gr.File(label=I18N("eval_images"), file_types=[".zip"])
+            with gr.Column():
+                k = gr.Textbox("1,5,10", label=I18N("eval_k"))
+                skip_bad = gr.Checkbox(False, label=I18N("eval_skip_bad"))
+        button = gr.Button(I18N("eval_button"), variant="primary", elem_id="eval-button")
+        with gr.Row():
+            table = gr.Markdown(elem_id="eval-table")
+            chart = gr.BarPlot(x="bar", y="value", color="stage", label=I18N("eval_chart"), x_label_angle=-45,
+                               y_lim=[0, 1], height=360)
+        details = gr.JSON(label=I18N("details"))
+        sample = ASSETS_DIR / "eval" / "sample.jsonl"
+        if sample.is_file():
+            gr.Examples([[str(sample), str(sample.parent / "images.zip"), "1,5,10"]], [data, images, k],
+                        label=I18N("examples"), example_labels=["🔷 Shapes, colours and cups (sample set)"])
+    button.click(evaluate, [data, images, k, instruction, skip_bad], [table, chart, details], api_name="evaluate",
+                 **MODEL_WORK)
+
+
+def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False, limits: Limits = Limits()) -> gr.Blocks:
     """The whole page. Nothing is loaded here: the scorer comes in ready."""
-    i18n = I18N
-
-    @_user_errors
-    def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
-              document_image: str | None = None, instruction: str | None = None):
-        """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}."""
-        return score_view(scorer, query_text, query_image, document_text, document_image, instruction)
-
-    @_user_errors
-    def rerank(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
-               document_images: list[str] | None = None, instruction: str | None = None,
-               top_n: float | None = None):
-        """Rerank documents (text blocks separated by '---' lines, plus images) best-first.
-        Returns a Markdown table and [{rank, index, score, verdict, text, image}]."""
-        return rerank_view(scorer, query_text, query_image, documents, document_images, instruction, top_n,
-                           max_documents=max_documents)
-
-    @_user_errors
-    def rank_images(query_text: str | None = None, query_image: str | None = None, images: list[str] | None = None,
-                    instruction: str | None = None, top_n: float | None = None, progress=gr.Progress()):
-        """Rank images against a query, best first. Returns a gallery and [{rank, index, score, image}]."""
-        def report(done: int, total: int) -> None:
-            progress(done / total, desc=f"scoring {done}/{total}")
-
-        report(0, max(1, len(images or [])))
-        return rank_images_view(scorer, query_text, query_image, images, instruction, top_n,
-                                max_documents=max_documents, on_progress=report)
-
-    @_user_errors
-    def evaluate(data: str | None = None, images_zip: str | None = None, k: str | None = None,
-                 instruction: str | None = None, skip_bad: bool = False, progress=gr.Progress()):
-        """Evaluate a labelled JSONL set: NDCG, MRR, Recall and Hit before and after reranking.
-        Returns a Markdown table, the chart data and the full report."""
-        def report(done: int, total: int) -> None:
-            progress(done / total, desc=f"scoring query {done}/{total}")
-
-        table, chart, details = evaluate_view(scorer, data, images_zip, k, instruction, skip_bad, on_progress=report)
-        # Bars in the table's order, each metric's "first stage" beside its "reranked".
-        return table, gr.BarPlot(value=chart, sort=list(chart["bar"])), details
-
+    handlers = make_handlers(scorer, limits)
     with gr.Blocks(title="Lychee reranker", analytics_enabled=False) as demo:
         if demo_mode:
-            gr.Markdown(i18n("demo_banner"), elem_id="demo-banner")
-        gr.Markdown(i18n("title"))
-        with gr.Row():
-            preset = gr.Dropdown(list(INSTRUCTION_PRESETS), value="Web search", label=i18n("instruction_preset"),
-                                 scale=1)
-            instruction = gr.Textbox(DEFAULT_INSTRUCTION, label=i18n("instruction"), lines=2, scale=4,
-                                     elem_id="instruction")
-        preset.change(INSTRUCTION_PRESETS.get, preset, instruction, api_visibility="private", queue=False)
-
+            gr.Markdown(I18N("demo_banner"), elem_id="demo-banner")
+        gr.Markdown(I18N("title"))
+        instruction = _instruction_row()
         with gr.Tabs():
-            with gr.Tab(i18n("tab_single"), id="single"):
-                with gr.Row():
-                    with gr.Column():
-                        single_query_text = gr.Textbox(label=i18n("query_text"), lines=2, elem_id="single-query")
-                        single_query_image = gr.Image(label=i18n("query_image"), type="filepath", height=200)
-                    with gr.Column():
-                        single_document_text = gr.Textbox(label=i18n("document_text"), lines=4,
-                                                          elem_id="single-document")
-                        single_document_image = gr.Image(label=i18n("document_image"), type="filepath", height=200)
-                single_button = gr.Button(i18n("score_button"), variant="primary", elem_id="score-button")
-                with gr.Row():
-                    single_result = gr.Markdown(label=i18n("result"), elem_id="single-result")
-                    single_details = gr.JSON(label=i18n("details"))
-                gr.Examples(
-                    [["white ceramic coffee cup with a minimalist mountain line pattern", None,
-                      "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", _example_image("mountain_cup.png")]],
-                    [single_query_text, single_query_image, single_document_text, single_document_image],
-                    label=i18n("examples"),
-                    # Named examples: Gradio would otherwise head the table with untranslated label keys.
-                    example_labels=["☕ Mountain-pattern cup: text query, text + image document"],
-                )
-
-            with gr.Tab(i18n("tab_batch"), id="batch"):
-                with gr.Row():
-                    batch_query_text, batch_query_image, batch_top_n = _query_column("batch-query")
-                    with gr.Column(scale=2):
-                        batch_documents = gr.Textbox(label=i18n("documents"), info=i18n("documents_info"),
-                                                     lines=12, elem_id="batch-documents")
-                        batch_images = gr.File(label=i18n("document_images"), file_count="multiple",
-                                               file_types=["image"])
-                batch_button = gr.Button(i18n("rerank_button"), variant="primary", elem_id="rerank-button")
-                batch_table = gr.Markdown(label=i18n("ranking"), elem_id="batch-table")
-                batch_details = gr.JSON(label=i18n("details"))
-                gr.Examples(
-                    [["", _example_image("mountain_cup.png"), _examples_text("cups.txt"), None, 0],
-                     ["保温杯 500ml", None, _examples_text("cups.txt"), None, 3]],
-                    [batch_query_text, batch_query_image, batch_documents, batch_images, batch_top_n],
-                    label=i18n("examples"),
-                    example_labels=["☕ Cup photo vs. 10 product descriptions", "🥤 保温杯 500ml, top 3"],
-                )
-
-            with gr.Tab(i18n("tab_images"), id="images"):
-                with gr.Row():
-                    images_query_text, images_query_image, images_top_n = _query_column("images-query")
-                    with gr.Column(scale=2):
-                        images_files = gr.File(label=i18n("images"), file_count="multiple", file_types=["image"])
-                images_button = gr.Button(i18n("rank_button"), variant="primary", elem_id="rank-button")
-                images_gallery = gr.Gallery(label=i18n("gallery"), columns=5, height="auto", elem_id="images-gallery")
-                images_details = gr.JSON(label=i18n("details"))
-                example_images = sorted(str(p) for p in (EXAMPLES_DIR / "images").glob("*.png"))
-                if example_images:
-                    gr.Examples([["a white cup with a mountain line pattern", None, example_images, 0]],
-                                [images_query_text, images_query_image, images_files, images_top_n],
-                                label=i18n("examples"),
-                                example_labels=["🖼 Six product drawings vs. 'a white cup with a mountain line pattern'"])
-
-            with gr.Tab(i18n("tab_eval"), id="evaluate"):
-                gr.Markdown(i18n("eval_intro"))
-                with gr.Row():
-                    eval_data = gr.File(label=i18n("eval_data"), file_types=[".jsonl"], elem_id="eval-data")
-                    eval_images = gr.File(label=i18n("eval_images"), file_types=[".zip"])
-                    with gr.Column():
-                        eval_k = gr.Textbox("1,5,10", label=i18n("eval_k"))
-                        eval_skip_bad = gr.Checkbox(False, label=i18n("eval_skip_bad"))
-                eval_button = gr.Button(i18n("eval_button"), variant="primary", elem_id="eval-button")
-                with gr.Row():
-                    eval_table = gr.Markdown(elem_id="eval-table")
-                    eval_chart = gr.BarPlot(x="bar", y="value", color="stage", label=i18n("eval_chart"),
-                                            x_label_angle=-45, y_lim=[0, 1], height=360)
-                eval_details = gr.JSON(label=i18n("details"))
-                sample = EXAMPLES_DIR / "eval" / "sample.jsonl"
-                if sample.is_file():
-                    gr.Examples([[str(sample), str(sample.parent / "images.zip"), "1,5,10"]],
-                                [eval_data, eval_images, eval_k],
-                                label=i18n("examples"), example_labels=["🔷 Shapes, colours and cups (sample set)"])
-
-        model_work = {"concurrency_id": "model", "concurrency_limit": 1}
-        single_button.click(score, [single_query_text, single_query_image, single_document_text,
-                                    single_document_image, instruction], [single_result, single_details],
-                            api_name="score", **model_work)
-        batch_button.click(rerank, [batch_query_text, batch_query_image, batch_documents, batch_images,
-                                    instruction, batch_top_n], [batch_table, batch_details],
-                           api_name="rerank", **model_work)
-        images_button.click(rank_images, [images_query_text, images_query_image, images_files, instruction,
-                                          images_top_n], [images_gallery, images_details],
-                            api_name="rank_images", **model_work)
-        eval_button.click(evaluate, [eval_data, eval_images, eval_k, instruction, eval_skip_bad],
-                          [eval_table, eval_chart, eval_details], api_name="evaluate", **model_work)
-
-    # One queue for the whole app: model work runs one request at a time (concurrency_id "model"),
-    # so concurrent users wait in line instead of running the GPU out of memory.
+            _single_tab(handlers.score, instruction)
+            _batch_tab(handlers.rerank, instruction)
+            _images_tab(handlers.rank_images, instruction)
+            _evaluate_tab(handlers.evaluate, instruction)
+    # The one place queueing is set up; the model's work shares one slot (MODEL_WORK).
     demo.queue(default_concurrency_limit=1, max_size=256)
     return demo

@@ -1,14 +1,21 @@
-"""The `lychee` command: `lychee load` serves the app locally, `lychee share` behind a public link."""
+"""The `lychee` command: `lychee load` serves the app locally, `lychee share` behind a public link,
+`lychee eval` measures a labelled set. This module only wires: it parses flags, loads the scorer
+and hands it to the server or to the evaluation library. Nothing in the package imports it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sys
 from pathlib import Path
 
+from .settings import Limits
+
 DEFAULT_PORT = 7860
+LIMITS = Limits()
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +36,16 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
     _add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument("--max-documents", type=int, default=None,
-                        help="documents per request (default 200 on the page, 100 on /v1/rerank)")
+    parser.add_argument("--max-documents", type=int, default=LIMITS.max_documents,
+                        help=f"documents per request, on every door (default {LIMITS.max_documents})")
     parser.add_argument("--api-key", default=os.environ.get("LYCHEE_API_KEY"),
                         help="require 'Authorization: Bearer KEY' on /v1/rerank (default: $LYCHEE_API_KEY)")
     parser.add_argument("--allow-image-urls", action="store_true",
                         help="let /v1/rerank fetch http(s) image URLs (off: images come as base64)")
-    parser.add_argument("--max-image-pixels", type=int, default=50_000_000,
-                        help="largest image /v1/rerank accepts, in pixels (default 50,000,000)")
-    parser.add_argument("--max-body-mb", type=float, default=64, help="largest /v1/rerank request body (default 64)")
+    parser.add_argument("--max-image-pixels", type=int, default=LIMITS.max_image_pixels,
+                        help=f"largest image accepted, in pixels, on every door (default {LIMITS.max_image_pixels:,})")
+    parser.add_argument("--max-body-mb", type=float, default=LIMITS.max_body_bytes / 2**20,
+                        help="largest /v1/rerank request body and largest uploaded file, in MB (default 64)")
     parser.add_argument("--mcp", action="store_true", help="also serve the endpoints as MCP tools (for agents)")
 
 
@@ -55,13 +63,41 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serving_options(share)
     share.add_argument("--auth", default=None, metavar="USER:PASS",
                        help="username and password for the link (default: lychee and a random password)")
-    from .eval import __doc__ as eval_doc, add_arguments as add_eval_arguments
-
     evaluate = commands.add_parser("eval", help="measure what reranking gains on a labelled JSONL set",
-                                   description=eval_doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_eval_arguments(evaluate)
+                                   description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_eval_arguments(evaluate)
     _add_model_options(evaluate)
     return parser
+
+
+EVAL_DESCRIPTION = """\
+Measure what reranking gains over the first-stage order on a labelled set.
+
+One query per line:
+    {"query": "text" | {"text", "image"}, "documents": ["text" | {"text", "image"}, ...],
+     "relevant": [0, 3]}                 # or graded: "labels": [2, 0, 0, 1, ...], one per document
+     "instruction": "..."                # optional, this query's task
+Image paths are relative to the data file and must stay inside its folder. The documents' order
+is the first-stage order (the baseline). Prints NDCG, MRR, Recall and Hit at each k before and
+after reranking; --output writes the same as JSON.
+"""
+
+
+def _cutoffs(text: str) -> list[int]:
+    from .evaluation import parse_ks
+
+    try:
+        return parse_ks(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, help="JSON Lines file, one query per line")
+    parser.add_argument("--k", type=_cutoffs, default=[1, 5, 10], help="cutoffs (default 1,5,10)")
+    parser.add_argument("--output", type=Path, default=None, help="write the report as JSON here")
+    parser.add_argument("--instruction", default=None, help="the task, for lines without their own instruction")
+    parser.add_argument("--skip-bad", action="store_true", help="skip bad lines (counted) instead of stopping")
 
 
 def demo_model_dir() -> Path:
@@ -92,18 +128,16 @@ def _auth(value: str | None) -> tuple[str, str]:
 
 
 def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None):
-    from .app import DEFAULT_MAX_DOCUMENTS
     from .rest_api import RestSettings
     from .server import ServerSettings
 
     # A public link must not leave the rerank API open: without --api-key it takes the share password.
     api_key = args.api_key or (auth[1] if auth else None)
-    rest = RestSettings(max_documents=args.max_documents or RestSettings.max_documents,
-                        max_body_bytes=int(args.max_body_mb * 2**20), max_image_pixels=args.max_image_pixels,
-                        allow_image_urls=args.allow_image_urls, api_key=api_key)
-    return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo,
-                          max_documents=args.max_documents or DEFAULT_MAX_DOCUMENTS, rest=rest, auth=auth,
-                          mcp=args.mcp)
+    size = int(args.max_body_mb * 2**20)
+    limits = Limits(max_documents=args.max_documents, max_image_pixels=args.max_image_pixels,
+                    max_body_bytes=size, max_upload_bytes=size)
+    rest = RestSettings(limits=limits, allow_image_urls=args.allow_image_urls, api_key=api_key)
+    return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo, rest=rest, auth=auth, mcp=args.mcp)
 
 
 def serve(args: argparse.Namespace, *, share: bool) -> int:
@@ -154,12 +188,48 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     return 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .evaluation import BadLine, evaluate as run_evaluation, format_table, load_queries
+    from .weights import ModelLoadError
+
+    if not args.data.is_file():
+        print(f"lychee eval: no such file: {args.data}", file=sys.stderr)
+        return 2
+    try:
+        queries, skipped = load_queries(args.data, skip_bad=args.skip_bad)
+    except BadLine as error:
+        print(f"lychee eval: {args.data}: {error} (--skip-bad skips such lines)", file=sys.stderr)
+        return 2
+    if not queries:
+        print(f"lychee eval: {args.data}: no query to evaluate", file=sys.stderr)
+        return 2
+    try:
+        scorer = load_scorer(args)
+    except (ModelLoadError, ValueError) as error:
+        print(f"lychee eval: {error}", file=sys.stderr)
+        return 2
+    with tqdm(total=len(queries), desc="scoring", unit="query", file=sys.stderr) as bar:
+        try:
+            report = run_evaluation(scorer, queries, args.k, instruction=args.instruction, skip_bad=args.skip_bad,
+                                    skipped=skipped, on_progress=lambda done, total: bar.update(1))
+        except BadLine as error:
+            print(f"lychee eval: {args.data}: {error} (--skip-bad skips such lines)", file=sys.stderr)
+            return 2
+    report["data"] = str(args.data)
+    print(format_table(report))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "eval":
-        from .eval import run
-
-        return run(args, load_scorer)
+        return evaluate(args)
     return serve(args, share=args.command == "share")
 
 

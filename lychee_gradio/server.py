@@ -18,8 +18,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from . import __version__, rest_api
-from .app import DEFAULT_MAX_DOCUMENTS, I18N, build_demo
+from .app import I18N, build_demo
 from .scorer import LycheeScorer
+from .settings import Limits
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,14 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 7860
     demo_mode: bool = False
-    max_documents: int = DEFAULT_MAX_DOCUMENTS
     rest: rest_api.RestSettings = rest_api.RestSettings()
     auth: tuple[str, str] | None = None
     mcp: bool = False
+
+    @property
+    def limits(self) -> Limits:
+        """The input limits of every door (kept on `rest`, which the REST layer is built from)."""
+        return self.rest.limits
 
 
 def create_app(scorer: LycheeScorer, settings: ServerSettings) -> FastAPI:
@@ -42,9 +47,10 @@ def create_app(scorer: LycheeScorer, settings: ServerSettings) -> FastAPI:
         docs_url="/docs",
     )
     rest_api.install(app, scorer, settings.rest)
-    demo = build_demo(scorer, demo_mode=settings.demo_mode, max_documents=settings.max_documents)
+    demo = build_demo(scorer, demo_mode=settings.demo_mode, limits=settings.limits)
     return gr.mount_gradio_app(app, demo, path="/", auth=settings.auth, i18n=I18N, mcp_server=settings.mcp,
-                               server_name=settings.host, server_port=settings.port)
+                               server_name=settings.host, server_port=settings.port,
+                               max_file_size=settings.limits.max_upload_bytes)
 
 
 class RunningServer:

@@ -11,13 +11,15 @@ from PIL import Image
 from lychee_gradio import LycheeScorer
 from lychee_gradio import server
 from lychee_gradio.random_model import build_tiny_checkpoint
+from lychee_gradio.rest_api import RestSettings
+from lychee_gradio.settings import Limits
 
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-CUP = str(EXAMPLES / "images" / "mountain_cup.png")
-MUG = str(EXAMPLES / "images" / "blue_mug.png")
-TUMBLER = str(EXAMPLES / "images" / "steel_tumbler.png")
-CUPS_TEXT = (EXAMPLES / "data" / "cups.txt").read_text(encoding="utf-8")
+ASSETS = Path(__file__).resolve().parent.parent / "lychee_gradio" / "assets"
+CUP = str(ASSETS / "images" / "mountain_cup.png")
+MUG = str(ASSETS / "images" / "blue_mug.png")
+TUMBLER = str(ASSETS / "images" / "steel_tumbler.png")
+CUPS_TEXT = (ASSETS / "data" / "cups.txt").read_text(encoding="utf-8")
 CUPS = [block.strip() for block in CUPS_TEXT.split("\n---\n")]
 
 
@@ -55,6 +57,6 @@ def blue_image():
 @pytest.fixture(scope="session")
 def live_app(scorer):
     """The app on 127.0.0.1 (a free port), in demo mode, as `lychee load --demo` serves it."""
-    running = server.start(scorer, server.ServerSettings(port=0, demo_mode=True, max_documents=50))
+    running = server.start(scorer, server.ServerSettings(port=0, demo_mode=True, rest=RestSettings(limits=Limits(max_documents=50))))
     yield running.url
     running.close()

@@ -9,6 +9,8 @@ from gradio_client import Client, handle_file
 
 from lychee_gradio.app import parse_documents, rank_images_view, rerank_view, score_view, verdict
 
+from lychee_gradio.settings import Limits
+
 from .conftest import CUP, CUPS, CUPS_TEXT, MUG, TUMBLER
 
 
@@ -61,7 +63,7 @@ def test_the_batch_view_honours_top_n_and_the_document_limit(scorer):
     _, rows = rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 3)
     assert [r["rank"] for r in rows] == [1, 2, 3]
     with pytest.raises(ValueError, match="documents: 10 given, at most 5"):
-        rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 0, max_documents=5)
+        rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 0, limits=Limits(max_documents=5))
     with pytest.raises(ValueError, match="top_n"):
         rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 2.5)
 

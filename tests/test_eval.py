@@ -12,12 +12,13 @@ import pytest
 from lychee_gradio import metrics
 from lychee_gradio.app import evaluate_view
 from lychee_gradio.cli import main as lychee
-from lychee_gradio.eval import BadLine, load_queries
+from lychee_gradio.evaluation import BadLine, load_queries
+from lychee_gradio.ranking import best_first
 
-from .conftest import EXAMPLES
+from .conftest import ASSETS
 
-SAMPLE = EXAMPLES / "eval" / "sample.jsonl"
-SAMPLE_ZIP = EXAMPLES / "eval" / "images.zip"
+SAMPLE = ASSETS / "eval" / "sample.jsonl"
+SAMPLE_ZIP = ASSETS / "eval" / "images.zip"
 
 
 # -- metrics, by hand ---------------------------------------------------------------------------------
@@ -54,7 +55,7 @@ def test_a_query_with_no_relevant_document_scores_zero_everywhere():
 
 
 def test_equal_scores_keep_the_first_stage_order():
-    assert metrics.rank_by_scores([0.5, 0.9, 0.5, 0.9]) == [1, 3, 0, 2]
+    assert best_first([0.5, 0.9, 0.5, 0.9]) == [1, 3, 0, 2]
 
 
 def test_means_average_each_metric_over_queries():
@@ -130,9 +131,9 @@ def test_skip_bad_goes_on_and_counts_the_skipped_lines(tmp_path, tiny_model_dir,
     assert "6 lines skipped" in capsys.readouterr().out
 
 
-def test_python_dash_m_runs_the_same_command():
-    result = subprocess.run([sys.executable, "-m", "lychee_gradio.eval", "--help"], capture_output=True, text=True,
-                            timeout=60)
+def test_eval_help_describes_the_data_format():
+    result = subprocess.run([sys.executable, "-m", "lychee_gradio.cli", "eval", "--help"], capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0 and "relevant" in result.stdout and "--skip-bad" in result.stdout
 
 

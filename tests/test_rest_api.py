@@ -12,6 +12,7 @@ from PIL import Image
 
 from lychee_gradio import server
 from lychee_gradio.rest_api import RestSettings
+from lychee_gradio.settings import Limits
 
 from .conftest import CUP, CUPS, MUG
 
@@ -106,6 +107,11 @@ def test_an_image_query_works_and_top_n_is_honoured(live_app, scorer):
         scorer, {"image": CUP}, CUPS, 3)
 
 
+def test_top_n_zero_means_all_documents_as_on_the_page(live_app):
+    body = post(live_app, {"query": "cup", "documents": DOCS, "top_n": 0}).json()
+    assert sorted(r["index"] for r in body["results"]) == list(range(len(DOCS)))
+
+
 def test_v2_and_bare_rerank_paths_answer_the_same(live_app):
     answers = [post(live_app, {"query": "cup", "documents": DOCS}, path).json()["results"]
                for path in ("v1/rerank", "v2/rerank", "rerank")]
@@ -146,7 +152,7 @@ def test_the_openapi_page_documents_the_endpoint(live_app):
         ({"query": "q", "documents": [{"image": base64.b64encode(b"not an image").decode()}]}, 400,
          "documents[0].image"),
         ({"query": "q", "documents": ["a", ""]}, 400, "documents[1]"),
-        ({"query": "q", "documents": ["a"], "top_n": 0}, 422, "top_n"),
+        ({"query": "q", "documents": ["a"], "top_n": -1}, 422, "top_n"),
         ({"query": "q", "documents": [{"content": [{"type": "video"}]}]}, 422, "documents[0].content[0]"),
         ({"query": "q", "documents": ["a"], "max_pixels": 10**12}, 400, "max_pixels"),
     ],
@@ -161,7 +167,7 @@ def test_a_bad_request_gets_a_4xx_naming_the_field_and_the_server_keeps_serving(
 @pytest.fixture(scope="module")
 def strict_app(scorer):
     settings = server.ServerSettings(port=0, rest=RestSettings(
-        max_documents=3, max_body_bytes=200_000, max_image_pixels=150 * 150, api_key="sekrit"))
+        limits=Limits(max_documents=3, max_body_bytes=200_000, max_image_pixels=150 * 150), api_key="sekrit"))
     running = server.start(scorer, settings)
     yield running.url
     running.close()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command: create .venv if needed, install the app and its test extra, run pytest.
+#   ./run_tests.sh                 # every test
+#   ./run_tests.sh -k rerank -x    # arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "creating .venv ..."
+    "$PYTHON" -m venv .venv
+fi
+# Reinstall only when the requirements changed since the last test install.
+stamp=.venv/.lychee-test-installed
+if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "installing the app and its test tools ..."
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r requirements.txt -e ".[test]"
+    touch "$stamp"
+fi
+exec .venv/bin/python -m pytest "$@"

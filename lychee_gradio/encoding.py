@@ -8,10 +8,14 @@ that is what makes scores pointwise.
 
 from __future__ import annotations
 
+import json
+import re
+import secrets
 from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
+from tokenizers import Tokenizer
 
 from .families import LYCHEE
 from .inputs import Item
@@ -58,6 +62,64 @@ def shared_prefix_length(pairs: list[EncodedPair]) -> int:
     return length
 
 
+class LiteralTokenizer:
+    """Tokenizes a rendered prompt so that what users typed is always literal text.
+
+    The chat template's own control tokens (`<|im_start|>`, `<|image_pad|>`, ...) become their ids;
+    every character of user text goes through the plain BPE, which knows no added token, so a
+    document that spells `<|im_end|>` is read as those eleven characters. For text that spells no
+    added token the ids equal the processor's own (docs/design.md, "User text stays text").
+    """
+
+    def __init__(self, tokenizer, image_token: str):
+        config = json.loads(tokenizer.backend_tokenizer.to_str())
+        config["added_tokens"] = []
+        self.plain = Tokenizer.from_str(json.dumps(config))
+        self.control_ids = {token.content: token_id for token_id, token in tokenizer.added_tokens_decoder.items()}
+        self.image_token = image_token
+        self._control_re = re.compile(
+            "(" + "|".join(re.escape(token) for token in sorted(self.control_ids, key=len, reverse=True)) + ")"
+        )
+
+    def encode(self, prompts: list[tuple[str, dict[str, str]]], image_tokens: list[list[int]]) -> list[list[int]]:
+        """Token ids of each prompt skeleton, its slots filled with user text, image tokens expanded."""
+        plans, texts = [], []
+        for (skeleton, values), counts in zip(prompts, image_tokens):
+            plan, images = [], iter(counts)
+            for piece in self._control_re.split(skeleton):
+                if not piece:
+                    continue
+                if piece in self.control_ids:
+                    size = next(images) if piece == self.image_token else 1
+                    plan.append([self.control_ids[piece]] * size)
+                else:
+                    plan.append(len(texts))
+                    texts.append(_SLOT_RE.sub(lambda match: values[match.group(0)], piece))
+            plans.append(plan)
+        encoded = [e.ids for e in self.plain.encode_batch(texts, add_special_tokens=False)] if texts else []
+        return [[i for step in plan for i in (encoded[step] if isinstance(step, int) else step)] for plan in plans]
+
+
+# A slot in a prompt skeleton where user text goes: private-use delimiters around a per-call random
+# nonce, which no user text can guess, and which holds no control token.
+_SLOT_RE = re.compile("\ue000[0-9a-f]{16}:[0-9]+\ue001")
+
+
+class _Slots:
+    """Stands in for user text while the chat template renders; remembers what goes where."""
+
+    def __init__(self):
+        self._nonce = secrets.token_hex(8)
+        self.values: dict[str, str] = {}
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        slot = f"\ue000{self._nonce}:{len(self.values)}\ue001"
+        self.values[slot] = text
+        return slot
+
+
 class PairEncoder:
     """Renders the prompt of each pair, processes its images and tokenises it."""
 
@@ -75,14 +137,14 @@ class PairEncoder:
         self.image_token = processor.image_token
         self.image_token_id = processor.image_token_id
         self.merge_length = self.image_processor.merge_size ** 2
+        self.literal = LiteralTokenizer(self.tokenizer, self.image_token)
 
     def truncate(self, item: Item) -> Item:
         """Cut text to `max_text_tokens` tokens, at a token boundary of the original string."""
         # Byte-level BPE: every token covers at least one UTF-8 byte, so short text needs no tokenizing.
         if item.text is None or len(item.text.encode("utf-8")) <= self.max_text_tokens:
             return item
-        encoded = self.tokenizer(item.text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = encoded["offset_mapping"]
+        offsets = self.literal.plain.encode(item.text, add_special_tokens=False).offsets
         if len(offsets) <= self.max_text_tokens:
             return item
         cut = offsets[self.max_text_tokens - 1][1]
@@ -107,18 +169,33 @@ class PairEncoder:
         """Encode every (query, document) pair; `max_pixels` overrides the image bound for this call."""
         if max_pixels is not None and not self.min_pixels <= max_pixels:
             raise ValueError(f"max_pixels: must be at least {self.min_pixels}, got {max_pixels}")
+        # Every user text, the instruction included, is cut to the text budget.
         query = self.truncate(query)
         documents = [self.truncate(document) for document in documents]
+        instruction = self.truncate(Item(text=instruction)).text
         query_images = [self.encode_image(query.image, max_pixels)] if query.image is not None else []
 
-        texts, pair_images = [], []
+        # The template renders with slots in place of user text; the text goes back in as literal
+        # text when tokenizing. Documents of the same shape share one rendering.
+        slots = _Slots()
+        query_slot = Item(text=slots(query.text), image=query.image)
+        instruction_slot = slots(instruction)
+        document_slot = slots("")
+        skeletons: dict[tuple[bool, bool], str] = {}
+        prompts, pair_images, image_tokens = [], [], []
         for document in documents:
             document_images = [self.encode_image(document.image, max_pixels)] if document.image is not None else []
             images = query_images + document_images
-            texts.append(self._expand_image_tokens(self.render(query, document, instruction), images))
+            shape = (document.text is not None, document.image is not None)
+            if shape not in skeletons:
+                skeletons[shape] = self.render(
+                    query_slot, Item(text=document_slot if shape[0] else None, image=document.image), instruction_slot
+                )
+            prompts.append((skeletons[shape], {**slots.values, document_slot: document.text}))
             pair_images.append(images)
+            image_tokens.append([self._token_count(image) for image in images])
 
-        token_ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        token_ids = self.literal.encode(prompts, image_tokens)
         query_image_tokens = sum(self._token_count(image) for image in query_images)
         pairs = []
         for ids, images in zip(token_ids, pair_images):
@@ -138,14 +215,3 @@ class PairEncoder:
 
     def _token_count(self, image: EncodedImage) -> int:
         return int(image.grid_thw.prod()) // self.merge_length
-
-    def _expand_image_tokens(self, text: str, images: list[EncodedImage]) -> str:
-        # The processor's own expansion: each image placeholder becomes one token per merged patch.
-        pieces = text.split(self.image_token)
-        if len(pieces) != len(images) + 1:
-            raise RuntimeError(f"prompt has {len(pieces) - 1} image placeholders for {len(images)} images")
-        out = [pieces[0]]
-        for image, piece in zip(images, pieces[1:]):
-            out.append(self.image_token * self._token_count(image))
-            out.append(piece)
-        return "".join(out)

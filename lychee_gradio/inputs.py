@@ -174,7 +174,18 @@ def to_item(value: Any, field: str, *, max_image_pixels: int | None = None) -> I
     )
 
 
+def check_text(text: str, field: str) -> str:
+    """Text must be valid Unicode: a lone surrogate (possible in JSON's \\ud800 escapes) is refused."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"{field}: not valid Unicode text (a lone surrogate at character {error.start})") from None
+    return text
+
+
 def _make_item(text: str | None, image: Image.Image | None, field: str) -> Item:
+    if text is not None:
+        check_text(text, f"{field}.text" if image is not None else field)
     if text is not None and not text.strip():
         text = None
     if text is None and image is None:

@@ -7,7 +7,7 @@ changes every score.
 from __future__ import annotations
 
 from .families import LYCHEE
-from .inputs import Item
+from .inputs import Item, check_text
 
 SYSTEM_PROMPT = (
     "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
@@ -49,7 +49,7 @@ def resolve_instruction(instruction: str | None) -> str:
         return DEFAULT_INSTRUCTION
     if not isinstance(instruction, str):
         raise ValueError(f"instruction: expected a string, got {type(instruction).__name__}")
-    return instruction.strip() or DEFAULT_INSTRUCTION
+    return check_text(instruction, "instruction").strip() or DEFAULT_INSTRUCTION
 
 
 def _parts(item: Item) -> list[dict]:

@@ -2,6 +2,7 @@
 
     python -m lychee_gradio.bench                         # CPU, the "small" random model
     python -m lychee_gradio.bench --model-size 7b         # GPU: Qwen2.5-VL-7B sizes, bf16
+    python -m lychee_gradio.bench --stability --dtype bfloat16   # how far scores move with batching
 
 All three paths run in one process on the same random-weight model (built from a config: the
 same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
@@ -190,6 +191,41 @@ def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto"
     return report
 
 
+def run_stability(size: str = "small", device: str = "auto", dtype: str = "bfloat16", docs: int = 32) -> dict:
+    """The largest score difference between batch size 1, batch size 8 and prefix reuse, per scenario.
+
+    Scores are pointwise in exact arithmetic; in low precision different batch shapes round
+    differently. This measures how much, on one random model, for the three request kinds.
+    """
+    runtime = choose_runtime(device, dtype, "sdpa")
+    processor = build_processor()
+    model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device)
+    configurations = {"batch 1": (1, False), "batch 8": (8, False), "batch 8 + prefix reuse": (8, True)}
+    report = {"model_size": size, "device": runtime.device, "dtype": str(runtime.dtype).replace("torch.", ""),
+              "scenarios": {}}
+    for name, (query, documents) in scenarios(processor.tokenizer, docs).items():
+        scores = {}
+        for label, (batch_size, reuse) in configurations.items():
+            scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device,
+                                  batch_size=batch_size, reuse_prefix=reuse)
+            scores[label] = scorer.score(query, documents)
+        labels = list(scores)
+        report["scenarios"][name] = {
+            f"{a} vs {b}": max(abs(x - y) for x, y in zip(scores[a], scores[b]))
+            for i, a in enumerate(labels) for b in labels[i + 1:]
+        }
+    return report
+
+
+def format_stability(report: dict) -> str:
+    pairs = list(next(iter(report["scenarios"].values())))
+    lines = [f"model: random {report['model_size']}, {report['device']}, {report['dtype']}: largest score difference",
+             "", "| scenario | " + " | ".join(pairs) + " |", "| --- |" + " ---: |" * len(pairs)]
+    for name, diffs in report["scenarios"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{diffs[p]:.1e}" for p in pairs) + " |")
+    return "\n".join(lines)
+
+
 def format_table(report: dict) -> str:
     lines = [
         f"model: random {report['model_size']} ({report['parameters'] / 1e6:,.1f} M parameters), "
@@ -220,7 +256,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per path (the median is reported)")
     parser.add_argument("--max-pixels", type=int, default=None)
     parser.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
+    parser.add_argument("--stability", action="store_true",
+                        help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
+                             "reuse (use with --dtype bfloat16)")
     args = parser.parse_args(argv)
+    if args.stability:
+        print(format_stability(run_stability(args.model_size, args.device, args.dtype, args.docs)))
+        return
 
     report = run_benchmark(args.model_size, args.device, args.dtype, args.docs, args.runs, args.attn, args.max_pixels)
     print(format_table(report))

@@ -88,6 +88,13 @@ class LycheeScorer:
         self.yes_token_id = _single_token_id(tokenizer, "yes")
         self.no_token_id = _single_token_id(tokenizer, "no")
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # The two rows of the output layer that make the score, kept in float32: the (no, yes)
+        # logits are computed from the last hidden state in full precision, whatever the model's
+        # dtype, so bf16 adds no rounding of its own at the step that decides the score.
+        head = model.get_output_embeddings()
+        rows = [self.no_token_id, self.yes_token_id]
+        self._score_weight = head.weight.detach()[rows].float()
+        self._score_bias = head.bias.detach()[rows].float() if getattr(head, "bias", None) is not None else None
         # Every pair of a request shares system prompt, instruction and query: with reuse on, their
         # keys/values (and the query image's vision encoding) are computed once per request.
         self.reuse_prefix = reuse_prefix
@@ -264,7 +271,7 @@ class LycheeScorer:
             past_key_values = DynamicCache(config=self.model.config.text_config)
             for layer, (keys, values) in enumerate(prefix.key_values):
                 past_key_values.update(keys.expand(size, -1, -1, -1), values.expand(size, -1, -1, -1), layer)
-        outputs = self.model(
+        outputs = self.model.model(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
             position_ids=position_ids.to(device),
@@ -273,10 +280,12 @@ class LycheeScorer:
             image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
             past_key_values=past_key_values,
             use_cache=False,
-            logits_to_keep=1,
         )
-        last = outputs.logits[:, -1, :]
-        return last[:, [self.no_token_id, self.yes_token_id]].float().cpu()
+        last = outputs.last_hidden_state[:, -1, :].float()
+        logits = last @ self._score_weight.T
+        if self._score_bias is not None:
+            logits = logits + self._score_bias
+        return logits.cpu()
 
 
 def _passthrough(document: Any, key: str) -> Any:

@@ -29,3 +29,13 @@ def test_text_documents_have_the_requested_token_lengths():
     tokenizer = build_processor().tokenizer
     for text in bench.text_documents(tokenizer, 5, min_tokens=60, max_tokens=200):
         assert 60 <= len(tokenizer.encode(text, add_special_tokens=False)) <= 205
+
+
+def test_the_stability_report_compares_batch_1_batch_8_and_prefix_reuse(capsys):
+    bench.main(["--stability", "--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--docs", "4"])
+    printed = capsys.readouterr().out
+    assert "| batch 1 vs batch 8 | batch 1 vs batch 8 + prefix reuse | batch 8 vs batch 8 + prefix reuse |" in printed
+    rows = [line for line in printed.splitlines() if line.startswith("| text query") or line.startswith("| 512")]
+    assert len(rows) == 3
+    # In fp32 the three configurations agree to float noise.
+    assert all(float(cell) < 1e-5 for row in rows for cell in row.strip("|").split("|")[1:])

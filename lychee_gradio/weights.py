@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import logging
 import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "vec-ai/lychee-rerank-mm"
 MODEL_ENV_VAR = "LYCHEE_MODEL"
-MODELSCOPE_HOST = "www.modelscope.cn"
 
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -61,39 +59,96 @@ def _modelscope_snapshot_download(model_id: str, **kwargs: Any) -> str:
     return snapshot_download(model_id, **kwargs)
 
 
-def _host_reachable(host: str, port: int = 443, timeout: float = 5.0) -> bool:
+def modelscope_endpoint() -> str:
+    """The endpoint ModelScope itself uses: $MODELSCOPE_DOMAIN, else its default site."""
+    from modelscope.hub.utils.utils import get_endpoint
+
+    return get_endpoint()
+
+
+def endpoint_problem(timeout: float = 5.0) -> str | None:
+    """None when ModelScope's endpoint answers; otherwise what stands in the way, in words.
+
+    Asks the way ModelScope asks (requests, so HTTPS_PROXY, HTTP_PROXY, NO_PROXY and
+    MODELSCOPE_DOMAIN count), with a short timeout, and tells a proxy or endpoint that is set
+    wrong from a machine with no network at all.
+    """
+    import requests
+
+    endpoint = modelscope_endpoint()
+    from_env = "MODELSCOPE_DOMAIN" in os.environ and os.environ["MODELSCOPE_DOMAIN"]
+    proxy = requests.utils.get_environ_proxies(endpoint).get(endpoint.split(":", 1)[0])
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+        requests.head(endpoint, timeout=timeout, allow_redirects=False)
+        return None  # any HTTP answer means the endpoint is there
+    except requests.exceptions.ProxyError:
+        return (f"the proxy {proxy} did not get through to {endpoint}: check HTTPS_PROXY / HTTP_PROXY "
+                "(and NO_PROXY)")
+    except requests.exceptions.SSLError:
+        return (f"the TLS connection to {endpoint} failed: a proxy that inspects TLS needs its certificate in "
+                "REQUESTS_CA_BUNDLE")
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+        via = f" through the proxy {proxy}" if proxy else ""
+        if from_env:
+            return (f"{endpoint} (from MODELSCOPE_DOMAIN) is not reachable{via}: check that variable, "
+                    "or unset it to use ModelScope's own site")
+        if "resolve" in str(error).lower() or "name or service" in str(error).lower():
+            return f"{endpoint} cannot be resolved: this machine has no network (or no DNS)"
+        return f"{endpoint} is not reachable{via} (no network, or a firewall?)"
+
+
+def missing_weight_files(folder: Path) -> list[str]:
+    """The files a checkpoint folder lacks: config.json, and each weight file its index names."""
+    missing = [] if (folder / "config.json").is_file() else ["config.json"]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+        missing += [shard for shard in shards if not (folder / shard).is_file()]
+    elif not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model*.bin")):
+        missing.append("model.safetensors")
+    return missing
+
+
+def _cached_snapshot(model_id: str) -> Path | None:
+    try:
+        return Path(_modelscope_snapshot_download(model_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any failure here only means "not in the cache"
+        return None
 
 
 def download_model(model_id: str) -> Path:
-    """Return the local folder of a ModelScope model, downloading it on first use.
+    """Return the local folder of a ModelScope model, downloading (or resuming) it as needed.
 
-    A cached copy is used without touching the network. Otherwise the host is probed with a short
-    timeout first, so that a machine without network gets a clear error at once instead of a
-    minute of retries.
+    With the endpoint reachable, ModelScope's own download runs every time: it checks the files
+    already in its cache and fetches only what is missing, so an interrupted download resumes.
+    Offline, a complete cached copy is used as it is; an incomplete one is an error that says so.
     """
-    try:
-        return Path(_modelscope_snapshot_download(model_id, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any failure here only means "not cached yet"
-        pass
-    if not _host_reachable(MODELSCOPE_HOST):
+    problem = endpoint_problem()
+    if problem is None:
+        logger.info("fetching %s from ModelScope (about 17 GB the first time; a partial download resumes) ...",
+                    model_id)
+        try:
+            return Path(_modelscope_snapshot_download(model_id))
+        except Exception as error:  # noqa: BLE001 - modelscope raises many types; all mean the same here
+            raise ModelLoadError(
+                f"{model_id!r} is not a local folder and cannot be downloaded from ModelScope: {error}. "
+                f"Check the id. {_local_folder_hint(model_id)}"
+            ) from error
+    cached = _cached_snapshot(model_id)
+    if cached is not None:
+        missing = missing_weight_files(cached)
+        if not missing:
+            logger.warning("ModelScope is not reachable (%s); using the cached copy in %s", problem, cached)
+            return cached
         raise ModelLoadError(
-            f"{model_id!r} is not a local folder and cannot be downloaded from ModelScope: "
-            f"{MODELSCOPE_HOST} is not reachable (no network?). "
-            f"{_local_folder_hint(model_id)}"
+            f"the cached copy of {model_id!r} in {cached} is incomplete ({len(missing)} files missing, e.g. "
+            f"{missing[0]}): an earlier download was interrupted, and it cannot resume now because {problem}. "
+            "Run again with network access: the download continues where it stopped."
         )
-    logger.info("downloading %s from ModelScope (about 17 GB for lychee-rerank-mm) ...", model_id)
-    try:
-        return Path(_modelscope_snapshot_download(model_id))
-    except Exception as error:  # noqa: BLE001 - modelscope raises many types; all mean the same here
-        raise ModelLoadError(
-            f"{model_id!r} is not a local folder and cannot be downloaded from ModelScope: {error}. "
-            f"Check the id. {_local_folder_hint(model_id)}"
-        ) from error
+    raise ModelLoadError(
+        f"{model_id!r} is not a local folder and cannot be downloaded from ModelScope: {problem}. "
+        f"{_local_folder_hint(model_id)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -113,7 +168,8 @@ _DTYPES = {
 
 
 def choose_runtime(device: str = "auto", dtype: Any = "auto", attn_implementation: str = "auto") -> Runtime:
-    """`auto` means CUDA when available; bf16 on CUDA, fp32 on CPU; flash-attention 2 when usable."""
+    """`auto` means CUDA when available; bf16 on GPUs that support it (else fp16), fp32 on CPU;
+    flash-attention 2 when transformers says it is usable."""
     import torch
 
     if device == "auto":
@@ -121,17 +177,18 @@ def choose_runtime(device: str = "auto", dtype: Any = "auto", attn_implementatio
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"device={device!r} was asked for, but CUDA is not available; use device='cpu'")
     if dtype == "auto":
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        if device.startswith("cuda"):
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dtype = torch.float32
     elif isinstance(dtype, str):
         if dtype not in _DTYPES:
             raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
         dtype = getattr(torch, _DTYPES[dtype])
     if attn_implementation == "auto":
-        flash_ok = (
-            device.startswith("cuda")
-            and dtype in (torch.bfloat16, torch.float16)
-            and importlib.util.find_spec("flash_attn") is not None
-        )
+        from transformers.utils import is_flash_attn_2_available
+
+        flash_ok = device.startswith("cuda") and dtype in (torch.bfloat16, torch.float16) and is_flash_attn_2_available()
         attn_implementation = "flash_attention_2" if flash_ok else "sdpa"
     return Runtime(device=device, dtype=dtype, attn_implementation=attn_implementation)
 

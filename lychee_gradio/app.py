@@ -300,11 +300,38 @@ def _asset_image(name: str) -> str | None:
 MODEL_WORK = {"concurrency_id": "model", "concurrency_limit": 1}
 
 
+class ImageBox(gr.Image):
+    """An image input that hands the handler the uploaded file's path without decoding it.
+
+    `gr.Image` opens (and, to convert its mode, decodes) every upload before the handler runs,
+    so a huge image would be decoded before the pixel limit is checked, and a file that is not an
+    image fails with a message holding the server's temp path. Here the file is only identified
+    from its header; the handler decodes it once, within the limits, and errors name the upload.
+    """
+
+    is_template = True  # drawn by the frontend as a plain Image
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return super().preprocess(payload)
+        from PIL import Image, UnidentifiedImageError
+
+        name = Path(payload.orig_name or payload.path or "image").name
+        try:
+            with Image.open(payload.path):
+                pass
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise gr.Error(f"{name} is not an image this app can read (PNG, JPEG, WebP, GIF, BMP, TIFF ...)") from None
+        return payload.path
+
+
 def _query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number]:
     """The query (text and/or image) and top-n inputs of a ranking tab."""
     with gr.Column(scale=1):
         text = gr.Textbox(label=I18N("query_text"), lines=2, elem_id=elem_id)
-        image = gr.Image(label=I18N("query_image"), type="filepath", height=200)
+        image = ImageBox(label=I18N("query_image"), type="filepath", height=200)
         top_n = gr.Number(0, label=I18N("top_n"), precision=0, minimum=0)
     return text, image, top_n
 
@@ -325,10 +352,10 @@ def _single_tab(score: Callable, instruction: gr.Textbox) -> None:
         with gr.Row():
             with gr.Column():
                 query_text = gr.Textbox(label=I18N("query_text"), lines=2, elem_id="single-query")
-                query_image = gr.Image(label=I18N("query_image"), type="filepath", height=200)
+                query_image = ImageBox(label=I18N("query_image"), type="filepath", height=200)
             with gr.Column():
                 document_text = gr.Textbox(label=I18N("document_text"), lines=4, elem_id="single-document")
-                document_image = gr.Image(label=I18N("document_image"), type="filepath", height=200)
+                document_image = ImageBox(label=I18N("document_image"), type="filepath", height=200)
         button = gr.Button(I18N("score_button"), variant="primary", elem_id="score-button")
         with gr.Row():
             result = gr.Markdown(label=I18N("result"), elem_id="single-result")

@@ -39,7 +39,8 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-documents", type=int, default=LIMITS.max_documents,
                         help=f"documents per request, on every door (default {LIMITS.max_documents})")
     parser.add_argument("--api-key", default=os.environ.get("LYCHEE_API_KEY"),
-                        help="require 'Authorization: Bearer KEY' on /v1/rerank (default: $LYCHEE_API_KEY)")
+                        help="require 'Authorization: Bearer KEY' on /v1/rerank, the Gradio API and MCP; the page "
+                             "then asks for user 'lychee' and the key as password (default: $LYCHEE_API_KEY)")
     parser.add_argument("--allow-image-urls", action="store_true",
                         help="let /v1/rerank fetch http(s) image URLs (off: images come as base64)")
     parser.add_argument("--max-image-pixels", type=int, default=LIMITS.max_image_pixels,
@@ -176,8 +177,12 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     print(f"rerank API: POST {url}v1/rerank (docs: {url}docs)", flush=True)
     if settings.mcp:
         print(f"MCP server: {url}gradio_api/mcp/", flush=True)
+    if settings.rest.api_key and not share:
+        print("API key required: 'Authorization: Bearer KEY' on /v1/rerank, the Gradio API and MCP; "
+              "the page's login is user 'lychee' with the key as password", flush=True)
     if share:
-        print(f"username: {auth[0]}\npassword: {auth[1]} (also the API key of /v1/rerank unless --api-key is set)\n"
+        print(f"username: {auth[0]}\npassword: {auth[1]} (also the API key of /v1/rerank, the Gradio API and MCP "
+              "unless --api-key is set)\n"
               "(the link expires when this command stops)", flush=True)
     try:
         running.wait()

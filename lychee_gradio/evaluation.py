@@ -12,6 +12,7 @@ writes the same as JSON. This module is the library; the command lives in `cli.p
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -38,19 +39,35 @@ class BadLine(ValueError):
 
 
 def _resolve(value: Any, base_dir: Path, field: str) -> Any:
-    """A query or document of the data file, with its image path made absolute."""
+    """A query or document of the data file, with its image path resolved inside `base_dir`.
+
+    Image paths are relative to the data file's folder (or the uploaded zip's root) and must stay
+    inside it, symlinks followed: an absolute, `~` or climbing path is refused before anything
+    is looked up, so the answer never tells whether a file exists elsewhere on the server.
+    """
     if isinstance(value, str):
         return value
     if not isinstance(value, dict):
         raise ValueError(f"{field}: expected a string or an object with 'text' and/or 'image'")
     image = value.get("image")
     if isinstance(image, str) and not image.startswith("data:") and len(image) < 1024:
-        path = Path(image).expanduser()
-        path = path if path.is_absolute() else base_dir / path
-        if not path.is_file():
-            raise ValueError(f"{field}.image: image file not found: {path}")
-        value = {**value, "image": str(path)}
+        value = {**value, "image": str(_image_path(image, base_dir, f"{field}.image"))}
     return value
+
+
+def _image_path(written: str, base_dir: Path, field: str) -> Path:
+    outside = ValueError(f"{field}: image paths must be relative and stay inside the data's folder "
+                         f"(or the zip's root); refused {written[:80]!r}")
+    if written.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", written) or "\0" in written:
+        raise outside
+    root = base_dir.resolve()
+    path = (root / written).resolve()
+    if not path.is_relative_to(root):
+        raise outside
+    if not path.is_file():
+        raise ValueError(f"{field}: image file not found: {written[:200]} (paths are relative to the data file, "
+                         "or to the images zip's root)")
+    return path
 
 
 def parse_line(text: str, line: int, base_dir: Path) -> EvalQuery:

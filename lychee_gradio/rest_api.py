@@ -10,6 +10,7 @@ document index in `field`; nothing a client sends can stop the server.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import secrets
 import urllib.request
@@ -29,6 +30,7 @@ from .scorer import LycheeScorer, ScoringOutOfMemoryError
 from .settings import Limits
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,12 @@ def install(app: FastAPI, scorer: LycheeScorer, settings: RestSettings) -> None:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, error: RequestError):
         return _error_response(error.status, error.message, error.field)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception):
+        # The details (a stack trace, perhaps server paths) go to the log, never to the client.
+        logger.error("unexpected error on %s", request.url.path, exc_info=error)
+        return _error_response(500, "internal error; the server's log has the details", None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):

@@ -3,10 +3,15 @@
 Gradio is mounted on a FastAPI app so that the pipeline endpoint, the page, the Gradio API (and
 optionally its MCP server) share the model loaded once. uvicorn serves it from a socket bound
 here, so a busy port is a clear error rather than a log line.
+
+With an API key every programmatic door needs it: `/v1/rerank` and the MCP server take
+`Authorization: Bearer KEY`; the Gradio API takes the same header or a login; the page asks for
+the login (user `lychee`, the key as password, unless `lychee share --auth` chose others).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 import threading
@@ -37,6 +42,59 @@ class ServerSettings:
         """The input limits of every door (kept on `rest`, which the REST layer is built from)."""
         return self.rest.limits
 
+    @property
+    def page_auth(self) -> tuple[str, str] | None:
+        """The page's login: the share credentials, else `lychee` and the API key, else none."""
+        if self.auth is None and self.rest.api_key:
+            return ("lychee", self.rest.api_key)
+        return self.auth
+
+
+logger = logging.getLogger(__name__)
+
+
+class ApiKeyGate:
+    """ASGI middleware: the API key opens the Gradio API and guards the MCP server.
+
+    A request to the Gradio API that carries `Authorization: Bearer KEY` is let in as a logged-in
+    user (Gradio's own session check then passes); the MCP server, which Gradio does not guard,
+    answers 401 without the key. Everything else is left to Gradio's login and the REST layer.
+    """
+
+    def __init__(self, app, api_key: str, cookie: tuple[str, str] | None = None):
+        self.app, self.api_key = app, api_key
+        self.cookie = cookie  # (cookie name, session token) that Gradio knows as logged in
+
+    def _has_key(self, scope) -> bool:
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and secrets.compare_digest(token.strip(), self.api_key)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        if path.startswith("/gradio_api/mcp") and not self._has_key(scope):
+            from fastapi.responses import JSONResponse
+
+            response = JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"}, content={
+                "message": "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+                "field": "Authorization"})
+            return await response(scope, receive, send)
+        if self.cookie is not None and self._has_key(scope):
+            name, token = self.cookie
+            headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+            cookies = [v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie"]
+            headers.append((b"cookie", "; ".join(cookies + [f"{name}={token}"]).encode("latin-1")))
+            scope = {**scope, "headers": headers}
+        return await self.app(scope, receive, send)
+
+
+def _gradio_app(app: FastAPI):
+    from gradio.routes import App
+
+    return next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
+
 
 def create_app(scorer: LycheeScorer, settings: ServerSettings) -> FastAPI:
     app = FastAPI(
@@ -48,9 +106,18 @@ def create_app(scorer: LycheeScorer, settings: ServerSettings) -> FastAPI:
     )
     rest_api.install(app, scorer, settings.rest)
     demo = build_demo(scorer, demo_mode=settings.demo_mode, limits=settings.limits)
-    return gr.mount_gradio_app(app, demo, path="/", auth=settings.auth, i18n=I18N, mcp_server=settings.mcp,
-                               server_name=settings.host, server_port=settings.port,
-                               max_file_size=settings.limits.max_upload_bytes)
+    # show_error=False: an unexpected exception reaches the page and gradio_client as a plain
+    # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
+    app = gr.mount_gradio_app(app, demo, path="/", auth=settings.page_auth, i18n=I18N, mcp_server=settings.mcp,
+                              server_name=settings.host, server_port=settings.port, show_error=False,
+                              max_file_size=settings.limits.max_upload_bytes)
+    if settings.rest.api_key:
+        gradio_app = _gradio_app(app)
+        token = secrets.token_urlsafe(32)
+        gradio_app.tokens[token] = "api-key"
+        app.add_middleware(ApiKeyGate, api_key=settings.rest.api_key,
+                           cookie=(f"access-token-{gradio_app.cookie_id}", token))
+    return app
 
 
 class RunningServer:

@@ -2,6 +2,7 @@
 
     python -m lychee_gradio.bench                         # CPU, the "small" random model
     python -m lychee_gradio.bench --model-size 7b         # GPU: Qwen2.5-VL-7B sizes, bf16
+    python -m lychee_gradio.bench --family qwen3_vl --model-size 2b   # Qwen3-VL-Reranker-2B sizes
     python -m lychee_gradio.bench --stability --dtype bfloat16   # how far scores move with batching
 
 All three paths run in one process on the same random-weight model (built from a config: the
@@ -24,8 +25,9 @@ from typing import Callable
 import torch
 from PIL import Image, ImageDraw
 
+from .families import FAMILIES
 from .naive import NaiveScorer
-from .random_model import MODEL_SIZES, build_processor, build_random_model
+from .random_model import SIZES, build_processor, build_random_model
 from .scorer import LycheeScorer
 from .weights import choose_runtime
 
@@ -134,14 +136,16 @@ def _cpu_name() -> str:
 
 
 def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto", docs: int = 64,
-                  runs: int = 3, attn_implementation: str = "auto", max_pixels: int | None = None) -> dict:
+                  runs: int = 3, attn_implementation: str = "auto", max_pixels: int | None = None,
+                  family: str = "qwen2_5_vl") -> dict:
     runtime = choose_runtime(device, dtype, attn_implementation)
-    processor = build_processor()
-    model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device)
+    processor = build_processor(family)
+    model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
     if runtime.attn_implementation != "sdpa":
         model.set_attn_implementation(runtime.attn_implementation)
-    scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device, max_pixels=max_pixels)
-    naive = NaiveScorer(model, processor)
+    scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device, max_pixels=max_pixels,
+                          family=FAMILIES[family])
+    naive = NaiveScorer(model, processor, FAMILIES[family])
     torch_device = torch.device(runtime.device)
 
     def per_pair_loop(query, documents):
@@ -166,6 +170,7 @@ def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto"
         "engine, prefix reuse": engine(True),
     }
     report = {
+        "family": FAMILIES[family].name,
         "model_size": size,
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": runtime.device,
@@ -191,15 +196,16 @@ def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto"
     return report
 
 
-def run_stability(size: str = "small", device: str = "auto", dtype: str = "bfloat16", docs: int = 32) -> dict:
+def run_stability(size: str = "small", device: str = "auto", dtype: str = "bfloat16", docs: int = 32,
+                  family: str = "qwen2_5_vl") -> dict:
     """The largest score difference between batch size 1, batch size 8 and prefix reuse, per scenario.
 
     Scores are pointwise in exact arithmetic; in low precision different batch shapes round
     differently. This measures how much, on one random model, for the three request kinds.
     """
     runtime = choose_runtime(device, dtype, "sdpa")
-    processor = build_processor()
-    model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device)
+    processor = build_processor(family)
+    model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
     configurations = {"batch 1": (1, False), "batch 8": (8, False), "batch 8 + prefix reuse": (8, True)}
     report = {"model_size": size, "device": runtime.device, "dtype": str(runtime.dtype).replace("torch.", ""),
               "scenarios": {}}
@@ -207,7 +213,7 @@ def run_stability(size: str = "small", device: str = "auto", dtype: str = "bfloa
         scores = {}
         for label, (batch_size, reuse) in configurations.items():
             scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device,
-                                  batch_size=batch_size, reuse_prefix=reuse)
+                                  batch_size=batch_size, reuse_prefix=reuse, family=FAMILIES[family])
             scores[label] = scorer.score(query, documents)
         labels = list(scores)
         report["scenarios"][name] = {
@@ -228,7 +234,7 @@ def format_stability(report: dict) -> str:
 
 def format_table(report: dict) -> str:
     lines = [
-        f"model: random {report['model_size']} ({report['parameters'] / 1e6:,.1f} M parameters), "
+        f"model: random {report['family']} {report['model_size']} ({report['parameters'] / 1e6:,.1f} M parameters), "
         f"{report['device']} ({report['device_name']}, {report['cpu_threads']} threads), {report['dtype']}, "
         f"{report['attn_implementation']}, batch {report['batch_size']}, median of {report['runs']} runs",
         "",
@@ -248,7 +254,10 @@ def format_table(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lychee_gradio.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="small")
+    parser.add_argument("--family", choices=sorted(SIZES), default="qwen2_5_vl",
+                        help="qwen2_5_vl (lychee-rerank-mm) or qwen3_vl (Qwen3-VL-Reranker)")
+    parser.add_argument("--model-size", default="small",
+                        help="tiny, small; 7b for qwen2_5_vl; 2b or 8b for qwen3_vl")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--attn", default="auto", help="auto, sdpa or flash_attention_2")
@@ -260,11 +269,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
                              "reuse (use with --dtype bfloat16)")
     args = parser.parse_args(argv)
+    if args.model_size not in SIZES[args.family]:
+        parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
     if args.stability:
-        print(format_stability(run_stability(args.model_size, args.device, args.dtype, args.docs)))
+        print(format_stability(run_stability(args.model_size, args.device, args.dtype, args.docs, args.family)))
         return
 
-    report = run_benchmark(args.model_size, args.device, args.dtype, args.docs, args.runs, args.attn, args.max_pixels)
+    report = run_benchmark(args.model_size, args.device, args.dtype, args.docs, args.runs, args.attn, args.max_pixels,
+                           args.family)
     print(format_table(report))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False))

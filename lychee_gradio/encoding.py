@@ -1,4 +1,4 @@
-"""Turning (query, documents, instruction) into Qwen2.5-VL model inputs, one pair at a time.
+"""Turning (query, documents, instruction) into Qwen-VL model inputs, one pair at a time.
 
 Each pair is encoded exactly as the processor would encode it alone (a test holds this to the
 processor's own output), with its 3-D rope positions computed on its own unpadded sequence.
@@ -36,7 +36,7 @@ class EncodedImage:
 class EncodedPair:
     input_ids: torch.Tensor  # (L,)
     mm_token_type_ids: torch.Tensor  # (L,): 0 text, 1 image
-    position_ids: torch.Tensor  # (3, L): Qwen2.5-VL's temporal/height/width rope positions
+    position_ids: torch.Tensor  # (3, L): Qwen-VL's temporal/height/width rope positions
     images: list[EncodedImage] = field(default_factory=list)  # in sequence order: query's, then document's
     query_image_count: int = 0
     document_start: int = 0  # first token after the query's images; no document image token comes earlier
@@ -125,6 +125,8 @@ class PairEncoder:
 
     def __init__(self, processor, rope_index, *, min_pixels: int = MIN_PIXELS,
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS):
+        # The image processor resizes to multiples of its patch x merge size (28 for Qwen2.5-VL,
+        # 32 for Qwen3-VL); the bounds come from the model family (families.py).
         if max_pixels < min_pixels:
             raise ValueError(f"max_pixels ({max_pixels}) must be at least min_pixels ({min_pixels})")
         self.processor = processor

@@ -33,7 +33,20 @@ LYCHEE = ModelFamily(
     max_text_tokens=4096,
 )
 
-FAMILIES: dict[str, ModelFamily] = {family.model_type: family for family in (LYCHEE,)}
+# Qwen3-VL-Reranker 2B / 8B (Qwen team): the same prompt and score on the Qwen3-VL backbone. Its
+# official text limit is 10,240 tokens per prompt; this engine cuts each text to that budget.
+QWEN3_VL = ModelFamily(
+    name="Qwen3-VL-Reranker",
+    model_type="qwen3_vl",
+    model_class="Qwen3VLForConditionalGeneration",
+    default_instruction="Given a search query, retrieve relevant candidates that answer the query.",
+    pixel_factor=32,
+    min_pixels=4 * 32 * 32,
+    max_pixels=1800 * 32 * 32,
+    max_text_tokens=10240,
+)
+
+FAMILIES: dict[str, ModelFamily] = {family.model_type: family for family in (LYCHEE, QWEN3_VL)}
 
 
 def family_for(model_type: str | None) -> ModelFamily:

@@ -7,16 +7,19 @@ it as the oracle, so it deliberately shares no code with the engine (not even th
 
 from __future__ import annotations
 
-import torch
-from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+import json
+from pathlib import Path
 
-from .families import LYCHEE  # the contract's numbers (pixel bounds), not engine code
+import torch
+import transformers
+from transformers import AutoProcessor
+
+from .families import FAMILIES, LYCHEE  # the contract's numbers (class, bounds, default), not engine code
 
 SYSTEM = (
     'Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
     'Note that the answer can only be "yes" or "no".'
 )
-DEFAULT = "Given a web search query, retrieve relevant passages that answer the query"
 
 
 def _parts(text, image):
@@ -29,27 +32,29 @@ def _parts(text, image):
 
 
 class NaiveScorer:
-    def __init__(self, model, processor):
+    def __init__(self, model, processor, family=LYCHEE):
         self.model = model
         self.processor = processor
+        self.family = family
         tok = self.processor.tokenizer
         self.yes = tok.convert_tokens_to_ids("yes")
         self.no = tok.convert_tokens_to_ids("no")
 
     @classmethod
     def load(cls, folder):
+        family = FAMILIES[json.loads((Path(folder) / "config.json").read_text())["model_type"]]
         processor = AutoProcessor.from_pretrained(folder)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        model = getattr(transformers, family.model_class).from_pretrained(
             folder, dtype=torch.float32, attn_implementation="sdpa"
         ).eval()
-        return cls(model, processor)
+        return cls(model, processor, family)
 
     def prompt(self, query, document, instruction=None):
         """query/document: (text or None, PIL image or None)."""
         messages = [
             {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
             {"role": "user", "content": [
-                {"type": "text", "text": f"<Instruct>: {instruction or DEFAULT}"},
+                {"type": "text", "text": f"<Instruct>: {instruction or self.family.default_instruction}"},
                 {"type": "text", "text": "<Query>:"},
                 *_parts(*query),
                 {"type": "text", "text": "\n<Document>:"},
@@ -63,7 +68,7 @@ class NaiveScorer:
         return self.processor(
             text=[self.prompt(query, document, instruction)],
             images=images or None,
-            size={"shortest_edge": LYCHEE.min_pixels, "longest_edge": LYCHEE.max_pixels},
+            size={"shortest_edge": self.family.min_pixels, "longest_edge": self.family.max_pixels},
             return_tensors="pt",
         ).to(self.model.device)
 

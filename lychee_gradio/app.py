@@ -1,4 +1,4 @@
-"""The Gradio app: Single, Batch rerank, Image ranking and Evaluate tabs over one scorer.
+"""The Gradio app: Single, Batch rerank, Image ranking, Compare and Evaluate tabs over the served models.
 
 `build_demo(scorer)` lays out the page, one builder function per tab; each tab's button calls a
 plain handler that is also a named API endpoint (`/score`, `/rerank`, `/rank_images`,
@@ -22,8 +22,10 @@ import gradio as gr
 from . import evaluation
 from .inputs import to_item, to_items
 from .labels import TRANSLATIONS
-from .prompt import DEFAULT_INSTRUCTION, INSTRUCTION_PRESETS
-from .ranking import check_top_n
+from .metrics import kendall_tau, top_k_overlap
+from .prompt import INSTRUCTION_PRESETS
+from .ranking import best_first, check_top_n
+from .registry import ModelSet
 from .scorer import LycheeScorer, ScoringOutOfMemoryError
 from .settings import Limits
 
@@ -183,6 +185,48 @@ def rank_images_view(scorer: LycheeScorer, query_text, query_image, images, inst
     return gallery, rows
 
 
+def compare_view(first: LycheeScorer, second: LycheeScorer, names: tuple[str, str], query_text, query_image,
+                 documents, document_images, instruction, *, limits: Limits = Limits(),
+                 top_k: int = 5) -> tuple[str, dict]:
+    """The Compare tab: one query and its documents ranked by two models side by side.
+
+    Agreement is Kendall's tau-b between the two score lists and the overlap of the two top-k
+    sets; the rows are in the first model's order, and the documents whose ranks differ most are
+    listed apart.
+    """
+    query = to_item(query_from(query_text, query_image), "query", max_image_pixels=limits.max_image_pixels)
+    parsed = parse_documents(documents, document_images)
+    limits.check_documents(len(parsed))
+    items = to_items([_scorable(d) for d in parsed], max_image_pixels=limits.max_image_pixels)
+    scores_a = first.score(query, items, instruction or None)
+    scores_b = second.score(query, items, instruction or None)
+    order_a, order_b = best_first(scores_a), best_first(scores_b)
+    rank_a = {index: rank for rank, index in enumerate(order_a, start=1)}
+    rank_b = {index: rank for rank, index in enumerate(order_b, start=1)}
+    rows = [{"index": i, "text": parsed[i]["text"], "image": parsed[i]["name"], "score_a": scores_a[i],
+             "rank_a": rank_a[i], "score_b": scores_b[i], "rank_b": rank_b[i]} for i in order_a]
+    k = min(top_k, len(items))
+    disagreements = sorted(rows, key=lambda row: (-abs(row["rank_a"] - row["rank_b"]), row["rank_a"]))
+    disagreements = [row for row in disagreements if row["rank_a"] != row["rank_b"]][:5]
+    tau = kendall_tau(scores_a, scores_b)
+    details = {"models": list(names), "kendall_tau": tau, "top_k": k,
+               "top_k_overlap": top_k_overlap(order_a, order_b, k), "rows": rows, "disagreements": disagreements}
+    a, b = names
+    lines = [f"**Kendall's tau** {'—' if tau is None else f'{tau:+.3f}'} · **top-{k} overlap** "
+             f"{details['top_k_overlap']:.0%}", "",
+             f"| Document | {_cell(a, 40)} rank | score | {_cell(b, 40)} rank | score | Input # |",
+             "| --- | ---: | --- | ---: | --- | ---: |"]
+    for row in rows:
+        lines.append(f"| {_cell(_preview(parsed[row['index']]), 60)} | {row['rank_a']} | "
+                     f"{verdict(row['score_a'])['mark']} {row['score_a']:.3f} | {row['rank_b']} | "
+                     f"{verdict(row['score_b'])['mark']} {row['score_b']:.3f} | {row['index'] + 1} |")
+    if disagreements:
+        lines += ["", "**Where they disagree most**", ""]
+        lines += [f"- #{row['index'] + 1} {_cell(_preview(parsed[row['index']]), 60)}: rank {row['rank_a']} vs "
+                  f"{row['rank_b']}" for row in disagreements]
+    return "\n".join(lines), details
+
+
 def extract_images(archive: str, target: Path, limits: Limits = Limits()) -> Path:
     """Unpack an uploaded zip of images into `target`, refusing paths that climb out of it."""
     try:
@@ -200,10 +244,13 @@ def extract_images(archive: str, target: Path, limits: Limits = Limits()) -> Pat
     return target
 
 
-def evaluate_view(scorer: LycheeScorer, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
+def evaluate_view(scorer, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
                   limits: Limits = Limits(),
                   on_progress: Callable[[int, int], None] | None = None) -> tuple[str, Any, dict]:
-    """The Evaluate tab: the metrics table, a chart's data (first stage vs. reranked) and the report."""
+    """The Evaluate tab: the metrics table, a chart's data (first stage vs. reranked) and the report.
+
+    `scorer` is one scorer, or a ModelSet: with several models every one is evaluated, side by side.
+    """
     import pandas as pd
 
     if not data_file:
@@ -216,11 +263,18 @@ def evaluate_view(scorer: LycheeScorer, data_file, images_zip, ks_text, instruct
         if not queries:
             raise ValueError("data: no query to evaluate")
         # A line's own instruction wins; the page's box applies to lines without one.
-        report = evaluation.evaluate(scorer, queries, ks, instruction=instruction or None, skip_bad=bool(skip_bad),
-                                     skipped=skipped, on_progress=on_progress)
-    keys = evaluation.metric_keys(ks)
-    rows = [{"bar": f"{key} {label}", "metric": key, "stage": label, "value": report[stage][key]}
-            for key in keys for stage, label in (("first_stage", "first stage"), ("reranked", "reranked"))]
+        options = {"instruction": instruction or None, "skip_bad": bool(skip_bad), "skipped": skipped,
+                   "on_progress": on_progress}
+        models = ModelSet.of(scorer)
+        if len(models) == 1:
+            report = evaluation.evaluate(models.default, queries, ks, **options)
+            stages = [("first stage", report["first_stage"]), ("reranked", report["reranked"])]
+        else:
+            report = evaluation.evaluate_models(dict(zip(models.names, models.scorers)), queries, ks, **options)
+            stages = [("first stage", report["first_stage"])] + [(name, entry["reranked"]) for name, entry
+                                                                  in report["models"].items()]
+    rows = [{"bar": f"{key} {label}", "metric": key, "stage": label, "value": values[key]}
+            for key in evaluation.metric_keys(ks) for label, values in stages]
     return evaluation.format_table(report), pd.DataFrame(rows), report
 
 
@@ -240,49 +294,66 @@ def _user_errors(handler: Callable) -> Callable:
     return wrapper
 
 
-def make_handlers(scorer: LycheeScorer, limits: Limits) -> SimpleNamespace:
-    """The endpoints' functions: plain functions whose parameter names are the API's."""
+def make_handlers(models: ModelSet, limits: Limits) -> SimpleNamespace:
+    """The endpoints' functions: plain functions whose parameter names are the API's.
+
+    `model` picks one of the served models by name (empty: the first); see registry.py.
+    """
 
     @_user_errors
     def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
-              document_image: str | None = None, instruction: str | None = None):
+              document_image: str | None = None, instruction: str | None = None, model: str | None = None):
         """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}."""
-        return score_view(scorer, query_text, query_image, document_text, document_image, instruction, limits=limits)
+        return score_view(models.get(model), query_text, query_image, document_text, document_image, instruction,
+                          limits=limits)
 
     @_user_errors
     def rerank(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
                document_images: list[str] | None = None, instruction: str | None = None,
-               top_n: float | None = None):
+               top_n: float | None = None, model: str | None = None):
         """Rerank documents (text blocks separated by '---' lines, plus images) best-first.
         Returns a Markdown table and [{rank, index, score, verdict, text, image}]."""
-        return rerank_view(scorer, query_text, query_image, documents, document_images, instruction, top_n,
-                           limits=limits)
+        return rerank_view(models.get(model), query_text, query_image, documents, document_images, instruction,
+                           top_n, limits=limits)
 
     @_user_errors
     def rank_images(query_text: str | None = None, query_image: str | None = None, images: list[str] | None = None,
-                    instruction: str | None = None, top_n: float | None = None, progress=gr.Progress()):
+                    instruction: str | None = None, top_n: float | None = None, model: str | None = None,
+                    progress=gr.Progress()):
         """Rank images against a query, best first. Returns a gallery and [{rank, index, score, image}]."""
         def report(done: int, total: int) -> None:
             progress(done / total, desc=f"scoring {done}/{total}")
 
+        scorer = models.get(model)
         report(0, max(1, len(images or [])))
         return rank_images_view(scorer, query_text, query_image, images, instruction, top_n, limits=limits,
                                 on_progress=report)
 
     @_user_errors
+    def compare(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
+                document_images: list[str] | None = None, instruction: str | None = None,
+                model_a: str | None = None, model_b: str | None = None):
+        """Rank the same documents with two served models side by side, with Kendall's tau and top-5 overlap.
+        Returns a Markdown table and {models, kendall_tau, top_k, top_k_overlap, rows, disagreements}."""
+        first = models.get(model_a)
+        second = models.get(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
+        return compare_view(first, second, (models.name_of(first), models.name_of(second)), query_text, query_image,
+                            documents, document_images, instruction, limits=limits)
+
+    @_user_errors
     def evaluate(data: str | None = None, images_zip: str | None = None, k: str | None = None,
                  instruction: str | None = None, skip_bad: bool = False, progress=gr.Progress()):
-        """Evaluate a labelled JSONL set: NDCG, MRR, Recall and Hit before and after reranking.
-        Returns a Markdown table, the chart data and the full report."""
+        """Evaluate a labelled JSONL set with every served model: NDCG, MRR, Recall and Hit before and after
+        reranking. Returns a Markdown table, the chart data and the full report."""
         def report(done: int, total: int) -> None:
             progress(done / total, desc=f"scoring query {done}/{total}")
 
-        table, chart, details = evaluate_view(scorer, data, images_zip, k, instruction, skip_bad, limits=limits,
+        table, chart, details = evaluate_view(models, data, images_zip, k, instruction, skip_bad, limits=limits,
                                               on_progress=report)
-        # Bars in the table's order, each metric's "first stage" beside its "reranked".
+        # Bars in the table's order, each metric's "first stage" beside each model's.
         return table, gr.BarPlot(value=chart, sort=list(chart["bar"])), details
 
-    return SimpleNamespace(score=score, rerank=rerank, rank_images=rank_images, evaluate=evaluate)
+    return SimpleNamespace(score=score, rerank=rerank, rank_images=rank_images, compare=compare, evaluate=evaluate)
 
 
 def _asset_text(name: str) -> str:
@@ -336,18 +407,33 @@ def _query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number]:
     return text, image, top_n
 
 
-def _instruction_row() -> gr.Textbox:
-    """The task preset and the editable instruction that every tab uses."""
+MODEL_DEFAULT = "Model default"  # the preset that leaves the instruction empty: each model's own default
+
+
+def _instruction_row(models: ModelSet) -> tuple[gr.Textbox, gr.Dropdown]:
+    """The model picker (when several models are served), the task preset and the editable instruction.
+
+    The instruction starts empty, which means each model's own default instruction (lychee's and
+    Qwen3-VL-Reranker's differ); the placeholder shows the picked model's.
+    """
+    presets = {MODEL_DEFAULT: "", **INSTRUCTION_PRESETS}
+
+    def placeholder(name: str | None) -> str:
+        return models.get(name).family.default_instruction
+
     with gr.Row():
-        preset = gr.Dropdown(list(INSTRUCTION_PRESETS), value="Web search", label=I18N("instruction_preset"),
-                             scale=1)
-        instruction = gr.Textbox(DEFAULT_INSTRUCTION, label=I18N("instruction"), lines=2, scale=4,
+        picker = gr.Dropdown(models.names, value=models.names[0], label=I18N("model"), scale=1,
+                             visible=len(models) > 1, elem_id="model-picker")
+        preset = gr.Dropdown(list(presets), value=MODEL_DEFAULT, label=I18N("instruction_preset"), scale=1)
+        instruction = gr.Textbox("", placeholder=placeholder(None), label=I18N("instruction"), lines=2, scale=4,
                                  elem_id="instruction")
-    preset.change(INSTRUCTION_PRESETS.get, preset, instruction, api_visibility="private", queue=False)
-    return instruction
+    preset.change(presets.get, preset, instruction, api_visibility="private", queue=False)
+    picker.change(lambda name: gr.update(placeholder=placeholder(name)), picker, instruction,
+                  api_visibility="private", queue=False)
+    return instruction, picker
 
 
-def _single_tab(score: Callable, instruction: gr.Textbox) -> None:
+def _single_tab(score: Callable, instruction: gr.Textbox, model: gr.Dropdown) -> None:
     with gr.Tab(I18N("tab_single"), id="single"):
         with gr.Row():
             with gr.Column():
@@ -368,11 +454,11 @@ def _single_tab(score: Callable, instruction: gr.Textbox) -> None:
             # Named examples: Gradio would otherwise head the table with untranslated label keys.
             example_labels=["☕ Mountain-pattern cup: text query, text + image document"],
         )
-    button.click(score, [query_text, query_image, document_text, document_image, instruction], [result, details],
-                 api_name="score", **MODEL_WORK)
+    button.click(score, [query_text, query_image, document_text, document_image, instruction, model],
+                 [result, details], api_name="score", **MODEL_WORK)
 
 
-def _batch_tab(rerank: Callable, instruction: gr.Textbox) -> None:
+def _batch_tab(rerank: Callable, instruction: gr.Textbox, model: gr.Dropdown) -> None:
     with gr.Tab(I18N("tab_batch"), id="batch"):
         with gr.Row():
             query_text, query_image, top_n = _query_column("batch-query")
@@ -390,11 +476,11 @@ def _batch_tab(rerank: Callable, instruction: gr.Textbox) -> None:
             label=I18N("examples"),
             example_labels=["☕ Cup photo vs. 10 product descriptions", "🥤 保温杯 500ml, top 3"],
         )
-    button.click(rerank, [query_text, query_image, documents, images, instruction, top_n], [table, details],
+    button.click(rerank, [query_text, query_image, documents, images, instruction, top_n, model], [table, details],
                  api_name="rerank", **MODEL_WORK)
 
 
-def _images_tab(rank_images: Callable, instruction: gr.Textbox) -> None:
+def _images_tab(rank_images: Callable, instruction: gr.Textbox, model: gr.Dropdown) -> None:
     with gr.Tab(I18N("tab_images"), id="images"):
         with gr.Row():
             query_text, query_image, top_n = _query_column("images-query")
@@ -409,8 +495,29 @@ def _images_tab(rank_images: Callable, instruction: gr.Textbox) -> None:
                         [query_text, query_image, files, top_n],
                         label=I18N("examples"),
                         example_labels=["🖼 Six product drawings vs. 'a white cup with a mountain line pattern'"])
-    button.click(rank_images, [query_text, query_image, files, instruction, top_n], [gallery, details],
+    button.click(rank_images, [query_text, query_image, files, instruction, top_n, model], [gallery, details],
                  api_name="rank_images", **MODEL_WORK)
+
+
+def _compare_tab(compare: Callable, instruction: gr.Textbox, models: ModelSet) -> None:
+    with gr.Tab(I18N("tab_compare"), id="compare"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                query_text = gr.Textbox(label=I18N("query_text"), lines=2, elem_id="compare-query")
+                query_image = ImageBox(label=I18N("query_image"), type="filepath", height=200)
+                model_a = gr.Dropdown(models.names, value=models.names[0], label=I18N("model_a"))
+                model_b = gr.Dropdown(models.names, value=models.names[1], label=I18N("model_b"))
+            with gr.Column(scale=2):
+                documents = gr.Textbox(label=I18N("documents"), info=I18N("documents_info"), lines=12,
+                                       elem_id="compare-documents")
+                images = gr.File(label=I18N("document_images"), file_count="multiple", file_types=["image"])
+        button = gr.Button(I18N("compare_button"), variant="primary", elem_id="compare-button")
+        table = gr.Markdown(elem_id="compare-table")
+        details = gr.JSON(label=I18N("details"))
+        gr.Examples([["保温杯 500ml", None, _asset_text("cups.txt"), None]], [query_text, query_image, documents, images],
+                    label=I18N("examples"), example_labels=["🥤 保温杯 500ml vs. 10 product descriptions"])
+    button.click(compare, [query_text, query_image, documents, images, instruction, model_a, model_b],
+                 [table, details], api_name="compare", **MODEL_WORK)
 
 
 def _evaluate_tab(evaluate: Callable, instruction: gr.Textbox) -> None:
@@ -436,18 +543,24 @@ def _evaluate_tab(evaluate: Callable, instruction: gr.Textbox) -> None:
                  **MODEL_WORK)
 
 
-def build_demo(scorer: LycheeScorer, *, demo_mode: bool = False, limits: Limits = Limits()) -> gr.Blocks:
-    """The whole page. Nothing is loaded here: the scorer comes in ready."""
-    handlers = make_handlers(scorer, limits)
+def build_demo(scorers, *, demo_mode: bool = False, limits: Limits = Limits()) -> gr.Blocks:
+    """The whole page, over one scorer or several (a list or a ModelSet; the first is the default).
+
+    Nothing is loaded here: the scorers come in ready. The Compare tab shows with two models or more.
+    """
+    models = ModelSet.of(scorers)
+    handlers = make_handlers(models, limits)
     with gr.Blocks(title="Lychee reranker", analytics_enabled=False) as demo:
         if demo_mode:
             gr.Markdown(I18N("demo_banner"), elem_id="demo-banner")
         gr.Markdown(I18N("title"))
-        instruction = _instruction_row()
+        instruction, model = _instruction_row(models)
         with gr.Tabs():
-            _single_tab(handlers.score, instruction)
-            _batch_tab(handlers.rerank, instruction)
-            _images_tab(handlers.rank_images, instruction)
+            _single_tab(handlers.score, instruction, model)
+            _batch_tab(handlers.rerank, instruction, model)
+            _images_tab(handlers.rank_images, instruction, model)
+            if len(models) > 1:
+                _compare_tab(handlers.compare, instruction, models)
             _evaluate_tab(handlers.evaluate, instruction)
     # The one place queueing is set up; the model's work shares one slot (MODEL_WORK).
     demo.queue(default_concurrency_limit=1, max_size=256)

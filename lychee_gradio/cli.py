@@ -20,9 +20,11 @@ LIMITS = Limits()
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", default=None,
-                        help="local folder with the weights, or a ModelScope id "
-                             "(default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm)")
+    source.add_argument("--model", action="append", default=None,
+                        help="local folder with the weights, or a ModelScope id: vec-ai/lychee-rerank-mm, "
+                             "Qwen/Qwen3-VL-Reranker-2B, Qwen/Qwen3-VL-Reranker-8B (default: $LYCHEE_MODEL or "
+                             "vec-ai/lychee-rerank-mm). Repeat to serve (or evaluate) several models; the first is "
+                             "the default")
     source.add_argument("--demo", action="store_true",
                         help="run on a tiny random model built on the spot (no download; scores are meaningless)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:1, cpu")
@@ -111,12 +113,13 @@ def demo_model_dir() -> Path:
     return cache
 
 
-def load_scorer(args: argparse.Namespace):
+def load_scorers(args: argparse.Namespace) -> list:
+    """Every model the flags name, loaded once, in order (--demo: the tiny random one)."""
     from .scorer import LycheeScorer
 
-    model = demo_model_dir() if args.demo else args.model
-    return LycheeScorer.load(model, device=args.device, dtype=args.dtype, max_pixels=args.max_pixels,
-                             batch_size=args.batch_size)
+    names = [demo_model_dir()] if args.demo else (args.model or [None])
+    return [LycheeScorer.load(name, device=args.device, dtype=args.dtype, max_pixels=args.max_pixels,
+                              batch_size=args.batch_size) for name in names]
 
 
 def _auth(value: str | None) -> tuple[str, str]:
@@ -152,13 +155,13 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
         return 2
     print("loading the model ...", flush=True)
     try:
-        scorer = load_scorer(args)
+        scorers = load_scorers(args)
     except (ModelLoadError, ValueError) as error:
         print(f"lychee {args.command}: {error}", file=sys.stderr)
         return 2
     settings = server_settings(args, auth)
     try:
-        running = server.start(scorer, settings)
+        running = server.start(scorers, settings)
     except OSError as error:
         print(f"lychee {args.command}: cannot listen on {args.host}:{args.port} ({error}). "
               f"Is another app using the port? Try --port {args.port + 1}.", file=sys.stderr)
@@ -196,7 +199,8 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .evaluation import BadLine, evaluate as run_evaluation, format_table, load_queries
+    from .evaluation import BadLine, evaluate as run_evaluation, evaluate_models, format_table, load_queries
+    from .registry import ModelSet
     from .weights import ModelLoadError
 
     if not args.data.is_file():
@@ -211,14 +215,19 @@ def evaluate(args: argparse.Namespace) -> int:
         print(f"lychee eval: {args.data}: no query to evaluate", file=sys.stderr)
         return 2
     try:
-        scorer = load_scorer(args)
+        models = ModelSet(load_scorers(args))
     except (ModelLoadError, ValueError) as error:
         print(f"lychee eval: {error}", file=sys.stderr)
         return 2
-    with tqdm(total=len(queries), desc="scoring", unit="query", file=sys.stderr) as bar:
+    options = {"instruction": args.instruction, "skip_bad": args.skip_bad, "skipped": skipped}
+    with tqdm(total=len(queries) * len(models), desc="scoring", unit="query", file=sys.stderr) as bar:
+        progress = lambda done, total: bar.update(1)  # noqa: E731
         try:
-            report = run_evaluation(scorer, queries, args.k, instruction=args.instruction, skip_bad=args.skip_bad,
-                                    skipped=skipped, on_progress=lambda done, total: bar.update(1))
+            if len(models) == 1:
+                report = run_evaluation(models.default, queries, args.k, on_progress=progress, **options)
+            else:
+                report = evaluate_models(dict(zip(models.names, models.scorers)), queries, args.k,
+                                         on_progress=progress, **options)
         except BadLine as error:
             print(f"lychee eval: {args.data}: {error} (--skip-bad skips such lines)", file=sys.stderr)
             return 2

@@ -179,16 +179,53 @@ def evaluate(scorer, queries: list[EvalQuery], ks=DEFAULT_KS, *, instruction: st
     }
 
 
+def evaluate_models(scorers: dict[str, Any], queries: list[EvalQuery], ks=DEFAULT_KS, *,
+                    instruction: str | None = None, skip_bad: bool = False, skipped: list[dict] | None = None,
+                    on_progress: Callable[[int, int], None] | None = None) -> dict:
+    """`evaluate` for several models on the same queries: one first stage, each model's metrics and gain.
+
+    Each model's entry under "models" is exactly what `evaluate` reports for it alone.
+    """
+    reports, total = {}, len(queries) * len(scorers)
+    for position, (name, scorer) in enumerate(scorers.items()):
+        done_before = position * len(queries)
+        progress = (lambda done, _total, offset=done_before: on_progress(offset + done, total)) if on_progress else None
+        reports[name] = evaluate(scorer, queries, ks, instruction=instruction, skip_bad=skip_bad, skipped=skipped,
+                                 on_progress=progress)
+    first = next(iter(reports.values()))
+    return {
+        "k": list(ks),
+        "queries": first["queries"],
+        "queries_without_relevant": first["queries_without_relevant"],
+        "skipped": first["skipped"],
+        "first_stage": first["first_stage"],
+        "models": {name: {key: report[key] for key in ("model", "reranked", "difference", "per_query")}
+                   for name, report in reports.items()},
+    }
+
+
 def metric_keys(ks) -> list[str]:
     return [f"{name}@{k}" for name in METRICS for k in ks]
 
 
 def format_table(report: dict) -> str:
-    lines = ["| metric | first stage | reranked | change |", "| --- | ---: | ---: | ---: |"]
-    for key in metric_keys(report["k"]):
-        if key in report["first_stage"]:
-            lines.append(f"| {key} | {report['first_stage'][key]:.4f} | {report['reranked'][key]:.4f} | "
-                         f"{report['difference'][key]:+.4f} |")
+    """The metrics table of one model's report, or of several models' (`evaluate_models`)."""
+    if "models" in report:
+        names = list(report["models"])
+        lines = ["| metric | first stage | " + " | ".join(names) + " | " + " | ".join(f"change {n}" for n in names) + " |",
+                 "| --- |" + " ---: |" * (1 + 2 * len(names))]
+        for key in metric_keys(report["k"]):
+            if key in report["first_stage"]:
+                models = [report["models"][name] for name in names]
+                lines.append(f"| {key} | {report['first_stage'][key]:.4f} | "
+                             + " | ".join(f"{m['reranked'][key]:.4f}" for m in models) + " | "
+                             + " | ".join(f"{m['difference'][key]:+.4f}" for m in models) + " |")
+    else:
+        lines = ["| metric | first stage | reranked | change |", "| --- | ---: | ---: | ---: |"]
+        for key in metric_keys(report["k"]):
+            if key in report["first_stage"]:
+                lines.append(f"| {key} | {report['first_stage'][key]:.4f} | {report['reranked'][key]:.4f} | "
+                             f"{report['difference'][key]:+.4f} |")
     notes = [f"{report['queries']} queries"]
     if report["queries_without_relevant"]:
         notes.append(f"{report['queries_without_relevant']} with no relevant document (they score 0)")

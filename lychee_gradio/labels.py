@@ -40,6 +40,11 @@ EN = {
     "eval_skip_bad": "Skip bad lines",
     "eval_button": "Evaluate",
     "eval_chart": "First stage vs. reranked",
+    "model": "Model",
+    "tab_compare": "Compare",
+    "model_a": "Model A",
+    "model_b": "Model B",
+    "compare_button": "Compare",
 }
 
 ZH = {
@@ -79,6 +84,11 @@ ZH = {
     "eval_skip_bad": "跳过有问题的行",
     "eval_button": "评估",
     "eval_chart": "初排 vs. 重排",
+    "model": "模型",
+    "tab_compare": "模型对比",
+    "model_a": "模型 A",
+    "model_b": "模型 B",
+    "compare_button": "对比",
 }
 
 TRANSLATIONS = {"en": EN, "zh": ZH, "zh-CN": ZH, "zh-TW": ZH}

@@ -56,3 +56,33 @@ def mean_metrics(per_query: Sequence[dict[str, float]]) -> dict[str, float]:
     if not per_query:
         return {}
     return {key: sum(metrics[key] for metrics in per_query) / len(per_query) for key in per_query[0]}
+
+
+# -- agreement between two rankings of the same documents (the Compare view) ---------------------------
+
+
+def kendall_tau(first: Sequence[float], second: Sequence[float]) -> float | None:
+    """Kendall's tau-b between two score lists of the same documents (ties handled as scipy does).
+
+    1 means the same order, -1 the reverse; None when it is undefined (fewer than two documents,
+    or every score of one list equal).
+    """
+    if len(first) != len(second):
+        raise ValueError("kendall_tau: both lists must score the same documents")
+    concordant_minus_discordant = tied_first = tied_second = pairs = 0
+    for i in range(len(first)):
+        for j in range(i + 1, len(first)):
+            a = (first[i] > first[j]) - (first[i] < first[j])
+            b = (second[i] > second[j]) - (second[i] < second[j])
+            pairs += 1
+            tied_first += a == 0
+            tied_second += b == 0
+            concordant_minus_discordant += a * b
+    denominator = math.sqrt((pairs - tied_first) * (pairs - tied_second))
+    return concordant_minus_discordant / denominator if denominator else None
+
+
+def top_k_overlap(first: Sequence[int], second: Sequence[int], k: int) -> float:
+    """The share of the top k of one ranking (indices, best first) that is also in the other's top k."""
+    k = min(k, len(first), len(second))
+    return len(set(first[:k]) & set(second[:k])) / k if k else 0.0

@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .inputs import decode_image_data
 from .ranking import best_first, check_top_n
-from .scorer import LycheeScorer, ScoringOutOfMemoryError
+from .registry import ModelSet
+from .scorer import ScoringOutOfMemoryError
 from .settings import Limits
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
@@ -57,7 +58,7 @@ class RerankRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str | None = Field(None, description="echoed back; the server has one model")
+    model: str | None = Field(None, description="which served model scores (default: the first); the answer names it")
     query: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
     documents: list[Any] = Field(..., description="strings, {text, image} objects or {content: [...]} objects")
     top_n: int | None = Field(None, ge=0, description="keep the best n (default, or 0: all)")
@@ -188,7 +189,7 @@ def _field_from(location: tuple) -> str:
     return out or "body"
 
 
-def create_router(scorer: LycheeScorer, settings: RestSettings) -> APIRouter:
+def create_router(models: ModelSet, settings: RestSettings) -> APIRouter:
     def check_api_key(request: Request) -> None:
         if settings.api_key is None:
             return
@@ -202,6 +203,10 @@ def create_router(scorer: LycheeScorer, settings: RestSettings) -> APIRouter:
 
     def rerank(body: RerankRequest) -> RerankResponse:
         """Rerank documents against a query, best first (Cohere / Jina / vLLM compatible)."""
+        try:
+            scorer = models.get(body.model)
+        except ValueError as error:
+            raise RequestError(400, str(error), "model") from None
         try:
             settings.limits.check_documents(len(body.documents))
         except ValueError as error:
@@ -226,7 +231,7 @@ def create_router(scorer: LycheeScorer, settings: RestSettings) -> APIRouter:
         tokens = sum(pair.tokens for pair in pairs)
         return RerankResponse(
             id=str(uuid.uuid4()),
-            model=body.model or scorer.model_name,
+            model=models.name_of(scorer),
             results=results,
             usage={"total_tokens": tokens, "prompt_tokens": tokens},
             meta={"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
@@ -274,7 +279,7 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-def install(app: FastAPI, scorer: LycheeScorer, settings: RestSettings) -> None:
+def install(app: FastAPI, models: ModelSet, settings: RestSettings) -> None:
     """Add the rerank endpoints, their error format and the body-size limit to `app`."""
 
     @app.exception_handler(RequestError)
@@ -293,5 +298,5 @@ def install(app: FastAPI, scorer: LycheeScorer, settings: RestSettings) -> None:
         field = _field_from(tuple(first.get("loc", ())))
         return _error_response(422, f"{field}: {first.get('msg', 'invalid value')}", field)
 
-    app.include_router(create_router(scorer, settings))
+    app.include_router(create_router(models, settings))
     app.add_middleware(BodySizeLimit, limit=settings.limits.max_body_bytes)

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from . import __version__, rest_api
 from .app import I18N, build_demo
-from .scorer import LycheeScorer
+from .registry import ModelSet
 from .settings import Limits
 
 
@@ -96,7 +96,9 @@ def _gradio_app(app: FastAPI):
     return next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
 
 
-def create_app(scorer: LycheeScorer, settings: ServerSettings) -> FastAPI:
+def create_app(scorers, settings: ServerSettings) -> FastAPI:
+    """The app over one scorer or several (the first is the default model)."""
+    models = ModelSet.of(scorers)
     app = FastAPI(
         title="lychee-gradio",
         version=__version__,
@@ -104,8 +106,8 @@ def create_app(scorer: LycheeScorer, settings: ServerSettings) -> FastAPI:
                     "Cohere / Jina / vLLM rerank format; the web page is at `/`.",
         docs_url="/docs",
     )
-    rest_api.install(app, scorer, settings.rest)
-    demo = build_demo(scorer, demo_mode=settings.demo_mode, limits=settings.limits)
+    rest_api.install(app, models, settings.rest)
+    demo = build_demo(models, demo_mode=settings.demo_mode, limits=settings.limits)
     # show_error=False: an unexpected exception reaches the page and gradio_client as a plain
     # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
     app = gr.mount_gradio_app(app, demo, path="/", auth=settings.page_auth, i18n=I18N, mcp_server=settings.mcp,
@@ -158,9 +160,9 @@ class RunningServer:
         self._socket.close()
 
 
-def start(scorer: LycheeScorer, settings: ServerSettings) -> RunningServer:
-    """Build the app and serve it; raises OSError when the port cannot be bound."""
-    return RunningServer(create_app(scorer, settings), settings.host, settings.port)
+def start(scorers, settings: ServerSettings) -> RunningServer:
+    """Build the app over one scorer or several and serve it; raises OSError when the port cannot be bound."""
+    return RunningServer(create_app(scorers, settings), settings.host, settings.port)
 
 
 def open_share_link(server: RunningServer) -> str:

@@ -24,7 +24,7 @@ LAYERS = {
     "inputs": 1,
     "prompt": 2,
     "encoding": 3, "weights": 3,
-    "scorer": 4, "naive": 4, "random_model": 4,
+    "scorer": 4, "naive": 4, "random_model": 4, "registry": 4,
     "evaluation": 5, "rest_api": 5, "bench": 5,
     "app": 6,
     "server": 7,

@@ -26,7 +26,7 @@ from .metrics import kendall_tau, top_k_overlap
 from .prompt import INSTRUCTION_PRESETS
 from .ranking import best_first, check_top_n
 from .registry import ModelSet
-from .scorer import LycheeScorer, ScoringOutOfMemoryError
+from .scorer import LycheeScorer, ScorerBusyError, ScoringOutOfMemoryError
 from .settings import Limits
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"  # sample images and data, shipped in the package
@@ -288,7 +288,7 @@ def _user_errors(handler: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
-        except (ValueError, ScoringOutOfMemoryError) as error:
+        except (ValueError, ScoringOutOfMemoryError, ScorerBusyError) as error:
             raise gr.Error(str(error)) from None
 
     return wrapper
@@ -366,9 +366,9 @@ def _asset_image(name: str) -> str | None:
     return str(path) if path.is_file() else None
 
 
-# Model work runs one request at a time (one queue slot, "model"), so concurrent users wait in line
-# instead of running the GPU out of memory.
-MODEL_WORK = {"concurrency_id": "model", "concurrency_limit": 1}
+# Model work shares one queue ("model") with as many slots as there are model replicas: one in a
+# single process, so concurrent users wait in line instead of running the GPU out of memory.
+MODEL_WORK = {"concurrency_id": "model"}
 
 
 class ImageBox(gr.Image):
@@ -543,7 +543,7 @@ def _evaluate_tab(evaluate: Callable, instruction: gr.Textbox) -> None:
                  **MODEL_WORK)
 
 
-def build_demo(scorers, *, demo_mode: bool = False, limits: Limits = Limits()) -> gr.Blocks:
+def build_demo(scorers, *, demo_mode: bool = False, limits: Limits = Limits(), concurrency: int = 1) -> gr.Blocks:
     """The whole page, over one scorer or several (a list or a ModelSet; the first is the default).
 
     Nothing is loaded here: the scorers come in ready. The Compare tab shows with two models or more.
@@ -562,6 +562,7 @@ def build_demo(scorers, *, demo_mode: bool = False, limits: Limits = Limits()) -
             if len(models) > 1:
                 _compare_tab(handlers.compare, instruction, models)
             _evaluate_tab(handlers.evaluate, instruction)
-    # The one place queueing is set up; the model's work shares one slot (MODEL_WORK).
-    demo.queue(default_concurrency_limit=1, max_size=256)
+    # The one place queueing is set up: the model's work (MODEL_WORK) runs `concurrency` requests at
+    # once, one per model replica.
+    demo.queue(default_concurrency_limit=concurrency, max_size=256)
     return demo

@@ -50,6 +50,16 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-mb", type=float, default=LIMITS.max_body_bytes / 2**20,
                         help="largest /v1/rerank request body and largest uploaded file, in MB (default 64)")
     parser.add_argument("--mcp", action="store_true", help="also serve the endpoints as MCP tools (for agents)")
+    scale = parser.add_argument_group("replicas on Ray Serve (pip install -e '.[cluster]')")
+    scale.add_argument("--replicas", type=int, default=None,
+                       help="serve each model from N replicas on a local Ray instance (one GPU each where GPUs are "
+                            "present, else an equal share of the CPU cores)")
+    scale.add_argument("--ray-address", default=None, metavar="auto|ray://HOST:PORT",
+                       help="join an existing Ray cluster instead of starting one (multi-node)")
+    scale.add_argument("--min-replicas", type=int, default=None, help="with --max-replicas: Ray Serve autoscaling")
+    scale.add_argument("--max-replicas", type=int, default=None, help="with --min-replicas: Ray Serve autoscaling")
+    scale.add_argument("--max-queued", type=int, default=64,
+                       help="requests waiting for a busy replica before new ones get 503 (default 64)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +132,40 @@ def load_scorers(args: argparse.Namespace) -> list:
                               batch_size=args.batch_size) for name in names]
 
 
+def uses_ray(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name, None) is not None for name in ("replicas", "ray_address", "min_replicas",
+                                                                   "max_replicas"))
+
+
+def start_cluster(args: argparse.Namespace):
+    """Ray Serve replicas of every model the flags name: `(cluster, scorers)`."""
+    try:
+        from .cluster import Cluster, ClusterSettings
+        import ray  # noqa: F401 - only to tell a missing install apart
+    except ImportError:
+        raise ValueError("--replicas and --ray-address need Ray Serve: pip install -e '.[cluster]'") from None
+    replicas = args.replicas or args.min_replicas or 1
+    if replicas < 1 or (args.max_replicas is not None and args.max_replicas < replicas):
+        raise ValueError("--replicas / --min-replicas must be at least 1 and at most --max-replicas")
+    settings = ClusterSettings(replicas=replicas, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+                               ray_address=args.ray_address, max_queued=args.max_queued,
+                               load_options={"device": args.device, "dtype": args.dtype, "max_pixels": args.max_pixels,
+                                             "batch_size": args.batch_size})
+    cluster = Cluster(settings)
+    names = [demo_model_dir()] if args.demo else (args.model or [None])
+    try:
+        return cluster, [cluster.deploy(os.fspath(name) if name else _default_model(), i) for i, name in enumerate(names)]
+    except Exception:
+        cluster.close()
+        raise
+
+
+def _default_model() -> str:
+    from .weights import default_model
+
+    return default_model()
+
+
 def _auth(value: str | None) -> tuple[str, str]:
     if value is None:
         return "lychee", secrets.token_urlsafe(9)
@@ -131,7 +175,7 @@ def _auth(value: str | None) -> tuple[str, str]:
     return user, password
 
 
-def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None):
+def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, concurrency: int = 1):
     from .rest_api import RestSettings
     from .server import ServerSettings
 
@@ -141,7 +185,8 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None):
     limits = Limits(max_documents=args.max_documents, max_image_pixels=args.max_image_pixels,
                     max_body_bytes=size, max_upload_bytes=size)
     rest = RestSettings(limits=limits, allow_image_urls=args.allow_image_urls, api_key=api_key)
-    return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo, rest=rest, auth=auth, mcp=args.mcp)
+    return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo, rest=rest, auth=auth, mcp=args.mcp,
+                          concurrency=concurrency)
 
 
 def serve(args: argparse.Namespace, *, share: bool) -> int:
@@ -153,18 +198,25 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     except ValueError as error:
         print(f"lychee share: {error}", file=sys.stderr)
         return 2
-    print("loading the model ...", flush=True)
+    cluster = None
     try:
-        scorers = load_scorers(args)
+        if uses_ray(args):
+            print("starting the model replicas on Ray Serve ...", flush=True)
+            cluster, scorers = start_cluster(args)
+        else:
+            print("loading the model ...", flush=True)
+            scorers = load_scorers(args)
     except (ModelLoadError, ValueError) as error:
         print(f"lychee {args.command}: {error}", file=sys.stderr)
         return 2
-    settings = server_settings(args, auth)
+    settings = server_settings(args, auth, concurrency=cluster.replica_count if cluster else 1)
     try:
         running = server.start(scorers, settings)
     except OSError as error:
         print(f"lychee {args.command}: cannot listen on {args.host}:{args.port} ({error}). "
               f"Is another app using the port? Try --port {args.port + 1}.", file=sys.stderr)
+        if cluster:
+            cluster.close()
         return 1
     url = running.url
     if share:
@@ -187,12 +239,16 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
         print(f"username: {auth[0]}\npassword: {auth[1]} (also the API key of /v1/rerank, the Gradio API and MCP "
               "unless --api-key is set)\n"
               "(the link expires when this command stops)", flush=True)
+    if cluster:
+        print(f"model replicas: {cluster.replica_count} per model on Ray Serve", flush=True)
     try:
         running.wait()
     except KeyboardInterrupt:
         pass
     finally:
         running.close()
+        if cluster:
+            cluster.close()
     return 0
 
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .inputs import decode_image_data
 from .ranking import best_first, check_top_n
 from .registry import ModelSet
-from .scorer import ScoringOutOfMemoryError
+from .scorer import ScorerBusyError, ScoringOutOfMemoryError
 from .settings import Limits
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
@@ -48,9 +48,9 @@ class RestSettings:
 class RequestError(Exception):
     """A request the server refuses: HTTP status, message, and the field at fault."""
 
-    def __init__(self, status: int, message: str, field: str | None = None):
+    def __init__(self, status: int, message: str, field: str | None = None, headers: dict | None = None):
         super().__init__(message)
-        self.status, self.message, self.field = status, message, field
+        self.status, self.message, self.field, self.headers = status, message, field, headers
 
 
 class RerankRequest(BaseModel):
@@ -177,8 +177,8 @@ def _text_of(item: str | dict) -> str:
     return item if isinstance(item, str) else item.get("text") or ""
 
 
-def _error_response(status: int, message: str, field: str | None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"message": message, "field": field})
+def _error_response(status: int, message: str, field: str | None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"message": message, "field": field}, headers=headers)
 
 
 def _field_from(location: tuple) -> str:
@@ -222,6 +222,8 @@ def create_router(models: ModelSet, settings: RestSettings) -> APIRouter:
             raise RequestError(400, message, message.split(":", 1)[0]) from None
         except ScoringOutOfMemoryError as error:
             raise RequestError(503, str(error)) from None
+        except ScorerBusyError as error:
+            raise RequestError(503, str(error), headers={"Retry-After": str(error.retry_after_seconds)}) from None
         order = best_first([pair.score for pair in pairs])[: check_top_n(body.top_n)]
         results = [
             RerankedDocument(index=i, relevance_score=pairs[i].score,
@@ -284,7 +286,7 @@ def install(app: FastAPI, models: ModelSet, settings: RestSettings) -> None:
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, error: RequestError):
-        return _error_response(error.status, error.message, error.field)
+        return _error_response(error.status, error.message, error.field, error.headers)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception):

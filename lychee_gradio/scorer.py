@@ -60,6 +60,12 @@ class ScoringOutOfMemoryError(RuntimeError):
     """Even a batch of one pair did not fit in GPU memory."""
 
 
+class ScorerBusyError(RuntimeError):
+    """Every model replica is busy and the waiting queue is full (served on Ray replicas): retry shortly."""
+
+    retry_after_seconds = 2
+
+
 @dataclass
 class SharedPrefix:
     """Keys and values of the tokens every pair of a request starts with, computed once."""

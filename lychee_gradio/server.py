@@ -36,6 +36,7 @@ class ServerSettings:
     rest: rest_api.RestSettings = rest_api.RestSettings()
     auth: tuple[str, str] | None = None
     mcp: bool = False
+    concurrency: int = 1  # requests the models work on at once: the number of model replicas
 
     @property
     def limits(self) -> Limits:
@@ -107,7 +108,7 @@ def create_app(scorers, settings: ServerSettings) -> FastAPI:
         docs_url="/docs",
     )
     rest_api.install(app, models, settings.rest)
-    demo = build_demo(models, demo_mode=settings.demo_mode, limits=settings.limits)
+    demo = build_demo(models, demo_mode=settings.demo_mode, limits=settings.limits, concurrency=settings.concurrency)
     # show_error=False: an unexpected exception reaches the page and gradio_client as a plain
     # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
     app = gr.mount_gradio_app(app, demo, path="/", auth=settings.page_auth, i18n=I18N, mcp_server=settings.mcp,

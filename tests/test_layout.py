@@ -25,7 +25,7 @@ LAYERS = {
     "prompt": 2,
     "encoding": 3, "weights": 3,
     "scorer": 4, "naive": 4, "random_model": 4, "registry": 4,
-    "evaluation": 5, "rest_api": 5, "bench": 5,
+    "evaluation": 5, "rest_api": 5, "bench": 5, "cluster": 5,
     "app": 6,
     "server": 7,
     "cli": 8,
@@ -85,7 +85,8 @@ def test_the_import_graph_has_no_cycle():
 def test_every_module_imports_in_a_fresh_interpreter_without_pulling_in_the_cli():
     names = ", ".join(repr(f"lychee_gradio.{m}") for m in modules() if m != "cli")
     code = (f"import importlib, sys\nfor name in [{names}]:\n    importlib.import_module(name)\n"
-            "assert 'lychee_gradio.cli' not in sys.modules, 'a library module imported the CLI'\n")
+            "assert 'lychee_gradio.cli' not in sys.modules, 'a library module imported the CLI'\n"
+            "assert 'ray' not in sys.modules, 'importing the package imported ray'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
 

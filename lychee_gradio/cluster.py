@@ -1,0 +1,263 @@
+"""Model replicas on Ray Serve: `lychee load --replicas N` or `--ray-address auto|ray://host:port`.
+
+Ray Serve does the distributed work (placing replicas on GPUs or CPU shares across a cluster,
+routing, queueing, autoscaling, restarting dead replicas). This module only adapts it to the
+scorer interface the app and the REST API use: `RayScorer` has the `LycheeScorer` methods they
+call (`score`, `score_with_logits`, `rerank`, `model_name`, `family`, `max_pixels`), so they do
+not know which one they hold.
+
+A request's documents are split into chunks that run on different replicas at once and are merged
+back in input order; scores are pointwise, so they equal the single-process scores. A chunk whose
+replica dies is retried once (Ray Serve routes it to a live replica and restarts the dead one).
+When every replica is busy and the bounded queue is full, `ScorerBusyError` is raised.
+
+Ray is imported only here, and only when replicas are asked for: plain `lychee load` never imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .families import FAMILIES
+from .inputs import to_item, to_items
+from .prompt import resolve_instruction
+from .ranking import best_first, check_top_n
+from .scorer import PairScore, ProgressCallback, RerankResult, ScorerBusyError, ScoringOutOfMemoryError, _passthrough
+
+logger = logging.getLogger(__name__)
+
+MAX_CHUNK = 32  # pairs per replica call for large requests: keeps progress moving and work spread
+
+
+class ScorerReplica:
+    """One Serve replica: a `LycheeScorer` of its own, with torch threads matching its CPU share."""
+
+    def __init__(self, model: str, load_options: dict, threads: int | None = None):
+        import torch
+
+        from .scorer import LycheeScorer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.scorer = LycheeScorer.load(model, **load_options)
+        self.pairs = 0
+
+    def describe(self) -> dict:
+        scorer = self.scorer
+        return {"model_name": scorer.model_name, "model_type": scorer.family.model_type,
+                "max_pixels": scorer.max_pixels, "pid": os.getpid()}
+
+    def score_with_logits(self, query, documents, instruction, max_pixels) -> tuple[int, list[PairScore]]:
+        scores = self.scorer.score_with_logits(query, documents, instruction, max_pixels=max_pixels)
+        self.pairs += len(scores)
+        return os.getpid(), scores
+
+
+@dataclass
+class ClusterSettings:
+    replicas: int = 1
+    min_replicas: int | None = None  # with max_replicas: Ray Serve autoscaling
+    max_replicas: int | None = None
+    ray_address: str | None = None  # None: a local Ray instance, started and stopped here
+    max_queued: int = 64  # requests waiting for a replica before ScorerBusyError (503)
+    load_options: dict = field(default_factory=dict)  # LycheeScorer.load keyword arguments
+    cpus_per_replica: float | None = None  # default: the CPU cores shared equally among the replicas
+
+
+class RayScorer:
+    """The scorer interface over a Ray Serve deployment of `ScorerReplica`."""
+
+    def __init__(self, handle, description: dict, replicas: int):
+        self.handle = handle
+        self.model_name = description["model_name"]
+        self.family = FAMILIES[description["model_type"]]
+        self.max_pixels = description["max_pixels"]
+        self.replicas = replicas
+        self.last_pids: list[int] = []  # which replica processes served the last request (for tests, logs)
+
+    def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
+              max_pixels: int | None = None, on_progress: ProgressCallback | None = None) -> list[float]:
+        pairs = self.score_with_logits(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress)
+        return [pair.score for pair in pairs]
+
+    def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
+               top_n: int | None = None, *, max_pixels: int | None = None,
+               on_progress: ProgressCallback | None = None) -> list[RerankResult]:
+        top_n = check_top_n(top_n)
+        scores = self.score(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress)
+        return [RerankResult(index=i, score=scores[i], document=documents[i],
+                             id=_passthrough(documents[i], "id"), metadata=_passthrough(documents[i], "metadata"))
+                for i in best_first(scores)[:top_n]]
+
+    def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
+                          max_pixels: int | None = None,
+                          on_progress: ProgressCallback | None = None) -> list[PairScore]:
+        # Inputs are checked here, at the edge, so that a bad document is named before any work is sent.
+        query_item = to_item(query, "query")
+        items = to_items(documents)
+        instruction = resolve_instruction(instruction, self.family.default_instruction)
+        if max_pixels is not None and max_pixels < self.family.min_pixels:
+            raise ValueError(f"max_pixels: must be at least {self.family.min_pixels}, got {max_pixels}")
+        if not items:
+            return []
+        chunks = self._chunks(len(items))
+        results: list[PairScore | None] = [None] * len(items)
+        pending = {self._submit(query_item, items, chunk, instruction, max_pixels): (chunk, 0) for chunk in chunks}
+        done_pairs, pids = 0, []
+        while pending:
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in finished:
+                chunk, attempt = pending.pop(future)
+                try:
+                    pid, scores = future.result()
+                except Exception as error:  # noqa: BLE001 - sorted below: retry, busy, or the cause
+                    if _replica_lost(error) and attempt == 0:
+                        logger.warning("a replica was lost while scoring; retrying its %d pairs once", len(chunk))
+                        pending[self._submit(query_item, items, chunk, instruction, max_pixels)] = (chunk, 1)
+                        continue
+                    self._cancel(pending)
+                    raise _user_facing(error) from None
+                for index, pair in zip(chunk, scores):
+                    results[index] = pair
+                pids.append(pid)
+                done_pairs += len(chunk)
+                if on_progress is not None:
+                    on_progress(done_pairs, len(items))
+        self.last_pids = pids
+        return results  # type: ignore[return-value]
+
+    def _chunks(self, count: int) -> list[list[int]]:
+        pieces = max(self.replicas, math.ceil(count / MAX_CHUNK)) if count > 1 else 1
+        size = math.ceil(count / min(pieces, count))
+        return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
+
+    def _submit(self, query, items, chunk, instruction, max_pixels):
+        response = self.handle.score_with_logits.remote(query, [items[i] for i in chunk], instruction, max_pixels)
+        return _as_future(response)
+
+    @staticmethod
+    def _cancel(pending: dict) -> None:
+        """Drop the request's other chunks: queued ones never run, running ones are cancelled by Serve."""
+        for future in pending:
+            try:
+                future.response.cancel()
+            except Exception:  # noqa: BLE001 - that chunk already failed (or finished): nothing to cancel
+                pass
+
+
+def _as_future(response):
+    """A DeploymentResponse as a concurrent.futures.Future, resolved by a waiting thread."""
+    from concurrent.futures import Future
+
+    future: Future = Future()
+    future.response = response  # type: ignore[attr-defined]
+
+    def resolve() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = response.result()
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=resolve, daemon=True).start()
+    return future
+
+
+def _replica_lost(error: BaseException) -> bool:
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    from ray.serve.exceptions import ReplicaUnavailableError
+
+    return isinstance(error, (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError))
+
+
+def _user_facing(error: BaseException) -> BaseException:
+    """The error a caller should see: busy, out of memory, or the replica's own ValueError, without Ray's wrapping."""
+    from ray.serve.exceptions import BackPressureError
+
+    if isinstance(error, BackPressureError):
+        return ScorerBusyError("every model replica is busy and the queue is full; try again in a few seconds")
+    cause = getattr(error, "cause", None) or error
+    if isinstance(cause, ValueError):
+        return ValueError(str(cause))
+    if isinstance(cause, ScoringOutOfMemoryError):
+        return ScoringOutOfMemoryError(str(cause))
+    logger.error("a replica failed: %r", error)
+    return RuntimeError("a model replica failed while scoring; the server's log has the details")
+
+
+class Cluster:
+    """The Ray side of a server: started once, one Serve deployment per model, stopped on close."""
+
+    def __init__(self, settings: ClusterSettings):
+        import ray
+        from ray import serve
+
+        self.settings = settings
+        self._owns_ray = settings.ray_address is None
+        if not ray.is_initialized():
+            if self._owns_ray:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=settings.ray_address, log_to_driver=False)
+        serve.start(proxy_location="Disabled")  # the app serves HTTP itself, on its own port
+        self.applications: list[str] = []
+
+    def resources(self, device: str) -> tuple[dict, int | None]:
+        """Each replica's Ray resources and torch threads: one GPU where GPUs are present, else an equal
+        (possibly fractional) share of the CPU cores, with as many torch threads as whole cores in it."""
+        import ray
+
+        total = ray.cluster_resources()
+        gpus = int(total.get("GPU", 0))
+        if gpus >= 1 and not str(device).startswith("cpu"):
+            if self._owns_ray and gpus < self.replica_count:
+                raise ValueError(f"{self.replica_count} replicas need one GPU each; this machine has {gpus}")
+            return {"num_gpus": 1}, None
+        share = self.settings.cpus_per_replica or round(total.get("CPU", 1) / max(1, self.replica_count), 2)
+        return {"num_cpus": share}, max(1, int(share))
+
+    @property
+    def replica_count(self) -> int:
+        s = self.settings
+        return s.max_replicas or s.replicas
+
+    def deploy(self, model: str, index: int = 0) -> RayScorer:
+        from ray import serve
+
+        s = self.settings
+        options, threads = self.resources(s.load_options.get("device", "auto"))
+        scaling: dict[str, Any] = {"num_replicas": s.replicas}
+        if s.min_replicas is not None or s.max_replicas is not None:
+            scaling = {"autoscaling_config": {"min_replicas": s.min_replicas or 1,
+                                              "max_replicas": s.max_replicas or max(s.replicas, 1),
+                                              "initial_replicas": s.replicas,
+                                              "target_ongoing_requests": 1}}
+        deployment = serve.deployment(ScorerReplica, name="scorer", ray_actor_options=options,
+                                      max_ongoing_requests=1, max_queued_requests=s.max_queued, **scaling)
+        name = f"lychee-{index}"
+        handle = serve.run(deployment.bind(os.fspath(model), s.load_options, threads), name=name, route_prefix=None)
+        self.applications.append(name)
+        description = handle.describe.remote().result()
+        return RayScorer(handle, description, self.replica_count)
+
+    def close(self) -> None:
+        import ray
+        from ray import serve
+
+        for name in self.applications:
+            try:
+                serve.delete(name)
+            except Exception:  # noqa: BLE001 - shutting down; nothing left to do about it
+                pass
+        if self._owns_ray:
+            serve.shutdown()
+            ray.shutdown()

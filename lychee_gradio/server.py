@@ -151,6 +151,9 @@ class RunningServer:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}/"
 
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
     def wait(self) -> None:
         while self._thread.is_alive():
             self._thread.join(0.5)

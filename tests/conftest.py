@@ -15,6 +15,7 @@ from lychee_gradio.rest_api import RestSettings
 from lychee_gradio.settings import Limits
 
 
+ROOT_DIR = Path(__file__).resolve().parent.parent
 ASSETS = Path(__file__).resolve().parent.parent / "lychee_gradio" / "assets"
 CUP = str(ASSETS / "images" / "mountain_cup.png")
 MUG = str(ASSETS / "images" / "blue_mug.png")

@@ -175,3 +175,65 @@ def test_plain_lychee_load_does_not_import_ray():
             "assert 'ray' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_ray_native_application_serves_the_same_app(cluster, tiny_model_dir, scorer):
+    from ray import serve
+
+    from lychee_gradio.serve_app import build
+
+    from .conftest import free_port
+
+    port = free_port()
+    serve.run(build({"model": str(tiny_model_dir), "replicas": 1, "num_cpus": 0.5, "device": "cpu",
+                     "dtype": "float32", "host": "127.0.0.1", "port": port}), name="native", route_prefix=None)
+    try:
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json={"query": "white cup", "documents": CUPS},
+                            timeout=120)
+        assert {r["index"]: r["relevance_score"] for r in answer.json()["results"]} == pytest.approx(
+            dict(enumerate(scorer.score("white cup", CUPS))), abs=1e-5)
+    finally:
+        serve.delete("native")
+
+
+def test_the_serve_config_file_names_the_application_builder():
+    import yaml
+
+    from lychee_gradio import serve_app
+
+    config = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "deploy", "serve-config.yaml")))
+    (application,) = config["applications"]
+    module, _, name = application["import_path"].partition(":")
+    assert module == "lychee_gradio.serve_app" and callable(getattr(serve_app, name))
+    assert {"model", "replicas", "port"} <= set(application["args"])
+
+
+def test_lychee_load_with_replicas_serves_the_demo(tmp_path):
+    from .conftest import ROOT_DIR, free_port
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    process = subprocess.Popen([sys.executable, "-m", "lychee_gradio.cli", "load", "--demo", "--replicas", "2",
+                                "--port", str(port)], cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+    lines: list[str] = []
+    import threading
+
+    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 240
+        while not any("ready:" in line for line in lines):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("lychee load --replicas 2 did not become ready:\n" + "".join(lines))
+            time.sleep(0.5)
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json={"query": "cup", "documents": CUPS},
+                            timeout=120)
+        assert answer.status_code == 200 and len(answer.json()["results"]) == len(CUPS)
+        assert any("model replicas: 2 per model on Ray Serve" in line for line in lines)
+    finally:
+        process.send_signal(signal.SIGINT)  # the command stops its replicas and its Ray instance
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)

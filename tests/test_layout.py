@@ -28,7 +28,7 @@ LAYERS = {
     "evaluation": 5, "rest_api": 5, "bench": 5, "cluster": 5,
     "app": 6,
     "server": 7,
-    "cli": 8,
+    "cli": 8, "serve_app": 8,  # the two entry points: the lychee command, and Ray Serve's
 }
 
 
@@ -83,7 +83,8 @@ def test_the_import_graph_has_no_cycle():
 
 
 def test_every_module_imports_in_a_fresh_interpreter_without_pulling_in_the_cli():
-    names = ", ".join(repr(f"lychee_gradio.{m}") for m in modules() if m != "cli")
+    # serve_app is Ray Serve's entry point and imports Ray by design; nothing else may.
+    names = ", ".join(repr(f"lychee_gradio.{m}") for m in modules() if m not in ("cli", "serve_app"))
     code = (f"import importlib, sys\nfor name in [{names}]:\n    importlib.import_module(name)\n"
             "assert 'lychee_gradio.cli' not in sys.modules, 'a library module imported the CLI'\n"
             "assert 'ray' not in sys.modules, 'importing the package imported ray'\n")

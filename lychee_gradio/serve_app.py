@@ -1,0 +1,78 @@
+"""The Ray-native entry point: `serve run` / `serve deploy` (and KubeRay) serve the same app.
+
+    serve run lychee_gradio.serve_app:build model=/models/lychee-rerank-mm replicas=2
+    serve deploy deploy/serve-config.yaml          # replicas, resources and model path in a file
+
+Two deployments: `scorer`, the model replicas (`cluster.ScorerReplica`, one GPU or a CPU share
+each, autoscaled if asked), and `frontend`, one replica that serves the page, the Gradio API,
+MCP and /v1/rerank on its own port exactly as `lychee load` does, over a `RayScorer` of the
+scorer deployment. The page is served by the frontend's own web server rather than Serve's HTTP
+proxy because Gradio's queue and streamed updates need one long-lived app process.
+
+Unlike the rest of the package, this module imports Ray: only Ray imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ray import serve
+
+from .cluster import RayScorer, ScorerReplica
+
+
+class Frontend:
+    """Serves the app on `host:port` from inside the Ray cluster, scoring through the replicas."""
+
+    async def __init__(self, scorer_handle, options: dict):
+        from . import server
+        from .rest_api import RestSettings
+
+        description = await scorer_handle.describe.remote()  # a replica's constructor runs in an event loop
+        replicas = int(options.get("max_replicas") or options.get("replicas") or 1)
+        scorer = RayScorer(scorer_handle, description, replicas)
+        settings = server.ServerSettings(
+            host=options.get("host", "0.0.0.0"), port=int(options.get("port", 7860)),
+            rest=RestSettings(api_key=options.get("api_key") or os.environ.get("LYCHEE_API_KEY")),
+            concurrency=replicas,
+        )
+        self.running = server.start(scorer, settings)
+
+    def url(self) -> str:
+        return self.running.url
+
+    def check_health(self) -> None:
+        if not self.running.is_alive():
+            raise RuntimeError("the frontend's web server stopped")
+
+    def __del__(self):
+        running = getattr(self, "running", None)
+        if running is not None:
+            running.close()
+
+
+def build(args: dict[str, Any]):
+    """A Serve application from `args` (the config file's `args`, or `key=value` after `serve run`).
+
+    model (default $LYCHEE_MODEL or vec-ai/lychee-rerank-mm), replicas (1), min_replicas and
+    max_replicas (autoscaling), num_gpus (1 per replica where GPUs exist, else 0), num_cpus (per
+    replica), device, dtype, max_pixels, batch_size, host (0.0.0.0), port (7860), api_key, max_queued.
+    """
+    from .weights import default_model
+
+    options = dict(args)
+    model = os.fspath(options.get("model") or default_model())
+    replicas = int(options.get("replicas", 1))
+    load_options = {key: options[key] for key in ("device", "dtype", "max_pixels", "batch_size") if key in options}
+    actor = {"num_cpus": float(options.get("num_cpus", 1)), "num_gpus": float(options.get("num_gpus", 0))}
+    threads = None if actor["num_gpus"] else max(1, int(actor["num_cpus"]))
+    scaling: dict[str, Any] = {"num_replicas": replicas}
+    if "min_replicas" in options or "max_replicas" in options:
+        scaling = {"autoscaling_config": {"min_replicas": int(options.get("min_replicas", 1)),
+                                          "max_replicas": int(options.get("max_replicas", replicas)),
+                                          "initial_replicas": replicas, "target_ongoing_requests": 1}}
+    scorer = serve.deployment(ScorerReplica, name="scorer", ray_actor_options=actor, max_ongoing_requests=1,
+                              max_queued_requests=int(options.get("max_queued", 64)), **scaling)
+    frontend = serve.deployment(Frontend, name="frontend", num_replicas=1, ray_actor_options={"num_cpus": 0})
+    return frontend.bind(scorer.bind(model, load_options, threads), options)

@@ -4,6 +4,7 @@
     python -m lychee_gradio.bench --model-size 7b         # GPU: Qwen2.5-VL-7B sizes, bf16
     python -m lychee_gradio.bench --family qwen3_vl --model-size 2b   # Qwen3-VL-Reranker-2B sizes
     python -m lychee_gradio.bench --stability --dtype bfloat16   # how far scores move with batching
+    python -m lychee_gradio.bench --serving               # concurrent /v1/rerank clients: 1 process vs replicas
 
 All three paths run in one process on the same random-weight model (built from a config: the
 same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
@@ -223,6 +224,148 @@ def run_stability(size: str = "small", device: str = "auto", dtype: str = "bfloa
     return report
 
 
+def _serving_requests(tokenizer, count: int = 24) -> list[dict]:
+    """/v1/rerank bodies: text and image queries alternating, 8 to 16 text documents each."""
+    import base64
+    import io
+
+    rng = random.Random(7)
+    texts = text_documents(tokenizer, 64, min_tokens=30, max_tokens=90)
+    buffer = io.BytesIO()
+    synthetic_image(3, 384).save(buffer, format="PNG")
+    image = base64.b64encode(buffer.getvalue()).decode()
+    bodies = []
+    for i in range(count):
+        documents = rng.sample(texts, rng.randint(8, 16))
+        query = QUERY_TEXT if i % 2 == 0 else {"image": image}
+        bodies.append({"query": query, "documents": documents})
+    return bodies
+
+
+def _drive(url: str, bodies: list[dict], clients: int, seconds: float) -> dict:
+    """`clients` threads send the bodies round-robin for `seconds`; latencies, errors and pairs counted."""
+    import httpx
+
+    latencies, errors, pairs = [], 0, 0
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def client(offset: int) -> None:
+        nonlocal errors, pairs
+        with httpx.Client(timeout=300) as http:
+            i = offset
+            while time.monotonic() < stop:
+                body = bodies[i % len(bodies)]
+                i += clients
+                started = time.perf_counter()
+                answer = http.post(f"{url}v1/rerank", json=body)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    if answer.status_code == 200:
+                        latencies.append(elapsed)
+                        pairs += len(body["documents"])
+                    else:
+                        errors += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+
+    def percentile(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    return {"requests": len(latencies), "errors": errors, "seconds": wall, "requests_per_second": len(latencies) / wall,
+            "pairs_per_second": pairs / wall, "p50_seconds": percentile(0.5), "p95_seconds": percentile(0.95)}
+
+
+def _large_request(url: str, runs: int) -> float:
+    """Median latency of one /v1/rerank request with 64 image documents."""
+    import base64
+    import io
+
+    import httpx
+
+    documents = []
+    for i in range(64):
+        buffer = io.BytesIO()
+        synthetic_image(100 + i, 256).save(buffer, format="PNG")
+        documents.append({"image": base64.b64encode(buffer.getvalue()).decode()})
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        answer = httpx.post(f"{url}v1/rerank", json={"query": QUERY_TEXT, "documents": documents}, timeout=600)
+        answer.raise_for_status()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def run_serving(size: str = "small", clients: int = 8, seconds: float = 20.0, runs: int = 3) -> dict:
+    """Concurrent /v1/rerank clients against one process, 1 replica and 2 replicas (one core each)."""
+    import os
+    import tempfile
+
+    from . import server
+    from .cluster import Cluster, ClusterSettings
+    from .random_model import build_checkpoint
+
+    folder = build_checkpoint(Path(tempfile.mkdtemp(prefix="lychee-bench-")) / size, size)
+    bodies = _serving_requests(build_processor().tokenizer)
+    cores = os.cpu_count() or 1
+    report = {"model_size": size, "clients": clients, "seconds": seconds, "cores": cores, "cpu": _cpu_name(),
+              "configurations": {}, "large_request_seconds": {}}
+
+    def measure(name: str, scorer, concurrency: int, large: bool) -> None:
+        running = server.start(scorer, server.ServerSettings(port=0, concurrency=concurrency))
+        try:
+            _drive(running.url, bodies[:2], 2, 2.0)  # warm-up
+            report["configurations"][name] = _drive(running.url, bodies, clients, seconds)
+            if large:
+                report["large_request_seconds"][name] = _large_request(running.url, runs)
+        finally:
+            running.close()
+
+    torch.set_num_threads(cores)
+    measure(f"single process ({cores} threads)", LycheeScorer.load(folder, device="cpu"), 1, False)
+    cluster = Cluster(ClusterSettings(replicas=1, cpus_per_replica=1, load_options={"device": "cpu"}))
+    try:
+        for replicas in (1, 2):
+            cluster.settings = ClusterSettings(replicas=replicas, cpus_per_replica=1, max_queued=1024,
+                                               load_options={"device": "cpu"})
+            scorer = cluster.deploy(str(folder), replicas)
+            measure(f"{replicas} replica{'s' if replicas > 1 else ''} (1 core each)", scorer, replicas, True)
+            from ray import serve
+
+            serve.delete(f"lychee-{replicas}")
+            cluster.applications.remove(f"lychee-{replicas}")
+    finally:
+        cluster.close()
+    return report
+
+
+def format_serving(report: dict) -> str:
+    names = list(report["configurations"])
+    single, one, two = names
+    rows = report["configurations"]
+    lines = [f"model: random {report['model_size']}, {report['cores']} cores ({report['cpu']}), {report['clients']} "
+             f"concurrent clients for {report['seconds']:.0f} s, /v1/rerank with 8-16 documents, text and image queries",
+             "", "| server | requests/s | pairs/s | p50 latency | p95 latency | errors |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name in names:
+        r = rows[name]
+        lines.append(f"| {name} | {r['requests_per_second']:.2f} | {r['pairs_per_second']:.1f} | "
+                     f"{r['p50_seconds']:.2f} s | {r['p95_seconds']:.2f} s | {r['errors']} |")
+    large = report["large_request_seconds"]
+    lines += ["", f"2 replicas vs 1 replica: {rows[two]['requests_per_second'] / rows[one]['requests_per_second']:.2f}x "
+              f"requests/s; vs the single process: {rows[two]['requests_per_second'] / rows[single]['requests_per_second']:.2f}x",
+              f"one request of 64 image documents (median of runs): 1 replica {large[one]:.2f} s, 2 replicas "
+              f"{large[two]:.2f} s ({large[two] / large[one]:.2f}x the latency)"]
+    return "\n".join(lines)
+
+
 def format_stability(report: dict) -> str:
     pairs = list(next(iter(report["scenarios"].values())))
     lines = [f"model: random {report['model_size']}, {report['device']}, {report['dtype']}: largest score difference",
@@ -265,6 +408,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per path (the median is reported)")
     parser.add_argument("--max-pixels", type=int, default=None)
     parser.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
+    parser.add_argument("--serving", action="store_true",
+                        help="instead: concurrent /v1/rerank clients against one process, 1 and 2 Ray replicas")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients of --serving")
+    parser.add_argument("--seconds", type=float, default=20, help="how long --serving drives each server")
     parser.add_argument("--stability", action="store_true",
                         help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
                              "reuse (use with --dtype bfloat16)")
@@ -273,6 +420,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
     if args.stability:
         print(format_stability(run_stability(args.model_size, args.device, args.dtype, args.docs, args.family)))
+        return
+    if args.serving:
+        report = run_serving(args.model_size, args.clients, args.seconds, args.runs)
+        print(format_serving(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("serving.json").write_text(json.dumps(report, indent=2))
         return
 
     report = run_benchmark(args.model_size, args.device, args.dtype, args.docs, args.runs, args.attn, args.max_pixels,

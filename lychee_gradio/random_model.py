@@ -294,11 +294,17 @@ def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str
     return model
 
 
-def build_tiny_checkpoint(folder: str | Path, seed: int = 0, *, family: str = "qwen2_5_vl", tokenizer=None) -> Path:
-    """Write a 2-layer random checkpoint of the family (model, tokenizer, processor, chat template) to `folder`."""
+def build_checkpoint(folder: str | Path, size: str = "tiny", seed: int = 0, *, family: str = "qwen2_5_vl",
+                     tokenizer=None) -> Path:
+    """Write a random checkpoint of the family and size (model, tokenizer, processor, chat template) to `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     processor = build_processor(family, tokenizer)
-    build_random_model(processor, "tiny", seed=seed, family=family).save_pretrained(folder)
+    build_random_model(processor, size, seed=seed, family=family).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def build_tiny_checkpoint(folder: str | Path, seed: int = 0, *, family: str = "qwen2_5_vl", tokenizer=None) -> Path:
+    """Write a 2-layer random checkpoint of the family (model, tokenizer, processor, chat template) to `folder`."""
+    return build_checkpoint(folder, "tiny", seed, family=family, tokenizer=tokenizer)

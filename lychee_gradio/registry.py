@@ -16,7 +16,7 @@ from typing import Any, Iterable
 def display_name(model_name: str) -> str:
     """A ModelScope id as it is; a folder by its last part."""
     text = os.fspath(model_name)
-    if os.sep in text or Path(text).expanduser().is_dir():
+    if text.startswith(("/", ".", "~")) or Path(text).expanduser().is_dir():
         return Path(text).expanduser().name or text
     return text
 

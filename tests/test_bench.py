@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from lychee_gradio import bench
 
 PATHS = ["per-pair loop", "engine, no prefix reuse", "engine, prefix reuse"]
@@ -39,3 +41,15 @@ def test_the_stability_report_compares_batch_1_batch_8_and_prefix_reuse(capsys):
     assert len(rows) == 3
     # In fp32 the three configurations agree to float noise.
     assert all(float(cell) < 1e-5 for row in rows for cell in row.strip("|").split("|")[1:])
+
+
+def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tmp_path, capsys):
+    pytest.importorskip("ray", reason="the serving benchmark runs Ray Serve replicas: pip install -e '.[cluster]'")
+    bench.main(["--serving", "--model-size", "tiny", "--clients", "2", "--seconds", "2", "--runs", "1",
+                "--output", str(tmp_path / "bench.json")])
+    printed = capsys.readouterr().out
+    for row in ("| single process", "| 1 replica (1 core each) |", "| 2 replicas (1 core each) |"):
+        assert row in printed
+    report = json.loads((tmp_path / "serving.json").read_text())
+    assert all(c["requests"] > 0 and c["errors"] == 0 for c in report["configurations"].values())
+    assert set(report["large_request_seconds"]) == {"1 replica (1 core each)", "2 replicas (1 core each)"}

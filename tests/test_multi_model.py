@@ -47,6 +47,13 @@ def test_models_answer_to_their_folder_name_and_their_family(scorer, qwen3_score
         models.get("gpt-4")
 
 
+def test_a_modelscope_id_is_named_by_the_whole_id_and_a_folder_by_its_last_part():
+    from lychee_gradio.registry import display_name
+
+    assert display_name("Qwen/Qwen3-VL-Reranker-2B") == "Qwen/Qwen3-VL-Reranker-2B"
+    assert display_name("/models/lychee-rerank-mm") == "lychee-rerank-mm"
+
+
 def test_v1_rerank_picks_the_model_by_its_standard_field(two_models, scorer, qwen3_scorer, tiny_qwen3_dir):
     for name, engine in ((tiny_qwen3_dir.name, qwen3_scorer), ("Qwen3-VL-Reranker", qwen3_scorer), (None, scorer)):
         body = {"query": "white cup", "documents": DOCS, **({"model": name} if name else {})}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import struct
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 

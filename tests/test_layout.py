@@ -25,10 +25,10 @@ LAYERS = {
     "prompt": 2,
     "encoding": 3, "weights": 3,
     "scorer": 4, "naive": 4, "random_model": 4, "registry": 4,
-    "evaluation": 5, "rest_api": 5, "bench": 5, "cluster": 5,
+    "evaluation": 5, "rest_api": 5, "cluster": 5,
     "app": 6,
     "server": 7,
-    "cli": 8, "serve_app": 8,  # the two entry points: the lychee command, and Ray Serve's
+    "cli": 8, "serve_app": 8, "bench": 8,  # entry points: the lychee command, Ray Serve's, the benchmark
 }
 
 

@@ -27,8 +27,8 @@ from typing import Any, Sequence
 from .families import FAMILIES
 from .inputs import to_item, to_items
 from .prompt import resolve_instruction
-from .ranking import best_first, check_top_n
-from .scorer import PairScore, ProgressCallback, RerankResult, ScorerBusyError, ScoringOutOfMemoryError, _passthrough
+from .ranking import check_top_n
+from .scorer import PairScore, ProgressCallback, RerankResult, ScorerBusyError, ScoringOutOfMemoryError, ranked
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +90,8 @@ class RayScorer:
                top_n: int | None = None, *, max_pixels: int | None = None,
                on_progress: ProgressCallback | None = None) -> list[RerankResult]:
         top_n = check_top_n(top_n)
-        scores = self.score(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress)
-        return [RerankResult(index=i, score=scores[i], document=documents[i],
-                             id=_passthrough(documents[i], "id"), metadata=_passthrough(documents[i], "metadata"))
-                for i in best_first(scores)[:top_n]]
+        return ranked(documents, self.score(query, documents, instruction, max_pixels=max_pixels,
+                                            on_progress=on_progress), top_n)
 
     def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
                           max_pixels: int | None = None,

@@ -171,9 +171,7 @@ class LycheeScorer:
         """Documents best-first, each with its input index and score; `top_n` keeps the best n (0 or None: all)."""
         top_n = check_top_n(top_n)
         scores = self.score(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress)
-        return [RerankResult(index=i, score=scores[i], document=documents[i],
-                             id=_passthrough(documents[i], "id"), metadata=_passthrough(documents[i], "metadata"))
-                for i in best_first(scores)[:top_n]]
+        return ranked(documents, scores, top_n)
 
     # -- batching -------------------------------------------------------------------------------
 
@@ -303,8 +301,14 @@ class LycheeScorer:
         return logits.cpu()
 
 
-def _passthrough(document: Any, key: str) -> Any:
-    return document.get(key) if isinstance(document, dict) else None
+def ranked(documents: Sequence[Any], scores: list[float], top_n: int | None) -> list[RerankResult]:
+    """Documents best-first as results, with the id and metadata each dict document carried."""
+    def attached(document: Any, key: str) -> Any:
+        return document.get(key) if isinstance(document, dict) else None
+
+    return [RerankResult(index=i, score=scores[i], document=documents[i], id=attached(documents[i], "id"),
+                         metadata=attached(documents[i], "metadata"))
+            for i in best_first(scores)[:top_n]]
 
 
 def _p_yes(yes_logit: float, no_logit: float) -> float:

@@ -33,6 +33,9 @@ from .scorer import PairScore, ProgressCallback, RerankResult, ScorerBusyError, 
 logger = logging.getLogger(__name__)
 
 MAX_CHUNK = 32  # pairs per replica call for large requests: keeps progress moving and work spread
+MIN_SPLIT = 16  # a request is spread over replicas only when each part gets at least this many pairs:
+# below that, the shared prefix computed again per part costs more than the parallelism gains, and
+# concurrent small requests already keep every replica busy
 
 
 class ScorerReplica:
@@ -131,8 +134,9 @@ class RayScorer:
         return results  # type: ignore[return-value]
 
     def _chunks(self, count: int) -> list[list[int]]:
-        pieces = max(self.replicas, math.ceil(count / MAX_CHUNK)) if count > 1 else 1
-        size = math.ceil(count / min(pieces, count))
+        spread = min(self.replicas, count // MIN_SPLIT)
+        pieces = max(1, spread, math.ceil(count / MAX_CHUNK))
+        size = math.ceil(count / pieces)
         return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
     def _submit(self, query, items, chunk, instruction, max_pixels):

@@ -112,6 +112,17 @@ def _scorable(document: dict) -> dict:
     return {key: document[key] for key in ("text", "image") if document[key] is not None}
 
 
+def _query_item(query_text, query_image, limits: Limits):
+    return to_item(query_from(query_text, query_image), "query", max_image_pixels=limits.max_image_pixels)
+
+
+def _document_items(documents, document_images, limits: Limits) -> tuple[list[dict], list]:
+    """The page's documents (text blocks plus uploads), parsed for display and as scorer items."""
+    parsed = parse_documents(documents, document_images)
+    limits.check_documents(len(parsed))
+    return parsed, to_items([_scorable(d) for d in parsed], max_image_pixels=limits.max_image_pixels)
+
+
 def _preview(document: dict) -> str:
     parts = []
     if document.get("name"):
@@ -126,7 +137,7 @@ def _preview(document: dict) -> str:
 
 def score_view(scorer: LycheeScorer, query_text, query_image, document_text, document_image,
                instruction, *, limits: Limits = Limits()) -> tuple[str, dict]:
-    query = to_item(query_from(query_text, query_image), "query", max_image_pixels=limits.max_image_pixels)
+    query = _query_item(query_text, query_image, limits)
     document = {"text": (document_text or "").strip() or None, "image": document_image or None}
     if document["text"] is None and document["image"] is None:
         raise ValueError("document: give a document text, a document image, or both")
@@ -146,10 +157,8 @@ def score_view(scorer: LycheeScorer, query_text, query_image, document_text, doc
 def rerank_view(scorer: LycheeScorer, query_text, query_image, documents, document_images, instruction,
                 top_n, *, limits: Limits = Limits()) -> tuple[str, list[dict]]:
     top_n = check_top_n(top_n)
-    query = to_item(query_from(query_text, query_image), "query", max_image_pixels=limits.max_image_pixels)
-    parsed = parse_documents(documents, document_images)
-    limits.check_documents(len(parsed))
-    items = to_items([_scorable(d) for d in parsed], max_image_pixels=limits.max_image_pixels)
+    query = _query_item(query_text, query_image, limits)
+    parsed, items = _document_items(documents, document_images, limits)
     results = scorer.rerank(query, items, instruction or None, top_n=top_n)
     rows = [
         {"rank": rank, "index": result.index, "score": result.score, "verdict": verdict(result.score)["verdict"],
@@ -168,7 +177,7 @@ def rank_images_view(scorer: LycheeScorer, query_text, query_image, images, inst
                      limits: Limits = Limits(),
                      on_progress: Callable[[int, int], None] | None = None) -> tuple[list, list[dict]]:
     top_n = check_top_n(top_n)
-    query = to_item(query_from(query_text, query_image), "query", max_image_pixels=limits.max_image_pixels)
+    query = _query_item(query_text, query_image, limits)
     paths = [str(path) for path in (images or [])]
     if not paths:
         raise ValueError("images: upload at least one image")
@@ -194,10 +203,8 @@ def compare_view(first: LycheeScorer, second: LycheeScorer, names: tuple[str, st
     sets; the rows are in the first model's order, and the documents whose ranks differ most are
     listed apart.
     """
-    query = to_item(query_from(query_text, query_image), "query", max_image_pixels=limits.max_image_pixels)
-    parsed = parse_documents(documents, document_images)
-    limits.check_documents(len(parsed))
-    items = to_items([_scorable(d) for d in parsed], max_image_pixels=limits.max_image_pixels)
+    query = _query_item(query_text, query_image, limits)
+    parsed, items = _document_items(documents, document_images, limits)
     scores_a = first.score(query, items, instruction or None)
     scores_b = second.score(query, items, instruction or None)
     order_a, order_b = best_first(scores_a), best_first(scores_b)

@@ -123,13 +123,19 @@ def demo_model_dir() -> Path:
     return cache
 
 
+def model_names(args: argparse.Namespace) -> list:
+    """The models the flags name, in order: --demo's tiny random one, the --model values, or the default."""
+    from .weights import default_model
+
+    return [demo_model_dir()] if args.demo else (args.model or [default_model()])
+
+
 def load_scorers(args: argparse.Namespace) -> list:
-    """Every model the flags name, loaded once, in order (--demo: the tiny random one)."""
+    """Every model the flags name, loaded once, in order."""
     from .scorer import LycheeScorer
 
-    names = [demo_model_dir()] if args.demo else (args.model or [None])
     return [LycheeScorer.load(name, device=args.device, dtype=args.dtype, max_pixels=args.max_pixels,
-                              batch_size=args.batch_size) for name in names]
+                              batch_size=args.batch_size) for name in model_names(args)]
 
 
 def uses_ray(args: argparse.Namespace) -> bool:
@@ -152,18 +158,11 @@ def start_cluster(args: argparse.Namespace):
                                load_options={"device": args.device, "dtype": args.dtype, "max_pixels": args.max_pixels,
                                              "batch_size": args.batch_size})
     cluster = Cluster(settings)
-    names = [demo_model_dir()] if args.demo else (args.model or [None])
     try:
-        return cluster, [cluster.deploy(os.fspath(name) if name else _default_model(), i) for i, name in enumerate(names)]
+        return cluster, [cluster.deploy(os.fspath(name), i) for i, name in enumerate(model_names(args))]
     except Exception:
         cluster.close()
         raise
-
-
-def _default_model() -> str:
-    from .weights import default_model
-
-    return default_model()
 
 
 def _auth(value: str | None) -> tuple[str, str]:

@@ -196,6 +196,21 @@ def _user_facing(error: BaseException) -> BaseException:
     return RuntimeError("a model replica failed while scoring; the server's log has the details")
 
 
+def scorer_deployment(*, replicas: int, min_replicas: int | None, max_replicas: int | None, actor_options: dict,
+                      max_queued: int):
+    """The Serve deployment of the model replicas, fixed or autoscaled: the one place its config is written."""
+    from ray import serve
+
+    scaling: dict[str, Any] = {"num_replicas": replicas}
+    if min_replicas is not None or max_replicas is not None:
+        scaling = {"autoscaling_config": {"min_replicas": min_replicas or 1,
+                                          "max_replicas": max_replicas or max(replicas, 1),
+                                          "initial_replicas": replicas, "target_ongoing_requests": 1}}
+    # One request at a time per replica: the replica batches its pairs itself.
+    return serve.deployment(ScorerReplica, name="scorer", ray_actor_options=actor_options, max_ongoing_requests=1,
+                            max_queued_requests=max_queued, **scaling)
+
+
 class Cluster:
     """The Ray side of a server: started once, one Serve deployment per model, stopped on close."""
 
@@ -237,14 +252,8 @@ class Cluster:
 
         s = self.settings
         options, threads = self.resources(s.load_options.get("device", "auto"))
-        scaling: dict[str, Any] = {"num_replicas": s.replicas}
-        if s.min_replicas is not None or s.max_replicas is not None:
-            scaling = {"autoscaling_config": {"min_replicas": s.min_replicas or 1,
-                                              "max_replicas": s.max_replicas or max(s.replicas, 1),
-                                              "initial_replicas": s.replicas,
-                                              "target_ongoing_requests": 1}}
-        deployment = serve.deployment(ScorerReplica, name="scorer", ray_actor_options=options,
-                                      max_ongoing_requests=1, max_queued_requests=s.max_queued, **scaling)
+        deployment = scorer_deployment(replicas=s.replicas, min_replicas=s.min_replicas, max_replicas=s.max_replicas,
+                                       actor_options=options, max_queued=s.max_queued)
         name = f"lychee-{index}"
         handle = serve.run(deployment.bind(os.fspath(model), s.load_options, threads), name=name, route_prefix=None)
         self.applications.append(name)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ray import serve
 
-from .cluster import RayScorer, ScorerReplica
+from .cluster import RayScorer, scorer_deployment
 
 
 class Frontend:
@@ -67,12 +67,8 @@ def build(args: dict[str, Any]):
     load_options = {key: options[key] for key in ("device", "dtype", "max_pixels", "batch_size") if key in options}
     actor = {"num_cpus": float(options.get("num_cpus", 1)), "num_gpus": float(options.get("num_gpus", 0))}
     threads = None if actor["num_gpus"] else max(1, int(actor["num_cpus"]))
-    scaling: dict[str, Any] = {"num_replicas": replicas}
-    if "min_replicas" in options or "max_replicas" in options:
-        scaling = {"autoscaling_config": {"min_replicas": int(options.get("min_replicas", 1)),
-                                          "max_replicas": int(options.get("max_replicas", replicas)),
-                                          "initial_replicas": replicas, "target_ongoing_requests": 1}}
-    scorer = serve.deployment(ScorerReplica, name="scorer", ray_actor_options=actor, max_ongoing_requests=1,
-                              max_queued_requests=int(options.get("max_queued", 64)), **scaling)
+    bound = {key: int(options[key]) if key in options else None for key in ("min_replicas", "max_replicas")}
+    scorer = scorer_deployment(replicas=replicas, actor_options=actor, max_queued=int(options.get("max_queued", 64)),
+                               **bound)
     frontend = serve.deployment(Frontend, name="frontend", num_replicas=1, ray_actor_options={"num_cpus": 0})
     return frontend.bind(scorer.bind(model, load_options, threads), options)

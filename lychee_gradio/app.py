@@ -9,6 +9,7 @@ functions below do the formatting and know nothing of Gradio; the handlers only 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import re
 import tempfile
@@ -19,14 +20,15 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from . import evaluation
+from . import evaluation, telemetry
 from .inputs import to_item, to_items
 from .labels import TRANSLATIONS
 from .metrics import kendall_tau, top_k_overlap
 from .prompt import INSTRUCTION_PRESETS
 from .ranking import best_first, check_top_n
 from .registry import ModelSet
-from .scorer import LycheeScorer, ScorerBusyError, ScoringOutOfMemoryError
+from .scorer import (LycheeScorer, ScoreStats, ScorerBusyError, ScoringCancelledError, ScoringOutOfMemoryError,
+                     ScoringTimeoutError)
 from .settings import Limits
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"  # sample images and data, shipped in the package
@@ -288,30 +290,87 @@ def evaluate_view(scorer, data_file, images_zip, ks_text, instruction, skip_bad=
 # -- the page ------------------------------------------------------------------------------------
 
 
-def _user_errors(handler: Callable) -> Callable:
-    """Bad input and out-of-memory reach the page (and gradio_client) as a message, not a crash."""
+class _Call:
+    """A scorer as one page request uses it: with the request's timeout, cancel event and stats."""
 
-    @functools.wraps(handler)
-    def wrapper(*args, **kwargs):
-        try:
-            return handler(*args, **kwargs)
-        except (ValueError, ScoringOutOfMemoryError, ScorerBusyError) as error:
-            raise gr.Error(str(error)) from None
+    def __init__(self, scorer, options: dict):
+        self._scorer, self._options = scorer, options
+        self.stats = ScoreStats()
 
-    return wrapper
+    def __getattr__(self, name: str):
+        return getattr(self._scorer, name)
+
+    def score(self, *args, **kwargs):
+        return self._scorer.score(*args, **self._options, stats=self.stats, **kwargs)
+
+    def score_with_logits(self, *args, **kwargs):
+        return self._scorer.score_with_logits(*args, **self._options, stats=self.stats, **kwargs)
+
+    def rerank(self, *args, **kwargs):
+        return self._scorer.rerank(*args, **self._options, stats=self.stats, **kwargs)
 
 
-def make_handlers(models: ModelSet, limits: Limits) -> SimpleNamespace:
+_STATUS = {ValueError: 400, ScorerBusyError: 503, ScoringOutOfMemoryError: 503, ScoringTimeoutError: 504,
+           ScoringCancelledError: 499}
+_current_calls: contextvars.ContextVar[list] = contextvars.ContextVar("lychee_calls")
+
+
+def _endpoint(models: ModelSet, request_timeout: float | None) -> Callable:
+    """Each handler as an endpoint: bad input, a timeout and out-of-memory reach the page (and
+    gradio_client) as a message, not a crash; every call is counted in the metrics and logged."""
+
+    def decorate(handler: Callable) -> Callable:
+        name = f"/{handler.__name__}"
+
+        @functools.wraps(handler)
+        def wrapper(*args, **kwargs):
+            calls: list[_Call] = []
+            token = _current_calls.set(calls)
+            record = telemetry.RequestRecord(name)
+            try:
+                with record:
+                    try:
+                        return handler(*args, **kwargs)
+                    except tuple(_STATUS) as error:
+                        record.status = next(code for kind, code in _STATUS.items() if isinstance(error, kind))
+                        raise gr.Error(str(error)) from None
+                    finally:
+                        for call in calls:
+                            telemetry.record_scoring(models.name_of(call._scorer), call.stats)
+                        if calls:
+                            record.fields.update(model=",".join(models.name_of(c._scorer) for c in calls),
+                                                 documents=sum(c.stats.pairs for c in calls),
+                                                 tokens=sum(c.stats.tokens for c in calls),
+                                                 cached=sum(c.stats.cached for c in calls))
+            finally:
+                _current_calls.reset(token)
+
+        return wrapper
+
+    def call(scorer):
+        """The scorer, wrapped for the running request (timeout, stats)."""
+        wrapped = _Call(scorer, {"timeout": request_timeout})
+        _current_calls.get([]).append(wrapped)
+        return wrapped
+
+    decorate.call = call  # type: ignore[attr-defined]
+    return decorate
+
+
+def make_handlers(models: ModelSet, limits: Limits, request_timeout: float | None = None) -> SimpleNamespace:
     """The endpoints' functions: plain functions whose parameter names are the API's.
 
     `model` picks one of the served models by name (empty: the first); see registry.py.
+    `request_timeout` (seconds) stops a request's model work between batches and says so.
     """
+    _user_errors = _endpoint(models, request_timeout)
+    use = _user_errors.call
 
     @_user_errors
     def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
               document_image: str | None = None, instruction: str | None = None, model: str | None = None):
         """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}."""
-        return score_view(models.get(model), query_text, query_image, document_text, document_image, instruction,
+        return score_view(use(models.get(model)), query_text, query_image, document_text, document_image, instruction,
                           limits=limits)
 
     @_user_errors
@@ -320,7 +379,7 @@ def make_handlers(models: ModelSet, limits: Limits) -> SimpleNamespace:
                top_n: float | None = None, model: str | None = None):
         """Rerank documents (text blocks separated by '---' lines, plus images) best-first.
         Returns a Markdown table and [{rank, index, score, verdict, text, image}]."""
-        return rerank_view(models.get(model), query_text, query_image, documents, document_images, instruction,
+        return rerank_view(use(models.get(model)), query_text, query_image, documents, document_images, instruction,
                            top_n, limits=limits)
 
     @_user_errors
@@ -331,7 +390,7 @@ def make_handlers(models: ModelSet, limits: Limits) -> SimpleNamespace:
         def report(done: int, total: int) -> None:
             progress(done / total, desc=f"scoring {done}/{total}")
 
-        scorer = models.get(model)
+        scorer = use(models.get(model))
         report(0, max(1, len(images or [])))
         return rank_images_view(scorer, query_text, query_image, images, instruction, top_n, limits=limits,
                                 on_progress=report)
@@ -344,7 +403,8 @@ def make_handlers(models: ModelSet, limits: Limits) -> SimpleNamespace:
         Returns a Markdown table and {models, kendall_tau, top_k, top_k_overlap, rows, disagreements}."""
         first = models.get(model_a)
         second = models.get(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
-        return compare_view(first, second, (models.name_of(first), models.name_of(second)), query_text, query_image,
+        names = (models.name_of(first), models.name_of(second))
+        return compare_view(use(first), use(second), names, query_text, query_image,
                             documents, document_images, instruction, limits=limits)
 
     @_user_errors
@@ -355,7 +415,7 @@ def make_handlers(models: ModelSet, limits: Limits) -> SimpleNamespace:
         def report(done: int, total: int) -> None:
             progress(done / total, desc=f"scoring query {done}/{total}")
 
-        table, chart, details = evaluate_view(models, data, images_zip, k, instruction, skip_bad, limits=limits,
+        table, chart, details = evaluate_view(ModelSet([use(scorer) for scorer in models.scorers]), data, images_zip, k, instruction, skip_bad, limits=limits,
                                               on_progress=report)
         # Bars in the table's order, each metric's "first stage" beside each model's.
         return table, gr.BarPlot(value=chart, sort=list(chart["bar"])), details
@@ -550,13 +610,14 @@ def _evaluate_tab(evaluate: Callable, instruction: gr.Textbox) -> None:
                  **MODEL_WORK)
 
 
-def build_demo(scorers, *, demo_mode: bool = False, limits: Limits = Limits(), concurrency: int = 1) -> gr.Blocks:
+def build_demo(scorers, *, demo_mode: bool = False, limits: Limits = Limits(), concurrency: int = 1,
+               request_timeout: float | None = None) -> gr.Blocks:
     """The whole page, over one scorer or several (a list or a ModelSet; the first is the default).
 
     Nothing is loaded here: the scorers come in ready. The Compare tab shows with two models or more.
     """
     models = ModelSet.of(scorers)
-    handlers = make_handlers(models, limits)
+    handlers = make_handlers(models, limits, request_timeout)
     with gr.Blocks(title="Lychee reranker", analytics_enabled=False) as demo:
         if demo_mode:
             gr.Markdown(I18N("demo_banner"), elem_id="demo-banner")

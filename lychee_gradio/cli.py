@@ -16,6 +16,19 @@ from .settings import Limits
 
 DEFAULT_PORT = 7860
 LIMITS = Limits()
+DEFAULT_CACHE_SIZE = 200_000
+DEFAULT_IMAGE_CACHE_MB = 1024
+DEFAULT_REQUEST_TIMEOUT = 300.0
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive whole number, got {text!r}")
+    return value
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +45,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=None,
                         help="largest image size in pixels (default 1280*28*28 = 1003520; smaller is faster)")
     parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default 32 GPU, 8 CPU)")
+    parser.add_argument("--cache-size", type=_non_negative, default=DEFAULT_CACHE_SIZE,
+                        help=f"pair scores kept to answer repeated pairs at once (default {DEFAULT_CACHE_SIZE:,}, "
+                             "about 100 MB; 0: off)")
+    parser.add_argument("--image-cache-mb", type=_non_negative, default=DEFAULT_IMAGE_CACHE_MB,
+                        help="processed images kept for images ranked again, e.g. a new query over the same photos "
+                             f"(default {DEFAULT_IMAGE_CACHE_MB} MB; 0: off)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="log lines as text, or one JSON object per line for log shippers (default text)")
 
 
 def _add_serving_options(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +71,9 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-mb", type=float, default=LIMITS.max_body_bytes / 2**20,
                         help="largest /v1/rerank request body and largest uploaded file, in MB (default 64)")
     parser.add_argument("--mcp", action="store_true", help="also serve the endpoints as MCP tools (for agents)")
+    parser.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT,
+                        help="seconds a request may wait for the model and run before it is stopped, with 504 on "
+                             f"/v1/rerank and a message on the page (default {DEFAULT_REQUEST_TIMEOUT:g}; 0: none)")
     scale = parser.add_argument_group("replicas on Ray Serve (pip install -e '.[cluster]')")
     scale.add_argument("--replicas", type=int, default=None,
                        help="serve each model from N replicas on a local Ray instance (one GPU each where GPUs are "
@@ -134,8 +158,12 @@ def load_scorers(args: argparse.Namespace) -> list:
     """Every model the flags name, loaded once, in order."""
     from .scorer import LycheeScorer
 
-    return [LycheeScorer.load(name, device=args.device, dtype=args.dtype, max_pixels=args.max_pixels,
-                              batch_size=args.batch_size) for name in model_names(args)]
+    return [LycheeScorer.load(name, **_load_options(args)) for name in model_names(args)]
+
+
+def _load_options(args: argparse.Namespace, *, cache: bool = True) -> dict:
+    return {"device": args.device, "dtype": args.dtype, "max_pixels": args.max_pixels, "batch_size": args.batch_size,
+            "cache_size": args.cache_size if cache else 0, "image_cache_bytes": args.image_cache_mb * 2**20}
 
 
 def uses_ray(args: argparse.Namespace) -> bool:
@@ -155,8 +183,7 @@ def start_cluster(args: argparse.Namespace):
         raise ValueError("--replicas / --min-replicas must be at least 1 and at most --max-replicas")
     settings = ClusterSettings(replicas=replicas, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                                ray_address=args.ray_address, max_queued=args.max_queued,
-                               load_options={"device": args.device, "dtype": args.dtype, "max_pixels": args.max_pixels,
-                                             "batch_size": args.batch_size})
+                               load_options=_load_options(args, cache=False), cache_size=args.cache_size)
     cluster = Cluster(settings)
     try:
         return cluster, [cluster.deploy(os.fspath(name), i) for i, name in enumerate(model_names(args))]
@@ -183,14 +210,20 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
     size = int(args.max_body_mb * 2**20)
     limits = Limits(max_documents=args.max_documents, max_image_pixels=args.max_image_pixels,
                     max_body_bytes=size, max_upload_bytes=size)
-    rest = RestSettings(limits=limits, allow_image_urls=args.allow_image_urls, api_key=api_key)
+    rest = RestSettings(limits=limits, allow_image_urls=args.allow_image_urls, api_key=api_key,
+                        request_timeout=args.request_timeout or None)
     return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo, rest=rest, auth=auth, mcp=args.mcp,
                           concurrency=concurrency)
 
 
 def serve(args: argparse.Namespace, *, share: bool) -> int:
-    from . import server
+    from . import server, telemetry
     from .weights import ModelLoadError
+
+    telemetry.configure_logging(args.log_format)
+    if args.request_timeout < 0:
+        print(f"lychee {args.command}: --request-timeout must be 0 (none) or positive", file=sys.stderr)
+        return 2
 
     try:
         auth = _auth(getattr(args, "auth", None)) if share else None
@@ -229,6 +262,7 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
             return 1
     print(f"lychee-gradio is ready: {url}", flush=True)
     print(f"rerank API: POST {url}v1/rerank (docs: {url}docs)", flush=True)
+    print(f"health: {url}health · ready: {url}ready · metrics: {url}metrics", flush=True)
     if settings.mcp:
         print(f"MCP server: {url}gradio_api/mcp/", flush=True)
     if settings.rest.api_key and not share:

@@ -28,7 +28,9 @@ from .families import FAMILIES
 from .inputs import to_item, to_items
 from .prompt import resolve_instruction
 from .ranking import check_top_n
-from .scorer import PairScore, ProgressCallback, RerankResult, ScorerBusyError, ScoringOutOfMemoryError, ranked
+from .cache import ScoreCache
+from .scorer import (PairScore, ProgressCallback, RerankResult, ScoreStats, ScorerBusyError, ScoringCancelledError,
+                     ScoringOutOfMemoryError, ScoringTimeoutError, StopCheck, ranked, through_cache)
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +50,22 @@ class ScorerReplica:
 
         if threads:
             torch.set_num_threads(threads)
-        self.scorer = LycheeScorer.load(model, **load_options)
+        # The score cache sits in front of the replicas (RayScorer), where every request passes.
+        self.scorer = LycheeScorer.load(model, **{**load_options, "cache_size": 0})
         self.pairs = 0
 
     def describe(self) -> dict:
         scorer = self.scorer
         return {"model_name": scorer.model_name, "model_type": scorer.family.model_type,
-                "max_pixels": scorer.max_pixels, "pid": os.getpid()}
+                "max_pixels": scorer.max_pixels, "pid": os.getpid(), "load_seconds": scorer.load_seconds}
 
-    def score_with_logits(self, query, documents, instruction, max_pixels) -> tuple[int, list[PairScore]]:
-        scores = self.scorer.score_with_logits(query, documents, instruction, max_pixels=max_pixels)
+    def score_with_logits(self, query, documents, instruction, max_pixels,
+                          timeout: float | None = None) -> tuple[int, list[PairScore], ScoreStats]:
+        stats = ScoreStats()
+        scores = self.scorer.score_with_logits(query, documents, instruction, max_pixels=max_pixels,
+                                               timeout=timeout, stats=stats)
         self.pairs += len(scores)
-        return os.getpid(), scores
+        return os.getpid(), scores, stats
 
 
 @dataclass
@@ -71,35 +77,46 @@ class ClusterSettings:
     max_queued: int = 64  # requests waiting for a replica before ScorerBusyError (503)
     load_options: dict = field(default_factory=dict)  # LycheeScorer.load keyword arguments
     cpus_per_replica: float | None = None  # default: the CPU cores shared equally among the replicas
+    cache_size: int = 0  # pair scores kept in front of the replicas (0: off)
 
 
 class RayScorer:
     """The scorer interface over a Ray Serve deployment of `ScorerReplica`."""
 
-    def __init__(self, handle, description: dict, replicas: int):
+    def __init__(self, handle, description: dict, replicas: int, cache_size: int = 0):
         self.handle = handle
         self.model_name = description["model_name"]
         self.family = FAMILIES[description["model_type"]]
         self.max_pixels = description["max_pixels"]
+        self.load_seconds = description.get("load_seconds")
         self.replicas = replicas
+        self.cache = ScoreCache(cache_size)
+        self.waiting = 0  # chunks sent to the replicas and not answered yet
         self.last_pids: list[int] = []  # which replica processes served the last request (for tests, logs)
 
     def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-              max_pixels: int | None = None, on_progress: ProgressCallback | None = None) -> list[float]:
-        pairs = self.score_with_logits(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress)
+              max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
+              timeout: float | None = None, cancel=None, stats: ScoreStats | None = None) -> list[float]:
+        pairs = self.score_with_logits(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress,
+                                       timeout=timeout, cancel=cancel, stats=stats)
         return [pair.score for pair in pairs]
 
     def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
                top_n: int | None = None, *, max_pixels: int | None = None,
-               on_progress: ProgressCallback | None = None) -> list[RerankResult]:
+               on_progress: ProgressCallback | None = None, timeout: float | None = None, cancel=None,
+               stats: ScoreStats | None = None) -> list[RerankResult]:
         top_n = check_top_n(top_n)
         return ranked(documents, self.score(query, documents, instruction, max_pixels=max_pixels,
-                                            on_progress=on_progress), top_n)
+                                            on_progress=on_progress, timeout=timeout, cancel=cancel, stats=stats),
+                      top_n)
 
     def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-                          max_pixels: int | None = None,
-                          on_progress: ProgressCallback | None = None) -> list[PairScore]:
+                          max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
+                          timeout: float | None = None, cancel=None,
+                          stats: ScoreStats | None = None) -> list[PairScore]:
         # Inputs are checked here, at the edge, so that a bad document is named before any work is sent.
+        stop = StopCheck(timeout, cancel)
+        stats = stats if stats is not None else ScoreStats()
         query_item = to_item(query, "query")
         items = to_items(documents)
         instruction = resolve_instruction(instruction, self.family.default_instruction)
@@ -107,29 +124,53 @@ class RayScorer:
             raise ValueError(f"max_pixels: must be at least {self.family.min_pixels}, got {max_pixels}")
         if not items:
             return []
+
+        def compute(missing: list[int], progress: ProgressCallback) -> list[PairScore]:
+            return self._score_on_replicas(query_item, [items[i] for i in missing], instruction, max_pixels,
+                                           progress, stop, stats)
+
+        return through_cache(self.cache, self.model_name, query_item, items, instruction,
+                             max_pixels or self.max_pixels, compute, on_progress, stats)
+
+    def _score_on_replicas(self, query_item, items, instruction, max_pixels, on_progress, stop: StopCheck,
+                           stats: ScoreStats) -> list[PairScore]:
         chunks = self._chunks(len(items))
         results: list[PairScore | None] = [None] * len(items)
-        pending = {self._submit(query_item, items, chunk, instruction, max_pixels): (chunk, 0) for chunk in chunks}
+        pending = {self._submit(query_item, items, chunk, instruction, max_pixels, stop): (chunk, 0)
+                   for chunk in chunks}
+        self.waiting += len(pending)
         done_pairs, pids = 0, []
-        while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for future in finished:
-                chunk, attempt = pending.pop(future)
+        try:
+            while pending:
                 try:
-                    pid, scores = future.result()
-                except Exception as error:  # noqa: BLE001 - sorted below: retry, busy, or the cause
-                    if _replica_lost(error) and attempt == 0:
-                        logger.warning("a replica was lost while scoring; retrying its %d pairs once", len(chunk))
-                        pending[self._submit(query_item, items, chunk, instruction, max_pixels)] = (chunk, 1)
-                        continue
+                    stop()
+                except (ScoringTimeoutError, ScoringCancelledError):
                     self._cancel(pending)
-                    raise _user_facing(error) from None
-                for index, pair in zip(chunk, scores):
-                    results[index] = pair
-                pids.append(pid)
-                done_pairs += len(chunk)
-                if on_progress is not None:
-                    on_progress(done_pairs, len(items))
+                    raise
+                remaining = stop.remaining()
+                finished, _ = wait(list(pending), timeout=0.2 if remaining is None else max(0.0, min(0.2, remaining)),
+                                   return_when=FIRST_COMPLETED)
+                for future in finished:
+                    chunk, attempt = pending.pop(future)
+                    try:
+                        pid, scores, chunk_stats = future.result()
+                    except Exception as error:  # noqa: BLE001 - sorted below: retry, busy, or the cause
+                        if _replica_lost(error) and attempt == 0:
+                            logger.warning("a replica was lost while scoring; retrying its %d pairs once", len(chunk))
+                            pending[self._submit(query_item, items, chunk, instruction, max_pixels, stop)] = (chunk, 1)
+                            continue
+                        self._cancel(pending)
+                        raise _user_facing(error) from None
+                    for index, pair in zip(chunk, scores):
+                        results[index] = pair
+                    chunk_stats.pairs = chunk_stats.cached = chunk_stats.tokens = 0  # counted once, at the front
+                    stats.add(chunk_stats)
+                    pids.append(pid)
+                    done_pairs += len(chunk)
+                    if on_progress is not None:
+                        on_progress(done_pairs, len(items))
+        finally:
+            self.waiting -= len(chunks)
         self.last_pids = pids
         return results  # type: ignore[return-value]
 
@@ -139,8 +180,11 @@ class RayScorer:
         size = math.ceil(count / pieces)
         return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
-    def _submit(self, query, items, chunk, instruction, max_pixels):
-        response = self.handle.score_with_logits.remote(query, [items[i] for i in chunk], instruction, max_pixels)
+    def _submit(self, query, items, chunk, instruction, max_pixels, stop: StopCheck):
+        # The replica stops its own work at the request's deadline, between batches.
+        remaining = stop.remaining()
+        response = self.handle.score_with_logits.remote(query, [items[i] for i in chunk], instruction, max_pixels,
+                                                        None if remaining is None else max(remaining, 0.001))
         return _as_future(response)
 
     @staticmethod
@@ -192,6 +236,8 @@ def _user_facing(error: BaseException) -> BaseException:
         return ValueError(str(cause))
     if isinstance(cause, ScoringOutOfMemoryError):
         return ScoringOutOfMemoryError(str(cause))
+    if isinstance(cause, ScoringTimeoutError):
+        return ScoringTimeoutError(str(cause))
     logger.error("a replica failed: %r", error)
     return RuntimeError("a model replica failed while scoring; the server's log has the details")
 
@@ -258,7 +304,7 @@ class Cluster:
         handle = serve.run(deployment.bind(os.fspath(model), s.load_options, threads), name=name, route_prefix=None)
         self.applications.append(name)
         description = handle.describe.remote().result()
-        return RayScorer(handle, description, self.replica_count)
+        return RayScorer(handle, description, self.replica_count, cache_size=s.cache_size)
 
     def close(self) -> None:
         import ray

@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from PIL import Image
@@ -30,6 +31,10 @@ DEFAULT_MAX_TEXT_TOKENS = LYCHEE.max_text_tokens
 class EncodedImage:
     pixel_values: torch.Tensor  # (patches, channels * temporal * patch * patch)
     grid_thw: torch.Tensor  # (3,)
+
+    @property
+    def nbytes(self) -> int:
+        return self.pixel_values.numel() * self.pixel_values.element_size()
 
 
 @dataclass
@@ -124,7 +129,8 @@ class PairEncoder:
     """Renders the prompt of each pair, processes its images and tokenises it."""
 
     def __init__(self, processor, rope_index, *, min_pixels: int = MIN_PIXELS,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
+                 image_cache=None):
         # The image processor resizes to multiples of its patch x merge size (28 for Qwen2.5-VL,
         # 32 for Qwen3-VL); the bounds come from the model family (families.py).
         if max_pixels < min_pixels:
@@ -140,6 +146,9 @@ class PairEncoder:
         self.image_token_id = processor.image_token_id
         self.merge_length = self.image_processor.merge_size ** 2
         self.literal = LiteralTokenizer(self.tokenizer, self.image_token)
+        # Processed images (resized, normalised pixel patches) by (content hash, bounds), across
+        # requests: cache.ImageCache, or None.
+        self.image_cache = image_cache
 
     def truncate(self, item: Item) -> Item:
         """Cut text to `max_text_tokens` tokens, at a token boundary of the original string."""
@@ -152,13 +161,24 @@ class PairEncoder:
         cut = offsets[self.max_text_tokens - 1][1]
         return Item(text=item.text[:cut], image=item.image)
 
-    def encode_image(self, image: Image.Image, max_pixels: int | None = None) -> EncodedImage:
+    def encode_image(self, image: Image.Image, max_pixels: int | None = None,
+                     digest: Callable[[Image.Image], bytes] | None = None) -> EncodedImage:
+        """The image as the model's pixel patches; from the image cache when `digest` names it and it is there."""
+        key = None
+        if self.image_cache is not None and digest is not None:
+            key = (digest(image), self.min_pixels, max_pixels or self.max_pixels)
+            cached = self.image_cache.get(key)
+            if cached is not None:
+                return cached
         out = self.image_processor(
             images=[image],
             size={"shortest_edge": self.min_pixels, "longest_edge": max_pixels or self.max_pixels},
             return_tensors="pt",
         )
-        return EncodedImage(pixel_values=out["pixel_values"], grid_thw=out["image_grid_thw"][0])
+        encoded = EncodedImage(pixel_values=out["pixel_values"], grid_thw=out["image_grid_thw"][0])
+        if key is not None:
+            self.image_cache.put(key, encoded)
+        return encoded
 
     def render(self, query: Item, document: Item, instruction: str) -> str:
         """The prompt text of one pair, with one `<|image_pad|>` per image (before expansion)."""
@@ -167,15 +187,21 @@ class PairEncoder:
         )
 
     def encode(self, query: Item, documents: list[Item], instruction: str,
-               max_pixels: int | None = None) -> list[EncodedPair]:
-        """Encode every (query, document) pair; `max_pixels` overrides the image bound for this call."""
+               max_pixels: int | None = None,
+               digest: Callable[[Image.Image], bytes] | None = None,
+               on_document: Callable[[], None] | None = None) -> list[EncodedPair]:
+        """Encode every (query, document) pair; `max_pixels` overrides the image bound for this call.
+
+        `digest` hashes an image's content: images are then looked up in the image cache.
+        `on_document` is called before each document (a check that may stop the call).
+        """
         if max_pixels is not None and not self.min_pixels <= max_pixels:
             raise ValueError(f"max_pixels: must be at least {self.min_pixels}, got {max_pixels}")
         # Every user text, the instruction included, is cut to the text budget.
         query = self.truncate(query)
         documents = [self.truncate(document) for document in documents]
         instruction = self.truncate(Item(text=instruction)).text
-        query_images = [self.encode_image(query.image, max_pixels)] if query.image is not None else []
+        query_images = [self.encode_image(query.image, max_pixels, digest)] if query.image is not None else []
 
         # The template renders with slots in place of user text; the text goes back in as literal
         # text when tokenizing. Documents of the same shape share one rendering.
@@ -186,7 +212,10 @@ class PairEncoder:
         skeletons: dict[tuple[bool, bool], str] = {}
         prompts, pair_images, image_tokens = [], [], []
         for document in documents:
-            document_images = [self.encode_image(document.image, max_pixels)] if document.image is not None else []
+            if on_document is not None:
+                on_document()
+            document_images = ([self.encode_image(document.image, max_pixels, digest)]
+                               if document.image is not None else [])
             images = query_images + document_images
             shape = (document.text is not None, document.image is not None)
             if shape not in skeletons:

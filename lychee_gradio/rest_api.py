@@ -14,7 +14,6 @@ import logging
 import re
 import secrets
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +23,11 @@ from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import telemetry
 from .inputs import decode_image_data
 from .ranking import best_first, check_top_n
 from .registry import ModelSet
-from .scorer import ScorerBusyError, ScoringOutOfMemoryError
+from .scorer import ScoreStats, ScorerBusyError, ScoringOutOfMemoryError, ScoringTimeoutError
 from .settings import Limits
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
@@ -43,6 +43,7 @@ class RestSettings:
     image_url_timeout: float = 10.0
     max_image_url_bytes: int = 20 * 2**20
     api_key: str | None = None
+    request_timeout: float | None = 300.0  # seconds a request may wait and run; then 504
 
 
 class RequestError(Exception):
@@ -177,8 +178,15 @@ def _text_of(item: str | dict) -> str:
     return item if isinstance(item, str) else item.get("text") or ""
 
 
-def _error_response(status: int, message: str, field: str | None, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"message": message, "field": field}, headers=headers)
+def _error_response(status: int, message: str, field: str | None, headers: dict | None = None,
+                    request_id: str | None = None) -> JSONResponse:
+    content = {"message": message, "field": field, **({"id": request_id} if request_id else {})}
+    return JSONResponse(status_code=status, content=content, headers=headers)
+
+
+def _request_id(request: Request) -> str | None:
+    record = getattr(request.state, "record", None)
+    return record.request_id if record is not None else None
 
 
 def _field_from(location: tuple) -> str:
@@ -201,12 +209,15 @@ def create_router(models: ModelSet, settings: RestSettings) -> APIRouter:
 
     router = APIRouter(dependencies=[Depends(check_api_key)], tags=["rerank"])
 
-    def rerank(body: RerankRequest) -> RerankResponse:
+    def rerank(body: RerankRequest, request: Request) -> RerankResponse:
         """Rerank documents against a query, best first (Cohere / Jina / vLLM compatible)."""
+        record = getattr(request.state, "record", None) or telemetry.RequestRecord(RERANK_PATHS[0])
+        record.fields["documents"] = len(body.documents)
         try:
             scorer = models.get(body.model)
         except ValueError as error:
             raise RequestError(400, str(error), "model") from None
+        record.fields["model"] = models.name_of(scorer)
         try:
             settings.limits.check_documents(len(body.documents))
         except ValueError as error:
@@ -215,8 +226,10 @@ def create_router(models: ModelSet, settings: RestSettings) -> APIRouter:
             raise RequestError(400, f"max_pixels: at most {scorer.max_pixels} on this server", "max_pixels")
         query = request_item(body.query, "query", settings)
         documents = [request_item(d, f"documents[{i}]", settings) for i, d in enumerate(body.documents)]
+        stats = ScoreStats()
         try:
-            pairs = scorer.score_with_logits(query, documents, body.instruction, max_pixels=body.max_pixels)
+            pairs = scorer.score_with_logits(query, documents, body.instruction, max_pixels=body.max_pixels,
+                                             timeout=settings.request_timeout, stats=stats)
         except ValueError as error:
             message = str(error)
             raise RequestError(400, message, message.split(":", 1)[0]) from None
@@ -224,6 +237,11 @@ def create_router(models: ModelSet, settings: RestSettings) -> APIRouter:
             raise RequestError(503, str(error)) from None
         except ScorerBusyError as error:
             raise RequestError(503, str(error), headers={"Retry-After": str(error.retry_after_seconds)}) from None
+        except ScoringTimeoutError as error:
+            raise RequestError(504, str(error)) from None
+        finally:
+            telemetry.record_scoring(record.fields["model"], stats)
+            record.fields.update(tokens=stats.tokens, cached=stats.cached, scored=stats.scored)
         order = best_first([pair.score for pair in pairs])[: check_top_n(body.top_n)]
         results = [
             RerankedDocument(index=i, relevance_score=pairs[i].score,
@@ -232,7 +250,7 @@ def create_router(models: ModelSet, settings: RestSettings) -> APIRouter:
         ]
         tokens = sum(pair.tokens for pair in pairs)
         return RerankResponse(
-            id=str(uuid.uuid4()),
+            id=record.request_id,
             model=models.name_of(scorer),
             results=results,
             usage={"total_tokens": tokens, "prompt_tokens": tokens},
@@ -277,8 +295,35 @@ class BodySizeLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope, receive, send):
-        response = _error_response(413, f"request body is over this server's limit of {self.limit:,} bytes", "body")
+        record = scope.get("state", {}).get("record")
+        response = _error_response(413, f"request body is over this server's limit of {self.limit:,} bytes", "body",
+                                   request_id=record.request_id if record else None)
         await response(scope, receive, send)
+
+
+class RequestTracking:
+    """On the rerank paths: a request id (the caller's `X-Request-ID`, else a new one) in the response
+    header, the body and the log; and each request's metrics and log line, whatever its status."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in RERANK_PATHS:
+            return await self.app(scope, receive, send)
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        record = telemetry.RequestRecord(RERANK_PATHS[0], telemetry.new_request_id(given))
+        scope.setdefault("state", {})["record"] = record
+
+        async def tracked_send(message):
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", record.request_id.encode("latin-1"))]}
+            await send(message)
+
+        with record:
+            await self.app(scope, receive, tracked_send)
 
 
 def install(app: FastAPI, models: ModelSet, settings: RestSettings) -> None:
@@ -286,19 +331,22 @@ def install(app: FastAPI, models: ModelSet, settings: RestSettings) -> None:
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, error: RequestError):
-        return _error_response(error.status, error.message, error.field, error.headers)
+        return _error_response(error.status, error.message, error.field, error.headers, _request_id(request))
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception):
         # The details (a stack trace, perhaps server paths) go to the log, never to the client.
-        logger.error("unexpected error on %s", request.url.path, exc_info=error)
-        return _error_response(500, "internal error; the server's log has the details", None)
+        request_id = _request_id(request)
+        logger.error("unexpected error on %s (request %s)", request.url.path, request_id, exc_info=error)
+        return _error_response(500, "internal error; the server's log has the details", None, request_id=request_id)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):
         first = error.errors()[0]
         field = _field_from(tuple(first.get("loc", ())))
-        return _error_response(422, f"{field}: {first.get('msg', 'invalid value')}", field)
+        return _error_response(422, f"{field}: {first.get('msg', 'invalid value')}", field,
+                               request_id=_request_id(request))
 
     app.include_router(create_router(models, settings))
     app.add_middleware(BodySizeLimit, limit=settings.limits.max_body_bytes)
+    app.add_middleware(RequestTracking)  # outermost: every answer of the rerank paths is tracked

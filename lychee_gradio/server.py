@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import __version__, rest_api
+from . import __version__, rest_api, telemetry
 from .app import I18N, build_demo
 from .registry import ModelSet
 from .settings import Limits
@@ -42,6 +44,11 @@ class ServerSettings:
     def limits(self) -> Limits:
         """The input limits of every door (kept on `rest`, which the REST layer is built from)."""
         return self.rest.limits
+
+    @property
+    def request_timeout(self) -> float | None:
+        """Seconds a request may wait and run, on every door (kept on `rest`, like the limits)."""
+        return self.rest.request_timeout
 
     @property
     def page_auth(self) -> tuple[str, str] | None:
@@ -97,9 +104,57 @@ def _gradio_app(app: FastAPI):
     return next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
 
 
+class Readiness:
+    """Whether every model is loaded and has scored a warm-up pair (done once, in the background)."""
+
+    def __init__(self, models: ModelSet):
+        self.models = models
+        self.ready = False
+        self.problem: str | None = None
+        self._thread = threading.Thread(target=self._warm_up, name="lychee-warm-up", daemon=True)
+
+    def start(self) -> "Readiness":
+        self._thread.start()
+        return self
+
+    def _warm_up(self) -> None:
+        try:
+            for scorer in self.models.scorers:
+                scorer.score("warm-up", ["ready"])
+        except Exception as error:  # noqa: BLE001 - reported by /ready, logged here
+            self.problem = f"warm-up failed: {type(error).__name__}"
+            logger.error("the warm-up pair failed", exc_info=error)
+            return
+        self.ready = True
+        telemetry.READY.set(1)
+        logger.info("ready: %s", ", ".join(self.models.names))
+
+
+def add_operations(app: FastAPI, readiness: Readiness) -> None:
+    """`/health`, `/ready` and `/metrics`: cheap, outside the queue, open without the API key."""
+
+    @app.get("/health", tags=["operations"], summary="The process is up")
+    def health():
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], summary="Every model is loaded and has scored its warm-up pair")
+    def ready():
+        if readiness.ready:
+            return {"status": "ready", "models": readiness.models.names}
+        return JSONResponse(status_code=503, content={
+            "status": "failed" if readiness.problem else "warming up", "models": readiness.models.names,
+            **({"message": readiness.problem} if readiness.problem else {})})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    def metrics():
+        return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
 def create_app(scorers, settings: ServerSettings) -> FastAPI:
     """The app over one scorer or several (the first is the default model)."""
     models = ModelSet.of(scorers)
+    telemetry.READY.set(0)
+    telemetry.watch_models(dict(zip(models.names, models.scorers)))
     app = FastAPI(
         title="lychee-gradio",
         version=__version__,
@@ -107,8 +162,10 @@ def create_app(scorers, settings: ServerSettings) -> FastAPI:
                     "Cohere / Jina / vLLM rerank format; the web page is at `/`.",
         docs_url="/docs",
     )
+    add_operations(app, Readiness(models).start())
     rest_api.install(app, models, settings.rest)
-    demo = build_demo(models, demo_mode=settings.demo_mode, limits=settings.limits, concurrency=settings.concurrency)
+    demo = build_demo(models, demo_mode=settings.demo_mode, limits=settings.limits, concurrency=settings.concurrency,
+                      request_timeout=settings.request_timeout)
     # show_error=False: an unexpected exception reaches the page and gradio_client as a plain
     # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
     app = gr.mount_gradio_app(app, demo, path="/", auth=settings.page_auth, i18n=I18N, mcp_server=settings.mcp,

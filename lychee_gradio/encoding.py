@@ -130,7 +130,7 @@ class PairEncoder:
 
     def __init__(self, processor, rope_index, *, min_pixels: int = MIN_PIXELS,
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
-                 image_cache=None):
+                 image_cache=None, pixel_dtype: torch.dtype | None = None):
         # The image processor resizes to multiples of its patch x merge size (28 for Qwen2.5-VL,
         # 32 for Qwen3-VL); the bounds come from the model family (families.py).
         if max_pixels < min_pixels:
@@ -149,6 +149,9 @@ class PairEncoder:
         # Processed images (resized, normalised pixel patches) by (content hash, bounds), across
         # requests: cache.ImageCache, or None.
         self.image_cache = image_cache
+        # The vision tower casts pixel patches to its own dtype first thing; casting here gives the
+        # same numbers and halves what a bf16 model's image cache holds.
+        self.pixel_dtype = pixel_dtype
 
     def truncate(self, item: Item) -> Item:
         """Cut text to `max_text_tokens` tokens, at a token boundary of the original string."""
@@ -175,7 +178,10 @@ class PairEncoder:
             size={"shortest_edge": self.min_pixels, "longest_edge": max_pixels or self.max_pixels},
             return_tensors="pt",
         )
-        encoded = EncodedImage(pixel_values=out["pixel_values"], grid_thw=out["image_grid_thw"][0])
+        pixel_values = out["pixel_values"]
+        if self.pixel_dtype is not None:
+            pixel_values = pixel_values.to(self.pixel_dtype)
+        encoded = EncodedImage(pixel_values=pixel_values, grid_thw=out["image_grid_thw"][0])
         if key is not None:
             self.image_cache.put(key, encoded)
         return encoded

@@ -191,7 +191,7 @@ class LycheeScorer:
             processor, model.model.get_rope_index,
             min_pixels=family.min_pixels, max_pixels=max_pixels or family.max_pixels,
             max_text_tokens=max_text_tokens or family.max_text_tokens,
-            image_cache=self.image_cache if image_cache_bytes else None,
+            image_cache=self.image_cache if image_cache_bytes else None, pixel_dtype=model.dtype,
         )
         tokenizer = processor.tokenizer
         self.yes_token_id = _single_token_id(tokenizer, "yes")

@@ -1,6 +1,9 @@
-"""The page's words in English and Chinese; the browser's language picks (gr.I18n)."""
+"""The page's words in English and Chinese: the static page through gr.I18n, and what the handlers
+write (tables, verdicts, errors, progress) through `text()` with the browser's language."""
 
 from __future__ import annotations
+
+import re
 
 EN = {
     "title": "# 🍒 Lychee reranker\nScore how well documents (text, images, or both) meet a query, with lychee-rerank-mm.",
@@ -32,8 +35,10 @@ EN = {
     "gallery": "Best first",
     "examples": "Examples",
     "tab_eval": "Evaluate",
-    "eval_intro": "Upload a labelled set (JSON Lines: query, documents, relevant or labels; see `lychee eval --help`) "
-                  "to see what reranking gains over the first-stage order.",
+    "eval_intro": "Upload a labelled set to see what reranking gains over the first-stage order. One JSON object "
+                  "per line: `query`, `documents` (in first-stage order) and `relevant` (0-based positions of the "
+                  "relevant documents) or graded `labels`; images as paths inside the zip. Download the sample "
+                  "set below for the format.",
     "eval_data": "Labelled set (.jsonl)",
     "eval_images": "Its images (.zip, optional; paths in the file are relative to the zip's root)",
     "eval_k": "Cutoffs k",
@@ -45,6 +50,149 @@ EN = {
     "model_a": "Model A",
     "model_b": "Model B",
     "compare_button": "Compare",
+    # choices and controls
+    "preset_default": "Model default",
+    "preset_custom": "Custom (edited)",
+    "preset_web": "Web search",
+    "preset_ecommerce": "E-commerce",
+    "preset_product": "Product search",
+    "preset_academic": "Academic figures",
+    "preset_education": "Education",
+    "preset_design": "Design assets",
+    "stop_button": "Stop",
+    "min_score": "Hide scores below",
+    "downloads": "Download the results (CSV, JSON)",
+    "uploaded_images": "Uploaded images",
+    "sample_download": "Download the sample set (.jsonl and images .zip)",
+    "shortcut_hint": "Ctrl+Enter (⌘+Enter) runs the open tab.",
+    "example_single": "☕ Mountain-pattern cup: text query, text + image document",
+    "example_batch_photo": "☕ Cup photo vs. 10 product descriptions",
+    "example_batch_text": "🥤 保温杯 500ml, top 3",
+    "example_images": "🖼 Six product drawings vs. 'a white cup with a mountain line pattern'",
+    "example_compare": "🥤 保温杯 500ml vs. 10 product descriptions",
+    "example_eval": "🔷 Shapes, colours and cups (sample set)",
+}
+
+# What the handlers write, in the browser's language (`text(key, language, ...)`).
+EN_OUTPUT = {
+    "col_rank": "Rank", "col_score": "Score", "col_document": "Document", "col_input": "Input #",
+    "col_move": "Move", "col_metric": "Metric", "col_first_stage": "First stage", "col_reranked": "Reranked",
+    "col_change": "Change", "col_change_of": "Change ({name})", "col_model_rank": "{name} rank",
+    "verdict_green": "highly relevant", "verdict_yellow": "partly relevant", "verdict_red": "not relevant",
+    "hidden_below": "{count} more below {threshold:.2f} hidden",
+    "nothing_above": "No document scores {threshold:.2f} or more ({count} hidden).",
+    "eval_queries": "{count} queries", "eval_no_relevant": "{count} with no relevant document (they score 0)",
+    "eval_skipped": "{count} lines skipped",
+    "chart_x": "Metric at k", "chart_y": "Score", "chart_stage": "Stage", "stage_first": "first stage",
+    "stage_reranked": "reranked",
+    "progress_reading": "reading image {done}/{total}", "progress_scoring": "scoring {done}/{total}",
+    "progress_query": "scoring query {done}/{total}",
+    "kendall": "Kendall's tau", "overlap": "top-{k} overlap", "disagree": "Where they disagree most",
+    "rank_vs": "rank {a} vs {b}",
+    # errors
+    "error_query_missing": "Query: give a query text, a query image, or both.",
+    "error_document_missing": "Document: give a document text, a document image, or both.",
+    "error_documents_missing": "Documents: give at least one text block or image.",
+    "error_images_missing": "Images to rank: upload at least one image.",
+    "error_data_missing": "Labelled set: upload a .jsonl file.",
+    "error_query_image": "Query image ({name}): {reason}",
+    "error_query": "Query: {reason}",
+    "error_single_document": "Document: {reason}",
+    "error_document_image": "Document image ({name}): {reason}",
+    "error_document": "Document {number}{name}: {reason}",
+    "error_image": "Images to rank, image {number} ({name}): {reason}",
+    "error_too_many": "{what}: {count} given, at most {limit} per request on this server.",
+    "what_documents": "Documents", "what_images": "Images to rank",
+    "error_attach_one": "attach at most one image per document, found {count}",
+    "error_attach_missing": "[image: {reference}] matches no uploaded image (uploaded: {uploaded})",
+    "error_unreadable": "{name} is not an image this app can read (PNG, JPEG, WebP, GIF, BMP, TIFF …).",
+    "error_top_n": "Show the best N: give a whole number, 0 or more (0 shows all).",
+    "error_k": "Cutoffs k: give whole numbers of 1 or more separated by commas, like 1,5,10.",
+    "error_timeout": "This run took longer than this server's limit of {seconds:g} s and was stopped. Try fewer "
+                     "documents or smaller images.",
+    "error_busy": "Every model replica is busy; try again in a few seconds.",
+    "error_out_of_memory": "Out of GPU memory even for a single pair: use smaller images (max_pixels) or shorter texts.",
+    "error_stopped": "Stopped.",
+    "error_eval_line": "Labelled set, line {line}: {reason}",
+    "error_eval_all_skipped": "Every one of the {count} lines was skipped, so there is nothing to evaluate. "
+                              "The first problem, line {line}: {reason}",
+    "error_eval_empty": "Labelled set: the file has no query to evaluate (it is empty).",
+    "hint_eval_zip": " The file names images: upload its images .zip too (paths are relative to the zip's root).",
+    "error_zip": "Images zip: {reason}",
+    "reason_decode": "cannot decode this image (not a format the app can read)",
+    "reason_pixels": "the image is {width}x{height} = {pixels} pixels, over this server's limit of {limit}",
+    "reason_too_large": "the image is too large to decode safely",
+    "reason_empty": "the file is empty",
+}
+
+ZH_EXTRA = {
+    "preset_default": "模型默认",
+    "preset_custom": "自定义(已编辑)",
+    "preset_web": "网页搜索",
+    "preset_ecommerce": "电商",
+    "preset_product": "商品搜索",
+    "preset_academic": "学术图表",
+    "preset_education": "教育",
+    "preset_design": "设计素材",
+    "stop_button": "停止",
+    "min_score": "隐藏低于此分数的结果",
+    "downloads": "下载结果(CSV、JSON)",
+    "uploaded_images": "已上传的图片",
+    "sample_download": "下载示例数据(.jsonl 与图片 .zip)",
+    "shortcut_hint": "Ctrl+Enter(⌘+Enter)运行当前标签页。",
+    "example_single": "☕ 山形图案杯:文本查询,图文文档",
+    "example_batch_photo": "☕ 杯子照片 vs. 10 条商品描述",
+    "example_batch_text": "🥤 保温杯 500ml,前 3 名",
+    "example_images": "🖼 六张商品图 vs.「白色山形线条图案的杯子」",
+    "example_compare": "🥤 保温杯 500ml vs. 10 条商品描述",
+    "example_eval": "🔷 形状、颜色与杯子(示例数据)",
+}
+
+ZH_OUTPUT = {
+    "col_rank": "排名", "col_score": "分数", "col_document": "文档", "col_input": "输入序号",
+    "col_move": "变化", "col_metric": "指标", "col_first_stage": "初排", "col_reranked": "重排后",
+    "col_change": "提升", "col_change_of": "提升({name})", "col_model_rank": "{name} 排名",
+    "verdict_green": "高度相关", "verdict_yellow": "部分相关", "verdict_red": "不相关",
+    "hidden_below": "另有 {count} 个低于 {threshold:.2f} 的结果已隐藏",
+    "nothing_above": "没有分数达到 {threshold:.2f} 的文档(已隐藏 {count} 个)。",
+    "eval_queries": "{count} 个查询", "eval_no_relevant": "其中 {count} 个没有相关文档(记为 0 分)",
+    "eval_skipped": "跳过 {count} 行",
+    "chart_x": "指标 @k", "chart_y": "分数", "chart_stage": "阶段", "stage_first": "初排", "stage_reranked": "重排后",
+    "progress_reading": "读取图片 {done}/{total}", "progress_scoring": "评分 {done}/{total}",
+    "progress_query": "评估查询 {done}/{total}",
+    "kendall": "Kendall tau 相关系数", "overlap": "前 {k} 名重合率", "disagree": "分歧最大的文档",
+    "rank_vs": "排名 {a} 对 {b}",
+    "error_query_missing": "查询:请输入查询文本或上传查询图片(或两者都给)。",
+    "error_document_missing": "文档:请输入文档文本或上传文档图片(或两者都给)。",
+    "error_documents_missing": "文档:请至少给出一个文本块或一张图片。",
+    "error_images_missing": "待排序的图片:请至少上传一张图片。",
+    "error_data_missing": "标注数据:请上传 .jsonl 文件。",
+    "error_query_image": "查询图片({name}):{reason}",
+    "error_query": "查询:{reason}",
+    "error_single_document": "文档:{reason}",
+    "error_document_image": "文档图片({name}):{reason}",
+    "error_document": "文档 {number}{name}:{reason}",
+    "error_image": "待排序的图片,第 {number} 张({name}):{reason}",
+    "error_too_many": "{what}:给出了 {count} 个,本服务器每次请求最多 {limit} 个。",
+    "what_documents": "文档", "what_images": "待排序的图片",
+    "error_attach_one": "每个文档最多附加一张图片,这里有 {count} 张",
+    "error_attach_missing": "[image: {reference}] 与已上传的图片都不匹配(已上传:{uploaded})",
+    "error_unreadable": "{name} 不是本应用能读取的图片(PNG、JPEG、WebP、GIF、BMP、TIFF……)。",
+    "error_top_n": "只显示前 N 个:请输入 0 或正整数(0 表示全部)。",
+    "error_k": "截断位置 k:请输入以逗号分隔的正整数,例如 1,5,10。",
+    "error_timeout": "本次运行超过了服务器 {seconds:g} 秒的时限,已停止。请减少文档数量或使用更小的图片。",
+    "error_busy": "所有模型副本都在忙,请几秒后重试。",
+    "error_out_of_memory": "显存不足,连单个文档对都放不下:请使用更小的图片(max_pixels)或更短的文本。",
+    "error_stopped": "已停止。",
+    "error_eval_line": "标注数据第 {line} 行:{reason}",
+    "error_eval_all_skipped": "{count} 行全部被跳过,没有可评估的内容。第一个问题在第 {line} 行:{reason}",
+    "error_eval_empty": "标注数据:文件中没有可评估的查询(文件为空)。",
+    "hint_eval_zip": " 文件中引用了图片:请同时上传图片压缩包(路径相对于压缩包根目录)。",
+    "error_zip": "图片压缩包:{reason}",
+    "reason_decode": "无法解码该图片(不是本应用能读取的格式)",
+    "reason_pixels": "图片为 {width}x{height} = {pixels} 像素,超过本服务器上限 {limit}",
+    "reason_too_large": "图片过大,无法安全解码",
+    "reason_empty": "文件为空",
 }
 
 ZH = {
@@ -76,8 +224,9 @@ ZH = {
     "gallery": "按相关度排序",
     "examples": "示例",
     "tab_eval": "评估",
-    "eval_intro": "上传带标注的数据集(JSON Lines:query、documents、relevant 或 labels;见 `lychee eval --help`),"
-                  "查看重排序相对初排顺序的提升。",
+    "eval_intro": "上传带标注的数据集,查看重排序相对初排顺序的提升。每行一个 JSON 对象:`query`、`documents`"
+                  "(按初排顺序)以及 `relevant`(相关文档的位置,从 0 开始)或分级的 `labels`;图片写成压缩包内的路径。"
+                  "格式可参考下方的示例数据。",
     "eval_data": "标注数据(.jsonl)",
     "eval_images": "图片(.zip,可选;文件中的路径相对于压缩包根目录)",
     "eval_k": "截断位置 k",
@@ -91,4 +240,43 @@ ZH = {
     "compare_button": "对比",
 }
 
+ZH.update(ZH_EXTRA)
+
+# The static page's words, for gr.I18n (the browser picks).
 TRANSLATIONS = {"en": EN, "zh": ZH, "zh-CN": ZH, "zh-TW": ZH}
+
+_OUTPUT = {"en": {**EN, **EN_OUTPUT}, "zh": {**ZH, **ZH_OUTPUT}}
+
+
+def language(accept_language: str | None) -> str:
+    """"zh" when the browser's first preferred language is Chinese, else "en" (gradio_client sends none)."""
+    first = (accept_language or "").split(",")[0].strip().lower()
+    return "zh" if first.startswith("zh") else "en"
+
+
+def text(key: str, lang: str = "en", **values) -> str:
+    """One of the page's words in `lang` ("en" or "zh"), with `values` filled in."""
+    table = _OUTPUT.get(lang, _OUTPUT["en"])
+    template = table.get(key, _OUTPUT["en"][key])
+    return template.format(**values) if values else template
+
+
+# Reasons the input layer gives (inputs.py, in English), as the page words them.
+_REASONS = [
+    (re.compile(r"image is (?P<width>\d+)x(?P<height>\d+) = (?P<pixels>[\d,]+) pixels, over this server's limit of "
+                r"(?P<limit>[\d,]+)"), "reason_pixels"),
+    (re.compile(r"cannot decode image|not a format Pillow can read|cannot read image file"), "reason_decode"),
+    (re.compile(r"too large to decode safely"), "reason_too_large"),
+    (re.compile(r"image data is empty|image has no pixels"), "reason_empty"),
+]
+
+
+def reason(message: str, lang: str = "en") -> str:
+    """The reason part of an input error ("documents[3].image: cannot decode ..." -> "cannot decode ..."),
+    in the page's words where it is a known one."""
+    detail = message.split(": ", 1)[1] if re.match(r"^[\w.\[\]]+: ", message) else message
+    for pattern, key in _REASONS:
+        match = pattern.search(detail)
+        if match:
+            return text(key, lang, **match.groupdict())
+    return detail

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import __version__, rest_api, telemetry
-from .app import I18N, build_demo
+from .app import CSS, HEAD, I18N, build_demo
 from .registry import ModelSet
 from .settings import Limits
 
@@ -155,12 +156,15 @@ def create_app(scorers, settings: ServerSettings) -> FastAPI:
     models = ModelSet.of(scorers)
     telemetry.READY.set(0)
     telemetry.watch_models(dict(zip(models.names, models.scorers)))
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI's scripts and styles from the package, not from a CDN:
+    # /docs works on a machine without internet.
+    app = FastAPIOffline(
         title="lychee-gradio",
         version=__version__,
         description="Rerank text and image candidates with lychee-rerank-mm. `POST /v1/rerank` speaks the "
                     "Cohere / Jina / vLLM rerank format; the web page is at `/`.",
         docs_url="/docs",
+        redoc_url=None,
     )
     add_operations(app, Readiness(models).start())
     rest_api.install(app, models, settings.rest)
@@ -170,7 +174,7 @@ def create_app(scorers, settings: ServerSettings) -> FastAPI:
     # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
     app = gr.mount_gradio_app(app, demo, path="/", auth=settings.page_auth, i18n=I18N, mcp_server=settings.mcp,
                               server_name=settings.host, server_port=settings.port, show_error=False,
-                              max_file_size=settings.limits.max_upload_bytes)
+                              max_file_size=settings.limits.max_upload_bytes, css=CSS, head=HEAD)
     if settings.rest.api_key:
         gradio_app = _gradio_app(app)
         token = secrets.token_urlsafe(32)

@@ -31,12 +31,12 @@ def test_documents_are_text_blocks_between_dashes_plus_unattached_images():
     ]
 
 
-def test_an_image_reference_that_matches_no_upload_names_the_document():
-    with pytest.raises(ValueError, match=r"documents\[1\]: \[image: nope.png\] matches no uploaded image"):
+def test_an_image_reference_that_matches_no_upload_names_the_document_counted_from_one():
+    with pytest.raises(ValueError, match=r"Document 2: \[image: nope.png\] matches no uploaded image"):
         parse_documents("a\n---\nb [image: nope.png]", [CUP])
-    with pytest.raises(ValueError, match=r"documents\[0\]: attach at most one image"):
+    with pytest.raises(ValueError, match=r"Document 1: attach at most one image"):
         parse_documents("a [image: 1] [image: 1]", [CUP])
-    with pytest.raises(ValueError, match="documents: give at least one"):
+    with pytest.raises(ValueError, match="Documents: give at least one"):
         parse_documents("\n---\n", [])
 
 
@@ -56,15 +56,15 @@ def test_the_batch_view_table_is_best_first_with_input_positions(scorer):
     body = table.splitlines()[2:]
     assert len(body) == 11
     assert [int(line.split("|")[4]) for line in body] == [r.index + 1 for r in expected]
-    assert "🖼 blue_mug.png" in table
+    assert "🖼 blue\\_mug.png" in table  # Markdown shown as typed: the underscore is escaped
 
 
 def test_the_batch_view_honours_top_n_and_the_document_limit(scorer):
     _, rows = rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 3)
     assert [r["rank"] for r in rows] == [1, 2, 3]
-    with pytest.raises(ValueError, match="documents: 10 given, at most 5"):
+    with pytest.raises(ValueError, match="Documents: 10 given, at most 5"):
         rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 0, limits=Limits(max_documents=5))
-    with pytest.raises(ValueError, match="top_n"):
+    with pytest.raises(ValueError, match="Show the best N: give a whole number"):
         rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 2.5)
 
 
@@ -72,11 +72,14 @@ def test_the_image_ranking_view_marks_the_best_and_reports_progress(scorer, monk
     monkeypatch.setattr(scorer, "batch_size", 2)
     progress = []
     gallery, rows = rank_images_view(scorer, "white cup", None, [CUP, MUG, TUMBLER], "", 0,
-                                     on_progress=lambda done, total: progress.append((done, total)))
+                                     on_progress=lambda done, total, words: progress.append((done, total, words)))
     expected = scorer.rerank("white cup", [{"image": p} for p in (CUP, MUG, TUMBLER)])
     assert [(r["index"], r["score"]) for r in rows] == [(r.index, r.score) for r in expected]
-    assert gallery[0][1].startswith("★ #1") and not gallery[1][1].startswith("★")
-    assert progress == [(2, 3), (3, 3)]
+    best_is_red = verdict(expected[0].score)["colour"] == "red"
+    assert gallery[0][1].startswith("#1" if best_is_red else "★ #1") and not gallery[1][1].startswith("★")
+    # Reading each image counts, then each batch scored: the bar moves from the first image on.
+    assert progress == [(1, 6, "reading image 1/3"), (2, 6, "reading image 2/3"), (3, 6, "reading image 3/3"),
+                        (5, 6, "scoring 2/3"), (6, 6, "scoring 3/3")]
 
 
 # -- the live server, called the way scripts call it -------------------------------------------------
@@ -110,15 +113,15 @@ def test_the_rank_images_endpoint_answers_what_the_engine_ranks(client, scorer):
                                    api_name="/rank_images")
     expected = scorer.rerank("a blue mug", [{"image": p} for p in (CUP, MUG, TUMBLER)])
     assert [(r["index"], r["score"]) for r in rows] == [(r.index, pytest.approx(r.score, abs=1e-9)) for r in expected]
-    assert len(gallery) == 3 and gallery[0]["caption"].startswith("★ #1")
+    assert len(gallery) == 3 and "#1 · " in gallery[0]["caption"]
 
 
 def test_bad_input_raises_in_the_client_and_the_next_call_still_works(client):
-    with pytest.raises(Exception, match=r"documents\[1\]: \[image: missing.png\] matches no uploaded image"):
+    with pytest.raises(Exception, match=r"Document 2: \[image: missing.png\] matches no uploaded image"):
         client.predict(query_text="cup", documents="a\n---\nb [image: missing.png]", api_name="/rerank")
-    with pytest.raises(Exception, match="query: give a query text"):
+    with pytest.raises(Exception, match="Query: give a query text"):
         client.predict(document_text="doc", api_name="/score")
-    with pytest.raises(Exception, match="documents: 51 given, at most 50"):
+    with pytest.raises(Exception, match="Documents: 51 given, at most 50"):
         client.predict(query_text="cup", documents="\n---\n".join(f"d{i}" for i in range(51)), api_name="/rerank")
     _, details = client.predict(query_text="cup", document_text="doc", api_name="/score")
     assert 0.0 <= details["score"] <= 1.0

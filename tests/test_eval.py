@@ -12,7 +12,7 @@ import pytest
 from lychee_gradio import metrics
 from lychee_gradio.app import evaluate_view
 from lychee_gradio.cli import main as lychee
-from lychee_gradio.evaluation import BadLine, load_queries
+from lychee_gradio.evaluation import load_queries
 from lychee_gradio.ranking import best_first
 
 from .conftest import ASSETS
@@ -153,7 +153,7 @@ def test_the_evaluate_tab_reports_a_bad_line_and_refuses_an_unsafe_zip(scorer, t
 
     data = tmp_path / "data.jsonl"
     data.write_text('{"query": "q", "documents": ["a"], "relevant": [3]}\n')
-    with pytest.raises(BadLine, match="line 1"):
+    with pytest.raises(ValueError, match=r"^Labelled set, line 1: 'relevant' has indices outside"):
         evaluate_view(scorer, str(data), None, "10", None)
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as bundle:

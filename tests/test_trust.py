@@ -186,7 +186,8 @@ def test_a_lone_surrogate_from_the_page_is_an_error_naming_the_field(scorer):
     # (gradio_client itself refuses to send one; the page's JSON could.)
     from lychee_gradio.app import score_view
 
-    for args, field in (((LONE_SURROGATE, None, "d", None, ""), "query"), (("q", None, LONE_SURROGATE, None, ""), "document"),
+    for args, field in (((LONE_SURROGATE, None, "d", None, ""), "Query"),
+                        (("q", None, LONE_SURROGATE, None, ""), "Document"),
                         (("q", None, "d", None, LONE_SURROGATE), "instruction")):
         with pytest.raises(ValueError, match=f"^{field}: not valid Unicode text"):
             score_view(scorer, *args)
@@ -217,14 +218,15 @@ def huge_png(path: Path, width: int = 10_000, height: int = 10_000) -> Path:
 
 def test_the_pixel_limit_holds_on_the_gradio_api_before_decoding(keyed_client, tmp_path):
     big = huge_png(tmp_path / "huge.png")
-    with pytest.raises(Exception, match=r"document.*10000x10000 = 100,000,000 pixels, over this server's limit"):
+    with pytest.raises(Exception, match=r"Document image \(huge.png\): the image is 10000x10000 = 100,000,000 pixels, "
+                                        r"over this server's limit"):
         keyed_client.predict(query_text="q", document_image=handle_file(str(big)), api_name="/score")
-    with pytest.raises(Exception, match=r"images\[1\].*over this server's limit"):
+    with pytest.raises(Exception, match=r"Images to rank, image 2 \(huge.png\): .*over this server's limit"):
         keyed_client.predict(query_text="q", images=[handle_file(CUP), handle_file(str(big))], api_name="/rank_images")
 
 
 def test_the_document_limit_holds_on_the_gradio_api(keyed_client):
-    with pytest.raises(Exception, match="documents: 21 given, at most 20"):
+    with pytest.raises(Exception, match="Documents: 21 given, at most 20"):
         keyed_client.predict(query_text="q", documents="\n---\n".join(f"d{i}" for i in range(21)), api_name="/rerank")
 
 

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 import gradio as gr
+from gradio.i18n import I18nData
 
 from . import evaluation, telemetry
 from .inputs import to_item
@@ -599,7 +600,9 @@ def make_handlers(models: ModelSet, limits: Limits, request_timeout: float | Non
     def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
               document_image: str | None = None, instruction: str | None = None, model: str | None = None,
               request: gr.Request = None):
-        """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}."""
+        """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}.
+        Example: client.predict(query_text="white cup", document_text="白瓷咖啡杯", api_name="/score"); leave
+        out what you do not send (the snippet below lists every parameter with its default)."""
         return score_view(_use(models.get(model)), query_text, query_image, document_text, document_image,
                           instruction, limits=limits, lang=_page_language())
 
@@ -609,8 +612,10 @@ def make_handlers(models: ModelSet, limits: Limits, request_timeout: float | Non
                top_n: float | None = None, model: str | None = None, min_score: float | None = 0,
                request: gr.Request = None):
         """Rerank documents (text blocks separated by '---' lines, plus images) best-first; min_score hides lower
-        scores. Returns a Markdown table and [{rank, index, score, verdict, text, image}]. Pipelines: POST /v1/rerank
-        on this server takes the Cohere / Jina / vLLM rerank format (see /docs)."""
+        scores. Returns a Markdown table and [{rank, index, score, verdict, text, image}]. Example:
+        client.predict(query_text="保温杯 500ml", documents="steel tumbler 500ml\n---\nblue mug", top_n=3,
+        api_name="/rerank"). Pipelines: POST /v1/rerank on this server takes the Cohere / Jina / vLLM rerank format
+        (see /docs)."""
         return rerank_view(_use(models.get(model)), query_text, query_image, documents, document_images,
                            instruction, top_n, min_score, limits=limits, lang=_page_language())
 
@@ -618,7 +623,9 @@ def make_handlers(models: ModelSet, limits: Limits, request_timeout: float | Non
     def rank_images(query_text: str | None = None, query_image: str | None = None, images: list[str] | None = None,
                     instruction: str | None = None, top_n: float | None = None, model: str | None = None,
                     min_score: float | None = 0, progress=gr.Progress(), request: gr.Request = None):
-        """Rank images against a query, best first. Returns a gallery and [{rank, index, score, image}]."""
+        """Rank images against a query, best first. Returns a gallery and [{rank, index, score, image}]. Example:
+        client.predict(query_text="a blue mug", images=[handle_file("a.png"), handle_file("b.png")],
+        api_name="/rank_images")."""
         lang = _page_language()
 
         def report(done: int, total: int, description: str) -> None:
@@ -822,7 +829,7 @@ def _instruction_row(models: ModelSet) -> tuple[gr.Textbox, gr.Dropdown, gr.Drop
     preset.input(lambda value, kept: kept if value == CUSTOM else gr.update(), [preset, custom], instruction,
                  api_visibility="private", queue=False, show_progress="hidden")
     instruction.input(typed, [instruction, custom], [preset, custom], api_visibility="private", queue=False,
-                      show_progress="hidden")
+                      show_progress="hidden", trigger_mode="always_last")  # the last keystroke always counts
     picker.change(lambda name: gr.update(placeholder=placeholder(name)), picker, instruction,
                   api_visibility="private", queue=False)
     return instruction, picker, preset
@@ -935,7 +942,7 @@ def _evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
         gr.Markdown(I18N("eval_intro"))
         with gr.Row():
             data = gr.File(label=I18N("eval_data"), file_types=[".jsonl"], elem_id="eval-data")
-            images = gr.File(label=I18N("eval_images"), file_types=[".zip"])
+            images = gr.File(label=I18N("eval_images"), file_types=[".zip"], elem_id="eval-images")
             with gr.Column():
                 k = gr.Textbox("1,5,10", label=I18N("eval_k"))
                 skip_bad = gr.Checkbox(False, label=I18N("eval_skip_bad"))
@@ -963,9 +970,16 @@ def _both(key: str) -> str:
 
 
 def _english(value: Any) -> Any:
-    """A label as the API page should print it: translated labels travel as objects, shown as
-    "[object Object]" there; they become their English text."""
-    if isinstance(value, dict) and value.get("__type__") == "translation_metadata":
+    """A label as the API page should print it: translated labels travel as objects (shown as
+    "[object Object]" there, or as "__i18n__{...}" text); they become their English text."""
+    if isinstance(value, I18nData):
+        return TRANSLATIONS["en"].get(value.key, value.key)
+    if isinstance(value, str) and value.startswith("__i18n__"):
+        try:
+            value = json.loads(value[len("__i18n__"):])
+        except ValueError:
+            return value
+    if isinstance(value, dict) and "translation_metadata" in (value.get("_type"), value.get("__type__")):
         return TRANSLATIONS["en"].get(value.get("key"), value.get("key"))
     return value
 

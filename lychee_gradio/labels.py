@@ -117,7 +117,7 @@ EN_OUTPUT = {
     "error_eval_all_skipped": "Every one of the {count} lines was skipped, so there is nothing to evaluate. "
                               "The first problem, line {line}: {reason}",
     "error_eval_empty": "Labelled set: the file has no query to evaluate (it is empty).",
-    "hint_eval_zip": " The file names images: upload its images .zip too (paths are relative to the zip's root).",
+    "hint_eval_zip": " The set names images: upload its images .zip too.",
     "error_zip": "Images zip: {reason}",
     "reason_decode": "cannot decode this image (not a format the app can read)",
     "reason_pixels": "the image is {width}x{height} = {pixels} pixels, over this server's limit of {limit}",
@@ -187,7 +187,7 @@ ZH_OUTPUT = {
     "error_eval_line": "标注数据第 {line} 行:{reason}",
     "error_eval_all_skipped": "{count} 行全部被跳过,没有可评估的内容。第一个问题在第 {line} 行:{reason}",
     "error_eval_empty": "标注数据:文件中没有可评估的查询(文件为空)。",
-    "hint_eval_zip": " 文件中引用了图片:请同时上传图片压缩包(路径相对于压缩包根目录)。",
+    "hint_eval_zip": " 该数据集引用了图片:请同时上传它的图片压缩包。",
     "error_zip": "图片压缩包:{reason}",
     "reason_decode": "无法解码该图片(不是本应用能读取的格式)",
     "reason_pixels": "图片为 {width}x{height} = {pixels} 像素,超过本服务器上限 {limit}",

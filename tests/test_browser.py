@@ -287,7 +287,8 @@ def test_the_api_docs_render_without_internet(browser, page_app):
 def test_use_via_api_names_every_parameter_in_english(browser, page_app):
     url, _, _ = page_app
     page = browser.new_page(locale="en-US")
-    page.goto(url + "?view=api")
+    page.goto(url)
+    page.get_by_text("Use via API").click()
     page.get_by_text('api_name="/rerank"').first.wait_for(timeout=30_000)
     text = page.locator("body").inner_text()
     assert "[object Object]" not in text and "value_" not in text

@@ -10,7 +10,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-IMAGES = ROOT / "examples" / "images"
+ASSETS = ROOT / "lychee_gradio" / "assets"
+IMAGES = ASSETS / "images"
 OUT = Path(__file__).resolve().parent / "screenshots"
 
 
@@ -33,28 +34,40 @@ def main() -> None:
 
         page.get_by_role("tab", name="Batch rerank").click()
         page.locator("#batch-query textarea").fill("white ceramic coffee cup with a mountain line pattern")
-        page.locator("#batch-documents textarea").fill((ROOT / "examples" / "data" / "cups.txt").read_text())
+        page.locator("#batch-documents textarea").fill((ASSETS / "data" / "cups.txt").read_text())
         page.locator("#rerank-button").click()
         page.locator("#batch-table table tbody tr").nth(9).wait_for()
         page.screenshot(path=OUT / "batch.png", full_page=True)
 
         page.get_by_role("tab", name="Image ranking").click()
         page.locator("#images-query textarea").fill("a white cup with a mountain line pattern")
-        page.locator("input[type=file]").last.set_input_files(sorted(str(p) for p in IMAGES.glob("*.png")))
-        page.wait_for_timeout(1500)
+        page.locator("#images-files input[type=file]").set_input_files(sorted(str(p) for p in IMAGES.glob("*.png")))
+        page.locator("#images-preview img").nth(5).wait_for()
         page.locator("#rank-button").click()
         page.locator("#images-gallery img").nth(5).wait_for()
-        page.wait_for_load_state("networkidle")
         page.wait_for_timeout(1500)
         page.screenshot(path=OUT / "images.png", full_page=True)
 
         page.get_by_role("tab", name="Evaluate").click()
-        page.get_by_text("Shapes, colours and cups (sample set)").click()
+        page.get_by_text("Shapes, colours and cups (sample set)").first.click()
         page.wait_for_timeout(1500)
         page.locator("#eval-button").click()
         page.locator("#eval-table table tbody tr").nth(11).wait_for()
         page.wait_for_timeout(1500)
         page.screenshot(path=OUT / "evaluate.png", full_page=True)
+
+        # A phone: the ranking of the Image ranking tab, two columns, whole captions.
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, locale="en-US")
+        phone.goto(args.url)
+        phone.get_by_role("tab", name="Image ranking").click()
+        phone.locator("#images-query textarea").fill("a white cup with a mountain line pattern")
+        phone.locator("#images-files input[type=file]").set_input_files(sorted(str(p) for p in IMAGES.glob("*.png")))
+        phone.locator("#images-preview img").nth(5).wait_for()
+        phone.locator("#rank-button").click()
+        phone.locator("#images-gallery img").nth(5).wait_for()
+        phone.wait_for_timeout(1500)
+        phone.locator("#images-gallery").scroll_into_view_if_needed()
+        phone.screenshot(path=OUT / "phone-images.png")
         browser.close()
 
 

@@ -663,7 +663,7 @@ def make_handlers(models: ModelSet, limits: Limits, request_timeout: float | Non
                                               on_progress=report)
         # Bars in the table's order, each metric's "first stage" beside each model's.
         return table, gr.BarPlot(value=chart, sort=list(chart["bar"]), x_title=text("chart_x", lang),
-                                 y_title=text("chart_y", lang), color_title=text("chart_stage", lang)), details
+                                 y_title=text("chart_y", lang)), details
 
     def stop(request: gr.Request):
         """Stop this browser session's run in progress (between two batches)."""
@@ -894,7 +894,7 @@ def _images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dr
             with gr.Column(scale=2):
                 files = gr.File(label=I18N("images"), file_count="multiple", file_types=["image"], height=150,
                                 elem_id="images-files")
-                preview = gr.Gallery(label=I18N("uploaded_images"), columns=8, height=220, allow_preview=False,
+                preview = gr.Gallery(label=I18N("uploaded_images"), columns=6, height=220, allow_preview=False,
                                      interactive=False, elem_id="images-preview")
         button, stop = _run_buttons("rank_button", "rank-button")
         gallery = gr.Gallery(label=I18N("gallery"), columns=5, height="auto", elem_id="images-gallery")
@@ -949,7 +949,8 @@ def _evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
         button, stop = _run_buttons("eval_button", "eval-button")
         table = gr.Markdown(label=I18N("result"), elem_id="eval-table")
         chart = gr.BarPlot(x="bar", y="value", color="stage", label=I18N("eval_chart"), x_label_angle=-45,
-                           y_lim=[0, 1], height=380, x_title="Metric at k", y_title="Score", color_title="Stage",
+                           y_lim=[0, 1], height=420, x_title="Metric at k", y_title="Score",
+                           colors_in_legend=[],  # no legend: each bar's label names its stage (a legend was cut off)
                            elem_id="eval-chart")
         files = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False, elem_id="eval-downloads")
         details = gr.JSON(label=I18N("details"))

@@ -139,3 +139,45 @@ def test_twenty_concurrent_calls_are_all_answered_correctly(live_app, scorer):
     with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
         answers = list(pool.map(call, range(20)))
     assert answers == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_batch_view_hides_scores_below_the_filter_and_says_how_many(scorer):
+    _, every = rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 0)
+    threshold = sorted(r["score"] for r in every)[len(every) // 2]
+    table, rows = rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 0, threshold)
+    assert rows == [r for r in every if r["score"] >= threshold]
+    assert f"{len(every) - len(rows)} more below {threshold:.2f} hidden" in table
+
+
+def test_the_batch_table_shows_how_far_each_document_moved_and_markdown_as_typed(scorer):
+    table, rows = rerank_view(scorer, "cup", None, "**bold** cup\n---\n[link](x) mug\n---\nplain plate", None, "", 0)
+    body = table.splitlines()[2:]
+    for line, row in zip(body, rows):
+        change = row["index"] + 1 - row["rank"]
+        assert line.split("|")[5].strip() == (f"▲{change}" if change > 0 else f"▼{-change}" if change < 0 else "=")
+    assert "\\*\\*bold\\*\\* cup" in table and "\\[link\\](x) mug" in table
+
+
+def test_a_chinese_request_gets_chinese_headers_verdicts_and_errors(scorer):
+    table, _ = rerank_view(scorer, "杯子", None, CUPS_TEXT, None, "", 0, lang="zh")
+    assert table.splitlines()[0] == "| 排名 | 分数 | 文档 | 输入序号 | 变化 |"
+    markdown, details = score_view(scorer, "杯子", None, "白瓷杯", None, "", lang="zh")
+    assert verdict(details["score"], "zh")["verdict"] in markdown
+    assert details["verdict"] == verdict(details["score"])["verdict"]  # the JSON stays English for scripts
+    with pytest.raises(ValueError, match="^文档 2:"):
+        parse_documents("a\n---\nb [image: 9]", [CUP], lang="zh")
+
+
+def test_downloads_hold_the_same_rows_as_csv_and_json(scorer):
+    import csv
+    import json
+
+    from lychee_gradio.app import write_downloads
+
+    _, rows = rerank_view(scorer, "cup", None, CUPS_TEXT, [MUG], "", 0)
+    csv_path, json_path = write_downloads(rows, "ranking")
+    with open(csv_path, encoding="utf-8-sig") as file:
+        table = list(csv.DictReader(file))
+    assert json.loads(open(json_path, encoding="utf-8").read()) == rows
+    assert [(int(r["index"]), float(r["score"]), r["image"] or None) for r in table] == \
+        [(r["index"], r["score"], r["image"]) for r in rows]

@@ -160,3 +160,13 @@ def test_the_evaluate_tab_reports_a_bad_line_and_refuses_an_unsafe_zip(scorer, t
         bundle.writestr("../outside.png", b"x")
     with pytest.raises(ValueError, match="unsafe path"):
         evaluate_view(scorer, str(SAMPLE), str(evil), "10", None)
+
+
+def test_the_evaluate_tab_says_when_every_line_was_skipped_and_hints_at_the_zip(scorer, tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"query": "q", "documents": [{"image": "images/x.png"}], "relevant": [0]}\nnot json\n')
+    with pytest.raises(ValueError, match=r"Every one of the 2 lines was skipped.*line 1: .*image file not found.*"
+                                         r"upload its images \.zip too"):
+        evaluate_view(scorer, str(data), None, "1", None, skip_bad=True)
+    with pytest.raises(ValueError, match=r"^Cutoffs k: give whole numbers"):
+        evaluate_view(scorer, str(data), None, "1,x", None)

@@ -31,7 +31,7 @@ class Frontend:
 
         description = await scorer_handle.describe.remote()  # a replica's constructor runs in an event loop
         replicas = int(options.get("max_replicas") or options.get("replicas") or 1)
-        scorer = RayScorer(scorer_handle, description, replicas)
+        scorer = RayScorer(scorer_handle, description, replicas, cache_size=int(options.get("cache_size", 200_000)))
         settings = server.ServerSettings(
             host=options.get("host", "0.0.0.0"), port=int(options.get("port", 7860)),
             rest=RestSettings(api_key=options.get("api_key") or os.environ.get("LYCHEE_API_KEY")),
@@ -57,7 +57,8 @@ def build(args: dict[str, Any]):
 
     model (default $LYCHEE_MODEL or vec-ai/lychee-rerank-mm), replicas (1), min_replicas and
     max_replicas (autoscaling), num_gpus (1 per replica where GPUs exist, else 0), num_cpus (per
-    replica), device, dtype, max_pixels, batch_size, host (0.0.0.0), port (7860), api_key, max_queued.
+    replica), device, dtype, max_pixels, batch_size, host (0.0.0.0), port (7860), api_key, max_queued,
+    cache_size (pair scores kept by the frontend, default 200000; 0: off), image_cache_mb (per replica, default 0).
     """
     from .weights import default_model
 
@@ -65,6 +66,8 @@ def build(args: dict[str, Any]):
     model = os.fspath(options.get("model") or default_model())
     replicas = int(options.get("replicas", 1))
     load_options = {key: options[key] for key in ("device", "dtype", "max_pixels", "batch_size") if key in options}
+    if "image_cache_mb" in options:
+        load_options["image_cache_bytes"] = int(float(options["image_cache_mb"]) * 2**20)
     actor = {"num_cpus": float(options.get("num_cpus", 1)), "num_gpus": float(options.get("num_gpus", 0))}
     threads = None if actor["num_gpus"] else max(1, int(actor["num_cpus"]))
     bound = {key: int(options[key]) if key in options else None for key in ("min_replicas", "max_replicas")}

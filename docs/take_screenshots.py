@@ -15,6 +15,17 @@ IMAGES = ASSETS / "images"
 OUT = Path(__file__).resolve().parent / "screenshots"
 
 
+def rank_images(page) -> None:
+    """Upload the sample images in Image ranking and rank them against one description."""
+    page.get_by_role("tab", name="Image ranking").click()
+    page.locator("#images-query textarea").fill("a white cup with a mountain line pattern")
+    page.locator("#images-files input[type=file]").set_input_files(sorted(str(p) for p in IMAGES.glob("*.png")))
+    page.locator("#images-preview img").nth(5).wait_for()
+    page.locator("#rank-button").click()
+    page.locator("#images-gallery img").nth(5).wait_for()
+    page.wait_for_timeout(1500)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", default="http://127.0.0.1:7860/")
@@ -39,13 +50,7 @@ def main() -> None:
         page.locator("#batch-table table tbody tr").nth(9).wait_for()
         page.screenshot(path=OUT / "batch.png", full_page=True)
 
-        page.get_by_role("tab", name="Image ranking").click()
-        page.locator("#images-query textarea").fill("a white cup with a mountain line pattern")
-        page.locator("#images-files input[type=file]").set_input_files(sorted(str(p) for p in IMAGES.glob("*.png")))
-        page.locator("#images-preview img").nth(5).wait_for()
-        page.locator("#rank-button").click()
-        page.locator("#images-gallery img").nth(5).wait_for()
-        page.wait_for_timeout(1500)
+        rank_images(page)
         page.screenshot(path=OUT / "images.png", full_page=True)
 
         page.get_by_role("tab", name="Evaluate").click()
@@ -59,13 +64,7 @@ def main() -> None:
         # A phone: the ranking of the Image ranking tab, two columns, whole captions.
         phone = browser.new_page(viewport={"width": 390, "height": 844}, locale="en-US")
         phone.goto(args.url)
-        phone.get_by_role("tab", name="Image ranking").click()
-        phone.locator("#images-query textarea").fill("a white cup with a mountain line pattern")
-        phone.locator("#images-files input[type=file]").set_input_files(sorted(str(p) for p in IMAGES.glob("*.png")))
-        phone.locator("#images-preview img").nth(5).wait_for()
-        phone.locator("#rank-button").click()
-        phone.locator("#images-gallery img").nth(5).wait_for()
-        phone.wait_for_timeout(1500)
+        rank_images(phone)
         phone.locator("#images-gallery").scroll_into_view_if_needed()
         phone.screenshot(path=OUT / "phone-images.png")
         browser.close()

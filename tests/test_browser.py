@@ -102,6 +102,21 @@ def page_app(tiny_model_dir):
     running.close()
 
 
+def open_page(browser, url: str, tab: str | None = None, **options):
+    """A new browser page on the app, on `tab` when given (locale en-US unless said)."""
+    page = browser.new_page(**{"locale": "en-US", **options})
+    page.goto(url)
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+    return page
+
+
+def upload_images(page, files: list[str]) -> None:
+    """Image ranking: upload `files` and wait for their thumbnails."""
+    page.locator("#images-files input[type=file]").set_input_files(files)
+    page.locator("#images-preview img").nth(len(files) - 1).wait_for(timeout=30_000)
+
+
 def within(box: dict, width: int) -> bool:
     return box is not None and box["x"] >= -1 and box["x"] + box["width"] <= width + 1
 
@@ -114,8 +129,7 @@ def test_a_phone_shows_every_tab_the_whole_gallery_and_a_readable_evaluate_table
     assert page.get_by_role("tab").all_inner_texts() == ["Single", "Batch rerank", "Image ranking", "Evaluate"]
     page.get_by_role("tab", name="Image ranking").click()
     page.locator("#images-query textarea").fill("a blue mug")
-    page.locator("#images-files input[type=file]").set_input_files([CUP, MUG, TUMBLER, CUP, MUG])
-    page.locator("#images-preview img").nth(4).wait_for(timeout=30_000)  # thumbnails before ranking
+    upload_images(page, [CUP, MUG, TUMBLER, CUP, MUG])  # thumbnails before ranking
     page.locator("#rank-button").click()
     items = page.locator("#images-gallery .thumbnail-item, #images-gallery button.thumbnail-item")
     items.nth(4).wait_for(timeout=60_000)
@@ -138,8 +152,7 @@ def test_a_file_that_is_not_an_image_is_named_without_a_server_path(browser, pag
     url, _, _ = page_app
     fake = tmp_path / "notanimage.png"
     fake.write_text("this is text, not a picture")
-    page = browser.new_page(locale="en-US")
-    page.goto(url)
+    page = open_page(browser, url)
     page.locator("#single-query textarea").wait_for(timeout=30_000)
     page.locator("#single-query textarea").fill("a cup")
     page.locator("#single-document textarea").fill("a mug")
@@ -155,12 +168,9 @@ def test_a_file_that_is_not_an_image_is_named_without_a_server_path(browser, pag
 
 def test_stop_ends_a_long_image_ranking_and_the_next_run_works(browser, page_app):
     url, _, slowdown = page_app
-    page = browser.new_page(locale="en-US")
-    page.goto(url)
-    page.get_by_role("tab", name="Image ranking").click()
+    page = open_page(browser, url, "Image ranking")
     page.locator("#images-query textarea").fill("a blue mug")
-    page.locator("#images-files input[type=file]").set_input_files([CUP, MUG, TUMBLER] * 4)
-    page.locator("#images-preview img").nth(11).wait_for(timeout=30_000)
+    upload_images(page, [CUP, MUG, TUMBLER] * 4)
     slowdown.seconds = 0.5
     try:
         before = slowdown.forwards
@@ -183,9 +193,7 @@ def test_stop_ends_a_long_image_ranking_and_the_next_run_works(browser, page_app
 
 def test_the_csv_download_holds_the_json_results(browser, page_app):
     url, scorer, _ = page_app
-    page = browser.new_page(locale="en-US")
-    page.goto(url)
-    page.get_by_role("tab", name="Batch rerank").click()
+    page = open_page(browser, url, "Batch rerank")
     page.locator("#batch-query textarea").fill("保温杯 500ml")
     page.locator("#batch-documents textarea").fill(CUPS_TEXT)
     page.locator("#rerank-button").click()
@@ -230,9 +238,7 @@ def test_a_chinese_browser_reads_chinese_table_headers_verdicts_and_errors(brows
 
 def test_ctrl_enter_runs_the_batch_tab(browser, page_app):
     url, _, _ = page_app
-    page = browser.new_page(locale="en-US")
-    page.goto(url)
-    page.get_by_role("tab", name="Batch rerank").click()
+    page = open_page(browser, url, "Batch rerank")
     page.locator("#batch-query textarea").fill("cup")
     page.locator("#batch-documents textarea").fill("a mug\n---\na plate\n---\na cup")
     page.locator("#batch-documents textarea").press("Control+Enter")
@@ -244,8 +250,7 @@ def test_the_preset_turns_custom_when_edited_and_comes_back_when_chosen(browser,
     from lychee_gradio.prompt import INSTRUCTION_PRESETS
 
     url, _, _ = page_app
-    page = browser.new_page(locale="en-US")
-    page.goto(url)
+    page = open_page(browser, url)
     preset = page.locator("#preset input")
     instruction = page.locator("#instruction textarea")
     preset.wait_for(timeout=30_000)
@@ -286,8 +291,7 @@ def test_the_api_docs_render_without_internet(browser, page_app):
 
 def test_use_via_api_names_every_parameter_in_english(browser, page_app):
     url, _, _ = page_app
-    page = browser.new_page(locale="en-US")
-    page.goto(url)
+    page = open_page(browser, url)
     page.get_by_text("Use via API").click()
     page.get_by_text('api_name="/rerank"').first.wait_for(timeout=30_000)
     text = page.locator("body").inner_text()

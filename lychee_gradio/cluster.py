@@ -22,15 +22,12 @@ import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-from .families import FAMILIES
-from .inputs import to_item, to_items
-from .prompt import resolve_instruction
-from .ranking import check_top_n
 from .cache import ScoreCache
-from .scorer import (PairScore, ProgressCallback, RerankResult, ScoreStats, ScorerBusyError, ScoringCancelledError,
-                     ScoringOutOfMemoryError, ScoringTimeoutError, StopCheck, ranked, through_cache)
+from .families import FAMILIES
+from .scorer import (PairScore, Scorer, ScoreStats, ScorerBusyError, ScoringCancelledError, ScoringOutOfMemoryError,
+                     ScoringTimeoutError, StopCheck)
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +77,7 @@ class ClusterSettings:
     cache_size: int = 0  # pair scores kept in front of the replicas (0: off)
 
 
-class RayScorer:
+class RayScorer(Scorer):
     """The scorer interface over a Ray Serve deployment of `ScorerReplica`."""
 
     def __init__(self, handle, description: dict, replicas: int, cache_size: int = 0):
@@ -94,46 +91,9 @@ class RayScorer:
         self.waiting = 0  # chunks sent to the replicas and not answered yet
         self.last_pids: list[int] = []  # which replica processes served the last request (for tests, logs)
 
-    def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-              max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
-              timeout: float | None = None, cancel=None, stats: ScoreStats | None = None) -> list[float]:
-        pairs = self.score_with_logits(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress,
-                                       timeout=timeout, cancel=cancel, stats=stats)
-        return [pair.score for pair in pairs]
-
-    def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
-               top_n: int | None = None, *, max_pixels: int | None = None,
-               on_progress: ProgressCallback | None = None, timeout: float | None = None, cancel=None,
-               stats: ScoreStats | None = None) -> list[RerankResult]:
-        top_n = check_top_n(top_n)
-        return ranked(documents, self.score(query, documents, instruction, max_pixels=max_pixels,
-                                            on_progress=on_progress, timeout=timeout, cancel=cancel, stats=stats),
-                      top_n)
-
-    def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-                          max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
-                          timeout: float | None = None, cancel=None,
-                          stats: ScoreStats | None = None) -> list[PairScore]:
-        # Inputs are checked here, at the edge, so that a bad document is named before any work is sent.
-        stop = StopCheck(timeout, cancel)
-        stats = stats if stats is not None else ScoreStats()
-        query_item = to_item(query, "query")
-        items = to_items(documents)
-        instruction = resolve_instruction(instruction, self.family.default_instruction)
-        if max_pixels is not None and max_pixels < self.family.min_pixels:
-            raise ValueError(f"max_pixels: must be at least {self.family.min_pixels}, got {max_pixels}")
-        if not items:
-            return []
-
-        def compute(missing: list[int], progress: ProgressCallback) -> list[PairScore]:
-            return self._score_on_replicas(query_item, [items[i] for i in missing], instruction, max_pixels,
-                                           progress, stop, stats)
-
-        return through_cache(self.cache, self.model_name, query_item, items, instruction,
-                             max_pixels or self.max_pixels, compute, on_progress, stats)
-
-    def _score_on_replicas(self, query_item, items, instruction, max_pixels, on_progress, stop: StopCheck,
-                           stats: ScoreStats) -> list[PairScore]:
+    def _score_fresh(self, query_item, items, instruction, max_pixels, on_progress, stop: StopCheck,
+                     stats: ScoreStats, digest=None) -> list[PairScore]:
+        """Spread the pairs over the replicas in chunks (retried once when a replica dies), merged in order."""
         chunks = self._chunks(len(items))
         results: list[PairScore | None] = [None] * len(items)
         pending = {self._submit(query_item, items, chunk, instruction, max_pixels, stop): (chunk, 0)

@@ -166,7 +166,74 @@ class SharedPrefix:
     key_values: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each (1, kv_heads, length, head_dim)
 
 
-class LycheeScorer:
+class Scorer:
+    """What every scorer answers (`LycheeScorer` here, `cluster.RayScorer` over replicas): `score`,
+    `score_with_logits` and `rerank`, with inputs checked at the edge and the score cache in front.
+
+    A subclass has `family`, `model_name`, `max_pixels` and `cache`, and scores the pairs the cache
+    does not have in `_score_fresh`.
+    """
+
+    family: ModelFamily
+    model_name: str
+    cache: ScoreCache
+
+    def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
+              max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
+              timeout: float | None = None, cancel: threading.Event | None = None,
+              stats: ScoreStats | None = None) -> list[float]:
+        """The score (0..1) of each document against the query, in input order.
+
+        `max_pixels` bounds the images of this call only (default: the scorer's). `timeout`
+        (seconds, waiting for the model included) raises `ScoringTimeoutError` and `cancel` (an
+        event set by the caller) `ScoringCancelledError`: both are checked between batches, so the
+        work stops there. `stats`, a `ScoreStats`, is filled in with what the call did.
+        """
+        pairs = self.score_with_logits(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress,
+                                       timeout=timeout, cancel=cancel, stats=stats)
+        return [pair.score for pair in pairs]
+
+    def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
+                          max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
+                          timeout: float | None = None, cancel: threading.Event | None = None,
+                          stats: ScoreStats | None = None) -> list[PairScore]:
+        """Like `score`, with the yes/no logits and the prompt length of each pair."""
+        # Inputs are checked here, at the edge, so that a bad document is named before any work starts.
+        stop = StopCheck(timeout, cancel)
+        stats = stats if stats is not None else ScoreStats()
+        query_item = to_item(query, "query")
+        document_items = to_items(documents)
+        instruction_text = resolve_instruction(instruction, self.family.default_instruction)
+        if max_pixels is not None and max_pixels < self.family.min_pixels:
+            raise ValueError(f"max_pixels: must be at least {self.family.min_pixels}, got {max_pixels}")
+        if not document_items:
+            return []
+        digest = DigestMemo()
+
+        def compute(missing: list[int], progress: ProgressCallback) -> list[PairScore]:
+            return self._score_fresh(query_item, [document_items[i] for i in missing], instruction_text, max_pixels,
+                                     progress, stop, stats, digest)
+
+        return through_cache(self.cache, self.model_name, query_item, document_items, instruction_text,
+                             max_pixels or self.max_pixels, compute, on_progress, stats, digest)
+
+    def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
+               top_n: int | None = None, *, max_pixels: int | None = None,
+               on_progress: ProgressCallback | None = None, timeout: float | None = None,
+               cancel: threading.Event | None = None, stats: ScoreStats | None = None) -> list[RerankResult]:
+        """Documents best-first, each with its input index and score; `top_n` keeps the best n (0 or None: all)."""
+        top_n = check_top_n(top_n)
+        scores = self.score(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress,
+                            timeout=timeout, cancel=cancel, stats=stats)
+        return ranked(documents, scores, top_n)
+
+    def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
+                     on_progress: ProgressCallback, stop: StopCheck, stats: ScoreStats,
+                     digest: DigestMemo) -> list[PairScore]:
+        raise NotImplementedError
+
+
+class LycheeScorer(Scorer):
     """A loaded yes/no reranker (any family of families.py). Build it with `LycheeScorer.load(...)`; thread-safe."""
 
     def __init__(self, model, processor, *, model_name: str, device: str,
@@ -253,61 +320,18 @@ class LycheeScorer:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-              max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
-              timeout: float | None = None, cancel: threading.Event | None = None,
-              stats: ScoreStats | None = None) -> list[float]:
-        """The score (0..1) of each document against the query, in input order.
-
-        `max_pixels` bounds the images of this call only (default: the scorer's). `timeout`
-        (seconds, waiting for the model included) raises `ScoringTimeoutError` and `cancel` (an
-        event set by the caller) `ScoringCancelledError`: both are checked between batches, so the
-        work stops there. `stats`, a `ScoreStats`, is filled in with what the call did.
-        """
-        pairs = self.score_with_logits(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress,
-                                       timeout=timeout, cancel=cancel, stats=stats)
-        return [pair.score for pair in pairs]
-
-    def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-                          max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
-                          timeout: float | None = None, cancel: threading.Event | None = None,
-                          stats: ScoreStats | None = None) -> list[PairScore]:
-        """Like `score`, with the yes/no logits and the prompt length of each pair."""
-        stop = StopCheck(timeout, cancel)
-        stats = stats if stats is not None else ScoreStats()
-        query_item = to_item(query, "query")
-        document_items = to_items(documents)
-        instruction_text = resolve_instruction(instruction, self.family.default_instruction)
-        if max_pixels is not None and max_pixels < self.encoder.min_pixels:
-            raise ValueError(f"max_pixels: must be at least {self.encoder.min_pixels}, got {max_pixels}")
-        if not document_items:
-            return []
-        digest = DigestMemo()
-
-        def compute(missing: list[int], progress: ProgressCallback) -> list[PairScore]:
-            self._acquire(stop)
-            try:
-                hits, misses = self.image_cache.hits, self.image_cache.misses
-                pairs = self.encoder.encode(query_item, [document_items[i] for i in missing], instruction_text,
-                                            max_pixels, digest, on_document=stop)
-                stats.image_cache_hits += self.image_cache.hits - hits
-                stats.image_cache_misses += self.image_cache.misses - misses
-                return self._score_pairs(pairs, progress, stop, stats)
-            finally:
-                self._lock.release()
-
-        return through_cache(self.cache, self.model_name, query_item, document_items, instruction_text,
-                             max_pixels or self.max_pixels, compute, on_progress, stats, digest)
-
-    def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
-               top_n: int | None = None, *, max_pixels: int | None = None,
-               on_progress: ProgressCallback | None = None, timeout: float | None = None,
-               cancel: threading.Event | None = None, stats: ScoreStats | None = None) -> list[RerankResult]:
-        """Documents best-first, each with its input index and score; `top_n` keeps the best n (0 or None: all)."""
-        top_n = check_top_n(top_n)
-        scores = self.score(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress,
-                            timeout=timeout, cancel=cancel, stats=stats)
-        return ranked(documents, scores, top_n)
+    def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
+                     on_progress: ProgressCallback, stop: StopCheck, stats: ScoreStats,
+                     digest: DigestMemo) -> list[PairScore]:
+        self._acquire(stop)
+        try:
+            hits, misses = self.image_cache.hits, self.image_cache.misses
+            pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=stop)
+            stats.image_cache_hits += self.image_cache.hits - hits
+            stats.image_cache_misses += self.image_cache.misses - misses
+            return self._score_pairs(pairs, on_progress, stop, stats)
+        finally:
+            self._lock.release()
 
     def _acquire(self, stop: StopCheck) -> None:
         """Take the model, waiting at most until the call's deadline (and no longer once it is cancelled)."""

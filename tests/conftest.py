@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +34,31 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_command(command: list[str], *, cwd: Path = ROOT_DIR, env: dict | None = None, timeout: float = 180,
+                   stop: int = signal.SIGTERM):
+    """Run a serving command (`lychee load ...`) until it prints its ready line; yield its output lines;
+    then stop it by its handle with `stop` (killed if it does not end within 60 s)."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})})
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not any("lychee-gradio is ready:" in line for line in lines):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{' '.join(map(str, command))} did not become ready:\n" + "".join(lines))
+            time.sleep(0.2)
+        yield lines
+    finally:
+        process.send_signal(stop)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
 
-from .conftest import free_port
+from .conftest import free_port, served_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,21 +38,9 @@ def test_a_bad_model_path_gives_a_clear_error_and_a_non_zero_exit():
 def served(tiny_model_dir):
     """`python launch.py --model <tiny folder> --port P`, stopped after the test."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "launch.py", "--model", str(tiny_model_dir), "--port", str(port)],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 180
-    while not any("ready:" in line for line in lines):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("launch.py did not become ready:\n" + "".join(lines))
-        time.sleep(0.2)
-    yield port, lines
-    process.terminate()
-    process.wait(timeout=30)
+    with served_command([sys.executable, "launch.py", "--model", str(tiny_model_dir), "--port", str(port)],
+                        cwd=ROOT) as lines:
+        yield port, lines
 
 
 def test_launch_py_serves_the_engine_scores_over_the_api(served, scorer):

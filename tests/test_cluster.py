@@ -209,31 +209,14 @@ def test_the_serve_config_file_names_the_application_builder():
 
 
 def test_lychee_load_with_replicas_serves_the_demo(tmp_path):
-    from .conftest import ROOT_DIR, free_port
+    from .conftest import free_port, served_command
 
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    process = subprocess.Popen([sys.executable, "-m", "lychee_gradio.cli", "load", "--demo", "--replicas", "2",
-                                "--port", str(port)], cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env)
-    lines: list[str] = []
-    import threading
-
-    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
-    try:
-        deadline = time.monotonic() + 240
-        while not any("ready:" in line for line in lines):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("lychee load --replicas 2 did not become ready:\n" + "".join(lines))
-            time.sleep(0.5)
+    # Stopped with SIGINT, as Ctrl+C would: the command stops its replicas and its Ray instance.
+    with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--demo", "--replicas", "2",
+                         "--port", str(port)], env={"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=240,
+                        stop=signal.SIGINT) as lines:
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json={"query": "cup", "documents": CUPS},
                             timeout=120)
         assert answer.status_code == 200 and len(answer.json()["results"]) == len(CUPS)
         assert any("model replicas: 2 per model on Ray Serve" in line for line in lines)
-    finally:
-        process.send_signal(signal.SIGINT)  # the command stops its replicas and its Ray instance
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)

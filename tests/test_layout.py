@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import free_port
+from .conftest import free_port, served_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "lychee_gradio"
@@ -120,18 +118,9 @@ def test_the_runtime_install_holds_no_test_tool(installed):
 
 def test_the_installed_wheel_serves_the_demo_with_its_examples(installed, tmp_path):
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "XDG_CACHE_HOME": str(tmp_path / "cache")}
     # Run outside the checkout, so that nothing can be imported from the source tree.
-    process = subprocess.Popen([str(installed / "bin" / "lychee"), "load", "--demo", "--port", str(port)],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        lines = []
-        deadline = time.monotonic() + 300
-        while not any("ready:" in line for line in lines):
-            line = process.stdout.readline()
-            if not line and (process.poll() is not None or time.monotonic() > deadline):
-                pytest.fail("the installed app did not become ready:\n" + "".join(lines))
-            lines.append(line)
+    with served_command([str(installed / "bin" / "lychee"), "load", "--demo", "--port", str(port)], cwd=tmp_path,
+                        env={"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=300):
         url = f"http://127.0.0.1:{port}"
         response = httpx.post(f"{url}/v1/rerank", json={"query": "white cup", "documents": ["a cup", "a plate"]},
                               timeout=60)
@@ -146,6 +135,3 @@ def test_the_installed_wheel_serves_the_demo_with_its_examples(installed, tmp_pa
                                 "from lychee_gradio.app import ASSETS_DIR; print(ASSETS_DIR)"],
                                capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
         assert "site-packages" in where and (Path(where) / "eval" / "images.zip").is_file()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

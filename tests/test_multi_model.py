@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -21,7 +17,7 @@ from lychee_gradio.metrics import kendall_tau, top_k_overlap
 from lychee_gradio.ranking import best_first
 from lychee_gradio.registry import ModelSet
 
-from .conftest import ASSETS, CUPS, CUPS_TEXT, free_port
+from .conftest import ASSETS, CUPS, CUPS_TEXT, free_port, served_command
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ["a white cup with mountains", "北欧风手绘山形白瓷咖啡杯", "stainless steel tumbler", "a blue mug"]
@@ -129,24 +125,10 @@ def test_eval_with_two_models_equals_two_single_model_runs(tmp_path, tiny_model_
 
 def test_lychee_load_serves_two_model_folders_by_name(tiny_model_dir, tiny_qwen3_dir, scorer, qwen3_scorer):
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lychee_gradio.cli", "load", "--model", str(tiny_model_dir), "--model",
-         str(tiny_qwen3_dir), "--port", str(port), "--device", "cpu"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
-    try:
-        deadline = time.monotonic() + 180
-        while not any("ready:" in line for line in lines):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("lychee load did not become ready:\n" + "".join(lines))
-            time.sleep(0.2)
+    with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--model", str(tiny_model_dir),
+                         "--model", str(tiny_qwen3_dir), "--port", str(port), "--device", "cpu"], cwd=ROOT):
         url = f"http://127.0.0.1:{port}/"
         for folder, engine in ((tiny_model_dir, scorer), (tiny_qwen3_dir, qwen3_scorer)):
             answer = rerank(url, model=folder.name, query="white cup", documents=DOCS).json()
             assert {r["index"]: r["relevance_score"] for r in answer["results"]} == pytest.approx(
                 dict(enumerate(engine.score("white cup", DOCS))), abs=1e-6)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

@@ -2,9 +2,9 @@
 
 Ray Serve does the distributed work (placing replicas on GPUs or CPU shares across a cluster,
 routing, queueing, autoscaling, restarting dead replicas). This module only adapts it to the
-scorer interface the app and the REST API use: `RayScorer` has the `LycheeScorer` methods they
-call (`score`, `score_with_logits`, `rerank`, `model_name`, `family`, `max_pixels`), so they do
-not know which one they hold.
+scorer interface the app and the REST API use: `RayScorer` is a `scorer.Scorer` like
+`LycheeScorer` (same `score`, `score_with_logits`, `rerank`, input checks and score cache), and
+only its way of scoring the cache's misses differs, so they do not know which one they hold.
 
 A request's documents are split into chunks that run on different replicas at once and are merged
 back in input order; scores are pointwise, so they equal the single-process scores. A chunk whose

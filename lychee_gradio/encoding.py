@@ -154,15 +154,25 @@ class PairEncoder:
         self.pixel_dtype = pixel_dtype
 
     def truncate(self, item: Item) -> Item:
-        """Cut text to `max_text_tokens` tokens, at a token boundary of the original string."""
+        """Cut text to `max_text_tokens` tokens, at a token boundary of the original string.
+
+        Megabytes of text are never tokenized whole: a prefix of a few characters per token of the
+        budget is tokenized (doubled until it holds more tokens than the budget, or the whole text),
+        and the cut falls at the end of the budget's last token.
+        """
+        budget = self.max_text_tokens
         # Byte-level BPE: every token covers at least one UTF-8 byte, so short text needs no tokenizing.
-        if item.text is None or len(item.text.encode("utf-8")) <= self.max_text_tokens:
+        if item.text is None or len(item.text) <= budget // 4 or len(item.text.encode("utf-8")) <= budget:
             return item
-        offsets = self.literal.plain.encode(item.text, add_special_tokens=False).offsets
-        if len(offsets) <= self.max_text_tokens:
-            return item
-        cut = offsets[self.max_text_tokens - 1][1]
-        return Item(text=item.text[:cut], image=item.image)
+        text, chars = item.text, budget * 8
+        while True:
+            head = text[:chars]
+            offsets = self.literal.plain.encode(head, add_special_tokens=False).offsets
+            if len(offsets) > budget:
+                return Item(text=text[: offsets[budget - 1][1]], image=item.image)
+            if len(head) == len(text):
+                return item
+            chars *= 2
 
     def encode_image(self, image: Image.Image, max_pixels: int | None = None,
                      digest: Callable[[Image.Image], bytes] | None = None) -> EncodedImage:

@@ -23,7 +23,7 @@ from transformers import DynamicCache
 from .cache import DigestMemo, ImageCache, ScoreCache
 from .encoding import EncodedPair, PairEncoder, shared_prefix_length
 from .families import LYCHEE, ModelFamily
-from .inputs import Item, to_item, to_items
+from .inputs import RETURN_MEMORY_AFTER_PIXELS, ImageRules, Item, image_pixels, return_memory, to_item, to_items
 from .ranking import best_first, check_top_n
 from .prompt import resolve_instruction
 from .weights import choose_runtime, default_model, load_model_and_processor, resolve_model_dir
@@ -201,11 +201,14 @@ class Scorer:
         # Inputs are checked here, at the edge, so that a bad document is named before any work starts.
         stop = StopCheck(timeout, cancel)
         stats = stats if stats is not None else ScoreStats()
-        query_item = to_item(query, "query")
-        document_items = to_items(documents)
-        instruction_text = resolve_instruction(instruction, self.family.default_instruction)
         if max_pixels is not None and max_pixels < self.family.min_pixels:
             raise ValueError(f"max_pixels: must be at least {self.family.min_pixels}, got {max_pixels}")
+        # Images larger than the model will look at are decoded straight down (inputs.ImageRules);
+        # the doors pass items already decoded under their limits, the same way.
+        rules = ImageRules(keep_pixels=max_pixels or self.max_pixels)
+        query_item = to_item(query, "query", rules=rules)
+        document_items = to_items(documents, rules=rules)
+        instruction_text = resolve_instruction(instruction, self.family.default_instruction)
         if not document_items:
             return []
         digest = DigestMemo()
@@ -214,8 +217,13 @@ class Scorer:
             return self._score_fresh(query_item, [document_items[i] for i in missing], instruction_text, max_pixels,
                                      progress, stop, stats, digest)
 
-        return through_cache(self.cache, self.model_name, query_item, document_items, instruction_text,
-                             max_pixels or self.max_pixels, compute, on_progress, stats, digest)
+        try:
+            return through_cache(self.cache, self.model_name, query_item, document_items, instruction_text,
+                                 max_pixels or self.max_pixels, compute, on_progress, stats, digest)
+        finally:
+            if image_pixels([query_item, *document_items]) >= RETURN_MEMORY_AFTER_PIXELS:
+                del compute, document_items, digest
+                return_memory()
 
     def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
                top_n: int | None = None, *, max_pixels: int | None = None,
@@ -323,12 +331,14 @@ class LycheeScorer(Scorer):
     def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
                      on_progress: ProgressCallback, stop: StopCheck, stats: ScoreStats,
                      digest: DigestMemo) -> list[PairScore]:
+        # Encoding (text cut to its budget, images processed) needs no model: it runs before the
+        # model is taken, so a request with huge inputs never holds the model for more than its scoring.
+        hits, misses = self.image_cache.hits, self.image_cache.misses
+        pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=stop)
+        stats.image_cache_hits += self.image_cache.hits - hits
+        stats.image_cache_misses += self.image_cache.misses - misses
         self._acquire(stop)
         try:
-            hits, misses = self.image_cache.hits, self.image_cache.misses
-            pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=stop)
-            stats.image_cache_hits += self.image_cache.hits - hits
-            stats.image_cache_misses += self.image_cache.misses - misses
             return self._score_pairs(pairs, on_progress, stop, stats)
         finally:
             self._lock.release()

@@ -14,6 +14,7 @@ import contextvars
 import csv
 import functools
 import json
+import os
 import re
 import tempfile
 import threading
@@ -23,10 +24,11 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 import gradio as gr
+from gradio.context import LocalContext
 from gradio.i18n import I18nData
 
 from . import evaluation, telemetry
-from .inputs import to_item
+from .inputs import ImageRules, PixelBudget, to_item
 from .labels import TRANSLATIONS, language, reason, text
 from .metrics import kendall_tau, top_k_overlap
 from .prompt import INSTRUCTION_PRESETS
@@ -141,7 +143,14 @@ def _scorable(document: dict) -> dict:
     return {key: document[key] for key in ("text", "image") if document[key] is not None}
 
 
-def _item(value: dict, describe: Callable[[str, bool], str], limits: Limits, lang: str):
+def image_rules(limits: Limits, *scorers) -> ImageRules:
+    """How one page request's images are decoded: the server's limits, and down to the largest pixel
+    bound of the models that will score them (a fresh decoded-pixel budget per request)."""
+    return ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=max(s.max_pixels for s in scorers),
+                      budget=PixelBudget(limits.max_request_pixels))
+
+
+def _item(value: dict, describe: Callable[[str, bool], str], rules: ImageRules, lang: str):
     """One query or document as a scorer item; a problem is worded by `describe(reason, about_image)`,
     which names the document as the page shows it (counted from 1, with its file name), never a
     server path."""
@@ -149,7 +158,7 @@ def _item(value: dict, describe: Callable[[str, bool], str], limits: Limits, lan
     if isinstance(image, UnreadableUpload):
         raise PageError(text("error_unreadable", lang, name=str(image)))
     try:
-        return to_item(value, "input", max_image_pixels=limits.max_image_pixels)
+        return to_item(value, "input", rules=rules)
     except ValueError as error:
         about_image = ".image" in str(error).split(": ", 1)[0]
         raise PageError(describe(reason(str(error), lang), about_image)) from None
@@ -160,14 +169,15 @@ def _check_count(count: int, limits: Limits, what: str, lang: str) -> None:
         raise PageError(text("error_too_many", lang, what=text(what, lang), count=count, limit=limits.max_documents))
 
 
-def _query_item(query_text, query_image, limits: Limits, lang: str = "en"):
+def _query_item(query_text, query_image, rules: ImageRules, lang: str = "en"):
     query = query_from(query_text, query_image, lang)
     name = _upload_name(query["image"]) if query["image"] else ""
     return _item(_scorable(query), lambda why, image: text("error_query_image", lang, name=name, reason=why) if image
-                 else text("error_query", lang, reason=why), limits, lang)
+                 else text("error_query", lang, reason=why), rules, lang)
 
 
-def _document_items(documents, document_images, limits: Limits, lang: str = "en") -> tuple[list[dict], list]:
+def _document_items(documents, document_images, limits: Limits, rules: ImageRules,
+                    lang: str = "en") -> tuple[list[dict], list]:
     """The page's documents (text blocks plus uploads), parsed for display and as scorer items."""
     parsed = parse_documents(documents, document_images, lang)
     _check_count(len(parsed), limits, "what_documents", lang)
@@ -175,7 +185,7 @@ def _document_items(documents, document_images, limits: Limits, lang: str = "en"
     for number, document in enumerate(parsed, start=1):
         name = f" ({document['name']})" if document["name"] else ""
         items.append(_item(_scorable(document), lambda why, _: text("error_document", lang, number=number, name=name,
-                                                                     reason=why), limits, lang))
+                                                                     reason=why), rules, lang))
     return parsed, items
 
 
@@ -200,13 +210,14 @@ def _preview(document: dict) -> str:
 
 def score_view(scorer: LycheeScorer, query_text, query_image, document_text, document_image,
                instruction, *, limits: Limits = Limits(), lang: str = "en") -> tuple[str, dict]:
-    query = _query_item(query_text, query_image, limits, lang)
+    rules = image_rules(limits, scorer)
+    query = _query_item(query_text, query_image, rules, lang)
     document = {"text": (document_text or "").strip() or None, "image": document_image or None}
     if document["text"] is None and document["image"] is None:
         raise PageError(text("error_document_missing", lang))
     name = _upload_name(document_image) if document_image else ""
     item = _item(_scorable(document), lambda why, image: text("error_document_image", lang, name=name, reason=why)
-                 if image else text("error_single_document", lang, reason=why), limits, lang)
+                 if image else text("error_single_document", lang, reason=why), rules, lang)
     (pair,) = scorer.score_with_logits(query, [item], instruction or None)
     reading = verdict(pair.score, lang)
     details = {"score": pair.score, "verdict": verdict(pair.score)["verdict"], "colour": reading["colour"],
@@ -237,8 +248,9 @@ def rerank_view(scorer: LycheeScorer, query_text, query_image, documents, docume
                 top_n, min_score: float | None = 0, *, limits: Limits = Limits(),
                 lang: str = "en") -> tuple[str, list[dict]]:
     top_n = _top_n(top_n, lang)
-    query = _query_item(query_text, query_image, limits, lang)
-    parsed, items = _document_items(documents, document_images, limits, lang)
+    rules = image_rules(limits, scorer)
+    query = _query_item(query_text, query_image, rules, lang)
+    parsed, items = _document_items(documents, document_images, limits, rules, lang)
     results, hidden = _above(scorer.rerank(query, items, instruction or None, top_n=top_n), min_score)
     rows = [
         {"rank": rank, "index": result.index, "score": result.score, "verdict": verdict(result.score)["verdict"],
@@ -259,7 +271,8 @@ def rank_images_view(scorer: LycheeScorer, query_text, query_image, images, inst
                      on_progress: Callable[[int, int, str], None] | None = None) -> tuple[list, list[dict]]:
     """Rank uploaded images; `on_progress(done, total, description)` counts reading each image, then scoring."""
     top_n = _top_n(top_n, lang)
-    query = _query_item(query_text, query_image, limits, lang)
+    rules = image_rules(limits, scorer)
+    query = _query_item(query_text, query_image, rules, lang)
     paths = [str(path) for path in (images or [])]
     if not paths:
         raise PageError(text("error_images_missing", lang))
@@ -269,7 +282,7 @@ def rank_images_view(scorer: LycheeScorer, query_text, query_image, images, inst
     for number, path in enumerate(paths, start=1):
         name = _upload_name(path)
         items.append(_item({"image": path}, lambda why, _: text("error_image", lang, number=number, name=name,
-                                                                 reason=why), limits, lang))
+                                                                 reason=why), rules, lang))
         if on_progress is not None:
             on_progress(number, 2 * count, text("progress_reading", lang, done=number, total=count))
 
@@ -298,8 +311,9 @@ def compare_view(first: LycheeScorer, second: LycheeScorer, names: tuple[str, st
     sets; the rows are in the first model's order, and the documents whose ranks differ most are
     listed apart.
     """
-    query = _query_item(query_text, query_image, limits, lang)
-    parsed, items = _document_items(documents, document_images, limits, lang)
+    rules = image_rules(limits, first, second)
+    query = _query_item(query_text, query_image, rules, lang)
+    parsed, items = _document_items(documents, document_images, limits, rules, lang)
     scores_a = first.score(query, items, instruction or None)
     scores_b = second.score(query, items, instruction or None)
     order_a, order_b = best_first(scores_a), best_first(scores_b)
@@ -391,10 +405,12 @@ def _eval_problem(error: evaluation.BadLine, has_zip: bool, lang: str) -> PageEr
 
 def evaluate_view(scorer, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
                   limits: Limits = Limits(), lang: str = "en",
-                  on_progress: Callable[[int, int], None] | None = None) -> tuple[str, Any, dict]:
+                  on_progress: Callable[[int, int], None] | None = None, timeout: float | None = None,
+                  cancel: threading.Event | None = None) -> tuple[str, Any, dict]:
     """The Evaluate tab: the metrics table, a chart's data (first stage vs. reranked) and the report.
 
     `scorer` is one scorer, or a ModelSet: with several models every one is evaluated, side by side.
+    Each line is one request under `limits`; `timeout` covers the whole run and `cancel` stops it.
     """
     import pandas as pd
 
@@ -419,7 +435,7 @@ def evaluate_view(scorer, data_file, images_zip, ks_text, instruction, skip_bad=
             raise PageError(text("error_eval_empty", lang))
         # A line's own instruction wins; the page's box applies to lines without one.
         options = {"instruction": instruction or None, "skip_bad": bool(skip_bad), "skipped": skipped,
-                   "on_progress": on_progress}
+                   "on_progress": on_progress, "limits": limits, "timeout": timeout, "cancel": cancel}
         models = ModelSet.of(scorer)
         try:
             if len(models) == 1:
@@ -475,13 +491,13 @@ class _Call:
         return getattr(self._scorer, name)
 
     def score(self, *args, **kwargs):
-        return self._scorer.score(*args, **self._options, stats=self.stats, **kwargs)
+        return self._scorer.score(*args, **{**self._options, **kwargs}, stats=self.stats)
 
     def score_with_logits(self, *args, **kwargs):
-        return self._scorer.score_with_logits(*args, **self._options, stats=self.stats, **kwargs)
+        return self._scorer.score_with_logits(*args, **{**self._options, **kwargs}, stats=self.stats)
 
     def rerank(self, *args, **kwargs):
-        return self._scorer.rerank(*args, **self._options, stats=self.stats, **kwargs)
+        return self._scorer.rerank(*args, **{**self._options, **kwargs}, stats=self.stats)
 
 
 class _Runs:
@@ -558,7 +574,8 @@ def _endpoint(models: ModelSet, request_timeout: float | None, runs: _Runs) -> C
                         return handler(*args, **kwargs)
                     except tuple(_STATUS) as error:
                         record.status = next(code for kind, code in _STATUS.items() if isinstance(error, kind))
-                        raise gr.Error(message(error, lang)) from None
+                        # A user's mistake: one access-log line (status 400), no traceback.
+                        raise gr.Error(message(error, lang), print_exception=False) from None
                     finally:
                         for call in calls:
                             telemetry.record_scoring(models.name_of(call._scorer), call.stats)
@@ -658,9 +675,9 @@ def make_handlers(models: ModelSet, limits: Limits, request_timeout: float | Non
         def report(done: int, total: int) -> None:
             progress(done / total, desc=text("progress_query", lang, done=done, total=total))
 
-        table, chart, details = evaluate_view(ModelSet([_use(scorer) for scorer in models.scorers]), data,
-                                              images_zip, k, instruction, skip_bad, limits=limits, lang=lang,
-                                              on_progress=report)
+        calls = [_use(scorer) for scorer in models.scorers]
+        table, chart, details = evaluate_view(ModelSet(calls), data, images_zip, k, instruction, skip_bad,
+                                              limits=limits, lang=lang, on_progress=report, **calls[0]._options)
         # Bars in the table's order, each metric's "first stage" beside each model's.
         return table, gr.BarPlot(value=chart, sort=list(chart["bar"]), x_title=text("chart_x", lang),
                                  y_title=text("chart_y", lang)), details
@@ -999,6 +1016,48 @@ def _readable_api_info(demo: gr.Blocks) -> None:
     demo.get_api_info = get_api_info
 
 
+def _file_paths(value: Any) -> list[str]:
+    """Every file path a component's input value names (FileData dicts, at any depth)."""
+    if isinstance(value, dict):
+        found = [value["path"]] if isinstance(value.get("path"), str) else []
+        return found + [path for item in value.values() if isinstance(item, (dict, list)) for path in _file_paths(item)]
+    if isinstance(value, list):
+        return [path for item in value for path in _file_paths(item)]
+    return []
+
+
+def uploaded(path: str) -> bool:
+    """Whether `path` (symlinks followed) is a file this server received as an upload: in Gradio's
+    upload folder, where the page's examples (the app's sample files) are cached too."""
+    from gradio.utils import get_upload_folder
+
+    if "://" in path or path.startswith("data:"):
+        return False
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(get_upload_folder()))
+
+
+class Page(gr.Blocks):
+    """The app's Blocks: every file input of every event is checked before Gradio touches it.
+
+    A file input must name a file that was uploaded to this server (or an example's cached copy): a path
+    anywhere else on the server, or a URL, is refused with one message naming the input, whether
+    or not such a file exists, before Gradio would copy it into its cache (and serve it back).
+    This is the one place every file input passes (page, gradio_client, /gradio_api/*); Gradio
+    itself applies the same rule only to apps it launched, and this app is mounted. `server.py`
+    also marks the mounted page as launched, so Gradio's own check runs as a second line.
+    """
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
+        for block, value in zip(block_fn.inputs, inputs or []):
+            if any(not uploaded(path) for path in _file_paths(value)):
+                request = LocalContext.request.get(None)
+                lang = language(request.headers.get("accept-language") if request is not None else None)
+                label = getattr(block, "label", None)
+                name = text(label.key, lang) if isinstance(label, I18nData) else str(label or "file")
+                raise gr.Error(text("error_not_uploaded", lang, input=name), print_exception=False)
+        return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+
+
 def build_demo(scorers, *, demo_mode: bool = False, limits: Limits = Limits(), concurrency: int = 1,
                request_timeout: float | None = None) -> gr.Blocks:
     """The whole page, over one scorer or several (a list or a ModelSet; the first is the default).
@@ -1008,7 +1067,7 @@ def build_demo(scorers, *, demo_mode: bool = False, limits: Limits = Limits(), c
     """
     models = ModelSet.of(scorers)
     handlers = make_handlers(models, limits, request_timeout)
-    with gr.Blocks(title="Lychee reranker", analytics_enabled=False) as demo:
+    with Page(title="Lychee reranker", analytics_enabled=False) as demo:
         if demo_mode:
             gr.Markdown(I18N("demo_banner"), elem_id="demo-banner")
         gr.Markdown(I18N("title"))

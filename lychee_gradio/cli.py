@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -65,9 +66,18 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
                         help="require 'Authorization: Bearer KEY' on /v1/rerank, the Gradio API and MCP; the page "
                              "then asks for user 'lychee' and the key as password (default: $LYCHEE_API_KEY)")
     parser.add_argument("--allow-image-urls", action="store_true",
-                        help="let /v1/rerank fetch http(s) image URLs (off: images come as base64)")
+                        help="let /v1/rerank and MCP fetch http(s) image URLs from public addresses (off: images "
+                             "come as base64)")
+    parser.add_argument("--allowed-image-hosts", default="", metavar="HOST[,HOST...]",
+                        help="with --allow-image-urls: hosts fetched even if they are loopback or private, e.g. an "
+                             "internal CDN (names, addresses, or *.example.com)")
+    parser.add_argument("--image-url-timeout", type=float, default=10.0,
+                        help="seconds for fetching one image URL, all of it: lookup, redirects, body (default 10)")
     parser.add_argument("--max-image-pixels", type=int, default=LIMITS.max_image_pixels,
                         help=f"largest image accepted, in pixels, on every door (default {LIMITS.max_image_pixels:,})")
+    parser.add_argument("--max-request-pixels", type=int, default=LIMITS.max_request_pixels,
+                        help="decoded pixels of all the images of one request together, on every door (default "
+                             f"{LIMITS.max_request_pixels:,}); more gets 413")
     parser.add_argument("--max-body-mb", type=float, default=LIMITS.max_body_bytes / 2**20,
                         help="largest /v1/rerank request body and largest uploaded file, in MB (default 64)")
     parser.add_argument("--mcp", action="store_true", help="also serve the endpoints as MCP tools (for agents)")
@@ -174,7 +184,10 @@ def uses_ray(args: argparse.Namespace) -> bool:
 def start_cluster(args: argparse.Namespace):
     """Ray Serve replicas of every model the flags name: `(cluster, scorers)`."""
     try:
-        from .cluster import Cluster, ClusterSettings
+        from .cluster import Cluster, ClusterSettings, local_only
+
+        if args.ray_address is None:
+            local_only()  # before Ray is imported: its ports on loopback
         import ray  # noqa: F401 - only to tell a missing install apart
     except ImportError:
         raise ValueError("--replicas and --ray-address need Ray Serve: pip install -e '.[cluster]'") from None
@@ -209,11 +222,17 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
     api_key = args.api_key or (auth[1] if auth else None)
     size = int(args.max_body_mb * 2**20)
     limits = Limits(max_documents=args.max_documents, max_image_pixels=args.max_image_pixels,
-                    max_body_bytes=size, max_upload_bytes=size)
+                    max_request_pixels=args.max_request_pixels, max_body_bytes=size, max_upload_bytes=size)
+    hosts = tuple(host.strip() for host in args.allowed_image_hosts.split(",") if host.strip())
     rest = RestSettings(limits=limits, allow_image_urls=args.allow_image_urls, api_key=api_key,
-                        request_timeout=args.request_timeout or None)
+                        request_timeout=args.request_timeout or None, allowed_image_hosts=hosts,
+                        image_url_timeout=args.image_url_timeout)
     return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo, rest=rest, auth=auth, mcp=args.mcp,
                           concurrency=concurrency)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def serve(args: argparse.Namespace, *, share: bool) -> int:
@@ -241,6 +260,8 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     except (ModelLoadError, ValueError) as error:
         print(f"lychee {args.command}: {error}", file=sys.stderr)
         return 2
+    # `docker stop`, systemd and `kill` send SIGTERM: stop as Ctrl+C does, so Ray's processes stop too.
+    signal.signal(signal.SIGTERM, _interrupt)
     settings = server_settings(args, auth, concurrency=cluster.replica_count if cluster else 1)
     try:
         running = server.start(scorers, settings)
@@ -308,7 +329,10 @@ def evaluate(args: argparse.Namespace) -> int:
     except (ModelLoadError, ValueError) as error:
         print(f"lychee eval: {error}", file=sys.stderr)
         return 2
-    options = {"instruction": args.instruction, "skip_bad": args.skip_bad, "skipped": skipped}
+    # The operator's own file: no per-request document cap (first stages may return 1,000 candidates);
+    # image paths stay inside the data folder and images keep the pixel limits of every door.
+    options = {"instruction": args.instruction, "skip_bad": args.skip_bad, "skipped": skipped,
+               "limits": Limits(max_documents=1_000_000)}
     with tqdm(total=len(queries) * len(models), desc="scoring", unit="query", file=sys.stderr) as bar:
         progress = lambda done, total: bar.update(1)  # noqa: E731
         try:

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,10 +79,18 @@ class ClusterSettings:
 
 
 class RayScorer(Scorer):
-    """The scorer interface over a Ray Serve deployment of `ScorerReplica`."""
+    """The scorer interface over a Ray Serve deployment of `ScorerReplica`.
 
-    def __init__(self, handle, description: dict, replicas: int, cache_size: int = 0):
+    With `application` (the Serve application's name), a watcher asks Ray Serve every few seconds
+    how many of the deployment's replicas are running: `replicas_alive`, for `/ready` and `/metrics`.
+    """
+
+    WATCH_SECONDS = 2.0
+
+    def __init__(self, handle, description: dict, replicas: int, cache_size: int = 0, application: str | None = None,
+                 min_alive: int | None = None):
         self.handle = handle
+        self.min_alive = min_alive or replicas  # fewer running replicas than this: /ready answers 503
         self.model_name = description["model_name"]
         self.family = FAMILIES[description["model_type"]]
         self.max_pixels = description["max_pixels"]
@@ -90,6 +99,23 @@ class RayScorer(Scorer):
         self.cache = ScoreCache(cache_size)
         self.waiting = 0  # chunks sent to the replicas and not answered yet
         self.last_pids: list[int] = []  # which replica processes served the last request (for tests, logs)
+        self.replicas_alive: int | None = None  # running replicas, as Ray Serve last reported (None: not known)
+        if application is not None:
+            threading.Thread(target=self._watch, args=(application,), name="lychee-replica-watch",
+                             daemon=True).start()
+
+    def _watch(self, application: str) -> None:
+        from ray import serve
+
+        while True:
+            try:
+                status = serve.status().applications.get(application)
+                deployment = status.deployments.get("scorer") if status is not None else None
+                self.replicas_alive = (deployment.replica_states.get("RUNNING", 0) if deployment is not None
+                                       else 0)
+            except Exception:  # noqa: BLE001 - Ray going away (shutdown) or not answering: not known
+                self.replicas_alive = None
+            time.sleep(self.WATCH_SECONDS)
 
     def _score_fresh(self, query_item, items, instruction, max_pixels, on_progress, stop: StopCheck,
                      stats: ScoreStats, digest=None) -> list[PairScore]:
@@ -217,6 +243,23 @@ def scorer_deployment(*, replicas: int, min_replicas: int | None, max_replicas: 
                             max_queued_requests=max_queued, **scaling)
 
 
+def local_only() -> None:
+    """Keep a Ray instance started here on this machine's loopback: every Ray port (GCS, raylets,
+    workers, object manager, agents) then listens on 127.0.0.1 instead of the node's address.
+
+    Ray picks loopback for its node address when "cluster mode" is off, the setting Ray itself
+    uses on Windows and macOS (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`); it is read when Ray is
+    imported, so it is set in the environment and, if Ray was already imported, on its constant.
+    Only for `--replicas N` without `--ray-address`: a real cluster's nodes must reach each other.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import sys
+
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
 class Cluster:
     """The Ray side of a server: started once, one Serve deployment per model, stopped on close."""
 
@@ -226,6 +269,8 @@ class Cluster:
 
         self.settings = settings
         self._owns_ray = settings.ray_address is None
+        if self._owns_ray:
+            local_only()
         if not ray.is_initialized():
             if self._owns_ray:
                 ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
@@ -264,7 +309,8 @@ class Cluster:
         handle = serve.run(deployment.bind(os.fspath(model), s.load_options, threads), name=name, route_prefix=None)
         self.applications.append(name)
         description = handle.describe.remote().result()
-        return RayScorer(handle, description, self.replica_count, cache_size=s.cache_size)
+        return RayScorer(handle, description, self.replica_count, cache_size=s.cache_size, application=name,
+                         min_alive=s.min_replicas or s.replicas)
 
     def close(self) -> None:
         import ray

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .inputs import ImageRules, PixelBudget, base64_image, to_item, to_items
 from .metrics import METRICS, mean_metrics, query_metrics
 from .ranking import best_first
+from .settings import Limits
 
 DEFAULT_KS = (1, 5, 10)
 
@@ -43,21 +46,26 @@ def _resolve(value: Any, base_dir: Path, field: str) -> Any:
 
     Image paths are relative to the data file's folder (or the uploaded zip's root) and must stay
     inside it, symlinks followed: an absolute, `~` or climbing path is refused before anything
-    is looked up, so the answer never tells whether a file exists elsewhere on the server.
+    is looked up, so the answer never tells whether a file exists elsewhere on the server. An
+    image given as data (a data URL, or base64 that decodes to an image) is data; every other
+    string is a path and is checked, however long or odd.
     """
     if isinstance(value, str):
         return value
     if not isinstance(value, dict):
         raise ValueError(f"{field}: expected a string or an object with 'text' and/or 'image'")
     image = value.get("image")
-    if isinstance(image, str) and not image.startswith("data:") and len(image) < 1024:
+    if isinstance(image, str) and not image.strip().startswith("data:") and base64_image(image) is None:
         value = {**value, "image": str(_image_path(image, base_dir, f"{field}.image"))}
+    elif image is not None and not isinstance(image, str):
+        raise ValueError(f"{field}.image: expected a path (relative to the data file) or a data URL")
     return value
 
 
 def _image_path(written: str, base_dir: Path, field: str) -> Path:
     outside = ValueError(f"{field}: image paths must be relative and stay inside the data's folder "
                          f"(or the zip's root); refused {written[:80]!r}")
+    written = written.strip()
     if written.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", written) or "\0" in written:
         raise outside
     root = base_dir.resolve()
@@ -136,15 +144,34 @@ def _preview(value: Any) -> str:
     return (f"[image] {text}" if value.get("image") else text)[:80]
 
 
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.001)
+
+
 def evaluate(scorer, queries: list[EvalQuery], ks=DEFAULT_KS, *, instruction: str | None = None,
              skip_bad: bool = False, skipped: list[dict] | None = None,
-             on_progress: Callable[[int, int], None] | None = None) -> dict:
-    """Score every query's documents and compare the reranked order with the first-stage order."""
+             on_progress: Callable[[int, int], None] | None = None, limits: Limits | None = None,
+             timeout: float | None = None, cancel=None, deadline: float | None = None) -> dict:
+    """Score every query's documents and compare the reranked order with the first-stage order.
+
+    Each query is one request under `limits` (documents, pixels before decoding, decoded pixels);
+    `timeout` (seconds, or `deadline`, a `time.monotonic()` time) covers the whole run and `cancel`
+    (a `threading.Event`) stops it: the scorer raises its timeout or cancel error at the next batch.
+    """
+    limits = limits or Limits()
+    if deadline is None and timeout is not None:
+        deadline = time.monotonic() + timeout
     skipped = list(skipped or [])
     per_query = []
     for done, item in enumerate(queries, start=1):
         try:
-            scores = scorer.score(item.query, item.documents, item.instruction or instruction)
+            limits.check_documents(len(item.documents))
+            rules = ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=scorer.max_pixels,
+                               budget=PixelBudget(limits.max_request_pixels))
+            query = to_item(item.query, "query", rules=rules)
+            documents = to_items(item.documents, rules=rules)
+            scores = scorer.score(query, documents, item.instruction or instruction, timeout=_remaining(deadline),
+                                  cancel=cancel)
         except ValueError as error:
             if not skip_bad:
                 raise BadLine(item.line, str(error)) from None
@@ -181,17 +208,19 @@ def evaluate(scorer, queries: list[EvalQuery], ks=DEFAULT_KS, *, instruction: st
 
 def evaluate_models(scorers: dict[str, Any], queries: list[EvalQuery], ks=DEFAULT_KS, *,
                     instruction: str | None = None, skip_bad: bool = False, skipped: list[dict] | None = None,
-                    on_progress: Callable[[int, int], None] | None = None) -> dict:
+                    on_progress: Callable[[int, int], None] | None = None, limits: Limits | None = None,
+                    timeout: float | None = None, cancel=None) -> dict:
     """`evaluate` for several models on the same queries: one first stage, each model's metrics and gain.
 
     Each model's entry under "models" is exactly what `evaluate` reports for it alone.
     """
     reports, total = {}, len(queries) * len(scorers)
+    deadline = time.monotonic() + timeout if timeout is not None else None
     for position, (name, scorer) in enumerate(scorers.items()):
         done_before = position * len(queries)
         progress = (lambda done, _total, offset=done_before: on_progress(offset + done, total)) if on_progress else None
         reports[name] = evaluate(scorer, queries, ks, instruction=instruction, skip_bad=skip_bad, skipped=skipped,
-                                 on_progress=progress)
+                                 on_progress=progress, limits=limits, cancel=cancel, deadline=deadline)
     first = next(iter(reports.values()))
     return {
         "k": list(ks),

@@ -123,6 +123,10 @@ EN_OUTPUT = {
     "reason_pixels": "the image is {width}x{height} = {pixels} pixels, over this server's limit of {limit}",
     "reason_too_large": "the image is too large to decode safely",
     "reason_empty": "the file is empty",
+    "reason_budget": "the request's images add up to more than this server's limit of {limit} decoded pixels; "
+                     "send fewer or smaller images",
+    "error_not_uploaded": "{input}: this file was not uploaded to this server. Upload the file itself "
+                          "(gradio_client: handle_file(path)); server paths and URLs are not read.",
 }
 
 ZH_EXTRA = {
@@ -193,6 +197,9 @@ ZH_OUTPUT = {
     "reason_pixels": "图片为 {width}x{height} = {pixels} 像素,超过本服务器上限 {limit}",
     "reason_too_large": "图片过大,无法安全解码",
     "reason_empty": "文件为空",
+    "reason_budget": "本次请求的图片解码后合计超过本服务器 {limit} 像素的上限,请减少图片数量或使用更小的图片",
+    "error_not_uploaded": "{input}:该文件不是上传到本服务器的文件。请上传文件本身(gradio_client:handle_file(path));"
+                          "服务器路径和网址不会被读取。",
 }
 
 ZH = {
@@ -268,6 +275,8 @@ _REASONS = [
     (re.compile(r"cannot decode image|not a format Pillow can read|cannot read image file"), "reason_decode"),
     (re.compile(r"too large to decode safely"), "reason_too_large"),
     (re.compile(r"image data is empty|image has no pixels"), "reason_empty"),
+    (re.compile(r"the request's images add up to more than this server's limit of (?P<limit>[\d,]+) decoded pixels"),
+     "reason_budget"),
 ]
 
 

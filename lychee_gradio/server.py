@@ -11,6 +11,7 @@ the login (user `lychee`, the key as password, unless `lychee share --auth` chos
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import socket
@@ -27,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import __version__, rest_api, telemetry
 from .app import CSS, HEAD, I18N, build_demo
+from .image_urls import ImageFetcher
 from .registry import ModelSet
 from .settings import Limits
 
@@ -75,9 +77,7 @@ class ApiKeyGate:
         self.cookie = cookie  # (cookie name, session token) that Gradio knows as logged in
 
     def _has_key(self, scope) -> bool:
-        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and secrets.compare_digest(token.strip(), self.api_key)
+        return rest_api.has_api_key(scope["headers"], self.api_key)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -134,12 +134,20 @@ class Readiness:
 def add_operations(app: FastAPI, readiness: Readiness) -> None:
     """`/health`, `/ready` and `/metrics`: cheap, outside the queue, open without the API key."""
 
+    # Answered on the event loop itself (async), never behind the worker threads that requests
+    # waiting for the model may fill.
     @app.get("/health", tags=["operations"], summary="The process is up")
-    def health():
+    async def health():
         return {"status": "ok"}
 
     @app.get("/ready", tags=["operations"], summary="Every model is loaded and has scored its warm-up pair")
-    def ready():
+    async def ready():
+        short = [f"{name}: {scorer.replicas_alive} of {scorer.min_alive} replicas running"
+                 for name, scorer in zip(readiness.models.names, readiness.models.scorers)
+                 if getattr(scorer, "replicas_alive", None) is not None and scorer.replicas_alive < scorer.min_alive]
+        if readiness.ready and short:
+            return JSONResponse(status_code=503, content={"status": "degraded", "models": readiness.models.names,
+                                                          "message": "; ".join(short)})
         if readiness.ready:
             return {"status": "ready", "models": readiness.models.names}
         return JSONResponse(status_code=503, content={
@@ -147,7 +155,7 @@ def add_operations(app: FastAPI, readiness: Readiness) -> None:
             **({"message": readiness.problem} if readiness.problem else {})})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    def metrics():
+    async def metrics():
         return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -156,9 +164,24 @@ def create_app(scorers, settings: ServerSettings) -> FastAPI:
     models = ModelSet.of(scorers)
     telemetry.READY.set(0)
     telemetry.watch_models(dict(zip(models.names, models.scorers)))
+    fetcher = ImageFetcher(settings.rest.url_policy)
+    tools = None
+    if settings.mcp:
+        from .mcp_tools import McpTools
+
+        tools = McpTools(models, settings.rest, fetcher)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        async with contextlib.AsyncExitStack() as stack:
+            if tools is not None:
+                await stack.enter_async_context(tools.lifespan())
+            yield
+
     # FastAPIOffline serves Swagger UI's scripts and styles from the package, not from a CDN:
     # /docs works on a machine without internet.
     app = FastAPIOffline(
+        lifespan=lifespan,
         title="lychee-gradio",
         version=__version__,
         description="Rerank text and image candidates with lychee-rerank-mm. `POST /v1/rerank` speaks the "
@@ -167,14 +190,22 @@ def create_app(scorers, settings: ServerSettings) -> FastAPI:
         redoc_url=None,
     )
     add_operations(app, Readiness(models).start())
-    rest_api.install(app, models, settings.rest)
+    rest_api.install(app, models, settings.rest, fetcher)
     demo = build_demo(models, demo_mode=settings.demo_mode, limits=settings.limits, concurrency=settings.concurrency,
                       request_timeout=settings.request_timeout)
     # show_error=False: an unexpected exception reaches the page and gradio_client as a plain
     # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
-    app = gr.mount_gradio_app(app, demo, path="/", auth=settings.page_auth, i18n=I18N, mcp_server=settings.mcp,
+    # The MCP tools are this app's own (mcp_tools.py), not Gradio's MCP server.
+    app = gr.mount_gradio_app(app, demo, path="/", auth=settings.page_auth, i18n=I18N, mcp_server=False,
                               server_name=settings.host, server_port=settings.port, show_error=False,
                               max_file_size=settings.limits.max_upload_bytes, css=CSS, head=HEAD)
+    # A mounted app counts as "not launched" for Gradio, which then skips its own rule that file
+    # inputs must be uploads; the page checks that itself (app.Page), and this turns Gradio's on too.
+    demo.has_launched = True
+    if tools is not None:
+        from .mcp_tools import McpDoor
+
+        app.add_middleware(McpDoor, tools=tools)
     if settings.rest.api_key:
         gradio_app = _gradio_app(app)
         token = secrets.token_urlsafe(32)

@@ -44,6 +44,8 @@ OOM_RETRIES = Counter("lychee_oom_retries", "Batches that ran out of GPU memory 
 LOAD_SECONDS = Gauge("lychee_model_load_seconds", "Time the model took to load", ["model"], registry=REGISTRY)
 WAITING = Gauge("lychee_scorer_waiting", "Calls waiting for the model (one process), or chunks sent to the "
                 "replicas and not answered yet (Ray)", ["model"], registry=REGISTRY)
+REPLICAS_ALIVE = Gauge("lychee_replicas_alive", "Model replicas running, as Ray Serve reports them (Ray only)",
+                       ["model"], registry=REGISTRY)
 READY = Gauge("lychee_ready", "1 once every model is loaded and has scored its warm-up pair", registry=REGISTRY)
 
 access_log = logging.getLogger("lychee_gradio.access")
@@ -55,6 +57,8 @@ def watch_models(models: dict[str, Any]) -> None:
         if getattr(scorer, "load_seconds", None) is not None:
             LOAD_SECONDS.labels(model=name).set(scorer.load_seconds)
         WAITING.labels(model=name).set_function(lambda scorer=scorer: getattr(scorer, "waiting", 0))
+        if hasattr(scorer, "replicas_alive"):
+            REPLICAS_ALIVE.labels(model=name).set_function(lambda scorer=scorer: scorer.replicas_alive or 0)
     _watch_gpus()
 
 

@@ -142,6 +142,22 @@ def test_killing_a_replica_under_load_loses_no_request_and_the_replica_comes_bac
         time.sleep(1)
 
 
+def test_ready_says_degraded_while_a_replica_is_dead_and_metrics_count_the_live_ones(replicated_app, replicated):
+    def ready_until(status: int, seconds: float) -> httpx.Response:
+        deadline = time.monotonic() + seconds
+        while (answer := httpx.get(f"{replicated_app}ready", timeout=10)).status_code != status:
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.2)
+        return answer
+
+    ready_until(200, 120)
+    assert "lychee_replicas_alive{model=" in httpx.get(f"{replicated_app}metrics", timeout=10).text
+    os.kill(sorted(replica_pids(replicated))[0], signal.SIGKILL)  # a replica process this test's cluster started
+    degraded = ready_until(503, 60).json()
+    assert degraded["status"] == "degraded" and "of 2 replicas running" in degraded["message"]
+    ready_until(200, 120)
+
+
 def test_a_full_queue_answers_503_with_retry_after_and_the_server_keeps_serving(cluster, tiny_model_dir, scorer):
     # Same Ray instance, a second application: one replica (on the spare half core), a queue of one.
     narrow = Cluster(ClusterSettings(replicas=1, max_queued=1, load_options=cluster.settings.load_options,
@@ -220,3 +236,17 @@ def test_lychee_load_with_replicas_serves_the_demo(tmp_path):
                             timeout=120)
         assert answer.status_code == 200 and len(answer.json()["results"]) == len(CUPS)
         assert any("model replicas: 2 per model on Ray Serve" in line for line in lines)
+        # Ray's own ports (GCS, raylet, workers, agents) listen on loopback only. The one exception is
+        # Ray Serve's inter-deployment gRPC port in each replica, which Ray Serve binds to [::] itself
+        # (ray/serve/_private/replica.py) and guards with Ray's token authentication.
+        import psutil
+
+        command = next(p for p in psutil.process_iter(["cmdline"]) if "--replicas" in (p.info["cmdline"] or [])
+                       and str(port) in (p.info["cmdline"] or []))
+        family = {child.pid: child.name() for child in command.children(recursive=True)}
+        family[command.pid] = command.name()
+        listening = {(c.laddr.ip, family[c.pid]) for c in psutil.net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN and c.pid in family}
+        outside = {(ip, name) for ip, name in listening if ip not in {"127.0.0.1", "::ffff:127.0.0.1", "::1"}}
+        assert listening and {name for _, name in outside} <= {"ray::ServeReplica:lychee-0:scorer"}, listening
+        assert os.environ.get("RAY_AUTH_MODE", "token") != "disabled"

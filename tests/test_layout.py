@@ -18,13 +18,13 @@ PACKAGE = ROOT / "lychee_gradio"
 # The layers of the README's map, lowest first: a module may import only modules of a lower layer
 # (or of its own layer, where noted by equal numbers and no cycle).
 LAYERS = {
-    "settings": 0, "ranking": 0, "families": 0, "metrics": 0, "labels": 0, "telemetry": 0,
+    "settings": 0, "ranking": 0, "families": 0, "metrics": 0, "labels": 0, "telemetry": 0, "image_urls": 0,
     "inputs": 1,
     "prompt": 2, "cache": 2,
     "encoding": 3, "weights": 3,
     "scorer": 4, "naive": 4, "random_model": 4, "registry": 4,
     "evaluation": 5, "rest_api": 5, "cluster": 5,
-    "app": 6,
+    "app": 6, "mcp_tools": 6,
     "server": 7,
     "cli": 8, "serve_app": 8, "bench": 8,  # entry points: the lychee command, Ray Serve's, the benchmark
 }

@@ -1,0 +1,180 @@
+"""The MCP server (`lychee load --mcp`, at `/gradio_api/mcp/`): score, rerank and rank images as agent tools.
+
+The tools run in this process on the same scorers, through the same checks as `/v1/rerank`:
+queries and documents in the same shapes (text, `{text, image}`, `{content: [...]}`), images as
+data URLs or base64 (http(s) URLs only with `--allow-image-urls`, fetched under the same policy),
+the same limits, timeout and body size. A tool never reads a server path, and nothing about a
+call comes from request headers: there is no HTTP loop back into the server, so a forwarded host
+header cannot redirect anyone's calls. The API key (when set) guards the endpoint like every
+other door (`server.ApiKeyGate`).
+
+Built on the `mcp` SDK's own server and streamable-HTTP transport (stateless, JSON answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import anyio
+
+from . import telemetry
+from .image_urls import ImageFetcher
+from .ranking import best_first, check_top_n
+from .registry import ModelSet
+from .rest_api import RequestError, RestSettings, _image_fields, fetch_urls, scorer_items
+
+logger = logging.getLogger(__name__)
+
+MCP_PATHS = ("/gradio_api/mcp", "/gradio_api/mcp/")
+
+_ITEM = {
+    "description": "text, or {\"text\": ..., \"image\": data URL or base64 (an http(s) URL if the server allows "
+                   "it)}, or {\"content\": [{\"type\": \"text\", ...}, {\"type\": \"image_url\", ...}]}",
+    "anyOf": [{"type": "string"}, {"type": "object"}],
+}
+_COMMON = {
+    "instruction": {"type": "string", "description": "the task (default: the model's own instruction)"},
+    "model": {"type": "string", "description": "which served model scores (default: the first)"},
+}
+TOOLS = {
+    "score": {
+        "description": "Score how well one document (text, image or both) meets a query, 0..1 (p(yes) of a "
+                       "multimodal reranker). Returns score, verdict, colour and the yes/no logits.",
+        "schema": {"type": "object", "required": ["query", "document"],
+                   "properties": {"query": _ITEM, "document": _ITEM, **_COMMON}},
+    },
+    "rerank": {
+        "description": "Rerank documents (text, images or both) against a query, best first. Returns "
+                       "[{index, score, verdict}] (index: 0-based position in the input).",
+        "schema": {"type": "object", "required": ["query", "documents"],
+                   "properties": {"query": _ITEM, "documents": {"type": "array", "items": _ITEM},
+                                  "top_n": {"type": "integer", "minimum": 0, "description": "keep the best n (0: all)"},
+                                  **_COMMON}},
+    },
+    "rank_images": {
+        "description": "Rank images against a query (text and/or image), best first. Images as data URLs or "
+                       "base64. Returns [{rank, index, score, verdict}].",
+        "schema": {"type": "object", "required": ["query", "images"],
+                   "properties": {"query": _ITEM,
+                                  "images": {"type": "array", "items": {"type": "string"},
+                                             "description": "data URLs or base64 (http(s) URLs if allowed)"},
+                                  "top_n": {"type": "integer", "minimum": 0}, **_COMMON}},
+    },
+}
+
+
+def _verdict(score: float) -> dict:
+    colour = "green" if score >= 0.7 else "yellow" if score >= 0.4 else "red"
+    words = {"green": "highly relevant", "yellow": "partly relevant", "red": "not relevant"}
+    return {"verdict": words[colour], "colour": colour}
+
+
+class McpTools:
+    """The tools over the served models; `asgi` is the endpoint, `lifespan` runs its session manager."""
+
+    def __init__(self, models: ModelSet, settings: RestSettings, fetcher: ImageFetcher):
+        from mcp import types
+        from mcp.server.lowlevel import Server
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+        self.models, self.settings, self.fetcher = models, settings, fetcher
+        self.server = Server("lychee-reranker")
+        self._types = types
+
+        @self.server.list_tools()
+        async def list_tools():
+            return [types.Tool(name=name, description=tool["description"], inputSchema=tool["schema"])
+                    for name, tool in TOOLS.items()]
+
+        @self.server.call_tool()
+        async def call_tool(name: str, arguments: dict[str, Any]):
+            return await self.call(name, arguments)
+
+        self.manager = StreamableHTTPSessionManager(app=self.server, json_response=True, stateless=True,
+                                                    max_request_body_size=settings.limits.max_body_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self):
+        async with self.manager.run():
+            yield
+
+    async def asgi(self, scope, receive, send) -> None:
+        await self.manager.handle_request(scope, receive, send)
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> dict:
+        """Run one tool call; bad input comes back as the tool's error text (as on /v1/rerank), never a trace."""
+        record = telemetry.RequestRecord(f"/mcp/{name}")
+        with record:
+            try:
+                return await self._call(name, arguments, record)
+            except RequestError as error:
+                record.status = error.status
+                raise ValueError(error.message) from None
+            except ValueError as error:
+                record.status = 400
+                raise ValueError(str(error)) from None
+            except Exception as error:  # noqa: BLE001 - the details go to the log, never to the caller
+                status = getattr(error, "status", None)
+                from .scorer import ScorerBusyError, ScoringOutOfMemoryError, ScoringTimeoutError
+
+                if isinstance(error, (ScoringTimeoutError, ScorerBusyError, ScoringOutOfMemoryError)):
+                    record.status = 504 if isinstance(error, ScoringTimeoutError) else 503
+                    raise RuntimeError(str(error)) from None
+                record.status = status or 500
+                logger.error("MCP tool %s failed (request %s)", name, record.request_id, exc_info=error)
+                raise RuntimeError("internal error; the server's log has the details") from None
+
+    async def _call(self, name: str, arguments: dict[str, Any], record) -> dict:
+        loop = asyncio.get_running_loop()
+        scorer = self.models.get(arguments.get("model"))
+        record.fields["model"] = self.models.name_of(scorer)
+        if name == "score":
+            query, documents = arguments["query"], [arguments["document"]]
+        elif name == "rerank":
+            query, documents = arguments["query"], list(arguments["documents"])
+        elif name == "rank_images":
+            query, documents = arguments["query"], [{"image": image} for image in arguments["images"]]
+        else:
+            raise ValueError(f"unknown tool {name!r}")
+        field = "images" if name == "rank_images" else "documents"
+        try:
+            self.settings.limits.check_documents(len(documents), field)
+        except ValueError as error:
+            raise RequestError(400, str(error), field) from None
+        top_n = check_top_n(arguments.get("top_n"))
+        record.fields["documents"] = len(documents)
+        timeout = self.settings.request_timeout
+        deadline = loop.time() + timeout if timeout else None
+        images = _image_fields(query, "query") + [
+            pair for i, d in enumerate(documents) for pair in _image_fields(d, f"documents[{i}]")]
+        fetched = await fetch_urls(images, self.settings, self.fetcher, deadline)
+
+        def score():
+            query_item, items, _ = scorer_items(query, documents, self.settings.limits, scorer.max_pixels, fetched)
+            remaining = None if deadline is None else max(0.001, deadline - loop.time())
+            return scorer.score_with_logits(query_item, items, arguments.get("instruction"), timeout=remaining)
+
+        pairs = await anyio.to_thread.run_sync(score)
+        if name == "score":
+            (pair,) = pairs
+            return {"score": pair.score, **_verdict(pair.score), "yes_logit": pair.yes_logit,
+                    "no_logit": pair.no_logit, "model": self.models.name_of(scorer)}
+        order = best_first([pair.score for pair in pairs])[:top_n]
+        return {"model": self.models.name_of(scorer),
+                "results": [{"rank": rank, "index": i, "score": pairs[i].score, **_verdict(pairs[i].score)}
+                            for rank, i in enumerate(order, start=1)]}
+
+
+class McpDoor:
+    """ASGI middleware: requests to `/gradio_api/mcp[/]` go to the MCP tools; everything else passes on."""
+
+    def __init__(self, app, tools: McpTools):
+        self.app, self.tools = app, tools
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in MCP_PATHS:
+            return await self.tools.asgi(scope, receive, send)
+        return await self.app(scope, receive, send)

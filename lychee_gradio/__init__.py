@@ -12,27 +12,34 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 # Imported on first use: torch and transformers take seconds to import, and the CLI's --help
-# should not wait for them.
+# should not wait for them (nor should the page or the HTTP layer, which never need them).
 _EXPORTS = {
-    "LycheeScorer": "scorer",
-    "RerankResult": "scorer",
-    "PairScore": "scorer",
-    "ScoringOutOfMemoryError": "scorer",
-    "ModelLoadError": "weights",
-    "DEFAULT_MODEL_ID": "weights",
-    "DEFAULT_INSTRUCTION": "prompt",
-    "INSTRUCTION_PRESETS": "prompt",
-    "SYSTEM_PROMPT": "prompt",
-    "Item": "inputs",
+    "LycheeScorer": "engine.scorer",
+    "QwenVLReranker": "engine.scorer",
+    "RerankResult": "contract",
+    "PairScore": "contract",
+    "Item": "contract",
+    "RequestContext": "contract",
+    "InputError": "contract",
+    "ScoringOutOfMemoryError": "contract",
+    "ScoringTimeoutError": "contract",
+    "ScoringCancelledError": "contract",
+    "ModelLoadError": "engine.weights",
+    "DEFAULT_MODEL_ID": "engine.weights",
+    "DEFAULT_INSTRUCTION": "presets",
+    "INSTRUCTION_PRESETS": "presets",
+    "SYSTEM_PROMPT": "engine.prompt",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from .inputs import Item
-    from .prompt import DEFAULT_INSTRUCTION, INSTRUCTION_PRESETS, SYSTEM_PROMPT
-    from .scorer import LycheeScorer, PairScore, RerankResult, ScoringOutOfMemoryError
-    from .weights import DEFAULT_MODEL_ID, ModelLoadError
+    from .contract import (InputError, Item, PairScore, RequestContext, RerankResult, ScoringCancelledError,
+                           ScoringOutOfMemoryError, ScoringTimeoutError)
+    from .engine.prompt import SYSTEM_PROMPT
+    from .engine.scorer import LycheeScorer, QwenVLReranker
+    from .engine.weights import DEFAULT_MODEL_ID, ModelLoadError
+    from .presets import DEFAULT_INSTRUCTION, INSTRUCTION_PRESETS
 
 
 def __getattr__(name: str):

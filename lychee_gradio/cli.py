@@ -13,13 +13,15 @@ import signal
 import sys
 from pathlib import Path
 
-from .settings import Limits
+from .settings import Config, Limits
 
 DEFAULT_PORT = 7860
-LIMITS = Limits()
-DEFAULT_CACHE_SIZE = 200_000
-DEFAULT_IMAGE_CACHE_MB = 1024
-DEFAULT_REQUEST_TIMEOUT = 300.0
+# Every default of what the doors share comes from settings.Config, as serve_app's do.
+DEFAULTS = Config()
+LIMITS = DEFAULTS.limits
+DEFAULT_CACHE_SIZE = DEFAULTS.cache_size
+DEFAULT_IMAGE_CACHE_MB = DEFAULTS.image_cache_mb
+DEFAULT_REQUEST_TIMEOUT = DEFAULTS.request_timeout
 
 
 def _non_negative(text: str) -> int:
@@ -71,7 +73,7 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allowed-image-hosts", default="", metavar="HOST[,HOST...]",
                         help="with --allow-image-urls: hosts fetched even if they are loopback or private, e.g. an "
                              "internal CDN (names, addresses, or *.example.com)")
-    parser.add_argument("--image-url-timeout", type=float, default=10.0,
+    parser.add_argument("--image-url-timeout", type=float, default=DEFAULTS.image_url_timeout,
                         help="seconds for fetching one image URL, all of it: lookup, redirects, body (default 10)")
     parser.add_argument("--max-image-pixels", type=int, default=LIMITS.max_image_pixels,
                         help=f"largest image accepted, in pixels, on every door (default {LIMITS.max_image_pixels:,})")
@@ -135,7 +137,7 @@ def _cutoffs(text: str) -> list[int]:
 
     try:
         return parse_ks(text)
-    except ValueError as error:
+    except ValueError as error:  # contract.InputError
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
@@ -149,7 +151,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def demo_model_dir() -> Path:
     """The tiny random checkpoint of --demo, built once into the user's cache."""
-    from .random_model import build_tiny_checkpoint
+    from .engine.random_model import build_tiny_checkpoint
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lychee-gradio" / "demo-tiny"
     if not (cache / "config.json").is_file():
@@ -159,14 +161,14 @@ def demo_model_dir() -> Path:
 
 def model_names(args: argparse.Namespace) -> list:
     """The models the flags name, in order: --demo's tiny random one, the --model values, or the default."""
-    from .weights import default_model
+    from .engine.weights import default_model
 
     return [demo_model_dir()] if args.demo else (args.model or [default_model()])
 
 
 def load_scorers(args: argparse.Namespace) -> list:
     """Every model the flags name, loaded once, in order."""
-    from .scorer import LycheeScorer
+    from .engine.scorer import LycheeScorer
 
     return [LycheeScorer.load(name, **_load_options(args)) for name in model_names(args)]
 
@@ -184,7 +186,8 @@ def uses_ray(args: argparse.Namespace) -> bool:
 def start_cluster(args: argparse.Namespace):
     """Ray Serve replicas of every model the flags name: `(cluster, scorers)`."""
     try:
-        from .cluster import Cluster, ClusterSettings, local_only
+        from .replica import ScorerReplica
+        from .serving.cluster import Cluster, ClusterSettings, local_only
 
         if args.ray_address is None:
             local_only()  # before Ray is imported: its ports on loopback
@@ -197,7 +200,7 @@ def start_cluster(args: argparse.Namespace):
     settings = ClusterSettings(replicas=replicas, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                                ray_address=args.ray_address, max_queued=args.max_queued,
                                load_options=_load_options(args, cache=False), cache_size=args.cache_size)
-    cluster = Cluster(settings)
+    cluster = Cluster(settings, ScorerReplica)
     try:
         return cluster, [cluster.deploy(os.fspath(name), i) for i, name in enumerate(model_names(args))]
     except Exception:
@@ -215,8 +218,7 @@ def _auth(value: str | None) -> tuple[str, str]:
 
 
 def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, concurrency: int = 1):
-    from .rest_api import RestSettings
-    from .server import ServerSettings
+    from .serving.server import ServerSettings
 
     # A public link must not leave the rerank API open: without --api-key it takes the share password.
     api_key = args.api_key or (auth[1] if auth else None)
@@ -224,10 +226,11 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
     limits = Limits(max_documents=args.max_documents, max_image_pixels=args.max_image_pixels,
                     max_request_pixels=args.max_request_pixels, max_body_bytes=size, max_upload_bytes=size)
     hosts = tuple(host.strip() for host in args.allowed_image_hosts.split(",") if host.strip())
-    rest = RestSettings(limits=limits, allow_image_urls=args.allow_image_urls, api_key=api_key,
-                        request_timeout=args.request_timeout or None, allowed_image_hosts=hosts,
-                        image_url_timeout=args.image_url_timeout)
-    return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo, rest=rest, auth=auth, mcp=args.mcp,
+    config = Config(limits=limits, request_timeout=args.request_timeout or None, api_key=api_key,
+                    cache_size=args.cache_size, image_cache_mb=args.image_cache_mb,
+                    allow_image_urls=args.allow_image_urls, allowed_image_hosts=hosts,
+                    image_url_timeout=args.image_url_timeout)
+    return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo, config=config, auth=auth, mcp=args.mcp,
                           concurrency=concurrency)
 
 
@@ -236,8 +239,9 @@ def _interrupt(signum, frame) -> None:
 
 
 def serve(args: argparse.Namespace, *, share: bool) -> int:
-    from . import server, telemetry
-    from .weights import ModelLoadError
+    from . import app
+    from .engine.weights import ModelLoadError
+    from .serving import server, telemetry
 
     telemetry.configure_logging(args.log_format)
     if args.request_timeout < 0:
@@ -264,7 +268,7 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     settings = server_settings(args, auth, concurrency=cluster.replica_count if cluster else 1)
     try:
-        running = server.start(scorers, settings)
+        running = app.start(scorers, settings)
     except OSError as error:
         print(f"lychee {args.command}: cannot listen on {args.host}:{args.port} ({error}). "
               f"Is another app using the port? Try --port {args.port + 1}.", file=sys.stderr)
@@ -286,7 +290,7 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     print(f"health: {url}health · ready: {url}ready · metrics: {url}metrics", flush=True)
     if settings.mcp:
         print(f"MCP server: {url}gradio_api/mcp/", flush=True)
-    if settings.rest.api_key and not share:
+    if settings.config.api_key and not share:
         print("API key required: 'Authorization: Bearer KEY' on /v1/rerank, the Gradio API and MCP; "
               "the page's login is user 'lychee' with the key as password", flush=True)
     if share:
@@ -309,9 +313,9 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .evaluation import BadLine, evaluate as run_evaluation, evaluate_models, format_table, load_queries
+    from .engine.weights import ModelLoadError
+    from .evaluation import BadLine, evaluate as run_evaluation, load_queries, report_table
     from .registry import ModelSet
-    from .weights import ModelLoadError
 
     if not args.data.is_file():
         print(f"lychee eval: no such file: {args.data}", file=sys.stderr)
@@ -336,16 +340,13 @@ def evaluate(args: argparse.Namespace) -> int:
     with tqdm(total=len(queries) * len(models), desc="scoring", unit="query", file=sys.stderr) as bar:
         progress = lambda done, total: bar.update(1)  # noqa: E731
         try:
-            if len(models) == 1:
-                report = run_evaluation(models.default, queries, args.k, on_progress=progress, **options)
-            else:
-                report = evaluate_models(dict(zip(models.names, models.scorers)), queries, args.k,
-                                         on_progress=progress, **options)
+            report = run_evaluation(dict(zip(models.names, models.scorers)), queries, args.k, on_progress=progress,
+                                    **options)
         except BadLine as error:
             print(f"lychee eval: {args.data}: {error} (--skip-bad skips such lines)", file=sys.stderr)
             return 2
     report["data"] = str(args.data)
-    print(format_table(report))
+    print(report_table(report))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")

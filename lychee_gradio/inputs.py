@@ -1,8 +1,8 @@
 """Turning what callers pass (text, images in many forms, dicts of both) into one `Item` type.
 
-Everything past this module works on `Item` only. Errors name the field they come from
-(`query`, `documents[3]`, `documents[3].image`) so a caller with 50 documents knows which one
-to fix.
+Everything past this module works on `Item` only. Errors are `contract.InputError`s that name the
+field they come from (`query`, `documents[3]`, `documents[3].image`) so a caller with 50 documents
+knows which one to fix. Torch-free: every door normalises here, once, at its edge.
 """
 
 from __future__ import annotations
@@ -19,24 +19,17 @@ from typing import Any, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .contract import InputError, Item
 
-@dataclass(frozen=True)
-class Item:
-    """One query or document: text, an RGB image, or both (never neither)."""
-
-    text: str | None = None
-    image: Image.Image | None = None
-
-
-class InputTooLarge(ValueError):
-    """Input over one of the server's size limits (an image's pixels, a request's decoded pixels): HTTP 413."""
+__all__ = ["Item", "ImageRules", "PixelBudget", "load_image", "to_item", "to_items", "check_text",
+           "resolve_instruction", "base64_image", "decode_image_data"]
 
 
 class PixelBudget:
     """The decoded pixels one request may hold, all of its images together (`Limits.max_request_pixels`).
 
     Each door makes one per request and hands it to every `to_item` of that request; an image that
-    would take the request over the budget is refused with `InputTooLarge`, naming it.
+    would take the request over the budget is refused (413, `request_pixels`), naming it.
     """
 
     def __init__(self, limit: int | None):
@@ -46,8 +39,7 @@ class PixelBudget:
     def take(self, image: Image.Image, field: str) -> None:
         self.used += image.width * image.height
         if self.limit is not None and self.used > self.limit:
-            raise InputTooLarge(f"{field}: the request's images add up to more than this server's limit of "
-                                f"{self.limit:,} decoded pixels; send fewer or smaller images")
+            raise InputError(field, "request_pixels", limit=self.limit)
 
 
 @dataclass(frozen=True)
@@ -95,10 +87,7 @@ def load_image(value: Any, field: str, max_pixels: int | None = None, *,
     elif isinstance(value, str):
         image = _decode_string(value, field, rules)
     else:
-        raise ValueError(
-            f"{field}: unsupported image type {type(value).__name__}; "
-            "give a PIL image, a file path, bytes, a base64 string or a data URL"
-        )
+        raise InputError(field, "image_type", type=type(value).__name__)
     if rules.budget is not None:
         rules.budget.take(image, field)
     return image
@@ -131,19 +120,19 @@ def _is_image(data: bytes) -> bool:
 def _decode_string(value: str, field: str, rules: ImageRules) -> Image.Image:
     stripped = value.strip()
     if not stripped:
-        raise ValueError(f"{field}: image is an empty string")
+        raise InputError(field, "image_empty_string")
     if _DATA_URL_RE.match(stripped):
         return _decode_bytes(decode_image_data(stripped, field), field, rules)
     if stripped.startswith(("http://", "https://")):
-        raise ValueError(f"{field}: image URLs are not fetched ({stripped[:80]}); download the image and pass it")
+        raise InputError(field, "image_url_library", url=stripped[:80])
     data = base64_image(stripped)
     if data is not None:
         return _decode_bytes(data, field, rules)
     if os.path.exists(stripped):
         return _open_path(Path(stripped), field, rules)
     if len(stripped) > 256 and _BASE64_RE.match(stripped):
-        raise ValueError(f"{field}: invalid base64 image data (it does not decode to an image)")
-    raise ValueError(f"{field}: image file not found: {stripped[:200]}")
+        raise InputError(field, "base64_invalid", reason="it does not decode to an image")
+    raise InputError(field, "image_not_found", path=stripped[:200])
 
 
 def decode_image_data(value: str, field: str) -> bytes:
@@ -159,27 +148,26 @@ def _b64decode(data: str, field: str) -> bytes:
             return base64.urlsafe_b64decode(compact + "=" * (-len(compact) % 4))
         return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError) as error:
-        raise ValueError(f"{field}: invalid base64 image data ({error})") from None
+        raise InputError(field, "base64_invalid", reason=str(error)) from None
 
 
 def _open_path(path: Path, field: str, rules: ImageRules = NO_RULES) -> Image.Image:
     path = path.expanduser()
     if not path.exists():
-        raise ValueError(f"{field}: image file not found: {path}")
+        raise InputError(field, "image_not_found", path=str(path))
     if not path.is_file():
-        raise ValueError(f"{field}: not a file: {path}")
+        raise InputError(field, "image_not_a_file", path=str(path))
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ValueError(f"{field}: cannot read image file {path}: {error}") from None
+        raise InputError(field, "image_unreadable", path=str(path), reason=str(error)) from None
     return _decode_bytes(data, field, rules)
 
 
 def _check_size(image: Image.Image, field: str, max_pixels: int | None) -> None:
     width, height = image.size
     if max_pixels is not None and width * height > max_pixels:
-        raise InputTooLarge(f"{field}: image is {width}x{height} = {width * height:,} pixels, over this server's "
-                            f"limit of {max_pixels:,}")
+        raise InputError(field, "image_pixels", width=width, height=height, pixels=width * height, limit=max_pixels)
 
 
 def reduction_factor(width: int, height: int, keep_pixels: int | None) -> int:
@@ -196,15 +184,15 @@ def _reduced(image: Image.Image, keep_pixels: int | None) -> Image.Image:
 
 def _decode_bytes(data: bytes, field: str, rules: ImageRules = NO_RULES) -> Image.Image:
     if not data:
-        raise ValueError(f"{field}: image data is empty")
+        raise InputError(field, "image_empty")
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:
-        raise ValueError(f"{field}: cannot decode image (not a format Pillow can read)") from None
+        raise InputError(field, "image_unidentified") from None
     except Image.DecompressionBombError as error:
-        raise ValueError(f"{field}: image is too large to decode safely ({error})") from None
+        raise InputError(field, "image_bomb", reason=str(error)) from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{field}: cannot decode image ({error})") from None
+        raise InputError(field, "image_decode", reason=str(error)) from None
     _check_size(image, field, rules.max_pixels)
     try:
         factor = reduction_factor(image.width, image.height, rules.keep_pixels)
@@ -214,11 +202,11 @@ def _decode_bytes(data: bytes, field: str, rules: ImageRules = NO_RULES) -> Imag
         image.load()
         image = _reduced(image, rules.keep_pixels)
     except Image.DecompressionBombError as error:
-        raise ValueError(f"{field}: image is too large to decode safely ({error})") from None
+        raise InputError(field, "image_bomb", reason=str(error)) from None
     except UnidentifiedImageError:
-        raise ValueError(f"{field}: cannot decode image (not a format Pillow can read)") from None
+        raise InputError(field, "image_unidentified") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{field}: cannot decode image ({error})") from None
+        raise InputError(field, "image_decode", reason=str(error)) from None
     return _to_rgb(image, field)
 
 
@@ -229,9 +217,9 @@ def _to_rgb(image: Image.Image, field: str) -> Image.Image:
             image = image.convert("RGB")
         image.load()
     except (OSError, ValueError) as error:
-        raise ValueError(f"{field}: cannot decode image ({error})") from None
+        raise InputError(field, "image_decode", reason=str(error)) from None
     if image.width < 1 or image.height < 1:
-        raise ValueError(f"{field}: image has no pixels")
+        raise InputError(field, "image_no_pixels")
     return image
 
 
@@ -286,20 +274,16 @@ def to_item(value: Any, field: str, *, max_image_pixels: int | None = None, rule
     if isinstance(value, dict):
         unknown = set(value) - {"text", "image", *PASSTHROUGH_KEYS}
         if unknown:
-            raise ValueError(f"{field}: unknown keys {sorted(unknown)}; use 'text' and/or 'image' "
-                             "(and optionally 'id', 'metadata')")
+            raise InputError(field, "unknown_keys", keys=sorted(unknown))
         text = value.get("text")
         if text is not None and not isinstance(text, str):
-            raise ValueError(f"{field}.text: expected a string, got {type(text).__name__}")
+            raise InputError(f"{field}.text", "expected_string", type=type(text).__name__)
         image = value.get("image")
         loaded = load_image(image, f"{field}.image", max_image_pixels, rules=rules) if image is not None else None
         return _make_item(text, loaded, field)
     if value is None:
-        raise ValueError(f"{field}: missing (got None); give text, an image, or a dict of both")
-    raise ValueError(
-        f"{field}: unsupported type {type(value).__name__}; "
-        "give a string, a PIL image, a path, bytes, or a dict with 'text' and/or 'image'"
-    )
+        raise InputError(field, "missing")
+    raise InputError(field, "unsupported_type", type=type(value).__name__)
 
 
 def check_text(text: str, field: str) -> str:
@@ -307,7 +291,7 @@ def check_text(text: str, field: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
-        raise ValueError(f"{field}: not valid Unicode text (a lone surrogate at character {error.start})") from None
+        raise InputError(field, "not_unicode", position=error.start) from None
     return text
 
 
@@ -317,7 +301,7 @@ def _make_item(text: str | None, image: Image.Image | None, field: str) -> Item:
     if text is not None and not text.strip():
         text = None
     if text is None and image is None:
-        raise ValueError(f"{field}: empty (no text and no image)")
+        raise InputError(field, "empty")
     return Item(text=text, image=image)
 
 
@@ -325,6 +309,15 @@ def to_items(documents: Sequence[Any], field: str = "documents", *,
              max_image_pixels: int | None = None, rules: ImageRules | None = None) -> list[Item]:
     """Normalise a list of documents; errors name the document's 0-based index."""
     if isinstance(documents, (str, bytes, dict, Image.Image)) or not isinstance(documents, Sequence):
-        raise ValueError(f"{field}: expected a list of documents, got {type(documents).__name__}")
+        raise InputError(field, "expected_list", type=type(documents).__name__)
     return [to_item(document, f"{field}[{index}]", max_image_pixels=max_image_pixels, rules=rules)
             for index, document in enumerate(documents)]
+
+
+def resolve_instruction(instruction: str | None, default: str) -> str:
+    """`None` or blank means the model's default instruction; anything else must be a string."""
+    if instruction is None:
+        return default
+    if not isinstance(instruction, str):
+        raise InputError("instruction", "expected_string", type=type(instruction).__name__)
+    return check_text(instruction, "instruction").strip() or default

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from .contract import InputError
+
 
 def display_name(model_name: str) -> str:
     """A ModelScope id as it is; a folder by its last part."""
@@ -61,10 +63,10 @@ class ModelSet:
         return self.names[self.scorers.index(scorer)]
 
     def get(self, name: str | None = None):
-        """The model called `name` (None or empty: the default); a ValueError listing the served ones."""
+        """The model called `name` (None or empty: the default); an `InputError` listing the served ones."""
         if name is None or (isinstance(name, str) and not name.strip()):
             return self.default
         if isinstance(name, str) and name.strip() in self._aliases:
             return self._aliases[name.strip()]
         served = ", ".join(repr(n) for n in self.names)
-        raise ValueError(f"model: unknown model {name!r}; this server serves {served}")
+        raise InputError("model", "unknown_model", name=repr(name), served=served)

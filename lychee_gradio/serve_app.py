@@ -3,13 +3,14 @@
     serve run lychee_gradio.serve_app:build model=/models/lychee-rerank-mm replicas=2
     serve deploy deploy/serve-config.yaml          # replicas, resources and model path in a file
 
-Two deployments: `scorer`, the model replicas (`cluster.ScorerReplica`, one GPU or a CPU share
+Two deployments: `scorer`, the model replicas (`replica.ScorerReplica`, one GPU or a CPU share
 each, autoscaled if asked), and `frontend`, one replica that serves the page, the Gradio API,
 MCP and /v1/rerank on its own port exactly as `lychee load` does, over a `RayScorer` of the
 scorer deployment. The page is served by the frontend's own web server rather than Serve's HTTP
 proxy because Gradio's queue and streamed updates need one long-lived app process.
 
-Unlike the rest of the package, this module imports Ray: only Ray imports it.
+Unlike the rest of the package, this module imports Ray: only Ray imports it. Like the CLI, it
+wires the layers: the replicas run the engine (`replica.py`), the frontend the assembled app.
 """
 
 from __future__ import annotations
@@ -19,25 +20,24 @@ from typing import Any
 
 from ray import serve
 
-from .cluster import RayScorer, scorer_deployment
+from .serving.cluster import RayScorer, scorer_deployment
+from .settings import Config
 
 
 class Frontend:
     """Serves the app on `host:port` from inside the Ray cluster, scoring through the replicas."""
 
     async def __init__(self, scorer_handle, options: dict):
-        from . import server
-        from .rest_api import RestSettings
+        from . import app
 
         description = await scorer_handle.describe.remote()  # a replica's constructor runs in an event loop
         replicas = int(options.get("max_replicas") or options.get("replicas") or 1)
-        scorer = RayScorer(scorer_handle, description, replicas, cache_size=int(options.get("cache_size", 200_000)))
-        settings = server.ServerSettings(
-            host=options.get("host", "0.0.0.0"), port=int(options.get("port", 7860)),
-            rest=RestSettings(api_key=options.get("api_key") or os.environ.get("LYCHEE_API_KEY")),
-            concurrency=replicas,
-        )
-        self.running = server.start(scorer, settings)
+        config = Config.from_options({"api_key": os.environ.get("LYCHEE_API_KEY"), **options})
+        scorer = RayScorer(scorer_handle, description, replicas, cache_size=config.cache_size)
+        settings = app.ServerSettings(host=options.get("host", "0.0.0.0"), port=int(options.get("port", 7860)),
+                                      config=config, mcp=str(options.get("mcp", "")).lower() in ("1", "true", "yes"),
+                                      concurrency=replicas)
+        self.running = app.start(scorer, settings)
 
     def url(self) -> str:
         return self.running.url
@@ -55,12 +55,17 @@ class Frontend:
 def build(args: dict[str, Any]):
     """A Serve application from `args` (the config file's `args`, or `key=value` after `serve run`).
 
-    model (default $LYCHEE_MODEL or vec-ai/lychee-rerank-mm), replicas (1), min_replicas and
-    max_replicas (autoscaling), num_gpus (1 per replica where GPUs exist, else 0), num_cpus (per
-    replica), device, dtype, max_pixels, batch_size, host (0.0.0.0), port (7860), api_key, max_queued,
-    cache_size (pair scores kept by the frontend, default 200000; 0: off), image_cache_mb (per replica, default 0).
+    The model and its replicas: model (default $LYCHEE_MODEL or vec-ai/lychee-rerank-mm), replicas (1),
+    min_replicas and max_replicas (autoscaling), num_gpus (1 per replica where GPUs exist, else 0),
+    num_cpus (per replica), device, dtype, max_pixels, batch_size, max_queued, image_cache_mb (per
+    replica, default 0). The server: host (0.0.0.0), port (7860), mcp. Everything every door
+    shares, with the same names and defaults as `lychee load` (`settings.Config`): api_key (or
+    $LYCHEE_API_KEY), request_timeout, cache_size (pair scores kept by the frontend), max_documents,
+    max_image_pixels, max_request_pixels, max_body_bytes, max_upload_bytes, allow_image_urls,
+    allowed_image_hosts, image_url_timeout, max_image_url_bytes.
     """
-    from .weights import default_model
+    from .engine.weights import default_model
+    from .replica import ScorerReplica
 
     options = dict(args)
     model = os.fspath(options.get("model") or default_model())
@@ -71,7 +76,7 @@ def build(args: dict[str, Any]):
     actor = {"num_cpus": float(options.get("num_cpus", 1)), "num_gpus": float(options.get("num_gpus", 0))}
     threads = None if actor["num_gpus"] else max(1, int(actor["num_cpus"]))
     bound = {key: int(options[key]) if key in options else None for key in ("min_replicas", "max_replicas")}
-    scorer = scorer_deployment(replicas=replicas, actor_options=actor, max_queued=int(options.get("max_queued", 64)),
-                               **bound)
+    scorer = scorer_deployment(ScorerReplica, replicas=replicas, actor_options=actor,
+                               max_queued=int(options.get("max_queued", 64)), **bound)
     frontend = serve.deployment(Frontend, name="frontend", num_replicas=1, ray_actor_options={"num_cpus": 0})
     return frontend.bind(scorer.bind(model, load_options, threads), options)

@@ -1,21 +1,74 @@
-"""Input limits that every door enforces alike: the page, the Gradio API, MCP and /v1/rerank."""
+"""The settings every door shares, in one object: `Config` (limits, request timeout, caches, API key,
+image URLs), built by the CLI (`lychee load`) and by the Ray-native entry point (`serve_app`) from
+the defaults written here, and handed to the page, `/v1/rerank` and MCP alike."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .contract import InputError
 
 
 @dataclass(frozen=True)
 class Limits:
+    """Input limits that every door enforces alike: the page, the Gradio API, MCP, /v1/rerank and Evaluate."""
+
     max_documents: int = 200  # documents (or images) per request
     max_image_pixels: int = 50_000_000  # width x height of one image, checked before it is decoded
     # Decoded pixels of all the images of one request together (each image decoded straight down to
     # the model's pixel bound first): 400 M is 200 photos of 2 megapixels, about 1.2 GB as RGB.
     max_request_pixels: int = 400_000_000
-    max_body_bytes: int = 64 * 2**20  # one /v1/rerank request body
+    max_body_bytes: int = 64 * 2**20  # one /v1/rerank or MCP request body
     max_upload_bytes: int = 64 * 2**20  # one file uploaded through the page or the Gradio API
     max_zip_bytes: int = 2 * 2**30  # what an uploaded evaluation zip unpacks to
 
     def check_documents(self, count: int, field: str = "documents") -> None:
         if count > self.max_documents:
-            raise ValueError(f"{field}: {count} given, at most {self.max_documents} per request on this server")
+            raise InputError(field, "too_many", count=count, limit=self.max_documents)
+
+
+@dataclass(frozen=True)
+class Config:
+    """What every door shares. `lychee load` builds it from its flags, `serve_app` from its `args`,
+    both from these defaults (`Config.from_options`)."""
+
+    limits: Limits = Limits()
+    request_timeout: float | None = 300.0  # seconds a request may wait and run; then 504 (None: no limit)
+    api_key: str | None = None  # every door but /health, /ready, /metrics needs it when set
+    cache_size: int = 200_000  # pair scores kept to answer repeats (0: off)
+    image_cache_mb: int = 1024  # processed images kept for images ranked again (0: off)
+    allow_image_urls: bool = False  # /v1/rerank and MCP fetch http(s) images (public addresses only)
+    allowed_image_hosts: tuple[str, ...] = ()  # fetched even if private (an internal CDN)
+    image_url_timeout: float = 10.0  # seconds for one URL, all of it: lookup, redirects, body
+    max_image_url_bytes: int = 20 * 2**20
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> "Config":
+        """A config from flat options (`serve run ... key=value` or a Serve config's `args`): any field of
+        `Config` or `Limits` by name, strings converted to the field's type; other keys are ignored."""
+        limits = {f.name: _parse(options[f.name], f.type) for f in dataclasses.fields(Limits) if f.name in options}
+        values: dict[str, Any] = {"limits": Limits(**limits)}
+        for f in dataclasses.fields(cls):
+            if f.name != "limits" and f.name in options:
+                values[f.name] = _parse(options[f.name], f.type)
+        if values.get("request_timeout") == 0:
+            values["request_timeout"] = None
+        return cls(**values)
+
+
+def _parse(value: Any, kind: str) -> Any:
+    """`value` (perhaps a string from a command line) as a field of type `kind` (its annotation, as text)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none") and "None" in kind):
+        return None
+    if kind.startswith("bool"):
+        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+    if kind.startswith("tuple"):
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    if kind.startswith("int"):
+        return int(value)
+    if kind.startswith("float"):
+        return float(value)
+    return str(value)

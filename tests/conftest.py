@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import LycheeScorer
-from lychee_gradio import server
-from lychee_gradio.random_model import build_tiny_checkpoint
-from lychee_gradio.rest_api import RestSettings
+from lychee_gradio import app
+from lychee_gradio.engine.random_model import build_tiny_checkpoint
+from lychee_gradio.settings import Config
 from lychee_gradio.settings import Limits
 
 
@@ -121,6 +121,6 @@ def blue_image():
 @pytest.fixture(scope="session")
 def live_app(scorer):
     """The app on 127.0.0.1 (a free port), in demo mode, as `lychee load --demo` serves it."""
-    running = server.start(scorer, server.ServerSettings(port=0, demo_mode=True, rest=RestSettings(limits=Limits(max_documents=50))))
+    running = app.start(scorer, app.ServerSettings(port=0, demo_mode=True, config=Config(limits=Limits(max_documents=50))))
     yield running.url
     running.close()

@@ -18,7 +18,7 @@ import httpx
 import psutil
 from PIL import Image, ImageDraw
 
-from lychee_gradio import LycheeScorer, server
+from lychee_gradio import LycheeScorer, app
 
 
 def documents(count: int = 32, side: int = 7000) -> list[dict]:
@@ -34,7 +34,7 @@ def documents(count: int = 32, side: int = 7000) -> list[dict]:
 
 def main(model: str) -> None:
     scorer = LycheeScorer.load(model, device="cpu", dtype="float32")
-    running = server.start(scorer, server.ServerSettings(port=0))
+    running = app.start(scorer, app.ServerSettings(port=0))
     body = {"query": "a cup", "documents": documents()}
     process = psutil.Process()
     httpx.post(f"{running.url}v1/rerank", json={"query": "warm", "documents": ["up"]}, timeout=120)

@@ -7,7 +7,11 @@ import concurrent.futures
 import pytest
 from gradio_client import Client, handle_file
 
-from lychee_gradio.app import parse_documents, rank_images_view, rerank_view, score_view, verdict
+from lychee_gradio.contract import RequestContext
+from lychee_gradio.ui.batch import rerank_view
+from lychee_gradio.ui.forms import parse_documents, verdict
+from lychee_gradio.ui.images import rank_images_view
+from lychee_gradio.ui.single import score_view
 
 from lychee_gradio.settings import Limits
 
@@ -159,9 +163,9 @@ def test_the_batch_table_shows_how_far_each_document_moved_and_markdown_as_typed
 
 
 def test_a_chinese_request_gets_chinese_headers_verdicts_and_errors(scorer):
-    table, _ = rerank_view(scorer, "杯子", None, CUPS_TEXT, None, "", 0, lang="zh")
+    table, _ = rerank_view(scorer, "杯子", None, CUPS_TEXT, None, "", 0, context=RequestContext(language="zh"))
     assert table.splitlines()[0] == "| 排名 | 分数 | 文档 | 输入序号 | 变化 |"
-    markdown, details = score_view(scorer, "杯子", None, "白瓷杯", None, "", lang="zh")
+    markdown, details = score_view(scorer, "杯子", None, "白瓷杯", None, "", context=RequestContext(language="zh"))
     assert verdict(details["score"], "zh")["verdict"] in markdown
     assert details["verdict"] == verdict(details["score"])["verdict"]  # the JSON stays English for scripts
     with pytest.raises(ValueError, match="^文档 2:"):
@@ -172,7 +176,7 @@ def test_downloads_hold_the_same_rows_as_csv_and_json(scorer):
     import csv
     import json
 
-    from lychee_gradio.app import write_downloads
+    from lychee_gradio.ui.downloads import write_downloads
 
     _, rows = rerank_view(scorer, "cup", None, CUPS_TEXT, [MUG], "", 0)
     csv_path, json_path = write_downloads(rows, "ranking")

@@ -6,14 +6,15 @@ import json
 
 import pytest
 
-from lychee_gradio import bench
+from lychee_gradio.bench.__main__ import main as bench_main
+from lychee_gradio.bench.common import text_documents
 
 PATHS = ["per-pair loop", "engine, no prefix reuse", "engine, prefix reuse"]
 
 
 def test_the_benchmark_prints_and_writes_three_paths_per_scenario(tmp_path, capsys):
     output = tmp_path / "bench.json"
-    bench.main(["--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1", "--output", str(output)])
+    bench_main(["--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1", "--output", str(output)])
     printed = capsys.readouterr().out
     report = json.loads(output.read_text())
     assert len(report["scenarios"]) == 3
@@ -26,15 +27,15 @@ def test_the_benchmark_prints_and_writes_three_paths_per_scenario(tmp_path, caps
 
 
 def test_text_documents_have_the_requested_token_lengths():
-    from lychee_gradio.random_model import build_processor
+    from lychee_gradio.engine.random_model import build_processor
 
     tokenizer = build_processor().tokenizer
-    for text in bench.text_documents(tokenizer, 5, min_tokens=60, max_tokens=200):
+    for text in text_documents(tokenizer, 5, min_tokens=60, max_tokens=200):
         assert 60 <= len(tokenizer.encode(text, add_special_tokens=False)) <= 205
 
 
 def test_the_stability_report_compares_batch_1_batch_8_and_prefix_reuse(capsys):
-    bench.main(["--stability", "--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--docs", "4"])
+    bench_main(["--stability", "--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--docs", "4"])
     printed = capsys.readouterr().out
     assert "| batch 1 vs batch 8 | batch 1 vs batch 8 + prefix reuse | batch 8 vs batch 8 + prefix reuse |" in printed
     rows = [line for line in printed.splitlines() if line.startswith("| text query") or line.startswith("| 512")]
@@ -45,7 +46,7 @@ def test_the_stability_report_compares_batch_1_batch_8_and_prefix_reuse(capsys):
 
 def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tmp_path, capsys):
     pytest.importorskip("ray", reason="the serving benchmark runs Ray Serve replicas: pip install -e '.[cluster]'")
-    bench.main(["--serving", "--model-size", "tiny", "--clients", "2", "--seconds", "2", "--runs", "1",
+    bench_main(["--serving", "--model-size", "tiny", "--clients", "2", "--seconds", "2", "--runs", "1",
                 "--output", str(tmp_path / "bench.json")])
     printed = capsys.readouterr().out
     for row in ("| single process", "| 1 replica (1 core each) |", "| 2 replicas (1 core each) |"):
@@ -56,7 +57,7 @@ def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tm
 
 
 def test_the_cache_benchmark_prints_the_repeated_half_repeated_and_image_figures(tmp_path, capsys):
-    bench.main(["--caches", "--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1",
+    bench_main(["--caches", "--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1",
                 "--output", str(tmp_path / "bench.json")])
     printed = capsys.readouterr().out
     for row in ("| request sent again (engine) |", "| request sent again (/v1/rerank) |",

@@ -69,7 +69,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from lychee_gradio import LycheeScorer, server  # noqa: E402
+from lychee_gradio import LycheeScorer, app  # noqa: E402
 
 from .conftest import ASSETS, CUP, MUG, TUMBLER  # noqa: E402
 
@@ -97,7 +97,7 @@ def page_app(tiny_model_dir):
     """A server of this module's own (its own copy of the tiny model, so slowing it touches no other test)."""
     own = LycheeScorer.load(tiny_model_dir, device="cpu", dtype="float32", batch_size=1)
     slowdown = Slowdown(own)
-    running = server.start(own, server.ServerSettings(port=0, demo_mode=True))
+    running = app.start(own, app.ServerSettings(port=0, demo_mode=True))
     yield running.url, own, slowdown
     running.close()
 
@@ -247,7 +247,7 @@ def test_ctrl_enter_runs_the_batch_tab(browser, page_app):
 
 
 def test_the_preset_turns_custom_when_edited_and_comes_back_when_chosen(browser, page_app):
-    from lychee_gradio.prompt import INSTRUCTION_PRESETS
+    from lychee_gradio.presets import INSTRUCTION_PRESETS
 
     url, _, _ = page_app
     page = open_page(browser, url)

@@ -77,9 +77,9 @@ def test_the_api_key_comes_from_the_environment_unless_given(monkeypatch):
     from lychee_gradio.cli import build_parser, server_settings
 
     monkeypatch.setenv("LYCHEE_API_KEY", "from-env")
-    assert server_settings(build_parser().parse_args(["load"]), None).rest.api_key == "from-env"
-    assert server_settings(build_parser().parse_args(["load", "--api-key", "given"]), None).rest.api_key == "given"
+    assert server_settings(build_parser().parse_args(["load"]), None).config.api_key == "from-env"
+    assert server_settings(build_parser().parse_args(["load", "--api-key", "given"]), None).config.api_key == "given"
     monkeypatch.delenv("LYCHEE_API_KEY")
-    assert server_settings(build_parser().parse_args(["load"]), None).rest.api_key is None
+    assert server_settings(build_parser().parse_args(["load"]), None).config.api_key is None
     # A public link never leaves /v1/rerank open: the share password becomes its key.
-    assert server_settings(build_parser().parse_args(["share"]), ("lychee", "pw")).rest.api_key == "pw"
+    assert server_settings(build_parser().parse_args(["share"]), ("lychee", "pw")).config.api_key == "pw"

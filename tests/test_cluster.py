@@ -17,8 +17,9 @@ ray = pytest.importorskip("ray", reason="Ray Serve is the cluster extra: pip ins
 
 from gradio_client import Client, handle_file  # noqa: E402
 
-from lychee_gradio import server  # noqa: E402
-from lychee_gradio.cluster import Cluster, ClusterSettings  # noqa: E402
+from lychee_gradio import app  # noqa: E402
+from lychee_gradio.replica import ScorerReplica  # noqa: E402
+from lychee_gradio.serving.cluster import Cluster, ClusterSettings  # noqa: E402
 
 from .conftest import CUP, CUPS, CUPS_TEXT, MUG, TUMBLER  # noqa: E402
 
@@ -29,7 +30,7 @@ def cluster():
     # beside the two main ones (Ray counts CPUs; it does not pin them).
     ray.init(num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False, log_to_driver=False)
     running = Cluster(ClusterSettings(replicas=2, max_queued=64, load_options={"device": "cpu", "dtype": "float32"},
-                                      cpus_per_replica=1))
+                                      cpus_per_replica=1), ScorerReplica)
     yield running
     running.close()
 
@@ -41,7 +42,7 @@ def replicated(cluster, tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def replicated_app(replicated):
-    running = server.start(replicated, server.ServerSettings(port=0, concurrency=2))
+    running = app.start(replicated, app.ServerSettings(port=0, concurrency=2))
     yield running.url
     running.close()
 
@@ -62,7 +63,7 @@ def replica_pids(replicated, tries: int = 20) -> set[int]:
 
 
 def test_each_replica_uses_its_share_of_the_cores(cluster):
-    options, threads = Cluster(ClusterSettings(replicas=2)).resources("cpu")  # the default: an equal share
+    options, threads = Cluster(ClusterSettings(replicas=2), ScorerReplica).resources("cpu")  # the default: an equal share
     cpus = ray.cluster_resources()["CPU"]
     assert options == {"num_cpus": round(cpus / 2, 2)} and threads == max(1, int(cpus / 2))
 
@@ -161,9 +162,9 @@ def test_ready_says_degraded_while_a_replica_is_dead_and_metrics_count_the_live_
 def test_a_full_queue_answers_503_with_retry_after_and_the_server_keeps_serving(cluster, tiny_model_dir, scorer):
     # Same Ray instance, a second application: one replica (on the spare half core), a queue of one.
     narrow = Cluster(ClusterSettings(replicas=1, max_queued=1, load_options=cluster.settings.load_options,
-                                     cpus_per_replica=0.5))
+                                     cpus_per_replica=0.5), ScorerReplica)
     scorer_one = narrow.deploy(str(tiny_model_dir), 9)
-    running = server.start(scorer_one, server.ServerSettings(port=0, concurrency=8))
+    running = app.start(scorer_one, app.ServerSettings(port=0, concurrency=8))
     try:
         body = {"query": "cup", "documents": [f"a long document about cups, number {i} " * 20 for i in range(64)]}
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -186,7 +187,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_server_keeps_serving(
 
 
 def test_plain_lychee_load_does_not_import_ray():
-    code = ("import sys\nfrom lychee_gradio import cli\nimport lychee_gradio.server, lychee_gradio.cluster\n"
+    code = ("import sys\nfrom lychee_gradio import cli\nimport lychee_gradio.app, lychee_gradio.serving.cluster\n"
             "args = cli.build_parser().parse_args(['load', '--demo'])\nassert not cli.uses_ray(args)\n"
             "assert 'ray' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -24,13 +24,13 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from lychee_gradio import server
-from lychee_gradio.app import evaluate_view
+from lychee_gradio import app
+from lychee_gradio.ui.evaluate import evaluate_view
 from lychee_gradio.evaluation import BadLine, evaluate, load_queries
-from lychee_gradio.image_urls import MAX_CONCURRENT_FETCHES, public_address
+from lychee_gradio.serving.image_urls import MAX_CONCURRENT_FETCHES, public_address
 from lychee_gradio.inputs import Item
-from lychee_gradio.rest_api import RestSettings
-from lychee_gradio.scorer import ScoringCancelledError, ScoringTimeoutError
+from lychee_gradio.settings import Config
+from lychee_gradio.contract import RequestContext, ScoringCancelledError, ScoringTimeoutError
 from lychee_gradio.settings import Limits
 
 from .conftest import CUP, MUG, TUMBLER
@@ -171,7 +171,7 @@ def test_the_eval_timeout_covers_the_whole_run_not_each_line(slow_forward, tmp_p
     scorer, passes = slow_forward
     data = _eval_lines(tmp_path / "set.jsonl", 20)
     with pytest.raises(ScoringTimeoutError):
-        evaluate_view(scorer, str(data), None, "1", None, timeout=1.0)
+        evaluate_view(scorer, str(data), None, "1", None, context=RequestContext(timeout=1.0))
     assert len(passes) < 20  # a per-line timeout would have let every line run
 
 
@@ -187,7 +187,7 @@ def test_stopping_an_eval_runs_no_forward_pass_after_the_stop(slow_forward, tmp_
             stopped_at.append(time.monotonic())
 
     with pytest.raises(ScoringCancelledError):
-        evaluate_view(scorer, str(data), None, "1", None, cancel=cancel, on_progress=progress)
+        evaluate_view(scorer, str(data), None, "1", None, context=RequestContext(cancel=cancel), on_progress=progress)
     assert stopped_at and all(start < stopped_at[0] for start in passes)
 
 
@@ -220,7 +220,7 @@ def recorder():
 @pytest.fixture(scope="module")
 def keyed_mcp_app(scorer):
     limits = Limits(max_body_bytes=2 * 2**20)
-    running = server.start(scorer, server.ServerSettings(port=0, mcp=True, rest=RestSettings(limits=limits,
+    running = app.start(scorer, app.ServerSettings(port=0, mcp=True, config=Config(limits=limits,
                                                                                            api_key="sekrit")))
     yield running.url
     running.close()
@@ -360,7 +360,7 @@ def drip():
 @pytest.fixture(scope="module")
 def url_app(scorer):
     """--allow-image-urls, with no allow-list."""
-    running = server.start(scorer, server.ServerSettings(port=0, rest=RestSettings(allow_image_urls=True)))
+    running = app.start(scorer, app.ServerSettings(port=0, config=Config(allow_image_urls=True)))
     yield running.url
     running.close()
 
@@ -368,7 +368,7 @@ def url_app(scorer):
 @pytest.fixture(scope="module")
 def listed_app(scorer):
     """--allow-image-urls --allowed-image-hosts 127.0.0.1, with a 2 s deadline per URL."""
-    running = server.start(scorer, server.ServerSettings(port=0, rest=RestSettings(
+    running = app.start(scorer, app.ServerSettings(port=0, config=Config(
         allow_image_urls=True, allowed_image_hosts=("127.0.0.1",), image_url_timeout=2.0)))
     yield running.url
     running.close()
@@ -485,7 +485,7 @@ def test_plain_base64_images_of_every_common_format_are_scored(live_app, scorer,
 @pytest.fixture(scope="module")
 def keyed_app(scorer):
     limits = Limits(max_body_bytes=2**20, max_request_pixels=50_000)
-    running = server.start(scorer, server.ServerSettings(port=0, rest=RestSettings(limits=limits, api_key="sekrit")))
+    running = app.start(scorer, app.ServerSettings(port=0, config=Config(limits=limits, api_key="sekrit")))
     yield running.url
     running.close()
 

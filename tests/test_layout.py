@@ -15,55 +15,86 @@ from .conftest import free_port, served_command
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "lychee_gradio"
 
-# The layers of the README's map, lowest first: a module may import only modules of a lower layer
-# (or of its own layer, where noted by equal numbers and no cycle).
-LAYERS = {
-    "settings": 0, "ranking": 0, "families": 0, "metrics": 0, "labels": 0, "telemetry": 0, "image_urls": 0,
-    "inputs": 1,
-    "prompt": 2, "cache": 2,
-    "encoding": 3, "weights": 3,
-    "scorer": 4, "naive": 4, "random_model": 4, "registry": 4,
-    "evaluation": 5, "rest_api": 5, "cluster": 5,
-    "app": 6, "mcp_tools": 6,
-    "server": 7,
-    "cli": 8, "serve_app": 8, "bench": 8,  # entry points: the lychee command, Ray Serve's, the benchmark
+# The layers of the README's map, lowest first. A module may import modules of its own layer or a lower
+# one, never a higher one; the contract knows nothing above it, the engine knows no serving or page
+# code, the serving side and the page know no engine (they are handed scorers) and not each other.
+CONTRACT = {"contract", "families", "presets", "settings", "ranking", "registry", "inputs", "scoring"}
+TOP = {"app", "cli", "serve_app", "replica"}  # where the layers are wired together; nothing imports cli
+
+
+def group(module: str) -> str:
+    head = module.split(".")[0]
+    if module in CONTRACT:
+        return "contract"
+    if head in ("engine", "serving", "ui", "evaluation", "bench"):
+        return head
+    assert module in TOP, f"{module} has no place on the map"
+    return "top"
+
+
+# What each group may import (besides itself).
+ALLOWED = {
+    "contract": set(),
+    "evaluation": {"contract"},
+    "engine": {"contract"},
+    "serving": {"contract"},
+    "ui": {"contract", "evaluation"},
+    "top": {"contract", "evaluation", "engine", "serving", "ui", "top"},
+    "bench": {"contract", "evaluation", "engine", "serving", "ui", "top"},
 }
+
+
+def modules() -> list[str]:
+    return sorted(".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")
+                  if p.name != "__init__.py")
 
 
 def package_imports(module: str) -> set[str]:
     """The package modules `module` imports anywhere in its source, lazy imports inside functions included."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    path = PACKAGE.joinpath(*module.split(".")).with_suffix(".py")
+    here = module.split(".")[:-1]
+    known = set(modules())
     found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
+
+    def add(name: str) -> None:
+        if name in known:
+            found.add(name)
+        elif name.rsplit(".", 1)[0] in known:
+            found.add(name.rsplit(".", 1)[0])
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            elif (node.module or "").startswith("lychee_gradio"):
+                prefix = node.module.removeprefix("lychee_gradio").lstrip(".")
             else:
-                found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lychee_gradio."):
-            found.add(node.module.split(".")[1])
+                continue
+            for alias in node.names:
+                add(f"{prefix}.{alias.name}".lstrip("."))
+                add(prefix)
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("lychee_gradio."))
-    return found - {"__init__"} - {"__version__"}
-
-
-def modules() -> list[str]:
-    return sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+            for alias in node.names:
+                if alias.name.startswith("lychee_gradio."):
+                    add(alias.name.removeprefix("lychee_gradio."))
+    return found - {module}
 
 
 def test_every_module_has_a_place_on_the_map():
-    assert set(modules()) == set(LAYERS)
+    for module in modules():
+        group(module)
 
 
 def test_imports_point_one_way_and_nothing_imports_the_cli():
-    back_edges = [(module, imported) for module in modules() for imported in package_imports(module)
-                  if imported in LAYERS and LAYERS[imported] > LAYERS[module]]
-    assert back_edges == []
+    wrong = [(module, imported) for module in modules() for imported in package_imports(module)
+             if group(imported) != group(module) and group(imported) not in ALLOWED[group(module)]]
+    assert wrong == []
     assert [m for m in modules() if "cli" in package_imports(m)] == []
 
 
 def test_the_import_graph_has_no_cycle():
-    graph = {module: package_imports(module) & set(LAYERS) for module in modules()}
+    graph = {module: package_imports(module) for module in modules()}
     visiting, done = set(), set()
 
     def visit(module: str, path: list[str]) -> None:
@@ -78,6 +109,29 @@ def test_the_import_graph_has_no_cycle():
 
     for module in graph:
         visit(module, [])
+
+
+def test_no_python_file_is_over_600_lines():
+    files = [*ROOT.glob("*.py"), *(p for folder in ("lychee_gradio", "tests", "examples", "docs")
+                                   for p in (ROOT / folder).rglob("*.py"))]
+    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600}
+    assert long == {}
+
+
+def test_the_page_the_serving_side_and_the_contract_import_without_torch_or_transformers():
+    # Every module a front end needs, imported with torch and transformers made unimportable.
+    names = [m for m in modules() if group(m) in ("contract", "evaluation", "serving", "ui") or m == "app"]
+    code = ("import importlib, sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'transformers', 'torchvision'):\n"
+            "            raise ImportError(f'{name} is blocked in this test')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            f"for name in {[f'lychee_gradio.{m}' for m in names]!r}:\n"
+            "    importlib.import_module(name)\n"
+            "assert not {'torch', 'transformers'} & set(sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_every_module_imports_in_a_fresh_interpreter_without_pulling_in_the_cli():
@@ -132,6 +186,6 @@ def test_the_installed_wheel_serves_the_demo_with_its_examples(installed, tmp_pa
             assert shown in config
         # ... and they come from the installed package, not from a checkout.
         where = subprocess.run([str(installed / "bin" / "python"), "-c",
-                                "from lychee_gradio.app import ASSETS_DIR; print(ASSETS_DIR)"],
+                                "from lychee_gradio.ui.forms import ASSETS_DIR; print(ASSETS_DIR)"],
                                capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
         assert "site-packages" in where and (Path(where) / "eval" / "images.zip").is_file()

@@ -15,9 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lychee_gradio import server, telemetry
-from lychee_gradio.rest_api import RestSettings
-from lychee_gradio.scorer import LycheeScorer, ScoreStats, ScoringCancelledError, ScoringTimeoutError
+from lychee_gradio import app
+from lychee_gradio.serving import telemetry
+from lychee_gradio.settings import Config
+from lychee_gradio import LycheeScorer
+from lychee_gradio.contract import RequestContext, ScoreStats, ScoringCancelledError, ScoringTimeoutError
 
 from .conftest import CUPS, MUG, TUMBLER
 
@@ -271,8 +273,8 @@ def test_memory_is_released_after_the_exception_is_gone(scorer, monkeypatch):
 def operated(scorer):
     """A server with an API key, a 1 s request timeout and a cache, over a scorer a test may slow down."""
     served = fresh(scorer, cache_size=1000, batch_size=1, reuse_prefix=False)
-    settings = server.ServerSettings(port=0, rest=RestSettings(api_key="sekrit", request_timeout=1.0))
-    running = server.start(served, settings)
+    settings = app.ServerSettings(port=0, config=Config(api_key="sekrit", request_timeout=1.0))
+    running = app.start(served, settings)
     deadline = time.monotonic() + 30
     while httpx.get(running.url + "ready").status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.1)

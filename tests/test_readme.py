@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from lychee_gradio import server
-from lychee_gradio.rest_api import RestSettings
+from lychee_gradio import app
+from lychee_gradio.settings import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -45,7 +45,7 @@ def test_every_command_block_is_run_here_or_says_why_not():
 
 @pytest.fixture(scope="module")
 def readme_server(scorer):
-    running = server.start(scorer, server.ServerSettings(port=0, rest=RestSettings()))
+    running = app.start(scorer, app.ServerSettings(port=0, config=Config()))
     yield running.url.rstrip("/")
     running.close()
 

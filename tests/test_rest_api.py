@@ -10,8 +10,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from lychee_gradio import server
-from lychee_gradio.rest_api import RestSettings
+from lychee_gradio import app
+from lychee_gradio.settings import Config
 from lychee_gradio.settings import Limits
 
 from .conftest import CUP, CUPS, MUG
@@ -166,9 +166,9 @@ def test_a_bad_request_gets_a_4xx_naming_the_field_and_the_server_keeps_serving(
 
 @pytest.fixture(scope="module")
 def strict_app(scorer):
-    settings = server.ServerSettings(port=0, rest=RestSettings(
+    settings = app.ServerSettings(port=0, config=Config(
         limits=Limits(max_documents=3, max_body_bytes=200_000, max_image_pixels=150 * 150), api_key="sekrit"))
-    running = server.start(scorer, settings)
+    running = app.start(scorer, settings)
     yield running.url
     running.close()
 
@@ -212,7 +212,7 @@ def test_the_limits_refuse_with_a_clear_status(strict_app):
 
 @pytest.fixture(scope="module")
 def mcp_app(scorer):
-    running = server.start(scorer, server.ServerSettings(port=0, mcp=True))
+    running = app.start(scorer, app.ServerSettings(port=0, mcp=True))
     yield running.url
     running.close()
 
@@ -260,9 +260,9 @@ def image_host():
 def url_app(scorer):
     # The image host is this machine's loopback, which only an allow-listed host may be (test_doors.py
     # holds the refusals).
-    settings = server.ServerSettings(port=0, rest=RestSettings(allow_image_urls=True, max_image_url_bytes=1500,
+    settings = app.ServerSettings(port=0, config=Config(allow_image_urls=True, max_image_url_bytes=1500,
                                                                allowed_image_hosts=("127.0.0.1",)))
-    running = server.start(scorer, settings)
+    running = app.start(scorer, settings)
     yield running.url
     running.close()
 

@@ -10,9 +10,9 @@ import torch
 
 from lychee_gradio import DEFAULT_INSTRUCTION, RerankResult, ScoringOutOfMemoryError
 from lychee_gradio.inputs import Item
-from lychee_gradio.prompt import SYSTEM_PROMPT
+from lychee_gradio.engine.prompt import SYSTEM_PROMPT
 
-from lychee_gradio.naive import NaiveScorer
+from lychee_gradio.engine.naive import NaiveScorer
 
 CUSTOM_INSTRUCTION = "Given a product image and description, decide whether they match."
 
@@ -311,7 +311,7 @@ def test_prefix_reuse_encodes_the_query_image_once_per_request(scorer, red_image
 
 
 def test_the_shared_prefix_stops_before_the_document_and_keeps_a_token_per_pair(scorer, red_image):
-    from lychee_gradio.encoding import shared_prefix_length
+    from lychee_gradio.engine.encoding import shared_prefix_length
 
     query, instruction = Item(text="cup"), DEFAULT_INSTRUCTION
     tokenizer = scorer.processor.tokenizer

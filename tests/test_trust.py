@@ -15,11 +15,11 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from lychee_gradio import server
-from lychee_gradio.app import evaluate_view
-from lychee_gradio.encoding import LiteralTokenizer
+from lychee_gradio import app
+from lychee_gradio.ui.evaluate import evaluate_view
+from lychee_gradio.engine.encoding import LiteralTokenizer
 from lychee_gradio.evaluation import BadLine, load_queries
-from lychee_gradio.rest_api import RestSettings
+from lychee_gradio.settings import Config
 from lychee_gradio.settings import Limits
 
 from .conftest import CUP
@@ -149,8 +149,8 @@ def test_with_the_real_qwen_tokenizer_user_text_yields_no_added_token(qwen_token
 def guarded_app(scorer):
     """The app with an API key, small limits and MCP on, as `lychee load --api-key ... --mcp` serves it."""
     limits = Limits(max_documents=20, max_image_pixels=2_000_000, max_upload_bytes=3 * 2**20)
-    settings = server.ServerSettings(port=0, rest=RestSettings(limits=limits, api_key="sekrit"), mcp=True)
-    running = server.start(scorer, settings)
+    settings = app.ServerSettings(port=0, config=Config(limits=limits, api_key="sekrit"), mcp=True)
+    running = app.start(scorer, settings)
     yield running.url
     running.close()
 
@@ -184,7 +184,7 @@ def keyed_client(guarded_app):
 
 def test_a_lone_surrogate_from_the_page_is_an_error_naming_the_field(scorer):
     # (gradio_client itself refuses to send one; the page's JSON could.)
-    from lychee_gradio.app import score_view
+    from lychee_gradio.ui.single import score_view
 
     for args, field in (((LONE_SURROGATE, None, "d", None, ""), "Query"),
                         (("q", None, LONE_SURROGATE, None, ""), "Document"),
@@ -218,7 +218,7 @@ def huge_png(path: Path, width: int = 10_000, height: int = 10_000) -> Path:
 
 def test_the_pixel_limit_holds_on_the_gradio_api_before_decoding(keyed_client, tmp_path):
     big = huge_png(tmp_path / "huge.png")
-    with pytest.raises(Exception, match=r"Document image \(huge.png\): the image is 10000x10000 = 100,000,000 pixels, "
+    with pytest.raises(Exception, match=r"Document image \(huge.png\): image is 10000x10000 = 100,000,000 pixels, "
                                         r"over this server's limit"):
         keyed_client.predict(query_text="q", document_image=handle_file(str(big)), api_name="/score")
     with pytest.raises(Exception, match=r"Images to rank, image 2 \(huge.png\): .*over this server's limit"):

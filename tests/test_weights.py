@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lychee_gradio import LycheeScorer, ModelLoadError
-from lychee_gradio import weights
+from lychee_gradio.engine import weights
 
 
 def test_a_local_folder_is_used_as_it_is(tiny_model_dir):

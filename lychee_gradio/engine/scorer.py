@@ -1,7 +1,11 @@
-"""`LycheeScorer`: load a reranker once, then `score()` and `rerank()` queries against documents.
+"""The engine's scorer: load a reranker once, then `score()`, `rerank()` queries against documents.
 
-It serves every family in `families.py` (lychee-rerank-mm, Qwen3-VL-Reranker); the family comes
-from the checkpoint's config.json and sets the defaults, nothing else.
+`QwenVLReranker` (public name `LycheeScorer`) serves every family in `families.py`
+(lychee-rerank-mm, Qwen3-VL-Reranker); the family comes from the checkpoint's config.json and sets
+the defaults, nothing else. What every scorer shares (inputs checked at the edge, the score
+cache, `rerank`) is `scoring.ScorerBase`; this class adds how scores are computed: pairs encoded
+exactly as the processor would, batched by length and token budget, the shared prefix computed
+once, out-of-memory batches split.
 
 The score of a pair is p("yes") from the model's next-token logits after the prompt:
 softmax([logit("no"), logit("yes")])[1]. Scores are pointwise: a document's score does not
@@ -14,106 +18,20 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import DynamicCache
 
-from .cache import DigestMemo, ImageCache, ScoreCache
+from ..contract import Item, PairScore, ProgressCallback, RequestContext, ScoringOutOfMemoryError
+from ..families import LYCHEE, ModelFamily
+from ..scoring import Counter, DigestMemo, ScoreCache, ScorerBase
+from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder, shared_prefix_length
-from .families import LYCHEE, ModelFamily
-from .inputs import RETURN_MEMORY_AFTER_PIXELS, ImageRules, Item, image_pixels, return_memory, to_item, to_items
-from .ranking import best_first, check_top_n
-from .prompt import resolve_instruction
 from .weights import choose_runtime, default_model, load_model_and_processor, resolve_model_dir
 
 logger = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class PairScore:
-    """The score of one pair, the two logits it comes from, and the prompt's length in tokens."""
-
-    score: float
-    yes_logit: float
-    no_logit: float
-    tokens: int = 0
-
-
-@dataclass(frozen=True)
-class RerankResult:
-    """One document of a rerank: its 0-based position in the input, its score, and the document.
-
-    `id` and `metadata` are those the caller put on a dict document (`{"text": ..., "id": 7,
-    "metadata": {...}}`), handed back unchanged; `None` otherwise.
-    """
-
-    index: int
-    score: float
-    document: Any
-    id: Any = None
-    metadata: Any = None
-
-
-class ScoringOutOfMemoryError(RuntimeError):
-    """Even a batch of one pair did not fit in GPU memory."""
-
-
-class ScorerBusyError(RuntimeError):
-    """Every model replica is busy and the waiting queue is full (served on Ray replicas): retry shortly."""
-
-    retry_after_seconds = 2
-
-
-class ScoringTimeoutError(RuntimeError):
-    """The request waited for the model, or ran, longer than its timeout; its remaining work was dropped."""
-
-
-class ScoringCancelledError(RuntimeError):
-    """The caller stopped the request (the page's Stop button); its remaining work was dropped."""
-
-
-@dataclass
-class ScoreStats:
-    """What one call did, for logs and metrics: filled in by the scorer when the caller passes one."""
-
-    pairs: int = 0  # pairs asked for
-    cached: int = 0  # of them, answered from the score cache
-    scored: int = 0  # run through the model
-    tokens: int = 0  # prompt tokens of all pairs asked for (the usage a client is told)
-    tokens_scored: int = 0  # prompt tokens of the pairs run through the model
-    batches: list[int] = field(default_factory=list)  # pairs per forward pass
-    oom_retries: int = 0  # batches that ran out of memory and were split
-    image_cache_hits: int = 0
-    image_cache_misses: int = 0
-
-    def add(self, other: "ScoreStats") -> None:
-        for name in ("pairs", "cached", "scored", "tokens", "tokens_scored", "oom_retries", "image_cache_hits",
-                     "image_cache_misses"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.batches.extend(other.batches)
-
-
-class StopCheck:
-    """Raises between batches once the call is past its timeout or its cancel event is set."""
-
-    def __init__(self, timeout: float | None = None, cancel: threading.Event | None = None):
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be positive")
-        self.timeout, self.cancel = timeout, cancel
-        self.deadline = time.monotonic() + timeout if timeout is not None else None
-
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
-
-    def __call__(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise ScoringCancelledError("stopped")
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise ScoringTimeoutError(f"the request took longer than its timeout of {self.timeout:g} s and was stopped")
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -126,38 +44,6 @@ def _is_out_of_memory(error: BaseException) -> bool:
                                   "CUDNN_STATUS_ALLOC_FAILED", "MPS backend out of memory"))
 
 
-def through_cache(cache: ScoreCache, model: str, query: Item, documents: list[Item], instruction: str,
-                  max_pixels: int, compute: Callable[[list[int], ProgressCallback], list[PairScore]],
-                  on_progress: ProgressCallback | None, stats: ScoreStats,
-                  digest: Callable | None = None) -> list[PairScore]:
-    """Scores of `documents`, from `cache` where it has them; `compute(missing indices, progress)` scores the rest."""
-    digest = digest or DigestMemo()
-    total = len(documents)
-    results: list[PairScore | None] = [None] * total
-    keys: list[bytes] = []
-    if cache.max_entries:
-        request_key = ScoreCache.request_key(model, instruction, query, max_pixels, digest)
-        keys = [ScoreCache.pair_key(request_key, document, digest) for document in documents]
-        results = [cache.get(key) for key in keys]
-    missing = [i for i, result in enumerate(results) if result is None]
-    stats.pairs += total
-    stats.cached += total - len(missing)
-    found = total - len(missing)
-    if found and on_progress is not None:
-        on_progress(found, total)
-    if missing:
-        def progress(done: int, _: int) -> None:
-            if on_progress is not None:
-                on_progress(found + done, total)
-
-        for i, pair in zip(missing, compute(missing, progress)):
-            results[i] = pair
-            if keys:
-                cache.put(keys[i], pair)
-    stats.tokens += sum(pair.tokens for pair in results)  # type: ignore[union-attr]
-    return results  # type: ignore[return-value]
-
-
 @dataclass
 class SharedPrefix:
     """Keys and values of the tokens every pair of a request starts with, computed once."""
@@ -166,83 +52,9 @@ class SharedPrefix:
     key_values: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each (1, kv_heads, length, head_dim)
 
 
-class Scorer:
-    """What every scorer answers (`LycheeScorer` here, `cluster.RayScorer` over replicas): `score`,
-    `score_with_logits` and `rerank`, with inputs checked at the edge and the score cache in front.
-
-    A subclass has `family`, `model_name`, `max_pixels` and `cache`, and scores the pairs the cache
-    does not have in `_score_fresh`.
-    """
-
-    family: ModelFamily
-    model_name: str
-    cache: ScoreCache
-
-    def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-              max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
-              timeout: float | None = None, cancel: threading.Event | None = None,
-              stats: ScoreStats | None = None) -> list[float]:
-        """The score (0..1) of each document against the query, in input order.
-
-        `max_pixels` bounds the images of this call only (default: the scorer's). `timeout`
-        (seconds, waiting for the model included) raises `ScoringTimeoutError` and `cancel` (an
-        event set by the caller) `ScoringCancelledError`: both are checked between batches, so the
-        work stops there. `stats`, a `ScoreStats`, is filled in with what the call did.
-        """
-        pairs = self.score_with_logits(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress,
-                                       timeout=timeout, cancel=cancel, stats=stats)
-        return [pair.score for pair in pairs]
-
-    def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-                          max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
-                          timeout: float | None = None, cancel: threading.Event | None = None,
-                          stats: ScoreStats | None = None) -> list[PairScore]:
-        """Like `score`, with the yes/no logits and the prompt length of each pair."""
-        # Inputs are checked here, at the edge, so that a bad document is named before any work starts.
-        stop = StopCheck(timeout, cancel)
-        stats = stats if stats is not None else ScoreStats()
-        if max_pixels is not None and max_pixels < self.family.min_pixels:
-            raise ValueError(f"max_pixels: must be at least {self.family.min_pixels}, got {max_pixels}")
-        # Images larger than the model will look at are decoded straight down (inputs.ImageRules);
-        # the doors pass items already decoded under their limits, the same way.
-        rules = ImageRules(keep_pixels=max_pixels or self.max_pixels)
-        query_item = to_item(query, "query", rules=rules)
-        document_items = to_items(documents, rules=rules)
-        instruction_text = resolve_instruction(instruction, self.family.default_instruction)
-        if not document_items:
-            return []
-        digest = DigestMemo()
-
-        def compute(missing: list[int], progress: ProgressCallback) -> list[PairScore]:
-            return self._score_fresh(query_item, [document_items[i] for i in missing], instruction_text, max_pixels,
-                                     progress, stop, stats, digest)
-
-        try:
-            return through_cache(self.cache, self.model_name, query_item, document_items, instruction_text,
-                                 max_pixels or self.max_pixels, compute, on_progress, stats, digest)
-        finally:
-            if image_pixels([query_item, *document_items]) >= RETURN_MEMORY_AFTER_PIXELS:
-                del compute, document_items, digest
-                return_memory()
-
-    def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
-               top_n: int | None = None, *, max_pixels: int | None = None,
-               on_progress: ProgressCallback | None = None, timeout: float | None = None,
-               cancel: threading.Event | None = None, stats: ScoreStats | None = None) -> list[RerankResult]:
-        """Documents best-first, each with its input index and score; `top_n` keeps the best n (0 or None: all)."""
-        top_n = check_top_n(top_n)
-        scores = self.score(query, documents, instruction, max_pixels=max_pixels, on_progress=on_progress,
-                            timeout=timeout, cancel=cancel, stats=stats)
-        return ranked(documents, scores, top_n)
-
-    def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
-                     on_progress: ProgressCallback, stop: StopCheck, stats: ScoreStats,
-                     digest: DigestMemo) -> list[PairScore]:
-        raise NotImplementedError
-
-
-class LycheeScorer(Scorer):
-    """A loaded yes/no reranker (any family of families.py). Build it with `LycheeScorer.load(...)`; thread-safe."""
+class QwenVLReranker(ScorerBase):
+    """A loaded yes/no reranker on a Qwen vision-language backbone (any family of families.py), public name
+    `LycheeScorer`. Build it with `LycheeScorer.load(...)`; thread-safe."""
 
     def __init__(self, model, processor, *, model_name: str, device: str,
                  max_pixels: int | None = None, batch_size: int | None = None,
@@ -283,7 +95,7 @@ class LycheeScorer(Scorer):
         # keys/values (and the query image's vision encoding) are computed once per request.
         self.reuse_prefix = reuse_prefix
         self._lock = threading.Lock()
-        self.waiting = 0  # calls waiting for the model (another call holds it)
+        self._waiting = Counter()  # calls waiting for the model (another call holds it)
         # After running out of memory, the batch size that fit is remembered for later calls and
         # grows back by a quarter after every GROW_AFTER batches that fit.
         self.fitting_batch_size: int | None = None
@@ -295,7 +107,7 @@ class LycheeScorer(Scorer):
              max_pixels: int | None = None, batch_size: int | None = None, *,
              attn_implementation: str = "auto", max_batch_tokens: int | None = None,
              max_text_tokens: int | None = None, reuse_prefix: bool = True, cache_size: int = 0,
-             image_cache_bytes: int = 0) -> "LycheeScorer":
+             image_cache_bytes: int = 0) -> "QwenVLReranker":
         """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm).
 
         The checkpoint's config.json picks the family: `qwen2_5_vl` (lychee-rerank-mm) or
@@ -329,31 +141,36 @@ class LycheeScorer(Scorer):
     # -- public API ---------------------------------------------------------------------------
 
     def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
-                     on_progress: ProgressCallback, stop: StopCheck, stats: ScoreStats,
+                     on_progress: ProgressCallback, context: RequestContext,
                      digest: DigestMemo) -> list[PairScore]:
         # Encoding (text cut to its budget, images processed) needs no model: it runs before the
         # model is taken, so a request with huge inputs never holds the model for more than its scoring.
         hits, misses = self.image_cache.hits, self.image_cache.misses
-        pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=stop)
-        stats.image_cache_hits += self.image_cache.hits - hits
-        stats.image_cache_misses += self.image_cache.misses - misses
-        self._acquire(stop)
+        pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=context.check)
+        context.stats.image_cache_hits += self.image_cache.hits - hits
+        context.stats.image_cache_misses += self.image_cache.misses - misses
+        self._acquire(context)
         try:
-            return self._score_pairs(pairs, on_progress, stop, stats)
+            return self._score_pairs(pairs, on_progress, context)
         finally:
             self._lock.release()
 
-    def _acquire(self, stop: StopCheck) -> None:
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for the model while another holds it (for /metrics)."""
+        return self._waiting.value
+
+    def _acquire(self, context: RequestContext) -> None:
         """Take the model, waiting at most until the call's deadline (and no longer once it is cancelled)."""
-        self.waiting += 1
+        self._waiting.add(1)
         try:
             while True:
-                stop()
-                remaining = stop.remaining()
+                context.check()
+                remaining = context.remaining()
                 if self._lock.acquire(timeout=0.1 if remaining is None else max(0.0, min(0.1, remaining))):
                     return
         finally:
-            self.waiting -= 1
+            self._waiting.add(-1)
 
     # -- batching -------------------------------------------------------------------------------
 
@@ -377,11 +194,11 @@ class LycheeScorer(Scorer):
         return batches
 
     def _score_pairs(self, pairs: list[EncodedPair], on_progress: ProgressCallback | None,
-                     stop: StopCheck | None = None, stats: ScoreStats | None = None) -> list[PairScore]:
+                     context: RequestContext | None = None) -> list[PairScore]:
         # Longest first: similar lengths share a batch (little padding), and an out-of-memory
         # error shows on the first, largest batch.
-        stop = stop or StopCheck()
-        stats = stats if stats is not None else ScoreStats()
+        context = context or RequestContext()
+        stats = context.stats
         order = sorted(range(len(pairs)), key=lambda i: -pairs[i].length)
         results: list[PairScore | None] = [None] * len(pairs)
         batch_size = min(self.batch_size, self.fitting_batch_size or self.batch_size)
@@ -401,7 +218,7 @@ class LycheeScorer(Scorer):
                 logger.warning("out of GPU memory computing the shared prefix; running whole prompts instead")
         pending = self._batches(order, pairs, batch_size)
         while pending:
-            stop()
+            context.check()
             batch = pending.pop(0)
             out_of_memory = False
             try:
@@ -523,16 +340,6 @@ class LycheeScorer(Scorer):
         return logits.cpu()
 
 
-def ranked(documents: Sequence[Any], scores: list[float], top_n: int | None) -> list[RerankResult]:
-    """Documents best-first as results, with the id and metadata each dict document carried."""
-    def attached(document: Any, key: str) -> Any:
-        return document.get(key) if isinstance(document, dict) else None
-
-    return [RerankResult(index=i, score=scores[i], document=documents[i], id=attached(documents[i], "id"),
-                         metadata=attached(documents[i], "metadata"))
-            for i in best_first(scores)[:top_n]]
-
-
 def _p_yes(yes_logit: float, no_logit: float) -> float:
     return float(torch.softmax(torch.tensor([no_logit, yes_logit], dtype=torch.float64), dim=0)[1])
 
@@ -542,3 +349,6 @@ def _single_token_id(tokenizer, word: str) -> int:
     if len(ids) != 1:
         raise ValueError(f"the tokenizer encodes {word!r} as {len(ids)} tokens; a yes/no reranker needs one")
     return ids[0]
+
+
+LycheeScorer = QwenVLReranker  # the public name (from lychee_gradio import LycheeScorer)

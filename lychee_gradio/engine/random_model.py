@@ -181,7 +181,7 @@ def build_processor(family: str = "qwen2_5_vl", tokenizer=None):
     image processor (pixel factor and bounds from families.py) and chat template."""
     from transformers import Qwen2VLImageProcessor
 
-    from .families import FAMILIES
+    from ..families import FAMILIES
 
     spec = FAMILIES[family]
     tokenizer = tokenizer if tokenizer is not None else _trained_tokenizer()
@@ -272,7 +272,7 @@ def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str
     import torch
     import transformers
 
-    from .families import FAMILIES
+    from ..families import FAMILIES
 
     sizes = SIZES[family]
     if size not in sizes:

@@ -63,11 +63,12 @@ class UrlPolicy:
 
 
 class ImageUrlError(Exception):
-    """An image URL that was not fetched: `status` 400 (refused or failed) or 413 (too large)."""
+    """An image URL that was not fetched: `status` 400 (refused or failed, whatever the reason) or 413
+    (too large). The door words it (`InputError` codes `url_not_fetched`, `url_too_large`)."""
 
-    def __init__(self, status: int, message: str, field: str):
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
+    def __init__(self, status: int, field: str):
+        super().__init__(f"{field}: image URL not fetched ({status})")
+        self.status, self.field = status, field
 
 
 class _Refused(Exception):
@@ -124,12 +125,6 @@ class ImageFetcher:
         self.policy = policy
         self._slots: asyncio.Semaphore | None = None
 
-    def refused(self, field: str) -> ImageUrlError:
-        p = self.policy
-        return ImageUrlError(400, f"{field}: the image URL could not be fetched (this server fetches public "
-                                  f"http(s) addresses only, within {p.timeout:g} s; send the image as base64 "
-                                  "instead)", field)
-
     async def fetch(self, url: str, field: str, deadline: float | None = None) -> bytes:
         """The bytes at `url`, within the policy's deadline (and `deadline`, a loop time, if sooner)."""
         loop = asyncio.get_running_loop()
@@ -146,7 +141,7 @@ class ImageFetcher:
             logger.info("image URL %s not fetched for %s: past the deadline", _short(url), field)
         except (_Refused, httpx.HTTPError, OSError, ValueError) as error:
             logger.info("image URL %s not fetched for %s: %s", _short(url), field, error)
-        raise self.refused(field)
+        raise ImageUrlError(400, field)
 
     async def _queued(self, url: str, field: str) -> bytes:
         async with self._slots:
@@ -178,14 +173,12 @@ class ImageFetcher:
         cap = self.policy.max_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise ImageUrlError(413, f"{field}: the image at the URL is over this server's limit of {cap:,} bytes",
-                                field)
+            raise ImageUrlError(413, field)
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > cap:
-                raise ImageUrlError(413, f"{field}: the image at the URL is over this server's limit of {cap:,} "
-                                         "bytes", field)
+                raise ImageUrlError(413, field)
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -12,23 +12,25 @@ replica dies is retried once (Ray Serve routes it to a live replica and restarts
 When every replica is busy and the bounded queue is full, `ScorerBusyError` is raised.
 
 Ray is imported only here, and only when replicas are asked for: plain `lychee load` never imports it.
+The replicas' own class (`replica.ScorerReplica`, which wires the engine in) is handed to `Cluster`
+by the CLI: this module has no model code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cache import ScoreCache
-from .families import FAMILIES
-from .scorer import (PairScore, Scorer, ScoreStats, ScorerBusyError, ScoringCancelledError, ScoringOutOfMemoryError,
-                     ScoringTimeoutError, StopCheck)
+from ..contract import (InputError, PairScore, RequestContext, ScorerBusyError, ScoringOutOfMemoryError,
+                        ScoringTimeoutError)
+from ..families import FAMILIES
+from ..scoring import Counter, ScoreCache, ScorerBase
 
 logger = logging.getLogger(__name__)
 
@@ -36,34 +38,6 @@ MAX_CHUNK = 32  # pairs per replica call for large requests: keeps progress movi
 MIN_SPLIT = 16  # a request is spread over replicas only when each part gets at least this many pairs:
 # below that, the shared prefix computed again per part costs more than the parallelism gains, and
 # concurrent small requests already keep every replica busy
-
-
-class ScorerReplica:
-    """One Serve replica: a `LycheeScorer` of its own, with torch threads matching its CPU share."""
-
-    def __init__(self, model: str, load_options: dict, threads: int | None = None):
-        import torch
-
-        from .scorer import LycheeScorer
-
-        if threads:
-            torch.set_num_threads(threads)
-        # The score cache sits in front of the replicas (RayScorer), where every request passes.
-        self.scorer = LycheeScorer.load(model, **{**load_options, "cache_size": 0})
-        self.pairs = 0
-
-    def describe(self) -> dict:
-        scorer = self.scorer
-        return {"model_name": scorer.model_name, "model_type": scorer.family.model_type,
-                "max_pixels": scorer.max_pixels, "pid": os.getpid(), "load_seconds": scorer.load_seconds}
-
-    def score_with_logits(self, query, documents, instruction, max_pixels,
-                          timeout: float | None = None) -> tuple[int, list[PairScore], ScoreStats]:
-        stats = ScoreStats()
-        scores = self.scorer.score_with_logits(query, documents, instruction, max_pixels=max_pixels,
-                                               timeout=timeout, stats=stats)
-        self.pairs += len(scores)
-        return os.getpid(), scores, stats
 
 
 @dataclass
@@ -78,7 +52,7 @@ class ClusterSettings:
     cache_size: int = 0  # pair scores kept in front of the replicas (0: off)
 
 
-class RayScorer(Scorer):
+class RayScorer(ScorerBase):
     """The scorer interface over a Ray Serve deployment of `ScorerReplica`.
 
     With `application` (the Serve application's name), a watcher asks Ray Serve every few seconds
@@ -97,7 +71,7 @@ class RayScorer(Scorer):
         self.load_seconds = description.get("load_seconds")
         self.replicas = replicas
         self.cache = ScoreCache(cache_size)
-        self.waiting = 0  # chunks sent to the replicas and not answered yet
+        self._waiting = Counter()  # chunks sent to the replicas and not answered yet
         self.last_pids: list[int] = []  # which replica processes served the last request (for tests, logs)
         self.replicas_alive: int | None = None  # running replicas, as Ray Serve last reported (None: not known)
         if application is not None:
@@ -117,46 +91,74 @@ class RayScorer(Scorer):
                 self.replicas_alive = None
             time.sleep(self.WATCH_SECONDS)
 
-    def _score_fresh(self, query_item, items, instruction, max_pixels, on_progress, stop: StopCheck,
-                     stats: ScoreStats, digest=None) -> list[PairScore]:
-        """Spread the pairs over the replicas in chunks (retried once when a replica dies), merged in order."""
-        chunks = self._chunks(len(items))
+    @property
+    def waiting(self) -> int:
+        """Chunks sent to the replicas and not answered yet (for /metrics)."""
+        return self._waiting.value
+
+    def _score_fresh(self, query_item, items, instruction, max_pixels, on_progress, context: RequestContext,
+                     digest=None) -> list[PairScore]:
+        """Spread the pairs over the replicas in chunks (retried once when a replica dies), merged in order.
+
+        The chunks are awaited together on one event loop that serves every request of this process
+        (`_RayLoop`), not on a thread per chunk; the request's deadline and Stop are checked between waits.
+        """
+        self._waiting.add(1)
+        try:
+            return _RayLoop.shared().run(self._score_chunks(query_item, items, instruction, max_pixels, on_progress,
+                                                            context))
+        finally:
+            self._waiting.add(-1)
+
+    async def _score_chunks(self, query_item, items, instruction, max_pixels, on_progress,
+                            context: RequestContext) -> list[PairScore]:
         results: list[PairScore | None] = [None] * len(items)
-        pending = {self._submit(query_item, items, chunk, instruction, max_pixels, stop): (chunk, 0)
-                   for chunk in chunks}
-        self.waiting += len(pending)
+        pending: dict[asyncio.Future, tuple[list[int], int, Any]] = {}
+
+        def submit(chunk: list[int], attempt: int) -> None:
+            # The replica stops its own work at the request's deadline, between batches.
+            remaining = context.remaining()
+            response = self.handle.score_with_logits.remote(query_item, [items[i] for i in chunk], instruction,
+                                                            max_pixels,
+                                                            None if remaining is None else max(remaining, 0.001))
+            pending[asyncio.ensure_future(_answer(response))] = (chunk, attempt, response)
+
+        for chunk in self._chunks(len(items)):
+            submit(chunk, 0)
         done_pairs, pids = 0, []
         try:
             while pending:
-                try:
-                    stop()
-                except (ScoringTimeoutError, ScoringCancelledError):
-                    self._cancel(pending)
-                    raise
-                remaining = stop.remaining()
-                finished, _ = wait(list(pending), timeout=0.2 if remaining is None else max(0.0, min(0.2, remaining)),
-                                   return_when=FIRST_COMPLETED)
+                context.check()
+                remaining = context.remaining()
+                finished, _ = await asyncio.wait(list(pending), return_when=asyncio.FIRST_COMPLETED,
+                                                 timeout=0.2 if remaining is None else max(0.0, min(0.2, remaining)))
                 for future in finished:
-                    chunk, attempt = pending.pop(future)
+                    chunk, attempt, _ = pending.pop(future)
                     try:
                         pid, scores, chunk_stats = future.result()
                     except Exception as error:  # noqa: BLE001 - sorted below: retry, busy, or the cause
                         if _replica_lost(error) and attempt == 0:
                             logger.warning("a replica was lost while scoring; retrying its %d pairs once", len(chunk))
-                            pending[self._submit(query_item, items, chunk, instruction, max_pixels, stop)] = (chunk, 1)
+                            submit(chunk, 1)
                             continue
-                        self._cancel(pending)
                         raise _user_facing(error) from None
                     for index, pair in zip(chunk, scores):
                         results[index] = pair
                     chunk_stats.pairs = chunk_stats.cached = chunk_stats.tokens = 0  # counted once, at the front
-                    stats.add(chunk_stats)
+                    context.stats.add(chunk_stats)
                     pids.append(pid)
                     done_pairs += len(chunk)
                     if on_progress is not None:
                         on_progress(done_pairs, len(items))
         finally:
-            self.waiting -= len(chunks)
+            # A stopped, timed-out or failed request drops its other chunks: queued ones never run,
+            # running ones are cancelled by Serve.
+            for future, (_, _, response) in pending.items():
+                future.cancel()
+                try:
+                    response.cancel()
+                except Exception:  # noqa: BLE001 - that chunk already ended: nothing to cancel
+                    pass
         self.last_pids = pids
         return results  # type: ignore[return-value]
 
@@ -166,42 +168,31 @@ class RayScorer(Scorer):
         size = math.ceil(count / pieces)
         return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
-    def _submit(self, query, items, chunk, instruction, max_pixels, stop: StopCheck):
-        # The replica stops its own work at the request's deadline, between batches.
-        remaining = stop.remaining()
-        response = self.handle.score_with_logits.remote(query, [items[i] for i in chunk], instruction, max_pixels,
-                                                        None if remaining is None else max(remaining, 0.001))
-        return _as_future(response)
-
-    @staticmethod
-    def _cancel(pending: dict) -> None:
-        """Drop the request's other chunks: queued ones never run, running ones are cancelled by Serve."""
-        for future in pending:
-            try:
-                future.response.cancel()
-            except Exception:  # noqa: BLE001 - that chunk already failed (or finished): nothing to cancel
-                pass
 
 
-def _as_future(response):
-    """A DeploymentResponse as a concurrent.futures.Future, resolved by a waiting thread."""
-    from concurrent.futures import Future
+async def _answer(response):
+    return await response
 
-    future: Future = Future()
-    future.response = response  # type: ignore[attr-defined]
 
-    def resolve() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            result = response.result()
-        except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+class _RayLoop:
+    """One event loop thread on which this process awaits every replica call (Ray Serve handles are asyncio-native)."""
 
-    threading.Thread(target=resolve, daemon=True).start()
-    return future
+    _shared: "_RayLoop | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="lychee-ray-calls", daemon=True).start()
+
+    @classmethod
+    def shared(cls) -> "_RayLoop":
+        with cls._lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
 
 def _replica_lost(error: BaseException) -> bool:
@@ -218,6 +209,8 @@ def _user_facing(error: BaseException) -> BaseException:
     if isinstance(error, BackPressureError):
         return ScorerBusyError("every model replica is busy and the queue is full; try again in a few seconds")
     cause = getattr(error, "cause", None) or error
+    if isinstance(cause, InputError):
+        return cause
     if isinstance(cause, ValueError):
         return ValueError(str(cause))
     if isinstance(cause, ScoringOutOfMemoryError):
@@ -228,8 +221,8 @@ def _user_facing(error: BaseException) -> BaseException:
     return RuntimeError("a model replica failed while scoring; the server's log has the details")
 
 
-def scorer_deployment(*, replicas: int, min_replicas: int | None, max_replicas: int | None, actor_options: dict,
-                      max_queued: int):
+def scorer_deployment(replica: type, *, replicas: int, min_replicas: int | None, max_replicas: int | None,
+                      actor_options: dict, max_queued: int):
     """The Serve deployment of the model replicas, fixed or autoscaled: the one place its config is written."""
     from ray import serve
 
@@ -239,7 +232,7 @@ def scorer_deployment(*, replicas: int, min_replicas: int | None, max_replicas: 
                                           "max_replicas": max_replicas or max(replicas, 1),
                                           "initial_replicas": replicas, "target_ongoing_requests": 1}}
     # One request at a time per replica: the replica batches its pairs itself.
-    return serve.deployment(ScorerReplica, name="scorer", ray_actor_options=actor_options, max_ongoing_requests=1,
+    return serve.deployment(replica, name="scorer", ray_actor_options=actor_options, max_ongoing_requests=1,
                             max_queued_requests=max_queued, **scaling)
 
 
@@ -263,11 +256,12 @@ def local_only() -> None:
 class Cluster:
     """The Ray side of a server: started once, one Serve deployment per model, stopped on close."""
 
-    def __init__(self, settings: ClusterSettings):
+    def __init__(self, settings: ClusterSettings, replica: type):
         import ray
         from ray import serve
 
         self.settings = settings
+        self.replica = replica  # the class each replica runs (replica.ScorerReplica: the engine, wired in)
         self._owns_ray = settings.ray_address is None
         if self._owns_ray:
             local_only()
@@ -303,7 +297,7 @@ class Cluster:
 
         s = self.settings
         options, threads = self.resources(s.load_options.get("device", "auto"))
-        deployment = scorer_deployment(replicas=s.replicas, min_replicas=s.min_replicas, max_replicas=s.max_replicas,
+        deployment = scorer_deployment(self.replica, replicas=s.replicas, min_replicas=s.min_replicas, max_replicas=s.max_replicas,
                                        actor_options=options, max_queued=s.max_queued)
         name = f"lychee-{index}"
         handle = serve.run(deployment.bind(os.fspath(model), s.load_options, threads), name=name, route_prefix=None)

@@ -203,7 +203,7 @@ def choose_runtime(device: str = "auto", dtype: Any = "auto", attn_implementatio
 
 def checkpoint_family(folder: Path):
     """The model family of a checkpoint folder, from its config.json's model_type."""
-    from .families import family_for
+    from ..families import family_for
 
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))

@@ -3,8 +3,6 @@ write (tables, verdicts, errors, progress) through `text()` with the browser's l
 
 from __future__ import annotations
 
-import re
-
 EN = {
     "title": "# 🍒 Lychee reranker\nScore how well documents (text, images, or both) meet a query, with lychee-rerank-mm.",
     "demo_banner": (
@@ -119,12 +117,6 @@ EN_OUTPUT = {
     "error_eval_empty": "Labelled set: the file has no query to evaluate (it is empty).",
     "hint_eval_zip": " The set names images: upload its images .zip too.",
     "error_zip": "Images zip: {reason}",
-    "reason_decode": "cannot decode this image (not a format the app can read)",
-    "reason_pixels": "the image is {width}x{height} = {pixels} pixels, over this server's limit of {limit}",
-    "reason_too_large": "the image is too large to decode safely",
-    "reason_empty": "the file is empty",
-    "reason_budget": "the request's images add up to more than this server's limit of {limit} decoded pixels; "
-                     "send fewer or smaller images",
     "error_not_uploaded": "{input}: this file was not uploaded to this server. Upload the file itself "
                           "(gradio_client: handle_file(path)); server paths and URLs are not read.",
 }
@@ -193,11 +185,6 @@ ZH_OUTPUT = {
     "error_eval_empty": "标注数据:文件中没有可评估的查询(文件为空)。",
     "hint_eval_zip": " 该数据集引用了图片:请同时上传它的图片压缩包。",
     "error_zip": "图片压缩包:{reason}",
-    "reason_decode": "无法解码该图片(不是本应用能读取的格式)",
-    "reason_pixels": "图片为 {width}x{height} = {pixels} 像素,超过本服务器上限 {limit}",
-    "reason_too_large": "图片过大,无法安全解码",
-    "reason_empty": "文件为空",
-    "reason_budget": "本次请求的图片解码后合计超过本服务器 {limit} 像素的上限,请减少图片数量或使用更小的图片",
     "error_not_uploaded": "{input}:该文件不是上传到本服务器的文件。请上传文件本身(gradio_client:handle_file(path));"
                           "服务器路径和网址不会被读取。",
 }
@@ -268,24 +255,70 @@ def text(key: str, lang: str = "en", **values) -> str:
     return template.format(**values) if values else template
 
 
-# Reasons the input layer gives (inputs.py, in English), as the page words them.
-_REASONS = [
-    (re.compile(r"image is (?P<width>\d+)x(?P<height>\d+) = (?P<pixels>[\d,]+) pixels, over this server's limit of "
-                r"(?P<limit>[\d,]+)"), "reason_pixels"),
-    (re.compile(r"cannot decode image|not a format Pillow can read|cannot read image file"), "reason_decode"),
-    (re.compile(r"too large to decode safely"), "reason_too_large"),
-    (re.compile(r"image data is empty|image has no pixels"), "reason_empty"),
-    (re.compile(r"the request's images add up to more than this server's limit of (?P<limit>[\d,]+) decoded pixels"),
-     "reason_budget"),
-]
+# The input errors (contract.ERRORS, by code) in Chinese; English comes from the contract itself.
+ERRORS_ZH = {
+    "missing": "缺失(收到 None);请给出文本、图片或两者",
+    "empty": "为空(没有文本也没有图片)",
+    "unsupported_type": "不支持的类型 {type};请给出字符串、PIL 图片、路径、字节,或含 text 和/或 image 的字典",
+    "unknown_keys": "未知的键 {keys};请使用 text 和/或 image(可选 id、metadata)",
+    "expected_string": "应为字符串,收到 {type}",
+    "expected_list": "应为文档列表,收到 {type}",
+    "not_unicode": "不是有效的 Unicode 文本(第 {position} 个字符是孤立代理项)",
+    "image_type": "不支持的图片类型 {type};请给出 PIL 图片、文件路径、字节、base64 字符串或 data URL",
+    "image_empty_string": "图片是空字符串",
+    "image_url_library": "不会下载图片网址({url});请先下载图片再传入",
+    "base64_invalid": "无效的 base64 图片数据({reason})",
+    "image_not_found": "找不到图片文件:{path}",
+    "image_not_a_file": "不是文件:{path}",
+    "image_unreadable": "无法读取图片文件 {path}:{reason}",
+    "image_empty": "文件为空",
+    "image_decode": "无法解码该图片({reason})",
+    "image_unidentified": "无法解码该图片(不是本应用能读取的格式)",
+    "image_bomb": "图片过大,无法安全解码",
+    "image_no_pixels": "图片没有像素",
+    "image_pixels": "图片为 {width}x{height} = {pixels:,} 像素,超过本服务器上限 {limit:,}",
+    "request_pixels": "本次请求的图片解码后合计超过本服务器 {limit:,} 像素的上限,请减少图片数量或使用更小的图片",
+    "too_many": "给出了 {count} 个,本服务器每次请求最多 {limit} 个",
+    "top_n": "应为 0(全部)或正整数,收到 {value}",
+    "max_pixels_low": "至少为 {minimum},收到 {value}",
+    "max_pixels_high": "本服务器最多 {limit}",
+    "unknown_model": "未知模型 {name};本服务器提供 {served}",
+    "image_value": "图片必须是非空字符串(data URL 或 base64)",
+    "image_urls_off": "本服务器不下载图片网址(用 --allow-image-urls 启动,或以 base64 发送图片)",
+    "file_path_http": "通过 HTTP 不读取文件路径;请以 base64 或 data URL 发送图片",
+    "not_image_data": "不是 data URL 或 base64 图片(通过 HTTP 不读取文件路径)",
+    "url_not_fetched": "无法获取该图片网址(本服务器只在 {timeout:g} 秒内获取公网 http(s) 地址;请改以 base64 发送)",
+    "url_too_large": "网址上的图片超过本服务器 {limit:,} 字节的上限",
+    "expected_string_or_object": "应为字符串或对象,收到 {type}",
+    "object_keys": "对象需要 text 和/或 image(或 content)",
+    "content_list": "应为内容部分的列表",
+    "content_part": "应为 {{type: text, text}} 或 {{type: image_url, image_url: {{url}}}}",
+    "one_image": "每个文档最多一张图片,收到 {count} 张",
+    "invalid": "{reason}",
+    "api_key": "缺少 API 密钥或密钥错误:请发送请求头 Authorization: Bearer <密钥>",
+    "body_too_large": "请求体超过本服务器 {limit:,} 字节的上限",
+    "unknown_tool": "未知工具 {name}",
+    "bad_json": "不是有效的 JSON(第 {column} 列:{reason})",
+    "json_object": "应为 JSON 对象",
+    "missing_keys": "缺少 {keys}",
+    "documents_list": "documents 必须是非空列表",
+    "relevant_or_labels": "请给出 relevant(相关文档的序号)或 labels(每个文档一个等级),二者取一",
+    "labels_count": "labels 必须每个文档一个等级(共 {count} 个)",
+    "labels_whole": "labels 必须是大于等于 0 的整数",
+    "relevant_list": "relevant 必须是文档序号的列表",
+    "relevant_range": "relevant 中有超出 0..{last} 的序号:{outside}",
+    "instruction_string": "instruction 必须是字符串",
+    "eval_item": "应为字符串,或含 text 和/或 image 的对象",
+    "eval_image_value": "应为(相对于数据文件的)路径或 data URL",
+    "path_outside": "图片路径必须是相对路径且不能超出数据所在文件夹(或压缩包根目录);已拒绝 {path}",
+    "eval_image_missing": "找不到图片文件:{path}(路径相对于数据文件,或图片压缩包的根目录)",
+    "cutoffs": "应为以逗号分隔的整数,收到 {text}",
+    "cutoffs_low": "截断位置必须大于等于 1",
+}
 
 
-def reason(message: str, lang: str = "en") -> str:
-    """The reason part of an input error ("documents[3].image: cannot decode ..." -> "cannot decode ..."),
-    in the page's words where it is a known one."""
-    detail = message.split(": ", 1)[1] if re.match(r"^[\w.\[\]]+: ", message) else message
-    for pattern, key in _REASONS:
-        match = pattern.search(detail)
-        if match:
-            return text(key, lang, **match.groupdict())
-    return detail
+def reason(error, lang: str = "en") -> str:
+    """An `InputError`'s message without its field, in the page's language (looked up by its code)."""
+    if lang == "zh" and getattr(error, "code", None) in ERRORS_ZH:
+        return ERRORS_ZH[error.code].format(**error.params)
+    return error.reason if hasattr(error, "reason") else str(error)

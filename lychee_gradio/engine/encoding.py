@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from tokenizers import Tokenizer
 
-from .families import LYCHEE
-from .inputs import Item
+from ..families import LYCHEE
+from ..contract import InputError, Item
 from .prompt import build_messages
 
 MIN_PIXELS = LYCHEE.min_pixels
@@ -212,7 +212,7 @@ class PairEncoder:
         `on_document` is called before each document (a check that may stop the call).
         """
         if max_pixels is not None and not self.min_pixels <= max_pixels:
-            raise ValueError(f"max_pixels: must be at least {self.min_pixels}, got {max_pixels}")
+            raise InputError("max_pixels", "max_pixels_low", minimum=self.min_pixels, value=max_pixels)
         # Every user text, the instruction included, is cut to the text budget.
         query = self.truncate(query)
         documents = [self.truncate(document) for document in documents]

@@ -1,8 +1,9 @@
 """One process, one port: the Gradio page and its API at `/`, `/v1/rerank` beside them, docs at `/docs`.
 
-Gradio is mounted on a FastAPI app so that the pipeline endpoint, the page, the Gradio API (and
-optionally its MCP server) share the model loaded once. uvicorn serves it from a socket bound
-here, so a busy port is a clear error rather than a log line.
+The page (handed in ready-made, `ui.page.PageApp`) is mounted on a FastAPI app so that the
+pipeline endpoint, the page, the Gradio API and the MCP tools share the models loaded once. This
+module knows no page code and no model code: it is handed scorers and a page. uvicorn serves it
+from a socket bound here, so a busy port is a clear error rather than a log line.
 
 With an API key every programmatic door needs it: `/v1/rerank` and the MCP server take
 `Authorization: Bearer KEY`; the Gradio API takes the same header or a login; the page asks for
@@ -18,91 +19,55 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
-import gradio as gr
 import uvicorn
-from fastapi import FastAPI
-from fastapi_offline import FastAPIOffline
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import __version__, rest_api, telemetry
-from .app import CSS, HEAD, I18N, build_demo
+from .. import __version__
+from ..registry import ModelSet
+from ..settings import Config
+from . import http_api, telemetry
 from .image_urls import ImageFetcher
-from .registry import ModelSet
-from .settings import Limits
+from .middleware import ApiKeyGate, McpDoor
+from .requests import url_policy
 
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """Where and how the one process serves: address, the shared `Config`, the page's login, MCP."""
+
     host: str = "127.0.0.1"
     port: int = 7860
     demo_mode: bool = False
-    rest: rest_api.RestSettings = rest_api.RestSettings()
+    config: Config = Config()
     auth: tuple[str, str] | None = None
     mcp: bool = False
     concurrency: int = 1  # requests the models work on at once: the number of model replicas
 
     @property
-    def limits(self) -> Limits:
-        """The input limits of every door (kept on `rest`, which the REST layer is built from)."""
-        return self.rest.limits
-
-    @property
-    def request_timeout(self) -> float | None:
-        """Seconds a request may wait and run, on every door (kept on `rest`, like the limits)."""
-        return self.rest.request_timeout
-
-    @property
     def page_auth(self) -> tuple[str, str] | None:
         """The page's login: the share credentials, else `lychee` and the API key, else none."""
-        if self.auth is None and self.rest.api_key:
-            return ("lychee", self.rest.api_key)
+        if self.auth is None and self.config.api_key:
+            return ("lychee", self.config.api_key)
         return self.auth
 
 
-logger = logging.getLogger(__name__)
+class Page(Protocol):
+    """The web page, as the server mounts it (`ui.page.PageApp`): the server imports no page code.
 
-
-class ApiKeyGate:
-    """ASGI middleware: the API key opens the Gradio API and guards the MCP server.
-
-    A request to the Gradio API that carries `Authorization: Bearer KEY` is let in as a logged-in
-    user (Gradio's own session check then passes); the MCP server, which Gradio does not guard,
-    answers 401 without the key. Everything else is left to Gradio's login and the REST layer.
+    `mount` returns the app and, when `api_key` is set, the cookie (name, value) of a session the
+    page knows as logged in, which `ApiKeyGate` hands to requests that carry the key.
     """
 
-    def __init__(self, app, api_key: str, cookie: tuple[str, str] | None = None):
-        self.app, self.api_key = app, api_key
-        self.cookie = cookie  # (cookie name, session token) that Gradio knows as logged in
-
-    def _has_key(self, scope) -> bool:
-        return rest_api.has_api_key(scope["headers"], self.api_key)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        path = scope["path"]
-        if path.startswith("/gradio_api/mcp") and not self._has_key(scope):
-            from fastapi.responses import JSONResponse
-
-            response = JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"}, content={
-                "message": "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
-                "field": "Authorization"})
-            return await response(scope, receive, send)
-        if self.cookie is not None and self._has_key(scope):
-            name, token = self.cookie
-            headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
-            cookies = [v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie"]
-            headers.append((b"cookie", "; ".join(cookies + [f"{name}={token}"]).encode("latin-1")))
-            scope = {**scope, "headers": headers}
-        return await self.app(scope, receive, send)
+    def mount(self, app: FastAPI, *, auth: tuple[str, str] | None, host: str, port: int, max_file_size: int,
+              api_key: str | None) -> tuple[FastAPI, tuple[str, str] | None]: ...
 
 
-def _gradio_app(app: FastAPI):
-    from gradio.routes import App
-
-    return next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
+logger = logging.getLogger(__name__)
 
 
 class Readiness:
@@ -159,17 +124,20 @@ def add_operations(app: FastAPI, readiness: Readiness) -> None:
         return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(scorers, settings: ServerSettings) -> FastAPI:
-    """The app over one scorer or several (the first is the default model)."""
+def create_app(scorers, settings: ServerSettings, page: Page | None = None, routers: tuple[APIRouter, ...] = (),
+               endpoints: dict[str, str] | None = None) -> FastAPI:
+    """The app over one scorer or several (the first is the default model): operations, the JSON API (and
+    `routers`), MCP when asked, and `page` mounted at `/` when given."""
     models = ModelSet.of(scorers)
+    config = settings.config
     telemetry.READY.set(0)
     telemetry.watch_models(dict(zip(models.names, models.scorers)))
-    fetcher = ImageFetcher(settings.rest.url_policy)
+    fetcher = ImageFetcher(url_policy(config))
     tools = None
     if settings.mcp:
-        from .mcp_tools import McpTools
+        from .mcp_tools import MCP_PATHS, McpTools
 
-        tools = McpTools(models, settings.rest, fetcher)
+        tools = McpTools(models, config, fetcher)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -190,35 +158,46 @@ def create_app(scorers, settings: ServerSettings) -> FastAPI:
         redoc_url=None,
     )
     add_operations(app, Readiness(models).start())
-    rest_api.install(app, models, settings.rest, fetcher)
-    demo = build_demo(models, demo_mode=settings.demo_mode, limits=settings.limits, concurrency=settings.concurrency,
-                      request_timeout=settings.request_timeout)
-    # show_error=False: an unexpected exception reaches the page and gradio_client as a plain
-    # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
-    # The MCP tools are this app's own (mcp_tools.py), not Gradio's MCP server.
-    app = gr.mount_gradio_app(app, demo, path="/", auth=settings.page_auth, i18n=I18N, mcp_server=False,
-                              server_name=settings.host, server_port=settings.port, show_error=False,
-                              max_file_size=settings.limits.max_upload_bytes, css=CSS, head=HEAD)
-    # A mounted app counts as "not launched" for Gradio, which then skips its own rule that file
-    # inputs must be uploads; the page checks that itself (app.Page), and this turns Gradio's on too.
-    demo.has_launched = True
+    http_api.install(app, models, config, fetcher, routers, endpoints)
+    cookie = None
+    if page is not None:
+        app, cookie = page.mount(app, auth=settings.page_auth, host=settings.host, port=settings.port,
+                                 max_file_size=config.limits.max_upload_bytes, api_key=config.api_key)
     if tools is not None:
-        from .mcp_tools import McpDoor
-
-        app.add_middleware(McpDoor, tools=tools)
-    if settings.rest.api_key:
-        gradio_app = _gradio_app(app)
-        token = secrets.token_urlsafe(32)
-        gradio_app.tokens[token] = "api-key"
-        app.add_middleware(ApiKeyGate, api_key=settings.rest.api_key,
-                           cookie=(f"access-token-{gradio_app.cookie_id}", token))
+        app.add_middleware(McpDoor, paths=MCP_PATHS, endpoint=tools.asgi)
+    if config.api_key:
+        app.add_middleware(ApiKeyGate, api_key=config.api_key, cookie=cookie)
     return app
 
 
 class RunningServer:
-    """A server started in a background thread; `url` once ready, `close()` to stop."""
+    """A server started in a background thread; `url` once ready, `close()` to stop.
+
+    The port is bound before the app is built (`RunningServer.bind(...).serve(build)`), so a port in
+    use is a clear error before any work starts.
+    """
 
     def __init__(self, app: FastAPI, host: str, port: int):
+        self._bind(host, port)
+        self._serve(app)
+
+    @classmethod
+    def bind(cls, host: str, port: int) -> "RunningServer":
+        """Bind the port (OSError when it is in use); `serve` starts the app on it."""
+        server = cls.__new__(cls)
+        server._bind(host, port)
+        return server
+
+    def serve(self, build) -> "RunningServer":
+        """Start serving the app that `build()` makes; the socket is closed if that fails."""
+        try:
+            self._serve(build())
+        except BaseException:
+            self._socket.close()
+            raise
+        return self
+
+    def _bind(self, host: str, port: int) -> None:
         self.host = host
         self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -228,6 +207,8 @@ class RunningServer:
             self._socket.close()
             raise
         self.port = self._socket.getsockname()[1]
+
+    def _serve(self, app: FastAPI) -> None:
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
@@ -254,11 +235,6 @@ class RunningServer:
         self._server.should_exit = True
         self._thread.join(10)
         self._socket.close()
-
-
-def start(scorers, settings: ServerSettings) -> RunningServer:
-    """Build the app over one scorer or several and serve it; raises OSError when the port cannot be bound."""
-    return RunningServer(create_app(scorers, settings), settings.host, settings.port)
 
 
 def open_share_link(server: RunningServer) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import uuid
 from typing import Any, Callable
@@ -70,9 +71,10 @@ def _watch_gpus() -> None:
     if _gpus_watched:
         return
     _gpus_watched = True
-    import torch
-
-    if not torch.cuda.is_available():
+    # Only where this process runs a model itself (torch already loaded by the engine): the HTTP
+    # layer never imports torch, and a Ray front end has no GPU of its own to report.
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
         return
     allocated = Gauge("lychee_gpu_memory_allocated_bytes", "GPU memory held by tensors", ["device"],
                       registry=REGISTRY)
@@ -95,6 +97,19 @@ def record_scoring(model: str, stats: Any) -> None:
     OOM_RETRIES.labels(model=model).inc(stats.oom_retries)
     for size in stats.batches:
         BATCH_SIZE.labels(model=model).observe(size)
+
+
+class Telemetry:
+    """The `contract.Observer` the doors report to: one `RequestRecord` per request, `record_scoring` per call."""
+
+    def request(self, endpoint: str, request_id: str | None = None) -> "RequestRecord":
+        return RequestRecord(endpoint, request_id)
+
+    def scored(self, model: str, stats: Any) -> None:
+        record_scoring(model, stats)
+
+
+TELEMETRY = Telemetry()
 
 
 def new_request_id(given: str | None = None) -> str:

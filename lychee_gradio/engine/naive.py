@@ -14,7 +14,7 @@ import torch
 import transformers
 from transformers import AutoProcessor
 
-from .families import FAMILIES, LYCHEE  # the contract's numbers (class, bounds, default), not engine code
+from ..families import FAMILIES, LYCHEE  # the contract's numbers (class, bounds, default), not engine code
 
 SYSTEM = (
     'Judge whether the Document meets the requirements based on the Query and the Instruct provided. '

@@ -6,7 +6,7 @@ data URLs or base64 (http(s) URLs only with `--allow-image-urls`, fetched under 
 the same limits, timeout and body size. A tool never reads a server path, and nothing about a
 call comes from request headers: there is no HTTP loop back into the server, so a forwarded host
 header cannot redirect anyone's calls. The API key (when set) guards the endpoint like every
-other door (`server.ApiKeyGate`).
+other door (`middleware.ApiKeyGate`).
 
 Built on the `mcp` SDK's own server and streamable-HTTP transport (stateless, JSON answers).
 """
@@ -20,11 +20,13 @@ from typing import Any
 
 import anyio
 
+from ..contract import EXPECTED_ERRORS, InputError, RequestContext, reading, status_of
+from ..ranking import best_first, check_top_n
+from ..registry import ModelSet
+from ..settings import Config
 from . import telemetry
 from .image_urls import ImageFetcher
-from .ranking import best_first, check_top_n
-from .registry import ModelSet
-from .rest_api import RequestError, RestSettings, _image_fields, fetch_urls, scorer_items
+from .requests import fetch_urls, request_images, scorer_items
 
 logger = logging.getLogger(__name__)
 
@@ -66,21 +68,15 @@ TOOLS = {
 }
 
 
-def _verdict(score: float) -> dict:
-    colour = "green" if score >= 0.7 else "yellow" if score >= 0.4 else "red"
-    words = {"green": "highly relevant", "yellow": "partly relevant", "red": "not relevant"}
-    return {"verdict": words[colour], "colour": colour}
-
-
 class McpTools:
     """The tools over the served models; `asgi` is the endpoint, `lifespan` runs its session manager."""
 
-    def __init__(self, models: ModelSet, settings: RestSettings, fetcher: ImageFetcher):
+    def __init__(self, models: ModelSet, config: Config, fetcher: ImageFetcher):
         from mcp import types
         from mcp.server.lowlevel import Server
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-        self.models, self.settings, self.fetcher = models, settings, fetcher
+        self.models, self.config, self.fetcher = models, config, fetcher
         self.server = Server("lychee-reranker")
         self._types = types
 
@@ -94,7 +90,7 @@ class McpTools:
             return await self.call(name, arguments)
 
         self.manager = StreamableHTTPSessionManager(app=self.server, json_response=True, stateless=True,
-                                                    max_request_body_size=settings.limits.max_body_bytes)
+                                                    max_request_body_size=config.limits.max_body_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(self):
@@ -110,20 +106,11 @@ class McpTools:
         with record:
             try:
                 return await self._call(name, arguments, record)
-            except RequestError as error:
-                record.status = error.status
-                raise ValueError(error.message) from None
-            except ValueError as error:
-                record.status = 400
-                raise ValueError(str(error)) from None
+            except EXPECTED_ERRORS as error:
+                record.status = status_of(error)
+                raise RuntimeError(str(error)) from None
             except Exception as error:  # noqa: BLE001 - the details go to the log, never to the caller
-                status = getattr(error, "status", None)
-                from .scorer import ScorerBusyError, ScoringOutOfMemoryError, ScoringTimeoutError
-
-                if isinstance(error, (ScoringTimeoutError, ScorerBusyError, ScoringOutOfMemoryError)):
-                    record.status = 504 if isinstance(error, ScoringTimeoutError) else 503
-                    raise RuntimeError(str(error)) from None
-                record.status = status or 500
+                record.status = 500
                 logger.error("MCP tool %s failed (request %s)", name, record.request_id, exc_info=error)
                 raise RuntimeError("internal error; the server's log has the details") from None
 
@@ -138,43 +125,27 @@ class McpTools:
         elif name == "rank_images":
             query, documents = arguments["query"], [{"image": image} for image in arguments["images"]]
         else:
-            raise ValueError(f"unknown tool {name!r}")
-        field = "images" if name == "rank_images" else "documents"
-        try:
-            self.settings.limits.check_documents(len(documents), field)
-        except ValueError as error:
-            raise RequestError(400, str(error), field) from None
+            raise InputError("name", "unknown_tool", name=repr(name))
+        self.config.limits.check_documents(len(documents), "images" if name == "rank_images" else "documents")
         top_n = check_top_n(arguments.get("top_n"))
         record.fields["documents"] = len(documents)
-        timeout = self.settings.request_timeout
-        deadline = loop.time() + timeout if timeout else None
-        images = _image_fields(query, "query") + [
-            pair for i, d in enumerate(documents) for pair in _image_fields(d, f"documents[{i}]")]
-        fetched = await fetch_urls(images, self.settings, self.fetcher, deadline)
+        context = RequestContext(timeout=self.config.request_timeout, request_id=record.request_id)
+        deadline = None if context.remaining() is None else loop.time() + context.remaining()
+        fetched = await fetch_urls(request_images(query, documents), self.config, self.fetcher, deadline)
 
         def score():
-            query_item, items, _ = scorer_items(query, documents, self.settings.limits, scorer.max_pixels, fetched)
-            remaining = None if deadline is None else max(0.001, deadline - loop.time())
-            return scorer.score_with_logits(query_item, items, arguments.get("instruction"), timeout=remaining)
+            query_item, items, _ = scorer_items(query, documents, self.config.limits, scorer.max_pixels, fetched)
+            return scorer.score_with_logits(query_item, items, arguments.get("instruction"), context=context)
 
-        pairs = await anyio.to_thread.run_sync(score)
+        try:
+            pairs = await anyio.to_thread.run_sync(score)
+        finally:
+            telemetry.record_scoring(record.fields["model"], context.stats)
         if name == "score":
             (pair,) = pairs
-            return {"score": pair.score, **_verdict(pair.score), "yes_logit": pair.yes_logit,
+            return {"score": pair.score, **reading(pair.score), "yes_logit": pair.yes_logit,
                     "no_logit": pair.no_logit, "model": self.models.name_of(scorer)}
         order = best_first([pair.score for pair in pairs])[:top_n]
         return {"model": self.models.name_of(scorer),
-                "results": [{"rank": rank, "index": i, "score": pairs[i].score, **_verdict(pairs[i].score)}
+                "results": [{"rank": rank, "index": i, "score": pairs[i].score, **reading(pairs[i].score)}
                             for rank, i in enumerate(order, start=1)]}
-
-
-class McpDoor:
-    """ASGI middleware: requests to `/gradio_api/mcp[/]` go to the MCP tools; everything else passes on."""
-
-    def __init__(self, app, tools: McpTools):
-        self.app, self.tools = app, tools
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] in MCP_PATHS:
-            return await self.tools.asgi(scope, receive, send)
-        return await self.app(scope, receive, send)

@@ -1,0 +1,78 @@
+"""Throughput benchmark: the per-pair loop of the tutorials against the engine, with and without prefix reuse.
+
+    python -m lychee_gradio.bench                         # CPU, the "small" random model
+    python -m lychee_gradio.bench --model-size 7b         # GPU: Qwen2.5-VL-7B sizes, bf16
+    python -m lychee_gradio.bench --family qwen3_vl --model-size 2b   # Qwen3-VL-Reranker-2B sizes
+    python -m lychee_gradio.bench --stability --dtype bfloat16   # how far scores move with batching
+    python -m lychee_gradio.bench --serving               # concurrent /v1/rerank clients: 1 process vs replicas
+    python -m lychee_gradio.bench --caches                # repeated requests: score cache and image cache
+
+All three paths run in one process on the same random-weight model (built from a config: the
+same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..engine.random_model import SIZES
+from .caches import format_caches, run_caches
+from .engine import format_stability, format_table, run_benchmark, run_stability
+from .serving import format_serving, run_serving
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lychee_gradio.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--family", choices=sorted(SIZES), default="qwen2_5_vl",
+                        help="qwen2_5_vl (lychee-rerank-mm) or qwen3_vl (Qwen3-VL-Reranker)")
+    parser.add_argument("--model-size", default="small",
+                        help="tiny, small; 7b for qwen2_5_vl; 2b or 8b for qwen3_vl")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--attn", default="auto", help="auto, sdpa or flash_attention_2")
+    parser.add_argument("--docs", type=int, default=None,
+                        help="documents per text scenario (default 64; image docs: half); --caches: per request "
+                             "(default 32); --stability: default 32")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per path (the median is reported)")
+    parser.add_argument("--max-pixels", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
+    parser.add_argument("--serving", action="store_true",
+                        help="instead: concurrent /v1/rerank clients against one process, 1 and 2 Ray replicas")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients of --serving")
+    parser.add_argument("--seconds", type=float, default=20, help="how long --serving drives each server")
+    parser.add_argument("--caches", action="store_true",
+                        help="instead: what the score cache and the image cache save on repeated requests")
+    parser.add_argument("--stability", action="store_true",
+                        help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
+                             "reuse (use with --dtype bfloat16)")
+    args = parser.parse_args(argv)
+    if args.model_size not in SIZES[args.family]:
+        parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
+    if args.stability:
+        print(format_stability(run_stability(args.model_size, args.device, args.dtype, args.docs or 32, args.family)))
+        return
+    if args.caches:
+        report = run_caches(args.model_size, args.device, args.dtype, args.docs or 32, args.runs, family=args.family)
+        print(format_caches(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("caches.json").write_text(json.dumps(report, indent=2))
+        return
+    if args.serving:
+        report = run_serving(args.model_size, args.clients, args.seconds, args.runs)
+        print(format_serving(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("serving.json").write_text(json.dumps(report, indent=2))
+        return
+
+    report = run_benchmark(args.model_size, args.device, args.dtype, args.docs or 64, args.runs, args.attn, args.max_pixels,
+                           args.family)
+    print(format_table(report))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""What every benchmark shares: product-like documents and photos, timing, peak memory, the machine's name."""
+
+from __future__ import annotations
+
+import platform
+import random
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image, ImageDraw
+
+QUERY_TEXT = "white ceramic coffee cup with a minimalist mountain line pattern, 北欧风 350ml"
+_WORDS = (
+    "ceramic cup mug coffee white mountain pattern glaze handmade minimalist travel steel vacuum "
+    "insulated double wall leak proof lid handle porcelain stoneware matte glossy blue red gift "
+    "北欧 手绘 白瓷 咖啡杯 高温 釉下彩 工艺 容量 不锈钢 真空 保温 旅行杯 双层 设计 防漏 硅胶圈"
+).split()
+
+
+def text_documents(tokenizer, count: int, seed: int = 0, min_tokens: int = 60, max_tokens: int = 200) -> list[str]:
+    """Product-description-like texts of `min_tokens`..`max_tokens` tokens each."""
+    rng = random.Random(seed)
+    documents = []
+    for _ in range(count):
+        target = rng.randint(min_tokens, max_tokens)
+        words: list[str] = []
+        while len(tokenizer.encode(" ".join(words), add_special_tokens=False)) < target:
+            words.append(rng.choice(_WORDS))
+        documents.append(" ".join(words))
+    return documents
+
+
+def synthetic_image(seed: int, size: int = 512) -> Image.Image:
+    rng = random.Random(seed)
+    image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x0, y0 = rng.randrange(size), rng.randrange(size)
+        box = (x0, y0, x0 + rng.randrange(20, size // 2), y0 + rng.randrange(20, size // 2))
+        draw.ellipse(box, fill=tuple(rng.randrange(256) for _ in range(3)))
+    return image
+
+
+def scenarios(tokenizer, docs: int) -> dict[str, tuple[object, list]]:
+    texts = text_documents(tokenizer, docs)
+    return {
+        f"text query, {docs} text docs": (QUERY_TEXT, texts),
+        f"512² image query, {docs} text docs": (synthetic_image(10_000), texts),
+        f"text query, {max(1, docs // 2)} 512² image docs": (
+            QUERY_TEXT, [synthetic_image(i) for i in range(max(1, docs // 2))]
+        ),
+    }
+
+
+class PeakMemory:
+    """Peak memory while a block runs: CUDA allocations on a GPU, else the process RSS above its start."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_bytes = 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        import psutil
+
+        process = psutil.Process()
+        self._start = process.memory_info().rss
+        self._peak = self._start
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.005):
+                self._peak = max(self._peak, process.memory_info().rss)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_bytes = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_bytes = self._peak - self._start
+
+
+def time_path(run: Callable[[], list[float]], runs: int, device: torch.device) -> dict:
+    run()  # warm-up: first-call allocations and kernel selection are not what we measure
+    times, scores, peak = [], None, 0
+    for _ in range(runs):
+        with PeakMemory(device) as memory:
+            start = time.perf_counter()
+            scores = run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        peak = max(peak, memory.peak_bytes)
+    return {"seconds": times, "median_seconds": statistics.median(times), "scores": scores, "peak_bytes": peak}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"

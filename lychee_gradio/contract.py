@@ -1,0 +1,340 @@
+"""The contract every layer shares, with no torch in it.
+
+What a caller gives (`Item`), what a scorer answers (`PairScore`, `RerankResult`, `ScoreStats`),
+how one request travels (`RequestContext`), what can go wrong (`InputError` with a code, and the
+scoring errors), and what a scorer is (the `Scorer` protocol). The engine implements `Scorer`;
+the HTTP layer, MCP, the page and the Ray front end are handed scorers and know only this module.
+
+Errors carry a code and parameters, not prose to be parsed: `InputError("documents[3].image",
+"image_pixels", width=..., ...)`. `ERRORS` holds each code's HTTP status and English wording;
+the page words the same code in the browser's language (`ui/translations.py`). `status_of(error)`
+is the one place an error becomes an HTTP status, for every door.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+from PIL import Image
+
+ProgressCallback = Callable[[int, int], None]
+
+
+# -- what a caller gives, what a scorer answers -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One query or document: text, an RGB image, or both (never neither)."""
+
+    text: str | None = None
+    image: Image.Image | None = None
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """The score of one pair, the two logits it comes from, and the prompt's length in tokens."""
+
+    score: float
+    yes_logit: float
+    no_logit: float
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """One document of a rerank: its 0-based position in the input, its score, and the document.
+
+    `id` and `metadata` are those the caller put on a dict document (`{"text": ..., "id": 7,
+    "metadata": {...}}`), handed back unchanged; `None` otherwise.
+    """
+
+    index: int
+    score: float
+    document: Any
+    id: Any = None
+    metadata: Any = None
+
+
+@dataclass
+class ScoreStats:
+    """What one call did, for logs and metrics: filled in by the scorer when the caller passes one."""
+
+    pairs: int = 0  # pairs asked for
+    cached: int = 0  # of them, answered from the score cache
+    scored: int = 0  # run through the model
+    tokens: int = 0  # prompt tokens of all pairs asked for (the usage a client is told)
+    tokens_scored: int = 0  # prompt tokens of the pairs run through the model
+    batches: list[int] = field(default_factory=list)  # pairs per forward pass
+    oom_retries: int = 0  # batches that ran out of memory and were split
+    image_cache_hits: int = 0
+    image_cache_misses: int = 0
+
+    def add(self, other: "ScoreStats") -> None:
+        for name in ("pairs", "cached", "scored", "tokens", "tokens_scored", "oom_retries", "image_cache_hits",
+                     "image_cache_misses"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.batches.extend(other.batches)
+
+
+# Reading a score (docs/design.md, "Reading a score"): the one place the thresholds are written.
+VERDICTS = {"green": "highly relevant", "yellow": "partly relevant", "red": "not relevant"}
+
+
+def colour_of(score: float) -> str:
+    """"green" (>= 0.7, show it first), "yellow" (0.4 to 0.7, a detail is off) or "red" (< 0.4, not relevant)."""
+    return "green" if score >= 0.7 else "yellow" if score >= 0.4 else "red"
+
+
+def reading(score: float) -> dict[str, str]:
+    """The English verdict and colour of a score, as the JSON answers carry them."""
+    colour = colour_of(score)
+    return {"verdict": VERDICTS[colour], "colour": colour}
+
+
+# -- one request's context ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RequestContext:
+    """What travels with one request to the scorer: its deadline, its Stop event, its stats, its id, its language.
+
+    Every door makes one per request and passes it to the scorer call (`context=`); the scorer checks
+    `check()` between batches (and while it waits for the model) and fills in `stats`. `timeout` is
+    in seconds from when the context was made; `deadline` (a `time.monotonic()` time) may be given
+    instead, for a run of several calls that shares one deadline.
+    """
+
+    timeout: float | None = None
+    cancel: threading.Event | None = None
+    stats: ScoreStats = field(default_factory=ScoreStats)
+    request_id: str | None = None
+    language: str = "en"
+    deadline: float | None = None
+    calls: list = field(default_factory=list)  # (scorer, its context) for each scorer `use`d in this request
+
+    def __post_init__(self):
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if self.deadline is None and self.timeout is not None:
+            self.deadline = time.monotonic() + self.timeout
+
+    def use(self, scorer: Any) -> "RequestContext":
+        """The context for one scorer's calls within this request (Compare and Evaluate use several): the
+        same deadline, Stop event, id and language, stats of its own; remembered in `calls`."""
+        for used, context in self.calls:
+            if used is scorer:
+                return context
+        context = RequestContext(timeout=self.timeout, cancel=self.cancel, request_id=self.request_id,
+                                 language=self.language, deadline=self.deadline)
+        self.calls.append((scorer, context))
+        return context
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def check(self) -> None:
+        """Raise if the request was stopped or is past its deadline (called between batches)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise ScoringCancelledError("stopped")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            allowed = self.timeout if self.timeout is not None else 0
+            raise ScoringTimeoutError(f"the request took longer than its timeout of {allowed:g} s and was stopped")
+
+    def __call__(self) -> None:
+        self.check()
+
+
+# -- what goes wrong ---------------------------------------------------------------------------------------
+
+# code: (HTTP status, English wording with {params}). The page words the same codes in Chinese too.
+ERRORS: dict[str, tuple[int, str]] = {
+    # a query or document, in any form
+    "missing": (400, "missing (got None); give text, an image, or a dict of both"),
+    "empty": (400, "empty (no text and no image)"),
+    "unsupported_type": (400, "unsupported type {type}; give a string, a PIL image, a path, bytes, or a dict with "
+                              "'text' and/or 'image'"),
+    "unknown_keys": (400, "unknown keys {keys}; use 'text' and/or 'image' (and optionally 'id', 'metadata')"),
+    "expected_string": (400, "expected a string, got {type}"),
+    "expected_list": (400, "expected a list of documents, got {type}"),
+    "not_unicode": (400, "not valid Unicode text (a lone surrogate at character {position})"),
+    # images
+    "image_type": (400, "unsupported image type {type}; give a PIL image, a file path, bytes, a base64 string or a "
+                        "data URL"),
+    "image_empty_string": (400, "image is an empty string"),
+    "image_url_library": (400, "image URLs are not fetched ({url}); download the image and pass it"),
+    "base64_invalid": (400, "invalid base64 image data ({reason})"),
+    "image_not_found": (400, "image file not found: {path}"),
+    "image_not_a_file": (400, "not a file: {path}"),
+    "image_unreadable": (400, "cannot read image file {path}: {reason}"),
+    "image_empty": (400, "image data is empty"),
+    "image_decode": (400, "cannot decode image ({reason})"),
+    "image_unidentified": (400, "cannot decode image (not a format Pillow can read)"),
+    "image_bomb": (400, "image is too large to decode safely ({reason})"),
+    "image_no_pixels": (400, "image has no pixels"),
+    "image_pixels": (413, "image is {width}x{height} = {pixels:,} pixels, over this server's limit of {limit:,}"),
+    "request_pixels": (413, "the request's images add up to more than this server's limit of {limit:,} decoded "
+                            "pixels; send fewer or smaller images"),
+    # request options
+    "too_many": (400, "{count} given, at most {limit} per request on this server"),
+    "top_n": (400, "expected 0 (all) or a positive whole number, got {value}"),
+    "max_pixels_low": (400, "must be at least {minimum}, got {value}"),
+    "max_pixels_high": (400, "at most {limit} on this server"),
+    "unknown_model": (400, "unknown model {name}; this server serves {served}"),
+    # over HTTP and MCP
+    "image_value": (422, "an image must be a non-empty string (data URL or base64)"),
+    "image_urls_off": (400, "image URLs are not fetched by this server (start it with --allow-image-urls, or send "
+                            "the image as base64)"),
+    "file_path_http": (400, "file paths are not read over HTTP; send the image as base64 or a data URL"),
+    "not_image_data": (400, "not a data URL or base64 image (file paths are not read over HTTP)"),
+    "url_not_fetched": (400, "the image URL could not be fetched (this server fetches public http(s) addresses "
+                             "only, within {timeout:g} s; send the image as base64 instead)"),
+    "url_too_large": (413, "the image at the URL is over this server's limit of {limit:,} bytes"),
+    "expected_string_or_object": (422, "expected a string or an object, got {type}"),
+    "object_keys": (422, "an object needs 'text' and/or 'image' (or 'content')"),
+    "content_list": (422, "expected a list of parts"),
+    "content_part": (422, "expected {{type: text, text}} or {{type: image_url, image_url: {{url}}}}"),
+    "one_image": (400, "at most one image per document, got {count}"),
+    "invalid": (422, "{reason}"),
+    "api_key": (401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'"),
+    "body_too_large": (413, "request body is over this server's limit of {limit:,} bytes"),
+    "unknown_tool": (400, "unknown tool {name}"),
+    # labelled sets (Evaluate)
+    "bad_json": (400, "not valid JSON ({reason} at column {column})"),
+    "json_object": (400, "expected a JSON object"),
+    "missing_keys": (400, "missing {keys}"),
+    "documents_list": (400, "'documents' must be a non-empty list"),
+    "relevant_or_labels": (400, "give either 'relevant' (indices) or 'labels' (one grade per document)"),
+    "labels_count": (400, "'labels' must have one grade per document ({count})"),
+    "labels_whole": (400, "'labels' must be whole numbers, 0 or more"),
+    "relevant_list": (400, "'relevant' must be a list of document indices"),
+    "relevant_range": (400, "'relevant' has indices outside 0..{last}: {outside}"),
+    "instruction_string": (400, "'instruction' must be a string"),
+    "eval_item": (400, "expected a string or an object with 'text' and/or 'image'"),
+    "eval_image_value": (400, "expected a path (relative to the data file) or a data URL"),
+    "path_outside": (400, "image paths must be relative and stay inside the data's folder (or the zip's root); "
+                          "refused {path}"),
+    "eval_image_missing": (400, "image file not found: {path} (paths are relative to the data file, or to the "
+                                "images zip's root)"),
+    "cutoffs": (400, "expected whole numbers separated by commas, got {text}"),
+    "cutoffs_low": (400, "cutoffs must be 1 or more"),
+}
+
+
+class InputError(ValueError):
+    """Bad input, raised once at the edge: the field at fault (`documents[3].image`), a code from
+    `ERRORS` and its parameters. `str()` is the English message, `field: wording`; `status` the HTTP
+    status. It is a `ValueError`, so code that catches bad input as `ValueError` still does."""
+
+    def __init__(self, field: str | None, code: str, **params: Any):
+        if code not in ERRORS:
+            raise KeyError(f"unknown error code {code!r}")
+        self.field, self.code, self.params = field, code, params
+        self.status = ERRORS[code][0]
+        super().__init__(f"{field}: {self.reason}" if field else self.reason)
+
+    @property
+    def reason(self) -> str:
+        """The message without its field, in English."""
+        return ERRORS[self.code][1].format(**self.params)
+
+    def at(self, field: str) -> "InputError":
+        """The same error, named after another field (e.g. a page's 'Document 4' for 'input')."""
+        return InputError(field, self.code, **self.params)
+
+
+class ScoringTimeoutError(RuntimeError):
+    """The request waited for the model, or ran, longer than its timeout; its remaining work was dropped."""
+
+    status = 504
+
+
+class ScoringCancelledError(RuntimeError):
+    """The caller stopped the request (the page's Stop button); its remaining work was dropped."""
+
+    status = 499
+
+
+class ScorerBusyError(RuntimeError):
+    """Every model replica is busy and the waiting queue is full (served on Ray replicas): retry shortly."""
+
+    status = 503
+    retry_after_seconds = 2
+
+
+class ScoringOutOfMemoryError(RuntimeError):
+    """Even a batch of one pair did not fit in GPU memory."""
+
+    status = 503
+
+
+# The errors a door answers as such (anything else is an internal error: 500, details in the log).
+EXPECTED_ERRORS = (InputError, ScoringTimeoutError, ScoringCancelledError, ScorerBusyError, ScoringOutOfMemoryError)
+
+
+def status_of(error: BaseException) -> int:
+    """The HTTP status of an error, the same on every door (500 for anything unexpected)."""
+    if isinstance(error, EXPECTED_ERRORS):
+        return error.status
+    return 500
+
+
+# -- what a scorer is -------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What every door needs of a scorer: the local engine (`engine.scorer.QwenVLReranker`, public
+    name `LycheeScorer`) and the Ray front end (`serving.cluster.RayScorer`) both are one."""
+
+    model_name: str
+    max_pixels: int
+    family: Any  # families.ModelFamily
+
+    def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
+              max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
+              context: RequestContext | None = None) -> list[float]: ...
+
+    def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
+                          max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
+                          context: RequestContext | None = None) -> list[PairScore]: ...
+
+    def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
+               top_n: int | None = None, *, max_pixels: int | None = None,
+               on_progress: ProgressCallback | None = None,
+               context: RequestContext | None = None) -> list[RerankResult]: ...
+
+
+class Observer(Protocol):
+    """Where a door reports each request (serving/telemetry.py implements it; the page is handed one)."""
+
+    def request(self, endpoint: str, request_id: str | None = None) -> Any:
+        """A context manager for one request, with `.request_id`, `.status` and `.fields` to fill in."""
+
+    def scored(self, model: str, stats: ScoreStats) -> None:
+        """Count what one scoring call did."""
+
+
+class _NullRecord:
+    def __init__(self, endpoint: str, request_id: str | None = None):
+        self.endpoint, self.request_id, self.status, self.fields = endpoint, request_id or "-", 200, {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+class NullObserver:
+    """An observer that records nothing (a page built without the server's telemetry)."""
+
+    def request(self, endpoint: str, request_id: str | None = None) -> _NullRecord:
+        return _NullRecord(endpoint, request_id)
+
+    def scored(self, model: str, stats: ScoreStats) -> None:
+        return None

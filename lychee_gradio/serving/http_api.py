@@ -1,0 +1,179 @@
+"""`POST /v1/rerank` (also `/v2/rerank`, `/rerank`): the Cohere / Jina / vLLM rerank format over HTTP.
+
+Retrieval frameworks (LangChain, LlamaIndex, Haystack, Dify, LiteLLM, Open WebUI) speak this format
+to rerankers. A query and each document may be a string, a Jina-style `{"text", "image"}` object
+(image: base64 or a data URL), or a vLLM-style `{"content": [{"type": "text", ...},
+{"type": "image_url", "image_url": {"url": ...}}]}`. Errors are JSON `{"message", "field"}` with the
+document index in `field`; nothing a client sends can stop the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..contract import EXPECTED_ERRORS, InputError, RequestContext, ScorerBusyError, status_of
+from ..ranking import best_first, check_top_n
+from ..registry import ModelSet
+from ..settings import Config
+from . import telemetry
+from .image_urls import ImageFetcher
+from .middleware import RequestTracking, RestGate, error_response
+from .requests import fetch_urls, request_images, scorer_items, text_of, url_policy
+
+RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
+# The JSON endpoints, by path, and the name each is counted under in metrics and logs.
+JSON_ENDPOINTS = {path: RERANK_PATHS[0] for path in RERANK_PATHS}
+logger = logging.getLogger(__name__)
+
+
+class RerankRequest(BaseModel):
+    """Cohere / Jina / vLLM rerank request. `instruction` and `max_pixels` are lychee extensions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(None, description="which served model scores (default: the first); the answer names it")
+    query: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
+    documents: list[Any] = Field(..., description="strings, {text, image} objects or {content: [...]} objects")
+    top_n: int | None = Field(None, ge=0, description="keep the best n (default, or 0: all)")
+    return_documents: bool = Field(False, description="echo each document's text (images are never echoed)")
+    instruction: str | None = Field(None, description="the task, e.g. 'Given a product image and description, ...'")
+    max_pixels: int | None = Field(None, ge=1, description="bound on each image's pixels for this request")
+
+
+class RerankedDocument(BaseModel):
+    index: int
+    relevance_score: float
+    document: dict[str, str] | None = None
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankedDocument]
+    usage: dict[str, int]
+    meta: dict[str, Any]
+
+
+# -- the endpoint --------------------------------------------------------------------------------
+
+
+def _record(request: Request):
+    return getattr(request.state, "record", None) or telemetry.RequestRecord(RERANK_PATHS[0])
+
+
+def _field_from(location: tuple) -> str:
+    parts = [str(part) for part in location if part != "body"]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "body"
+
+
+def create_router(models: ModelSet, config: Config, fetcher: ImageFetcher | None = None) -> APIRouter:
+    """The rerank routes. The API key and the body size are checked before the body is read (`RestGate`)."""
+    fetcher = fetcher or ImageFetcher(url_policy(config))
+    router = APIRouter(tags=["rerank"])
+
+    async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
+        """Rerank documents against a query, best first (Cohere / Jina / vLLM compatible)."""
+        loop = asyncio.get_running_loop()
+        record = _record(request)
+        context = RequestContext(timeout=config.request_timeout, request_id=record.request_id)
+        record.fields["documents"] = len(body.documents)
+        scorer = models.get(body.model)
+        record.fields["model"] = models.name_of(scorer)
+        config.limits.check_documents(len(body.documents))
+        if body.max_pixels is not None and body.max_pixels > scorer.max_pixels:
+            raise InputError("max_pixels", "max_pixels_high", limit=scorer.max_pixels)
+        deadline = None if context.remaining() is None else loop.time() + context.remaining()
+        fetched = await fetch_urls(request_images(body.query, body.documents), config, fetcher, deadline)
+
+        def score():
+            query, items, raw = scorer_items(body.query, body.documents, config.limits,
+                                             body.max_pixels or scorer.max_pixels, fetched)
+            return raw, scorer.score_with_logits(query, items, body.instruction, max_pixels=body.max_pixels,
+                                                 context=context)
+
+        try:
+            documents, pairs = await run_in_threadpool(score)
+        finally:
+            telemetry.record_scoring(record.fields["model"], context.stats)
+            record.fields.update(tokens=context.stats.tokens, cached=context.stats.cached,
+                                 scored=context.stats.scored)
+        order = best_first([pair.score for pair in pairs])[: check_top_n(body.top_n)]
+        results = [
+            RerankedDocument(index=i, relevance_score=pairs[i].score,
+                             document={"text": text_of(documents[i])} if body.return_documents else None)
+            for i in order
+        ]
+        tokens = sum(pair.tokens for pair in pairs)
+        return RerankResponse(
+            id=record.request_id,
+            model=models.name_of(scorer),
+            results=results,
+            usage={"total_tokens": tokens, "prompt_tokens": tokens},
+            meta={"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+        )
+
+    for path in RERANK_PATHS:
+        router.add_api_route(path, rerank, methods=["POST"], response_model=RerankResponse,
+                             response_model_exclude_none=True, include_in_schema=path == RERANK_PATHS[0],
+                             summary="Rerank documents against a query")
+    return router
+
+
+def install(app: FastAPI, models: ModelSet, config: Config, fetcher: ImageFetcher | None = None,
+            routers: tuple[APIRouter, ...] = (), endpoints: dict[str, str] | None = None) -> None:
+    """Add the rerank endpoints (and `routers`, at `endpoints`), the one error format, the API key and the
+    body-size limit to `app`."""
+    fetcher = fetcher or ImageFetcher(url_policy(config))
+    endpoints = {**JSON_ENDPOINTS, **(endpoints or {})}
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, error: InputError):
+        # A caller's mistake: one access-log line (its status), no traceback.
+        return error_response(error, request_id=_request_id(request))
+
+    for kind in EXPECTED_ERRORS[1:]:
+        @app.exception_handler(kind)
+        async def scoring_error(request: Request, error: Exception):
+            headers = {"Retry-After": str(ScorerBusyError.retry_after_seconds)} if isinstance(
+                error, ScorerBusyError) else None
+            return error_response(status=status_of(error), message=str(error), headers=headers,
+                                  request_id=_request_id(request))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception):
+        # The details (a stack trace, perhaps server paths) go to the log, never to the client.
+        request_id = _request_id(request)
+        logger.error("unexpected error on %s (request %s)", request.url.path, request_id, exc_info=error)
+        return error_response(status=500, message="internal error; the server's log has the details",
+                              request_id=request_id)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError):
+        first = error.errors()[0]
+        location = tuple(first.get("loc", ()))
+        if first.get("type") == "json_invalid":
+            location = ("body",)
+        field = _field_from(location)
+        return error_response(InputError(field, "invalid", reason=first.get("msg", "invalid value")),
+                              request_id=_request_id(request))
+
+    app.include_router(create_router(models, config, fetcher))
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RestGate, limit=config.limits.max_body_bytes, api_key=config.api_key, paths=tuple(endpoints))
+    app.add_middleware(RequestTracking, paths=endpoints)  # outermost: every answer of these paths is tracked
+
+
+def _request_id(request: Request) -> str | None:
+    record = getattr(request.state, "record", None)
+    return record.request_id if record is not None else None

@@ -1,0 +1,163 @@
+"""Reading a JSON request's query and documents into scorer items: the one edge `/v1/rerank`,
+`/v1/explain` and the MCP tools share.
+
+A query or document may be a string, a Jina-style `{"text", "image"}` object, or a vLLM-style
+`{"content": [{"type": "text", ...}, {"type": "image_url", "image_url": {"url": ...}}]}`. Images
+arrive as data URLs, plain base64 or (when the operator allows it) http(s) URLs. The URLs are
+fetched first, all of a request's at once, asynchronously on the event loop (`image_urls.py`);
+then the request is read into items on a worker thread, every image checked and decoded under the
+request's `ImageRules` (pixels before decoding, decoded straight down, a decoded-pixel budget).
+A file path is never read. Errors are `InputError`s naming the field, `documents[3].image`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from ..contract import InputError, Item
+from ..inputs import ImageRules, PixelBudget, base64_image, decode_image_data, to_item
+from ..settings import Config, Limits
+from .image_urls import ImageFetcher, ImageUrlError, UrlPolicy
+
+
+def url_policy(config: Config) -> UrlPolicy:
+    return UrlPolicy(allow=config.allow_image_urls, allowed_hosts=tuple(config.allowed_image_hosts),
+                     timeout=config.image_url_timeout, max_bytes=config.max_image_url_bytes)
+
+
+def image_fields(value: Any, field: str) -> list[tuple[str, Any]]:
+    """The (field, image value) pairs of one query or document, in the request's shapes."""
+    if not isinstance(value, dict):
+        return []
+    if isinstance(value.get("content"), list):
+        found = []
+        for position, part in enumerate(value["content"]):
+            where = f"{field}.content[{position}]"
+            if isinstance(part, dict) and part.get("type") == "image_url" and isinstance(part.get("image_url"), dict):
+                found.append((f"{where}.image_url.url", part["image_url"].get("url")))
+            elif isinstance(part, dict) and part.get("type") == "image":
+                found.append((f"{where}.image", part.get("image")))
+        return found
+    return [(f"{field}.image", value["image"])] if value.get("image") is not None else []
+
+
+def request_images(query: Any, documents: list[Any]) -> list[tuple[str, Any]]:
+    """Every (field, image value) of a request, the query's first."""
+    return image_fields(query, "query") + [pair for i, d in enumerate(documents)
+                                           for pair in image_fields(d, f"documents[{i}]")]
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+
+
+async def fetch_urls(values: list[tuple[str, Any]], config: Config, fetcher: ImageFetcher,
+                     deadline: float | None) -> dict[str, bytes]:
+    """The bytes of every image URL among the request's (field, value) pairs, by field, fetched at once.
+
+    Without `--allow-image-urls` a URL is refused by name; with it, each is fetched under the
+    policy (`image_urls.py`), all within the request's deadline (a loop time).
+    """
+    urls = [(field, value.strip()) for field, value in values if _is_url(value)]
+    if not urls:
+        return {}
+    if not config.allow_image_urls:
+        raise InputError(urls[0][0], "image_urls_off")
+    try:
+        fetched = await asyncio.gather(*(fetcher.fetch(url, field, deadline) for field, url in urls))
+    except ImageUrlError as error:
+        if error.status == 413:
+            raise InputError(error.field, "url_too_large", limit=config.max_image_url_bytes) from None
+        raise InputError(error.field, "url_not_fetched", timeout=config.image_url_timeout) from None
+    return {field: data for (field, _), data in zip(urls, fetched)}
+
+
+def image_bytes(value: Any, field: str, fetched: dict[str, bytes] | None = None) -> bytes:
+    """An image sent as JSON, as bytes: a data URL, base64, or an http(s) URL fetched beforehand.
+
+    Base64 is tried before anything else is concluded: a JPEG's base64 starts with "/9j/", which
+    looks like a path. What is neither image data nor a fetched URL is refused; file paths are
+    never read.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(field, "image_value")
+    value = value.strip()
+    if _is_url(value):
+        if fetched is None or field not in fetched:
+            raise InputError(field, "image_urls_off")
+        return fetched[field]
+    if value.startswith("data:"):
+        return decode_image_data(value, field)
+    data = base64_image(value)
+    if data is not None:
+        return data
+    if value.startswith(("/", "./", "../", "~", "file:")) or re.match(r"^[A-Za-z]:[\\/]", value):
+        raise InputError(field, "file_path_http")
+    try:
+        return decode_image_data(value, field)  # base64 of something else: decoding says what it is not
+    except InputError:
+        raise InputError(field, "not_image_data") from None
+
+
+def request_item(value: Any, field: str, fetched: dict[str, bytes] | None = None) -> str | bytes | dict:
+    """One query or document of a request, as the scorer takes it (images as bytes, not yet decoded)."""
+    if isinstance(value, str) and value.lstrip().startswith("data:image/"):
+        return image_bytes(value, field, fetched)  # a bare data URL can only be an image
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        raise InputError(field, "expected_string_or_object", type=type(value).__name__)
+    if "content" in value:
+        return _content_parts(value["content"], field, fetched)
+    if "text" not in value and "image" not in value:
+        raise InputError(field, "object_keys")
+    text = value.get("text")
+    if text is not None and not isinstance(text, str):
+        raise InputError(f"{field}.text", "expected_string", type=type(text).__name__)
+    item: dict[str, Any] = {"text": text}
+    if value.get("image") is not None:
+        item["image"] = image_bytes(value["image"], f"{field}.image", fetched)
+    return item
+
+
+def _content_parts(parts: Any, field: str, fetched: dict[str, bytes] | None) -> dict:
+    if not isinstance(parts, list):
+        raise InputError(f"{field}.content", "content_list")
+    texts, images = [], []
+    for position, part in enumerate(parts):
+        where = f"{field}.content[{position}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url" and isinstance(part.get("image_url"), dict):
+            images.append(image_bytes(part["image_url"].get("url"), f"{where}.image_url.url", fetched))
+        elif kind == "image" and part.get("image") is not None:
+            images.append(image_bytes(part["image"], f"{where}.image", fetched))
+        else:
+            raise InputError(where, "content_part")
+    if len(images) > 1:
+        raise InputError(field, "one_image", count=len(images))
+    return {"text": "\n".join(texts) or None, **({"image": images[0]} if images else {})}
+
+
+def text_of(item: str | bytes | dict) -> str:
+    """The text part of a read query or document ("" for an image alone)."""
+    if isinstance(item, str):
+        return item
+    return (item.get("text") or "") if isinstance(item, dict) else ""
+
+
+def scorer_items(query: Any, documents: list[Any], limits: Limits, keep_pixels: int,
+                 fetched: dict[str, bytes] | None = None) -> tuple[Item, list[Item], list]:
+    """The request's query and documents as scorer items, images checked and decoded under the limits;
+    and the documents as read (for echoing their text). CPU work (base64, decoding): call it on a
+    worker thread, never on the event loop."""
+    rules = ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=keep_pixels,
+                       budget=PixelBudget(limits.max_request_pixels))
+    raw_query = request_item(query, "query", fetched)
+    raw_documents = [request_item(d, f"documents[{i}]", fetched) for i, d in enumerate(documents)]
+    query_item = to_item(raw_query, "query", rules=rules)
+    items = [to_item(d, f"documents[{i}]", rules=rules) for i, d in enumerate(raw_documents)]
+    return query_item, items, raw_documents

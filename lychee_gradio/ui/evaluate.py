@@ -1,0 +1,132 @@
+"""The Evaluate tab: a labelled set, first stage vs. reranked, for every served model."""
+
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+from types import SimpleNamespace
+
+import gradio as gr
+
+from ..contract import InputError, RequestContext
+from ..settings import Limits
+from .. import evaluation
+from ..registry import ModelSet
+from .downloads import write_downloads
+from .forms import ASSETS_DIR, PageError, cell
+from .layout import I18N, both, run_buttons, wire
+from .translations import reason, text
+
+
+def extract_images(archive: str, target: Path, limits: Limits = Limits(), lang: str = "en") -> Path:
+    """Unpack an uploaded zip of images into `target`, refusing paths that climb out of it."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            if sum(member.file_size for member in members) > limits.max_zip_bytes:
+                raise PageError(text("error_zip", lang, reason=f"unpacks to more than "
+                                                                 f"{limits.max_zip_bytes / 2**30:g} GB"))
+            for member in members:
+                destination = (target / member.filename).resolve()
+                if not destination.is_relative_to(target.resolve()):
+                    raise PageError(text("error_zip", lang, reason=f"unsafe path {member.filename}"))
+            bundle.extractall(target)
+    except zipfile.BadZipFile:
+        raise PageError(text("error_zip", lang, reason="not a zip file")) from None
+    return target
+
+
+def _eval_table(report: dict, lang: str) -> str:
+    """The metrics table and its summary line, in the page's language (the one renderer, translated words)."""
+    return evaluation.report_table({**report, "models": {cell(name, 40): entry
+                                                         for name, entry in report["models"].items()}},
+                                   lambda key, **values: text(key, lang, **values))
+
+
+def _eval_detail(line: evaluation.BadLine, has_zip: bool, lang: str) -> str:
+    """A bad line's problem in the page's language, with a hint when its images are missing."""
+    error = line.error
+    detail = f"{error.field}: {reason(error, lang)}" if error.field else reason(error, lang)
+    if error.code == "eval_image_missing" and not has_zip:
+        detail += text("hint_eval_zip", lang)
+    return detail
+
+
+def _eval_problem(line: evaluation.BadLine, has_zip: bool, lang: str) -> PageError:
+    return PageError(text("error_eval_line", lang, line=line.line, reason=_eval_detail(line, has_zip, lang)))
+
+
+def evaluate_view(scorers, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
+                  limits: Limits = Limits(), context: RequestContext | None = None,
+                  on_progress: Callable[[int, int], None] | None = None) -> tuple[str, Any, dict]:
+    """The Evaluate tab: the metrics table, a chart's data (first stage vs. each model) and the report.
+
+    `scorers` is one scorer or a ModelSet: with several models every one is evaluated, side by side.
+    Each line is one request under `limits`; the context's deadline covers the whole run, its Stop
+    event ends it.
+    """
+    import pandas as pd
+
+    context = context or RequestContext()
+    lang = context.language
+    if not data_file:
+        raise PageError(text("error_data_missing", lang))
+    try:
+        ks = evaluation.parse_ks(str(ks_text or "1,5,10"))
+    except InputError:
+        raise PageError(text("error_k", lang)) from None
+    data = Path(data_file)
+    models = ModelSet.of(scorers)
+    with tempfile.TemporaryDirectory(prefix="lychee-eval-") as unpacked:
+        base_dir = extract_images(images_zip, Path(unpacked), limits, lang) if images_zip else data.parent
+        try:
+            queries, skipped = evaluation.load_queries(data, skip_bad=bool(skip_bad), base_dir=base_dir)
+        except evaluation.BadLine as line:
+            raise _eval_problem(line, bool(images_zip), lang) from None
+        if not queries:
+            if skipped:
+                raise PageError(text("error_eval_all_skipped", lang, count=len(skipped), line=skipped[0].line,
+                                     reason=_eval_detail(skipped[0], bool(images_zip), lang)))
+            raise PageError(text("error_eval_empty", lang))
+        try:
+            # A line's own instruction wins; the page's box applies to lines without one.
+            report = evaluation.evaluate(dict(zip(models.names, models.scorers)), queries, ks,
+                                         instruction=instruction or None, skip_bad=bool(skip_bad), skipped=skipped,
+                                         on_progress=on_progress, limits=limits, context=context)
+        except evaluation.BadLine as line:
+            raise _eval_problem(line, bool(images_zip), lang) from None
+    stages = [(text("stage_first", lang), report["first_stage"])]
+    stages += [(name if len(models) > 1 else text("stage_reranked", lang), entry["reranked"])
+               for name, entry in report["models"].items()]
+    rows = [{"bar": f"{key} · {label}", "metric": key, "stage": label, "value": values[key]}
+            for key in evaluation.metric_keys(ks) if key in report["first_stage"] for label, values in stages]
+    return _eval_table(report, lang), pd.DataFrame(rows), report
+
+
+def evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
+    with gr.Tab(I18N("tab_eval"), id="evaluate"):
+        gr.Markdown(I18N("eval_intro"))
+        with gr.Row():
+            data = gr.File(label=I18N("eval_data"), file_types=[".jsonl"], elem_id="eval-data")
+            images = gr.File(label=I18N("eval_images"), file_types=[".zip"], elem_id="eval-images")
+            with gr.Column():
+                k = gr.Textbox("1,5,10", label=I18N("eval_k"))
+                skip_bad = gr.Checkbox(False, label=I18N("eval_skip_bad"))
+        button, stop = run_buttons("eval_button", "eval-button")
+        table = gr.Markdown(label=I18N("result"), elem_id="eval-table")
+        chart = gr.BarPlot(x="bar", y="value", color="stage", label=I18N("eval_chart"), x_label_angle=-45,
+                           y_lim=[0, 1], height=420, x_title="Metric at k", y_title="Score",
+                           colors_in_legend=[],  # no legend: each bar's label names its stage (a legend was cut off)
+                           elem_id="eval-chart")
+        files = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False, elem_id="eval-downloads")
+        details = gr.JSON(label=I18N("details"))
+        sample = ASSETS_DIR / "eval" / "sample.jsonl"
+        if sample.is_file():
+            gr.File([str(sample), str(sample.parent / "images.zip")], label=I18N("sample_download"),
+                    file_count="multiple", interactive=False, elem_id="eval-sample")
+            gr.Examples([[str(sample), str(sample.parent / "images.zip"), "1,5,10"]], [data, images, k],
+                        label=I18N("examples"), example_labels=[both("example_eval")])
+    wire(button, stop, handlers.evaluate, [data, images, k, instruction, skip_bad], [table, chart, details],
+          "evaluate", handlers.stop, downloads=(lambda report: write_downloads(report, "evaluation"), details, files))

@@ -1,0 +1,197 @@
+"""What the page's boxes hold, read into scorer items; and how a result reads on the page.
+
+Every tab (and the same endpoint through `gradio_client`) reads its inputs here: the query, the
+documents (text blocks separated by `---` lines, plus uploads), the limits of every door. Errors
+are `PageError`s in the browser's language that name the box and the document as the page shows
+it (counted from 1, with the upload's file name), never a server path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from ..contract import InputError, colour_of
+from ..inputs import ImageRules, PixelBudget, to_item
+from ..ranking import check_top_n
+from ..settings import Limits
+from .translations import reason, text
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"  # sample images and data, shipped in the package
+
+_SEPARATOR_RE = re.compile(r"^[ \t]*---+[ \t]*$", re.MULTILINE)
+_IMAGE_REF_RE = re.compile(r"\[image:\s*([^\]]+?)\s*\]", re.IGNORECASE)
+
+
+class PageError(ValueError):
+    """Bad input, worded for the page in the browser's language."""
+
+
+class UnreadableUpload(str):
+    """The name of an upload that is not an image: `ImageBox` hands it on, the view says so in the
+    page's language (a component cannot know the browser's language)."""
+
+
+# -- reading a score (docs/design.md, "Reading a score") ---------------------------------------------
+
+
+def verdict(score: float, lang: str = "en") -> dict[str, str]:
+    colour = colour_of(score)
+    mark = {"green": "🟢", "yellow": "🟡", "red": "🔴"}[colour]
+    return {"colour": colour, "mark": mark, "verdict": text(f"verdict_{colour}", lang)}
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|~$])")
+
+
+def cell(value: str, limit: int = 90) -> str:
+    """A document as one table cell: one line, cut to `limit` characters, Markdown shown as typed."""
+    flat = " ".join(value.split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", flat).replace("<", "&lt;")
+
+
+def move(index: int, rank: int) -> str:
+    """How far the reranking moved a document from its first-stage position (input order)."""
+    change = (index + 1) - rank
+    return f"▲{change}" if change > 0 else f"▼{-change}" if change < 0 else "="
+
+
+# -- inputs from the page ------------------------------------------------------------------------
+
+
+def query_from(query_text: str | None, query_image: str | None, lang: str = "en") -> dict:
+    text_value = (query_text or "").strip() or None
+    if text_value is None and not query_image:
+        raise PageError(text("error_query_missing", lang))
+    return {"text": text_value, "image": query_image or None}
+
+
+def parse_documents(documents: str | None, document_images: list[str] | None, lang: str = "en") -> list[dict]:
+    """Text blocks separated by `---` lines, plus uploaded images.
+
+    A block may attach an uploaded image with `[image: name.jpg]` (file name) or `[image: 2]`
+    (1-based upload order). Images attached to no block follow the blocks as image-only documents.
+    Each document is `{"text", "image", "name"}`; `name` is the image's file name, for display.
+    Errors count documents from 1, as the table's Input # does.
+    """
+    images = [str(path) for path in (document_images or [])]
+    names = [upload_name(path) for path in images]
+    blocks = [block.strip() for block in _SEPARATOR_RE.split(documents or "")]
+    parsed, attached = [], set()
+    for block in (block for block in blocks if block):
+        number = len(parsed) + 1
+        references = _IMAGE_REF_RE.findall(block)
+        if len(references) > 1:
+            raise PageError(text("error_document", lang, number=number, name="",
+                                 reason=text("error_attach_one", lang, count=len(references))))
+        image = None
+        if references:
+            position = find_image(references[0], names)
+            if position is None:
+                raise PageError(text("error_document", lang, number=number, name="", reason=text(
+                    "error_attach_missing", lang, reference=references[0], uploaded=", ".join(names) or "—")))
+            attached.add(position)
+            image = position
+        block_text = _IMAGE_REF_RE.sub("", block).strip() or None
+        parsed.append({"text": block_text, "image": images[image] if image is not None else None,
+                       "name": names[image] if image is not None else None})
+    for position, (path, name) in enumerate(zip(images, names)):
+        if position not in attached:
+            parsed.append({"text": None, "image": path, "name": name})
+    if not parsed:
+        raise PageError(text("error_documents_missing", lang))
+    return parsed
+
+
+def upload_name(path: str) -> str:
+    """The name a user gave an upload: Gradio keeps it as the file's name in its own temp folder."""
+    return Path(str(path)).name
+
+
+def find_image(reference: str, names: list[str]) -> int | None:
+    if reference.isdigit():
+        position = int(reference) - 1
+        return position if 0 <= position < len(names) else None
+    return names.index(reference) if reference in names else None
+
+
+def scorable(document: dict) -> dict:
+    return {key: document[key] for key in ("text", "image") if document[key] is not None}
+
+
+def image_rules(limits: Limits, *scorers) -> ImageRules:
+    """How one page request's images are decoded: the server's limits, and down to the largest pixel
+    bound of the models that will score them (a fresh decoded-pixel budget per request)."""
+    return ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=max(s.max_pixels for s in scorers),
+                      budget=PixelBudget(limits.max_request_pixels))
+
+
+def page_item(value: dict, describe: Callable[[str, bool], str], rules: ImageRules, lang: str):
+    """One query or document as a scorer item; a problem is worded by `describe(reason, about_image)`,
+    which names the document as the page shows it (counted from 1, with its file name), never a
+    server path."""
+    image = value.get("image")
+    if isinstance(image, UnreadableUpload):
+        raise PageError(text("error_unreadable", lang, name=str(image)))
+    try:
+        return to_item(value, "input", rules=rules)
+    except InputError as error:
+        raise PageError(describe(reason(error, lang), ".image" in (error.field or ""))) from None
+
+
+def check_count(count: int, limits: Limits, what: str, lang: str) -> None:
+    if count > limits.max_documents:
+        raise PageError(text("error_too_many", lang, what=text(what, lang), count=count, limit=limits.max_documents))
+
+
+def query_item(query_text, query_image, rules: ImageRules, lang: str = "en"):
+    query = query_from(query_text, query_image, lang)
+    name = upload_name(query["image"]) if query["image"] else ""
+    return page_item(scorable(query), lambda why, image: text("error_query_image", lang, name=name, reason=why) if image
+                 else text("error_query", lang, reason=why), rules, lang)
+
+
+def document_items(documents, document_images, limits: Limits, rules: ImageRules,
+                    lang: str = "en") -> tuple[list[dict], list]:
+    """The page's documents (text blocks plus uploads), parsed for display and as scorer items."""
+    parsed = parse_documents(documents, document_images, lang)
+    check_count(len(parsed), limits, "what_documents", lang)
+    items = []
+    for number, document in enumerate(parsed, start=1):
+        name = f" ({document['name']})" if document["name"] else ""
+        items.append(page_item(scorable(document), lambda why, _: text("error_document", lang, number=number, name=name,
+                                                                     reason=why), rules, lang))
+    return parsed, items
+
+
+def top_n_from(value: Any, lang: str) -> int | None:
+    try:
+        return check_top_n(value)
+    except ValueError:
+        raise PageError(text("error_top_n", lang)) from None
+
+
+def preview(document: dict) -> str:
+    parts = []
+    if document.get("name"):
+        parts.append(f"🖼 {document['name']}")
+    if document.get("text"):
+        parts.append(document["text"])
+    return " · ".join(parts)
+
+
+def above(results: list, min_score: float | None) -> tuple[list, int]:
+    """The results at or above `min_score` (the page's filter; 0 or empty keeps all), and how many were hidden."""
+    threshold = float(min_score or 0)
+    kept = [result for result in results if result.score >= threshold]
+    return kept, len(results) - len(kept)
+
+
+def hidden_note(hidden: int, kept: int, min_score: float | None, lang: str) -> str:
+    if not hidden:
+        return ""
+    key = "hidden_below" if kept else "nothing_above"
+    return "\n\n" + text(key, lang, count=hidden, threshold=float(min_score or 0))

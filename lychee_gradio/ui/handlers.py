@@ -1,0 +1,173 @@
+"""The page's endpoints: each tab's button runs one of these functions, which are also the named Gradio
+API endpoints (`/score`, `/rerank`, `/rank_images`, `/compare`, `/evaluate`), so `gradio_client`
+scripts get what the page shows plus structured JSON.
+
+Each handler opens one request (`Requests.open`): a `contract.RequestContext` with the server's
+timeout, the browser session's Stop event, a request id and the browser's language, which the
+view passes explicitly to every scorer call. On the way out the request is counted and logged
+(the `Observer` the page was handed), and an expected error (bad input, timeout, Stop, busy, out
+of memory) reaches the page and `gradio_client` as a message in the browser's language, with its
+status in the metrics and no traceback in the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from types import SimpleNamespace
+
+import gradio as gr
+
+from ..contract import (EXPECTED_ERRORS, InputError, NullObserver, Observer, RequestContext, ScoringOutOfMemoryError,
+                        status_of)
+from ..registry import ModelSet
+from ..settings import Config
+from .batch import rerank_view
+from .compare import compare_view
+from .evaluate import evaluate_view
+from .forms import PageError
+from .images import rank_images_view
+from .single import score_view
+from .translations import language, reason, text
+
+# The page's words for the scoring errors, by HTTP status (contract.status_of).
+_ENGINE_WORDS = {504: "error_timeout", 503: "error_busy", 499: "error_stopped"}
+
+
+class Requests:
+    """The page's requests in flight: each browser session's Stop event, the timeout, the observer."""
+
+    def __init__(self, models: ModelSet, config: Config, observer: Observer):
+        self.models, self.config, self.observer = models, config, observer
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def open(self, endpoint: str, request: gr.Request | None):
+        """One request: yields its `RequestContext`; counts, logs and words what comes out of it."""
+        lang = language(request.headers.get("accept-language") if request is not None else None)
+        session = getattr(request, "session_hash", None)
+        cancel = threading.Event()
+        if session:
+            with self._lock:
+                self._events[session] = cancel
+        with self.observer.request(endpoint) as record:
+            context = RequestContext(timeout=self.config.request_timeout, cancel=cancel,
+                                     request_id=record.request_id, language=lang)
+            try:
+                yield context
+            except (PageError, *EXPECTED_ERRORS) as error:
+                record.status = 400 if isinstance(error, PageError) else status_of(error)
+                # A user's mistake or a stopped run: one access-log line with its status, no traceback.
+                raise gr.Error(self.words(error, lang), print_exception=False) from None
+            finally:
+                for scorer, used in context.calls:
+                    self.observer.scored(self.models.name_of(scorer), used.stats)
+                if context.calls:
+                    stats = [used.stats for _, used in context.calls]
+                    record.fields.update(model=",".join(self.models.name_of(s) for s, _ in context.calls),
+                                         documents=sum(s.pairs for s in stats), tokens=sum(s.tokens for s in stats),
+                                         cached=sum(s.cached for s in stats))
+                if session:
+                    with self._lock:
+                        if self._events.get(session) is cancel:
+                            del self._events[session]
+
+    def words(self, error: Exception, lang: str) -> str:
+        if isinstance(error, InputError):
+            return f"{error.field}: {reason(error, lang)}" if error.field else reason(error, lang)
+        if isinstance(error, ScoringOutOfMemoryError):
+            return text("error_out_of_memory", lang)
+        status = status_of(error)
+        if status in _ENGINE_WORDS and not isinstance(error, PageError):
+            return text(_ENGINE_WORDS[status], lang, seconds=self.config.request_timeout or 0)
+        return str(error)
+
+    def stop(self, session: str) -> None:
+        with self._lock:
+            event = self._events.get(session)
+        if event is not None:
+            event.set()
+
+
+def make_handlers(models: ModelSet, config: Config, observer: Observer | None = None) -> SimpleNamespace:
+    """The endpoints' functions: plain functions whose parameter names are the API's.
+
+    `model` picks one of the served models by name (empty: the first); see registry.py.
+    The server's request timeout stops a request's model work between batches and says so;
+    `stop` (the page's Stop button) does the same for the session's run in progress.
+    """
+    requests = Requests(models, config, observer or NullObserver())
+    limits = config.limits
+
+    def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
+              document_image: str | None = None, instruction: str | None = None, model: str | None = None,
+              request: gr.Request = None):
+        """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}.
+        Example: client.predict(query_text="white cup", document_text="白瓷咖啡杯", api_name="/score"); leave
+        out what you do not send (the snippet below lists every parameter with its default)."""
+        with requests.open("/score", request) as context:
+            return score_view(models.get(model), query_text, query_image, document_text, document_image,
+                              instruction, limits=limits, context=context)
+
+    def rerank(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
+               document_images: list[str] | None = None, instruction: str | None = None,
+               top_n: float | None = None, model: str | None = None, min_score: float | None = 0,
+               request: gr.Request = None):
+        """Rerank documents (text blocks separated by '---' lines, plus images) best-first; min_score hides lower
+        scores. Returns a Markdown table and [{rank, index, score, verdict, text, image}]. Example:
+        client.predict(query_text="保温杯 500ml", documents="steel tumbler 500ml\\n---\\nblue mug", top_n=3,
+        api_name="/rerank"). Pipelines: POST /v1/rerank on this server takes the Cohere / Jina / vLLM rerank format
+        (see /docs)."""
+        with requests.open("/rerank", request) as context:
+            return rerank_view(models.get(model), query_text, query_image, documents, document_images,
+                               instruction, top_n, min_score, limits=limits, context=context)
+
+    def rank_images(query_text: str | None = None, query_image: str | None = None, images: list[str] | None = None,
+                    instruction: str | None = None, top_n: float | None = None, model: str | None = None,
+                    min_score: float | None = 0, progress=gr.Progress(), request: gr.Request = None):
+        """Rank images against a query, best first. Returns a gallery and [{rank, index, score, image}]. Example:
+        client.predict(query_text="a blue mug", images=[handle_file("a.png"), handle_file("b.png")],
+        api_name="/rank_images")."""
+        with requests.open("/rank_images", request) as context:
+            def report(done: int, total: int, description: str) -> None:
+                progress(done / total, desc=description)
+
+            report(0, 1, text("progress_reading", context.language, done=0, total=len(images or [])))
+            return rank_images_view(models.get(model), query_text, query_image, images, instruction, top_n,
+                                    min_score, limits=limits, context=context, on_progress=report)
+
+    def compare(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
+                document_images: list[str] | None = None, instruction: str | None = None,
+                model_a: str | None = None, model_b: str | None = None, request: gr.Request = None):
+        """Rank the same documents with two served models side by side, with Kendall's tau and top-5 overlap.
+        Returns a Markdown table and {models, kendall_tau, top_k, top_k_overlap, rows, disagreements}."""
+        with requests.open("/compare", request) as context:
+            first = models.get(model_a)
+            second = models.get(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
+            names = (models.name_of(first), models.name_of(second))
+            return compare_view(first, second, names, query_text, query_image, documents, document_images,
+                                instruction, limits=limits, context=context)
+
+    def evaluate(data: str | None = None, images_zip: str | None = None, k: str | None = None,
+                 instruction: str | None = None, skip_bad: bool = False, progress=gr.Progress(),
+                 request: gr.Request = None):
+        """Evaluate a labelled JSONL set with every served model: NDCG, MRR, Recall and Hit before and after
+        reranking. Returns a Markdown table, the chart data and the full report."""
+        with requests.open("/evaluate", request) as context:
+            def report(done: int, total: int) -> None:
+                progress(done / total, desc=text("progress_query", context.language, done=done, total=total))
+
+            table, chart, details = evaluate_view(models, data, images_zip, k, instruction, skip_bad,
+                                                  limits=limits, context=context, on_progress=report)
+            # Bars in the table's order, each metric's "first stage" beside each model's.
+            return table, gr.BarPlot(value=chart, sort=list(chart["bar"]), x_title=text("chart_x", context.language),
+                                     y_title=text("chart_y", context.language)), details
+
+    def stop(request: gr.Request):
+        """Stop this browser session's run in progress (between two batches)."""
+        if request is not None and request.session_hash:
+            requests.stop(request.session_hash)
+
+    return SimpleNamespace(score=score, rerank=rerank, rank_images=rank_images, compare=compare, evaluate=evaluate,
+                           stop=stop)

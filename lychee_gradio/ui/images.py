@@ -1,0 +1,84 @@
+"""The Image ranking tab: one query, many uploaded images, a gallery best-first."""
+
+from __future__ import annotations
+
+from typing import Callable
+from types import SimpleNamespace
+
+import gradio as gr
+
+from ..contract import RequestContext, Scorer
+from ..settings import Limits
+from .downloads import write_downloads
+from .forms import (ASSETS_DIR, PageError, above, check_count, image_rules, page_item, query_item, top_n_from,
+                    upload_name, verdict)
+from .layout import I18N, both, query_column, run_buttons, wire
+from .translations import text
+
+
+def rank_images_view(scorer: Scorer, query_text, query_image, images, instruction, top_n,
+                     min_score: float | None = 0, *, limits: Limits = Limits(),
+                     context: RequestContext | None = None,
+                     on_progress: Callable[[int, int, str], None] | None = None) -> tuple[list, list[dict]]:
+    """Rank uploaded images; `on_progress(done, total, description)` counts reading each image, then scoring."""
+    context = context or RequestContext()
+    lang = context.language
+    top_n = top_n_from(top_n, lang)
+    rules = image_rules(limits, scorer)
+    query = query_item(query_text, query_image, rules, lang)
+    paths = [str(path) for path in (images or [])]
+    if not paths:
+        raise PageError(text("error_images_missing", lang))
+    check_count(len(paths), limits, "what_images", lang)
+    count = len(paths)
+    items = []
+    for number, path in enumerate(paths, start=1):
+        name = upload_name(path)
+        items.append(page_item({"image": path}, lambda why, _: text("error_image", lang, number=number, name=name,
+                                                                 reason=why), rules, lang))
+        if on_progress is not None:
+            on_progress(number, 2 * count, text("progress_reading", lang, done=number, total=count))
+
+    def scored(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(count + done, 2 * count, text("progress_scoring", lang, done=done, total=total))
+
+    results, hidden = above(scorer.rerank(query, items, instruction or None, top_n=top_n, on_progress=scored,
+                                           context=context.use(scorer)),
+                             min_score)
+    gallery, rows = [], []
+    for rank, result in enumerate(results, start=1):
+        name = upload_name(paths[result.index])
+        reading = verdict(result.score)
+        best = "★ " if rank == 1 and reading["colour"] != "red" else ""
+        gallery.append((paths[result.index], f"{best}#{rank} · {reading['mark']} {result.score:.3f} · {name}"))
+        rows.append({"rank": rank, "index": result.index, "score": result.score, "image": name})
+    return gallery, rows
+
+
+def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dropdown, preset: gr.Dropdown) -> None:
+    with gr.Tab(I18N("tab_images"), id="images"):
+        with gr.Row():
+            query_text, query_image, top_n, min_score = query_column("images-query")
+            with gr.Column(scale=2):
+                files = gr.File(label=I18N("images"), file_count="multiple", file_types=["image"], height=150,
+                                elem_id="images-files")
+                preview = gr.Gallery(label=I18N("uploaded_images"), columns=6, height=220, allow_preview=False,
+                                     interactive=False, elem_id="images-preview")
+        button, stop = run_buttons("rank_button", "rank-button")
+        gallery = gr.Gallery(label=I18N("gallery"), columns=5, height="auto", elem_id="images-gallery")
+        downloads = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False,
+                            elem_id="images-downloads")
+        details = gr.JSON(label=I18N("details"))
+        example_images = sorted(str(p) for p in (ASSETS_DIR / "images").glob("*.png"))
+        if example_images:
+            gr.Examples([["a white cup with a mountain line pattern", None, example_images, 0, "Product search"]],
+                        [query_text, query_image, files, top_n, preset],
+                        label=I18N("examples"), example_labels=[both("example_images")])
+    # Thumbnails of what was uploaded, before ranking (the file list itself stays a small scrolling box).
+    files.change(lambda paths: [(path, upload_name(path)) for path in (paths or [])], files, preview,
+                 api_visibility="private", queue=False, show_progress="hidden")
+    wire(button, stop, handlers.rank_images, [query_text, query_image, files, instruction, top_n, model, min_score],
+          [gallery, details], "rank_images", handlers.stop,
+          downloads=(lambda rows: write_downloads(rows, "image-ranking"), details, downloads),
+          show_progress_on=[gallery])

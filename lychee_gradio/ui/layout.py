@@ -1,0 +1,215 @@
+"""The page's frame: CSS and the Ctrl+Enter script, the image input that does not decode, the query
+column and run/stop buttons every ranking tab shares, the instruction row, and the API page's labels.
+
+Small pieces the tab modules (`single.py`, `batch.py`, `images.py`, `compare.py`, `evaluate.py`)
+build their tabs from; `page.py` puts the tabs together.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+from gradio.i18n import I18nData
+
+from ..presets import INSTRUCTION_PRESETS
+from ..registry import ModelSet
+from .forms import ASSETS_DIR, UnreadableUpload
+from .translations import TRANSLATIONS
+
+I18N = gr.I18n(**TRANSLATIONS)
+
+
+def asset_text(name: str) -> str:
+    path = ASSETS_DIR / "data" / name
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+def asset_image(name: str) -> str | None:
+    path = ASSETS_DIR / "images" / name
+    return str(path) if path.is_file() else None
+
+
+# Model work shares one queue ("model") with as many slots as there are model replicas: one in a
+# single process, so concurrent users wait in line instead of running the GPU out of memory.
+MODEL_WORK = {"concurrency_id": "model"}
+
+# Phones (a 390-px screen): tables scroll sideways instead of squeezing each cell to a letter,
+# headers and scores never break mid-word, the result gallery shows two columns and whole
+# captions, the tab bar fits every tab (no "•••" menu), and long upload lists scroll in a box.
+CSS = """
+#batch-table table, #eval-table table, #compare-table table { display: block; overflow-x: auto; max-width: 100%; }
+#batch-table th, #eval-table th, #compare-table th, #eval-table td, #compare-table td { white-space: nowrap; }
+#batch-table td:nth-child(1), #batch-table td:nth-child(2), #batch-table td:nth-child(4),
+#batch-table td:nth-child(5) { white-space: nowrap; }
+#images-gallery .caption-label, #images-preview .caption-label { white-space: normal; overflow: visible;
+  text-overflow: clip; line-height: 1.25; }
+@media (max-width: 640px) {
+  .tab-container button { padding-left: 6px !important; padding-right: 6px !important; font-size: 13px !important; }
+  #images-gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  #images-preview .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
+}
+"""
+
+# Ctrl+Enter (Cmd+Enter on a Mac) runs the open tab: the one run button that is on screen.
+HEAD = """
+<script>
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+  for (const id of ["score-button", "rerank-button", "rank-button", "compare-button", "eval-button"]) {
+    const button = document.getElementById(id);
+    if (button && button.offsetParent !== null && !button.disabled) {
+      event.preventDefault();
+      button.click();
+      return;
+    }
+  }
+});
+</script>
+"""
+
+
+class ImageBox(gr.Image):
+    """An image input that hands the handler the uploaded file's path without decoding it.
+
+    `gr.Image` opens (and, to convert its mode, decodes) every upload before the handler runs,
+    so a huge image would be decoded before the pixel limit is checked, and a file that is not an
+    image fails with a message holding the server's temp path. Here the file is only identified
+    from its header; a file that is not an image is handed on as `UnreadableUpload(name)`, which
+    the view reports by its name in the browser's language.
+    """
+
+    is_template = True  # drawn by the frontend as a plain Image
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return super().preprocess(payload)
+        from PIL import Image, UnidentifiedImageError
+
+        name = Path(payload.orig_name or payload.path or "image").name
+        try:
+            with Image.open(payload.path):
+                pass
+        except (UnidentifiedImageError, OSError, ValueError):
+            return UnreadableUpload(name)
+        return payload.path
+
+
+def query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number, gr.Slider]:
+    """The query (text and/or image), top-n and score-filter inputs of a ranking tab."""
+    with gr.Column(scale=1):
+        text_box = gr.Textbox(label=I18N("query_text"), lines=2, elem_id=elem_id)
+        image = ImageBox(label=I18N("query_image"), type="filepath", height=200)
+        with gr.Row():
+            top_n = gr.Number(0, label=I18N("top_n"), precision=0, minimum=0, min_width=120)
+            min_score = gr.Slider(0, 1, value=0, step=0.05, label=I18N("min_score"), min_width=120,
+                                  elem_id=f"{elem_id}-min-score")
+    return text_box, image, top_n, min_score
+
+
+def run_buttons(run_key: str, elem_id: str) -> tuple[gr.Button, gr.Button]:
+    with gr.Row():
+        run = gr.Button(I18N(run_key), variant="primary", elem_id=elem_id, scale=4)
+        stop = gr.Button(I18N("stop_button"), variant="stop", elem_id=f"{elem_id}-stop", scale=1)
+    return run, stop
+
+
+def wire(run: gr.Button, stop: gr.Button, handler: Callable, inputs: list, outputs: list, api_name: str,
+          stopper: Callable, downloads: tuple[Callable, gr.JSON, gr.File] | None = None, **options):
+    """Run `handler` from the button (and Ctrl+Enter): first clear the previous results, so a failed
+    run never leaves them beside its error; then the results' downloads. Stop cancels the run."""
+    cleared = [*outputs, downloads[2]] if downloads else outputs
+    event = run.click(lambda: [None] * len(cleared), None, cleared, queue=False, api_visibility="private")
+    event = event.then(handler, inputs, outputs, api_name=api_name, **MODEL_WORK, **options)
+    if downloads is not None:
+        write, details, files = downloads
+        event.then(write, details, files, api_visibility="private", queue=False)
+    stop.click(stopper, None, None, cancels=[event], queue=False, api_visibility="private")
+    return event
+
+
+MODEL_DEFAULT = "Model default"  # the preset that leaves the instruction empty: each model's own default
+CUSTOM = "Custom"  # the preset shown once the instruction was edited by hand
+_PRESET_LABELS = {"Web search": "preset_web", "E-commerce": "preset_ecommerce", "Product search": "preset_product",
+                  "Academic figures": "preset_academic", "Education": "preset_education",
+                  "Design assets": "preset_design"}
+
+
+def instruction_row(models: ModelSet) -> tuple[gr.Textbox, gr.Dropdown, gr.Dropdown]:
+    """The model picker (when several models are served), the task preset and the editable instruction.
+
+    The instruction starts empty, which means each model's own default instruction (lychee's and
+    Qwen3-VL-Reranker's differ); the placeholder shows the picked model's. Editing the text turns
+    the preset to "Custom" (or to the preset whose text it now is); choosing "Custom" again brings
+    back the text typed last; choosing a preset puts its text back.
+    """
+    presets = {MODEL_DEFAULT: "", **INSTRUCTION_PRESETS}
+    choices = [(I18N("preset_default"), MODEL_DEFAULT)]
+    choices += [(I18N(_PRESET_LABELS.get(name, "preset_custom")), name) for name in INSTRUCTION_PRESETS]
+    choices += [(I18N("preset_custom"), CUSTOM)]
+
+    def placeholder(name: str | None) -> str:
+        return models.get(name).family.default_instruction
+
+    def chosen(preset: str):
+        return gr.update() if preset == CUSTOM else presets.get(preset, "")
+
+    def typed(instruction: str, custom: str):
+        match = next((name for name, words in presets.items() if words == (instruction or "").strip()), None)
+        return (match or CUSTOM), (custom if match else instruction)
+
+    with gr.Row():
+        picker = gr.Dropdown(models.names, value=models.names[0], label=I18N("model"), scale=1,
+                             visible=len(models) > 1, elem_id="model-picker")
+        preset = gr.Dropdown(choices, value=MODEL_DEFAULT, label=I18N("instruction_preset"), scale=1,
+                             elem_id="preset")
+        instruction = gr.Textbox("", placeholder=placeholder(None), label=I18N("instruction"), lines=2, scale=4,
+                                 elem_id="instruction")
+    custom = gr.State("")
+    preset.change(chosen, preset, instruction, api_visibility="private", queue=False, show_progress="hidden")
+    preset.input(lambda value, kept: kept if value == CUSTOM else gr.update(), [preset, custom], instruction,
+                 api_visibility="private", queue=False, show_progress="hidden")
+    instruction.input(typed, [instruction, custom], [preset, custom], api_visibility="private", queue=False,
+                      show_progress="hidden", trigger_mode="always_last")  # the last keystroke always counts
+    picker.change(lambda name: gr.update(placeholder=placeholder(name)), picker, instruction,
+                  api_visibility="private", queue=False)
+    return instruction, picker, preset
+
+
+def both(key: str) -> str:
+    """An example's label in both languages: Gradio prints example labels as they are (no gr.I18n there)."""
+    english, chinese = TRANSLATIONS["en"][key], TRANSLATIONS["zh"][key]
+    return english if english == chinese else f"{english} · {chinese}"
+
+
+def english(value: Any) -> Any:
+    """A label as the API page should print it: translated labels travel as objects (shown as
+    "[object Object]" there, or as "__i18n__{...}" text); they become their English text."""
+    if isinstance(value, I18nData):
+        return TRANSLATIONS["en"].get(value.key, value.key)
+    if isinstance(value, str) and value.startswith("__i18n__"):
+        try:
+            value = json.loads(value[len("__i18n__"):])
+        except ValueError:
+            return value
+    if isinstance(value, dict) and "translation_metadata" in (value.get("_type"), value.get("__type__")):
+        return TRANSLATIONS["en"].get(value.get("key"), value.get("key"))
+    return value
+
+
+def readable_api_info(demo: gr.Blocks) -> None:
+    """Make "Use via API" readable: English parameter and output labels instead of "[object Object]"."""
+    original = demo.get_api_info
+
+    def get_api_info(*args, **kwargs):
+        info = original(*args, **kwargs)
+        for endpoint in (info or {}).get("named_endpoints", {}).values():
+            for entry in endpoint.get("parameters", []) + endpoint.get("returns", []):
+                entry["label"] = english(entry.get("label"))
+        return info
+
+    demo.get_api_info = get_api_info

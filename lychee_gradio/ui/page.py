@@ -1,0 +1,134 @@
+"""The page: Single, Batch rerank, Image ranking, Compare and Evaluate tabs over the served models.
+
+`build_demo(models, config)` lays out the page from one module per tab (`single.py`, `batch.py`,
+`images.py`, `compare.py`, `evaluate.py`); each tab's button calls a handler (`handlers.py`) that
+is also a named Gradio API endpoint. `PageApp` is what the server mounts: the Blocks with their CSS,
+script and translations. Every file input of every event passes `Page.preprocess_data`, where
+only uploads are let through.
+
+The page depends on the contract only: it is handed scorers (and an observer for its metrics)
+and imports no torch, no model code and no serving code.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio.context import LocalContext
+from gradio.i18n import I18nData
+
+from ..contract import Observer
+from ..registry import ModelSet
+from ..settings import Config
+from .batch import batch_tab
+from .compare import compare_tab
+from .evaluate import evaluate_tab
+from .handlers import make_handlers
+from .images import images_tab
+from .layout import CSS, HEAD, I18N, instruction_row, readable_api_info
+from .single import single_tab
+from .translations import language, text
+
+
+def _file_paths(value: Any) -> list[str]:
+    """Every file path a component's input value names (FileData dicts, at any depth)."""
+    if isinstance(value, dict):
+        found = [value["path"]] if isinstance(value.get("path"), str) else []
+        return found + [path for item in value.values() if isinstance(item, (dict, list)) for path in _file_paths(item)]
+    if isinstance(value, list):
+        return [path for item in value for path in _file_paths(item)]
+    return []
+
+
+def uploaded(path: str) -> bool:
+    """Whether `path` (symlinks followed) is a file this server received as an upload: in Gradio's
+    upload folder, where the page's examples (the app's sample files) are cached too."""
+    from gradio.utils import get_upload_folder
+
+    if "://" in path or path.startswith("data:"):
+        return False
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(get_upload_folder()))
+
+
+class Page(gr.Blocks):
+    """The app's Blocks: every file input of every event is checked before Gradio touches it.
+
+    A file input must name a file that was uploaded to this server (or an example's cached copy): a path
+    anywhere else on the server, or a URL, is refused with one message naming the input, whether
+    or not such a file exists, before Gradio would copy it into its cache (and serve it back).
+    This is the one place every file input passes (page, gradio_client, /gradio_api/*); Gradio
+    itself applies the same rule only to apps it launched, and this app is mounted. `server.py`
+    also marks the mounted page as launched, so Gradio's own check runs as a second line.
+    """
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
+        for block, value in zip(block_fn.inputs, inputs or []):
+            if any(not uploaded(path) for path in _file_paths(value)):
+                request = LocalContext.request.get(None)
+                lang = language(request.headers.get("accept-language") if request is not None else None)
+                label = getattr(block, "label", None)
+                name = text(label.key, lang) if isinstance(label, I18nData) else str(label or "file")
+                raise gr.Error(text("error_not_uploaded", lang, input=name), print_exception=False)
+        return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+
+
+def build_demo(scorers, config: Config = Config(), *, demo_mode: bool = False, concurrency: int = 1,
+               observer: Observer | None = None) -> gr.Blocks:
+    """The whole page, over one scorer or several (a list or a ModelSet; the first is the default).
+
+    Nothing is loaded here: the scorers come in ready. The Compare tab shows with two models or more.
+    `observer` counts and logs each request (the server's telemetry); serve the page through
+    `PageApp` for the phone layout and Ctrl+Enter.
+    """
+    models = ModelSet.of(scorers)
+    handlers = make_handlers(models, config, observer)
+    with Page(title="Lychee reranker", analytics_enabled=False) as demo:
+        if demo_mode:
+            gr.Markdown(I18N("demo_banner"), elem_id="demo-banner")
+        gr.Markdown(I18N("title"))
+        instruction, model, preset = instruction_row(models)
+        with gr.Tabs():
+            single_tab(handlers, instruction, model, preset)
+            batch_tab(handlers, instruction, model, preset)
+            images_tab(handlers, instruction, model, preset)
+            if len(models) > 1:
+                compare_tab(handlers, instruction, models)
+            evaluate_tab(handlers, instruction)
+    # The one place queueing is set up: the model's work (MODEL_WORK) runs `concurrency` requests at
+    # once, one per model replica.
+    demo.queue(default_concurrency_limit=concurrency, max_size=256)
+    readable_api_info(demo)
+    return demo
+
+
+class PageApp:
+    """The page as the server mounts it (`serving.server.Page`): the Blocks, with CSS, script and translations."""
+
+    def __init__(self, blocks: gr.Blocks):
+        self.blocks = blocks
+
+    def mount(self, app, *, auth: tuple[str, str] | None, host: str, port: int, max_file_size: int,
+              api_key: str | None):
+        """Mount the page at `/` of `app`; with `api_key`, also the cookie of a session the page knows as
+        logged in (for requests that carry the key instead of logging in)."""
+        # show_error=False: an unexpected exception reaches the page and gradio_client as a plain
+        # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
+        app = gr.mount_gradio_app(app, self.blocks, path="/", auth=auth, i18n=I18N, mcp_server=False,
+                                  server_name=host, server_port=port, show_error=False,
+                                  max_file_size=max_file_size, css=CSS, head=HEAD)
+        # A mounted app counts as "not launched" for Gradio, which then skips its own rule that file
+        # inputs must be uploads; Page checks that itself, and this turns Gradio's on too.
+        self.blocks.has_launched = True
+        cookie = None
+        if api_key:
+            from gradio.routes import App
+
+            gradio_app = next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
+            token = secrets.token_urlsafe(32)
+            gradio_app.tokens[token] = "api-key"
+            cookie = (f"access-token-{gradio_app.cookie_id}", token)
+        return app, cookie

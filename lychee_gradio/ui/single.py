@@ -1,0 +1,64 @@
+"""The Single tab: one query, one document; the score, its verdict and the raw yes/no logits."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from ..contract import RequestContext, Scorer
+from ..settings import Limits
+from .forms import PageError, image_rules, page_item, query_item, scorable, upload_name, verdict
+from .layout import I18N, MODEL_WORK, ImageBox, asset_image, both
+from .translations import text
+
+
+def score_view(scorer: Scorer, query_text, query_image, document_text, document_image,
+               instruction, *, limits: Limits = Limits(),
+               context: RequestContext | None = None) -> tuple[str, dict]:
+    """One pair: Markdown (score, verdict, logits) and the JSON details."""
+    context = context or RequestContext()
+    lang = context.language
+    rules = image_rules(limits, scorer)
+    query = query_item(query_text, query_image, rules, lang)
+    document = {"text": (document_text or "").strip() or None, "image": document_image or None}
+    if document["text"] is None and document["image"] is None:
+        raise PageError(text("error_document_missing", lang))
+    name = upload_name(document_image) if document_image else ""
+    item = page_item(scorable(document), lambda why, image: text("error_document_image", lang, name=name, reason=why)
+                 if image else text("error_single_document", lang, reason=why), rules, lang)
+    (pair,) = scorer.score_with_logits(query, [item], instruction or None, context=context.use(scorer))
+    reading = verdict(pair.score, lang)
+    details = {"score": pair.score, "verdict": verdict(pair.score)["verdict"], "colour": reading["colour"],
+               "yes_logit": pair.yes_logit, "no_logit": pair.no_logit}
+    markdown = (
+        f"## {reading['mark']} {pair.score:.3f}\n"
+        f"**{reading['verdict'][:1].upper() + reading['verdict'][1:]}**\n\n"
+        f"logit(yes) = {pair.yes_logit:.3f} · logit(no) = {pair.no_logit:.3f}"
+    )
+    return markdown, details
+
+
+def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dropdown, preset: gr.Dropdown) -> None:
+    with gr.Tab(I18N("tab_single"), id="single"):
+        with gr.Row(equal_height=True):
+            with gr.Column():
+                query_text = gr.Textbox(label=I18N("query_text"), lines=4, elem_id="single-query")
+                query_image = ImageBox(label=I18N("query_image"), type="filepath", height=220)
+            with gr.Column():
+                document_text = gr.Textbox(label=I18N("document_text"), lines=4, elem_id="single-document")
+                document_image = ImageBox(label=I18N("document_image"), type="filepath", height=220)
+        button = gr.Button(I18N("score_button"), variant="primary", elem_id="score-button")
+        with gr.Row():
+            result = gr.Markdown(label=I18N("result"), elem_id="single-result")
+            details = gr.JSON(label=I18N("details"))
+        gr.Examples(
+            [["white ceramic coffee cup with a minimalist mountain line pattern", None,
+              "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", asset_image("mountain_cup.png"), "E-commerce"]],
+            [query_text, query_image, document_text, document_image, preset],
+            label=I18N("examples"),
+            example_labels=[both("example_single")],
+        )
+    button.click(lambda: [None, None], None, [result, details], queue=False, api_visibility="private").then(
+        handlers.score, [query_text, query_image, document_text, document_image, instruction, model],
+        [result, details], api_name="score", **MODEL_WORK)

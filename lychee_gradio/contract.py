@@ -115,6 +115,7 @@ class RequestContext:
     language: str = "en"
     deadline: float | None = None
     calls: list = field(default_factory=list)  # (scorer, its context) for each scorer `use`d in this request
+    closers: list = field(default_factory=list)  # what to give back when the request ends (`on_close`)
 
     def __post_init__(self):
         if self.timeout is not None and self.timeout <= 0:
@@ -132,6 +133,15 @@ class RequestContext:
                                  language=self.language, deadline=self.deadline)
         self.calls.append((scorer, context))
         return context
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when the request ends (`close`): e.g. give its decoded pixels back to the pool."""
+        self.closers.append(callback)
+
+    def close(self) -> None:
+        """The request ended (the door that made the context calls this, answered or not)."""
+        while self.closers:
+            self.closers.pop()()
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (None: no deadline)."""

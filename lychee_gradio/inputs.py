@@ -13,9 +13,10 @@ import io
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -25,21 +26,133 @@ __all__ = ["Item", "ImageRules", "PixelBudget", "load_image", "to_item", "to_ite
            "resolve_instruction", "base64_image", "decode_image_data"]
 
 
-class PixelBudget:
-    """The decoded pixels one request may hold, all of its images together (`Limits.max_request_pixels`).
+class PixelPool:
+    """The decoded pixels every request of this process holds at once (`Limits.max_pixels_in_flight`).
 
-    Each door makes one per request and hands it to every `to_item` of that request; an image that
-    would take the request over the budget is refused (413, `request_pixels`), naming it.
+    An image's pixels are reserved before it is decoded (its full size, or the size the JPEG decoder
+    scales to) and given back down to what the decoded image keeps; a request's are all given back
+    when it ends. A request that would take the pool over its limit waits for others to give back,
+    until its own deadline (its `check` raises then); a request alone is never refused.
     """
 
-    def __init__(self, limit: int | None):
+    def __init__(self, limit: int):
         self.limit = limit
         self.used = 0
+        self._changed = threading.Condition()
 
-    def take(self, image: Image.Image, field: str) -> None:
+    def acquire(self, pixels: int, check: Callable[[], None] | None = None) -> None:
+        with self._changed:
+            while self.used and self.used + pixels > self.limit:
+                if check is not None:
+                    check()
+                self._changed.wait(0.1)
+            self.used += pixels
+
+    def release(self, pixels: int) -> None:
+        if pixels:
+            with self._changed:
+                self.used -= pixels
+                self._changed.notify_all()
+
+
+_POOLS: dict[int, PixelPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def pixel_pool(limit: int) -> PixelPool:
+    """The process's pool for a limit: every door of a server (same `Limits`) shares one."""
+    with _POOLS_LOCK:
+        return _POOLS.setdefault(limit, PixelPool(limit))
+
+
+class PixelBudget:
+    """The decoded pixels one request may hold, all of its images together (`Limits.max_request_pixels`),
+    admitted from the process's `PixelPool` when one is given.
+
+    Each door makes one per request and hands it to every `to_item` of that request. Before decoding,
+    `admit` takes from the pool the pixels the request's images will hold (read from their headers),
+    all at once, so that requests never wait on each other half-way; an image that takes the request
+    over its own limit is refused (413, `request_pixels`), naming it; `release()` gives the pool its
+    pixels back when the request ends; `check` (the request's deadline and Stop) runs between images.
+    """
+
+    def __init__(self, limit: int | None, pool: PixelPool | None = None, check: Callable[[], None] | None = None):
+        self.limit, self.pool, self.check = limit, pool, check
+        self.used = 0  # pixels of the request's decoded images
+        self._held = 0  # pixels admitted from the pool
+
+    def admit(self, pixels: int) -> None:
+        """Take room for `pixels` from the pool at once (waits while other requests hold too many)."""
+        pixels = min(pixels, self.limit) if self.limit is not None else pixels
+        if self.pool is not None and pixels > 0:
+            self.pool.acquire(pixels, self.check)
+            self._held += pixels
+
+    def reserve(self, pixels: int) -> None:
+        """Before decoding one image."""
+        if self.check is not None:
+            self.check()
+
+    def settle(self, reserved: int, image: Image.Image, field: str) -> None:
+        """After decoding: count what the image holds; refuse past the request's limit."""
         self.used += image.width * image.height
         if self.limit is not None and self.used > self.limit:
             raise InputError(field, "request_pixels", limit=self.limit)
+
+    def take(self, image: Image.Image, field: str) -> None:
+        """An image decoded elsewhere (a PIL image given by a caller)."""
+        self.reserve(image.width * image.height)
+        self.settle(0, image, field)
+
+    def release(self) -> None:
+        if self.pool is not None:
+            self.pool.release(self._held)
+        self._held = 0
+
+
+def admit_images(values: Sequence[Any], rules: "ImageRules") -> None:
+    """Admit, at once, the pixels that the images among `values` (queries and documents in any form)
+    will hold once decoded, read from their headers; nothing is decoded here, and an image that
+    cannot be read counts nothing (decoding it names the problem)."""
+    if rules.budget is None or rules.budget.pool is None:
+        return
+    total = 0
+    for value in values:
+        image = value.get("image") if isinstance(value, dict) else value
+        size = _header_size(image)
+        if size is not None:
+            factor = reduction_factor(size[0], size[1], rules.keep_pixels)
+            total += (size[0] // factor) * (size[1] // factor)
+    rules.budget.admit(total)
+
+
+def _header_size(value: Any) -> tuple[int, int] | None:
+    try:
+        if isinstance(value, Image.Image):
+            return value.size
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            source: Any = io.BytesIO(bytes(value))
+        elif isinstance(value, os.PathLike):
+            source = os.fspath(value)
+        elif isinstance(value, str) and (is_data_url(value) or base64_image(value) is not None):
+            source = io.BytesIO(decode_image_data(value, ""))
+        elif isinstance(value, str) and os.path.isfile(value.strip()):
+            source = value.strip()
+        else:
+            return None
+        with Image.open(source) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - unreadable here: decoding reports it with the field's name
+        return None
+
+
+def request_rules(limits, keep_pixels: int, context) -> "ImageRules":
+    """The `ImageRules` of one request at a door: the server's `limits` (settings.Limits), images decoded
+    down to `keep_pixels`, a decoded-pixel budget drawn from the process's pool and given back when the
+    request's `context` (contract.RequestContext) closes, the request's deadline checked between images."""
+    budget = PixelBudget(limits.max_request_pixels, pixel_pool(limits.max_pixels_in_flight), context.check)
+    context.on_close(budget.release)
+    return ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=keep_pixels, budget=budget)
 
 
 @dataclass(frozen=True)
@@ -80,6 +193,8 @@ def load_image(value: Any, field: str, max_pixels: int | None = None, *,
     if isinstance(value, Image.Image):
         _check_size(value, field, rules.max_pixels)
         image = _to_rgb(_reduced(value, rules.keep_pixels), field)
+        if rules.budget is not None:
+            rules.budget.take(image, field)
     elif isinstance(value, (bytes, bytearray, memoryview)):
         image = _decode_bytes(bytes(value), field, rules)
     elif isinstance(value, os.PathLike):
@@ -88,9 +203,12 @@ def load_image(value: Any, field: str, max_pixels: int | None = None, *,
         image = _decode_string(value, field, rules)
     else:
         raise InputError(field, "image_type", type=type(value).__name__)
-    if rules.budget is not None:
-        rules.budget.take(image, field)
     return image
+
+
+def is_data_url(value: str) -> bool:
+    """Whether `value` is a base64 data URL (`data:<type>;base64,...`), not merely text starting with "data:"."""
+    return bool(_DATA_URL_RE.match(value.strip()))
 
 
 def base64_image(value: str) -> bytes | None:
@@ -194,11 +312,14 @@ def _decode_bytes(data: bytes, field: str, rules: ImageRules = NO_RULES) -> Imag
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(field, "image_decode", reason=str(error)) from None
     _check_size(image, field, rules.max_pixels)
+    factor = reduction_factor(image.width, image.height, rules.keep_pixels)
+    if factor > 1 and image.format == "JPEG":
+        # The JPEG decoder scales by 1/2, 1/4 or 1/8 while decoding, to no less than the size asked.
+        image.draft(None, (image.width // factor, image.height // factor))
+    reserved = image.width * image.height  # what decoding will hold, before it is reduced
+    if rules.budget is not None:
+        rules.budget.reserve(reserved)
     try:
-        factor = reduction_factor(image.width, image.height, rules.keep_pixels)
-        if factor > 1 and image.format == "JPEG":
-            # The JPEG decoder scales by 1/2, 1/4 or 1/8 while decoding, to no less than the size asked.
-            image.draft(None, (image.width // factor, image.height // factor))
         image.load()
         image = _reduced(image, rules.keep_pixels)
     except Image.DecompressionBombError as error:
@@ -207,7 +328,10 @@ def _decode_bytes(data: bytes, field: str, rules: ImageRules = NO_RULES) -> Imag
         raise InputError(field, "image_unidentified") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(field, "image_decode", reason=str(error)) from None
-    return _to_rgb(image, field)
+    image = _to_rgb(image, field)
+    if rules.budget is not None:
+        rules.budget.settle(reserved, image, field)
+    return image
 
 
 def _to_rgb(image: Image.Image, field: str) -> Image.Image:

@@ -20,9 +20,13 @@ class Limits:
     # Decoded pixels of all the images of one request together (each image decoded straight down to
     # the model's pixel bound first): 400 M is 200 photos of 2 megapixels, about 1.2 GB as RGB.
     max_request_pixels: int = 400_000_000
+    # Decoded pixels of every request in flight together (and images being decoded at full size):
+    # past it, a request waits for others to finish, up to its own deadline. 800 M is about 2.4 GB as RGB.
+    max_pixels_in_flight: int = 800_000_000
     max_body_bytes: int = 64 * 2**20  # one /v1/rerank or MCP request body
     max_upload_bytes: int = 64 * 2**20  # one file uploaded through the page or the Gradio API
     max_zip_bytes: int = 2 * 2**30  # what an uploaded evaluation zip unpacks to
+    max_zip_members: int = 20_000  # files (and folders) in an uploaded evaluation zip
 
     def check_documents(self, count: int, field: str = "documents") -> None:
         if count > self.max_documents:

@@ -38,11 +38,12 @@ from .conftest import CUP, MUG, TUMBLER
 KEY = {"Authorization": "Bearer sekrit"}
 
 
-def gradio_call(url: str, api: str, data: list, headers: dict | None = None) -> str:
-    """A raw call of the Gradio HTTP API, as `curl` would make it: the event's final message."""
+def gradio_call(url: str, api: str, data: list, headers: dict | None = None, with_event: bool = False):
+    """A raw call of the Gradio HTTP API, as `curl` would make it: the event's final message (and its kind)."""
     event = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data}, headers=headers, timeout=60).json()
     stream = httpx.get(f"{url}gradio_api/call/{api}/{event['event_id']}", headers=headers, timeout=120).text
-    return stream.strip().splitlines()[-1]
+    lines = stream.strip().splitlines()
+    return (lines[-2].removeprefix("event: "), lines[-1]) if with_event else lines[-1]
 
 
 def file_data(path: str) -> dict:

@@ -143,14 +143,15 @@ class QwenVLReranker(ScorerBase):
     def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
                      on_progress: ProgressCallback, context: RequestContext,
                      digest: DigestMemo) -> list[PairScore]:
-        # Encoding (text cut to its budget, images processed) needs no model: it runs before the
-        # model is taken, so a request with huge inputs never holds the model for more than its scoring.
-        hits, misses = self.image_cache.hits, self.image_cache.misses
-        pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=context.check)
-        context.stats.image_cache_hits += self.image_cache.hits - hits
-        context.stats.image_cache_misses += self.image_cache.misses - misses
+        # Texts are cut to their budget before the model is taken (cheap: see encoding.truncate); the
+        # images are processed while it is held, so that one request at a time holds pixel patches.
+        query, documents = self.encoder.truncate(query), [self.encoder.truncate(d) for d in documents]
         self._acquire(context)
         try:
+            hits, misses = self.image_cache.hits, self.image_cache.misses
+            pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=context.check)
+            context.stats.image_cache_hits += self.image_cache.hits - hits
+            context.stats.image_cache_misses += self.image_cache.misses - misses
             return self._score_pairs(pairs, on_progress, context)
         finally:
             self._lock.release()

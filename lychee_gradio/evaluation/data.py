@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import InputError
-from ..inputs import base64_image
+from ..inputs import base64_image, is_data_url
 
 DEFAULT_KS = (1, 5, 10)
 
@@ -60,7 +60,7 @@ def _resolve(value: Any, base_dir: Path, field: str) -> Any:
     if not isinstance(value, dict):
         raise InputError(field, "eval_item")
     image = value.get("image")
-    if isinstance(image, str) and not image.strip().startswith("data:") and base64_image(image) is None:
+    if isinstance(image, str) and not is_data_url(image) and base64_image(image) is None:
         value = {**value, "image": str(_image_path(image, base_dir, f"{field}.image"))}
     elif image is not None and not isinstance(image, str):
         raise InputError(f"{field}.image", "eval_image_value")
@@ -72,11 +72,16 @@ def _image_path(written: str, base_dir: Path, field: str) -> Path:
     written = written.strip()
     if written.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", written) or "\0" in written:
         raise outside
-    root = base_dir.resolve()
-    path = (root / written).resolve()
-    if not path.is_relative_to(root):
+    try:
+        root = base_dir.resolve()
+        path = (root / written).resolve()
+        inside = path.is_relative_to(root)
+        found = inside and path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, and the like: not a file here
+        inside, found = True, False
+    if not inside:
         raise outside
-    if not path.is_file():
+    if not found:
         raise InputError(field, "eval_image_missing", path=written[:200])
     return path
 

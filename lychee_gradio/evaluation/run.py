@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..contract import InputError, RequestContext
-from ..inputs import ImageRules, PixelBudget, to_item, to_items
+from ..inputs import admit_images, request_rules, to_item, to_items
 from ..ranking import best_first
 from ..registry import display_name
 from ..settings import Limits
@@ -51,19 +51,22 @@ def _one_model(scorer, queries: list[EvalQuery], ks, instruction: str | None, sk
     """Each query's scores and metrics for one scorer (a line that fails is skipped or raises)."""
     per_query = []
     for done, item in enumerate(queries, start=1):
+        line = context.use(scorer)  # one line is one request: its own pixel budget, the run's deadline
         try:
             limits.check_documents(len(item.documents))
-            rules = ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=scorer.max_pixels,
-                               budget=PixelBudget(limits.max_request_pixels))
+            rules = request_rules(limits, scorer.max_pixels, line)
+            admit_images([item.query, *item.documents], rules)
             query = to_item(item.query, "query", rules=rules)
             documents = to_items(item.documents, rules=rules)
-            scores = scorer.score(query, documents, item.instruction or instruction, context=context.use(scorer))
+            scores = scorer.score(query, documents, item.instruction or instruction, context=line)
         except InputError as error:
             if not skip_bad:
                 raise BadLine(item.line, error) from None
-            if all(line.line != item.line for line in skipped):
+            if all(bad.line != item.line for bad in skipped):
                 skipped.append(BadLine(item.line, error))
             continue
+        finally:
+            line.close()
         reranked = best_first(scores)
         per_query.append({
             "line": item.line,

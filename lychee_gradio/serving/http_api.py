@@ -97,13 +97,14 @@ def create_router(models: ModelSet, config: Config, fetcher: ImageFetcher | None
 
         def score():
             query, items, raw = scorer_items(body.query, body.documents, config.limits,
-                                             body.max_pixels or scorer.max_pixels, fetched)
+                                             body.max_pixels or scorer.max_pixels, context, fetched)
             return raw, scorer.score_with_logits(query, items, body.instruction, max_pixels=body.max_pixels,
                                                  context=context)
 
         try:
             documents, pairs = await run_in_threadpool(score)
         finally:
+            context.close()
             telemetry.record_scoring(record.fields["model"], context.stats)
             record.fields.update(tokens=context.stats.tokens, cached=context.stats.cached,
                                  scored=context.stats.scored)

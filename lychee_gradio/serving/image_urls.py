@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 MAX_CONCURRENT_FETCHES = 16
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# IPv6 ranges that carry an IPv4 address and may reach it through translation on some networks.
+_EMBEDDING_IPV4 = [ipaddress.ip_network(net) for net in ("::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48")]
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ def public_address(address: str) -> bool:
         if ip in _NAT64:
             embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     if any(inner is not None and not public_address(str(inner)) for inner in embedded):
+        return False
+    if ip.version == 6 and any(ip in network for network in _EMBEDDING_IPV4):
         return False
     return ip.is_global and not ip.is_multicast
 
@@ -139,7 +143,7 @@ class ImageFetcher:
             raise
         except (TimeoutError, asyncio.TimeoutError):
             logger.info("image URL %s not fetched for %s: past the deadline", _short(url), field)
-        except (_Refused, httpx.HTTPError, OSError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 - refused, unreachable, malformed (httpx.InvalidURL): all alike
             logger.info("image URL %s not fetched for %s: %s", _short(url), field, error)
         raise ImageUrlError(400, field)
 

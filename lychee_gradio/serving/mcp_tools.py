@@ -134,12 +134,14 @@ class McpTools:
         fetched = await fetch_urls(request_images(query, documents), self.config, self.fetcher, deadline)
 
         def score():
-            query_item, items, _ = scorer_items(query, documents, self.config.limits, scorer.max_pixels, fetched)
+            query_item, items, _ = scorer_items(query, documents, self.config.limits, scorer.max_pixels, context,
+                                                fetched)
             return scorer.score_with_logits(query_item, items, arguments.get("instruction"), context=context)
 
         try:
             pairs = await anyio.to_thread.run_sync(score)
         finally:
+            context.close()
             telemetry.record_scoring(record.fields["model"], context.stats)
         if name == "score":
             (pair,) = pairs

@@ -111,6 +111,44 @@ class RestGate:
         await response(scope, None, send)
 
 
+class BodyLimit:
+    """Every other request body (the Gradio API's calls and queue joins) is refused over `limit` bytes
+    with 413, declared or chunked, before the app parses it; `exempt` paths (uploads, which Gradio
+    streams to disk and limits per file; the JSON endpoints and MCP, which check their own) pass."""
+
+    def __init__(self, app, limit: int, exempt: tuple[str, ...]):
+        self.app, self.limit, self.exempt = app, limit, exempt
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in self.exempt or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        too_large = error_response(InputError("body", "body_too_large", limit=self.limit))
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await too_large(scope, None, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await too_large(scope, None, send)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 class ApiKeyGate:
     """The API key opens the Gradio API and guards the MCP server.
 

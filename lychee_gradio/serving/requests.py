@@ -16,8 +16,8 @@ import asyncio
 import re
 from typing import Any
 
-from ..contract import InputError, Item
-from ..inputs import ImageRules, PixelBudget, base64_image, decode_image_data, to_item
+from ..contract import InputError, Item, RequestContext
+from ..inputs import admit_images, base64_image, decode_image_data, request_rules, to_item
 from ..settings import Config, Limits
 from .image_urls import ImageFetcher, ImageUrlError, UrlPolicy
 
@@ -149,15 +149,15 @@ def text_of(item: str | bytes | dict) -> str:
     return (item.get("text") or "") if isinstance(item, dict) else ""
 
 
-def scorer_items(query: Any, documents: list[Any], limits: Limits, keep_pixels: int,
+def scorer_items(query: Any, documents: list[Any], limits: Limits, keep_pixels: int, context: RequestContext,
                  fetched: dict[str, bytes] | None = None) -> tuple[Item, list[Item], list]:
-    """The request's query and documents as scorer items, images checked and decoded under the limits;
-    and the documents as read (for echoing their text). CPU work (base64, decoding): call it on a
-    worker thread, never on the event loop."""
-    rules = ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=keep_pixels,
-                       budget=PixelBudget(limits.max_request_pixels))
+    """The request's query and documents as scorer items, images checked and decoded under the limits
+    (their pixels given back when `context` closes); and the documents as read (for echoing their
+    text). CPU work (base64, decoding): call it on a worker thread, never on the event loop."""
+    rules = request_rules(limits, keep_pixels, context)
     raw_query = request_item(query, "query", fetched)
     raw_documents = [request_item(d, f"documents[{i}]", fetched) for i, d in enumerate(documents)]
+    admit_images([raw_query, *raw_documents], rules)
     query_item = to_item(raw_query, "query", rules=rules)
     items = [to_item(d, f"documents[{i}]", rules=rules) for i, d in enumerate(raw_documents)]
     return query_item, items, raw_documents

@@ -32,7 +32,7 @@ from ..registry import ModelSet
 from ..settings import Config
 from . import http_api, telemetry
 from .image_urls import ImageFetcher
-from .middleware import ApiKeyGate, McpDoor
+from .middleware import ApiKeyGate, BodyLimit, McpDoor
 from .requests import url_policy
 
 
@@ -163,6 +163,9 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, rout
     if page is not None:
         app, cookie = page.mount(app, auth=settings.page_auth, host=settings.host, port=settings.port,
                                  max_file_size=config.limits.max_upload_bytes, api_key=config.api_key)
+    json_paths = (*http_api.JSON_ENDPOINTS, *(endpoints or {}))
+    app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes,
+                       exempt=("/gradio_api/upload", *json_paths, "/gradio_api/mcp", "/gradio_api/mcp/"))
     if tools is not None:
         app.add_middleware(McpDoor, paths=MCP_PATHS, endpoint=tools.asgi)
     if config.api_key:

@@ -22,7 +22,7 @@ def rerank_view(scorer: Scorer, query_text, query_image, documents, document_ima
     context = context or RequestContext()
     lang = context.language
     top_n = top_n_from(top_n, lang)
-    rules = image_rules(limits, scorer)
+    rules = image_rules(limits, context, scorer, images=[query_image, *(document_images or [])])
     query = query_item(query_text, query_image, rules, lang)
     parsed, items = document_items(documents, document_images, limits, rules, lang)
     results, hidden = above(scorer.rerank(query, items, instruction or None, top_n=top_n, context=context.use(scorer)), min_score)

@@ -27,7 +27,7 @@ def compare_view(first: Scorer, second: Scorer, names: tuple[str, str], query_te
     """
     context = context or RequestContext()
     lang = context.language
-    rules = image_rules(limits, first, second)
+    rules = image_rules(limits, context, first, second, images=[query_image, *(document_images or [])])
     query = query_item(query_text, query_image, rules, lang)
     parsed, items = document_items(documents, document_images, limits, rules, lang)
     scores_a = first.score(query, items, instruction or None, context=context.use(first))

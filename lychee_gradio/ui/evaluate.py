@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ..contract import InputError, RequestContext
+from ..contract import InputError, RequestContext, ScoringCancelledError, ScoringTimeoutError
 from ..settings import Limits
 from .. import evaluation
 from ..registry import ModelSet
@@ -20,21 +20,35 @@ from .layout import I18N, both, run_buttons, wire
 from .translations import reason, text
 
 
-def extract_images(archive: str, target: Path, limits: Limits = Limits(), lang: str = "en") -> Path:
-    """Unpack an uploaded zip of images into `target`, refusing paths that climb out of it."""
+def extract_images(archive: str, target: Path, limits: Limits = Limits(), lang: str = "en",
+                   check=None) -> Path:
+    """Unpack an uploaded zip of images into `target`, refusing paths that climb out of it, more members
+    or bytes than the limits allow, and what cannot be unpacked; `check` (the request's deadline and
+    Stop) is called between members."""
+    def refused(reason: str) -> PageError:
+        return PageError(text("error_zip", lang, reason=reason))
+
     try:
         with zipfile.ZipFile(archive) as bundle:
             members = bundle.infolist()
+            if len(members) > limits.max_zip_members:
+                raise refused(f"{len(members):,} files, more than {limits.max_zip_members:,}")
             if sum(member.file_size for member in members) > limits.max_zip_bytes:
-                raise PageError(text("error_zip", lang, reason=f"unpacks to more than "
-                                                                 f"{limits.max_zip_bytes / 2**30:g} GB"))
+                raise refused(f"unpacks to more than {limits.max_zip_bytes / 2**30:g} GB")
+            root = target.resolve()
             for member in members:
-                destination = (target / member.filename).resolve()
-                if not destination.is_relative_to(target.resolve()):
-                    raise PageError(text("error_zip", lang, reason=f"unsafe path {member.filename}"))
-            bundle.extractall(target)
+                if not (root / member.filename).resolve().is_relative_to(root):
+                    raise refused(f"unsafe path {member.filename[:200]}")
+            for member in members:
+                if check is not None:
+                    check()
+                bundle.extract(member, target)
     except zipfile.BadZipFile:
-        raise PageError(text("error_zip", lang, reason="not a zip file")) from None
+        raise refused("not a zip file") from None
+    except (ScoringTimeoutError, ScoringCancelledError):
+        raise
+    except (RuntimeError, NotImplementedError, OSError, EOFError) as error:  # encrypted, unknown compression, ...
+        raise refused(f"cannot unpack it ({type(error).__name__})") from None
     return target
 
 
@@ -80,7 +94,8 @@ def evaluate_view(scorers, data_file, images_zip, ks_text, instruction, skip_bad
     data = Path(data_file)
     models = ModelSet.of(scorers)
     with tempfile.TemporaryDirectory(prefix="lychee-eval-") as unpacked:
-        base_dir = extract_images(images_zip, Path(unpacked), limits, lang) if images_zip else data.parent
+        base_dir = (extract_images(images_zip, Path(unpacked), limits, lang, context.check) if images_zip
+                    else data.parent)
         try:
             queries, skipped = evaluation.load_queries(data, skip_bad=bool(skip_bad), base_dir=base_dir)
         except evaluation.BadLine as line:

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ..contract import InputError, colour_of
-from ..inputs import ImageRules, PixelBudget, to_item
+from ..contract import InputError, RequestContext, colour_of
+from ..inputs import ImageRules, admit_images, request_rules, to_item
 from ..ranking import check_top_n
 from ..settings import Limits
 from .translations import reason, text
@@ -122,11 +122,13 @@ def scorable(document: dict) -> dict:
     return {key: document[key] for key in ("text", "image") if document[key] is not None}
 
 
-def image_rules(limits: Limits, *scorers) -> ImageRules:
-    """How one page request's images are decoded: the server's limits, and down to the largest pixel
-    bound of the models that will score them (a fresh decoded-pixel budget per request)."""
-    return ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=max(s.max_pixels for s in scorers),
-                      budget=PixelBudget(limits.max_request_pixels))
+def image_rules(limits: Limits, context: RequestContext, *scorers, images=()) -> ImageRules:
+    """How one page request's images (`images`: its uploads' paths) are decoded: the server's limits,
+    down to the largest pixel bound of the models that will score them, their decoded pixels admitted
+    from the process's pool at once and given back when the request ends."""
+    rules = request_rules(limits, max(s.max_pixels for s in scorers), context)
+    admit_images([image for image in images if image and not isinstance(image, UnreadableUpload)], rules)
+    return rules
 
 
 def page_item(value: dict, describe: Callable[[str, bool], str], rules: ImageRules, lang: str):

@@ -61,6 +61,7 @@ class Requests:
                 # A user's mistake or a stopped run: one access-log line with its status, no traceback.
                 raise gr.Error(self.words(error, lang), print_exception=False) from None
             finally:
+                context.close()
                 for scorer, used in context.calls:
                     self.observer.scored(self.models.name_of(scorer), used.stats)
                 if context.calls:

@@ -24,7 +24,7 @@ def rank_images_view(scorer: Scorer, query_text, query_image, images, instructio
     context = context or RequestContext()
     lang = context.language
     top_n = top_n_from(top_n, lang)
-    rules = image_rules(limits, scorer)
+    rules = image_rules(limits, context, scorer, images=[query_image, *(images or [])])
     query = query_item(query_text, query_image, rules, lang)
     paths = [str(path) for path in (images or [])]
     if not paths:

@@ -20,6 +20,7 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 from gradio.i18n import I18nData
+from gradio.routes import App
 
 from ..contract import Observer
 from ..registry import ModelSet
@@ -34,22 +35,22 @@ from .single import single_tab
 from .translations import language, text
 
 
-def _file_paths(value: Any) -> list[str]:
-    """Every file path a component's input value names (FileData dicts, at any depth)."""
+def _files(value: Any) -> list[dict]:
+    """Every file a component's input value names (FileData-like dicts, at any depth)."""
     if isinstance(value, dict):
-        found = [value["path"]] if isinstance(value.get("path"), str) else []
-        return found + [path for item in value.values() if isinstance(item, (dict, list)) for path in _file_paths(item)]
+        found = [value] if ("path" in value or "url" in value or "meta" in value) else []
+        return found + [f for item in value.values() if isinstance(item, (dict, list)) for f in _files(item)]
     if isinstance(value, list):
-        return [path for item in value for path in _file_paths(item)]
+        return [f for item in value for f in _files(item)]
     return []
 
 
-def uploaded(path: str) -> bool:
+def uploaded(path: Any) -> bool:
     """Whether `path` (symlinks followed) is a file this server received as an upload: in Gradio's
     upload folder, where the page's examples (the app's sample files) are cached too."""
     from gradio.utils import get_upload_folder
 
-    if "://" in path or path.startswith("data:"):
+    if not isinstance(path, str) or not path or "://" in path or path.startswith("data:") or "\0" in path:
         return False
     return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(get_upload_folder()))
 
@@ -57,23 +58,47 @@ def uploaded(path: str) -> bool:
 class Page(gr.Blocks):
     """The app's Blocks: every file input of every event is checked before Gradio touches it.
 
-    A file input must name a file that was uploaded to this server (or an example's cached copy): a path
-    anywhere else on the server, or a URL, is refused with one message naming the input, whether
-    or not such a file exists, before Gradio would copy it into its cache (and serve it back).
-    This is the one place every file input passes (page, gradio_client, /gradio_api/*); Gradio
-    itself applies the same rule only to apps it launched, and this app is mounted. `server.py`
-    also marks the mounted page as launched, so Gradio's own check runs as a second line.
+    A file input must name a file that was uploaded to this server (or an example's cached copy): a
+    path anywhere else on the server, a URL, or inline data (a data URL, which Gradio would decode
+    before any limit is checked) is refused with one message naming the input, whether or not such
+    a file exists, before Gradio would copy it into its cache (and serve it back). This is the one
+    place every file input passes (page, gradio_client, /gradio_api/*); Gradio itself applies the
+    same rule only to apps it launched, and this app is mounted (`PageApp.mount` turns Gradio's on
+    too). A value Gradio cannot read (a wrong type, missing arguments) gets one message naming the
+    input, not a stack trace.
     """
 
     async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
+        request = LocalContext.request.get(None)
+        lang = language(request.headers.get("accept-language") if request is not None else None)
         for block, value in zip(block_fn.inputs, inputs or []):
-            if any(not uploaded(path) for path in _file_paths(value)):
-                request = LocalContext.request.get(None)
-                lang = language(request.headers.get("accept-language") if request is not None else None)
-                label = getattr(block, "label", None)
-                name = text(label.key, lang) if isinstance(label, I18nData) else str(label or "file")
-                raise gr.Error(text("error_not_uploaded", lang, input=name), print_exception=False)
-        return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+            if any(not uploaded(file.get("path")) for file in _files(value)):
+                raise gr.Error(text("error_not_uploaded", lang, input=_label(block, lang)), print_exception=False)
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - the caller sent something Gradio cannot read: say where
+            names = ", ".join(_label(block, lang) for block in block_fn.inputs if not getattr(block, "stateful", False))
+            raise gr.Error(text("error_bad_arguments", lang, inputs=names), print_exception=False) from None
+
+
+class _FreshApiInfo:
+    """Gradio keeps the first caller's "Use via API" snippets, with the host that caller named; made
+    anew for each request, a forged Host header only reaches the caller who sent it."""
+
+    def __init__(self, app, gradio_app):
+        self.app, self.gradio_app = app, gradio_app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in ("/gradio_api/info", "/gradio_api/openapi.json"):
+            self.gradio_app.api_info = None
+        return await self.app(scope, receive, send)
+
+
+def _label(block, lang: str) -> str:
+    label = getattr(block, "label", None)
+    return text(label.key, lang) if isinstance(label, I18nData) else str(label or type(block).__name__)
 
 
 def build_demo(scorers, config: Config = Config(), *, demo_mode: bool = False, concurrency: int = 1,
@@ -123,11 +148,10 @@ class PageApp:
         # A mounted app counts as "not launched" for Gradio, which then skips its own rule that file
         # inputs must be uploads; Page checks that itself, and this turns Gradio's on too.
         self.blocks.has_launched = True
+        gradio_app = next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
+        app.add_middleware(_FreshApiInfo, gradio_app=gradio_app)
         cookie = None
         if api_key:
-            from gradio.routes import App
-
-            gradio_app = next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
             token = secrets.token_urlsafe(32)
             gradio_app.tokens[token] = "api-key"
             cookie = (f"access-token-{gradio_app.cookie_id}", token)

@@ -19,7 +19,7 @@ def score_view(scorer: Scorer, query_text, query_image, document_text, document_
     """One pair: Markdown (score, verdict, logits) and the JSON details."""
     context = context or RequestContext()
     lang = context.language
-    rules = image_rules(limits, scorer)
+    rules = image_rules(limits, context, scorer, images=[query_image, document_image])
     query = query_item(query_text, query_image, rules, lang)
     document = {"text": (document_text or "").strip() or None, "image": document_image or None}
     if document["text"] is None and document["image"] is None:

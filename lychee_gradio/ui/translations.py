@@ -117,6 +117,7 @@ EN_OUTPUT = {
     "error_eval_empty": "Labelled set: the file has no query to evaluate (it is empty).",
     "hint_eval_zip": " The set names images: upload its images .zip too.",
     "error_zip": "Images zip: {reason}",
+    "error_bad_arguments": "The request's values could not be read; check the inputs: {inputs}.",
     "error_not_uploaded": "{input}: this file was not uploaded to this server. Upload the file itself "
                           "(gradio_client: handle_file(path)); server paths and URLs are not read.",
 }
@@ -185,6 +186,7 @@ ZH_OUTPUT = {
     "error_eval_empty": "标注数据:文件中没有可评估的查询(文件为空)。",
     "hint_eval_zip": " 该数据集引用了图片:请同时上传它的图片压缩包。",
     "error_zip": "图片压缩包:{reason}",
+    "error_bad_arguments": "无法读取请求中的值,请检查这些输入:{inputs}。",
     "error_not_uploaded": "{input}:该文件不是上传到本服务器的文件。请上传文件本身(gradio_client:handle_file(path));"
                           "服务器路径和网址不会被读取。",
 }

@@ -6,6 +6,7 @@ import concurrent.futures
 
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from lychee_gradio.contract import RequestContext
 from lychee_gradio.ui.batch import rerank_view
@@ -121,11 +122,11 @@ def test_the_rank_images_endpoint_answers_what_the_engine_ranks(client, scorer):
 
 
 def test_bad_input_raises_in_the_client_and_the_next_call_still_works(client):
-    with pytest.raises(Exception, match=r"Document 2: \[image: missing.png\] matches no uploaded image"):
+    with pytest.raises(AppError, match=r"Document 2: \[image: missing.png\] matches no uploaded image"):
         client.predict(query_text="cup", documents="a\n---\nb [image: missing.png]", api_name="/rerank")
-    with pytest.raises(Exception, match="Query: give a query text"):
+    with pytest.raises(AppError, match="Query: give a query text"):
         client.predict(document_text="doc", api_name="/score")
-    with pytest.raises(Exception, match="Documents: 51 given, at most 50"):
+    with pytest.raises(AppError, match="Documents: 51 given, at most 50"):
         client.predict(query_text="cup", documents="\n---\n".join(f"d{i}" for i in range(51)), api_name="/rerank")
     _, details = client.predict(query_text="cup", document_text="doc", api_name="/score")
     assert 0.0 <= details["score"] <= 1.0

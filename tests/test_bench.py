@@ -9,6 +9,8 @@ import pytest
 from lychee_gradio.bench.__main__ import main as bench_main
 from lychee_gradio.bench.common import text_documents
 
+pytestmark = [pytest.mark.slow]
+
 PATHS = ["per-pair loop", "engine, no prefix reuse", "engine, prefix reuse"]
 
 

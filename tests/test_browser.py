@@ -73,6 +73,8 @@ from lychee_gradio import LycheeScorer, app  # noqa: E402
 
 from .conftest import ASSETS, CUP, MUG, TUMBLER  # noqa: E402
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 PHONE = {"width": 390, "height": 844}
 SAMPLE = ASSETS / "eval" / "sample.jsonl"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,9 @@ from .conftest import free_port, served_command
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lychee_gradio.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def test_help_lists_load_and_share():
@@ -27,6 +28,7 @@ def test_help_lists_load_and_share():
         assert flag in load_help
 
 
+@pytest.mark.slow
 def test_a_bad_model_path_gives_a_clear_error_and_a_non_zero_exit():
     result = run_cli("load", "--model", "/no/such/model/folder")
     assert result.returncode == 2
@@ -43,6 +45,7 @@ def served(tiny_model_dir):
         yield port, lines
 
 
+@pytest.mark.slow
 def test_launch_py_serves_the_engine_scores_over_the_api(served, scorer):
     port, lines = served
     assert f"lychee-gradio is ready: http://127.0.0.1:{port}/" in "".join(lines)
@@ -54,6 +57,7 @@ def test_launch_py_serves_the_engine_scores_over_the_api(served, scorer):
     assert [(r["index"], r["score"]) for r in rows] == [(r.index, pytest.approx(r.score, abs=1e-6)) for r in expected]
 
 
+@pytest.mark.slow
 def test_a_port_in_use_gives_a_clear_error(served, tiny_model_dir):
     port, _ = served
     result = run_cli("load", "--model", str(tiny_model_dir), "--port", str(port))
@@ -61,13 +65,24 @@ def test_a_port_in_use_gives_a_clear_error(served, tiny_model_dir):
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_share_without_network_says_so_and_exits_non_zero(tiny_model_dir, monkeypatch):
-    # This machine cannot reach Gradio's share servers (CI has no internet), which is the case tested.
-    result = run_cli("share", "--model", str(tiny_model_dir), "--port", str(free_port()), "--auth", "me:secret")
+@pytest.mark.slow
+def test_a_share_link_that_cannot_be_made_says_so_and_exits_non_zero(tiny_model_dir, tmp_path):
+    # Whether or not this machine has internet: the share server is a closed port here, and the tunnel
+    # program Gradio would download is one that fails at once.
+    from gradio import tunneling
+
+    frpc = tmp_path / "hf" / "gradio" / "frpc" / tunneling.BINARY_FILENAME
+    frpc.parent.mkdir(parents=True)
+    frpc.write_text("#!/bin/sh\necho 'cannot connect' >&2\nexit 1\n")
+    frpc.chmod(0o755)
+    env = {"HF_HOME": str(tmp_path / "hf"), "GRADIO_SHARE_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}
+    result = run_cli("share", "--model", str(tiny_model_dir), "--port", str(free_port()), "--auth", "me:secret",
+                     env=env)
     assert result.returncode == 1
     assert "could not create a public link" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_share_refuses_a_malformed_auth():
     result = run_cli("share", "--demo", "--auth", "no-colon")
     assert result.returncode == 2 and "--auth must look like USER:PASS" in result.stderr

@@ -23,6 +23,8 @@ from lychee_gradio.serving.cluster import Cluster, ClusterSettings  # noqa: E402
 
 from .conftest import CUP, CUPS, CUPS_TEXT, MUG, TUMBLER  # noqa: E402
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def cluster():
@@ -194,7 +196,7 @@ def test_plain_lychee_load_does_not_import_ray():
     assert result.returncode == 0, result.stderr
 
 
-def test_the_ray_native_application_serves_the_same_app(cluster, tiny_model_dir, scorer):
+def test_the_ray_native_application_serves_the_same_app_with_the_same_settings(cluster, tiny_model_dir, scorer):
     from ray import serve
 
     from lychee_gradio.serve_app import build
@@ -203,12 +205,17 @@ def test_the_ray_native_application_serves_the_same_app(cluster, tiny_model_dir,
 
     port = free_port()
     serve.run(build({"model": str(tiny_model_dir), "replicas": 1, "num_cpus": 0.5, "device": "cpu",
-                     "dtype": "float32", "host": "127.0.0.1", "port": port}), name="native", route_prefix=None)
+                     "dtype": "float32", "host": "127.0.0.1", "port": port, "api_key": "native-key",
+                     "max_documents": "12"}), name="native", route_prefix=None)
     try:
-        answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json={"query": "white cup", "documents": CUPS},
-                            timeout=120)
+        url = f"http://127.0.0.1:{port}/v1/rerank"
+        key = {"Authorization": "Bearer native-key"}
+        answer = httpx.post(url, json={"query": "white cup", "documents": CUPS}, headers=key, timeout=120)
         assert {r["index"]: r["relevance_score"] for r in answer.json()["results"]} == pytest.approx(
             dict(enumerate(scorer.score("white cup", CUPS))), abs=1e-5)
+        assert httpx.post(url, json={"query": "q", "documents": ["d"]}, timeout=60).status_code == 401
+        too_many = httpx.post(url, json={"query": "q", "documents": ["d"] * 13}, headers=key, timeout=60)
+        assert too_many.status_code == 400 and "at most 12" in too_many.json()["message"]
     finally:
         serve.delete("native")
 

@@ -113,6 +113,7 @@ def test_eval_refuses_padded_absolute_climbing_and_home_paths_alike(tmp_path, wr
         load_queries(data)
 
 
+@pytest.mark.slow
 def test_lychee_eval_refuses_a_padded_path_outside_the_data_folder(tmp_path, tiny_model_dir):
     data = tmp_path / "set.jsonl"
     data.write_text(json.dumps({"query": "q", "documents": [{"image": "/" * 1100 + "etc/hostname"}],

@@ -118,6 +118,7 @@ def test_no_python_file_is_over_600_lines():
     assert long == {}
 
 
+@pytest.mark.slow
 def test_the_page_the_serving_side_and_the_contract_import_without_torch_or_transformers():
     # Every module a front end needs, imported with torch and transformers made unimportable.
     names = [m for m in modules() if group(m) in ("contract", "evaluation", "serving", "ui") or m == "app"]
@@ -134,6 +135,7 @@ def test_the_page_the_serving_side_and_the_contract_import_without_torch_or_tran
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_every_module_imports_in_a_fresh_interpreter_without_pulling_in_the_cli():
     # serve_app is Ray Serve's entry point and imports Ray by design; nothing else may.
     names = ", ".join(repr(f"lychee_gradio.{m}") for m in modules() if m not in ("cli", "serve_app"))
@@ -163,6 +165,7 @@ def installed(tmp_path_factory):
     return venv
 
 
+@pytest.mark.slow
 def test_the_runtime_install_holds_no_test_tool(installed):
     listed = subprocess.run([str(installed / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
                             capture_output=True, text=True, check=True).stdout.lower()
@@ -170,6 +173,7 @@ def test_the_runtime_install_holds_no_test_tool(installed):
     assert {"pytest", "playwright", "cohere", "litellm", "langchain-cohere"} & names == set()
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_serves_the_demo_with_its_examples(installed, tmp_path):
     port = free_port()
     # Run outside the checkout, so that nothing can be imported from the source tree.

@@ -103,6 +103,7 @@ def test_kendall_tau_matches_scipy_with_and_without_ties():
         assert (got is None and expected != expected) or got == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_eval_with_two_models_equals_two_single_model_runs(tmp_path, tiny_model_dir, tiny_qwen3_dir, capsys):
     sample = ASSETS / "eval" / "sample.jsonl"
 
@@ -122,6 +123,7 @@ def test_eval_with_two_models_equals_two_single_model_runs(tmp_path, tiny_model_
     assert f"| metric | first stage | {tiny_model_dir.name} | {tiny_qwen3_dir.name} |" in printed
 
 
+@pytest.mark.slow
 def test_lychee_load_serves_two_model_folders_by_name(tiny_model_dir, tiny_qwen3_dir, scorer, qwen3_scorer):
     port = free_port()
     with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--model", str(tiny_model_dir),

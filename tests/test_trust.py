@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError, AuthenticationError
 from PIL import Image
 
 from lychee_gradio import app
@@ -197,7 +198,7 @@ def test_a_lone_surrogate_from_the_page_is_an_error_naming_the_field(scorer):
 def test_hostile_text_through_gradio_client_is_a_score_or_an_error_naming_the_field(keyed_client, text):
     try:
         _, details = keyed_client.predict(query_text=text, document_text=text, instruction=text, api_name="/score")
-    except Exception as error:  # noqa: BLE001 - gradio_client raises AppError with the server's message
+    except AppError as error:
         assert _field_named(str(error)) and "Traceback" not in str(error)
     else:
         assert 0.0 <= details["score"] <= 1.0
@@ -218,15 +219,15 @@ def huge_png(path: Path, width: int = 10_000, height: int = 10_000) -> Path:
 
 def test_the_pixel_limit_holds_on_the_gradio_api_before_decoding(keyed_client, tmp_path):
     big = huge_png(tmp_path / "huge.png")
-    with pytest.raises(Exception, match=r"Document image \(huge.png\): image is 10000x10000 = 100,000,000 pixels, "
+    with pytest.raises(AppError, match=r"Document image \(huge.png\): image is 10000x10000 = 100,000,000 pixels, "
                                         r"over this server's limit"):
         keyed_client.predict(query_text="q", document_image=handle_file(str(big)), api_name="/score")
-    with pytest.raises(Exception, match=r"Images to rank, image 2 \(huge.png\): .*over this server's limit"):
+    with pytest.raises(AppError, match=r"Images to rank, image 2 \(huge.png\): .*over this server's limit"):
         keyed_client.predict(query_text="q", images=[handle_file(CUP), handle_file(str(big))], api_name="/rank_images")
 
 
 def test_the_document_limit_holds_on_the_gradio_api(keyed_client):
-    with pytest.raises(Exception, match="Documents: 21 given, at most 20"):
+    with pytest.raises(AppError, match="Documents: 21 given, at most 20"):
         keyed_client.predict(query_text="q", documents="\n---\n".join(f"d{i}" for i in range(21)), api_name="/rerank")
 
 
@@ -234,15 +235,16 @@ def test_the_upload_size_limit_holds_on_the_gradio_api(guarded_app, tmp_path):
     large = tmp_path / "large.png"
     Image.effect_noise((1400, 1400), 80).convert("RGB").save(large)  # noise does not compress: > 3 MB
     assert large.stat().st_size > 3 * 2**20
-    with pytest.raises(Exception):
-        Client(guarded_app, headers=KEY, verbose=False).predict(query_text="q", document_image=handle_file(str(large)),
-                                                                 api_name="/score")
+    with large.open("rb") as file:  # sent raw: gradio_client would refuse it itself, before sending
+        answer = httpx.post(f"{guarded_app}gradio_api/upload", files={"files": ("large.png", file, "image/png")},
+                            headers=KEY, timeout=60)
+    assert answer.status_code == 413
 
 
 def test_a_file_that_is_not_an_image_is_named_without_a_server_path(keyed_client, tmp_path):
     fake = tmp_path / "notanimage.png"
     fake.write_text("this is text, not a PNG")
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(AppError) as caught:
         keyed_client.predict(query_text="q", document_image=handle_file(str(fake)), api_name="/score")
     assert "notanimage.png is not an image" in str(caught.value)
     assert "/tmp" not in str(caught.value) and "Traceback" not in str(caught.value)
@@ -252,7 +254,7 @@ def test_a_file_that_is_not_an_image_is_named_without_a_server_path(keyed_client
 
 
 def test_the_api_key_guards_the_gradio_api(guarded_app):
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationError):
         Client(guarded_app, verbose=False).predict(query_text="q", document_text="d", api_name="/score")
     _, by_header = Client(guarded_app, headers=KEY, verbose=False).predict(query_text="q", document_text="d",
                                                                            api_name="/score")
@@ -309,7 +311,7 @@ def test_the_evaluate_endpoint_refuses_probes_without_telling_whether_files_exis
     for path in ("/etc/passwd", "/etc/no-such-file", "../../../etc/passwd"):
         data = tmp_path / f"probe{len(answers)}.jsonl"
         data.write_text(json.dumps({"query": "q", "documents": [{"image": path}], "relevant": [0]}) + "\n")
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(AppError) as caught:
             keyed_client.predict(data=handle_file(str(data)), api_name="/evaluate")
         answers.append(str(caught.value).replace(repr(path), "PATH"))
     assert answers[0] == answers[1] == answers[2]

@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,14 +73,19 @@ class RayScorer(ScorerBase):
         self._waiting = Counter()  # chunks sent to the replicas and not answered yet
         self.last_pids: list[int] = []  # which replica processes served the last request (for tests, logs)
         self.replicas_alive: int | None = None  # running replicas, as Ray Serve last reported (None: not known)
+        self._closed = threading.Event()
         if application is not None:
             threading.Thread(target=self._watch, args=(application,), name="lychee-replica-watch",
                              daemon=True).start()
 
     def _watch(self, application: str) -> None:
+        import ray
         from ray import serve
 
-        while True:
+        while not self._closed.is_set():
+            if not ray.is_initialized():  # shut down: stop asking (asking would start a new Ray)
+                self.replicas_alive = None
+                return
             try:
                 status = serve.status().applications.get(application)
                 deployment = status.deployments.get("scorer") if status is not None else None
@@ -89,7 +93,11 @@ class RayScorer(ScorerBase):
                                        else 0)
             except Exception:  # noqa: BLE001 - Ray going away (shutdown) or not answering: not known
                 self.replicas_alive = None
-            time.sleep(self.WATCH_SECONDS)
+            self._closed.wait(self.WATCH_SECONDS)
+
+    def close(self) -> None:
+        """Stop watching the replicas (the cluster is going away)."""
+        self._closed.set()
 
     @property
     def waiting(self) -> int:
@@ -272,6 +280,7 @@ class Cluster:
                 ray.init(address=settings.ray_address, log_to_driver=False)
         serve.start(proxy_location="Disabled")  # the app serves HTTP itself, on its own port
         self.applications: list[str] = []
+        self.scorers: list[RayScorer] = []
 
     def resources(self, device: str) -> tuple[dict, int | None]:
         """Each replica's Ray resources and torch threads: one GPU where GPUs are present, else an equal
@@ -303,13 +312,17 @@ class Cluster:
         handle = serve.run(deployment.bind(os.fspath(model), s.load_options, threads), name=name, route_prefix=None)
         self.applications.append(name)
         description = handle.describe.remote().result()
-        return RayScorer(handle, description, self.replica_count, cache_size=s.cache_size, application=name,
-                         min_alive=s.min_replicas or s.replicas)
+        scorer = RayScorer(handle, description, self.replica_count, cache_size=s.cache_size, application=name,
+                           min_alive=s.min_replicas or s.replicas)
+        self.scorers.append(scorer)
+        return scorer
 
     def close(self) -> None:
         import ray
         from ray import serve
 
+        for scorer in self.scorers:
+            scorer.close()
         for name in self.applications:
             try:
                 serve.delete(name)

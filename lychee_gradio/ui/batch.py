@@ -10,16 +10,16 @@ from ..contract import RequestContext, Scorer
 from ..settings import Limits
 from .downloads import write_downloads
 from .forms import (above, cell, document_items, hidden_note, image_rules, move, preview, query_item, top_n_from,
-                    verdict)
+                    verdict, view)
 from .layout import I18N, asset_image, asset_text, both, query_column, run_buttons, wire
 from .translations import text
 
 
+@view
 def rerank_view(scorer: Scorer, query_text, query_image, documents, document_images, instruction,
                 top_n, min_score: float | None = 0, *, limits: Limits = Limits(),
                 context: RequestContext | None = None) -> tuple[str, list[dict]]:
     """The documents best-first: a Markdown table and a row per document for the JSON."""
-    context = context or RequestContext()
     lang = context.language
     top_n = top_n_from(top_n, lang)
     rules = image_rules(limits, context, scorer, images=[query_image, *(document_images or [])])

@@ -11,11 +11,12 @@ from ..settings import Limits
 from ..evaluation.metrics import kendall_tau, top_k_overlap
 from ..ranking import best_first
 from ..registry import ModelSet
-from .forms import cell, document_items, image_rules, preview, query_item, verdict
+from .forms import cell, document_items, image_rules, preview, query_item, verdict, view
 from .layout import I18N, ImageBox, asset_text, both, run_buttons, wire
 from .translations import text
 
 
+@view
 def compare_view(first: Scorer, second: Scorer, names: tuple[str, str], query_text, query_image,
                  documents, document_images, instruction, *, limits: Limits = Limits(),
                  top_k: int = 5, context: RequestContext | None = None) -> tuple[str, dict]:
@@ -25,7 +26,6 @@ def compare_view(first: Scorer, second: Scorer, names: tuple[str, str], query_te
     sets; the rows are in the first model's order, and the documents whose ranks differ most are
     listed apart.
     """
-    context = context or RequestContext()
     lang = context.language
     rules = image_rules(limits, context, first, second, images=[query_image, *(document_images or [])])
     query = query_item(query_text, query_image, rules, lang)

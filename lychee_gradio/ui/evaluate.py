@@ -15,7 +15,7 @@ from ..settings import Limits
 from .. import evaluation
 from ..registry import ModelSet
 from .downloads import write_downloads
-from .forms import ASSETS_DIR, PageError, cell
+from .forms import ASSETS_DIR, cell, PageError, view
 from .layout import I18N, both, run_buttons, wire
 from .translations import reason, text
 
@@ -72,6 +72,7 @@ def _eval_problem(line: evaluation.BadLine, has_zip: bool, lang: str) -> PageErr
     return PageError(text("error_eval_line", lang, line=line.line, reason=_eval_detail(line, has_zip, lang)))
 
 
+@view
 def evaluate_view(scorers, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
                   limits: Limits = Limits(), context: RequestContext | None = None,
                   on_progress: Callable[[int, int], None] | None = None) -> tuple[str, Any, dict]:
@@ -83,7 +84,6 @@ def evaluate_view(scorers, data_file, images_zip, ks_text, instruction, skip_bad
     """
     import pandas as pd
 
-    context = context or RequestContext()
     lang = context.language
     if not data_file:
         raise PageError(text("error_data_missing", lang))

@@ -8,6 +8,7 @@ it (counted from 1, with the upload's file name), never a server path.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,22 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"  # sample images 
 
 _SEPARATOR_RE = re.compile(r"^[ \t]*---+[ \t]*$", re.MULTILINE)
 _IMAGE_REF_RE = re.compile(r"\[image:\s*([^\]]+?)\s*\]", re.IGNORECASE)
+
+
+def view(function):
+    """A view called without a request's context (a script, a test) gets one of its own, closed when it
+    returns, so that what it admitted from the process's pixel pool is given back."""
+    @functools.wraps(function)
+    def run(*args, context: RequestContext | None = None, **kwargs):
+        if context is not None:
+            return function(*args, context=context, **kwargs)
+        own = RequestContext()
+        try:
+            return function(*args, context=own, **kwargs)
+        finally:
+            own.close()
+
+    return run
 
 
 class PageError(ValueError):

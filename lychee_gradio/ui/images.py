@@ -10,18 +10,18 @@ import gradio as gr
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
 from .downloads import write_downloads
-from .forms import (ASSETS_DIR, PageError, above, check_count, image_rules, page_item, query_item, top_n_from,
-                    upload_name, verdict)
+from .forms import (ASSETS_DIR, above, check_count, image_rules, page_item, PageError, query_item, top_n_from,
+                    upload_name, verdict, view)
 from .layout import I18N, both, query_column, run_buttons, wire
 from .translations import text
 
 
+@view
 def rank_images_view(scorer: Scorer, query_text, query_image, images, instruction, top_n,
                      min_score: float | None = 0, *, limits: Limits = Limits(),
                      context: RequestContext | None = None,
                      on_progress: Callable[[int, int, str], None] | None = None) -> tuple[list, list[dict]]:
     """Rank uploaded images; `on_progress(done, total, description)` counts reading each image, then scoring."""
-    context = context or RequestContext()
     lang = context.language
     top_n = top_n_from(top_n, lang)
     rules = image_rules(limits, context, scorer, images=[query_image, *(images or [])])

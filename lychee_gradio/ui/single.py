@@ -8,16 +8,16 @@ import gradio as gr
 
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
-from .forms import PageError, image_rules, page_item, query_item, scorable, upload_name, verdict
+from .forms import image_rules, page_item, PageError, query_item, scorable, upload_name, verdict, view
 from .layout import I18N, MODEL_WORK, ImageBox, asset_image, both
 from .translations import text
 
 
+@view
 def score_view(scorer: Scorer, query_text, query_image, document_text, document_image,
                instruction, *, limits: Limits = Limits(),
                context: RequestContext | None = None) -> tuple[str, dict]:
     """One pair: Markdown (score, verdict, logits) and the JSON details."""
-    context = context or RequestContext()
     lang = context.language
     rules = image_rules(limits, context, scorer, images=[query_image, document_image])
     query = query_item(query_text, query_image, rules, lang)

@@ -39,9 +39,17 @@ def main() -> None:
 
         page.locator("#single-query textarea").fill("white ceramic coffee cup with a minimalist mountain line pattern")
         page.locator("#single-document textarea").fill("北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml")
+        page.locator("input[type=file]").nth(1).set_input_files(str(IMAGES / "mountain_cup.png"))
         page.locator("#score-button").click()
         page.locator("#single-result h2").wait_for()
         page.screenshot(path=OUT / "single.png", full_page=True)
+
+        # The Why? panel of the same pair: heatmap, weighted texts, raw output.
+        page.locator("#why-button").click()
+        page.locator("#single-why-maps img").first.wait_for(timeout=120_000)
+        page.locator("#single-why-texts .why-segment").first.wait_for()
+        page.wait_for_timeout(1500)
+        page.locator("#single-why").screenshot(path=OUT / "why.png")
 
         page.get_by_role("tab", name="Batch rerank").click()
         page.locator("#batch-query textarea").fill("white ceramic coffee cup with a mountain line pattern")

@@ -213,6 +213,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "api_key": (401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'"),
     "body_too_large": (413, "request body is over this server's limit of {limit:,} bytes"),
     "unknown_tool": (400, "unknown tool {name}"),
+    "grid": (400, "expected a whole number of cells per side, 1 to {limit}, got {value}"),
+    "segments": (400, "expected a whole number of segments per text, 1 to {limit}, got {value}"),
     # labelled sets (Evaluate)
     "bad_json": (400, "not valid JSON ({reason} at column {column})"),
     "json_object": (400, "expected a JSON object"),

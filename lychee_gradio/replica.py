@@ -30,6 +30,12 @@ class ScorerReplica:
         return {"model_name": scorer.model_name, "model_type": scorer.family.model_type,
                 "max_pixels": scorer.max_pixels, "pid": os.getpid(), "load_seconds": scorer.load_seconds}
 
+    def inspect(self, query, document, instruction, max_pixels, explain_tokens: int = 0,
+                timeout: float | None = None) -> tuple:
+        """The pair's next-token view and, asked for, the model's own words (`ScorerBase._inspect`)."""
+        return self.scorer._inspect(query, document, instruction, max_pixels, RequestContext(timeout=timeout),
+                                    explain_tokens)
+
     def score_with_logits(self, query, documents, instruction, max_pixels,
                           timeout: float | None = None) -> tuple[int, list[PairScore], ScoreStats]:
         context = RequestContext(timeout=timeout)

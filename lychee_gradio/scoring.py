@@ -19,6 +19,7 @@ from typing import Any, Callable, Hashable, Sequence
 from PIL import Image
 
 from .contract import InputError, Item, PairScore, ProgressCallback, RequestContext, RerankResult, ScoreStats
+from .explain import MAX_GRID, MAX_SEGMENTS
 from .families import ModelFamily
 from .inputs import (RETURN_MEMORY_AFTER_PIXELS, ImageRules, image_pixels, resolve_instruction, return_memory,
                      to_item, to_items)
@@ -263,6 +264,68 @@ class ScorerBase:
                             context=context, timeout=timeout, cancel=cancel, stats=stats)
         return ranked(documents, scores, top_n)
 
+    def explain(self, query: Any, document: Any, instruction: str | None = None, *, grid: int = 8,
+                max_segments: int = 32, explanation: bool = False, max_pixels: int | None = None,
+                targets: Sequence[str] = ("query", "document"), context: RequestContext | None = None,
+                timeout: float | None = None, cancel=None, stats: ScoreStats | None = None):
+        """Why `document` scored what it did against `query` (`explain.Explanation`): each image of the
+        pair as a map of `grid` x `grid` cells at most, each text as at most `max_segments` weighted
+        segments, the raw output, and with `explanation=True` the model's own words (which can be wrong).
+        `targets` says which of the pair's items get maps and weights ("query", "document", or both).
+
+        Every value is exact: a cell's is score(pair) - score(pair with that box filled with the
+        image's mean colour); a segment's is score(pair) - score(pair without that segment). The
+        variants run in batches, through the score cache, the document's behind the shared prefix.
+        """
+        from .explain import explain_pair
+
+        context = request_context(context, timeout, cancel, stats)
+        if not isinstance(grid, int) or isinstance(grid, bool) or not 1 <= grid <= MAX_GRID:
+            raise InputError("grid", "grid", limit=MAX_GRID, value=repr(grid))
+        if not isinstance(max_segments, int) or isinstance(max_segments, bool) or not 1 <= max_segments <= MAX_SEGMENTS:
+            raise InputError("max_segments", "segments", limit=MAX_SEGMENTS, value=repr(max_segments))
+        if max_pixels is not None and max_pixels < self.family.min_pixels:
+            raise InputError("max_pixels", "max_pixels_low", minimum=self.family.min_pixels, value=max_pixels)
+        rules = ImageRules(keep_pixels=max_pixels or self.max_pixels)
+        query_item = to_item(query, "query", rules=rules)
+        document_item = to_item(document, "document", rules=rules)
+        instruction_text = resolve_instruction(instruction, self.family.default_instruction)
+        return explain_pair(self, query_item, document_item, instruction_text, grid=grid, max_segments=max_segments,
+                            explanation=explanation, max_pixels=max_pixels, context=context, targets=tuple(targets))
+
+    def score_pairs(self, pairs: Sequence[tuple[Item, Item]], instruction: str, *, max_pixels: int | None = None,
+                    context: RequestContext | None = None) -> list[PairScore]:
+        """Scores of (query, document) pairs whose queries differ, items already read, through the cache."""
+        context = context or RequestContext()
+        digest = DigestMemo()
+        bound = max_pixels or self.max_pixels
+        keys = ([ScoreCache.pair_key(ScoreCache.request_key(self.model_name, instruction, q, bound, digest), d, digest)
+                 for q, d in pairs] if self.cache.max_entries else [])
+        results: list[PairScore | None] = [self.cache.get(key) for key in keys] if keys else [None] * len(pairs)
+        missing = [i for i, found in enumerate(results) if found is None]
+        context.stats.pairs += len(pairs)
+        context.stats.cached += len(pairs) - len(missing)
+        if missing:
+            fresh = self._score_fresh_pairs([pairs[i] for i in missing], instruction, max_pixels, None, context, digest)
+            for i, pair in zip(missing, fresh):
+                results[i] = pair
+                if keys:
+                    self.cache.put(keys[i], pair)
+        context.stats.tokens += sum(pair.tokens for pair in results)  # type: ignore[union-attr]
+        return results  # type: ignore[return-value]
+
     def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
                      on_progress: ProgressCallback, context: RequestContext, digest: DigestMemo) -> list[PairScore]:
         raise NotImplementedError  # each scorer says how it computes scores
+
+    def _score_fresh_pairs(self, pairs: list[tuple[Item, Item]], instruction: str, max_pixels: int | None,
+                           on_progress: ProgressCallback | None, context: RequestContext,
+                           digest: DigestMemo) -> list[PairScore]:
+        """Pairs with different queries: by default one query at a time (the engine batches them)."""
+        return [self._score_fresh(query, [document], instruction, max_pixels, None, context, digest)[0]
+                for query, document in pairs]
+
+    def _inspect(self, query: Item, document: Item, instruction: str, max_pixels: int | None,
+                 context: RequestContext, explain_tokens: int = 0) -> tuple[float, list, str | None, str | None]:
+        """(yes+no probability share, [(token, probability)] likeliest next, explanation, why none)."""
+        raise NotImplementedError  # a scorer that can look inside its model says how

@@ -300,3 +300,36 @@ def test_use_via_api_names_every_parameter_in_english(browser, page_app):
     assert "[object Object]" not in text and "value_" not in text
     assert 'provided in the "Query text" Textbox component' in text and "/v1/rerank" in text
     page.close()
+
+
+# -- why this score ---------------------------------------------------------------------------------------
+
+
+def test_the_single_tabs_why_panel_shows_the_heatmap_and_the_weighted_text(browser, page_app):
+    url, _, _ = page_app
+    page = open_page(browser, url, viewport={"width": 1280, "height": 1000})
+    page.locator("#single-query textarea").fill("a white cup with mountains")
+    page.locator("#single-document textarea").fill("白瓷 cup, 350 ml")
+    page.locator("input[type=file]").nth(1).set_input_files(CUP)  # the document image box
+    page.locator("#single-why").wait_for()
+    page.locator("#why-button").click()
+    page.locator("#single-why-maps img").first.wait_for(timeout=60_000)
+    segments = page.locator("#single-why-texts .why-segment")
+    segments.first.wait_for()
+    assert segments.count() >= 6  # the query's words and the document's characters and words
+    assert page.locator("#single-why-texts .why-legend img").count() == 1
+    assert "p(yes)" in page.locator("#single-why-raw").inner_text()
+    page.close()
+
+
+def test_clicking_a_ranked_image_opens_its_why_panel(browser, page_app):
+    url, _, _ = page_app
+    page = open_page(browser, url, "Image ranking", viewport={"width": 1280, "height": 1000})
+    page.locator("#images-query textarea").fill("a blue mug")
+    upload_images(page, [CUP, MUG, TUMBLER])
+    page.locator("#rank-button").click()
+    page.locator("#images-gallery .thumbnail-item").nth(2).wait_for(timeout=60_000)
+    page.locator("#images-gallery .thumbnail-item").first.click()
+    page.locator("#images-why-maps img").first.wait_for(timeout=60_000)
+    assert "p(yes)" in page.locator("#images-why-raw").inner_text()
+    page.close()

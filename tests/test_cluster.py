@@ -76,6 +76,16 @@ def test_the_replicated_scorer_scores_what_the_local_scorer_scores(replicated, s
         assert replicated.score(query, documents) == pytest.approx(scorer.score(query, documents), abs=1e-5)
 
 
+def test_a_replicated_scorer_explains_what_the_local_scorer_explains(replicated, scorer, red_image):
+    pair = ({"text": "a red card", "image": red_image}, "a red card on a table")
+    remote, local = replicated.explain(*pair, grid=2), scorer.explain(*pair, grid=2)
+    assert remote.score == pytest.approx(local.score, abs=1e-5)
+    assert [c.delta for c in remote.images[0].cells] == pytest.approx([c.delta for c in local.images[0].cells], abs=1e-5)
+    assert [s.delta for s in remote.text[1].segments] == pytest.approx([s.delta for s in local.text[1].segments],
+                                                                       abs=1e-5)
+    assert remote.yes_no_mass == pytest.approx(local.yes_no_mass, abs=1e-5)
+
+
 def test_a_large_request_is_split_across_both_replicas_and_merged_in_order(replicated, scorer):
     documents = [f"document {i} about cups and mugs" for i in range(64)]
     progress = []

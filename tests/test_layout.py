@@ -18,7 +18,7 @@ PACKAGE = ROOT / "lychee_gradio"
 # The layers of the README's map, lowest first. A module may import modules of its own layer or a lower
 # one, never a higher one; the contract knows nothing above it, the engine knows no serving or page
 # code, the serving side and the page know no engine (they are handed scorers) and not each other.
-CONTRACT = {"contract", "families", "presets", "settings", "ranking", "registry", "inputs", "scoring"}
+CONTRACT = {"contract", "families", "presets", "settings", "ranking", "registry", "inputs", "scoring", "explain"}
 TOP = {"app", "cli", "serve_app", "replica"}  # where the layers are wired together; nothing imports cli
 
 

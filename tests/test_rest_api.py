@@ -233,7 +233,7 @@ def test_an_mcp_client_lists_the_tools_and_gets_the_engine_ranking(mcp_app, scor
                 return tools, result
 
     tools, result = asyncio.run(call())
-    assert tools == ["score", "rerank", "rank_images"]
+    assert tools == ["explain", "score", "rerank", "rank_images"]
     expected = scorer.rerank("white cup", ["a cup", "a plate", "a mug"])
     assert [(r["index"], r["score"]) for r in result.structuredContent["results"]] == [
         (r.index, pytest.approx(r.score, abs=1e-6)) for r in expected]

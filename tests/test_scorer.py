@@ -316,13 +316,26 @@ def test_the_shared_prefix_stops_before_the_document_and_keeps_a_token_per_pair(
     query, instruction = Item(text="cup"), DEFAULT_INSTRUCTION
     tokenizer = scorer.processor.tokenizer
     pairs = scorer.encoder.encode(query, [Item(text="apple"), Item(text="banana")], instruction)
-    shared = tokenizer.decode(pairs[0].input_ids[: shared_prefix_length(pairs)])
+    shared = tokenizer.decode(pairs[0].input_ids[: shared_prefix_length(pairs)[0]])
     assert "<Query>:cup" in shared and "apple" not in shared
     pairs = scorer.encoder.encode(query, [Item(text="same"), Item(text="same")], instruction)
-    assert shared_prefix_length(pairs) == pairs[0].length - 1
+    assert shared_prefix_length(pairs) == (pairs[0].length - 1, 0)
     pairs = scorer.encoder.encode(query, [Item(image=red_image), Item(image=red_image)], instruction)
-    length = shared_prefix_length(pairs)
-    assert int(pairs[0].mm_token_type_ids[:length].sum()) == 0  # no document image token in the prefix
+    length, images = shared_prefix_length(pairs)
+    assert int(pairs[0].mm_token_type_ids[:length].sum()) == 0 and images == 0  # no document image in the prefix
+
+
+def test_two_query_images_of_one_size_never_share_a_prefix(scorer, red_image, blue_image):
+    from lychee_gradio.engine.encoding import shared_prefix_length
+
+    other = red_image.copy()
+    other.putpixel((3, 3), (0, 255, 0))  # the same size: the same image token ids, other pixels
+    first = scorer.encoder.encode(Item(image=red_image), [Item(text="doc")], DEFAULT_INSTRUCTION)
+    second = scorer.encoder.encode(Item(image=other), [Item(text="doc")], DEFAULT_INSTRUCTION)
+    length, images = shared_prefix_length(first + second)
+    assert images == 0 and int(first[0].mm_token_type_ids[:length].sum()) == 0
+    same = scorer.encoder.encode(Item(image=red_image), [Item(text="a"), Item(text="b")], DEFAULT_INSTRUCTION)
+    assert shared_prefix_length(same)[1] == 1  # one query, one image: shared
 
 
 def test_identical_documents_get_identical_scores_with_prefix_reuse(scorer, red_image):

@@ -6,6 +6,7 @@
     python -m lychee_gradio.bench --stability --dtype bfloat16   # how far scores move with batching
     python -m lychee_gradio.bench --serving               # concurrent /v1/rerank clients: 1 process vs replicas
     python -m lychee_gradio.bench --caches                # repeated requests: score cache and image cache
+    python -m lychee_gradio.bench --explain               # why this score: maps and weights vs. one call each
 
 All three paths run in one process on the same random-weight model (built from a config: the
 same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
@@ -20,6 +21,7 @@ from pathlib import Path
 from ..engine.random_model import SIZES
 from .caches import format_caches, run_caches
 from .engine import format_stability, format_table, run_benchmark, run_stability
+from .explain import format_explain, run_explain
 from .serving import format_serving, run_serving
 
 
@@ -44,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20, help="how long --serving drives each server")
     parser.add_argument("--caches", action="store_true",
                         help="instead: what the score cache and the image cache save on repeated requests")
+    parser.add_argument("--explain", action="store_true",
+                        help="instead: an image's 8x8 map and a text's weights through the engine vs. one variant "
+                             "per call")
     parser.add_argument("--stability", action="store_true",
                         help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
                              "reuse (use with --dtype bfloat16)")
@@ -52,6 +57,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
     if args.stability:
         print(format_stability(run_stability(args.model_size, args.device, args.dtype, args.docs or 32, args.family)))
+        return
+    if args.explain:
+        report = run_explain(args.model_size, args.device, args.dtype, args.runs, args.family)
+        print(format_explain(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("explain.json").write_text(json.dumps(report, indent=2))
         return
     if args.caches:
         report = run_caches(args.model_size, args.device, args.dtype, args.docs or 32, args.runs, family=args.family)

@@ -51,11 +51,27 @@ class EncodedPair:
         return int(self.input_ids.shape[0])
 
 
-def shared_prefix_length(pairs: list[EncodedPair]) -> int:
-    """How many leading tokens every pair has in common, so that their keys/values can be computed once.
+def image_spans(pair: EncodedPair) -> list[tuple[int, int]]:
+    """(start, end) of each image's run of image tokens in the pair, in order."""
+    flags = pair.mm_token_type_ids.tolist()
+    spans, start = [], None
+    for position, flag in enumerate(flags + [0]):
+        if flag and start is None:
+            start = position
+        elif not flag and start is not None:
+            spans.append((start, position))
+            start = None
+    return spans
+
+
+def shared_prefix_length(pairs: list[EncodedPair]) -> tuple[int, int]:
+    """How many leading tokens every pair has in common, so that their keys/values can be computed once,
+    and how many images lie in them.
 
     The prefix holds the system prompt, the instruction and the query (text and image), never a
-    document's image, and leaves at least one token of each pair to run per document.
+    document's image, and leaves at least one token of each pair to run per document. An image's
+    tokens are only shared when every pair has that very image (the tokens of two different images
+    of one size are the same ids); the prefix never ends inside an image.
     """
     first = pairs[0].input_ids
     limit = min(min(pair.length - 1, pair.document_start) for pair in pairs)
@@ -64,7 +80,17 @@ def shared_prefix_length(pairs: list[EncodedPair]) -> int:
         differs = torch.nonzero(pair.input_ids[:length] != first[:length]).flatten()
         if differs.numel():
             length = int(differs[0])
-    return length
+    images = 0
+    for index, (start, end) in enumerate(image_spans(pairs[0])):
+        if start >= length:
+            break
+        same = all(index < len(pair.images) and (pair.images[index] is pairs[0].images[index] or torch.equal(
+            pair.images[index].pixel_values, pairs[0].images[index].pixel_values)) for pair in pairs[1:])
+        if end > length or not same:
+            length = start
+            break
+        images += 1
+    return length, images
 
 
 class LiteralTokenizer:
@@ -196,20 +222,27 @@ class PairEncoder:
             self.image_cache.put(key, encoded)
         return encoded
 
-    def render(self, query: Item, document: Item, instruction: str) -> str:
-        """The prompt text of one pair, with one `<|image_pad|>` per image (before expansion)."""
-        return self.processor.apply_chat_template(
-            build_messages(query, document, instruction), tokenize=False, add_generation_prompt=True
-        )
+    def render(self, query: Item, document: Item, instruction: str,
+               followup: tuple[str, str] | None = None) -> str:
+        """The prompt text of one pair, with one `<|image_pad|>` per image (before expansion); with
+        `followup` (answer, question), the model's answer and a further question as two more turns."""
+        messages = build_messages(query, document, instruction)
+        if followup is not None:
+            answer, question = followup
+            messages += [{"role": "assistant", "content": [{"type": "text", "text": answer}]},
+                         {"role": "user", "content": [{"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def encode(self, query: Item, documents: list[Item], instruction: str,
                max_pixels: int | None = None,
                digest: Callable[[Image.Image], bytes] | None = None,
-               on_document: Callable[[], None] | None = None) -> list[EncodedPair]:
+               on_document: Callable[[], None] | None = None,
+               followup: tuple[str, str] | None = None) -> list[EncodedPair]:
         """Encode every (query, document) pair; `max_pixels` overrides the image bound for this call.
 
         `digest` hashes an image's content: images are then looked up in the image cache.
         `on_document` is called before each document (a check that may stop the call).
+        `followup` (answer, question) adds two turns after the pair's (for the model's own explanation).
         """
         if max_pixels is not None and not self.min_pixels <= max_pixels:
             raise InputError("max_pixels", "max_pixels_low", minimum=self.min_pixels, value=max_pixels)
@@ -225,6 +258,7 @@ class PairEncoder:
         query_slot = Item(text=slots(query.text), image=query.image)
         instruction_slot = slots(instruction)
         document_slot = slots("")
+        followup_slots = (slots(followup[0]), slots(followup[1])) if followup is not None else None
         skeletons: dict[tuple[bool, bool], str] = {}
         prompts, pair_images, image_tokens = [], [], []
         for document in documents:
@@ -236,8 +270,8 @@ class PairEncoder:
             shape = (document.text is not None, document.image is not None)
             if shape not in skeletons:
                 skeletons[shape] = self.render(
-                    query_slot, Item(text=document_slot if shape[0] else None, image=document.image), instruction_slot
-                )
+                    query_slot, Item(text=document_slot if shape[0] else None, image=document.image), instruction_slot,
+                    followup_slots)
             prompts.append((skeletons[shape], {**slots.values, document_slot: document.text}))
             pair_images.append(images)
             image_tokens.append([self._token_count(image) for image in images])

@@ -50,6 +50,7 @@ class SharedPrefix:
 
     length: int
     key_values: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each (1, kv_heads, length, head_dim)
+    image_count: int = 0  # the pairs' first images, whose tokens all lie in the prefix
 
 
 class QwenVLReranker(ScorerBase):
@@ -153,6 +154,44 @@ class QwenVLReranker(ScorerBase):
             context.stats.image_cache_hits += self.image_cache.hits - hits
             context.stats.image_cache_misses += self.image_cache.misses - misses
             return self._score_pairs(pairs, on_progress, context)
+        finally:
+            self._lock.release()
+
+    def _score_fresh_pairs(self, pairs: list[tuple[Item, Item]], instruction: str, max_pixels: int | None,
+                           on_progress: ProgressCallback | None, context: RequestContext,
+                           digest: DigestMemo) -> list[PairScore]:
+        """Pairs whose queries differ (an explanation's query variants): encoded one by one, scored in
+        shared batches; the part of the prompt they all share is still computed once."""
+        pairs = [(self.encoder.truncate(query), self.encoder.truncate(document)) for query, document in pairs]
+        self._acquire(context)
+        try:
+            encoded = [pair for query, document in pairs
+                       for pair in self.encoder.encode(query, [document], instruction, max_pixels, digest,
+                                                       on_document=context.check)]
+            return self._score_pairs(encoded, on_progress, context)
+        finally:
+            self._lock.release()
+
+    def _inspect(self, query: Item, document: Item, instruction: str, max_pixels: int | None,
+                 context: RequestContext, explain_tokens: int = 0) -> tuple[float, list, str | None, str | None]:
+        """The pair's yes+no share of next-token probability and its likeliest next tokens; with
+        `explain_tokens`, the model's own words (at most that many tokens), or why there are none."""
+        from . import introspect
+
+        query, document = self.encoder.truncate(query), self.encoder.truncate(document)
+        self._acquire(context)
+        try:
+            (pair,) = self.encoder.encode(query, [document], instruction, max_pixels)
+            mass, top = introspect.next_tokens(self, pair)
+            if not explain_tokens:
+                return mass, top, None, None
+            if not introspect.can_generate(self):
+                return mass, top, None, "this checkpoint has no language-model head: it cannot write"
+            yes, no = self._forward([pair]).tolist()[0][::-1]
+            answer = "yes" if yes >= no else "no"
+            (followup,) = self.encoder.encode(query, [document], instruction, max_pixels,
+                                              followup=(answer, introspect.QUESTION.format(answer=answer)))
+            return mass, top, introspect.generate(self, followup, explain_tokens, context), None
         finally:
             self._lock.release()
 
@@ -277,11 +316,11 @@ class QwenVLReranker(ScorerBase):
 
     @torch.inference_mode()
     def _encode_prefix(self, pairs: list[EncodedPair]) -> SharedPrefix | None:
-        length = shared_prefix_length(pairs)
+        length, image_count = shared_prefix_length(pairs)
         if length < 1:
             return None
         first = pairs[0]
-        images = first.images[: first.query_image_count]
+        images = first.images[:image_count]
         device = self.device
         outputs = self.model.model(
             input_ids=first.input_ids[None, :length].to(device),
@@ -293,7 +332,7 @@ class QwenVLReranker(ScorerBase):
             use_cache=True,
         )
         cache = outputs.past_key_values
-        return SharedPrefix(length, [(layer.keys, layer.values) for layer in cache.layers])
+        return SharedPrefix(length, [(layer.keys, layer.values) for layer in cache.layers], image_count)
 
     @torch.inference_mode()
     def _forward(self, batch: list[EncodedPair], prefix: SharedPrefix | None = None) -> torch.Tensor:
@@ -317,7 +356,7 @@ class QwenVLReranker(ScorerBase):
             mm_token_type_ids[row, start:] = pair.mm_token_type_ids[skip:]
             attention_mask[row, skip + start:] = 1
             position_ids[:, row, start:] = pair.position_ids[:, skip:]
-        images = [image for pair in batch for image in pair.images[pair.query_image_count if prefix else 0:]]
+        images = [image for pair in batch for image in pair.images[prefix.image_count if prefix else 0:]]
         device = self.device
         past_key_values = None
         if prefix is not None:

@@ -170,6 +170,16 @@ class RayScorer(ScorerBase):
         self.last_pids = pids
         return results  # type: ignore[return-value]
 
+    def _inspect(self, query, document, instruction, max_pixels, context: RequestContext, explain_tokens: int = 0):
+        """A replica's look inside the model for one pair (next tokens, the model's own words)."""
+        remaining = context.remaining()
+        response = self.handle.inspect.remote(query, document, instruction, max_pixels, explain_tokens,
+                                              None if remaining is None else max(remaining, 0.001))
+        try:
+            return _RayLoop.shared().run(_answer(response))
+        except Exception as error:  # noqa: BLE001 - sorted by _user_facing
+            raise _user_facing(error) from None
+
     def _chunks(self, count: int) -> list[list[int]]:
         spread = min(self.replicas, count // MIN_SPLIT)
         pieces = max(1, spread, math.ceil(count / MAX_CHUNK))

@@ -28,8 +28,9 @@ from .middleware import RequestTracking, RestGate, error_response
 from .requests import fetch_urls, request_images, scorer_items, text_of, url_policy
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
+EXPLAIN_PATH = "/v1/explain"
 # The JSON endpoints, by path, and the name each is counted under in metrics and logs.
-JSON_ENDPOINTS = {path: RERANK_PATHS[0] for path in RERANK_PATHS}
+JSON_ENDPOINTS = {**{path: RERANK_PATHS[0] for path in RERANK_PATHS}, EXPLAIN_PATH: EXPLAIN_PATH}
 logger = logging.getLogger(__name__)
 
 
@@ -61,7 +62,20 @@ class RerankResponse(BaseModel):
     meta: dict[str, Any]
 
 
-# -- the endpoint --------------------------------------------------------------------------------
+class ExplainRequest(BaseModel):
+    """Why one document scored what it did: `query` and `document` in the shapes /v1/rerank takes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(None, description="which served model (default: the first)")
+    query: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
+    document: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
+    instruction: str | None = Field(None, description="the task (default: the model's own)")
+    grid: int = Field(8, description="cells per side of each image's map, at most (1 to 16)")
+    explanation: bool = Field(False, description="also the model's own words (slower; can be wrong)")
+
+
+# -- the endpoints --------------------------------------------------------------------------------
 
 
 def _record(request: Request):
@@ -127,6 +141,34 @@ def create_router(models: ModelSet, config: Config, fetcher: ImageFetcher | None
         router.add_api_route(path, rerank, methods=["POST"], response_model=RerankResponse,
                              response_model_exclude_none=True, include_in_schema=path == RERANK_PATHS[0],
                              summary="Rerank documents against a query")
+
+    async def explain(body: ExplainRequest, request: Request) -> dict:
+        """Why this score: each image's map by occlusion, each text's segments by leaving out, the model's
+        next-token view and (asked for) its own words. Every value is score(pair) - score(changed pair)."""
+        loop = asyncio.get_running_loop()
+        record = _record(request)
+        context = RequestContext(timeout=config.request_timeout, request_id=record.request_id)
+        scorer = models.get(body.model)
+        record.fields.update(model=models.name_of(scorer), documents=1)
+        deadline = None if context.remaining() is None else loop.time() + context.remaining()
+        fetched = await fetch_urls(request_images(body.query, [body.document]), config, fetcher, deadline)
+
+        def run():
+            query, (document,), _ = scorer_items(body.query, [body.document], config.limits, scorer.max_pixels,
+                                                 context, fetched)
+            return scorer.explain(query, document, body.instruction, grid=body.grid, explanation=body.explanation,
+                                  context=context).as_dict()
+
+        try:
+            found = await run_in_threadpool(run)
+        finally:
+            context.close()
+            telemetry.record_scoring(record.fields["model"], context.stats)
+            record.fields.update(tokens=context.stats.tokens, cached=context.stats.cached,
+                                 scored=context.stats.scored)
+        return {"id": record.request_id, "model": models.name_of(scorer), **found}
+
+    router.add_api_route(EXPLAIN_PATH, explain, methods=["POST"], summary="Why this score (maps, weights, raw output)")
     return router
 
 

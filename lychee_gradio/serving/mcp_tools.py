@@ -42,6 +42,18 @@ _COMMON = {
     "model": {"type": "string", "description": "which served model scores (default: the first)"},
 }
 TOOLS = {
+    "explain": {
+        "description": "Why a document scored what it did against a query: each image's map by occlusion (cells "
+                       "with score(pair) - score(pair with the cell filled with the mean colour)), each text's "
+                       "segments by leaving out, the model's likeliest next tokens and, with explanation=true, its "
+                       "own words (which can be wrong).",
+        "schema": {"type": "object", "required": ["query", "document"],
+                   "properties": {"query": _ITEM, "document": _ITEM,
+                                  "grid": {"type": "integer", "minimum": 1, "maximum": 16,
+                                           "description": "cells per side of each image's map, at most (8)"},
+                                  "explanation": {"type": "boolean", "description": "also the model's own words"},
+                                  **_COMMON}},
+    },
     "score": {
         "description": "Score how well one document (text, image or both) meets a query, 0..1 (p(yes) of a "
                        "multimodal reranker). Returns score, verdict, colour and the yes/no logits.",
@@ -118,7 +130,7 @@ class McpTools:
         loop = asyncio.get_running_loop()
         scorer = self.models.get(arguments.get("model"))
         record.fields["model"] = self.models.name_of(scorer)
-        if name == "score":
+        if name in ("score", "explain"):
             query, documents = arguments["query"], [arguments["document"]]
         elif name == "rerank":
             query, documents = arguments["query"], list(arguments["documents"])
@@ -136,6 +148,10 @@ class McpTools:
         def score():
             query_item, items, _ = scorer_items(query, documents, self.config.limits, scorer.max_pixels, context,
                                                 fetched)
+            if name == "explain":
+                return scorer.explain(query_item, items[0], arguments.get("instruction"),
+                                      grid=arguments.get("grid", 8), explanation=bool(arguments.get("explanation")),
+                                      context=context)
             return scorer.score_with_logits(query_item, items, arguments.get("instruction"), context=context)
 
         try:
@@ -143,6 +159,8 @@ class McpTools:
         finally:
             context.close()
             telemetry.record_scoring(record.fields["model"], context.stats)
+        if name == "explain":  # the maps' numbers; the overlay pictures are POST /v1/explain's
+            return {"model": self.models.name_of(scorer), **pairs.as_dict(overlays=False)}
         if name == "score":
             (pair,) = pairs
             return {"score": pair.score, **reading(pair.score), "yes_logit": pair.yes_logit,

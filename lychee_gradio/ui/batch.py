@@ -11,8 +11,9 @@ from ..settings import Limits
 from .downloads import write_downloads
 from .forms import (above, cell, document_items, hidden_note, image_rules, move, preview, query_item, top_n_from,
                     verdict, view)
-from .layout import I18N, asset_image, asset_text, both, query_column, run_buttons, wire
+from .layout import I18N, MODEL_WORK, asset_image, asset_text, both, query_column, run_buttons, wire
 from .translations import text
+from .why import show_maps, why_panel
 
 
 @view
@@ -52,6 +53,8 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
         button, stop = run_buttons("rerank_button", "rerank-button")
         gr.Markdown(I18N("shortcut_hint"))
         table = gr.Markdown(label=I18N("ranking"), elem_id="batch-table")
+        chosen = gr.Dropdown([], label=I18N("why_choose"), interactive=True, elem_id="batch-why-choose")
+        panel = why_panel("batch-why")
         files = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False, elem_id="batch-downloads")
         details = gr.JSON(label=I18N("details"))
         gr.Examples(
@@ -61,7 +64,18 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
             label=I18N("examples"),
             example_labels=[both("example_batch_photo"), both("example_batch_text")],
         )
-    wire(button, stop, handlers.rerank, [query_text, query_image, documents, images, instruction, top_n, model,
-                                          min_score],
-          [table, details], "rerank", handlers.stop,
-          downloads=(lambda rows: write_downloads(rows, "ranking"), details, files))
+    event = wire(button, stop, handlers.rerank, [query_text, query_image, documents, images, instruction, top_n, model,
+                                                 min_score],
+                 [table, details], "rerank", handlers.stop,
+                 downloads=(lambda rows: write_downloads(rows, "ranking"), details, files))
+    event.then(result_choices, details, chosen, queue=False, api_visibility="private")
+    show_maps(chosen.input(handlers.explain_document, [query_text, query_image, documents, images, instruction, model,
+                                                        chosen], panel.outputs, api_visibility="private", **MODEL_WORK),
+              panel)
+
+
+def result_choices(rows: list[dict] | None):
+    """The ranking's results to choose from for the Why? panel: "#rank · preview", valued by input number."""
+    choices = [(f"#{row['rank']} · " + " · ".join(part for part in (row.get("image"), row.get("text")) if part)[:60],
+                row["index"] + 1) for row in (rows or [])]
+    return gr.update(choices=choices, value=None)

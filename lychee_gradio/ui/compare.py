@@ -12,8 +12,10 @@ from ..evaluation.metrics import kendall_tau, top_k_overlap
 from ..ranking import best_first
 from ..registry import ModelSet
 from .forms import cell, document_items, image_rules, preview, query_item, verdict, view
-from .layout import I18N, ImageBox, asset_text, both, run_buttons, wire
+from .layout import I18N, MODEL_WORK, ImageBox, asset_text, both, run_buttons, wire
+from .batch import result_choices
 from .translations import text
+from .why import show_maps, why_panel
 
 
 @view
@@ -76,8 +78,21 @@ def compare_tab(handlers: SimpleNamespace, instruction: gr.Textbox, models: Mode
                                  height=160)
         button, stop = run_buttons("compare_button", "compare-button")
         table = gr.Markdown(label=I18N("ranking"), elem_id="compare-table")
+        chosen = gr.Dropdown([], label=I18N("why_choose_both"), interactive=True, elem_id="compare-why-choose")
+        with gr.Row():
+            with gr.Column():
+                first_panel = why_panel("compare-why-a")
+            with gr.Column():
+                second_panel = why_panel("compare-why-b")
         details = gr.JSON(label=I18N("details"))
         gr.Examples([["保温杯 500ml", None, asset_text("cups.txt"), None]], [query_text, query_image, documents, images],
                     label=I18N("examples"), example_labels=[both("example_compare")])
-    wire(button, stop, handlers.compare, [query_text, query_image, documents, images, instruction, model_a, model_b],
-          [table, details], "compare", handlers.stop)
+    event = wire(button, stop, handlers.compare, [query_text, query_image, documents, images, instruction, model_a,
+                                                  model_b], [table, details], "compare", handlers.stop)
+    event.then(lambda found: result_choices([{**row, "rank": row["rank_a"]} for row in (found or {}).get("rows", [])]),
+               details, chosen, queue=False, api_visibility="private")
+    both_explained = chosen.input(handlers.explain_both, [query_text, query_image, documents, images, instruction,
+                                                          model_a, model_b, chosen],
+                                  first_panel.outputs + second_panel.outputs, api_visibility="private", **MODEL_WORK)
+    show_maps(both_explained, first_panel)
+    show_maps(both_explained, second_panel)

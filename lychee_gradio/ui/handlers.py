@@ -25,10 +25,11 @@ from ..settings import Config
 from .batch import rerank_view
 from .compare import compare_view
 from .evaluate import evaluate_view
-from .forms import PageError
+from .forms import PageError, parse_documents
 from .images import rank_images_view
 from .single import score_view
 from .translations import language, reason, text
+from .why import explain_view
 
 # The page's words for the scoring errors, by HTTP status (contract.status_of).
 _ENGINE_WORDS = {504: "error_timeout", 503: "error_busy", 499: "error_stopped"}
@@ -165,10 +166,55 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
             return table, gr.BarPlot(value=chart, sort=list(chart["bar"]), x_title=text("chart_x", context.language),
                                      y_title=text("chart_y", context.language)), details
 
+    def explain(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
+                document_image: str | None = None, instruction: str | None = None, grid: float | None = 8,
+                explanation: bool = False, model: str | None = None, request: gr.Request = None):
+        """Why this score: each image of the pair as a heatmap (a cell's value is score(pair) - score(pair with
+        that box filled with the image's mean colour)), each text's segments (score(pair) - score(pair without
+        that segment)), the raw output, and with explanation=True the model's own words (which can be wrong).
+        Returns the query's and the document's heatmaps, the weighted texts (HTML), the raw output (Markdown)
+        and the details as JSON.
+        Example: client.predict(query_text="white cup", document_image=handle_file("cup.png"), api_name="/explain")."""
+        with requests.open("/explain", request) as context:
+            return explain_view(models.get(model), query_text, query_image, document_text, document_image,
+                                instruction, grid or 8, explanation, limits=limits, context=context)
+
+    def explain_image(query_text, query_image, images, instruction, model, details, evt: gr.SelectData,
+                      request: gr.Request = None):
+        """Image ranking: the chosen result's Why? panel, without ranking again."""
+        with requests.open("/explain", request) as context:
+            row = (details or [])[evt.index]
+            return explain_view(models.get(model), query_text, query_image, None, (images or [])[row["index"]],
+                                instruction, 8, False, limits=limits, context=context)
+
+    def explain_document(query_text, query_image, documents, document_images, instruction, model, chosen,
+                         request: gr.Request = None):
+        """Batch rerank: the chosen result's (input number `chosen`) Why? panel, without ranking again."""
+        with requests.open("/explain", request) as context:
+            if not chosen:
+                return None, None, "", "", None
+            document = parse_documents(documents, document_images, context.language)[int(chosen) - 1]
+            return explain_view(models.get(model), query_text, query_image, document["text"], document["image"],
+                                instruction, 8, False, limits=limits, context=context)
+
+    def explain_both(query_text, query_image, documents, document_images, instruction, model_a, model_b, chosen,
+                     request: gr.Request = None):
+        """Compare: the chosen document's Why? panel for both models, side by side."""
+        with requests.open("/explain", request) as context:
+            if not chosen:
+                return (None, None, "", "", None) * 2
+            document = parse_documents(documents, document_images, context.language)[int(chosen) - 1]
+            first = models.get(model_a)
+            second = models.get(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
+            return tuple(part for scorer in (first, second) for part in explain_view(
+                scorer, query_text, query_image, document["text"], document["image"], instruction, 8, False,
+                limits=limits, context=context))
+
     def stop(request: gr.Request):
         """Stop this browser session's run in progress (between two batches)."""
         if request is not None and request.session_hash:
             requests.stop(request.session_hash)
 
     return SimpleNamespace(score=score, rerank=rerank, rank_images=rank_images, compare=compare, evaluate=evaluate,
-                           stop=stop)
+                           explain=explain, explain_image=explain_image, explain_document=explain_document,
+                           explain_both=explain_both, stop=stop)

@@ -12,8 +12,9 @@ from ..settings import Limits
 from .downloads import write_downloads
 from .forms import (ASSETS_DIR, above, check_count, image_rules, page_item, PageError, query_item, top_n_from,
                     upload_name, verdict, view)
-from .layout import I18N, both, query_column, run_buttons, wire
+from .layout import I18N, MODEL_WORK, both, query_column, run_buttons, wire
 from .translations import text
+from .why import show_maps, why_panel
 
 
 @view
@@ -67,6 +68,8 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
                                      interactive=False, elem_id="images-preview")
         button, stop = run_buttons("rank_button", "rank-button")
         gallery = gr.Gallery(label=I18N("gallery"), columns=5, height="auto", elem_id="images-gallery")
+        gr.Markdown(I18N("why_pick_image"))
+        panel = why_panel("images-why")
         downloads = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False,
                             elem_id="images-downloads")
         details = gr.JSON(label=I18N("details"))
@@ -82,3 +85,5 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
           [gallery, details], "rank_images", handlers.stop,
           downloads=(lambda rows: write_downloads(rows, "image-ranking"), details, downloads),
           show_progress_on=[gallery])
+    show_maps(gallery.select(handlers.explain_image, [query_text, query_image, files, instruction, model, details],
+                             panel.outputs, api_visibility="private", **MODEL_WORK), panel)

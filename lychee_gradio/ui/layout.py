@@ -46,6 +46,10 @@ CSS = """
 #batch-table td:nth-child(5) { white-space: nowrap; }
 #images-gallery .caption-label, #images-preview .caption-label { white-space: normal; overflow: visible;
   text-overflow: clip; line-height: 1.25; }
+.why-legend { display: flex; align-items: center; gap: 8px; font-size: 13px; margin-bottom: 6px; }
+.why-legend img { height: 14px; width: 180px; border-radius: 3px; }
+.why-text { line-height: 1.9; }
+.why-segment { border-radius: 3px; padding: 1px 0; }
 @media (max-width: 640px) {
   .tab-container button { padding-left: 6px !important; padding-right: 6px !important; font-size: 13px !important; }
   #images-gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }

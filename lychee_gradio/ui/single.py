@@ -11,6 +11,7 @@ from ..settings import Limits
 from .forms import image_rules, page_item, PageError, query_item, scorable, upload_name, verdict, view
 from .layout import I18N, MODEL_WORK, ImageBox, asset_image, both
 from .translations import text
+from .why import show_maps, why_panel
 
 
 @view
@@ -52,6 +53,11 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         with gr.Row():
             result = gr.Markdown(label=I18N("result"), elem_id="single-result")
             details = gr.JSON(label=I18N("details"))
+        with gr.Row(equal_height=True):
+            why = gr.Button(I18N("why_button"), elem_id="why-button", scale=2)
+            grid = gr.Slider(2, 16, value=8, step=1, label=I18N("why_grid"), scale=2)
+            ask = gr.Checkbox(False, label=I18N("why_ask"), scale=2)
+        panel = why_panel("single-why")
         gr.Examples(
             [["white ceramic coffee cup with a minimalist mountain line pattern", None,
               "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", asset_image("mountain_cup.png"), "E-commerce"]],
@@ -62,3 +68,8 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
     button.click(lambda: [None, None], None, [result, details], queue=False, api_visibility="private").then(
         handlers.score, [query_text, query_image, document_text, document_image, instruction, model],
         [result, details], api_name="score", **MODEL_WORK)
+    explained = why.click(lambda: [None] * len(panel.outputs), None, panel.outputs, queue=False,
+                          api_visibility="private").then(
+        handlers.explain, [query_text, query_image, document_text, document_image, instruction, grid, ask, model],
+        panel.outputs, api_name="explain", **MODEL_WORK)
+    show_maps(explained, panel)

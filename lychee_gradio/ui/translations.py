@@ -69,10 +69,31 @@ EN = {
     "example_images": "🖼 Six product drawings vs. 'a white cup with a mountain line pattern'",
     "example_compare": "🥤 保温杯 500ml vs. 10 product descriptions",
     "example_eval": "🔷 Shapes, colours and cups (sample set)",
+    "why_title": "Why this score?",
+    "why_intro": "Each image of the pair as a heatmap: a cell's value is the score minus the score with that cell "
+                 "painted in the image's mean colour (green: the cell made the document more relevant; pink: less). "
+                 "Each text word by word: the score minus the score without that word. Exact for this model; "
+                 "the model's own words, when asked for, can be wrong.",
+    "why_query_map": "Query image: heatmap",
+    "why_document_map": "Document image: heatmap",
+    "why_button": "Why this score?",
+    "why_grid": "Cells per side",
+    "why_ask": "Also ask the model why (its own words, slower)",
+    "why_pick_image": "Click a result to see why it scored what it did.",
+    "why_choose": "Why? Choose a result",
+    "why_choose_both": "Why? Choose a document (both models)",
 }
 
 # What the handlers write, in the browser's language (`text(key, language, ...)`).
 EN_OUTPUT = {
+    "why_query_image": "Query image", "why_document_image": "Document image", "why_query_text": "Query text",
+    "why_document_text": "Document text", "why_lowers": "lowered the score", "why_raises": "raised it",
+    "why_legend": "colour scale", "why_raw": "Raw output", "why_mass": "share of yes+no",
+    "why_low_mass": "The model put little probability on yes or no: it wanted to say something else, so read the "
+                    "score with care.",
+    "why_token": "likeliest next token", "why_probability": "probability",
+    "why_words": "The model's own words (they can be wrong):",
+    "why_how": "From {variants} changed pairs, each scored by this model.",
     "col_rank": "Rank", "col_score": "Score", "col_document": "Document", "col_input": "Input #",
     "col_move": "Move", "col_metric": "Metric", "col_first_stage": "First stage", "col_reranked": "Reranked",
     "col_change": "Change", "col_change_of": "Change ({name})", "col_model_rank": "{name} rank",
@@ -143,9 +164,28 @@ ZH_EXTRA = {
     "example_images": "🖼 六张商品图 vs.「白色山形线条图案的杯子」",
     "example_compare": "🥤 保温杯 500ml vs. 10 条商品描述",
     "example_eval": "🔷 形状、颜色与杯子(示例数据)",
+    "why_title": "为什么是这个分数?",
+    "why_intro": "图片以热力图显示:每个格子的值是原分数减去把该格子涂成图片平均颜色后的分数(绿色:该区域让文档更相关;"
+                 "粉色:更不相关)。文本逐词显示:原分数减去删去该词后的分数。这些数值对本模型是精确的;"
+                 "模型自己的解释(如果要求)可能有误。",
+    "why_query_map": "查询图片:热力图",
+    "why_document_map": "文档图片:热力图",
+    "why_button": "为什么是这个分数?",
+    "why_grid": "每边格数",
+    "why_ask": "同时让模型说明理由(模型自己的话,较慢)",
+    "why_pick_image": "点击一个结果,查看它为何得到这个分数。",
+    "why_choose": "为什么?选择一个结果",
+    "why_choose_both": "为什么?选择一个文档(两个模型)",
 }
 
 ZH_OUTPUT = {
+    "why_query_image": "查询图片", "why_document_image": "文档图片", "why_query_text": "查询文本",
+    "why_document_text": "文档文本", "why_lowers": "降低了分数", "why_raises": "提高了分数",
+    "why_legend": "颜色刻度", "why_raw": "原始输出", "why_mass": "yes+no 概率占比",
+    "why_low_mass": "模型给 yes 或 no 的概率很低:它本想说别的内容,请谨慎看待这个分数。",
+    "why_token": "最可能的下一个词元", "why_probability": "概率",
+    "why_words": "模型自己的话(可能有误):",
+    "why_how": "基于 {variants} 个改动后的文档对,每个都由本模型评分。",
     "col_rank": "排名", "col_score": "分数", "col_document": "文档", "col_input": "输入序号",
     "col_move": "变化", "col_metric": "指标", "col_first_stage": "初排", "col_reranked": "重排后",
     "col_change": "提升", "col_change_of": "提升({name})", "col_model_rank": "{name} 排名",
@@ -300,6 +340,8 @@ ERRORS_ZH = {
     "api_key": "缺少 API 密钥或密钥错误:请发送请求头 Authorization: Bearer <密钥>",
     "body_too_large": "请求体超过本服务器 {limit:,} 字节的上限",
     "unknown_tool": "未知工具 {name}",
+    "grid": "每边的格数应为 1 到 {limit} 的整数,收到 {value}",
+    "segments": "每段文本的片段数应为 1 到 {limit} 的整数,收到 {value}",
     "bad_json": "不是有效的 JSON(第 {column} 列:{reason})",
     "json_object": "应为 JSON 对象",
     "missing_keys": "缺少 {keys}",

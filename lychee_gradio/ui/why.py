@@ -1,0 +1,112 @@
+"""The "Why?" panel: the heatmap over each image of the pair, the text weighted segment by segment, the
+raw output, and (on request) the model's own words. Used by Single, and by Image ranking, Batch
+rerank and Compare for a chosen result (`explain.py` says what each number means).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from types import SimpleNamespace
+
+import gradio as gr
+from PIL import Image
+
+from ..contract import RequestContext, Scorer
+from ..explain import LOW_MASS, Explanation, legend_png
+from ..settings import Limits
+from .forms import PageError, image_rules, page_item, query_item, scorable, upload_name, view
+from .layout import I18N
+from .translations import text
+
+
+@view
+def explain_view(scorer: Scorer, query_text, query_image, document_text, document_image, instruction,
+                 grid: int = 8, explanation: bool = False, *, limits: Limits = Limits(),
+                 context: RequestContext | None = None) -> tuple:
+    """One pair explained: the query's and the document's heatmaps (None where that item has no image),
+    the weighted texts (HTML), the raw output (Markdown) and the JSON details (`/v1/explain`'s answer
+    without the pictures)."""
+    lang = context.language
+    rules = image_rules(limits, context, scorer, images=[query_image, document_image])
+    query = query_item(query_text, query_image, rules, lang)
+    document = {"text": (document_text or "").strip() or None, "image": document_image or None}
+    if document["text"] is None and document["image"] is None:
+        raise PageError(text("error_document_missing", lang))
+    name = upload_name(document_image) if document_image else ""
+    item = page_item(scorable(document), lambda why, image: text("error_document_image", lang, name=name, reason=why)
+                     if image else text("error_single_document", lang, reason=why), rules, lang)
+    found = scorer.explain(query, item, instruction or None, grid=int(grid or 8), explanation=bool(explanation),
+                           context=context.use(scorer))
+    overlays = {image_map.target: Image.open(io.BytesIO(image_map.overlay_png())) for image_map in found.images}
+    return (overlays.get("query"), overlays.get("document"), weighted_texts(found, lang), raw_output(found, lang),
+            found.as_dict(overlays=False))
+
+
+def weighted_texts(found: Explanation, lang: str) -> str:
+    """Each text, its segments tinted green (raised the score) or red (lowered it); hover shows the value."""
+    if not found.text and not found.images:
+        return ""
+    legend = base64.b64encode(legend_png()).decode()
+    parts = [f'<div class="why-legend"><span>{html.escape(text("why_lowers", lang))}</span>'
+             f'<img alt="{html.escape(text("why_legend", lang))}" src="data:image/png;base64,{legend}">'
+             f'<span>{html.escape(text("why_raises", lang))}</span></div>']
+    for weights in found.text:
+        largest = max((abs(s.delta) for s in weights.segments), default=0.0) or 1.0
+        spans = []
+        for segment in weights.segments:
+            strength = abs(segment.delta) / largest
+            colour = "34, 160, 80" if segment.delta > 0 else "220, 50, 60"
+            spans.append(f'<span class="why-segment" title="{segment.delta:+.4f}" '
+                         f'style="background: rgba({colour}, {0.75 * strength:.2f})">'
+                         f'{html.escape(segment.text)}</span>')
+        parts.append(f'<p class="why-text"><b>{html.escape(text(f"why_{weights.target}_text", lang))}</b><br>'
+                     + "".join(spans) + "</p>")
+    return "\n".join(parts)
+
+
+def raw_output(found: Explanation, lang: str) -> str:
+    """The score, its two logits, the share of next-token probability on yes+no, the likeliest next tokens,
+    and the model's own words when asked for."""
+    lines = [f"**{text('why_raw', lang)}** · p(yes) = {found.score:.4f} · logit(yes) = {found.yes_logit:.3f} · "
+             f"logit(no) = {found.no_logit:.3f} · {text('why_mass', lang)} = {found.yes_no_mass:.1%}"]
+    if found.yes_no_mass < LOW_MASS:
+        lines.append(f"⚠️ {text('why_low_mass', lang)}")
+    lines += ["", f"| {text('why_token', lang)} | {text('why_probability', lang)} |", "| --- | ---: |"]
+    lines += [f"| `{_visible(token.token)}` | {token.probability:.4f} |" for token in found.next_tokens]
+    if found.explanation is not None:
+        lines += ["", f"**{text('why_words', lang)}**", "", "> " + html.escape(found.explanation or "…")]
+    elif found.explanation_note and found.explanation_note != "not asked for":
+        lines += ["", f"_{html.escape(found.explanation_note)}_"]
+    lines += ["", f"_{text('why_how', lang, variants=found.variants)}_"]
+    return "\n".join(lines)
+
+
+def _visible(token: str) -> str:
+    return (token.replace("`", "ˋ").replace("\n", "⏎").replace("|", "¦") or "∅")
+
+
+def why_panel(elem_id: str) -> SimpleNamespace:
+    """The panel's components (inside an open accordion): the two heatmaps, weighted texts, raw output, details."""
+    with gr.Accordion(I18N("why_title"), open=True, elem_id=elem_id):
+        gr.Markdown(I18N("why_intro"))
+        with gr.Row():
+            with gr.Column(scale=1, elem_id=f"{elem_id}-maps"):
+                query_map = gr.Image(label=I18N("why_query_map"), type="pil", height=260, interactive=False)
+                document_map = gr.Image(label=I18N("why_document_map"), type="pil", height=260, interactive=False)
+            with gr.Column(scale=1):
+                texts = gr.HTML(elem_id=f"{elem_id}-texts")
+                raw = gr.Markdown(elem_id=f"{elem_id}-raw")
+        details = gr.JSON(label=I18N("details"), visible=False)
+    return SimpleNamespace(outputs=[query_map, document_map, texts, raw, details], maps=[query_map, document_map],
+                           texts=texts, raw=raw, details=details)
+
+
+def show_maps(event, panel: SimpleNamespace) -> None:
+    """After `event` filled the panel, show only the heatmaps the pair has (a text query has none)."""
+    def visible(details: dict | None):
+        targets = {image["target"] for image in (details or {}).get("images", [])}
+        return [gr.update(visible=target in targets) for target in ("query", "document")]
+
+    event.then(visible, panel.details, panel.maps, queue=False, api_visibility="private", show_progress="hidden")

@@ -22,6 +22,8 @@ LIMITS = DEFAULTS.limits
 DEFAULT_CACHE_SIZE = DEFAULTS.cache_size
 DEFAULT_IMAGE_CACHE_MB = DEFAULTS.image_cache_mb
 DEFAULT_REQUEST_TIMEOUT = DEFAULTS.request_timeout
+PAGE_CALLS_BATCHED = 8  # page (and gradio_client) requests per model replica at once when passes are shared
+DEFAULT_MAX_BATCH_WAIT_MS = 5.0  # LycheeScorer.load's default: a lone request waits at most this for company
 
 
 def _non_negative(text: str) -> int:
@@ -31,6 +33,16 @@ def _non_negative(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or a positive whole number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive number, got {text!r}")
     return value
 
 
@@ -54,6 +66,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-cache-mb", type=_non_negative, default=DEFAULT_IMAGE_CACHE_MB,
                         help="processed images kept for images ranked again, e.g. a new query over the same photos "
                              f"(default {DEFAULT_IMAGE_CACHE_MB} MB; 0: off)")
+    parser.add_argument("--max-batch-wait-ms", type=_non_negative_float, default=DEFAULT_MAX_BATCH_WAIT_MS,
+                        help="when a forward pass is not full, wait at most this long for other requests to share it "
+                             f"(default {DEFAULT_MAX_BATCH_WAIT_MS:g} ms; 0: never wait)")
+    parser.add_argument("--no-batch-across-requests", dest="batch_across_requests", action="store_false",
+                        help="score one request at a time per model, as before (for comparison and debugging)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="log lines as text, or one JSON object per line for log shippers (default text)")
 
@@ -175,7 +192,8 @@ def load_scorers(args: argparse.Namespace) -> list:
 
 def _load_options(args: argparse.Namespace, *, cache: bool = True) -> dict:
     return {"device": args.device, "dtype": args.dtype, "max_pixels": args.max_pixels, "batch_size": args.batch_size,
-            "cache_size": args.cache_size if cache else 0, "image_cache_bytes": args.image_cache_mb * 2**20}
+            "cache_size": args.cache_size if cache else 0, "image_cache_bytes": args.image_cache_mb * 2**20,
+            "batch_across_requests": args.batch_across_requests, "max_batch_wait_ms": args.max_batch_wait_ms}
 
 
 def uses_ray(args: argparse.Namespace) -> bool:
@@ -266,7 +284,9 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
         return 2
     # `docker stop`, systemd and `kill` send SIGTERM: stop as Ctrl+C does, so Ray's processes stop too.
     signal.signal(signal.SIGTERM, _interrupt)
-    settings = server_settings(args, auth, concurrency=cluster.replica_count if cluster else 1)
+    # Page requests run at once: one per replica, or several per replica that batches across requests.
+    per_replica = PAGE_CALLS_BATCHED if args.batch_across_requests else 1
+    settings = server_settings(args, auth, concurrency=(cluster.replica_count if cluster else 1) * per_replica)
     try:
         running = app.start(scorers, settings)
     except OSError as error:

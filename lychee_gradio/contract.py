@@ -72,12 +72,16 @@ class ScoreStats:
     oom_retries: int = 0  # batches that ran out of memory and were split
     image_cache_hits: int = 0
     image_cache_misses: int = 0
+    # Forward passes this call reports (each pass once, by one of the calls in it): (pairs, tokens, calls)
+    passes: list[tuple[int, int, int]] = field(default_factory=list)
+    queue_seconds: float = 0.0  # waiting for its first forward pass
 
     def add(self, other: "ScoreStats") -> None:
         for name in ("pairs", "cached", "scored", "tokens", "tokens_scored", "oom_retries", "image_cache_hits",
-                     "image_cache_misses"):
+                     "image_cache_misses", "queue_seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.batches.extend(other.batches)
+        self.passes.extend(other.passes)
 
 
 # Reading a score (docs/design.md, "Reading a score"): the one place the thresholds are written.

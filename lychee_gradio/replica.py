@@ -6,13 +6,22 @@ Like the CLI, this module is where the engine meets the serving side: the Ray fr
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from .contract import PairScore, RequestContext, ScoreStats
+from .serving.cluster import REPLICA_CONCURRENCY
 
 
 class ScorerReplica:
-    """One Serve replica: a `LycheeScorer` of its own, with torch threads matching its CPU share."""
+    """One Serve replica: a `LycheeScorer` of its own, with torch threads matching its CPU share.
+
+    Ray Serve hands it up to `REPLICA_CONCURRENCY` calls at once (one when batching across requests is
+    off); each runs on a thread of its own and the scorer's scheduler lets them share forward passes.
+    A call Ray Serve cancels (the request was stopped or failed elsewhere) stops its work here too.
+    """
 
     def __init__(self, model: str, load_options: dict, threads: int | None = None):
         import torch
@@ -24,21 +33,34 @@ class ScorerReplica:
         # The score cache sits in front of the replicas (RayScorer), where every request passes.
         self.scorer = LycheeScorer.load(model, **{**load_options, "cache_size": 0})
         self.pairs = 0
+        self._threads = ThreadPoolExecutor(REPLICA_CONCURRENCY, thread_name_prefix="lychee-replica")
+
+    async def _call(self, work, context: RequestContext):
+        """Run `work(context)` on a thread of this replica; Ray Serve cancelling the call stops it."""
+        context.cancel = context.cancel or threading.Event()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, work, context)
+        except asyncio.CancelledError:
+            context.cancel.set()
+            raise
 
     def describe(self) -> dict:
         scorer = self.scorer
         return {"model_name": scorer.model_name, "model_type": scorer.family.model_type,
                 "max_pixels": scorer.max_pixels, "pid": os.getpid(), "load_seconds": scorer.load_seconds}
 
-    def inspect(self, query, document, instruction, max_pixels, explain_tokens: int = 0,
-                timeout: float | None = None) -> tuple:
+    async def inspect(self, query, document, instruction, max_pixels, explain_tokens: int = 0,
+                      timeout: float | None = None) -> tuple:
         """The pair's next-token view and, asked for, the model's own words (`ScorerBase._inspect`)."""
-        return self.scorer._inspect(query, document, instruction, max_pixels, RequestContext(timeout=timeout),
-                                    explain_tokens)
+        return await self._call(lambda context: self.scorer._inspect(query, document, instruction, max_pixels, context,
+                                                                     explain_tokens), RequestContext(timeout=timeout))
 
-    def score_with_logits(self, query, documents, instruction, max_pixels,
-                          timeout: float | None = None) -> tuple[int, list[PairScore], ScoreStats]:
+    async def score_with_logits(self, query, documents, instruction, max_pixels,
+                                timeout: float | None = None) -> tuple[int, list[PairScore], ScoreStats]:
+        def work(context: RequestContext) -> list[PairScore]:
+            return self.scorer.score_with_logits(query, documents, instruction, max_pixels=max_pixels, context=context)
+
         context = RequestContext(timeout=timeout)
-        scores = self.scorer.score_with_logits(query, documents, instruction, max_pixels=max_pixels, context=context)
+        scores = await self._call(work, context)
         self.pairs += len(scores)
         return os.getpid(), scores, context.stats

@@ -32,11 +32,12 @@ class Frontend:
 
         description = await scorer_handle.describe.remote()  # a replica's constructor runs in an event loop
         replicas = int(options.get("max_replicas") or options.get("replicas") or 1)
+        batching = str(options.get("batch_across_requests", "true")).lower() not in ("0", "false", "no")
         config = Config.from_options({"api_key": os.environ.get("LYCHEE_API_KEY"), **options})
         scorer = RayScorer(scorer_handle, description, replicas, cache_size=config.cache_size)
         settings = app.ServerSettings(host=options.get("host", "0.0.0.0"), port=int(options.get("port", 7860)),
                                       config=config, mcp=str(options.get("mcp", "")).lower() in ("1", "true", "yes"),
-                                      concurrency=replicas)
+                                      concurrency=replicas * (8 if batching else 1))
         self.running = app.start(scorer, settings)
 
     def url(self) -> str:
@@ -58,7 +59,7 @@ def build(args: dict[str, Any]):
     The model and its replicas: model (default $LYCHEE_MODEL or vec-ai/lychee-rerank-mm), replicas (1),
     min_replicas and max_replicas (autoscaling), num_gpus (1 per replica where GPUs exist, else 0),
     num_cpus (per replica), device, dtype, max_pixels, batch_size, max_queued, image_cache_mb (per
-    replica, default 0). The server: host (0.0.0.0), port (7860), mcp. Everything every door
+    replica, default 0), max_batch_wait_ms, batch_across_requests. The server: host (0.0.0.0), port (7860), mcp. Everything every door
     shares, with the same names and defaults as `lychee load` (`settings.Config`): api_key (or
     $LYCHEE_API_KEY), request_timeout, cache_size (pair scores kept by the frontend), max_documents,
     max_image_pixels, max_request_pixels, max_body_bytes, max_upload_bytes, allow_image_urls,
@@ -73,10 +74,15 @@ def build(args: dict[str, Any]):
     load_options = {key: options[key] for key in ("device", "dtype", "max_pixels", "batch_size") if key in options}
     if "image_cache_mb" in options:
         load_options["image_cache_bytes"] = int(float(options["image_cache_mb"]) * 2**20)
+    if "max_batch_wait_ms" in options:
+        load_options["max_batch_wait_ms"] = float(options["max_batch_wait_ms"])
+    if "batch_across_requests" in options:
+        load_options["batch_across_requests"] = str(options["batch_across_requests"]).lower() not in ("0", "false", "no")
     actor = {"num_cpus": float(options.get("num_cpus", 1)), "num_gpus": float(options.get("num_gpus", 0))}
     threads = None if actor["num_gpus"] else max(1, int(actor["num_cpus"]))
     bound = {key: int(options[key]) if key in options else None for key in ("min_replicas", "max_replicas")}
     scorer = scorer_deployment(ScorerReplica, replicas=replicas, actor_options=actor,
-                               max_queued=int(options.get("max_queued", 64)), **bound)
+                               max_queued=int(options.get("max_queued", 64)),
+                               batch_across_requests=load_options.get("batch_across_requests", True), **bound)
     frontend = serve.deployment(Frontend, name="frontend", num_replicas=1, ray_actor_options={"num_cpus": 0})
     return frontend.bind(scorer.bind(model, load_options, threads), options)

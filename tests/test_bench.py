@@ -51,11 +51,25 @@ def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tm
     bench_main(["--serving", "--model-size", "tiny", "--clients", "2", "--seconds", "2", "--runs", "1",
                 "--output", str(tmp_path / "bench.json")])
     printed = capsys.readouterr().out
-    for row in ("| single process", "| 1 replica (1 core each) |", "| 2 replicas (1 core each) |"):
+    for row in ("| single process", "| 1 replica (1 core each) |", "| 2 replicas (1 core each) |",
+                "| 16 clients x 4 documents | batching across requests |"):
         assert row in printed
     report = json.loads((tmp_path / "serving.json").read_text())
     assert all(c["requests"] > 0 and c["errors"] == 0 for c in report["configurations"].values())
     assert set(report["large_request_seconds"]) == {"1 replica (1 core each)", "2 replicas (1 core each)"}
+
+
+def test_the_batching_benchmark_compares_shared_passes_with_one_request_at_a_time(tmp_path, capsys):
+    bench_main(["--batching", "--model-size", "tiny", "--device", "cpu", "--seconds", "1",
+                "--output", str(tmp_path / "bench.json")])
+    printed = capsys.readouterr().out
+    for row in ("| 16 clients x 4 documents | one request at a time |",
+                "| 16 clients x 4 documents | batching across requests |",
+                "| 4 clients x 64 documents | batching across requests |", "a lone request of 4 documents"):
+        assert row in printed
+    report = json.loads((tmp_path / "batching.json").read_text())
+    assert all(r["requests"] > 0 and r["errors"] == 0 for row in report["rows"].values() for r in row.values())
+    assert report["compared_alone"] > 0 and report["largest_difference_alone"] < 1e-4  # scores under load = alone
 
 
 def test_the_cache_benchmark_prints_the_repeated_half_repeated_and_image_figures(tmp_path, capsys):

@@ -4,7 +4,8 @@
     python -m lychee_gradio.bench --model-size 7b         # GPU: Qwen2.5-VL-7B sizes, bf16
     python -m lychee_gradio.bench --family qwen3_vl --model-size 2b   # Qwen3-VL-Reranker-2B sizes
     python -m lychee_gradio.bench --stability --dtype bfloat16   # how far scores move with batching
-    python -m lychee_gradio.bench --serving               # concurrent /v1/rerank clients: 1 process vs replicas
+    python -m lychee_gradio.bench --serving               # concurrent /v1/rerank clients: batching, replicas
+    python -m lychee_gradio.bench --batching              # only the batching-across-requests rows of --serving
     python -m lychee_gradio.bench --caches                # repeated requests: score cache and image cache
     python -m lychee_gradio.bench --explain               # why this score: maps and weights vs. one call each
 
@@ -19,6 +20,7 @@ import json
 from pathlib import Path
 
 from ..engine.random_model import SIZES
+from .batching import format_batching, run_batching
 from .caches import format_caches, run_caches
 from .engine import format_stability, format_table, run_benchmark, run_stability
 from .explain import format_explain, run_explain
@@ -42,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
     parser.add_argument("--serving", action="store_true",
                         help="instead: concurrent /v1/rerank clients against one process, 1 and 2 Ray replicas")
+    parser.add_argument("--batching", action="store_true",
+                        help="instead: many small concurrent requests with and without batching across requests")
+    parser.add_argument("--max-batch-wait-ms", type=float, default=5.0, help="the scheduler's wait, for --batching")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients of --serving")
     parser.add_argument("--seconds", type=float, default=20, help="how long --serving drives each server")
     parser.add_argument("--caches", action="store_true",
@@ -70,6 +75,15 @@ def main(argv: list[str] | None = None) -> None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name("caches.json").write_text(json.dumps(report, indent=2))
         return
+    if args.batching or args.serving:
+        batching = run_batching(args.model_size, args.device, args.dtype, args.seconds, args.family,
+                                args.max_batch_wait_ms)
+        print(format_batching(batching))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("batching.json").write_text(json.dumps(batching, indent=2))
+        if args.batching:
+            return
+        print()
     if args.serving:
         report = run_serving(args.model_size, args.clients, args.seconds, args.runs)
         print(format_serving(report))

@@ -29,6 +29,7 @@ from ..families import LYCHEE, ModelFamily
 from ..scoring import Counter, DigestMemo, ScoreCache, ScorerBase
 from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder, shared_prefix_length
+from .scheduler import Scheduler
 from .weights import choose_runtime, default_model, load_model_and_processor, resolve_model_dir
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class QwenVLReranker(ScorerBase):
                  max_pixels: int | None = None, batch_size: int | None = None,
                  max_batch_tokens: int | None = None, max_text_tokens: int | None = None,
                  reuse_prefix: bool = True, family: ModelFamily = LYCHEE,
-                 cache_size: int = 0, image_cache_bytes: int = 0):
+                 cache_size: int = 0, image_cache_bytes: int = 0,
+                 batch_across_requests: bool = True, max_batch_wait_ms: float = 5.0):
         self.family = family
         self.model = model
         self.processor = processor
@@ -95,8 +97,16 @@ class QwenVLReranker(ScorerBase):
         # Every pair of a request shares system prompt, instruction and query: with reuse on, their
         # keys/values (and the query image's vision encoding) are computed once per request.
         self.reuse_prefix = reuse_prefix
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the model: held for each forward pass
         self._waiting = Counter()  # calls waiting for the model (another call holds it)
+        # Concurrent requests share forward passes (engine/scheduler.py); their images are processed one
+        # request at a time, so that few requests hold pixel patches at once.
+        if max_batch_wait_ms < 0:
+            raise ValueError("max_batch_wait_ms must be 0 or more")
+        self.max_batch_wait_ms = max_batch_wait_ms
+        self.scheduler = Scheduler(self, max_batch_wait_ms / 1000) if batch_across_requests else None
+        self._encoding = threading.Lock()
+        self._arriving = Counter()  # calls encoding their pairs (or waiting to): soon in the scheduler's queue
         # After running out of memory, the batch size that fit is remembered for later calls and
         # grows back by a quarter after every GROW_AFTER batches that fit.
         self.fitting_batch_size: int | None = None
@@ -108,7 +118,8 @@ class QwenVLReranker(ScorerBase):
              max_pixels: int | None = None, batch_size: int | None = None, *,
              attn_implementation: str = "auto", max_batch_tokens: int | None = None,
              max_text_tokens: int | None = None, reuse_prefix: bool = True, cache_size: int = 0,
-             image_cache_bytes: int = 0) -> "QwenVLReranker":
+             image_cache_bytes: int = 0, batch_across_requests: bool = True,
+             max_batch_wait_ms: float = 5.0) -> "QwenVLReranker":
         """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm).
 
         The checkpoint's config.json picks the family: `qwen2_5_vl` (lychee-rerank-mm) or
@@ -119,7 +130,9 @@ class QwenVLReranker(ScorerBase):
         faster); `batch_size` is the most pairs per forward pass (default 32 on CUDA, 8 on CPU);
         `reuse_prefix=False` runs the whole prompt of every pair (same scores, slower; for comparison);
         `cache_size` keeps the scores of that many pairs to answer repeats from (0: off);
-        `image_cache_bytes` keeps processed images up to that size, for images ranked again (0: off).
+        `image_cache_bytes` keeps processed images up to that size, for images ranked again (0: off);
+        `batch_across_requests` lets concurrent calls share forward passes (False: one call at a time),
+        waiting at most `max_batch_wait_ms` for more work when a pass is not full (0: never waits).
         """
         started = time.monotonic()
         name = os.fspath(model) if model is not None else default_model()
@@ -131,7 +144,8 @@ class QwenVLReranker(ScorerBase):
         scorer = cls(hf_model, processor, model_name=name, device=runtime.device, max_pixels=max_pixels,
                      batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_text_tokens=max_text_tokens,
                      reuse_prefix=reuse_prefix, family=family, cache_size=cache_size,
-                     image_cache_bytes=image_cache_bytes)
+                     image_cache_bytes=image_cache_bytes, batch_across_requests=batch_across_requests,
+                     max_batch_wait_ms=max_batch_wait_ms)
         scorer.load_seconds = time.monotonic() - started
         return scorer
 
@@ -144,18 +158,19 @@ class QwenVLReranker(ScorerBase):
     def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
                      on_progress: ProgressCallback, context: RequestContext,
                      digest: DigestMemo) -> list[PairScore]:
-        # Texts are cut to their budget before the model is taken (cheap: see encoding.truncate); the
-        # images are processed while it is held, so that one request at a time holds pixel patches.
+        # Texts are cut to their budget first (cheap: see encoding.truncate); the images are processed by
+        # one request at a time (with the model, when calls do not share passes), so that few requests
+        # hold pixel patches at once.
         query, documents = self.encoder.truncate(query), [self.encoder.truncate(d) for d in documents]
-        self._acquire(context)
-        try:
+
+        def encode() -> list[EncodedPair]:
             hits, misses = self.image_cache.hits, self.image_cache.misses
             pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=context.check)
             context.stats.image_cache_hits += self.image_cache.hits - hits
             context.stats.image_cache_misses += self.image_cache.misses - misses
-            return self._score_pairs(pairs, on_progress, context)
-        finally:
-            self._lock.release()
+            return pairs
+
+        return self._run_encoded(encode, on_progress, context)
 
     def _score_fresh_pairs(self, pairs: list[tuple[Item, Item]], instruction: str, max_pixels: int | None,
                            on_progress: ProgressCallback | None, context: RequestContext,
@@ -163,14 +178,40 @@ class QwenVLReranker(ScorerBase):
         """Pairs whose queries differ (an explanation's query variants): encoded one by one, scored in
         shared batches; the part of the prompt they all share is still computed once."""
         pairs = [(self.encoder.truncate(query), self.encoder.truncate(document)) for query, document in pairs]
-        self._acquire(context)
+
+        def encode() -> list[EncodedPair]:
+            return [pair for query, document in pairs
+                    for pair in self.encoder.encode(query, [document], instruction, max_pixels, digest,
+                                                    on_document=context.check)]
+
+        return self._run_encoded(encode, on_progress, context)
+
+    def _run_encoded(self, encode, on_progress: ProgressCallback | None, context: RequestContext) -> list[PairScore]:
+        """Encode a call's pairs and score them: through the scheduler (passes shared with concurrent calls),
+        or holding the model for the whole call (`batch_across_requests=False`)."""
+        if self.scheduler is None:
+            self._acquire(context, self._lock)
+            try:
+                return self._score_pairs(encode(), on_progress, context)
+            finally:
+                self._lock.release()
+        self._arriving.add(1)
         try:
-            encoded = [pair for query, document in pairs
-                       for pair in self.encoder.encode(query, [document], instruction, max_pixels, digest,
-                                                       on_document=context.check)]
-            return self._score_pairs(encoded, on_progress, context)
-        finally:
-            self._lock.release()
+            self._acquire(context, self._encoding)
+            try:
+                encoded = encode()
+            finally:
+                self._encoding.release()
+        except BaseException:
+            self._arriving.add(-1)
+            self.scheduler.wake()
+            raise
+        return self.scheduler.run(encoded, context, on_progress, arrived=lambda: self._arriving.add(-1))
+
+    @property
+    def arriving(self) -> int:
+        """Calls encoding their pairs (or waiting to): the scheduler waits for them to fill a pass."""
+        return self._arriving.value
 
     def _inspect(self, query: Item, document: Item, instruction: str, max_pixels: int | None,
                  context: RequestContext, explain_tokens: int = 0) -> tuple[float, list, str | None, str | None]:
@@ -179,7 +220,7 @@ class QwenVLReranker(ScorerBase):
         from . import introspect
 
         query, document = self.encoder.truncate(query), self.encoder.truncate(document)
-        self._acquire(context)
+        self._acquire(context, self._lock)
         try:
             (pair,) = self.encoder.encode(query, [document], instruction, max_pixels)
             mass, top = introspect.next_tokens(self, pair)
@@ -197,17 +238,17 @@ class QwenVLReranker(ScorerBase):
 
     @property
     def waiting(self) -> int:
-        """Calls waiting for the model while another holds it (for /metrics)."""
-        return self._waiting.value
+        """Calls waiting for the model (for /metrics): for a pass, or for another call to finish."""
+        return self._waiting.value + (self.scheduler.waiting if self.scheduler is not None else 0)
 
-    def _acquire(self, context: RequestContext) -> None:
-        """Take the model, waiting at most until the call's deadline (and no longer once it is cancelled)."""
+    def _acquire(self, context: RequestContext, lock: threading.Lock) -> None:
+        """Take `lock`, waiting at most until the call's deadline (and no longer once it is cancelled)."""
         self._waiting.add(1)
         try:
             while True:
                 context.check()
                 remaining = context.remaining()
-                if self._lock.acquire(timeout=0.1 if remaining is None else max(0.0, min(0.1, remaining))):
+                if lock.acquire(timeout=0.1 if remaining is None else max(0.0, min(0.1, remaining))):
                     return
         finally:
             self._waiting.add(-1)
@@ -285,9 +326,11 @@ class QwenVLReranker(ScorerBase):
             for i, (no_logit, yes_logit) in zip(batch, logits.tolist()):
                 results[i] = PairScore(score=_p_yes(yes_logit, no_logit), yes_logit=yes_logit, no_logit=no_logit,
                                        tokens=pairs[i].length)
+            tokens = sum(pairs[i].length for i in batch)
             stats.batches.append(len(batch))
+            stats.passes.append((len(batch), tokens, 1))
             stats.scored += len(batch)
-            stats.tokens_scored += sum(pairs[i].length for i in batch)
+            stats.tokens_scored += tokens
             done += len(batch)
             if on_progress is not None:
                 on_progress(done, len(pairs))
@@ -314,55 +357,91 @@ class QwenVLReranker(ScorerBase):
         elif self.device.type == "mps":
             torch.mps.empty_cache()
 
-    @torch.inference_mode()
     def _encode_prefix(self, pairs: list[EncodedPair]) -> SharedPrefix | None:
-        length, image_count = shared_prefix_length(pairs)
-        if length < 1:
-            return None
-        first = pairs[0]
-        images = first.images[:image_count]
+        return self._encode_prefixes([pairs])[0]
+
+    @torch.inference_mode()
+    def _encode_prefixes(self, groups: list[list[EncodedPair]]) -> list[SharedPrefix | None]:
+        """The shared prefix of each group of pairs (one request's pairs), all in one pass: the prefixes
+        are right-padded to one length (the padding masked; causal attention keeps it out of the real
+        positions), and each one's keys/values are cut back to its own length. None: nothing shared."""
+        spans = [shared_prefix_length(pairs) for pairs in groups]
+        live = [(group, length, count) for group, (length, count) in zip(groups, spans) if length >= 1]
+        if not live:
+            return [None] * len(groups)
+        width = max(length for _, length, _ in live)
+        size = len(live)
+        input_ids = torch.full((size, width), self.pad_token_id, dtype=torch.long)
+        mm_token_type_ids = torch.zeros((size, width), dtype=torch.long)
+        attention_mask = torch.zeros((size, width), dtype=torch.long)
+        position_ids = torch.zeros((3, size, width), dtype=torch.long)
+        images = []
+        for row, (pairs, length, count) in enumerate(live):
+            first = pairs[0]
+            input_ids[row, :length] = first.input_ids[:length]
+            mm_token_type_ids[row, :length] = first.mm_token_type_ids[:length]
+            attention_mask[row, :length] = 1
+            position_ids[:, row, :length] = first.position_ids[:, :length]
+            images.extend(first.images[:count])
         device = self.device
         outputs = self.model.model(
-            input_ids=first.input_ids[None, :length].to(device),
-            attention_mask=torch.ones((1, length), dtype=torch.long, device=device),
-            position_ids=first.position_ids[:, None, :length].to(device),
-            mm_token_type_ids=first.mm_token_type_ids[None, :length].to(device),
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            mm_token_type_ids=mm_token_type_ids.to(device),
             pixel_values=torch.cat([image.pixel_values for image in images]).to(device) if images else None,
             image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
             use_cache=True,
         )
-        cache = outputs.past_key_values
-        return SharedPrefix(length, [(layer.keys, layer.values) for layer in cache.layers], image_count)
+        layers = outputs.past_key_values.layers
+        prefixes, row = [], 0
+        for length, count in spans:
+            if length < 1:
+                prefixes.append(None)
+                continue
+            if size == 1:
+                key_values = [(layer.keys, layer.values) for layer in layers]
+            else:
+                key_values = [(layer.keys[row:row + 1, :, :length].clone(), layer.values[row:row + 1, :, :length].clone())
+                              for layer in layers]
+            prefixes.append(SharedPrefix(length, key_values, count))
+            row += 1
+        return prefixes
 
     @torch.inference_mode()
-    def _forward(self, batch: list[EncodedPair], prefix: SharedPrefix | None = None) -> torch.Tensor:
+    def _forward(self, batch: list[EncodedPair], prefix: SharedPrefix | list[SharedPrefix | None] | None = None
+                 ) -> torch.Tensor:
         """(no, yes) logits at the last position of each pair, as a float32 (B, 2) tensor on the CPU.
 
-        With a shared prefix, only each pair's tail (the tokens after the prefix) runs, attending
-        to the prefix's cached keys/values; positions stay those of the whole sequence.
+        With a prefix, only each pair's tail (the tokens after the prefix) runs, attending to the
+        prefix's cached keys/values; positions stay those of the whole sequence. `prefix` is one
+        prefix for every row, or one per row (pairs of several requests in one pass, each behind its
+        own request's prefix: the prefixes are padded to one length and the padding is masked).
         """
-        skip = prefix.length if prefix else 0
+        rows = prefix if isinstance(prefix, list) else [prefix] * len(batch)
+        skips = [row.length if row is not None else 0 for row in rows]
+        padded = max(skips)  # prefix columns: each row's own prefix, then masked padding
         size = len(batch)
-        width = max(pair.length for pair in batch) - skip
+        width = max(pair.length - skip for pair, skip in zip(batch, skips))
         input_ids = torch.full((size, width), self.pad_token_id, dtype=torch.long)
         mm_token_type_ids = torch.zeros((size, width), dtype=torch.long)
-        attention_mask = torch.zeros((size, skip + width), dtype=torch.long)
-        attention_mask[:, :skip] = 1
+        attention_mask = torch.zeros((size, padded + width), dtype=torch.long)
         position_ids = torch.zeros((3, size, width), dtype=torch.long)
         # Left padding: every pair's last real token sits in the last column, where the score is read.
-        for row, pair in enumerate(batch):
+        for row, (pair, skip) in enumerate(zip(batch, skips)):
             start = width - (pair.length - skip)
             input_ids[row, start:] = pair.input_ids[skip:]
             mm_token_type_ids[row, start:] = pair.mm_token_type_ids[skip:]
-            attention_mask[row, skip + start:] = 1
+            attention_mask[row, :skip] = 1
+            attention_mask[row, padded + start:] = 1
             position_ids[:, row, start:] = pair.position_ids[:, skip:]
-        images = [image for pair in batch for image in pair.images[prefix.image_count if prefix else 0:]]
+        images = [image for pair, row in zip(batch, rows) for image in pair.images[row.image_count if row else 0:]]
         device = self.device
         past_key_values = None
-        if prefix is not None:
+        if padded:
             past_key_values = DynamicCache(config=self.model.config.text_config)
-            for layer, (keys, values) in enumerate(prefix.key_values):
-                past_key_values.update(keys.expand(size, -1, -1, -1), values.expand(size, -1, -1, -1), layer)
+            for layer, (keys, values) in enumerate(_prefix_rows(rows, padded, size)):
+                past_key_values.update(keys, values, layer)
         outputs = self.model.model(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
@@ -380,6 +459,29 @@ class QwenVLReranker(ScorerBase):
         return logits.cpu()
 
 
+def _prefix_rows(rows: list[SharedPrefix | None], padded: int, size: int):
+    """Per layer, the (keys, values) each row attends to before its tail: one shared prefix is expanded
+    (a view); several are padded to `padded` positions (masked) and gathered by row."""
+    first = rows[0]
+    if all(row is first for row in rows):
+        for keys, values in first.key_values:
+            yield keys.expand(size, -1, -1, -1), values.expand(size, -1, -1, -1)
+        return
+    distinct = list({id(row): row for row in rows if row is not None}.values())
+    place = {id(row): position for position, row in enumerate(distinct, start=1)}
+    index = torch.tensor([place[id(row)] if row is not None else 0 for row in rows])
+    template = distinct[0].key_values
+    for layer in range(len(template)):
+        stacked = []
+        for part in (0, 1):  # keys, values
+            sample = template[layer][part]
+            pad = sample.new_zeros((len(distinct) + 1, sample.shape[1], padded, sample.shape[3]))
+            for position, row in enumerate(distinct, start=1):
+                pad[position, :, :row.length] = row.key_values[layer][part][0]
+            stacked.append(pad.index_select(0, index.to(pad.device)))
+        yield stacked[0], stacked[1]
+
+
 def _p_yes(yes_logit: float, no_logit: float) -> float:
     return float(torch.softmax(torch.tensor([no_logit, yes_logit], dtype=torch.float64), dim=0)[1])
 
@@ -390,5 +492,8 @@ def _single_token_id(tokenizer, word: str) -> int:
         raise ValueError(f"the tokenizer encodes {word!r} as {len(ids)} tokens; a yes/no reranker needs one")
     return ids[0]
 
+
+QwenVLReranker._is_out_of_memory = staticmethod(_is_out_of_memory)  # for the scheduler
+QwenVLReranker._p_yes = staticmethod(_p_yes)
 
 LycheeScorer = QwenVLReranker  # the public name (from lychee_gradio import LycheeScorer)

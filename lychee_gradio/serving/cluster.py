@@ -34,6 +34,7 @@ from ..scoring import Counter, ScoreCache, ScorerBase
 logger = logging.getLogger(__name__)
 
 MAX_CHUNK = 32  # pairs per replica call for large requests: keeps progress moving and work spread
+REPLICA_CONCURRENCY = 16  # calls one replica takes at once: its scheduler forms passes from all of them
 MIN_SPLIT = 16  # a request is spread over replicas only when each part gets at least this many pairs:
 # below that, the shared prefix computed again per part costs more than the parallelism gains, and
 # concurrent small requests already keep every replica busy
@@ -240,7 +241,7 @@ def _user_facing(error: BaseException) -> BaseException:
 
 
 def scorer_deployment(replica: type, *, replicas: int, min_replicas: int | None, max_replicas: int | None,
-                      actor_options: dict, max_queued: int):
+                      actor_options: dict, max_queued: int, batch_across_requests: bool = True):
     """The Serve deployment of the model replicas, fixed or autoscaled: the one place its config is written."""
     from ray import serve
 
@@ -249,8 +250,14 @@ def scorer_deployment(replica: type, *, replicas: int, min_replicas: int | None,
         scaling = {"autoscaling_config": {"min_replicas": min_replicas or 1,
                                           "max_replicas": max_replicas or max(replicas, 1),
                                           "initial_replicas": replicas, "target_ongoing_requests": 1}}
-    # One request at a time per replica: the replica batches its pairs itself.
-    return serve.deployment(replica, name="scorer", ray_actor_options=actor_options, max_ongoing_requests=1,
+    # Each replica batches what it receives (its scorer's scheduler): it takes several calls at once, or one
+    # at a time when batching across requests is off.
+    ongoing = REPLICA_CONCURRENCY if batch_across_requests else 1
+    from ray.serve.config import RequestRouterConfig
+
+    router = RequestRouterConfig(request_router_class="lychee_gradio.serving.routing.LeastLoadedRouter")
+    return serve.deployment(replica, name="scorer", ray_actor_options=actor_options, max_ongoing_requests=ongoing,
+                            request_router_config=router,
                             max_queued_requests=max_queued, **scaling)
 
 
@@ -316,8 +323,9 @@ class Cluster:
 
         s = self.settings
         options, threads = self.resources(s.load_options.get("device", "auto"))
-        deployment = scorer_deployment(self.replica, replicas=s.replicas, min_replicas=s.min_replicas, max_replicas=s.max_replicas,
-                                       actor_options=options, max_queued=s.max_queued)
+        deployment = scorer_deployment(self.replica, replicas=s.replicas, min_replicas=s.min_replicas,
+                                       max_replicas=s.max_replicas, actor_options=options, max_queued=s.max_queued,
+                                       batch_across_requests=s.load_options.get("batch_across_requests", True))
         name = f"lychee-{index}"
         handle = serve.run(deployment.bind(os.fspath(model), s.load_options, threads), name=name, route_prefix=None)
         self.applications.append(name)

@@ -46,7 +46,7 @@ class ServerSettings:
     config: Config = Config()
     auth: tuple[str, str] | None = None
     mcp: bool = False
-    concurrency: int = 1  # requests the models work on at once: the number of model replicas
+    concurrency: int = 1  # page requests the models work on at once (replicas x calls each replica batches)
 
     @property
     def page_auth(self) -> tuple[str, str] | None:

@@ -33,8 +33,16 @@ PAIRS_SCORED = Counter("lychee_pairs_scored", "Pairs run through the model (not 
                        ["model"], registry=REGISTRY)
 TOKENS_SCORED = Counter("lychee_tokens_scored", "Prompt tokens of the pairs run through the model", ["model"],
                         registry=REGISTRY)
-BATCH_SIZE = Histogram("lychee_batch_size", "Pairs per forward pass", ["model"], registry=REGISTRY,
-                       buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+BATCH_SIZE = Histogram("lychee_batch_size", "Pairs per forward pass (from every request in it)", ["model"],
+                       registry=REGISTRY, buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+PASS_TOKENS = Histogram("lychee_pass_tokens", "Prompt tokens per forward pass (whole prompts, prefixes included)",
+                        ["model"], registry=REGISTRY,
+                        buckets=(64, 256, 1024, 4096, 8192, 16384, 32768, 65536, 131072))
+PASS_REQUESTS = Histogram("lychee_pass_requests", "Requests sharing one forward pass", ["model"], registry=REGISTRY,
+                          buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32))
+QUEUE_WAIT = Histogram("lychee_pass_wait_seconds", "Time a scoring call waited for its first forward pass",
+                       ["model"], registry=REGISTRY,
+                       buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 CACHE_HITS = Counter("lychee_score_cache_hits", "Pairs answered from the score cache", ["model"], registry=REGISTRY)
 CACHE_MISSES = Counter("lychee_score_cache_misses", "Pairs not in the score cache", ["model"], registry=REGISTRY)
 IMAGE_CACHE_HITS = Counter("lychee_image_cache_hits", "Images taken processed from the image cache", ["model"],
@@ -95,8 +103,12 @@ def record_scoring(model: str, stats: Any) -> None:
     IMAGE_CACHE_HITS.labels(model=model).inc(stats.image_cache_hits)
     IMAGE_CACHE_MISSES.labels(model=model).inc(stats.image_cache_misses)
     OOM_RETRIES.labels(model=model).inc(stats.oom_retries)
-    for size in stats.batches:
-        BATCH_SIZE.labels(model=model).observe(size)
+    for pairs, tokens, requests in stats.passes:
+        BATCH_SIZE.labels(model=model).observe(pairs)
+        PASS_TOKENS.labels(model=model).observe(tokens)
+        PASS_REQUESTS.labels(model=model).observe(requests)
+    if stats.scored:
+        QUEUE_WAIT.labels(model=model).observe(stats.queue_seconds)
 
 
 class Telemetry:

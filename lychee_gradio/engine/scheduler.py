@@ -1,0 +1,322 @@
+"""Batching across requests: one worker per loaded model forms every forward pass from all the requests
+that are waiting (docs/design.md, "Batching across requests").
+
+A request encodes its pairs on its own thread, then hands them here (`Scheduler.run`) and waits. The
+worker thread owns the model: it picks the next pass from every waiting request, computes the
+shared prefix of the requests that are new in it (one batched pass for all of them), runs the pass
+(each row behind its own request's prefix), and gives each request its scores. Scores stay
+pointwise: a row sees only its own request's prefix and its own tail.
+
+Policy:
+- **Fair**: a pass first gives the request that has waited longest a quarter of its rows (so a
+  stream of small requests never starves a big one), then fills up with the requests that have
+  the fewest pairs left, whole where they fit (ties: arrival order); within a request, longest
+  pairs first. A 4-document request that arrives while a 500-image one runs is in the very next
+  pass, and finishes there.
+- **Budget**: a pass holds at most `batch_size` rows (less after running out of memory, grown back
+  as before) and `max_batch_tokens` padded tokens: rows x (longest prefix + longest tail).
+- **Waiting**: when a pass is not full and other calls are still encoding their pairs (they will be
+  here in a moment), the worker waits for them, but never past `max_wait` seconds after the oldest
+  waiting request arrived (0: never waits). A lone request, with nobody on the way, does not wait.
+- **Stop and timeout**: a request that is stopped or passes its deadline leaves the queue at once;
+  its rows in a pass already running finish, and nothing of it runs afterwards.
+- **Out of memory**: a pass that runs out of memory is split (the size that fit is remembered); a
+  single row that does not fit fails its own request only.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..contract import (PairScore, ProgressCallback, RequestContext, ScoringCancelledError, ScoringOutOfMemoryError,
+                        ScoringTimeoutError)
+from .encoding import EncodedPair, shared_prefix_length
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's pairs in the queue."""
+
+    pairs: list[EncodedPair]
+    context: RequestContext
+    pending: list[int]  # pairs not run yet, longest first
+    results: list[PairScore | None]
+    arrived: float = field(default_factory=time.monotonic)
+    prefix_length: int = 0  # tokens its pairs share (computed once, then skipped by every row)
+    prefix: object = None  # its SharedPrefix, once computed (None: none, or not yet)
+    prefix_ready: bool = False
+    done: int = 0
+    started: float | None = None  # when its first pass began
+    error: BaseException | None = None
+    gone: bool = False  # stopped or timed out: its pending rows were dropped
+    in_pass: bool = False  # rows of it are in the pass running now
+    finished: threading.Event = field(default_factory=threading.Event)
+    progress: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # `done` after each of its passes
+
+
+class Scheduler:
+    """The queue in front of one model and the worker that owns it."""
+
+    def __init__(self, scorer, max_wait: float = 0.005):
+        self.scorer = scorer
+        self.max_wait = max_wait
+        self._jobs: list[Job] = []  # in arrival order
+        self._changed = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Requests with pairs waiting for a pass."""
+        return sum(1 for job in self._jobs if job.pending)
+
+    def wake(self) -> None:
+        """Something the worker may be waiting for changed (a call that was encoding gave up)."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def run(self, pairs: list[EncodedPair], context: RequestContext,
+            on_progress: ProgressCallback | None = None, arrived=None) -> list[PairScore]:
+        """Queue one request's pairs and wait for their scores (in input order). `arrived` is called once
+        they are in the queue (with the queue's lock held, so the worker sees both changes together)."""
+        order = sorted(range(len(pairs)), key=lambda i: -pairs[i].length)
+        job = Job(pairs, context, order, [None] * len(pairs))
+        if self.scorer.reuse_prefix and len(pairs) > 1:
+            job.prefix_length = shared_prefix_length(pairs)[0]
+        with self._changed:
+            self._jobs.append(job)
+            if arrived is not None:
+                arrived()
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="lychee-scheduler", daemon=True)
+                self._worker.start()
+            self._changed.notify_all()
+        try:
+            # Progress after each pass with rows of this request, told on the request's own thread; its Stop
+            # and deadline are checked while it waits.
+            while not job.finished.is_set() or not job.progress.empty():
+                remaining = context.remaining()
+                try:
+                    # The worker also checks Stop and deadlines before each pass: waking here is a backstop.
+                    done = job.progress.get(timeout=0.25 if remaining is None else max(0.001, min(0.25, remaining)))
+                except queue.Empty:
+                    if not job.finished.is_set():
+                        context.check()
+                    continue
+                if on_progress is not None and job.error is None:
+                    on_progress(done, len(pairs))
+        except BaseException:
+            self._drop(job)
+            raise
+        if job.error is not None:
+            raise job.error
+        return job.results  # type: ignore[return-value]
+
+    def _drop(self, job: Job) -> None:
+        """The request stopped waiting (Stop, its deadline, an error of its own): its rows leave the queue at
+        once; a pass already running rows of it is waited for, so that none of it runs after its answer."""
+        with self._changed:
+            job.gone = True
+            job.pending = []
+            if job in self._jobs:
+                self._jobs.remove(job)
+            while job.in_pass:
+                self._changed.wait()
+
+    # -- the worker -------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._changed:
+                rows = self._next_pass()
+                while not rows:
+                    self._changed.wait()
+                    rows = self._next_pass()
+                for job, _ in rows:
+                    job.in_pass = True
+            try:
+                self._run(rows)
+            except Exception as error:  # noqa: BLE001 - a bug here must not leave requests waiting forever
+                logger.exception("the scheduler failed a pass")
+                self._fail(list(dict.fromkeys(job for job, _ in rows)), error)
+            finally:
+                with self._changed:
+                    for job, _ in rows:
+                        job.in_pass = False
+                    self._changed.notify_all()
+
+    def _next_pass(self) -> list[tuple[Job, int]]:
+        """The next pass's rows (called with the lock held): waits for more requests while the pass is not
+        full and the oldest waiting request has waited less than `max_wait`. Takes them out of `pending`.
+        Requests stopped or past their deadline are answered with that error and leave the queue."""
+        while True:
+            for job in [job for job in self._jobs if job.pending]:
+                try:
+                    job.context.check()
+                except (ScoringCancelledError, ScoringTimeoutError) as error:
+                    self._fail([job], error)
+            active = [job for job in self._jobs if job.pending]
+            if not active:
+                return []
+            rows, full = self._choose(active)
+            wait = min(job.arrived for job in active) + self.max_wait - time.monotonic()
+            if full or wait <= 0 or not self.scorer.arriving:
+                break
+            self._changed.wait(wait)
+        for job, index in rows:
+            job.pending.remove(index)
+        return rows
+
+    def _choose(self, active: list[Job]) -> tuple[list[tuple[Job, int]], bool]:
+        """The rows of the next pass (see the policy above), and whether the pass is full."""
+        scorer = self.scorer
+        size = min(scorer.batch_size, scorer.fitting_batch_size or scorer.batch_size)
+        rows: list[tuple[Job, int]] = []
+        taken: set[tuple[int, int]] = set()
+        widest = {"prefix": 0, "tail": 0}
+        full = False
+
+        def take(job: Job, limit: int) -> None:
+            nonlocal full
+            count = sum(1 for owner, _ in rows if owner is job)
+            for index in job.pending:
+                if count >= limit or len(rows) >= size:
+                    return
+                if (id(job), index) in taken:
+                    continue
+                prefix = max(widest["prefix"], job.prefix_length)
+                tail = max(widest["tail"], job.pairs[index].length - job.prefix_length)
+                if rows and (prefix + tail) * (len(rows) + 1) > scorer.max_batch_tokens:
+                    full = True  # a shorter pair (of this request or another) may still fit
+                    continue
+                rows.append((job, index))
+                taken.add((id(job), index))
+                widest["prefix"], widest["tail"] = prefix, tail
+                count += 1
+
+        oldest = min(active, key=lambda job: job.arrived)
+        take(oldest, max(1, size // 4))
+        for job in sorted(active, key=lambda job: (len(job.pending), job.arrived)):
+            take(job, size)
+        return rows, full or len(rows) >= size
+
+    def _run(self, rows: list[tuple[Job, int]]) -> None:
+        scorer = self.scorer
+        jobs = list(dict.fromkeys(job for job, _ in rows))
+        now = time.monotonic()
+        for job in jobs:
+            job.started = job.started or now
+        out_of_memory = False
+        try:
+            with scorer._lock:
+                self._prefixes([job for job in jobs if not job.prefix_ready])
+                logits = scorer._forward([job.pairs[i] for job, i in rows], [job.prefix for job, _ in rows])
+        except RuntimeError as error:
+            if not scorer._is_out_of_memory(error):
+                self._failed(rows, jobs, error)
+                return
+            out_of_memory = True
+        except Exception as error:  # noqa: BLE001 - the requests of the pass hear of it (see _failed)
+            self._failed(rows, jobs, error)
+            return
+        if out_of_memory:  # released here, once the exception (and the tensors its traceback holds) is gone
+            self._split(rows, jobs)
+            return
+        scorer._note_fit()
+        tokens = sum(job.pairs[i].length for job, i in rows)
+        # The pass is counted once, with the first request in it that is still there to report it.
+        reporter = next((job for job in jobs if not job.gone), None)
+        if reporter is not None:
+            reporter.context.stats.passes.append((len(rows), tokens, len(jobs)))
+        with self._changed:
+            for (job, index), (no, yes) in zip(rows, logits.tolist()):
+                pair = job.pairs[index]
+                job.results[index] = PairScore(score=scorer._p_yes(yes, no), yes_logit=yes, no_logit=no,
+                                               tokens=pair.length)
+                job.done += 1
+                job.context.stats.scored += 1
+                job.context.stats.tokens_scored += pair.length
+            for job in jobs:
+                job.context.stats.batches.append(sum(1 for owner, _ in rows if owner is job))
+                job.progress.put(job.done)
+                if job.done == len(job.pairs) or (job.gone and not job.pending):
+                    self._finish(job)
+
+    def _failed(self, rows: list[tuple[Job, int]], jobs: list[Job], error: Exception) -> None:
+        """A pass failed (not for memory): with one request in it, that request fails; with several, each
+        one's rows run again on their own, so that what one request brought fails only that request."""
+        if len(jobs) == 1:
+            self._fail(jobs, error)
+            return
+        logger.warning("a forward pass shared by %d requests failed (%r); running each request's rows alone",
+                       len(jobs), error)
+        for job in jobs:
+            self._run([(owner, index) for owner, index in rows if owner is job])
+
+    def _prefixes(self, jobs: list[Job]) -> None:
+        """Each new request's shared prefix, all in one pass (one by one if that runs out of memory; a
+        request whose own prefix does not fit runs whole prompts)."""
+        wanted = [job for job in jobs if job.prefix_length >= 1]
+        for job in jobs:
+            if job.prefix_length < 1:
+                job.prefix_ready = True
+        if not wanted:
+            return
+        for group in ([wanted] if len(wanted) > 1 else []) + [[job] for job in wanted]:
+            try:
+                prefixes = self.scorer._encode_prefixes([job.pairs for job in group])
+            except RuntimeError as error:
+                if not self.scorer._is_out_of_memory(error):
+                    raise
+                prefixes = None
+            if prefixes is None:
+                self.scorer._release_memory()
+                for job in group:
+                    job.context.stats.oom_retries += 1
+                if len(group) == 1:
+                    logger.warning("out of GPU memory computing a request's shared prefix; running whole prompts")
+                    group[0].prefix_ready = True
+                continue
+            for job, prefix in zip(group, prefixes):
+                job.prefix, job.prefix_ready = prefix, True
+            return
+
+    def _split(self, rows: list[tuple[Job, int]], jobs: list[Job]) -> None:
+        scorer = self.scorer
+        scorer._release_memory()
+        jobs[0].context.stats.oom_retries += 1
+        if len(rows) == 1:
+            job, index = rows[0]
+            self._fail([job], ScoringOutOfMemoryError(
+                f"out of GPU memory scoring a single pair of {job.pairs[index].length} tokens; lower max_pixels "
+                "or max_text_tokens, or use a GPU with more memory"))
+            return
+        size = (len(rows) + 1) // 2
+        scorer._remember_fit(size)
+        logger.warning("out of GPU memory with %d pairs per pass; retrying with %d", len(rows), size)
+        with self._changed:
+            for job, index in rows:
+                if not job.gone:
+                    job.pending.append(index)
+            for job in jobs:
+                job.pending.sort(key=lambda i: -job.pairs[i].length)
+            self._changed.notify_all()
+
+    def _fail(self, jobs: list[Job], error: BaseException) -> None:
+        with self._changed:
+            for job in jobs:
+                job.error = error
+                job.pending = []
+                self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        """(Lock held.) The request has all its scores, or an error: it leaves the queue."""
+        job.context.stats.queue_seconds += (job.started or time.monotonic()) - job.arrived
+        if job in self._jobs:
+            self._jobs.remove(job)
+        job.finished.set()

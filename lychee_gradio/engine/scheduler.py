@@ -132,23 +132,28 @@ class Scheduler:
 
     def _work(self) -> None:
         while True:
-            with self._changed:
+            self._one_pass()
+
+    def _one_pass(self) -> None:
+        """Waits for rows and runs them as one pass. A method of its own so that nothing of a finished
+        pass (its jobs hold every request's decoded pixels) stays referenced while the worker waits."""
+        with self._changed:
+            rows = self._next_pass()
+            while not rows:
+                self._changed.wait()
                 rows = self._next_pass()
-                while not rows:
-                    self._changed.wait()
-                    rows = self._next_pass()
+            for job, _ in rows:
+                job.in_pass = True
+        try:
+            self._run(rows)
+        except Exception as error:  # noqa: BLE001 - a bug here must not leave requests waiting forever
+            logger.exception("the scheduler failed a pass")
+            self._fail(list(dict.fromkeys(job for job, _ in rows)), error)
+        finally:
+            with self._changed:
                 for job, _ in rows:
-                    job.in_pass = True
-            try:
-                self._run(rows)
-            except Exception as error:  # noqa: BLE001 - a bug here must not leave requests waiting forever
-                logger.exception("the scheduler failed a pass")
-                self._fail(list(dict.fromkeys(job for job, _ in rows)), error)
-            finally:
-                with self._changed:
-                    for job, _ in rows:
-                        job.in_pass = False
-                    self._changed.notify_all()
+                    job.in_pass = False
+                self._changed.notify_all()
 
     def _next_pass(self) -> list[tuple[Job, int]]:
         """The next pass's rows (called with the lock held): waits for more requests while the pass is not

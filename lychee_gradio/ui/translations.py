@@ -88,7 +88,7 @@ EN = {
 EN_OUTPUT = {
     "why_query_image": "Query image", "why_document_image": "Document image", "why_query_text": "Query text",
     "why_document_text": "Document text", "why_lowers": "lowered the score", "why_raises": "raised it",
-    "why_legend": "colour scale", "why_raw": "Raw output", "why_mass": "share of yes+no",
+    "why_legend": "colour scale", "why_texts": "Texts, word by word", "why_raw": "Raw output", "why_mass": "share of yes+no",
     "why_low_mass": "The model put little probability on yes or no: it wanted to say something else, so read the "
                     "score with care.",
     "why_token": "likeliest next token", "why_probability": "probability",
@@ -181,7 +181,7 @@ ZH_EXTRA = {
 ZH_OUTPUT = {
     "why_query_image": "查询图片", "why_document_image": "文档图片", "why_query_text": "查询文本",
     "why_document_text": "文档文本", "why_lowers": "降低了分数", "why_raises": "提高了分数",
-    "why_legend": "颜色刻度", "why_raw": "原始输出", "why_mass": "yes+no 概率占比",
+    "why_legend": "颜色刻度", "why_texts": "文本(逐词)", "why_raw": "原始输出", "why_mass": "yes+no 概率占比",
     "why_low_mass": "模型给 yes 或 no 的概率很低:它本想说别的内容,请谨慎看待这个分数。",
     "why_token": "最可能的下一个词元", "why_probability": "概率",
     "why_words": "模型自己的话(可能有误):",

@@ -96,8 +96,8 @@ def why_panel(elem_id: str) -> SimpleNamespace:
                 query_map = gr.Image(label=I18N("why_query_map"), type="pil", height=260, interactive=False)
                 document_map = gr.Image(label=I18N("why_document_map"), type="pil", height=260, interactive=False)
             with gr.Column(scale=1):
-                texts = gr.HTML(elem_id=f"{elem_id}-texts")
-                raw = gr.Markdown(elem_id=f"{elem_id}-raw")
+                texts = gr.HTML(label=I18N("why_texts"), show_label=False, elem_id=f"{elem_id}-texts")
+                raw = gr.Markdown(label=I18N("why_raw"), show_label=False, elem_id=f"{elem_id}-raw")
         details = gr.JSON(label=I18N("details"), visible=False)
     return SimpleNamespace(outputs=[query_map, document_map, texts, raw, details], maps=[query_map, document_map],
                            texts=texts, raw=raw, details=details)

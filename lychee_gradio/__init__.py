@@ -25,6 +25,7 @@ _EXPORTS = {
     "ScoringTimeoutError": "contract",
     "ScoringCancelledError": "contract",
     "ModelLoadError": "engine.weights",
+    "WontFitError": "engine.memory",
     "DEFAULT_MODEL_ID": "engine.weights",
     "DEFAULT_INSTRUCTION": "presets",
     "INSTRUCTION_PRESETS": "presets",
@@ -36,6 +37,7 @@ __all__ = [*_EXPORTS, "__version__"]
 if TYPE_CHECKING:
     from .contract import (InputError, Item, PairScore, RequestContext, RerankResult, ScoringCancelledError,
                            ScoringOutOfMemoryError, ScoringTimeoutError)
+    from .engine.memory import WontFitError
     from .engine.prompt import SYSTEM_PROMPT
     from .engine.scorer import LycheeScorer, QwenVLReranker
     from .engine.weights import DEFAULT_MODEL_ID, ModelLoadError

@@ -66,6 +66,17 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-cache-mb", type=_non_negative, default=DEFAULT_IMAGE_CACHE_MB,
                         help="processed images kept for images ranked again, e.g. a new query over the same photos "
                              f"(default {DEFAULT_IMAGE_CACHE_MB} MB; 0: off)")
+    parser.add_argument("--quantize", choices=("int8", "nf4"), default=None,
+                        help="load the language model's weights in 8 or 4 bits (bitsandbytes: pip install -e "
+                             "'.[quantize]'); the vision tower stays in --dtype. Per model: --model X@nf4")
+    parser.add_argument("--max-batch-tokens", type=int, default=None,
+                        help="prompt tokens per forward pass, padding included (default 32768 GPU, 8192 CPU); "
+                             "smaller passes need less working memory")
+    parser.add_argument("--check", action="store_true",
+                        help="print the memory each model needs and what the device has free, then exit without "
+                             "loading (exit code 1 if one would not fit)")
+    parser.add_argument("--skip-memory-check", dest="check_memory", action="store_false",
+                        help="load even when the estimate says the model will not fit")
     parser.add_argument("--max-batch-wait-ms", type=_non_negative_float, default=DEFAULT_MAX_BATCH_WAIT_MS,
                         help="when a forward pass is not full, wait at most this long for other requests to share it "
                              f"(default {DEFAULT_MAX_BATCH_WAIT_MS:g} ms; 0: never wait)")
@@ -187,13 +198,42 @@ def load_scorers(args: argparse.Namespace) -> list:
     """Every model the flags name, loaded once, in order."""
     from .engine.scorer import LycheeScorer
 
-    return [LycheeScorer.load(name, **_load_options(args)) for name in model_names(args)]
+    return [LycheeScorer.load(name, **_load_options(args, name)) for name in model_names(args)]
 
 
-def _load_options(args: argparse.Namespace, *, cache: bool = True) -> dict:
+def _load_options(args: argparse.Namespace, name=None, *, cache: bool = True) -> dict:
+    """LycheeScorer.load's options from the flags; `--quantize` applies to models named without `@int8`/`@nf4`."""
+    from .engine.weights import split_precision
+
+    quantize = None if name is not None and split_precision(name)[1] else args.quantize
     return {"device": args.device, "dtype": args.dtype, "max_pixels": args.max_pixels, "batch_size": args.batch_size,
             "cache_size": args.cache_size if cache else 0, "image_cache_bytes": args.image_cache_mb * 2**20,
-            "batch_across_requests": args.batch_across_requests, "max_batch_wait_ms": args.max_batch_wait_ms}
+            "batch_across_requests": args.batch_across_requests, "max_batch_wait_ms": args.max_batch_wait_ms,
+            "quantize": quantize, "max_batch_tokens": args.max_batch_tokens, "check_memory": args.check_memory}
+
+
+def check_memory(args: argparse.Namespace) -> int:
+    """`--check`: each model's memory estimate against the device's free memory, without loading anything."""
+    from .engine import memory
+    from .engine.weights import ModelLoadError, choose_runtime, split_precision
+
+    try:
+        runtime = choose_runtime(args.device, args.dtype)
+    except ModelLoadError as error:
+        print(f"lychee {args.command}: {error}", file=sys.stderr)
+        return 2
+    worst = 0
+    for name in model_names(args):
+        quantize = None if split_precision(name)[1] else args.quantize
+        found = memory.estimate(name, runtime, quantize, args.max_batch_tokens)
+        if found is None:
+            print(f"{name}: its size is not known before it is downloaded (not a published model, not in the cache)")
+            continue
+        print(found.describe())
+        if found.fits is False:
+            print("  " + memory.wont_fit_message(found, runtime))
+            worst = 1
+    return worst
 
 
 def uses_ray(args: argparse.Namespace) -> bool:
@@ -218,6 +258,8 @@ def start_cluster(args: argparse.Namespace):
     settings = ClusterSettings(replicas=replicas, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                                ray_address=args.ray_address, max_queued=args.max_queued,
                                load_options=_load_options(args, cache=False), cache_size=args.cache_size)
+    # Each replica loads its model with these options: --quantize applies to models named without a suffix.
+    # (A suffix on a name is read by LycheeScorer.load itself.)
     cluster = Cluster(settings, ScorerReplica)
     try:
         return cluster, [cluster.deploy(os.fspath(name), i) for i, name in enumerate(model_names(args))]
@@ -262,6 +304,8 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     from .serving import server, telemetry
 
     telemetry.configure_logging(args.log_format)
+    if args.check:
+        return check_memory(args)
     if args.request_timeout < 0:
         print(f"lychee {args.command}: --request-timeout must be 0 (none) or positive", file=sys.stderr)
         return 2

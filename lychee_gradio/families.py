@@ -20,6 +20,10 @@ class ModelFamily:
     min_pixels: int
     max_pixels: int  # the default bound on an image's pixels
     max_text_tokens: int  # the default cut for one query or document text
+    # Kept in the compute dtype when the weights are quantized (full module names, as transformers 5.x
+    # matches them: a bare "visual" would not match "model.visual.blocks.0..."): the vision tower and the
+    # output head (its yes/no rows make the score). The embeddings are not linear layers: never quantized.
+    unquantized_modules: tuple[str, ...] = ("model.visual", "lm_head")
 
 
 LYCHEE = ModelFamily(
@@ -47,6 +51,28 @@ QWEN3_VL = ModelFamily(
 )
 
 FAMILIES: dict[str, ModelFamily] = {family.model_type: family for family in (LYCHEE, QWEN3_VL)}
+
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the memory estimate needs to know of a checkpoint (engine/memory.py)."""
+
+    model_type: str
+    parameters: int
+    quantizable: int  # of them, in the language model's linear layers: what 8-/4-bit quantization shrinks
+    hidden_size: int  # the language model's
+    intermediate_size: int
+
+
+# The published checkpoints, for the memory estimate before they are downloaded. Counted from the
+# published architectures (engine/random_model.py's "7b", "2b", "8b" configs, on the meta device, output
+# head untied); a downloaded checkpoint is counted from its own config.json instead.
+PUBLISHED: dict[str, Architecture] = {
+    "vec-ai/lychee-rerank-mm": Architecture("qwen2_5_vl", 8_292_166_656, 6_525_288_448, 3584, 18944),
+    "Qwen/Qwen3-VL-Reranker-2B": Architecture("qwen3_vl", 2_438_696_960, 1_409_286_144, 2048, 6144),
+    "Qwen/Qwen3-VL-Reranker-8B": Architecture("qwen3_vl", 8_767_123_696, 6_945_767_424, 4096, 12288),
+}
 
 
 def family_for(model_type: str | None) -> ModelFamily:

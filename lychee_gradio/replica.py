@@ -27,11 +27,14 @@ class ScorerReplica:
         import torch
 
         from .engine.scorer import LycheeScorer
+        from .engine.weights import split_precision
 
         if threads:
             torch.set_num_threads(threads)
-        # The score cache sits in front of the replicas (RayScorer), where every request passes.
-        self.scorer = LycheeScorer.load(model, **{**load_options, "cache_size": 0})
+        options = {**load_options, "cache_size": 0}  # the score cache sits in front of the replicas (RayScorer)
+        if split_precision(model)[1]:
+            options["quantize"] = None  # the name's own @int8/@nf4 counts for it, not --quantize
+        self.scorer = LycheeScorer.load(model, **options)
         self.pairs = 0
         self._threads = ThreadPoolExecutor(REPLICA_CONCURRENCY, thread_name_prefix="lychee-replica")
 
@@ -47,7 +50,8 @@ class ScorerReplica:
     def describe(self) -> dict:
         scorer = self.scorer
         return {"model_name": scorer.model_name, "model_type": scorer.family.model_type,
-                "max_pixels": scorer.max_pixels, "pid": os.getpid(), "load_seconds": scorer.load_seconds}
+                "max_pixels": scorer.max_pixels, "pid": os.getpid(), "load_seconds": scorer.load_seconds,
+                "weights_bytes": scorer.weights_bytes, "precision": scorer.precision}
 
     async def inspect(self, query, document, instruction, max_pixels, explain_tokens: int = 0,
                       timeout: float | None = None) -> tuple:

@@ -59,7 +59,7 @@ def build(args: dict[str, Any]):
     The model and its replicas: model (default $LYCHEE_MODEL or vec-ai/lychee-rerank-mm), replicas (1),
     min_replicas and max_replicas (autoscaling), num_gpus (1 per replica where GPUs exist, else 0),
     num_cpus (per replica), device, dtype, max_pixels, batch_size, max_queued, image_cache_mb (per
-    replica, default 0), max_batch_wait_ms, batch_across_requests. The server: host (0.0.0.0), port (7860), mcp. Everything every door
+    replica, default 0), max_batch_wait_ms, batch_across_requests, quantize (int8 or nf4). The server: host (0.0.0.0), port (7860), mcp. Everything every door
     shares, with the same names and defaults as `lychee load` (`settings.Config`): api_key (or
     $LYCHEE_API_KEY), request_timeout, cache_size (pair scores kept by the frontend), max_documents,
     max_image_pixels, max_request_pixels, max_body_bytes, max_upload_bytes, allow_image_urls,
@@ -74,6 +74,8 @@ def build(args: dict[str, Any]):
     load_options = {key: options[key] for key in ("device", "dtype", "max_pixels", "batch_size") if key in options}
     if "image_cache_mb" in options:
         load_options["image_cache_bytes"] = int(float(options["image_cache_mb"]) * 2**20)
+    if options.get("quantize"):
+        load_options["quantize"] = str(options["quantize"])
     if "max_batch_wait_ms" in options:
         load_options["max_batch_wait_ms"] = float(options["max_batch_wait_ms"])
     if "batch_across_requests" in options:

@@ -81,3 +81,15 @@ def test_the_cache_benchmark_prints_the_repeated_half_repeated_and_image_figures
         assert row in printed
     report = json.loads((tmp_path / "caches.json").read_text())
     assert report["image_cache_bytes"] > 0 and report["repeated_seconds"] > 0
+
+
+def test_the_quantize_benchmark_loads_full_and_int8_weights_through_the_loader(tmp_path, capsys):
+    pytest.importorskip("bitsandbytes", reason="quantization needs bitsandbytes: pip install -e '.[quantize]'")
+    bench_main(["--quantize", "int8", "--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1",
+                "--output", str(tmp_path / "bench.json")])
+    printed = capsys.readouterr().out
+    assert "| float32 |" in printed and "| int8 |" in printed
+    report = json.loads((tmp_path / "quantize.json").read_text())
+    full, int8 = report["precisions"]["float32"], report["precisions"]["int8"]
+    assert int8["weights_bytes"] < full["weights_bytes"] and int8["pairs_per_second"] > 0
+    assert full["largest_difference"] == 0 and int8["largest_difference"] < 0.05

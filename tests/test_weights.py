@@ -56,8 +56,9 @@ def test_a_modelscope_id_is_fetched_by_modelscopes_own_download_when_online(tiny
 
     monkeypatch.setattr(weights, "_modelscope_snapshot_download", fake_snapshot_download)
     scorer = LycheeScorer.load("vec-ai/lychee-rerank-mm", device="cpu")
-    # Online, the download itself runs (it verifies the cache and fetches what is missing) ...
-    assert calls == [("vec-ai/lychee-rerank-mm", {})]
+    # Online, the download itself runs (it verifies the cache and fetches what is missing) ... (the memory
+    # check only looked in the cache first, for the checkpoint's config)
+    assert [call for call in calls if call[1] != {"local_files_only": True}] == [("vec-ai/lychee-rerank-mm", {})]
     assert scorer.model_name == "vec-ai/lychee-rerank-mm"
     assert len(scorer.score("q", ["d"])) == 1
 

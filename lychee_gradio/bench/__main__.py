@@ -8,6 +8,7 @@
     python -m lychee_gradio.bench --batching              # only the batching-across-requests rows of --serving
     python -m lychee_gradio.bench --caches                # repeated requests: score cache and image cache
     python -m lychee_gradio.bench --explain               # why this score: maps and weights vs. one call each
+    python -m lychee_gradio.bench --quantize all          # int8 and nf4 weights vs. full precision
 
 All three paths run in one process on the same random-weight model (built from a config: the
 same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
@@ -24,6 +25,7 @@ from .batching import format_batching, run_batching
 from .caches import format_caches, run_caches
 from .engine import format_stability, format_table, run_benchmark, run_stability
 from .explain import format_explain, run_explain
+from .quantize import format_quantize, run_quantize
 from .serving import format_serving, run_serving
 
 
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--explain", action="store_true",
                         help="instead: an image's 8x8 map and a text's weights through the engine vs. one variant "
                              "per call")
+    parser.add_argument("--quantize", choices=("int8", "nf4", "all"), default=None,
+                        help="instead: the same checkpoint loaded in full precision and in int8, nf4 or both "
+                             "(bitsandbytes): weights bytes, pairs/s, peak memory, score differences")
     parser.add_argument("--stability", action="store_true",
                         help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
                              "reuse (use with --dtype bfloat16)")
@@ -68,6 +73,13 @@ def main(argv: list[str] | None = None) -> None:
         print(format_explain(report))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name("explain.json").write_text(json.dumps(report, indent=2))
+        return
+    if args.quantize:
+        modes = ("int8", "nf4") if args.quantize == "all" else (args.quantize,)
+        report = run_quantize(args.model_size, args.device, args.dtype, args.runs, args.family, args.docs or 32, modes)
+        print(format_quantize(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("quantize.json").write_text(json.dumps(report, indent=2))
         return
     if args.caches:
         report = run_caches(args.model_size, args.device, args.dtype, args.docs or 32, args.runs, family=args.family)

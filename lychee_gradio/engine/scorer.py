@@ -30,7 +30,8 @@ from ..scoring import Counter, DigestMemo, ScoreCache, ScorerBase
 from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder, shared_prefix_length
 from .scheduler import Scheduler
-from .weights import choose_runtime, default_model, load_model_and_processor, resolve_model_dir
+from .weights import (choose_runtime, default_model, load_model_and_processor, resolve_model_dir, split_precision,
+                      weights_bytes)
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,10 @@ class QwenVLReranker(ScorerBase):
                  max_batch_tokens: int | None = None, max_text_tokens: int | None = None,
                  reuse_prefix: bool = True, family: ModelFamily = LYCHEE,
                  cache_size: int = 0, image_cache_bytes: int = 0,
-                 batch_across_requests: bool = True, max_batch_wait_ms: float = 5.0):
+                 batch_across_requests: bool = True, max_batch_wait_ms: float = 5.0,
+                 quantize: str | None = None):
         self.family = family
+        self.quantize = quantize  # "int8", "nf4" (bitsandbytes), or None: the weights in the compute dtype
         self.model = model
         self.processor = processor
         self.model_name = model_name
@@ -119,7 +122,8 @@ class QwenVLReranker(ScorerBase):
              attn_implementation: str = "auto", max_batch_tokens: int | None = None,
              max_text_tokens: int | None = None, reuse_prefix: bool = True, cache_size: int = 0,
              image_cache_bytes: int = 0, batch_across_requests: bool = True,
-             max_batch_wait_ms: float = 5.0) -> "QwenVLReranker":
+             max_batch_wait_ms: float = 5.0, quantize: str | None = None,
+             check_memory: bool = True) -> "QwenVLReranker":
         """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm).
 
         The checkpoint's config.json picks the family: `qwen2_5_vl` (lychee-rerank-mm) or
@@ -132,22 +136,49 @@ class QwenVLReranker(ScorerBase):
         `cache_size` keeps the scores of that many pairs to answer repeats from (0: off);
         `image_cache_bytes` keeps processed images up to that size, for images ranked again (0: off);
         `batch_across_requests` lets concurrent calls share forward passes (False: one call at a time),
-        waiting at most `max_batch_wait_ms` for more work when a pass is not full (0: never waits).
+        waiting at most `max_batch_wait_ms` for more work when a pass is not full (0: never waits);
+        `quantize="int8"` or `"nf4"` loads the language model's linear layers in 8 or 4 bits with
+        bitsandbytes (`pip install -e '.[quantize]'`; the vision tower and the head stay in `dtype`); a
+        model name ending in `@int8` or `@nf4` does the same, and the precision becomes part of the
+        model's name (`model_name`), so its scores are never mistaken for another precision's.
+        Before loading, the memory it needs is estimated and compared with what the device has free
+        (engine/memory.py): `WontFitError` says what would fit (`check_memory=False` skips it).
         """
+        from . import memory
+        from .weights import check_quantization
+
         started = time.monotonic()
-        name = os.fspath(model) if model is not None else default_model()
-        folder = resolve_model_dir(name)
+        name, suffix = split_precision(os.fspath(model) if model is not None else default_model())
+        if quantize and suffix and quantize != suffix:
+            raise ValueError(f"the model name asks for {suffix} and quantize= for {quantize}; give one")
+        quantize = quantize or suffix
         runtime = choose_runtime(device, dtype, attn_implementation)
-        logger.info("loading %s from %s on %s (%s, %s)", name, folder, runtime.device, runtime.dtype,
-                    runtime.attn_implementation)
-        hf_model, processor, family = load_model_and_processor(folder, runtime)
-        scorer = cls(hf_model, processor, model_name=name, device=runtime.device, max_pixels=max_pixels,
+        check_quantization(quantize, runtime)
+        if check_memory:
+            memory.check(name, runtime, quantize, max_batch_tokens)
+        folder = resolve_model_dir(name)
+        logger.info("loading %s from %s on %s (%s, %s%s)", name, folder, runtime.device, runtime.dtype,
+                    runtime.attn_implementation, f", {quantize} weights" if quantize else "")
+        hf_model, processor, family = load_model_and_processor(folder, runtime, quantize)
+        served = f"{name}@{quantize}" if quantize else name
+        scorer = cls(hf_model, processor, model_name=served, device=runtime.device, max_pixels=max_pixels,
                      batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_text_tokens=max_text_tokens,
                      reuse_prefix=reuse_prefix, family=family, cache_size=cache_size,
                      image_cache_bytes=image_cache_bytes, batch_across_requests=batch_across_requests,
-                     max_batch_wait_ms=max_batch_wait_ms)
+                     max_batch_wait_ms=max_batch_wait_ms, quantize=quantize)
         scorer.load_seconds = time.monotonic() - started
+        logger.info("%s loaded in %.1f s: weights %.2f GB", served, scorer.load_seconds, scorer.weights_bytes / 2**30)
         return scorer
+
+    @property
+    def weights_bytes(self) -> int:
+        """Bytes held by the model's parameters and buffers (quantization scales included)."""
+        return weights_bytes(self.model)
+
+    @property
+    def precision(self) -> str:
+        """How the weights are held: "int8", "nf4", or the compute dtype ("bfloat16", "float32", ...)."""
+        return self.quantize or str(self.model.dtype).replace("torch.", "")
 
     @property
     def max_pixels(self) -> int:

@@ -215,16 +215,67 @@ def checkpoint_family(folder: Path):
         raise ModelLoadError(f"{folder}: {error}") from None
 
 
-def load_model_and_processor(folder: Path, runtime: Runtime):
+# Weight precisions besides the compute dtype: bitsandbytes through transformers' BitsAndBytesConfig.
+QUANTIZATIONS = ("int8", "nf4")
+
+
+def split_precision(model: str | os.PathLike) -> tuple[str, str | None]:
+    """`"X@nf4"` -> `("X", "nf4")`; a name without a known precision suffix is returned as it is."""
+    text = os.fspath(model)
+    name, at, suffix = text.rpartition("@")
+    if at and name and suffix in QUANTIZATIONS:
+        return name, suffix
+    return text, None
+
+
+def check_quantization(quantize: str | None, runtime: Runtime) -> None:
+    """Refuse what cannot work before anything is loaded: an unknown precision, Apple's GPUs, no bitsandbytes."""
+    if quantize is None:
+        return
+    if quantize not in QUANTIZATIONS:
+        raise ModelLoadError(f"unknown quantize={quantize!r}; use one of {', '.join(QUANTIZATIONS)} (or none)")
+    if runtime.device == "mps":
+        raise ModelLoadError(f"--quantize {quantize} needs bitsandbytes, which does not run on Apple's GPUs (MPS); "
+                             "use --device cpu with it, or load the model unquantized")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ModelLoadError(f"--quantize {quantize} needs the bitsandbytes package: pip install -e '.[quantize]' "
+                             "(or pip install bitsandbytes)") from None
+
+
+def quantization_config(quantize: str, runtime: Runtime, family):
+    """transformers' BitsAndBytesConfig for `quantize`: the language model's linear layers in 8 or 4 bits
+    (nf4), computing in the runtime's dtype; the family's `unquantized_modules` stay as they are."""
+    from transformers import BitsAndBytesConfig
+
+    skip = list(family.unquantized_modules)
+    if quantize == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=runtime.dtype,
+                              llm_int8_skip_modules=skip)
+
+
+def quantized_modules(model) -> list[str]:
+    """Names of the modules bitsandbytes replaced (8-bit or 4-bit linear layers)."""
+    return [name for name, module in model.named_modules()
+            if type(module).__module__.startswith("bitsandbytes")]
+
+
+def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | None = None):
     """Load a checkpoint's model and processor with the class its family names; `(model, processor, family)`.
 
     Every weight of the checkpoint must match the model: transformers would otherwise initialise
-    missing weights at random and only print a report, and the scores would be noise.
+    missing weights at random and only print a report, and the scores would be noise. With
+    `quantize` ("int8", "nf4"), the language model's linear layers are loaded by bitsandbytes, and
+    the load is refused if any module that must stay unquantized (the vision tower, the head) was not.
     """
     import transformers
 
     family = checkpoint_family(folder)
     model_class = getattr(transformers, family.model_class)
+    check_quantization(quantize, runtime)
+    extra = {"quantization_config": quantization_config(quantize, runtime, family)} if quantize else {}
     try:
         processor = transformers.AutoProcessor.from_pretrained(folder)
         model, info = model_class.from_pretrained(
@@ -233,10 +284,20 @@ def load_model_and_processor(folder: Path, runtime: Runtime):
             attn_implementation=runtime.attn_implementation,
             device_map=runtime.device if runtime.device.startswith("cuda") else None,
             output_loading_info=True,
+            **extra,
         )
     except Exception as error:  # noqa: BLE001 - transformers raises many types for a bad checkpoint
         raise ModelLoadError(f"cannot load a {family.name} checkpoint ({family.model_class}) from {folder}: "
                              f"{error}") from error
+    if quantize:
+        quantized = quantized_modules(model)
+        wrong = [name for name in quantized if any(name == kept or name.startswith(kept + ".")
+                                                   for kept in family.unquantized_modules)]
+        if wrong or not quantized:
+            raise ModelLoadError(f"--quantize {quantize}: transformers quantized {len(wrong)} modules that must stay "
+                                 f"in {runtime.dtype} (e.g. {wrong[0]})" if wrong else
+                                 f"--quantize {quantize}: no layer was quantized; this transformers version does not "
+                                 "apply the quantization as expected")
     problems = {kind: list(info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     if any(problems.values()):
         found = "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]})" for kind, keys in problems.items()
@@ -244,7 +305,46 @@ def load_model_and_processor(folder: Path, runtime: Runtime):
         raise ModelLoadError(f"{folder} does not hold the weights of a {family.name} model ({family.model_class}): "
                              f"{found}. Loading it would serve random weights; check that the folder is complete "
                              "and of the family its config.json names.")
-    if not runtime.device.startswith("cuda"):
+    if quantize and runtime.device == "cpu":
+        _avoid_cpu_packing_bug(model)
+    if not runtime.device.startswith("cuda") and not quantize:  # bitsandbytes models stay where they were loaded
         model.to(runtime.device)
     model.eval()
     return model, processor, family
+
+
+def _avoid_cpu_packing_bug(model) -> None:
+    """bitsandbytes 0.50 repacks 4-bit weights for CPUs with AVX512-BF16 on their first use, and fails
+    ("shape ... is invalid") on layers whose input width is not a multiple of the quantization block
+    (64): such layers take bitsandbytes' generic CPU path instead. The published models' layers are all
+    multiples of 64; small test checkpoints' may not be."""
+    for module in model.modules():
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        if state is not None and hasattr(module, "support_avx512bf16_for_cpu"):
+            if module.in_features % state.blocksize:
+                module.support_avx512bf16_for_cpu = False
+
+
+def weights_bytes(model) -> int:
+    """Bytes held by a model's parameters and buffers, with bitsandbytes' scales (int8 row scales, nf4 block
+    absmax and code) counted too. An int8 layer's row scales move from its weight to its matmul state on its
+    first forward; they are counted once wherever they are."""
+    total = 0
+    extras: dict[int, object] = {}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        total += tensor.numel() * tensor.element_size()
+        scales = getattr(tensor, "SCB", None)
+        if scales is not None:
+            extras[id(scales)] = scales
+        state = getattr(tensor, "quant_state", None)
+        while state is not None:
+            for part in (getattr(state, "absmax", None), getattr(state, "code", None)):
+                if part is not None:
+                    extras[id(part)] = part
+            state = getattr(state, "state2", None)
+    for module in model.modules():
+        scales = getattr(getattr(module, "state", None), "SCB", None)
+        if scales is not None and hasattr(scales, "element_size"):
+            extras[id(scales)] = scales
+    total += sum(part.numel() * part.element_size() for part in extras.values())
+    return total

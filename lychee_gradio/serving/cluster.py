@@ -69,6 +69,8 @@ class RayScorer(ScorerBase):
         self.family = FAMILIES[description["model_type"]]
         self.max_pixels = description["max_pixels"]
         self.load_seconds = description.get("load_seconds")
+        self.weights_bytes = description.get("weights_bytes")  # one replica's (each holds its own copy)
+        self.precision = description.get("precision")
         self.replicas = replicas
         self.cache = ScoreCache(cache_size)
         self._waiting = Counter()  # chunks sent to the replicas and not answered yet

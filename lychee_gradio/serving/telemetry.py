@@ -51,6 +51,8 @@ IMAGE_CACHE_MISSES = Counter("lychee_image_cache_misses", "Images processed afre
 OOM_RETRIES = Counter("lychee_oom_retries", "Batches that ran out of GPU memory and were split", ["model"],
                       registry=REGISTRY)
 LOAD_SECONDS = Gauge("lychee_model_load_seconds", "Time the model took to load", ["model"], registry=REGISTRY)
+WEIGHTS_BYTES = Gauge("lychee_model_weights_bytes", "Bytes held by the model's parameters and buffers (one replica's "
+                      "on Ray), quantization scales included", ["model"], registry=REGISTRY)
 WAITING = Gauge("lychee_scorer_waiting", "Calls waiting for the model (one process), or chunks sent to the "
                 "replicas and not answered yet (Ray)", ["model"], registry=REGISTRY)
 REPLICAS_ALIVE = Gauge("lychee_replicas_alive", "Model replicas running, as Ray Serve reports them (Ray only)",
@@ -65,6 +67,8 @@ def watch_models(models: dict[str, Any]) -> None:
     for name, scorer in models.items():
         if getattr(scorer, "load_seconds", None) is not None:
             LOAD_SECONDS.labels(model=name).set(scorer.load_seconds)
+        if getattr(scorer, "weights_bytes", None) is not None:
+            WEIGHTS_BYTES.labels(model=name).set(scorer.weights_bytes)
         WAITING.labels(model=name).set_function(lambda scorer=scorer: getattr(scorer, "waiting", 0))
         if hasattr(scorer, "replicas_alive"):
             REPLICAS_ALIVE.labels(model=name).set_function(lambda scorer=scorer: scorer.replicas_alive or 0)

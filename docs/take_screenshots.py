@@ -69,6 +69,27 @@ def main() -> None:
         page.wait_for_timeout(1500)
         page.screenshot(path=OUT / "evaluate.png", full_page=True)
 
+        # Compare (the demo serves a random model of each family): the same documents ranked by both.
+        page.get_by_role("tab", name="Compare").click()
+        page.locator("#compare-query textarea").fill("保温杯 500ml")
+        page.locator("#compare-documents textarea").fill((ASSETS / "data" / "cups.txt").read_text())
+        page.locator("#compare-button").click()
+        page.locator("#compare-table table tbody tr").nth(9).wait_for()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=OUT / "compare.png", full_page=True)
+
+        # A Chinese browser: the Batch rerank tab, all in Chinese.
+        chinese = browser.new_page(viewport={"width": 1280, "height": 1000}, locale="zh-CN",
+                                   extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+        chinese.goto(args.url)
+        chinese.locator("button[role=tab][data-tab-id=batch]").first.click()
+        chinese.locator("#batch-query textarea").fill("保温杯 500ml")
+        chinese.locator("#batch-documents textarea").fill((ASSETS / "data" / "cups.txt").read_text())
+        chinese.locator("#rerank-button").click()
+        chinese.locator("#batch-table table tbody tr").nth(9).wait_for()
+        chinese.wait_for_timeout(1500)
+        chinese.screenshot(path=OUT / "batch-zh.png", full_page=True)
+
         # A phone: the ranking of the Image ranking tab, two columns, whole captions.
         phone = browser.new_page(viewport={"width": 390, "height": 844}, locale="en-US")
         phone.goto(args.url)

@@ -46,15 +46,30 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+# --demo's random models, one per family, by the folder name they are served under.
+DEMO_MODELS = {"qwen2_5_vl": "random-lychee-rerank-mm", "qwen3_vl": "random-Qwen3-VL-Reranker"}
+
+
+def _demo_families(text: str) -> list[str]:
+    families = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [family for family in families if family not in DEMO_MODELS]
+    if unknown or not families:
+        raise argparse.ArgumentTypeError(f"expected families among {', '.join(DEMO_MODELS)} (comma-separated), "
+                                         f"got {text!r}")
+    return list(dict.fromkeys(families))
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", action="append", default=None,
+    parser.add_argument("--model", action="append", default=None,
                         help="local folder with the weights, or a ModelScope id: vec-ai/lychee-rerank-mm, "
                              "Qwen/Qwen3-VL-Reranker-2B, Qwen/Qwen3-VL-Reranker-8B (default: $LYCHEE_MODEL or "
                              "vec-ai/lychee-rerank-mm). Repeat to serve (or evaluate) several models; the first is "
                              "the default")
-    source.add_argument("--demo", action="store_true",
-                        help="run on a tiny random model built on the spot (no download; scores are meaningless)")
+    parser.add_argument("--demo", nargs="?", const=",".join(DEMO_MODELS), default=None, type=_demo_families,
+                        metavar="FAMILIES",
+                        help="also serve tiny random models built on the spot, one per family (no download; scores "
+                             "are meaningless): both families by default, so the model picker and Compare show; "
+                             "--demo qwen2_5_vl for lychee's alone. Combines with --model (real models first)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:1, cpu")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16, float32")
     parser.add_argument("--max-pixels", type=int, default=None,
@@ -177,21 +192,23 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true", help="skip bad lines (counted) instead of stopping")
 
 
-def demo_model_dir() -> Path:
-    """The tiny random checkpoint of --demo, built once into the user's cache."""
+def demo_model_dir(family: str = "qwen2_5_vl") -> Path:
+    """The tiny random checkpoint of a family for --demo, built once into the user's cache. Its folder's name
+    (what the page and /v1/rerank call it) says it is random."""
     from .engine.random_model import build_tiny_checkpoint
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lychee-gradio" / "demo-tiny"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lychee-gradio" / DEMO_MODELS[family]
     if not (cache / "config.json").is_file():
-        build_tiny_checkpoint(cache)
+        build_tiny_checkpoint(cache, family=family)
     return cache
 
 
 def model_names(args: argparse.Namespace) -> list:
-    """The models the flags name, in order: --demo's tiny random one, the --model values, or the default."""
+    """The models the flags name, in order: the --model values, then --demo's random ones; else the default."""
     from .engine.weights import default_model
 
-    return [demo_model_dir()] if args.demo else (args.model or [default_model()])
+    names = list(args.model or []) + [demo_model_dir(family) for family in args.demo or []]
+    return names or [default_model()]
 
 
 def load_scorers(args: argparse.Namespace) -> list:
@@ -290,7 +307,7 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
                     cache_size=args.cache_size, image_cache_mb=args.image_cache_mb,
                     allow_image_urls=args.allow_image_urls, allowed_image_hosts=hosts,
                     image_url_timeout=args.image_url_timeout)
-    return ServerSettings(host=args.host, port=args.port, demo_mode=args.demo, config=config, auth=auth, mcp=args.mcp,
+    return ServerSettings(host=args.host, port=args.port, demo_mode=bool(args.demo), config=config, auth=auth, mcp=args.mcp,
                           concurrency=concurrency)
 
 

@@ -120,6 +120,9 @@ class RequestContext:
     deadline: float | None = None
     calls: list = field(default_factory=list)  # (scorer, its context) for each scorer `use`d in this request
     closers: list = field(default_factory=list)  # what to give back when the request ends (`on_close`)
+    # Called (documents prepared so far, documents to prepare) as the engine decodes, resizes and patches a
+    # call's documents before scoring them: for a progress bar that moves during that work too.
+    on_prepared: Callable[[int, int], None] | None = None
 
     def __post_init__(self):
         if self.timeout is not None and self.timeout <= 0:
@@ -134,7 +137,7 @@ class RequestContext:
             if used is scorer:
                 return context
         context = RequestContext(timeout=self.timeout, cancel=self.cancel, request_id=self.request_id,
-                                 language=self.language, deadline=self.deadline)
+                                 language=self.language, deadline=self.deadline, on_prepared=self.on_prepared)
         self.calls.append((scorer, context))
         return context
 
@@ -264,15 +267,19 @@ class InputError(ValueError):
 
 
 class ScoringTimeoutError(RuntimeError):
-    """The request waited for the model, or ran, longer than its timeout; its remaining work was dropped."""
+    """The request waited for the model, or ran, longer than its timeout; its remaining work was dropped.
+    `partial`: the scores computed before it stopped, in input order (None for a document not scored)."""
 
     status = 504
+    partial: list | None = None
 
 
 class ScoringCancelledError(RuntimeError):
-    """The caller stopped the request (the page's Stop button); its remaining work was dropped."""
+    """The caller stopped the request (the page's Stop button); its remaining work was dropped.
+    `partial`: the scores computed before it stopped, in input order (None for a document not scored)."""
 
     status = 499
+    partial: list | None = None
 
 
 class ScorerBusyError(RuntimeError):

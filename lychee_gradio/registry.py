@@ -15,6 +15,14 @@ from typing import Any, Iterable
 from .contract import InputError
 
 
+RANDOM_PREFIX = "random-"  # `--demo`'s random models are served under folder names that start so
+
+
+def is_random(name: str) -> bool:
+    """Whether a served model's name says it has random weights (`lychee load --demo`)."""
+    return display_name(name).startswith(RANDOM_PREFIX)
+
+
 def display_name(model_name: str) -> str:
     """A ModelScope id as it is; a folder by its last part."""
     text = os.fspath(model_name)

@@ -18,7 +18,8 @@ from typing import Any, Callable, Hashable, Sequence
 
 from PIL import Image
 
-from .contract import InputError, Item, PairScore, ProgressCallback, RequestContext, RerankResult, ScoreStats
+from .contract import (InputError, Item, PairScore, ProgressCallback, RequestContext, RerankResult, ScoreStats,
+                       ScoringCancelledError, ScoringTimeoutError)
 from .explain import MAX_GRID, MAX_SEGMENTS
 from .families import ModelFamily
 from .inputs import (RETURN_MEMORY_AFTER_PIXELS, ImageRules, image_pixels, resolve_instruction, return_memory,
@@ -149,7 +150,19 @@ def through_cache(cache: ScoreCache, model: str, query: Item, documents: list[It
             if on_progress is not None:
                 on_progress(found + done, total)
 
-        for i, pair in zip(missing, compute(missing, progress)):
+        try:
+            fresh = compute(missing, progress)
+        except (ScoringCancelledError, ScoringTimeoutError) as error:
+            # Stopped: what was scored before it stopped, in input order (kept in the cache too, so a second
+            # run does not score them again).
+            for i, pair in zip(missing, error.partial or []):
+                if pair is not None:
+                    results[i] = pair
+                    if keys:
+                        cache.put(keys[i], pair)
+            error.partial = results
+            raise
+        for i, pair in zip(missing, fresh):
             results[i] = pair
             if keys:
                 cache.put(keys[i], pair)

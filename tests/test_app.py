@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from lychee_gradio.contract import RequestContext
-from lychee_gradio.ui.batch import rerank_view
+from lychee_gradio.ui.batch import filter_ranking, rerank_view
 from lychee_gradio.ui.forms import parse_documents, verdict
 from lychee_gradio.ui.images import rank_images_view
 from lychee_gradio.ui.single import score_view
@@ -82,9 +83,43 @@ def test_the_image_ranking_view_marks_the_best_and_reports_progress(scorer, monk
     assert [(r["index"], r["score"]) for r in rows] == [(r.index, r.score) for r in expected]
     best_is_red = verdict(expected[0].score)["colour"] == "red"
     assert gallery[0][1].startswith("#1" if best_is_red else "★ #1") and not gallery[1][1].startswith("★")
-    # Reading each image counts, then each batch scored: the bar moves from the first image on.
-    assert progress == [(1, 6, "reading image 1/3"), (2, 6, "reading image 2/3"), (3, 6, "reading image 3/3"),
-                        (5, 6, "scoring 2/3"), (6, 6, "scoring 3/3")]
+    # Reading each image counts, then preparing each for the model, then each batch scored: one bar that moves
+    # from the first image on.
+    assert progress == [(1, 9, "reading image 1/3"), (2, 9, "reading image 2/3"), (3, 9, "reading image 3/3"),
+                        (4, 9, "preparing image 1/3"), (5, 9, "preparing image 2/3"), (6, 9, "preparing image 3/3"),
+                        (8, 9, "scoring 2/3"), (9, 9, "scoring 3/3")]
+
+
+def test_a_stopped_ranking_shows_what_was_scored_ranked_among_itself(own_scorer):
+    own_scorer.batch_size = 2
+    stop, forwards = threading.Event(), []
+
+    def stop_after_the_first_pass(*_):  # the first forward computes the shared prefix, the second scores 2 pairs
+        forwards.append(1)
+        if len(forwards) == 2:
+            stop.set()
+
+    handle = own_scorer.model.model.register_forward_hook(stop_after_the_first_pass)
+    try:
+        kept: list = []
+        table, rows = rerank_view(own_scorer, "cup", None, CUPS_TEXT, None, "", 0,
+                                  context=RequestContext(cancel=stop), kept=kept)
+    finally:
+        handle.remove()
+    full = {r.index: r.score for r in own_scorer.rerank("cup", CUPS)}
+    assert 1 <= len(rows) < len(CUPS) and f"Stopped after {len(rows)} of {len(CUPS)}" in table
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert all(r["score"] == pytest.approx(full[r["index"]], abs=1e-6) for r in rows)
+    assert kept[0]["stopped"] and len(kept[0]["rows"]) == len(rows)
+
+
+def test_hide_scores_below_filters_the_kept_ranking_without_scoring_again(own_scorer):
+    kept: list = []
+    _, every = rerank_view(own_scorer, "cup", None, CUPS_TEXT, None, "", 0, kept=kept)
+    threshold = sorted(r["score"] for r in every)[len(every) // 2]
+    table, rows = filter_ranking(kept[0], threshold)
+    assert rows == [r for r in every if r["score"] >= threshold] and "hidden" in table
 
 
 # -- the live server, called the way scripts call it -------------------------------------------------

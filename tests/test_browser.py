@@ -48,7 +48,7 @@ def test_the_batch_tab_ranks_pasted_documents_best_first(browser, live_app, scor
     shown = [int(rows.nth(i).locator("td").nth(3).inner_text()) for i in range(rows.count())]
     expected = scorer.rerank("保温杯 500ml", CUPS)
     assert shown == [r.index + 1 for r in expected]
-    assert page.get_by_text("Demo mode: the model has random weights").is_visible()
+    assert page.get_by_text("Demo mode: the models named random-… have random weights").is_visible()
     page.close()
 
 
@@ -66,6 +66,7 @@ def test_a_chinese_browser_gets_chinese_labels(browser, live_app):
 import csv  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -163,12 +164,12 @@ def test_a_file_that_is_not_an_image_is_named_without_a_server_path(browser, pag
     toast = page.locator(".toast-body").first
     toast.wait_for(timeout=30_000)
     message = toast.inner_text()
-    assert "notanimage.png is not an image this app can read" in message
+    assert "Document image (notanimage.png): not an image this app can read" in message
     assert "/tmp" not in message and "gradio" not in message.lower()
     page.close()
 
 
-def test_stop_ends_a_long_image_ranking_and_the_next_run_works(browser, page_app):
+def test_stop_ends_a_long_image_ranking_shows_what_was_scored_and_the_next_run_works(browser, page_app):
     url, _, slowdown = page_app
     page = open_page(browser, url, "Image ranking")
     page.locator("#images-query textarea").fill("a blue mug")
@@ -181,11 +182,17 @@ def test_stop_ends_a_long_image_ranking_and_the_next_run_works(browser, page_app
         while slowdown.forwards < before + 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         page.locator("#rank-button-stop").click()
-        time.sleep(1.5)  # the engine stops at the next batch boundary
+        toast = page.locator(".toast-body", has_text="Stopped after")
+        toast.wait_for(timeout=30_000)  # the engine stops at the next batch boundary and says so
         stopped_at = slowdown.forwards
         time.sleep(1.5)
         assert slowdown.forwards == stopped_at < before + 13  # no work goes on for the stopped run
-        assert page.locator("#images-gallery img").count() == 0
+        done, total = map(int, re.search(r"Stopped after (\d+) of (\d+)", toast.inner_text()).groups())
+        assert total == 12 and 1 <= done < 12
+        # What was scored before Stop stays on the page, ranked among itself, with its downloads.
+        page.locator("#images-gallery img").nth(done - 1).wait_for(timeout=30_000)
+        assert page.locator("#images-gallery img").count() == done
+        page.locator("#images-downloads a").nth(1).wait_for(timeout=30_000)
     finally:
         slowdown.seconds = 0
     page.locator("#rank-button").click()
@@ -333,3 +340,161 @@ def test_clicking_a_ranked_image_opens_its_why_panel(browser, page_app):
     page.locator("#images-why-maps img").first.wait_for(timeout=60_000)
     assert "p(yes)" in page.locator("#images-why-raw").inner_text()
     page.close()
+
+
+# -- the second pass: every model in view, Stop, live filter, examples, uploads, phone, Chinese --------------
+
+
+@pytest.fixture(scope="module")
+def two_model_app(scorer, qwen3_scorer):
+    """Both families side by side, as `lychee load --demo` serves them."""
+    running = app.start([scorer, qwen3_scorer], app.ServerSettings(port=0, demo_mode=True))
+    yield running.url
+    running.close()
+
+
+# Latin-script words a Chinese page may show: names, formats, keys, and what the user typed or uploaded.
+ALLOWED_LATIN = {"API", "CSV", "JSON", "jsonl", "zip", "jpg", "png", "Ctrl", "Enter", "Gradio", "image", "relevant",
+                 "random-", "lychee-rerank-mm", "Qwen3-VL-Reranker", "yes", "logit", "mountain_cup", "bad",
+                 "sample", "images"}  # the last: the sample data's file names (sample.jsonl, images.zip)
+
+VISIBLE_WORDS = """() => {
+  const found = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  let node;
+  while ((node = walker.nextNode())) {
+    const element = node.parentElement;
+    if (!element || !element.getClientRects().length || element.closest("textarea, code, pre")) continue;
+    const style = getComputedStyle(element);
+    if (style.display === "none" || style.visibility === "hidden") continue;
+    found.push(node.textContent);
+  }
+  for (const element of document.querySelectorAll("[aria-label], [title]")) {
+    for (const name of ["aria-label", "title"]) if (element.getAttribute(name)) found.push(element.getAttribute(name));
+  }
+  return found;
+}"""
+
+
+def test_a_chinese_page_shows_no_english_word_outside_names_and_code(browser, two_model_app, scorer, qwen3_scorer,
+                                                                      tmp_path):
+    page = browser.new_page(locale="zh-CN", extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"},
+                            viewport={"width": 1280, "height": 900})
+    page.goto(two_model_app)
+    tabs = page.get_by_role("tab")
+    tabs.nth(4).wait_for(timeout=30_000)
+    texts = []
+    for i in range(tabs.count()):
+        tabs.nth(i).click()
+        page.wait_for_timeout(500)
+        texts += page.evaluate(VISIBLE_WORDS)
+    page.locator("button[role=tab][data-tab-id=batch]").first.click()
+    page.locator("#rerank-button").click()  # nothing given: an error toast
+    page.locator(".toast-body").first.wait_for(timeout=30_000)
+    texts += page.evaluate(VISIBLE_WORDS)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"query": "q", "documents": ["a", "b"], "relevant": [5]}) + "\n")
+    page.locator("button[role=tab][data-tab-id=evaluate]").first.click()
+    page.locator("#eval-data input[type=file]").set_input_files(str(bad))
+    page.locator("#eval-button").click()
+    page.locator(".toast-body", has_text="标注数据第 1 行").wait_for(timeout=30_000)
+    texts += page.evaluate(VISIBLE_WORDS)
+    page.close()
+    names = {Path(scorer.model_name).name, Path(qwen3_scorer.model_name).name}
+    instructions = {scorer.family.default_instruction, qwen3_scorer.family.default_instruction}  # the model's own
+    words = {word for text in texts if text.strip() not in instructions
+             for word in re.findall(r"[A-Za-z][A-Za-z'’-]{2,}", text)}
+    english = {word for word in words if word not in ALLOWED_LATIN and not any(word in name for name in names)}
+    assert not english, english
+
+
+def test_the_subtitle_names_the_model_picked(browser, two_model_app, qwen3_scorer):
+    page = open_page(browser, two_model_app)
+    served = page.locator("#served-model")
+    served.get_by_text("Scoring with").wait_for(timeout=30_000)
+    assert "tiny-lychee" in served.inner_text()
+    page.locator("#model-picker input").click()
+    page.get_by_role("option", name=Path(qwen3_scorer.model_name).name).click()
+    served.get_by_text("Qwen3-VL-Reranker").wait_for(timeout=30_000)
+    page.close()
+
+
+def test_hide_scores_below_filters_the_shown_ranking_without_running_again(browser, page_app):
+    url, _, slowdown = page_app
+    page = open_page(browser, url, "Batch rerank")
+    page.locator("#batch-query textarea").fill("保温杯 500ml")
+    page.locator("#batch-documents textarea").fill(CUPS_TEXT)
+    page.locator("#rerank-button").click()
+    rows = page.locator("#batch-table table tbody tr")
+    rows.nth(len(CUPS) - 1).wait_for(timeout=60_000)
+    scores = sorted(float(rows.nth(i).locator("td").nth(1).inner_text().split()[-1]) for i in range(rows.count()))
+    before = slowdown.forwards
+    slider = page.locator("#batch-query-min-score input[type=number]")
+    slider.fill(f"{scores[len(scores) // 2]:.2f}")
+    slider.press("Enter")
+    page.wait_for_function("n => document.querySelectorAll('#batch-table table tbody tr').length < n", arg=len(CUPS),
+                           timeout=30_000)
+    assert slowdown.forwards == before  # no model work: the kept ranking was filtered
+    assert "hidden" in page.locator("#batch-table").inner_text()
+    page.close()
+
+
+def test_an_example_clears_the_image_it_does_not_set(browser, page_app):
+    url, _, _ = page_app
+    page = open_page(browser, url)
+    page.locator("input[type=file]").first.set_input_files(MUG)  # the query image box
+    page.locator("#single-query img, .image-container img").first.wait_for(timeout=30_000)
+    page.get_by_text("Mountain-pattern cup").first.click()
+    page.wait_for_function("() => document.querySelector('#single-query textarea').value.includes('mountain')",
+                           timeout=30_000)
+    page.wait_for_timeout(500)
+    images = [src for src in page.locator("img").evaluate_all("els => els.map(e => e.src)") if "blue_mug" in src]
+    assert not images  # the mug uploaded before is gone; the example's own cup image is in the document box
+    page.close()
+
+
+def test_a_file_that_is_not_an_image_is_named_as_soon_as_it_is_uploaded(browser, page_app, tmp_path):
+    url, _, _ = page_app
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(b"")
+    page = open_page(browser, url, "Image ranking")
+    page.locator("#images-files input[type=file]").set_input_files([CUP, str(fake)])
+    toast = page.locator(".toast-body", has_text="holiday.png")
+    toast.wait_for(timeout=30_000)  # before any run
+    assert "Images to rank, image 2 (holiday.png): not an image this app can read" in toast.inner_text()
+    page.close()
+
+
+def test_a_phone_reads_the_evaluate_chart_and_is_told_to_swipe_wide_tables(browser, page_app):
+    url, _, _ = page_app
+    page = browser.new_page(viewport=PHONE, locale="en-US")
+    page.goto(url)
+    page.get_by_role("tab", name="Evaluate").click()
+    page.locator("#eval-data input[type=file]").set_input_files(str(SAMPLE))
+    page.locator("#eval-images input[type=file]").set_input_files(str(SAMPLE.parent / "images.zip"))
+    page.locator("#eval-button").click()
+    page.locator("#eval-table th").nth(3).wait_for(timeout=120_000)
+    assert page.get_by_text("Swipe the table sideways").first.is_visible()
+    chart = page.locator("#eval-chart")
+    chart.locator("svg").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    box = chart.bounding_box()
+    texts = [label for label in chart.locator("svg text").all() if label.text_content().strip()]
+    labels = [label.bounding_box() for label in texts]
+    assert labels and all(within(label, PHONE["width"]) for label in labels)
+    # Every label, axis titles included, is drawn where it is: not cut off by the chart's box.
+    for label in texts:
+        label.scroll_into_view_if_needed()
+        assert label.evaluate("""element => {
+            const box = element.getBoundingClientRect();
+            const found = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+            return found === element || element.contains(found) || (found && found.closest('svg') === element.closest('svg'));
+        }"""), label.text_content()
+    bars = sorted((label for label in labels if label["x"] < box["x"] + box["width"] / 2 and label["height"] < 30),
+                  key=lambda b: b["y"])  # the bars' labels (the rotated axis title spans them all)
+    assert all(a["y"] + a["height"] <= b["y"] + 1 for a, b in zip(bars, bars[1:]))  # no label over another
+    page.close()
+    desktop = open_page(browser, url, "Evaluate")
+    desktop.locator("#eval-button").wait_for(timeout=30_000)
+    assert not desktop.get_by_text("Swipe the table sideways").first.is_visible()
+    desktop.close()

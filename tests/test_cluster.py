@@ -247,7 +247,7 @@ def test_lychee_load_with_replicas_serves_the_demo(tmp_path):
 
     port = free_port()
     # Stopped with SIGINT, as Ctrl+C would: the command stops its replicas and its Ray instance.
-    with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--demo", "--replicas", "2",
+    with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--demo", "qwen2_5_vl", "--replicas", "2",
                          "--port", str(port)], env={"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=240,
                         stop=signal.SIGINT) as lines:
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json={"query": "cup", "documents": CUPS},

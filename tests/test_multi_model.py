@@ -133,3 +133,28 @@ def test_lychee_load_serves_two_model_folders_by_name(tiny_model_dir, tiny_qwen3
             answer = rerank(url, model=folder.name, query="white cup", documents=DOCS).json()
             assert {r["index"]: r["relevance_score"] for r in answer["results"]} == pytest.approx(
                 dict(enumerate(engine.score("white cup", DOCS))), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_demo_serves_a_random_model_of_each_family_beside_a_real_one(tmp_path, tiny_model_dir):
+    port = free_port()
+    with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--model", str(tiny_model_dir), "--demo",
+                         "--port", str(port), "--device", "cpu"], cwd=ROOT, env={"XDG_CACHE_HOME": str(tmp_path)}):
+        url = f"http://127.0.0.1:{port}/"
+        served = {name: rerank(url, model=name, query="white cup", documents=DOCS).json()["model"]
+                  for name in (tiny_model_dir.name, "random-lychee-rerank-mm", "random-Qwen3-VL-Reranker")}
+        assert served == {name: name for name in served}  # three models, each by its folder's name
+        assert rerank(url, query="white cup", documents=DOCS).json()["model"] == tiny_model_dir.name  # --model first
+        config = httpx.get(f"{url}config", timeout=30).text
+        assert "Compare" in config and str(tmp_path) not in config  # the Compare tab; no server path on the page
+
+
+def test_demo_takes_the_families_it_serves():
+    from lychee_gradio.cli import DEMO_MODELS, build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["load", "--demo"]).demo == list(DEMO_MODELS)
+    assert parse(["load", "--demo", "qwen3_vl"]).demo == ["qwen3_vl"]
+    assert parse(["load", "--model", "x", "--demo", "qwen2_5_vl"]).model == ["x"]
+    with pytest.raises(SystemExit):
+        parse(["load", "--demo", "llava"])

@@ -246,7 +246,7 @@ def test_a_file_that_is_not_an_image_is_named_without_a_server_path(keyed_client
     fake.write_text("this is text, not a PNG")
     with pytest.raises(AppError) as caught:
         keyed_client.predict(query_text="q", document_image=handle_file(str(fake)), api_name="/score")
-    assert "notanimage.png is not an image" in str(caught.value)
+    assert "Document image (notanimage.png): not an image this app can read" in str(caught.value)
     assert "/tmp" not in str(caught.value) and "Traceback" not in str(caught.value)
 
 

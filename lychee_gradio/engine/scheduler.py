@@ -110,10 +110,16 @@ class Scheduler:
                     continue
                 if on_progress is not None and job.error is None:
                     on_progress(done, len(pairs))
+        except (ScoringCancelledError, ScoringTimeoutError) as error:
+            self._drop(job)
+            error.partial = list(job.results)  # what its passes scored before it stopped
+            raise
         except BaseException:
             self._drop(job)
             raise
         if job.error is not None:
+            if isinstance(job.error, (ScoringCancelledError, ScoringTimeoutError)):
+                job.error.partial = list(job.results)
             raise job.error
         return job.results  # type: ignore[return-value]
 

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from ..contract import Item, PairScore, ProgressCallback, RequestContext, ScoringOutOfMemoryError
+from ..contract import (Item, PairScore, ProgressCallback, RequestContext, ScoringCancelledError,
+                        ScoringOutOfMemoryError, ScoringTimeoutError)
 from ..families import LYCHEE, ModelFamily
 from ..scoring import Counter, DigestMemo, ScoreCache, ScorerBase
 from .cache import ImageCache
@@ -196,7 +197,17 @@ class QwenVLReranker(ScorerBase):
 
         def encode() -> list[EncodedPair]:
             hits, misses = self.image_cache.hits, self.image_cache.misses
-            pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=context.check)
+            prepared = iter(range(len(documents)))
+
+            def on_document() -> None:  # before each document: Stop and the deadline, and the progress so far
+                context.check()
+                done = next(prepared)
+                if done and context.on_prepared is not None:
+                    context.on_prepared(done, len(documents))
+
+            pairs = self.encoder.encode(query, documents, instruction, max_pixels, digest, on_document=on_document)
+            if context.on_prepared is not None:
+                context.on_prepared(len(documents), len(documents))
             context.stats.image_cache_hits += self.image_cache.hits - hits
             context.stats.image_cache_misses += self.image_cache.misses - misses
             return pairs
@@ -330,7 +341,11 @@ class QwenVLReranker(ScorerBase):
                 logger.warning("out of GPU memory computing the shared prefix; running whole prompts instead")
         pending = self._batches(order, pairs, batch_size)
         while pending:
-            context.check()
+            try:
+                context.check()
+            except (ScoringCancelledError, ScoringTimeoutError) as error:
+                error.partial = list(results)  # what the batches so far scored
+                raise
             batch = pending.pop(0)
             out_of_memory = False
             try:

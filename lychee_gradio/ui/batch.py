@@ -9,9 +9,10 @@ import gradio as gr
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
 from .downloads import write_downloads
-from .forms import (above, cell, document_items, hidden_note, image_rules, move, preview, query_item, top_n_from,
-                    verdict, view)
-from .layout import I18N, MODEL_WORK, asset_image, asset_text, both, query_column, run_buttons, wire
+from .forms import (cell, document_items, hidden_note, image_rules, move, preview, query_item,
+                    rerank_until_stopped, top_n_from, verdict, view)
+from .layout import (I18N, MODEL_WORK, asset_image, asset_text, checked, examples, query_column, run_buttons,
+                     swipe_hint, wire)
 from .translations import text
 from .why import show_maps, why_panel
 
@@ -19,26 +20,44 @@ from .why import show_maps, why_panel
 @view
 def rerank_view(scorer: Scorer, query_text, query_image, documents, document_images, instruction,
                 top_n, min_score: float | None = 0, *, limits: Limits = Limits(),
-                context: RequestContext | None = None) -> tuple[str, list[dict]]:
-    """The documents best-first: a Markdown table and a row per document for the JSON."""
+                context: RequestContext | None = None, kept: list | None = None) -> tuple[str, list[dict]]:
+    """The documents best-first: a Markdown table and a row per document for the JSON. `kept` (a list) gets the
+    whole ranking, for `filter_ranking` to show it again under another "Hide scores below" without scoring."""
     lang = context.language
     top_n = top_n_from(top_n, lang)
     rules = image_rules(limits, context, scorer, images=[query_image, *(document_images or [])])
     query = query_item(query_text, query_image, rules, lang)
     parsed, items = document_items(documents, document_images, limits, rules, lang)
-    results, hidden = above(scorer.rerank(query, items, instruction or None, top_n=top_n, context=context.use(scorer)), min_score)
+    results, stopped = rerank_until_stopped(scorer, query, items, instruction or None, top_n, context)
     rows = [
         {"rank": rank, "index": result.index, "score": result.score, "verdict": verdict(result.score)["verdict"],
-         "text": parsed[result.index]["text"], "image": parsed[result.index]["name"]}
+         "text": parsed[result.index]["text"], "image": parsed[result.index]["name"],
+         "move": move(result.index, rank)}
         for rank, result in enumerate(results, start=1)
     ]
+    lines = [f"| {row['rank']} | {verdict(row['score'])['mark']} {row['score']:.3f} | "
+             f"{cell(preview(parsed[row['index']]))} | {row['index'] + 1} | {row['move']} |" for row in rows]
+    if stopped:
+        gr.Warning(stopped, title=text("stopped_title", lang))
+    ranking = {"rows": rows, "lines": lines, "stopped": stopped, "lang": lang}
+    if kept is not None:
+        kept.append(ranking)
+    return filter_ranking(ranking, min_score)
+
+
+def filter_ranking(ranking: dict | None, min_score: float | None):
+    """A ranking's table and rows with the scores below `min_score` hidden (the page's live filter)."""
+    if not ranking:
+        return gr.update(), gr.update()
+    lang = ranking["lang"]
+    shown = [(row, line) for row, line in zip(ranking["rows"], ranking["lines"])
+             if row["score"] >= float(min_score or 0)]
     header = [text(key, lang) for key in ("col_rank", "col_score", "col_document", "col_input", "col_move")]
-    lines = ["| " + " | ".join(header) + " |", "| ---: | --- | --- | ---: | :---: |"]
-    for row in rows:
-        mark = verdict(row["score"])["mark"]
-        lines.append(f"| {row['rank']} | {mark} {row['score']:.3f} | {cell(preview(parsed[row['index']]))} | "
-                     f"{row['index'] + 1} | {move(row['index'], row['rank'])} |")
-    return "\n".join(lines) + hidden_note(hidden, len(rows), min_score, lang), rows
+    lines = ["| " + " | ".join(header) + " |", "| ---: | --- | --- | ---: | :---: |", *(line for _, line in shown)]
+    if ranking["stopped"]:
+        lines.insert(0, f"**⏹ {ranking['stopped']}**\n")
+    hidden = len(ranking["rows"]) - len(shown)
+    return "\n".join(lines) + hidden_note(hidden, len(shown), min_score, lang), [row for row, _ in shown]
 
 
 def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dropdown, preset: gr.Dropdown) -> None:
@@ -48,26 +67,31 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
             with gr.Column(scale=2):
                 documents = gr.Textbox(label=I18N("documents"), info=I18N("documents_info"), lines=12,
                                        elem_id="batch-documents")
-                images = gr.File(label=I18N("document_images"), file_count="multiple", file_types=["image"],
-                                 height=160)
+                images = checked(gr.File(label=I18N("document_images"), file_count="multiple", file_types=["image"],
+                                         height=160))
         button, stop = run_buttons("rerank_button", "rerank-button")
         gr.Markdown(I18N("shortcut_hint"))
         table = gr.Markdown(label=I18N("ranking"), elem_id="batch-table")
+        swipe_hint()
         chosen = gr.Dropdown([], label=I18N("why_choose"), interactive=True, elem_id="batch-why-choose")
         panel = why_panel("batch-why")
         files = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False, elem_id="batch-downloads")
         details = gr.JSON(label=I18N("details"))
-        gr.Examples(
-            [["", asset_image("mountain_cup.png"), asset_text("cups.txt"), None, 0, "E-commerce"],
-             ["保温杯 500ml", None, asset_text("cups.txt"), None, 3, "Product search"]],
-            [query_text, query_image, documents, images, top_n, preset],
-            label=I18N("examples"),
-            example_labels=[both("example_batch_photo"), both("example_batch_text")],
-        )
+        # The whole ranking of the last run: "Hide scores below" filters it live. Inside the tab: a component
+        # directly under gr.Tabs would count as a tab of its own.
+        ranking = gr.State(None)
+        examples([["", asset_image("mountain_cup.png"), asset_text("cups.txt"), None, 0, "E-commerce"],
+                  ["保温杯 500ml", None, asset_text("cups.txt"), None, 3, "Product search"]],
+                 [query_text, query_image, documents, images, top_n, preset],
+                 ["example_batch_photo", "example_batch_text"])
     event = wire(button, stop, handlers.rerank, [query_text, query_image, documents, images, instruction, top_n, model,
                                                  min_score],
-                 [table, details], "rerank", handlers.stop,
+                 [table, details, ranking], "rerank", handlers,
                  downloads=(lambda rows: write_downloads(rows, "ranking"), details, files))
+    min_score.change(filter_ranking, [ranking, min_score], [table, details], api_visibility="private",
+                     queue=False, show_progress="hidden").then(
+        lambda rows: write_downloads(rows, "ranking") if rows else None, details, files, api_visibility="private",
+        queue=False)
     event.then(result_choices, details, chosen, queue=False, api_visibility="private")
     show_maps(chosen.input(handlers.explain_document, [query_text, query_image, documents, images, instruction, model,
                                                         chosen], panel.outputs, api_visibility="private", **MODEL_WORK),

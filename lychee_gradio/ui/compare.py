@@ -12,7 +12,7 @@ from ..evaluation.metrics import kendall_tau, top_k_overlap
 from ..ranking import best_first
 from ..registry import ModelSet
 from .forms import cell, document_items, image_rules, preview, query_item, verdict, view
-from .layout import I18N, MODEL_WORK, ImageBox, asset_text, both, run_buttons, wire
+from .layout import I18N, ImageBox, MODEL_WORK, asset_text, checked, examples, run_buttons, swipe_hint, wire
 from .batch import result_choices
 from .translations import text
 from .why import show_maps, why_panel
@@ -68,16 +68,18 @@ def compare_tab(handlers: SimpleNamespace, instruction: gr.Textbox, models: Mode
         with gr.Row():
             with gr.Column(scale=1):
                 query_text = gr.Textbox(label=I18N("query_text"), lines=2, elem_id="compare-query")
-                query_image = ImageBox(label=I18N("query_image"), type="filepath", height=200)
+                query_image = checked(ImageBox(label=I18N("query_image"), type="filepath", height=200),
+                                      "error_query_image")
                 model_a = gr.Dropdown(models.names, value=models.names[0], label=I18N("model_a"))
                 model_b = gr.Dropdown(models.names, value=models.names[1], label=I18N("model_b"))
             with gr.Column(scale=2):
                 documents = gr.Textbox(label=I18N("documents"), info=I18N("documents_info"), lines=12,
                                        elem_id="compare-documents")
-                images = gr.File(label=I18N("document_images"), file_count="multiple", file_types=["image"],
-                                 height=160)
+                images = checked(gr.File(label=I18N("document_images"), file_count="multiple", file_types=["image"],
+                                         height=160))
         button, stop = run_buttons("compare_button", "compare-button")
         table = gr.Markdown(label=I18N("ranking"), elem_id="compare-table")
+        swipe_hint()
         chosen = gr.Dropdown([], label=I18N("why_choose_both"), interactive=True, elem_id="compare-why-choose")
         with gr.Row():
             with gr.Column():
@@ -85,10 +87,10 @@ def compare_tab(handlers: SimpleNamespace, instruction: gr.Textbox, models: Mode
             with gr.Column():
                 second_panel = why_panel("compare-why-b")
         details = gr.JSON(label=I18N("details"))
-        gr.Examples([["保温杯 500ml", None, asset_text("cups.txt"), None]], [query_text, query_image, documents, images],
-                    label=I18N("examples"), example_labels=[both("example_compare")])
+        examples([["保温杯 500ml", None, asset_text("cups.txt"), None]], [query_text, query_image, documents, images],
+                 ["example_compare"])
     event = wire(button, stop, handlers.compare, [query_text, query_image, documents, images, instruction, model_a,
-                                                  model_b], [table, details], "compare", handlers.stop)
+                                                  model_b], [table, details], "compare", handlers)
     event.then(lambda found: result_choices([{**row, "rank": row["rank_a"]} for row in (found or {}).get("rows", [])]),
                details, chosen, queue=False, api_visibility="private")
     both_explained = chosen.input(handlers.explain_both, [query_text, query_image, documents, images, instruction,

@@ -16,7 +16,7 @@ from .. import evaluation
 from ..registry import ModelSet
 from .downloads import write_downloads
 from .forms import ASSETS_DIR, cell, PageError, view
-from .layout import I18N, both, run_buttons, wire
+from .layout import I18N, examples, run_buttons, swipe_hint, wire
 from .translations import reason, text
 
 
@@ -117,6 +117,11 @@ def evaluate_view(scorers, data_file, images_zip, ks_text, instruction, skip_bad
                for name, entry in report["models"].items()]
     rows = [{"bar": f"{key} · {label}", "metric": key, "stage": label, "value": values[key]}
             for key in evaluation.metric_keys(ks) if key in report["first_stage"] for label, values in stages]
+    # The chart's bars in the table's order. Gradio sorts only the x axis of a bar chart, and these bars are
+    # horizontal (their labels on the y axis), which Vega sorts by text; so each label starts with as many
+    # zero-width spaces as bars come before it: invisible, and in order as text. `bar` keeps the plain label.
+    for position, row in enumerate(rows):
+        row["label"] = "\u200b" * position + row["bar"]
     return _eval_table(report, lang), pd.DataFrame(rows), report
 
 
@@ -131,17 +136,18 @@ def evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
                 skip_bad = gr.Checkbox(False, label=I18N("eval_skip_bad"))
         button, stop = run_buttons("eval_button", "eval-button")
         table = gr.Markdown(label=I18N("result"), elem_id="eval-table")
-        chart = gr.BarPlot(x="bar", y="value", color="stage", label=I18N("eval_chart"), x_label_angle=-45,
-                           y_lim=[0, 1], height=420, x_title="Metric at k", y_title="Score",
-                           colors_in_legend=[],  # no legend: each bar's label names its stage (a legend was cut off)
-                           elem_id="eval-chart")
+        swipe_hint()
+        # Horizontal bars grouped by metric: each bar's label names its metric and stage (first stage, or the
+        # model) on one line, on a phone too (rotated labels overlapped); the colour is the stage's. No
+        # legend: Gradio draws only its title here, and the labels already say it.
+        chart = gr.BarPlot(x="value", y="label", color="stage", label=I18N("eval_chart"), x_lim=[0, 1],
+                           x_title="Score", y_title="Metric at k", colors_in_legend=[], elem_id="eval-chart")
         files = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False, elem_id="eval-downloads")
         details = gr.JSON(label=I18N("details"))
         sample = ASSETS_DIR / "eval" / "sample.jsonl"
         if sample.is_file():
             gr.File([str(sample), str(sample.parent / "images.zip")], label=I18N("sample_download"),
                     file_count="multiple", interactive=False, elem_id="eval-sample")
-            gr.Examples([[str(sample), str(sample.parent / "images.zip"), "1,5,10"]], [data, images, k],
-                        label=I18N("examples"), example_labels=[both("example_eval")])
+            examples([[str(sample), str(sample.parent / "images.zip"), "1,5,10"]], [data, images, k], ["example_eval"])
     wire(button, stop, handlers.evaluate, [data, images, k, instruction, skip_bad], [table, chart, details],
-          "evaluate", handlers.stop, downloads=(lambda report: write_downloads(report, "evaluation"), details, files))
+          "evaluate", handlers, downloads=(lambda report: write_downloads(report, "evaluation"), details, files))

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ..contract import InputError, RequestContext, colour_of
+from ..contract import InputError, RequestContext, RerankResult, ScoringCancelledError, colour_of
 from ..inputs import ImageRules, admit_images, request_rules, to_item
 from ..ranking import check_top_n
 from ..settings import Limits
@@ -153,12 +153,18 @@ def page_item(value: dict, describe: Callable[[str, bool], str], rules: ImageRul
     which names the document as the page shows it (counted from 1, with its file name), never a
     server path."""
     image = value.get("image")
-    if isinstance(image, UnreadableUpload):
-        raise PageError(text("error_unreadable", lang, name=str(image)))
+    if isinstance(image, UnreadableUpload):  # an image box's upload that is no image (ImageBox)
+        raise PageError(describe(text("unreadable_reason", lang), True))
     try:
         return to_item(value, "input", rules=rules)
     except InputError as error:
+        if error.code in UNREADABLE_CODES:  # the same file reads the same in every box and tab
+            raise PageError(describe(text("unreadable_reason", lang), True)) from None
         raise PageError(describe(reason(error, lang), ".image" in (error.field or ""))) from None
+
+
+# What a file that is not a readable image gets from the decoder: one message for all, on every tab.
+UNREADABLE_CODES = {"image_empty", "image_decode", "image_unidentified", "image_no_pixels", "image_unreadable"}
 
 
 def check_count(count: int, limits: Limits, what: str, lang: str) -> None:
@@ -200,6 +206,22 @@ def preview(document: dict) -> str:
     if document.get("text"):
         parts.append(document["text"])
     return " · ".join(parts)
+
+
+def rerank_until_stopped(scorer, query, items: list, instruction: str | None, top_n: int | None,
+                         context: RequestContext, on_progress=None) -> tuple[list[RerankResult], str | None]:
+    """`scorer.rerank`, and when the page's Stop ended it: the documents scored before it stopped, best-first
+    among themselves, with a note "Stopped after N of M" in the page's language (None: it ran to the end)."""
+    try:
+        return scorer.rerank(query, items, instruction, top_n=top_n, on_progress=on_progress,
+                             context=context.use(scorer)), None
+    except ScoringCancelledError as error:
+        scored = [(i, pair.score) for i, pair in enumerate(error.partial or []) if pair is not None]
+        if not scored:
+            raise
+        scored.sort(key=lambda found: (-found[1], found[0]))
+        results = [RerankResult(index=i, score=score, document=items[i]) for i, score in scored[:top_n or None]]
+        return results, text("stopped_after", context.language, done=len(scored), total=len(items))
 
 
 def above(results: list, min_score: float | None) -> tuple[list, int]:

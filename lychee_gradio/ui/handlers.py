@@ -13,6 +13,7 @@ status in the metrics and no traceback in the log.
 from __future__ import annotations
 
 import contextlib
+import time
 import threading
 from types import SimpleNamespace
 
@@ -41,7 +42,16 @@ class Requests:
     def __init__(self, models: ModelSet, config: Config, observer: Observer):
         self.models, self.config, self.observer = models, config, observer
         self._events: dict[str, threading.Event] = {}
+        self._queued: dict[str, list[float]] = {}  # per session: when each run clicked but not started was queued
+        self._stopped: dict[str, float] = {}  # per session: when Stop was pressed with no run started
         self._lock = threading.Lock()
+
+    def queue(self, session: str | None) -> None:
+        """A run was clicked on the page (it may wait in Gradio's queue before it starts)."""
+        if session:
+            with self._lock:
+                self._queued.setdefault(session, []).append(time.monotonic())
+                del self._queued[session][:-16]
 
     @contextlib.contextmanager
     def open(self, endpoint: str, request: gr.Request | None):
@@ -52,6 +62,11 @@ class Requests:
         if session:
             with self._lock:
                 self._events[session] = cancel
+                queued = self._queued.get(session) or [None]
+                clicked = queued.pop(0)
+                stopped = self._stopped.pop(session, None)
+                if clicked is not None and stopped is not None and stopped >= clicked:
+                    cancel.set()  # Stop was pressed while this run still waited in the queue
         with self.observer.request(endpoint) as record:
             context = RequestContext(timeout=self.config.request_timeout, cancel=cancel,
                                      request_id=record.request_id, language=lang)
@@ -60,7 +75,7 @@ class Requests:
             except (PageError, *EXPECTED_ERRORS) as error:
                 record.status = 400 if isinstance(error, PageError) else status_of(error)
                 # A user's mistake or a stopped run: one access-log line with its status, no traceback.
-                raise gr.Error(self.words(error, lang), print_exception=False) from None
+                raise gr.Error(self.words(error, lang), title=text("error_title", lang), print_exception=False) from None
             finally:
                 context.close()
                 for scorer, used in context.calls:
@@ -86,8 +101,12 @@ class Requests:
         return str(error)
 
     def stop(self, session: str) -> None:
+        """The session's Stop: its run in progress stops at its next batch and answers what it has (the page
+        shows the part scored); a run still waiting in the queue stops as soon as it starts."""
         with self._lock:
             event = self._events.get(session)
+            if event is None and self._queued.get(session):
+                self._stopped[session] = time.monotonic()
         if event is not None:
             event.set()
 
@@ -117,13 +136,15 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
                top_n: float | None = None, model: str | None = None, min_score: float | None = 0,
                request: gr.Request = None):
         """Rerank documents (text blocks separated by '---' lines, plus images) best-first; min_score hides lower
-        scores. Returns a Markdown table and [{rank, index, score, verdict, text, image}]. Example:
+        scores. Returns a Markdown table and [{rank, index, score, verdict, text, image, move}]. Example:
         client.predict(query_text="保温杯 500ml", documents="steel tumbler 500ml\\n---\\nblue mug", top_n=3,
         api_name="/rerank"). Pipelines: POST /v1/rerank on this server takes the Cohere / Jina / vLLM rerank format
         (see /docs)."""
         with requests.open("/rerank", request) as context:
-            return rerank_view(models.get(model), query_text, query_image, documents, document_images,
-                               instruction, top_n, min_score, limits=limits, context=context)
+            kept: list = []
+            table, rows = rerank_view(models.get(model), query_text, query_image, documents, document_images,
+                                      instruction, top_n, min_score, limits=limits, context=context, kept=kept)
+            return table, rows, kept[0]  # the last: the page's State (not part of the API's answer)
 
     def rank_images(query_text: str | None = None, query_image: str | None = None, images: list[str] | None = None,
                     instruction: str | None = None, top_n: float | None = None, model: str | None = None,
@@ -136,8 +157,10 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
                 progress(done / total, desc=description)
 
             report(0, 1, text("progress_reading", context.language, done=0, total=len(images or [])))
-            return rank_images_view(models.get(model), query_text, query_image, images, instruction, top_n,
-                                    min_score, limits=limits, context=context, on_progress=report)
+            kept: list = []
+            gallery, rows = rank_images_view(models.get(model), query_text, query_image, images, instruction, top_n,
+                                             min_score, limits=limits, context=context, on_progress=report, kept=kept)
+            return gallery, rows, kept[0]  # the last: the page's State (not part of the API's answer)
 
     def compare(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
                 document_images: list[str] | None = None, instruction: str | None = None,
@@ -162,9 +185,10 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
 
             table, chart, details = evaluate_view(models, data, images_zip, k, instruction, skip_bad,
                                                   limits=limits, context=context, on_progress=report)
-            # Bars in the table's order, each metric's "first stage" beside each model's.
-            return table, gr.BarPlot(value=chart, sort=list(chart["bar"]), x_title=text("chart_x", context.language),
-                                     y_title=text("chart_y", context.language)), details
+            # Bars in the table's order, each metric's "first stage" beside each model's (evaluate_view).
+            return table, gr.BarPlot(value=chart, x_title=text("chart_y", context.language),
+                                     y_title=text("chart_x", context.language),
+                                     height=140 + 24 * len(chart)), details  # a line per bar, and the axes
 
     def explain(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
                 document_image: str | None = None, instruction: str | None = None, grid: float | None = 8,
@@ -215,6 +239,10 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         if request is not None and request.session_hash:
             requests.stop(request.session_hash)
 
+    def queued(request: gr.Request):
+        """A run of this browser session was clicked (the page calls this before the run itself)."""
+        requests.queue(getattr(request, "session_hash", None))
+
     return SimpleNamespace(score=score, rerank=rerank, rank_images=rank_images, compare=compare, evaluate=evaluate,
                            explain=explain, explain_image=explain_image, explain_document=explain_document,
-                           explain_both=explain_both, stop=stop)
+                           explain_both=explain_both, stop=stop, queued=queued)

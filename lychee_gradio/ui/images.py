@@ -10,9 +10,9 @@ import gradio as gr
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
 from .downloads import write_downloads
-from .forms import (ASSETS_DIR, above, check_count, image_rules, page_item, PageError, query_item, top_n_from,
-                    upload_name, verdict, view)
-from .layout import I18N, MODEL_WORK, both, query_column, run_buttons, wire
+from .forms import (ASSETS_DIR, check_count, image_rules, page_item, PageError, query_item,
+                    rerank_until_stopped, top_n_from, upload_name, verdict, view)
+from .layout import I18N, MODEL_WORK, checked, examples, query_column, run_buttons, wire
 from .translations import text
 from .why import show_maps, why_panel
 
@@ -21,8 +21,10 @@ from .why import show_maps, why_panel
 def rank_images_view(scorer: Scorer, query_text, query_image, images, instruction, top_n,
                      min_score: float | None = 0, *, limits: Limits = Limits(),
                      context: RequestContext | None = None,
-                     on_progress: Callable[[int, int, str], None] | None = None) -> tuple[list, list[dict]]:
-    """Rank uploaded images; `on_progress(done, total, description)` counts reading each image, then scoring."""
+                     on_progress: Callable[[int, int, str], None] | None = None,
+                     kept: list | None = None) -> tuple[list, list[dict]]:
+    """Rank uploaded images; `on_progress(done, total, description)` counts reading each image, preparing it,
+    then scoring. `kept` (a list) gets the whole ranking, for `filter_gallery` (the live "Hide scores below")."""
     lang = context.language
     top_n = top_n_from(top_n, lang)
     rules = image_rules(limits, context, scorer, images=[query_image, *(images or [])])
@@ -38,15 +40,23 @@ def rank_images_view(scorer: Scorer, query_text, query_image, images, instructio
         items.append(page_item({"image": path}, lambda why, _: text("error_image", lang, number=number, name=name,
                                                                  reason=why), rules, lang))
         if on_progress is not None:
-            on_progress(number, 2 * count, text("progress_reading", lang, done=number, total=count))
+            on_progress(number, 3 * count, text("progress_reading", lang, done=number, total=count))
+
+    # One bar, three stages of `count` steps each: reading the uploads, preparing them for the model (resizing
+    # and patching, in the engine; images it has seen before skip it), scoring.
+    def prepared(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(2 * count - total + done, 3 * count, text("progress_preparing", lang, done=done, total=total))
 
     def scored(done: int, total: int) -> None:
         if on_progress is not None:
-            on_progress(count + done, 2 * count, text("progress_scoring", lang, done=done, total=total))
+            on_progress(2 * count + done, 3 * count, text("progress_scoring", lang, done=done, total=total))
 
-    results, hidden = above(scorer.rerank(query, items, instruction or None, top_n=top_n, on_progress=scored,
-                                           context=context.use(scorer)),
-                             min_score)
+    context.use(scorer).on_prepared = prepared
+
+    results, stopped = rerank_until_stopped(scorer, query, items, instruction or None, top_n, context, scored)
+    if stopped:
+        gr.Warning(stopped, title=text("stopped_title", lang))
     gallery, rows = [], []
     for rank, result in enumerate(results, start=1):
         name = upload_name(paths[result.index])
@@ -54,7 +64,18 @@ def rank_images_view(scorer: Scorer, query_text, query_image, images, instructio
         best = "★ " if rank == 1 and reading["colour"] != "red" else ""
         gallery.append((paths[result.index], f"{best}#{rank} · {reading['mark']} {result.score:.3f} · {name}"))
         rows.append({"rank": rank, "index": result.index, "score": result.score, "image": name})
-    return gallery, rows
+    ranking = {"gallery": gallery, "rows": rows}
+    if kept is not None:
+        kept.append(ranking)
+    return filter_gallery(ranking, min_score)
+
+
+def filter_gallery(ranking: dict | None, min_score: float | None):
+    """A ranking's gallery and rows with the scores below `min_score` hidden (the page's live filter)."""
+    if not ranking:
+        return gr.update(), gr.update()
+    shown = [(item, row) for item, row in zip(ranking["gallery"], ranking["rows"]) if row["score"] >= float(min_score or 0)]
+    return [item for item, _ in shown], [row for _, row in shown]
 
 
 def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dropdown, preset: gr.Dropdown) -> None:
@@ -62,8 +83,8 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         with gr.Row():
             query_text, query_image, top_n, min_score = query_column("images-query")
             with gr.Column(scale=2):
-                files = gr.File(label=I18N("images"), file_count="multiple", file_types=["image"], height=150,
-                                elem_id="images-files")
+                files = checked(gr.File(label=I18N("images"), file_count="multiple", file_types=["image"], height=150,
+                                        elem_id="images-files"))
                 preview = gr.Gallery(label=I18N("uploaded_images"), columns=6, height=220, allow_preview=False,
                                      interactive=False, elem_id="images-preview")
         button, stop = run_buttons("rank_button", "rank-button")
@@ -73,17 +94,23 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         downloads = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False,
                             elem_id="images-downloads")
         details = gr.JSON(label=I18N("details"))
+        # The whole ranking of the last run: "Hide scores below" filters it live. Inside the tab: a component
+        # directly under gr.Tabs would count as a tab of its own.
+        ranking = gr.State(None)
         example_images = sorted(str(p) for p in (ASSETS_DIR / "images").glob("*.png"))
         if example_images:
-            gr.Examples([["a white cup with a mountain line pattern", None, example_images, 0, "Product search"]],
-                        [query_text, query_image, files, top_n, preset],
-                        label=I18N("examples"), example_labels=[both("example_images")])
+            examples([["a white cup with a mountain line pattern", None, example_images, 0, "Product search"]],
+                     [query_text, query_image, files, top_n, preset], ["example_images"])
     # Thumbnails of what was uploaded, before ranking (the file list itself stays a small scrolling box).
     files.change(lambda paths: [(path, upload_name(path)) for path in (paths or [])], files, preview,
                  api_visibility="private", queue=False, show_progress="hidden")
     wire(button, stop, handlers.rank_images, [query_text, query_image, files, instruction, top_n, model, min_score],
-          [gallery, details], "rank_images", handlers.stop,
+          [gallery, details, ranking], "rank_images", handlers,
           downloads=(lambda rows: write_downloads(rows, "image-ranking"), details, downloads),
           show_progress_on=[gallery])
+    min_score.change(filter_gallery, [ranking, min_score], [gallery, details], api_visibility="private",
+                     queue=False, show_progress="hidden").then(
+        lambda rows: write_downloads(rows, "image-ranking") if rows else None, details, downloads,
+        api_visibility="private", queue=False)
     show_maps(gallery.select(handlers.explain_image, [query_text, query_image, files, instruction, model, details],
                              panel.outputs, api_visibility="private", **MODEL_WORK), panel)

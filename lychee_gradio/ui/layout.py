@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import gradio as gr
@@ -16,8 +17,8 @@ from gradio.i18n import I18nData
 
 from ..presets import INSTRUCTION_PRESETS
 from ..registry import ModelSet
-from .forms import ASSETS_DIR, UnreadableUpload
-from .translations import TRANSLATIONS
+from .forms import ASSETS_DIR, UnreadableUpload, upload_name
+from .translations import TRANSLATIONS, language, text
 
 I18N = gr.I18n(**TRANSLATIONS)
 
@@ -36,7 +37,8 @@ def asset_image(name: str) -> str | None:
 # single process, so concurrent users wait in line instead of running the GPU out of memory.
 MODEL_WORK = {"concurrency_id": "model"}
 
-# Phones (a 390-px screen): tables scroll sideways instead of squeezing each cell to a letter,
+# Phones (a 390-px screen): tables scroll sideways instead of squeezing each cell to a letter (their
+# first column stays put, and a line under them says to swipe),
 # headers and scores never break mid-word, the result gallery shows two columns and whole
 # captions, the tab bar fits every tab (no "•••" menu), and long upload lists scroll in a box.
 CSS = """
@@ -50,16 +52,97 @@ CSS = """
 .why-legend img { height: 14px; width: 180px; border-radius: 3px; }
 .why-text { line-height: 1.9; }
 .why-segment { border-radius: 3px; padding: 1px 0; }
+.phone-only { display: none; }
 @media (max-width: 640px) {
+  .phone-only { display: block; font-size: 13px; opacity: 0.8; }
+  #batch-table td:first-child, #batch-table th:first-child, #eval-table td:first-child, #eval-table th:first-child,
+  #compare-table td:first-child, #compare-table th:first-child {
+    position: sticky; left: 0; z-index: 1; background: var(--background-fill-primary); }
   .tab-container button { padding-left: 6px !important; padding-right: 6px !important; font-size: 13px !important; }
   #images-gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
   #images-preview .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
 }
 """
 
-# Ctrl+Enter (Cmd+Enter on a Mac) runs the open tab: the one run button that is on screen.
-HEAD = """
+# Gradio's own words that gr.I18n does not reach (its aria labels and tooltips, the footer's "Runs", a toast's
+# default title), in Chinese; a browser whose language is Chinese gets them through the script below, as
+# Gradio's own translations are picked (navigator.language).
+GRADIO_WORDS_ZH = {
+    "Click to upload or drop files": "点击上传或拖放文件", "Close": "关闭", "Empty value": "空值",
+    "File upload": "文件上传", "More tabs": "更多标签页", "Paste from clipboard": "从剪贴板粘贴",
+    "Remove this file": "移除此文件", "Reset to default value": "恢复默认值", "Upload file": "上传文件",
+    "Capture from camera": "用摄像头拍摄", "Gradio footer navigation": "Gradio 页脚导航",
+    "View runs saved in this browser": "查看此浏览器中保存的运行记录", "Runs": "运行记录", "Error": "错误",
+    "Warning": "提示", "Clear": "清除", "Download": "下载", "Fullscreen": "全屏", "Share": "分享",
+}
+GRADIO_PATTERNS_ZH = [["^number input for (.+)$", "$1 的数字输入"], ["^range slider for (.+)$", "$1 的滑块"]]
+
+
+def example_words() -> dict[str, dict[str, str]]:
+    """Each bilingual example label (`both`) with its English and Chinese halves."""
+    return {both(key): {"en": TRANSLATIONS["en"][key], "zh": TRANSLATIONS["zh"][key]}
+            for key in TRANSLATIONS["en"] if key.startswith("example_")}
+
+
+def head() -> str:
+    """The page's <head> script, with the words it needs."""
+    words = json.dumps({"zh": GRADIO_WORDS_ZH, "patterns": GRADIO_PATTERNS_ZH, "examples": example_words()},
+                       ensure_ascii=False)
+    return HEAD_TEMPLATE.replace("__WORDS__", words)
+
+
+# Ctrl+Enter (Cmd+Enter on a Mac) runs the open tab: the one run button that is on screen. Example labels
+# (Gradio prints them as given, both languages) show the browser's half; on a Chinese page, Gradio's own
+# English words are put in Chinese as they appear.
+HEAD_TEMPLATE = """
 <script>
+(() => {
+  const WORDS = __WORDS__;
+  const zh = (navigator.language || "").toLowerCase().startsWith("zh");
+  const lang = zh ? "zh" : "en";
+  const say = (value) => {
+    if (!zh || !value) return null;
+    const trimmed = value.trim();
+    if (WORDS.zh[trimmed]) return WORDS.zh[trimmed];
+    for (const [pattern, replacement] of WORDS.patterns) {
+      const found = new RegExp(pattern);
+      if (found.test(trimmed)) return trimmed.replace(found, replacement);
+    }
+    return null;
+  };
+  const translate = (root) => {
+    for (const element of root.querySelectorAll ? root.querySelectorAll("[aria-label], [title]") : []) {
+      for (const name of ["aria-label", "title"]) {
+        const said = say(element.getAttribute(name));
+        if (said) element.setAttribute(name, said);
+      }
+    }
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      const text = node.textContent.trim();
+      if (!text) continue;
+      // Gradio may cut a long example label short ("..."): it is then known by its beginning.
+      const cut = text.endsWith("...") ? text.slice(0, -3) : text.endsWith("…") ? text.slice(0, -1) : null;
+      const label = WORDS.examples[text] ? text
+        : cut ? Object.keys(WORDS.examples).find((known) => known.startsWith(cut)) : null;
+      if (label) { node.textContent = WORDS.examples[label][lang]; continue; }
+      if (node.parentElement && node.parentElement.closest("textarea, .prose, .md, code, pre")) continue;
+      const said = say(text);
+      if (said) node.textContent = said;
+    }
+  };
+  const start = () => {
+    translate(document.body);
+    new MutationObserver((changes) => {
+      for (const change of changes) {
+        if (change.type === "attributes") translate(change.target.parentNode || change.target);
+        for (const added of change.addedNodes) translate(added.nodeType === 1 ? added : added.parentNode || document.body);
+      }
+    }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label", "title"]});
+  };
+  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
+})();
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
   for (const id of ["score-button", "rerank-button", "rank-button", "compare-button", "eval-button"]) {
@@ -107,7 +190,7 @@ def query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number, gr.Slid
     """The query (text and/or image), top-n and score-filter inputs of a ranking tab."""
     with gr.Column(scale=1):
         text_box = gr.Textbox(label=I18N("query_text"), lines=2, elem_id=elem_id)
-        image = ImageBox(label=I18N("query_image"), type="filepath", height=200)
+        image = checked(ImageBox(label=I18N("query_image"), type="filepath", height=200), "error_query_image")
         with gr.Row():
             top_n = gr.Number(0, label=I18N("top_n"), precision=0, minimum=0, min_width=120)
             min_score = gr.Slider(0, 1, value=0, step=0.05, label=I18N("min_score"), min_width=120,
@@ -123,16 +206,25 @@ def run_buttons(run_key: str, elem_id: str) -> tuple[gr.Button, gr.Button]:
 
 
 def wire(run: gr.Button, stop: gr.Button, handler: Callable, inputs: list, outputs: list, api_name: str,
-          stopper: Callable, downloads: tuple[Callable, gr.JSON, gr.File] | None = None, **options):
+          handlers: SimpleNamespace, downloads: tuple[Callable, gr.JSON, gr.File] | None = None, **options):
     """Run `handler` from the button (and Ctrl+Enter): first clear the previous results, so a failed
-    run never leaves them beside its error; then the results' downloads. Stop cancels the run."""
+    run never leaves them beside its error; then the results' downloads.
+
+    Stop does not cancel the event (Gradio would throw away what it answers): it sets the run's Stop
+    event (`handlers.stop`), the scorer stops at its next batch, and the run answers what it has, so
+    the page can say "Stopped after N of M" and show the part scored, with its downloads."""
     cleared = [*outputs, downloads[2]] if downloads else outputs
-    event = run.click(lambda: [None] * len(cleared), None, cleared, queue=False, api_visibility="private")
+
+    def clear(request: gr.Request):
+        handlers.queued(request)
+        return [None] * len(cleared)
+
+    event = run.click(clear, None, cleared, queue=False, api_visibility="private")
     event = event.then(handler, inputs, outputs, api_name=api_name, **MODEL_WORK, **options)
     if downloads is not None:
         write, details, files = downloads
         event.then(write, details, files, api_visibility="private", queue=False)
-    stop.click(stopper, None, None, cancels=[event], queue=False, api_visibility="private")
+    stop.click(handlers.stop, None, None, queue=False, api_visibility="private")
     return event
 
 
@@ -182,6 +274,57 @@ def instruction_row(models: ModelSet) -> tuple[gr.Textbox, gr.Dropdown, gr.Dropd
     picker.change(lambda name: gr.update(placeholder=placeholder(name)), picker, instruction,
                   api_visibility="private", queue=False)
     return instruction, picker, preset
+
+
+def checked(box: gr.components.Component, words: str | None = None) -> gr.components.Component:
+    """Uploads to an image box are checked as they arrive: a file that is not an image is named at once, box
+    and file, in the words a run would use (`words`: the run's message for this box, with {name} and
+    {reason}); the run itself then says the same."""
+    key = box.label.key if isinstance(box.label, I18nData) else None
+
+    def readable(path) -> bool:
+        if isinstance(path, UnreadableUpload):
+            return False
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path):  # the header only
+                return True
+        except (UnidentifiedImageError, OSError, ValueError):
+            return False
+
+    def check(value, request: gr.Request):
+        lang = language(request.headers.get("accept-language") if request is not None else None)
+        where = text(key, lang) if key else ""
+        values = value if isinstance(value, list) else [value]
+        for number, path in enumerate(values, start=1):
+            if path and not readable(path):
+                why = text("unreadable_reason", lang)
+                if isinstance(value, list):
+                    said = text("error_upload_many", lang, box=where, number=number, name=upload_name(path), reason=why)
+                else:
+                    said = text(words or "error_upload_one", lang, box=where, name=upload_name(path), reason=why)
+                gr.Warning(said, title=text("error_title", lang))
+
+    # Queued (not its own concurrency group's model slots): Gradio shows a gr.Warning only from a queued event.
+    box.upload(check, box, None, api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    return box
+
+
+def swipe_hint() -> gr.Markdown:
+    """A line under a wide table, on phones only: it scrolls sideways."""
+    return gr.Markdown(I18N("swipe_hint"), elem_classes=["phone-only"])
+
+
+def examples(rows: list[list], inputs: list, label_keys: list[str]) -> gr.Examples:
+    """A tab's examples. An example sets every box it lists: a box left empty in every example (Gradio then
+    leaves it as it is, e.g. an image uploaded before) is cleared when an example is chosen."""
+    found = gr.Examples(rows, inputs, label=I18N("examples"), example_labels=[both(key) for key in label_keys])
+    unset = [box for box in found.inputs if box not in found.inputs_with_examples]
+    if unset:
+        found.load_input_event.then(lambda: [None] * len(unset) if len(unset) > 1 else None, None, unset,
+                                    queue=False, api_visibility="private", show_progress="hidden")
+    return found
 
 
 def both(key: str) -> str:

@@ -23,14 +23,14 @@ from gradio.i18n import I18nData
 from gradio.routes import App
 
 from ..contract import Observer
-from ..registry import ModelSet
+from ..registry import ModelSet, is_random
 from ..settings import Config
 from .batch import batch_tab
 from .compare import compare_tab
 from .evaluate import evaluate_tab
 from .handlers import make_handlers
 from .images import images_tab
-from .layout import CSS, HEAD, I18N, instruction_row, readable_api_info
+from .layout import CSS, I18N, head, instruction_row, readable_api_info
 from .single import single_tab
 from .translations import language, text
 
@@ -73,14 +73,16 @@ class Page(gr.Blocks):
         lang = language(request.headers.get("accept-language") if request is not None else None)
         for block, value in zip(block_fn.inputs, inputs or []):
             if any(not uploaded(file.get("path")) for file in _files(value)):
-                raise gr.Error(text("error_not_uploaded", lang, input=_label(block, lang)), print_exception=False)
+                raise gr.Error(text("error_not_uploaded", lang, input=_label(block, lang)), title=text("error_title", lang),
+                               print_exception=False)
         try:
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except gr.Error:
             raise
         except Exception:  # noqa: BLE001 - the caller sent something Gradio cannot read: say where
             names = ", ".join(_label(block, lang) for block in block_fn.inputs if not getattr(block, "stateful", False))
-            raise gr.Error(text("error_bad_arguments", lang, inputs=names), print_exception=False) from None
+            raise gr.Error(text("error_bad_arguments", lang, inputs=names), title=text("error_title", lang),
+                           print_exception=False) from None
 
 
 class _FreshApiInfo:
@@ -115,7 +117,18 @@ def build_demo(scorers, config: Config = Config(), *, demo_mode: bool = False, c
         if demo_mode:
             gr.Markdown(I18N("demo_banner"), elem_id="demo-banner")
         gr.Markdown(I18N("title"))
+        served = gr.Markdown(elem_id="served-model")
         instruction, model, preset = instruction_row(models)
+
+        def say_served(name: str | None, request: gr.Request):
+            scorer = models.get(name)
+            lang = language(request.headers.get("accept-language") if request is not None else None)
+            shown = models.name_of(scorer)
+            random = text("served_random", lang) if is_random(shown) else ""
+            return text("served", lang, model=shown, family=scorer.family.name, random=random)
+
+        demo.load(say_served, model, served, api_visibility="private", queue=False, show_progress="hidden")
+        model.change(say_served, model, served, api_visibility="private", queue=False, show_progress="hidden")
         with gr.Tabs():
             single_tab(handlers, instruction, model, preset)
             batch_tab(handlers, instruction, model, preset)
@@ -144,7 +157,7 @@ class PageApp:
         # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
         app = gr.mount_gradio_app(app, self.blocks, path="/", auth=auth, i18n=I18N, mcp_server=False,
                                   server_name=host, server_port=port, show_error=False,
-                                  max_file_size=max_file_size, css=CSS, head=HEAD)
+                                  max_file_size=max_file_size, css=CSS, head=head())
         # A mounted app counts as "not launched" for Gradio, which then skips its own rule that file
         # inputs must be uploads; Page checks that itself, and this turns Gradio's on too.
         self.blocks.has_launched = True

@@ -9,7 +9,7 @@ import gradio as gr
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
 from .forms import image_rules, page_item, PageError, query_item, scorable, upload_name, verdict, view
-from .layout import I18N, MODEL_WORK, ImageBox, asset_image, both
+from .layout import I18N, ImageBox, MODEL_WORK, asset_image, checked, examples
 from .translations import text
 from .why import show_maps, why_panel
 
@@ -45,10 +45,12 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         with gr.Row(equal_height=True):
             with gr.Column():
                 query_text = gr.Textbox(label=I18N("query_text"), lines=4, elem_id="single-query")
-                query_image = ImageBox(label=I18N("query_image"), type="filepath", height=220)
+                query_image = checked(ImageBox(label=I18N("query_image"), type="filepath", height=220),
+                                      "error_query_image")
             with gr.Column():
                 document_text = gr.Textbox(label=I18N("document_text"), lines=4, elem_id="single-document")
-                document_image = ImageBox(label=I18N("document_image"), type="filepath", height=220)
+                document_image = checked(ImageBox(label=I18N("document_image"), type="filepath", height=220),
+                                         "error_document_image")
         button = gr.Button(I18N("score_button"), variant="primary", elem_id="score-button")
         with gr.Row():
             result = gr.Markdown(label=I18N("result"), elem_id="single-result")
@@ -58,13 +60,9 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
             grid = gr.Slider(2, 16, value=8, step=1, label=I18N("why_grid"), scale=2)
             ask = gr.Checkbox(False, label=I18N("why_ask"), scale=2)
         panel = why_panel("single-why")
-        gr.Examples(
-            [["white ceramic coffee cup with a minimalist mountain line pattern", None,
-              "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", asset_image("mountain_cup.png"), "E-commerce"]],
-            [query_text, query_image, document_text, document_image, preset],
-            label=I18N("examples"),
-            example_labels=[both("example_single")],
-        )
+        examples([["white ceramic coffee cup with a minimalist mountain line pattern", None,
+                   "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", asset_image("mountain_cup.png"), "E-commerce"]],
+                 [query_text, query_image, document_text, document_image, preset], ["example_single"])
     button.click(lambda: [None, None], None, [result, details], queue=False, api_visibility="private").then(
         handlers.score, [query_text, query_image, document_text, document_image, instruction, model],
         [result, details], api_name="score", **MODEL_WORK)

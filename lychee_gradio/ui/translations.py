@@ -4,10 +4,12 @@ write (tables, verdicts, errors, progress) through `text()` with the browser's l
 from __future__ import annotations
 
 EN = {
-    "title": "# 🍒 Lychee reranker\nScore how well documents (text, images, or both) meet a query, with lychee-rerank-mm.",
+    "title": "# 🍒 Lychee reranker\nScore how well documents (text, images, or both) meet a query.",
+    "swipe_hint": "↔ Swipe the table sideways to see every column.",
     "demo_banner": (
-        "⚠️ **Demo mode: the model has random weights.** The scores below are real outputs of a tiny random "
-        "network and mean nothing about relevance. Start with `--model` pointing at lychee-rerank-mm for real scores."
+        "⚠️ **Demo mode: the models named random-… have random weights.** Their scores are real outputs of a tiny "
+        "random network and mean nothing about relevance. Start with `--model` pointing at lychee-rerank-mm for real "
+        "scores."
     ),
     "instruction_preset": "Task preset",
     "instruction": "Instruction (editable)",
@@ -86,6 +88,7 @@ EN = {
 
 # What the handlers write, in the browser's language (`text(key, language, ...)`).
 EN_OUTPUT = {
+    "served": "Scoring with **{model}** ({family}){random}.", "served_random": ", random weights",
     "why_query_image": "Query image", "why_document_image": "Document image", "why_query_text": "Query text",
     "why_document_text": "Document text", "why_lowers": "lowered the score", "why_raises": "raised it",
     "why_legend": "colour scale", "why_texts": "Texts, word by word", "why_raw": "Raw output", "why_mass": "share of yes+no",
@@ -105,6 +108,9 @@ EN_OUTPUT = {
     "chart_x": "Metric at k", "chart_y": "Score", "chart_stage": "Stage", "stage_first": "first stage",
     "stage_reranked": "reranked",
     "progress_reading": "reading image {done}/{total}", "progress_scoring": "scoring {done}/{total}",
+    "progress_preparing": "preparing image {done}/{total}",
+    "stopped_after": "Stopped after {done} of {total}: the ranking shows those scored, ranked among themselves.",
+    "stopped_title": "Stopped", "error_title": "Error",
     "progress_query": "scoring query {done}/{total}",
     "kendall": "Kendall's tau", "overlap": "top-{k} overlap", "disagree": "Where they disagree most",
     "rank_vs": "rank {a} vs {b}",
@@ -124,7 +130,8 @@ EN_OUTPUT = {
     "what_documents": "Documents", "what_images": "Images to rank",
     "error_attach_one": "attach at most one image per document, found {count}",
     "error_attach_missing": "[image: {reference}] matches no uploaded image (uploaded: {uploaded})",
-    "error_unreadable": "{name} is not an image this app can read (PNG, JPEG, WebP, GIF, BMP, TIFF …).",
+    "unreadable_reason": "not an image this app can read (PNG, JPEG, WebP, GIF, BMP, TIFF …)",
+    "error_upload_one": "{box} ({name}): {reason}", "error_upload_many": "{box}, image {number} ({name}): {reason}",
     "error_top_n": "Show the best N: give a whole number, 0 or more (0 shows all).",
     "error_k": "Cutoffs k: give whole numbers of 1 or more separated by commas, like 1,5,10.",
     "error_timeout": "This run took longer than this server's limit of {seconds:g} s and was stopped. Try fewer "
@@ -179,6 +186,7 @@ ZH_EXTRA = {
 }
 
 ZH_OUTPUT = {
+    "served": "当前模型:**{model}**({family}){random}。", "served_random": ",随机权重",
     "why_query_image": "查询图片", "why_document_image": "文档图片", "why_query_text": "查询文本",
     "why_document_text": "文档文本", "why_lowers": "降低了分数", "why_raises": "提高了分数",
     "why_legend": "颜色刻度", "why_texts": "文本(逐词)", "why_raw": "原始输出", "why_mass": "yes+no 概率占比",
@@ -196,6 +204,9 @@ ZH_OUTPUT = {
     "eval_skipped": "跳过 {count} 行",
     "chart_x": "指标 @k", "chart_y": "分数", "chart_stage": "阶段", "stage_first": "初排", "stage_reranked": "重排后",
     "progress_reading": "读取图片 {done}/{total}", "progress_scoring": "评分 {done}/{total}",
+    "progress_preparing": "处理图片 {done}/{total}",
+    "stopped_after": "已在 {total} 个中评完 {done} 个后停止:下面只列出已评分的,并在它们之间排序。",
+    "stopped_title": "已停止", "error_title": "错误",
     "progress_query": "评估查询 {done}/{total}",
     "kendall": "Kendall tau 相关系数", "overlap": "前 {k} 名重合率", "disagree": "分歧最大的文档",
     "rank_vs": "排名 {a} 对 {b}",
@@ -214,7 +225,8 @@ ZH_OUTPUT = {
     "what_documents": "文档", "what_images": "待排序的图片",
     "error_attach_one": "每个文档最多附加一张图片,这里有 {count} 张",
     "error_attach_missing": "[image: {reference}] 与已上传的图片都不匹配(已上传:{uploaded})",
-    "error_unreadable": "{name} 不是本应用能读取的图片(PNG、JPEG、WebP、GIF、BMP、TIFF……)。",
+    "unreadable_reason": "不是本应用能读取的图片(PNG、JPEG、WebP、GIF、BMP、TIFF……)",
+    "error_upload_one": "{box}({name}):{reason}", "error_upload_many": "{box},第 {number} 张({name}):{reason}",
     "error_top_n": "只显示前 N 个:请输入 0 或正整数(0 表示全部)。",
     "error_k": "截断位置 k:请输入以逗号分隔的正整数,例如 1,5,10。",
     "error_timeout": "本次运行超过了服务器 {seconds:g} 秒的时限,已停止。请减少文档数量或使用更小的图片。",
@@ -232,9 +244,10 @@ ZH_OUTPUT = {
 }
 
 ZH = {
-    "title": "# 🍒 荔枝重排序\n用 lychee-rerank-mm 评估文档(文本、图片或图文)与查询的相关程度。",
+    "title": "# 🍒 荔枝重排序\n评估文档(文本、图片或图文)与查询的相关程度。",
+    "swipe_hint": "↔ 左右滑动表格可查看所有列。",
     "demo_banner": (
-        "⚠️ **演示模式:模型权重是随机的。** 下面的分数来自一个很小的随机网络,与相关性无关。"
+        "⚠️ **演示模式:名为 random-… 的模型权重是随机的。** 它们的分数来自一个很小的随机网络,与相关性无关。"
         "使用 `--model` 指向 lychee-rerank-mm 才能得到真实分数。"
     ),
     "instruction_preset": "任务预设",

@@ -9,6 +9,8 @@
     python -m lychee_gradio.bench --caches                # repeated requests: score cache and image cache
     python -m lychee_gradio.bench --explain               # why this score: maps and weights vs. one call each
     python -m lychee_gradio.bench --quantize all          # int8 and nf4 weights vs. full precision
+    python -m lychee_gradio.bench --images 60 --image-size 1600x1200 --model-size tiny   # image ranking, by stage
+    python -m lychee_gradio.bench --vision 12             # the vision tower: one attention call per layer or not
 
 All three paths run in one process on the same random-weight model (built from a config: the
 same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
@@ -25,7 +27,9 @@ from .batching import format_batching, run_batching
 from .caches import format_caches, run_caches
 from .engine import format_stability, format_table, run_benchmark, run_stability
 from .explain import format_explain, run_explain
+from .images import format_images, run_images
 from .quantize import format_quantize, run_quantize
+from .vision import format_vision, run_vision
 from .serving import format_serving, run_serving
 
 
@@ -59,6 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quantize", choices=("int8", "nf4", "all"), default=None,
                         help="instead: the same checkpoint loaded in full precision and in int8, nf4 or both "
                              "(bitsandbytes): weights bytes, pairs/s, peak memory, score differences")
+    parser.add_argument("--images", type=int, default=None, metavar="N",
+                        help="instead: N JPEG photos against one description, by stage (decode, prepare, vision "
+                             "tower, language model, the rest), before/after, and /rank_images end to end")
+    parser.add_argument("--image-size", default="1600x1200", help="WxH of --images and --vision photos")
+    parser.add_argument("--vision", type=int, default=None, metavar="N",
+                        help="instead: N photos through the vision tower alone, transformers' per-window "
+                             "attention vs. one call per layer")
     parser.add_argument("--stability", action="store_true",
                         help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
                              "reuse (use with --dtype bfloat16)")
@@ -73,6 +84,24 @@ def main(argv: list[str] | None = None) -> None:
         print(format_explain(report))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name("explain.json").write_text(json.dumps(report, indent=2))
+        return
+    if args.images or args.vision:
+        try:
+            width, height = (int(side) for side in args.image_size.lower().split("x"))
+        except ValueError:
+            parser.error("--image-size: WxH, e.g. 1600x1200")
+        if args.images:
+            report = run_images(args.images, width, height, size=args.model_size, family=args.family,
+                                device=args.device, dtype=args.dtype, runs=args.runs)
+            print(format_images(report))
+            name = "images.json"
+        else:
+            report = run_vision(args.vision, width, height, size=args.model_size, family=args.family,
+                                device=args.device, dtype=args.dtype, runs=args.runs)
+            print(format_vision(report))
+            name = "vision.json"
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name(name).write_text(json.dumps(report, indent=2))
         return
     if args.quantize:
         modes = ("int8", "nf4") if args.quantize == "all" else (args.quantize,)

@@ -49,7 +49,7 @@ def run_quantize(size: str = "small", device: str = "auto", dtype: str = "auto",
                 "peak_bytes": timed["peak_bytes"],
                 "largest_difference": max(abs(a - b) for a, b in zip(scores, reference)),
             }
-            del scorer, timed
+            scorer = timed = None  # freed before the next precision loads
             gc.collect()
             if runtime.device.startswith("cuda"):
                 torch.cuda.empty_cache()

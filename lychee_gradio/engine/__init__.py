@@ -1,5 +1,6 @@
 """The engine: the model families' prompt (`prompt.py`), pairs encoded exactly as the processor would
 (`encoding.py`), weights found and loaded (`weights.py`), the image cache (`cache.py`), the scorer
-that batches and reuses the shared prefix (`scorer.py`), the naive reference (`naive.py`), and
-random checkpoints for tests and the demo (`random_model.py`). The only part that imports torch.
+that batches and reuses the shared prefix (`scorer.py`), the naive reference (`naive.py`),
+random checkpoints for tests and the demo (`random_model.py`), and one attention call per vision
+layer where flash-attention is absent (`vision_attention.py`, installed by both loaders). The only part that imports torch.
 """

@@ -273,6 +273,7 @@ def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str
     import transformers
 
     from ..families import FAMILIES
+    from . import vision_attention
 
     sizes = SIZES[family]
     if size not in sizes:
@@ -291,6 +292,7 @@ def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str
             for parameter in model.parameters():
                 if parameter.dim() > 1:
                     parameter.normal_(0.0, 0.2)
+    vision_attention.install(model)  # as weights.py's loader does: the same vision attention as served models
     return model
 
 

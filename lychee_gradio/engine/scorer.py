@@ -30,11 +30,13 @@ from ..families import LYCHEE, ModelFamily
 from ..scoring import Counter, DigestMemo, ScoreCache, ScorerBase
 from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder, shared_prefix_length
+from .pipeline import pipelined
 from .scheduler import Scheduler
 from .weights import (choose_runtime, default_model, load_model_and_processor, resolve_model_dir, split_precision,
                       weights_bytes)
 
 logger = logging.getLogger(__name__)
+
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -109,6 +111,9 @@ class QwenVLReranker(ScorerBase):
             raise ValueError("max_batch_wait_ms must be 0 or more")
         self.max_batch_wait_ms = max_batch_wait_ms
         self.scheduler = Scheduler(self, max_batch_wait_ms / 1000) if batch_across_requests else None
+        # Many image documents: prepared a chunk at a time while the model runs the chunks before (`_pipelined`).
+        self.pipeline = True
+        self.pipeline_peak = 0  # the most chunks a pipelined call had in flight at once (tests)
         self._encoding = threading.Lock()
         self._arriving = Counter()  # calls encoding their pairs (or waiting to): soon in the scheduler's queue
         # After running out of memory, the batch size that fit is remembered for later calls and
@@ -194,7 +199,17 @@ class QwenVLReranker(ScorerBase):
         # one request at a time (with the model, when calls do not share passes), so that few requests
         # hold pixel patches at once.
         query, documents = self.encoder.truncate(query), [self.encoder.truncate(d) for d in documents]
+        size = max(1, self.batch_size)
+        if (self.pipeline and self.scheduler is not None and len(documents) > 2 * size
+                and sum(document.image is not None for document in documents) >= size):
+            return self._pipelined(query, documents, instruction, max_pixels, on_progress, context, digest, size)
+        return self._run_encoded(self._encoder_of(query, documents, instruction, max_pixels, context, digest),
+                                 on_progress, context)
 
+    def _encoder_of(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
+                    context: RequestContext, digest: DigestMemo):
+        """The encoding of a call's pairs, as a function (run under the encoding lock): progress per document
+        through `context.on_prepared`, its Stop and deadline checked before each."""
         def encode() -> list[EncodedPair]:
             hits, misses = self.image_cache.hits, self.image_cache.misses
             prepared = iter(range(len(documents)))
@@ -212,7 +227,10 @@ class QwenVLReranker(ScorerBase):
             context.stats.image_cache_misses += self.image_cache.misses - misses
             return pairs
 
-        return self._run_encoded(encode, on_progress, context)
+        return encode
+
+    def _pipelined(self, *args) -> list[PairScore]:
+        return pipelined(self, *args)
 
     def _score_fresh_pairs(self, pairs: list[tuple[Item, Item]], instruction: str, max_pixels: int | None,
                            on_progress: ProgressCallback | None, context: RequestContext,

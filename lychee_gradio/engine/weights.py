@@ -310,6 +310,10 @@ def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | Non
     if not runtime.device.startswith("cuda") and not quantize:  # bitsandbytes models stay where they were loaded
         model.to(runtime.device)
     model.eval()
+    # Without flash-attention, one attention call per vision layer instead of one per window or image.
+    from . import vision_attention
+
+    vision_attention.install(model)
     return model, processor, family
 
 

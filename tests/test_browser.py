@@ -305,6 +305,7 @@ def test_use_via_api_names_every_parameter_in_english(browser, page_app):
     page.get_by_text('api_name="/rerank"').first.wait_for(timeout=30_000)
     text = page.locator("body").inner_text()
     assert "[object Object]" not in text and "value_" not in text
+    assert "0 ms" not in text  # no latency figures before an endpoint was ever called
     assert 'provided in the "Query text" Textbox component' in text and "/v1/rerank" in text
     page.close()
 

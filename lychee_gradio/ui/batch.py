@@ -9,7 +9,7 @@ import gradio as gr
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
 from .downloads import write_downloads
-from .forms import (cell, document_items, hidden_note, image_rules, move, preview, query_item,
+from .forms import (above, cell, document_items, hidden_note, image_rules, move, preview, query_item,
                     rerank_until_stopped, top_n_from, verdict, view)
 from .layout import (I18N, MODEL_WORK, asset_image, asset_text, checked, examples, query_column, run_buttons,
                      swipe_hint, wire)
@@ -50,14 +50,12 @@ def filter_ranking(ranking: dict | None, min_score: float | None):
     if not ranking:
         return gr.update(), gr.update()
     lang = ranking["lang"]
-    shown = [(row, line) for row, line in zip(ranking["rows"], ranking["lines"])
-             if row["score"] >= float(min_score or 0)]
+    rows, shown, hidden = above(ranking["rows"], ranking["lines"], min_score)
     header = [text(key, lang) for key in ("col_rank", "col_score", "col_document", "col_input", "col_move")]
-    lines = ["| " + " | ".join(header) + " |", "| ---: | --- | --- | ---: | :---: |", *(line for _, line in shown)]
+    lines = ["| " + " | ".join(header) + " |", "| ---: | --- | --- | ---: | :---: |", *shown]
     if ranking["stopped"]:
         lines.insert(0, f"**⏹ {ranking['stopped']}**\n")
-    hidden = len(ranking["rows"]) - len(shown)
-    return "\n".join(lines) + hidden_note(hidden, len(shown), min_score, lang), [row for row, _ in shown]
+    return "\n".join(lines) + hidden_note(hidden, len(rows), min_score, lang), rows
 
 
 def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dropdown, preset: gr.Dropdown) -> None:

@@ -179,6 +179,22 @@ def query_item(query_text, query_image, rules: ImageRules, lang: str = "en"):
                  else text("error_query", lang, reason=why), rules, lang)
 
 
+def pair_items(scorer, query_text, query_image, document_text, document_image, limits: Limits,
+               context: RequestContext) -> tuple:
+    """The Single tab's query and its one document (text and/or image) as scorer items, the images decoded
+    under the request's rules; errors name the box (query image, document image, document)."""
+    lang = context.language
+    rules = image_rules(limits, context, scorer, images=[query_image, document_image])
+    query = query_item(query_text, query_image, rules, lang)
+    document = {"text": (document_text or "").strip() or None, "image": document_image or None}
+    if document["text"] is None and document["image"] is None:
+        raise PageError(text("error_document_missing", lang))
+    name = upload_name(document_image) if document_image else ""
+    item = page_item(scorable(document), lambda why, image: text("error_document_image", lang, name=name, reason=why)
+                     if image else text("error_single_document", lang, reason=why), rules, lang)
+    return query, item
+
+
 def document_items(documents, document_images, limits: Limits, rules: ImageRules,
                     lang: str = "en") -> tuple[list[dict], list]:
     """The page's documents (text blocks plus uploads), parsed for display and as scorer items."""
@@ -224,11 +240,12 @@ def rerank_until_stopped(scorer, query, items: list, instruction: str | None, to
         return results, text("stopped_after", context.language, done=len(scored), total=len(items))
 
 
-def above(results: list, min_score: float | None) -> tuple[list, int]:
-    """The results at or above `min_score` (the page's filter; 0 or empty keeps all), and how many were hidden."""
+def above(rows: list[dict], shown: list, min_score: float | None) -> tuple[list[dict], list, int]:
+    """The ranking's rows at or above `min_score` (the page's "Hide scores below"; 0 or empty keeps all), what
+    the page shows for each of them (`shown`, one per row), and how many were hidden."""
     threshold = float(min_score or 0)
-    kept = [result for result in results if result.score >= threshold]
-    return kept, len(results) - len(kept)
+    kept = [(row, item) for row, item in zip(rows, shown) if row["score"] >= threshold]
+    return [row for row, _ in kept], [item for _, item in kept], len(rows) - len(kept)
 
 
 def hidden_note(hidden: int, kept: int, min_score: float | None, lang: str) -> str:

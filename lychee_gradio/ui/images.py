@@ -10,7 +10,7 @@ import gradio as gr
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
 from .downloads import write_downloads
-from .forms import (ASSETS_DIR, check_count, image_rules, page_item, PageError, query_item,
+from .forms import (ASSETS_DIR, above, check_count, image_rules, page_item, PageError, query_item,
                     rerank_until_stopped, top_n_from, upload_name, verdict, view)
 from .layout import I18N, MODEL_WORK, checked, examples, query_column, run_buttons, wire
 from .translations import text
@@ -74,8 +74,8 @@ def filter_gallery(ranking: dict | None, min_score: float | None):
     """A ranking's gallery and rows with the scores below `min_score` hidden (the page's live filter)."""
     if not ranking:
         return gr.update(), gr.update()
-    shown = [(item, row) for item, row in zip(ranking["gallery"], ranking["rows"]) if row["score"] >= float(min_score or 0)]
-    return [item for item, _ in shown], [row for _, row in shown]
+    rows, gallery, _ = above(ranking["rows"], ranking["gallery"], min_score)
+    return gallery, rows
 
 
 def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dropdown, preset: gr.Dropdown) -> None:

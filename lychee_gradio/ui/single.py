@@ -8,9 +8,8 @@ import gradio as gr
 
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
-from .forms import image_rules, page_item, PageError, query_item, scorable, upload_name, verdict, view
+from .forms import pair_items, verdict, view
 from .layout import I18N, ImageBox, MODEL_WORK, asset_image, checked, examples
-from .translations import text
 from .why import show_maps, why_panel
 
 
@@ -20,14 +19,7 @@ def score_view(scorer: Scorer, query_text, query_image, document_text, document_
                context: RequestContext | None = None) -> tuple[str, dict]:
     """One pair: Markdown (score, verdict, logits) and the JSON details."""
     lang = context.language
-    rules = image_rules(limits, context, scorer, images=[query_image, document_image])
-    query = query_item(query_text, query_image, rules, lang)
-    document = {"text": (document_text or "").strip() or None, "image": document_image or None}
-    if document["text"] is None and document["image"] is None:
-        raise PageError(text("error_document_missing", lang))
-    name = upload_name(document_image) if document_image else ""
-    item = page_item(scorable(document), lambda why, image: text("error_document_image", lang, name=name, reason=why)
-                 if image else text("error_single_document", lang, reason=why), rules, lang)
+    query, item = pair_items(scorer, query_text, query_image, document_text, document_image, limits, context)
     (pair,) = scorer.score_with_logits(query, [item], instruction or None, context=context.use(scorer))
     reading = verdict(pair.score, lang)
     details = {"score": pair.score, "verdict": verdict(pair.score)["verdict"], "colour": reading["colour"],

@@ -16,7 +16,7 @@ from PIL import Image
 from ..contract import RequestContext, Scorer
 from ..explain import LOW_MASS, Explanation, legend_png
 from ..settings import Limits
-from .forms import PageError, image_rules, page_item, query_item, scorable, upload_name, view
+from .forms import pair_items, view
 from .layout import I18N
 from .translations import text
 
@@ -29,14 +29,7 @@ def explain_view(scorer: Scorer, query_text, query_image, document_text, documen
     the weighted texts (HTML), the raw output (Markdown) and the JSON details (`/v1/explain`'s answer
     without the pictures)."""
     lang = context.language
-    rules = image_rules(limits, context, scorer, images=[query_image, document_image])
-    query = query_item(query_text, query_image, rules, lang)
-    document = {"text": (document_text or "").strip() or None, "image": document_image or None}
-    if document["text"] is None and document["image"] is None:
-        raise PageError(text("error_document_missing", lang))
-    name = upload_name(document_image) if document_image else ""
-    item = page_item(scorable(document), lambda why, image: text("error_document_image", lang, name=name, reason=why)
-                     if image else text("error_single_document", lang, reason=why), rules, lang)
+    query, item = pair_items(scorer, query_text, query_image, document_text, document_image, limits, context)
     found = scorer.explain(query, item, instruction or None, grid=int(grid or 8), explanation=bool(explanation),
                            context=context.use(scorer))
     overlays = {image_map.target: Image.open(io.BytesIO(image_map.overlay_png())) for image_map in found.images}

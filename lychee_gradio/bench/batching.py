@@ -22,7 +22,7 @@ from ..engine.random_model import build_processor, build_random_model
 from ..engine.scorer import LycheeScorer
 from ..engine.weights import choose_runtime
 from ..families import FAMILIES
-from .common import QUERY_TEXT, cpu_name, text_documents
+from .common import QUERY_TEXT, cpu_name, drive_clients, load_summary, text_documents
 
 CASES = (("16 clients x 4 documents", 16, 4), ("4 clients x 64 documents", 4, 64))
 LONE_REQUESTS = 30
@@ -74,7 +74,7 @@ def _load(door: _Door, texts: list[str], clients: int, documents: int, seconds: 
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
-    def client() -> None:
+    def client(_: int) -> None:
         nonlocal errors
         while time.monotonic() < stop:
             n = next(numbers)
@@ -93,21 +93,8 @@ def _load(door: _Door, texts: list[str], clients: int, documents: int, seconds: 
                 if keep is not None and len(keep) < 24:
                     keep.append((query, chosen, scores))
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    latencies.sort()
-
-    def percentile(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
-
-    return {"requests": len(latencies), "errors": errors, "seconds": wall,
-            "requests_per_second": len(latencies) / wall, "pairs_per_second": len(latencies) * documents / wall,
-            "p50_seconds": percentile(0.5), "p95_seconds": percentile(0.95)}
+    wall = drive_clients(clients, client)
+    return load_summary(latencies, errors, wall, len(latencies) * documents)
 
 
 def run_batching(size: str = "small", device: str = "auto", dtype: str = "auto", seconds: float = 20.0,

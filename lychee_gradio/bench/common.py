@@ -107,6 +107,28 @@ def time_path(run: Callable[[], list[float]], runs: int, device: torch.device) -
     return {"seconds": times, "median_seconds": statistics.median(times), "scores": scores, "peak_bytes": peak}
 
 
+def drive_clients(clients: int, client: Callable[[int], None]) -> float:
+    """Run `client(k)` on `clients` threads at once, k = 0..clients-1; the wall seconds until all are done."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def load_summary(latencies: list[float], errors: int, wall: float, pairs: int) -> dict:
+    """A load run's figures: requests and pairs per second, p50 and p95 latency (seconds)."""
+    latencies = sorted(latencies)
+
+    def percentile(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+
+    return {"requests": len(latencies), "errors": errors, "seconds": wall, "requests_per_second": len(latencies) / wall,
+            "pairs_per_second": pairs / wall, "p50_seconds": percentile(0.5), "p95_seconds": percentile(0.95)}
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

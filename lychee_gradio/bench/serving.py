@@ -12,7 +12,7 @@ import torch
 
 from ..engine.random_model import build_processor
 from ..engine.scorer import LycheeScorer
-from .common import QUERY_TEXT, cpu_name, synthetic_image, text_documents
+from .common import QUERY_TEXT, cpu_name, drive_clients, load_summary, synthetic_image, text_documents
 
 def _serving_requests(tokenizer, count: int = 24) -> list[dict]:
     """/v1/rerank bodies: text and image queries alternating, 8 to 16 text documents each."""
@@ -57,20 +57,8 @@ def _drive(url: str, bodies: list[dict], clients: int, seconds: float) -> dict:
                     else:
                         errors += 1
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    latencies.sort()
-
-    def percentile(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
-
-    return {"requests": len(latencies), "errors": errors, "seconds": wall, "requests_per_second": len(latencies) / wall,
-            "pairs_per_second": pairs / wall, "p50_seconds": percentile(0.5), "p95_seconds": percentile(0.95)}
+    wall = drive_clients(clients, client)
+    return load_summary(latencies, errors, wall, pairs)
 
 
 def _large_request(url: str, runs: int) -> float:

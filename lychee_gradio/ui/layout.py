@@ -110,15 +110,7 @@ HEAD_TEMPLATE = """
     }
     return null;
   };
-  // The API page's latency tooltip says "p50 0 ms" before an endpoint was ever called: hidden until it knows.
-  const quietLatency = (root) => {
-    for (const chart of root.querySelectorAll ? root.querySelectorAll(".tooltip-chart") : []) {
-      const values = [...chart.querySelectorAll(".chart-bar-value")].map((value) => value.textContent.trim());
-      chart.style.display = values.length && values.every((value) => /^0(\.0+)?\s*m?s$/.test(value)) ? "none" : "";
-    }
-  };
   const translate = (root) => {
-    quietLatency(root.nodeType === 1 ? root : document.body);
     for (const element of root.querySelectorAll ? root.querySelectorAll("[aria-label], [title]") : []) {
       for (const name of ["aria-label", "title"]) {
         const said = say(element.getAttribute(name));

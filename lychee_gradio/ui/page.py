@@ -155,8 +155,11 @@ class PageApp:
         logged in (for requests that carry the key instead of logging in)."""
         # show_error=False: an unexpected exception reaches the page and gradio_client as a plain
         # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
+        # enable_monitoring=False: Gradio times a streaming event to its first update, so the API page
+        # said "p50: 0 ms" for every run of ours (they stream progress); /metrics has the real latencies.
         app = gr.mount_gradio_app(app, self.blocks, path="/", auth=auth, i18n=I18N, mcp_server=False,
                                   server_name=host, server_port=port, show_error=False,
+                                  enable_monitoring=False,
                                   max_file_size=max_file_size, css=CSS, head=head())
         # A mounted app counts as "not launched" for Gradio, which then skips its own rule that file
         # inputs must be uploads; Page checks that itself, and this turns Gradio's on too.

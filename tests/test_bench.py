@@ -98,10 +98,12 @@ def test_the_quantize_benchmark_loads_full_and_int8_weights_through_the_loader(t
 def test_the_image_benchmark_prints_each_stage_before_and_after_with_the_same_scores(tmp_path, capsys):
     from lychee_gradio.bench.images import format_images, run_images
 
-    report = run_images(12, 160, 120, size="tiny", device="cpu", dtype="float32", runs=1, through_page=False)
+    report = run_images(12, 160, 120, size="tiny", device="cpu", dtype="float32", runs=1)
     printed = format_images(report)
     for row in ("| decode the files (at the edge) |", "| prepare: resize and patches |", "| vision tower |",
-                "| language model |", "| library call, end to end |", "vision attention calls per layer"):
+                "| language model |", "| library call, end to end |", "vision attention calls per layer",
+                "as the page sends it", "through gradio_client"):
         assert row in printed
+    assert report["page"]["same_ranking"] is True
     assert report["largest_difference"] < 1e-5
     assert report["paths"]["after"]["calls_per_vision_layer"] <= report["paths"]["after"]["images_per_pass"]

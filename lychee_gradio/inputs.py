@@ -105,9 +105,14 @@ class PixelBudget:
         self.settle(0, image, field)
 
     def release(self) -> None:
+        """When the request ends (its decoded images gone with it): the pool's pixels back, and after a
+        request of large images the heap memory they freed back to the system."""
         if self.pool is not None:
             self.pool.release(self._held)
         self._held = 0
+        if self.used >= RETURN_MEMORY_AFTER_PIXELS:
+            self.used = 0
+            return_memory()
 
 
 def admit_images(values: Sequence[Any], rules: "ImageRules") -> None:

@@ -68,12 +68,14 @@ def test_a_port_in_use_gives_a_clear_error(served, tiny_model_dir):
 @pytest.mark.slow
 def test_a_share_link_that_cannot_be_made_says_so_and_exits_non_zero(tiny_model_dir, tmp_path):
     # Whether or not this machine has internet: the share server is a closed port here, and the tunnel
-    # program Gradio would download is one that fails at once.
+    # program Gradio would download is one that fails at once, saying what frpc says when it cannot reach
+    # the server (else Gradio waits its 30 s tunnel timeout).
     from gradio import tunneling
 
     frpc = tmp_path / "hf" / "gradio" / "frpc" / tunneling.BINARY_FILENAME
     frpc.parent.mkdir(parents=True)
-    frpc.write_text("#!/bin/sh\necho 'cannot connect' >&2\nexit 1\n")
+    frpc.write_text("#!/bin/sh\necho '[W] [service.go:131] login to server failed: dial tcp: connection refused'\n"
+                    "exit 1\n")
     frpc.chmod(0o755)
     env = {"HF_HOME": str(tmp_path / "hf"), "GRADIO_SHARE_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}
     result = run_cli("share", "--model", str(tiny_model_dir), "--port", str(free_port()), "--auth", "me:secret",

@@ -89,6 +89,8 @@ def pipelined(self, query: Item, documents: list[Item], instruction: str, max_pi
         thread.start()
         started.append(thread)
     wait_for_event(lambda: len(outcome) == len(started))
+    for thread in started:  # each has handed in its outcome; none may outlive the call (see Scheduler)
+        thread.join()
     for sub in subcontexts:
         context.stats.add(sub.stats)
     results: list[PairScore | None] = [None] * len(documents)

@@ -26,10 +26,12 @@ Policy:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from ..contract import (PairScore, ProgressCallback, RequestContext, ScoringCancelledError, ScoringOutOfMemoryError,
@@ -61,7 +63,14 @@ class Job:
 
 
 class Scheduler:
-    """The queue in front of one model and the worker that owns it."""
+    """The queue in front of one model and the worker that owns it.
+
+    The worker is stopped and joined before the interpreter finalizes (`close`, run at exit for every
+    scheduler): Python 3.11 ends a daemon thread that still runs at finalization with `pthread_exit`, and
+    when that thread is inside torch (freeing the last pass's tensors, which takes the GIL back from
+    C++), the forced unwind crosses a `noexcept` frame and the process aborts ("terminate called
+    without an active exception", exit code 134) after its work is done.
+    """
 
     def __init__(self, scorer, max_wait: float = 0.005):
         self.scorer = scorer
@@ -69,6 +78,8 @@ class Scheduler:
         self._jobs: list[Job] = []  # in arrival order
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._closing = False
+        _LIVE.add(self)
 
     @property
     def waiting(self) -> int:
@@ -93,6 +104,7 @@ class Scheduler:
             if arrived is not None:
                 arrived()
             if self._worker is None or not self._worker.is_alive():
+                self._closing = False
                 self._worker = threading.Thread(target=self._work, name="lychee-scheduler", daemon=True)
                 self._worker.start()
             self._changed.notify_all()
@@ -134,18 +146,31 @@ class Scheduler:
             while job.in_pass:
                 self._changed.wait()
 
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop the worker once the work queued now is done, and wait for it (at most `timeout` seconds).
+        A later call starts a new worker."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+            worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+
     # -- the worker -------------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            self._one_pass()
+        while self._one_pass():
+            pass
 
-    def _one_pass(self) -> None:
-        """Waits for rows and runs them as one pass. A method of its own so that nothing of a finished
-        pass (its jobs hold every request's decoded pixels) stays referenced while the worker waits."""
+    def _one_pass(self) -> bool:
+        """Waits for rows and runs them as one pass; False once closed with nothing left to run. A method
+        of its own so that nothing of a finished pass (its jobs hold every request's decoded pixels) stays
+        referenced while the worker waits."""
         with self._changed:
             rows = self._next_pass()
             while not rows:
+                if self._closing:
+                    return False
                 self._changed.wait()
                 rows = self._next_pass()
             for job, _ in rows:
@@ -160,6 +185,7 @@ class Scheduler:
                 for job, _ in rows:
                     job.in_pass = False
                 self._changed.notify_all()
+        return True
 
     def _next_pass(self) -> list[tuple[Job, int]]:
         """The next pass's rows (called with the lock held): waits for more requests while the pass is not
@@ -331,3 +357,13 @@ class Scheduler:
         if job in self._jobs:
             self._jobs.remove(job)
         job.finished.set()
+
+
+_LIVE: "weakref.WeakSet[Scheduler]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At exit (after the main thread's work, before finalization): every scheduler's worker stops."""
+    for scheduler in list(_LIVE):
+        scheduler.close(timeout=30.0)

@@ -176,6 +176,18 @@ class QwenVLReranker(ScorerBase):
         logger.info("%s loaded in %.1f s: weights %.2f GB", served, scorer.load_seconds, scorer.weights_bytes / 2**30)
         return scorer
 
+    def close(self) -> None:
+        """Stop the scheduler's worker thread (a later call starts it again). Done at exit for every scorer;
+        call it, or use the scorer as a context manager, to end it sooner."""
+        if self.scheduler is not None:
+            self.scheduler.close()
+
+    def __enter__(self) -> "QwenVLReranker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @property
     def weights_bytes(self) -> int:
         """Bytes held by the model's parameters and buffers (quantization scales included)."""

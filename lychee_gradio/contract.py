@@ -190,9 +190,11 @@ ERRORS: dict[str, tuple[int, str]] = {
     "image_unreadable": (400, "cannot read image file {path}: {reason}"),
     "image_empty": (400, "image data is empty"),
     "image_decode": (400, "cannot decode image ({reason})"),
-    "image_unidentified": (400, "cannot decode image (not a format Pillow can read)"),
+    "image_unidentified": (400, "cannot decode image (not JPEG, PNG, WebP, GIF, BMP or TIFF)"),
     "image_bomb": (400, "image is too large to decode safely ({reason})"),
     "image_no_pixels": (400, "image has no pixels"),
+    "image_aspect": (400, "image is {width}x{height}: its longer side is more than {limit} times its shorter one, "
+                          "which the model cannot take; crop or pad it"),
     "image_pixels": (413, "image is {width}x{height} = {pixels:,} pixels, over this server's limit of {limit:,}"),
     "request_pixels": (413, "the request's images add up to more than this server's limit of {limit:,} decoded "
                             "pixels; send fewer or smaller images"),

@@ -23,7 +23,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .contract import InputError, Item
 
 __all__ = ["Item", "ImageRules", "PixelBudget", "load_image", "to_item", "to_items", "check_text",
-           "resolve_instruction", "base64_image", "decode_image_data"]
+           "resolve_instruction", "base64_image", "decode_image_data", "open_image", "IMAGE_FORMATS"]
+
+# The image formats every door decodes, by Pillow's names, and no other: none of them starts an external
+# program (Pillow's EPS plugin runs Ghostscript on the caller's bytes; PDF, PSD, ICNS and the rest are no
+# photos). "JPEG" includes MPO, how phones and cameras save JPEGs with a second picture.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Qwen-VL's processors refuse images whose longer side is more than this many times the shorter.
+MAX_ASPECT_RATIO = 200
+
+
+def open_image(source: Any) -> Image.Image:
+    """`Image.open` limited to `IMAGE_FORMATS` (reads the header only); anything else is
+    `UnidentifiedImageError`, as for bytes that are no image at all."""
+    if "WEBP" not in Image.OPEN:  # Image.open itself registers only the most common plugins first
+        Image.init()
+    return Image.open(source, formats=IMAGE_FORMATS)
 
 
 class PixelPool:
@@ -145,7 +160,7 @@ def _header_size(value: Any) -> tuple[int, int] | None:
             source = value.strip()
         else:
             return None
-        with Image.open(source) as image:
+        with open_image(source) as image:
             return image.size
     except Exception:  # noqa: BLE001 - unreadable here: decoding reports it with the field's name
         return None
@@ -234,7 +249,7 @@ def base64_image(value: str) -> bytes | None:
 
 def _is_image(data: bytes) -> bool:
     try:
-        with Image.open(io.BytesIO(data)):
+        with open_image(io.BytesIO(data)):
             return True
     except Exception:  # noqa: BLE001 - anything Pillow cannot identify is "not an image"
         return False
@@ -291,6 +306,8 @@ def _check_size(image: Image.Image, field: str, max_pixels: int | None) -> None:
     width, height = image.size
     if max_pixels is not None and width * height > max_pixels:
         raise InputError(field, "image_pixels", width=width, height=height, pixels=width * height, limit=max_pixels)
+    if width >= 1 and height >= 1 and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InputError(field, "image_aspect", width=width, height=height, limit=MAX_ASPECT_RATIO)
 
 
 def reduction_factor(width: int, height: int, keep_pixels: int | None) -> int:
@@ -302,14 +319,18 @@ def reduction_factor(width: int, height: int, keep_pixels: int | None) -> int:
 
 def _reduced(image: Image.Image, keep_pixels: int | None) -> Image.Image:
     factor = reduction_factor(image.width, image.height, keep_pixels)
-    return image.reduce(factor) if factor > 1 else image
+    if factor == 1:
+        return image
+    if image.mode not in _REDUCIBLE:  # palette, 1-bit, 16-bit: Pillow's reduce takes 8-bit and 32-bit modes
+        image = _eight_bit(image)
+    return image.reduce(factor)
 
 
 def _decode_bytes(data: bytes, field: str, rules: ImageRules = NO_RULES) -> Image.Image:
     if not data:
         raise InputError(field, "image_empty")
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        image = open_image(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:
         raise InputError(field, "image_unidentified") from None
     except Image.DecompressionBombError as error:
@@ -339,16 +360,48 @@ def _decode_bytes(data: bytes, field: str, rules: ImageRules = NO_RULES) -> Imag
     return image
 
 
+_REDUCIBLE = {"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F", "La", "RGBa"}
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """An image of any mode Pillow decodes in a mode `convert("RGB")` reads as a browser shows it: palette
+    images with their transparency, 1-bit as black and white, 16-bit and 32-bit integers by their top 8
+    bits (not clipped to white), floats in 0..1 scaled to 0..255 (others clipped)."""
+    import numpy as np
+
+    mode = image.mode
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if mode == "PA" or "transparency" in image.info else "RGB")
+    if mode == "1":
+        return image.convert("L")
+    if mode == "La":
+        return image.convert("LA")
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(image).astype(np.int64)
+        if mode == "I" and values.size and values.max() <= 255 and values.min() >= 0:
+            return Image.fromarray(values.astype(np.uint8), "L")
+        return Image.fromarray((np.clip(values, 0, 65535) >> 8).astype(np.uint8), "L")
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        if values.size and values.max() <= 1.0:
+            values = values * 255.0
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    return image
+
+
 def _to_rgb(image: Image.Image, field: str) -> Image.Image:
     try:
         image = ImageOps.exif_transpose(image)
         if image.mode != "RGB":
+            image = _eight_bit(image)
             image = image.convert("RGB")
         image.load()
     except (OSError, ValueError) as error:
         raise InputError(field, "image_decode", reason=str(error)) from None
     if image.width < 1 or image.height < 1:
         raise InputError(field, "image_no_pixels")
+    if max(image.size) > MAX_ASPECT_RATIO * min(image.size):
+        raise InputError(field, "image_aspect", width=image.width, height=image.height, limit=MAX_ASPECT_RATIO)
     return image
 
 

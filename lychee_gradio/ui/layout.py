@@ -175,11 +175,13 @@ class ImageBox(gr.Image):
             return None
         if payload.url and payload.url.startswith("data:"):
             return super().preprocess(payload)
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
+
+        from ..inputs import open_image
 
         name = Path(payload.orig_name or payload.path or "image").name
         try:
-            with Image.open(payload.path):
+            with open_image(payload.path):
                 pass
         except (UnidentifiedImageError, OSError, ValueError):
             return UnreadableUpload(name)
@@ -285,10 +287,12 @@ def checked(box: gr.components.Component, words: str | None = None) -> gr.compon
     def readable(path) -> bool:
         if isinstance(path, UnreadableUpload):
             return False
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
+
+        from ..inputs import open_image
 
         try:
-            with Image.open(path):  # the header only
+            with open_image(path):  # the header only
                 return True
         except (UnidentifiedImageError, OSError, ValueError):
             return False

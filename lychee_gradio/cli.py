@@ -109,7 +109,21 @@ def _add_serving_options(parser: argparse.ArgumentParser) -> None:
                         help=f"documents per request, on every door (default {LIMITS.max_documents})")
     parser.add_argument("--api-key", default=os.environ.get("LYCHEE_API_KEY"),
                         help="require 'Authorization: Bearer KEY' on /v1/rerank, the Gradio API and MCP; the page "
-                             "then asks for user 'lychee' and the key as password (default: $LYCHEE_API_KEY)")
+                             "then asks for user 'lychee' and the key as password (default: $LYCHEE_API_KEY; "
+                             "a key on the command line shows in `ps`: prefer the variable or --api-key-file)")
+    parser.add_argument("--api-key-file", type=Path, default=None, metavar="PATH",
+                        help="read the API key from this file (its first line)")
+    parser.add_argument("--allowed-hosts", default="", metavar="HOST[,HOST...]",
+                        help="host names this server answers to besides localhost, its address and the machine's own "
+                             "names, e.g. the name a reverse proxy forwards (*.example.com for subdomains; * for any)")
+    parser.add_argument("--allowed-origins", default="", metavar="URL[,URL...]",
+                        help="web pages of other sites that may call the API from a browser, e.g. "
+                             "https://search.example.com (CORS; off by default)")
+    parser.add_argument("--temp-file-minutes", type=_non_negative_float, default=DEFAULTS.temp_file_minutes,
+                        help="uploads and result files are deleted after this many minutes (default "
+                             f"{DEFAULTS.temp_file_minutes:g})")
+    parser.add_argument("--header-timeout", type=_non_negative_float, default=DEFAULTS.header_timeout,
+                        help=f"seconds a connection has to send its request headers (default {DEFAULTS.header_timeout:g})")
     parser.add_argument("--allow-image-urls", action="store_true",
                         help="let /v1/rerank and MCP fetch http(s) image URLs from public addresses (off: images "
                              "come as base64)")
@@ -298,7 +312,10 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
     from .serving.server import ServerSettings
 
     # A public link must not leave the rerank API open: without --api-key it takes the share password.
-    api_key = args.api_key or (auth[1] if auth else None)
+    api_key = args.api_key
+    if args.api_key_file is not None:
+        api_key = args.api_key_file.read_text(encoding="utf-8").splitlines()[0].strip()
+    api_key = api_key or (auth[1] if auth else None)
     size = int(args.max_body_mb * 2**20)
     limits = Limits(max_documents=args.max_documents, max_image_pixels=args.max_image_pixels,
                     max_request_pixels=args.max_request_pixels, max_body_bytes=size, max_upload_bytes=size)
@@ -306,9 +323,15 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
     config = Config(limits=limits, request_timeout=args.request_timeout or None, api_key=api_key,
                     cache_size=args.cache_size, image_cache_mb=args.image_cache_mb,
                     allow_image_urls=args.allow_image_urls, allowed_image_hosts=hosts,
-                    image_url_timeout=args.image_url_timeout)
+                    image_url_timeout=args.image_url_timeout, allowed_hosts=_names(args.allowed_hosts),
+                    allowed_origins=_names(args.allowed_origins), temp_file_minutes=args.temp_file_minutes,
+                    header_timeout=args.header_timeout or DEFAULTS.header_timeout)
     return ServerSettings(host=args.host, port=args.port, demo_mode=bool(args.demo), config=config, auth=auth, mcp=args.mcp,
                           concurrency=concurrency)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _interrupt(signum, frame) -> None:
@@ -331,6 +354,9 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
         auth = _auth(getattr(args, "auth", None)) if share else None
     except ValueError as error:
         print(f"lychee share: {error}", file=sys.stderr)
+        return 2
+    if args.api_key_file is not None and not args.api_key_file.is_file():
+        print(f"lychee {args.command}: --api-key-file: no such file: {args.api_key_file}", file=sys.stderr)
         return 2
     cluster = None
     try:
@@ -360,6 +386,7 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     if share:
         try:
             url = server.open_share_link(running)
+            running.allow_host(url)  # the link's host: the tunnel forwards requests with it
         except Exception as error:  # noqa: BLE001 - the tunnel fails in many ways; all mean "no link"
             running.close()
             print(f"lychee share: could not create a public link ({error}). It needs internet access to "

@@ -123,6 +123,10 @@ class RequestContext:
     # Called (documents prepared so far, documents to prepare) as the engine decodes, resizes and patches a
     # call's documents before scoring them: for a progress bar that moves during that work too.
     on_prepared: Callable[[int, int], None] | None = None
+    # Whose score cache this request reads and fills: "" everyone's (a library's own process), a caller's
+    # identity (its API key, its page session) so that no caller learns from answer times what another
+    # asked, or None: no cache at all (`settings.Config.cache_scope`).
+    cache_scope: str | None = ""
 
     def __post_init__(self):
         if self.timeout is not None and self.timeout <= 0:
@@ -137,7 +141,8 @@ class RequestContext:
             if used is scorer:
                 return context
         context = RequestContext(timeout=self.timeout, cancel=self.cancel, request_id=self.request_id,
-                                 language=self.language, deadline=self.deadline, on_prepared=self.on_prepared)
+                                 language=self.language, deadline=self.deadline, on_prepared=self.on_prepared,
+                                 cache_scope=self.cache_scope)
         self.calls.append((scorer, context))
         return context
 
@@ -220,10 +225,20 @@ ERRORS: dict[str, tuple[int, str]] = {
     "one_image": (400, "at most one image per document, got {count}"),
     "invalid": (422, "{reason}"),
     "api_key": (401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'"),
+    "unknown_host": (400, "this server does not answer to the host {host}; its operator can add it with "
+                          "--allowed-hosts"),
+    "not_found": (404, "not found"),
+    "cross_origin": (403, "requests from pages of another site ({origin}) are refused; the server's operator can "
+                          "allow that site with --allowed-origins"),
+    "login_throttled": (429, "too many failed logins from this address; try again in {seconds} s"),
+    "upload_space": (503, "the server's space for uploads is full for now; try again in a few minutes"),
     "body_too_large": (413, "request body is over this server's limit of {limit:,} bytes"),
     "unknown_tool": (400, "unknown tool {name}"),
     "grid": (400, "expected a whole number of cells per side, 1 to {limit}, got {value}"),
     "segments": (400, "expected a whole number of segments per text, 1 to {limit}, got {value}"),
+    "explain_variants": (413, "this explanation would score {variants} changed pairs, over this server's limit of "
+                              "{limit}; use a smaller grid or fewer segments"),
+    "explain_text": (413, "explanations take texts of at most {limit:,} characters; this one has {length:,}"),
     # labelled sets (Evaluate)
     "bad_json": (400, "not valid JSON ({reason} at column {column})"),
     "json_object": (400, "expected a JSON object"),

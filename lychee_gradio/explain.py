@@ -35,6 +35,18 @@ MAX_SEGMENTS = 64
 LOW_MASS = 0.5  # below this share of next-token probability on yes+no, the model wanted to say something else
 
 
+def whole_number(value: Any, field: str, code: str, limit: int) -> int:
+    """A count from a caller, 1 to `limit`: an int, or a float that is whole (a page's slider sends 8.0);
+    a string, a boolean, NaN or anything else is refused the same way on every door."""
+    whole = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+             and value == int(value) and 1 <= value <= limit)
+    if not whole:
+        from .contract import InputError
+
+        raise InputError(field, code, limit=limit, value=repr(value)[:40])
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Cell:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the image's pixels, x1 and y1 exclusive
@@ -248,9 +260,12 @@ def legend_png(width: int = 320, height: int = 18) -> bytes:
 
 def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAULT_GRID,
                  max_segments: int = DEFAULT_SEGMENTS, explanation: bool = False, max_pixels: int | None = None,
-                 context=None, explain_tokens: int = 48, targets: tuple[str, ...] = ("query", "document")
-                 ) -> Explanation:
+                 context=None, explain_tokens: int = 48, targets: tuple[str, ...] = ("query", "document"),
+                 max_variants: int | None = None, max_text_chars: int | None = None) -> Explanation:
     """The explanation of one pair (items already read), by `scorer` (a `scoring.ScorerBase`).
+
+    A server bounds what one explanation costs: at most `max_variants` changed pairs (cells of every image
+    and segments of every text; 413 past it) and texts of at most `max_text_chars` characters.
 
     The document's variants (and the pair itself) are one call, so they run behind the shared
     prefix; the query's variants are one `score_pairs` call, batched; both go through the score cache.
@@ -275,13 +290,24 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
         spans = segments_of(item.text, max_segments)
         return spans, [Item(text=without(item.text, start, end), image=item.image) for start, end in spans]
 
+    if max_text_chars is not None:
+        for field, item in (("query", query), ("document", document)):
+            if item.text is not None and len(item.text) > max_text_chars:
+                from .contract import InputError
+
+                raise InputError(f"{field}.text", "explain_text", length=len(item.text), limit=max_text_chars)
     document_boxes, document_images = image_variants(document)
     document_spans, document_texts = text_variants(document)
+    query_boxes, query_images = image_variants(query)
+    query_spans, query_texts = text_variants(query)
+    variants = len(document_images) + len(document_texts) + len(query_images) + len(query_texts)
+    if max_variants is not None and variants > max_variants:
+        from .contract import InputError
+
+        raise InputError("grid", "explain_variants", variants=variants, limit=max_variants)
     scored = scorer.score_with_logits(query, [document, *document_images, *document_texts], instruction,
                                       max_pixels=max_pixels, context=context)
     base, scored = scored[0], scored[1:]
-    query_boxes, query_images = image_variants(query)
-    query_spans, query_texts = text_variants(query)
     query_scored = scorer.score_pairs([(variant, document) for variant in (*query_images, *query_texts)],
                                       instruction, max_pixels=max_pixels, context=context) if (
         query_images or query_texts) else []

@@ -41,13 +41,13 @@ def open_image(source: Any) -> Image.Image:
     return Image.open(source, formats=IMAGE_FORMATS)
 
 
-class PixelPool:
-    """The decoded pixels every request of this process holds at once (`Limits.max_pixels_in_flight`).
+class ImageMemoryPool:
+    """The memory that the images of every request in flight hold at once, in bytes
+    (`Limits.image_memory_in_flight`): their decoded pixels and the model's pixel patches made from them.
 
-    An image's pixels are reserved before it is decoded (its full size, or the size the JPEG decoder
-    scales to) and given back down to what the decoded image keeps; a request's are all given back
-    when it ends. A request that would take the pool over its limit waits for others to give back,
-    until its own deadline (its `check` raises then); a request alone is never refused.
+    A request takes its images' share before any is decoded (read from their headers: `admit_images`)
+    and gives it back when it ends. A request that would take the pool over its limit waits for others to
+    give back, until its own deadline (its `check` raises then); a request alone is never refused.
     """
 
     def __init__(self, limit: int):
@@ -55,53 +55,69 @@ class PixelPool:
         self.used = 0
         self._changed = threading.Condition()
 
-    def acquire(self, pixels: int, check: Callable[[], None] | None = None) -> None:
+    def acquire(self, amount: int, check: Callable[[], None] | None = None) -> None:
         with self._changed:
-            while self.used and self.used + pixels > self.limit:
+            while self.used and self.used + amount > self.limit:
                 if check is not None:
                     check()
                 self._changed.wait(0.1)
-            self.used += pixels
+            self.used += amount
 
-    def release(self, pixels: int) -> None:
-        if pixels:
+    def release(self, amount: int) -> None:
+        if amount:
             with self._changed:
-                self.used -= pixels
+                self.used -= amount
                 self._changed.notify_all()
 
 
-_POOLS: dict[int, PixelPool] = {}
+_POOLS: dict[int, ImageMemoryPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def pixel_pool(limit: int) -> PixelPool:
+def image_memory_pool(limit: int) -> ImageMemoryPool:
     """The process's pool for a limit: every door of a server (same `Limits`) shares one."""
     with _POOLS_LOCK:
-        return _POOLS.setdefault(limit, PixelPool(limit))
+        return _POOLS.setdefault(limit, ImageMemoryPool(limit))
+
+
+# What one image holds while its request runs, per pixel: 3 bytes decoded (RGB), and the model's patches of
+# it as the processor makes them (3 channels x 2 temporal frames x 4 bytes), per pixel of the image as resized
+# (at most the model's bound). float32 is counted: a bf16 model's patches take half.
+DECODED_BYTES_PER_PIXEL = 3
+PATCH_BYTES_PER_PIXEL = 24
+
+
+def image_memory(width: int, height: int, keep_pixels: int | None) -> int:
+    """The bytes `admit_images` counts for an image of width x height, decoded down to `keep_pixels`."""
+    factor = reduction_factor(width, height, keep_pixels)
+    decoded = (width // factor) * (height // factor)
+    resized = min(decoded, keep_pixels) if keep_pixels else decoded
+    return DECODED_BYTES_PER_PIXEL * decoded + PATCH_BYTES_PER_PIXEL * resized
 
 
 class PixelBudget:
     """The decoded pixels one request may hold, all of its images together (`Limits.max_request_pixels`),
-    admitted from the process's `PixelPool` when one is given.
+    and the memory its images take from the process's `ImageMemoryPool` when one is given.
 
     Each door makes one per request and hands it to every `to_item` of that request. Before decoding,
-    `admit` takes from the pool the pixels the request's images will hold (read from their headers),
-    all at once, so that requests never wait on each other half-way; an image that takes the request
-    over its own limit is refused (413, `request_pixels`), naming it; `release()` gives the pool its
-    pixels back when the request ends; `check` (the request's deadline and Stop) runs between images.
+    `admit` takes from the pool what the request's images will hold (read from their headers: decoded
+    pixels and patches), all at once, so that requests never wait on each other half-way; an image that
+    takes the request over its own pixel limit is refused (413, `request_pixels`), naming it; `release()`
+    gives the pool its share back when the request ends; `check` (the request's deadline and Stop) runs
+    between images.
     """
 
-    def __init__(self, limit: int | None, pool: PixelPool | None = None, check: Callable[[], None] | None = None):
+    def __init__(self, limit: int | None, pool: ImageMemoryPool | None = None,
+                 check: Callable[[], None] | None = None):
         self.limit, self.pool, self.check = limit, pool, check
         self.used = 0  # pixels of the request's decoded images
-        self._held = 0  # pixels admitted from the pool
+        self._held = 0  # bytes admitted from the pool
 
-    def admit(self, pixels: int) -> None:
-        """Take room for `pixels` from the pool at once (waits while other requests hold too many)."""
-        pixels = min(pixels, self.limit) if self.limit is not None else pixels
-        if self.pool is not None and pixels > 0:
-            self.pool.acquire(pixels, self.check)
-            self._held += pixels
+    def admit(self, amount: int) -> None:
+        """Take `amount` bytes from the pool at once (waits while other requests hold too much)."""
+        if self.pool is not None and amount > 0:
+            self.pool.acquire(amount, self.check)
+            self._held += amount
 
     def reserve(self, pixels: int) -> None:
         """Before decoding one image."""
@@ -122,27 +138,31 @@ class PixelBudget:
     def release(self) -> None:
         """When the request ends (its decoded images gone with it): the pool's pixels back, and after a
         request of large images the heap memory they freed back to the system."""
+        held, self._held = self._held, 0
         if self.pool is not None:
-            self.pool.release(self._held)
-        self._held = 0
-        if self.used >= RETURN_MEMORY_AFTER_PIXELS:
+            self.pool.release(held)
+        if self.used >= RETURN_MEMORY_AFTER_PIXELS or held >= RETURN_MEMORY_AFTER_BYTES:
             self.used = 0
             return_memory()
 
 
 def admit_images(values: Sequence[Any], rules: "ImageRules") -> None:
-    """Admit, at once, the pixels that the images among `values` (queries and documents in any form)
-    will hold once decoded, read from their headers; nothing is decoded here, and an image that
-    cannot be read counts nothing (decoding it names the problem)."""
+    """Admit, at once, the memory that the images among `values` (queries and documents in any form)
+    will hold once decoded and cut into patches (`image_memory`), read from their headers; nothing is
+    decoded here, and an image that cannot be read counts nothing (decoding it names the problem).
+    The request's own pixel limit caps what it waits for: past it, it is refused anyway."""
     if rules.budget is None or rules.budget.pool is None:
         return
-    total = 0
+    total = pixels = 0
     for value in values:
         image = value.get("image") if isinstance(value, dict) else value
         size = _header_size(image)
         if size is not None:
             factor = reduction_factor(size[0], size[1], rules.keep_pixels)
-            total += (size[0] // factor) * (size[1] // factor)
+            pixels += (size[0] // factor) * (size[1] // factor)
+            if rules.budget.limit is not None and pixels > rules.budget.limit:
+                break
+            total += image_memory(size[0], size[1], rules.keep_pixels)
     rules.budget.admit(total)
 
 
@@ -170,7 +190,7 @@ def request_rules(limits, keep_pixels: int, context) -> "ImageRules":
     """The `ImageRules` of one request at a door: the server's `limits` (settings.Limits), images decoded
     down to `keep_pixels`, a decoded-pixel budget drawn from the process's pool and given back when the
     request's `context` (contract.RequestContext) closes, the request's deadline checked between images."""
-    budget = PixelBudget(limits.max_request_pixels, pixel_pool(limits.max_pixels_in_flight), context.check)
+    budget = PixelBudget(limits.max_request_pixels, image_memory_pool(limits.image_memory_in_flight), context.check)
     context.on_close(budget.release)
     return ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=keep_pixels, budget=budget)
 
@@ -407,6 +427,8 @@ def _to_rgb(image: Image.Image, field: str) -> Image.Image:
 
 # A request whose images add up to this many decoded pixels hands freed memory back afterwards.
 RETURN_MEMORY_AFTER_PIXELS = 16_000_000
+# ... or whose images took this much of the image memory pool (decoded pixels and patches): a few photos.
+RETURN_MEMORY_AFTER_BYTES = 64 * 2**20
 
 
 def return_memory() -> None:

@@ -1,8 +1,8 @@
 """The models one server serves, by name: `lychee load --model A --model B`. The first is the default.
 
-A model answers to the name it was loaded by (a ModelScope id or a folder), to the folder's last
-part, and to its family's name ("lychee-rerank-mm", "Qwen3-VL-Reranker") when no other served
-model shares that family. The app, /v1/rerank and eval look models up here; the scorer knows
+A model answers to its shown name (a ModelScope id as it is, a folder by its last part) and to its
+family's name ("lychee-rerank-mm", "Qwen3-VL-Reranker") when no other served model shares that
+family; never to its folder's path on the server. The app, /v1/rerank and eval look models up here; the scorer knows
 nothing of it.
 """
 
@@ -45,7 +45,9 @@ class ModelSet:
         families = [scorer.family.name for scorer in self.scorers]
         self._aliases: dict[str, Any] = {}
         for scorer, name in zip(self.scorers, self.names):
-            aliases = [scorer.model_name, name]
+            # A model is called by its shown name (a folder's last part, or the ModelScope id) and its family,
+            # never by its folder's path on the server: a caller guessing paths learns nothing.
+            aliases = [name]
             if families.count(scorer.family.name) == 1:
                 aliases.append(scorer.family.name)
             for alias in aliases:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .contract import (InputError, Item, PairScore, ProgressCallback, RequestContext, RerankResult, ScoreStats,
                        ScoringCancelledError, ScoringTimeoutError)
-from .explain import MAX_GRID, MAX_SEGMENTS
+from .explain import MAX_GRID, MAX_SEGMENTS, whole_number
 from .families import ModelFamily
 from .inputs import (RETURN_MEMORY_AFTER_PIXELS, ImageRules, image_pixels, resolve_instruction, return_memory,
                      to_item, to_items)
@@ -103,10 +103,11 @@ class ScoreCache(Lru):
 
     @staticmethod
     def request_key(model: str, instruction: str, query: Item, max_pixels: int,
-                    image_digests: Callable[[Image.Image], bytes] = image_digest) -> bytes:
-        """What every pair of a request shares: the model, instruction, query and pixel bound."""
+                    image_digests: Callable[[Image.Image], bytes] = image_digest, scope: str = "") -> bytes:
+        """What every pair of a request shares: the model, instruction, query and pixel bound, and whose
+        cache it is (`RequestContext.cache_scope`)."""
         digest = hashlib.blake2b(digest_size=16)
-        for part in (model, instruction, str(max_pixels)):
+        for part in (scope, model, instruction, str(max_pixels)):
             digest.update(part.encode("utf-8", "surrogatepass") + b"\x00")
         digest.update(item_digest(query, image_digests))
         return digest.digest()
@@ -129,14 +130,15 @@ class ScoreCache(Lru):
 def through_cache(cache: ScoreCache, model: str, query: Item, documents: list[Item], instruction: str,
                   max_pixels: int, compute: Callable[[list[int], ProgressCallback], list[PairScore]],
                   on_progress: ProgressCallback | None, stats: ScoreStats,
-                  digest: Callable | None = None) -> list[PairScore]:
-    """Scores of `documents`, from `cache` where it has them; `compute(missing indices, progress)` scores the rest."""
+                  digest: Callable | None = None, scope: str | None = "") -> list[PairScore]:
+    """Scores of `documents`, from `cache` where it has them (in `scope`: None reads and keeps nothing);
+    `compute(missing indices, progress)` scores the rest."""
     digest = digest or DigestMemo()
     total = len(documents)
     results: list[PairScore | None] = [None] * total
     keys: list[bytes] = []
-    if cache.max_entries:
-        request_key = ScoreCache.request_key(model, instruction, query, max_pixels, digest)
+    if cache.max_entries and scope is not None:
+        request_key = ScoreCache.request_key(model, instruction, query, max_pixels, digest, scope)
         keys = [ScoreCache.pair_key(request_key, document, digest) for document in documents]
         results = [cache.get(key) for key in keys]
     missing = [i for i, result in enumerate(results) if result is None]
@@ -261,7 +263,8 @@ class ScorerBase:
 
         try:
             return through_cache(self.cache, self.model_name, query_item, document_items, instruction_text,
-                                 max_pixels or self.max_pixels, compute, on_progress, context.stats, digest)
+                                 max_pixels or self.max_pixels, compute, on_progress, context.stats, digest,
+                                 context.cache_scope)
         finally:
             if image_pixels([query_item, *document_items]) >= RETURN_MEMORY_AFTER_PIXELS:
                 del compute, document_items, digest
@@ -280,7 +283,8 @@ class ScorerBase:
     def explain(self, query: Any, document: Any, instruction: str | None = None, *, grid: int = 8,
                 max_segments: int = 32, explanation: bool = False, max_pixels: int | None = None,
                 targets: Sequence[str] = ("query", "document"), context: RequestContext | None = None,
-                timeout: float | None = None, cancel=None, stats: ScoreStats | None = None):
+                timeout: float | None = None, cancel=None, stats: ScoreStats | None = None,
+                max_variants: int | None = None, max_text_chars: int | None = None):
         """Why `document` scored what it did against `query` (`explain.Explanation`): each image of the
         pair as a map of `grid` x `grid` cells at most, each text as at most `max_segments` weighted
         segments, the raw output, and with `explanation=True` the model's own words (which can be wrong).
@@ -289,14 +293,13 @@ class ScorerBase:
         Every value is exact: a cell's is score(pair) - score(pair with that box filled with the
         image's mean colour); a segment's is score(pair) - score(pair without that segment). The
         variants run in batches, through the score cache, the document's behind the shared prefix.
+        `max_variants` and `max_text_chars` bound what one call may cost (a server's limits; 413 past them).
         """
         from .explain import explain_pair
 
         context = request_context(context, timeout, cancel, stats)
-        if not isinstance(grid, int) or isinstance(grid, bool) or not 1 <= grid <= MAX_GRID:
-            raise InputError("grid", "grid", limit=MAX_GRID, value=repr(grid))
-        if not isinstance(max_segments, int) or isinstance(max_segments, bool) or not 1 <= max_segments <= MAX_SEGMENTS:
-            raise InputError("max_segments", "segments", limit=MAX_SEGMENTS, value=repr(max_segments))
+        grid = whole_number(grid, "grid", "grid", MAX_GRID)
+        max_segments = whole_number(max_segments, "max_segments", "segments", MAX_SEGMENTS)
         if max_pixels is not None and max_pixels < self.family.min_pixels:
             raise InputError("max_pixels", "max_pixels_low", minimum=self.family.min_pixels, value=max_pixels)
         rules = ImageRules(keep_pixels=max_pixels or self.max_pixels)
@@ -304,7 +307,8 @@ class ScorerBase:
         document_item = to_item(document, "document", rules=rules)
         instruction_text = resolve_instruction(instruction, self.family.default_instruction)
         return explain_pair(self, query_item, document_item, instruction_text, grid=grid, max_segments=max_segments,
-                            explanation=explanation, max_pixels=max_pixels, context=context, targets=tuple(targets))
+                            explanation=explanation, max_pixels=max_pixels, context=context, targets=tuple(targets),
+                            max_variants=max_variants, max_text_chars=max_text_chars)
 
     def score_pairs(self, pairs: Sequence[tuple[Item, Item]], instruction: str, *, max_pixels: int | None = None,
                     context: RequestContext | None = None) -> list[PairScore]:
@@ -312,8 +316,9 @@ class ScorerBase:
         context = context or RequestContext()
         digest = DigestMemo()
         bound = max_pixels or self.max_pixels
-        keys = ([ScoreCache.pair_key(ScoreCache.request_key(self.model_name, instruction, q, bound, digest), d, digest)
-                 for q, d in pairs] if self.cache.max_entries else [])
+        scope = context.cache_scope
+        keys = ([ScoreCache.pair_key(ScoreCache.request_key(self.model_name, instruction, q, bound, digest, scope), d,
+                                     digest) for q, d in pairs] if self.cache.max_entries and scope is not None else [])
         results: list[PairScore | None] = [self.cache.get(key) for key in keys] if keys else [None] * len(pairs)
         missing = [i for i, found in enumerate(results) if found is None]
         context.stats.pairs += len(pairs)

@@ -20,11 +20,21 @@ class Limits:
     # Decoded pixels of all the images of one request together (each image decoded straight down to
     # the model's pixel bound first): 400 M is 200 photos of 2 megapixels, about 1.2 GB as RGB.
     max_request_pixels: int = 400_000_000
-    # Decoded pixels of every request in flight together (and images being decoded at full size):
-    # past it, a request waits for others to finish, up to its own deadline. 800 M is about 2.4 GB as RGB.
-    max_pixels_in_flight: int = 800_000_000
+    # Memory held by the images of every request in flight together, their decoded pixels and the model's
+    # patches of them (inputs.image_memory): past it, a request waits for others to finish, up to its own
+    # deadline. 2 GB: about two requests of 32 large photos at the model's full pixel bound.
+    image_memory_in_flight: int = 2 * 2**30
     max_body_bytes: int = 64 * 2**20  # one /v1/rerank or MCP request body
     max_upload_bytes: int = 64 * 2**20  # one file uploaded through the page or the Gradio API
+    max_upload_request_bytes: int = 1024 * 2**20  # all the files of one upload request together
+    # What uploads may hold on disk while they are kept (temp_file_minutes): from everyone, from one address.
+    upload_space_bytes: int = 8 * 2**30
+    upload_client_bytes: int = 2 * 2**30
+    # One explanation: changed pairs scored (image cells and text segments together), and each text's length.
+    max_explain_variants: int = 256
+    max_explain_text_chars: int = 32_768
+    # return_documents: each document's text is echoed up to this many characters.
+    max_echo_chars: int = 32_768
     max_zip_bytes: int = 2 * 2**30  # what an uploaded evaluation zip unpacks to
     max_zip_members: int = 20_000  # files (and folders) in an uploaded evaluation zip
 
@@ -42,11 +52,18 @@ class Config:
     request_timeout: float | None = 300.0  # seconds a request may wait and run; then 504 (None: no limit)
     api_key: str | None = None  # every door but /health, /ready, /metrics needs it when set
     cache_size: int = 200_000  # pair scores kept to answer repeats (0: off)
+    # Whose repeats the score cache answers: "user" (each API key, each page session, each address without a
+    # key: no caller learns from answer times what another asked), "global" (everyone's), "request" (none).
+    cache_scope: str = "user"
     image_cache_mb: int = 1024  # processed images kept for images ranked again (0: off)
     allow_image_urls: bool = False  # /v1/rerank and MCP fetch http(s) images (public addresses only)
     allowed_image_hosts: tuple[str, ...] = ()  # fetched even if private (an internal CDN)
     image_url_timeout: float = 10.0  # seconds for one URL, all of it: lookup, redirects, body
     max_image_url_bytes: int = 20 * 2**20
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides localhost, the bound address, the machine's
+    allowed_origins: tuple[str, ...] = ()  # browser origins of other sites that may call the API (CORS)
+    temp_file_minutes: float = 60.0  # uploads, results to download and their copies are deleted after this
+    header_timeout: float = 10.0  # seconds a connection has to send its request's headers (then 408)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> "Config":
@@ -60,6 +77,28 @@ class Config:
         if values.get("request_timeout") == 0:
             values["request_timeout"] = None
         return cls(**values)
+
+
+CACHE_SCOPES = ("user", "global", "request")
+
+
+def cache_scope(config: Config, identity: str) -> str | None:
+    """The `RequestContext.cache_scope` of a request from `identity` (e.g. "key:...", "session:...")."""
+    if config.cache_scope == "global":
+        return ""
+    if config.cache_scope == "request":
+        return None
+    return identity
+
+
+def caller_identity(headers: Any, client: str) -> str:
+    """Who a request to the JSON API (or MCP) is, for the score cache: its API key (hashed), or its address."""
+    import hashlib
+
+    authorization = headers.get("authorization") or ""
+    if authorization:
+        return "key:" + hashlib.blake2b(authorization.encode("utf-8", "replace"), digest_size=12).hexdigest()
+    return f"address:{client}"
 
 
 def _parse(value: Any, kind: str) -> Any:

@@ -18,7 +18,7 @@ from PIL import Image
 from lychee_gradio import app
 from lychee_gradio.contract import RequestContext, ScoringTimeoutError
 from lychee_gradio.evaluation import BadLine, load_queries
-from lychee_gradio.inputs import PixelBudget, PixelPool, admit_images, request_rules, to_item
+from lychee_gradio.inputs import ImageMemoryPool, PixelBudget, admit_images, image_memory, request_rules, to_item
 from lychee_gradio.serving.image_urls import public_address
 from lychee_gradio.settings import Config, Limits
 from lychee_gradio.ui.evaluate import evaluate_view
@@ -36,7 +36,7 @@ def png(width: int, height: int) -> bytes:
 
 
 def test_a_request_waits_for_room_in_the_pixel_pool_and_gets_it_when_another_gives_back():
-    pool = PixelPool(limit=1000)
+    pool = ImageMemoryPool(limit=1000)
     first = PixelBudget(None, pool)
     first.admit(800)
     admitted, waiting = threading.Event(), threading.Event()
@@ -56,13 +56,13 @@ def test_a_request_waits_for_room_in_the_pixel_pool_and_gets_it_when_another_giv
 
 
 def test_a_request_alone_is_admitted_even_over_the_pool():
-    pool = PixelPool(limit=1000)
+    pool = ImageMemoryPool(limit=1000)
     PixelBudget(None, pool).admit(5000)
     assert pool.used == 5000
 
 
 def test_a_request_that_waits_past_its_deadline_for_the_pool_times_out():
-    pool = PixelPool(limit=1000)
+    pool = ImageMemoryPool(limit=1000)
     PixelBudget(None, pool).admit(900)
     late = PixelBudget(None, pool, check=RequestContext(timeout=0.2).check)
     with pytest.raises(ScoringTimeoutError):
@@ -70,12 +70,14 @@ def test_a_request_that_waits_past_its_deadline_for_the_pool_times_out():
 
 
 def test_a_request_admits_its_images_from_their_headers_and_gives_them_back_when_it_ends():
-    limits = Limits(max_pixels_in_flight=123_456_789)
+    limits = Limits(image_memory_in_flight=123_456_789)
     context = RequestContext()
     rules = request_rules(limits, 1_000_000, context)
     images = [png(300, 200), png(4000, 3000)]  # the second is decoded down by 3: 1333 x 1000
     admit_images([{"image": image} for image in images], rules)
-    assert rules.budget.pool.used == 300 * 200 + 1333 * 1000
+    # Decoded pixels (3 bytes each) and the patches of each image as the model resizes it (24 bytes a pixel).
+    assert rules.budget.pool.used == 3 * (300 * 200 + 1333 * 1000) + 24 * (300 * 200 + 1_000_000)
+    assert rules.budget.pool.used == image_memory(300, 200, 1_000_000) + image_memory(4000, 3000, 1_000_000)
     for image in images:
         to_item({"image": image}, "documents[0]", rules=rules)
     context.close()
@@ -83,9 +85,9 @@ def test_a_request_admits_its_images_from_their_headers_and_gives_them_back_when
 
 
 def test_v1_rerank_gives_the_pool_back_after_answers_and_errors(live_app):
-    from lychee_gradio.inputs import pixel_pool
+    from lychee_gradio.inputs import image_memory_pool
 
-    pool = pixel_pool(Limits().max_pixels_in_flight)
+    pool = image_memory_pool(Limits().image_memory_in_flight)
     image = base64.b64encode(png(64, 64)).decode()
     good = {"query": "q", "documents": [{"image": image}] * 3}
     bad = {"query": "q", "documents": [{"image": image}, {"image": "bm90IGFuIGltYWdl"}]}

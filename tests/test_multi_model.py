@@ -34,10 +34,13 @@ def rerank(url, **body):
     return httpx.post(f"{url}v1/rerank", json=body, timeout=60)
 
 
-def test_models_answer_to_their_folder_name_and_their_family(scorer, qwen3_scorer, tiny_qwen3_dir):
+def test_models_answer_to_their_folder_name_and_their_family_but_not_their_server_path(scorer, qwen3_scorer,
+                                                                                      tiny_qwen3_dir):
     models = ModelSet([scorer, qwen3_scorer])
     assert models.get(None) is scorer and models.get("") is scorer
-    assert models.get(tiny_qwen3_dir.name) is qwen3_scorer and models.get(str(tiny_qwen3_dir)) is qwen3_scorer
+    assert models.get(tiny_qwen3_dir.name) is qwen3_scorer
+    with pytest.raises(ValueError, match="unknown model"):  # a guessed path confirms nothing
+        models.get(str(tiny_qwen3_dir))
     assert models.get("Qwen3-VL-Reranker") is qwen3_scorer and models.get("lychee-rerank-mm") is scorer
     with pytest.raises(ValueError, match=r"model: unknown model 'gpt-4'; this server serves 'tiny-lychee\d*', 'tiny-qwen3\d*'"):
         models.get("gpt-4")

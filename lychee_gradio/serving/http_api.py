@@ -10,21 +10,23 @@ document index in `field`; nothing a client sends can stop the server.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..contract import EXPECTED_ERRORS, InputError, RequestContext, ScorerBusyError, status_of
 from ..ranking import best_first, check_top_n
 from ..registry import ModelSet
-from ..settings import Config
+from ..settings import Config, cache_scope, caller_identity
 from . import telemetry
 from .image_urls import ImageFetcher
-from .middleware import RequestTracking, RestGate, error_response
+from .edge import error_response
 from .requests import fetch_urls, request_images, scorer_items, text_of, url_policy
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
@@ -71,7 +73,7 @@ class ExplainRequest(BaseModel):
     query: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
     document: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
     instruction: str | None = Field(None, description="the task (default: the model's own)")
-    grid: int = Field(8, description="cells per side of each image's map, at most (1 to 16)")
+    grid: Any = Field(8, description="cells per side of each image's map, at most: a whole number, 1 to 16")
     explanation: bool = Field(False, description="also the model's own words (slower; can be wrong)")
 
 
@@ -91,15 +93,19 @@ def _field_from(location: tuple) -> str:
 
 
 def create_router(models: ModelSet, config: Config, fetcher: ImageFetcher | None = None) -> APIRouter:
-    """The rerank routes. The API key and the body size are checked before the body is read (`RestGate`)."""
+    """The rerank routes. The API key and the body size are checked before the body is read (`edge.Edge`)."""
     fetcher = fetcher or ImageFetcher(url_policy(config))
     router = APIRouter(tags=["rerank"])
+
+    def context_of(request: Request, record) -> RequestContext:
+        return RequestContext(timeout=config.request_timeout, request_id=record.request_id,
+                              cache_scope=cache_scope(config, caller_identity(request.headers, _client(request))))
 
     async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
         """Rerank documents against a query, best first (Cohere / Jina / vLLM compatible)."""
         loop = asyncio.get_running_loop()
         record = _record(request)
-        context = RequestContext(timeout=config.request_timeout, request_id=record.request_id)
+        context = context_of(request, record)
         record.fields["documents"] = len(body.documents)
         scorer = models.get(body.model)
         record.fields["model"] = models.name_of(scorer)
@@ -107,35 +113,35 @@ def create_router(models: ModelSet, config: Config, fetcher: ImageFetcher | None
         if body.max_pixels is not None and body.max_pixels > scorer.max_pixels:
             raise InputError("max_pixels", "max_pixels_high", limit=scorer.max_pixels)
         deadline = None if context.remaining() is None else loop.time() + context.remaining()
-        fetched = await fetch_urls(request_images(body.query, body.documents), config, fetcher, deadline)
+        fetched = await fetch_urls(request_images(body.query, body.documents), config, fetcher, deadline,
+                                   _client(request))
 
-        def score():
+        top_n = check_top_n(body.top_n)
+        echo = config.limits.max_echo_chars
+
+        def score() -> bytes:
             query, items, raw = scorer_items(body.query, body.documents, config.limits,
                                              body.max_pixels or scorer.max_pixels, context, fetched)
-            return raw, scorer.score_with_logits(query, items, body.instruction, max_pixels=body.max_pixels,
-                                                 context=context)
+            pairs = scorer.score_with_logits(query, items, body.instruction, max_pixels=body.max_pixels,
+                                             context=context)
+            results = [{"index": i, "relevance_score": pairs[i].score,
+                        **({"document": {"text": text_of(raw[i])[:echo]}} if body.return_documents else {})}
+                       for i in best_first([pair.score for pair in pairs])[:top_n]]
+            tokens = sum(pair.tokens for pair in pairs)
+            # The answer is written here, on the worker thread: a large one never holds up the event loop.
+            return json.dumps({"id": record.request_id, "model": models.name_of(scorer), "results": results,
+                               "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
+                               "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}},
+                              ensure_ascii=False).encode("utf-8")
 
         try:
-            documents, pairs = await run_in_threadpool(score)
+            answer = await run_in_threadpool(score)
         finally:
             context.close()
             telemetry.record_scoring(record.fields["model"], context.stats)
             record.fields.update(tokens=context.stats.tokens, cached=context.stats.cached,
                                  scored=context.stats.scored)
-        order = best_first([pair.score for pair in pairs])[: check_top_n(body.top_n)]
-        results = [
-            RerankedDocument(index=i, relevance_score=pairs[i].score,
-                             document={"text": text_of(documents[i])} if body.return_documents else None)
-            for i in order
-        ]
-        tokens = sum(pair.tokens for pair in pairs)
-        return RerankResponse(
-            id=record.request_id,
-            model=models.name_of(scorer),
-            results=results,
-            usage={"total_tokens": tokens, "prompt_tokens": tokens},
-            meta={"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
-        )
+        return Response(answer, media_type="application/json")
 
     for path in RERANK_PATHS:
         router.add_api_route(path, rerank, methods=["POST"], response_model=RerankResponse,
@@ -147,17 +153,19 @@ def create_router(models: ModelSet, config: Config, fetcher: ImageFetcher | None
         next-token view and (asked for) its own words. Every value is score(pair) - score(changed pair)."""
         loop = asyncio.get_running_loop()
         record = _record(request)
-        context = RequestContext(timeout=config.request_timeout, request_id=record.request_id)
+        context = context_of(request, record)
         scorer = models.get(body.model)
         record.fields.update(model=models.name_of(scorer), documents=1)
         deadline = None if context.remaining() is None else loop.time() + context.remaining()
-        fetched = await fetch_urls(request_images(body.query, [body.document]), config, fetcher, deadline)
+        fetched = await fetch_urls(request_images(body.query, [body.document]), config, fetcher, deadline,
+                                   _client(request))
 
         def run():
             query, (document,), _ = scorer_items(body.query, [body.document], config.limits, scorer.max_pixels,
                                                  context, fetched)
             return scorer.explain(query, document, body.instruction, grid=body.grid, explanation=body.explanation,
-                                  context=context).as_dict()
+                                  context=context, max_variants=config.limits.max_explain_variants,
+                                  max_text_chars=config.limits.max_explain_text_chars).as_dict()
 
         try:
             found = await run_in_threadpool(run)
@@ -174,10 +182,8 @@ def create_router(models: ModelSet, config: Config, fetcher: ImageFetcher | None
 
 def install(app: FastAPI, models: ModelSet, config: Config, fetcher: ImageFetcher | None = None,
             routers: tuple[APIRouter, ...] = (), endpoints: dict[str, str] | None = None) -> None:
-    """Add the rerank endpoints (and `routers`, at `endpoints`), the one error format, the API key and the
-    body-size limit to `app`."""
+    """Add the rerank endpoints (and `routers`, at `endpoints`) and the one error format to `app`."""
     fetcher = fetcher or ImageFetcher(url_policy(config))
-    endpoints = {**JSON_ENDPOINTS, **(endpoints or {})}
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, error: InputError):
@@ -200,6 +206,13 @@ def install(app: FastAPI, models: ModelSet, config: Config, fetcher: ImageFetche
         return error_response(status=500, message="internal error; the server's log has the details",
                               request_id=request_id)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        # FastAPI's own refusals (a body it cannot parse, a method not allowed) in the one error shape.
+        message = error.detail if isinstance(error.detail, str) else "invalid request"
+        return error_response(status=error.status_code, message=message, field="body" if error.status_code == 400
+                              else None, headers=getattr(error, "headers", None), request_id=_request_id(request))
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):
         first = error.errors()[0]
@@ -213,8 +226,10 @@ def install(app: FastAPI, models: ModelSet, config: Config, fetcher: ImageFetche
     app.include_router(create_router(models, config, fetcher))
     for router in routers:
         app.include_router(router)
-    app.add_middleware(RestGate, limit=config.limits.max_body_bytes, api_key=config.api_key, paths=tuple(endpoints))
-    app.add_middleware(RequestTracking, paths=endpoints)  # outermost: every answer of these paths is tracked
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "-"
 
 
 def _request_id(request: Request) -> str | None:

@@ -15,8 +15,10 @@ A URL from an untrusted caller must not become a way into the server's own netwo
 
 One deadline covers the whole fetch (lookups, connects, redirects, the body): a server that sends
 a byte every few seconds is cut off at the deadline, not per read. Fetching is asynchronous, on
-the event loop, never on a worker thread or under the model's lock, and at most
-`MAX_CONCURRENT_FETCHES` run at once in the process. Every failure reads the same to the caller
+the event loop, never on a worker thread or under the model's lock. The slots are shared fairly: at
+most `MAX_CONCURRENT_FETCHES` run at once in the process, `FETCHES_PER_CLIENT` of them for one
+client address and `FETCHES_PER_REQUEST` for one request (`requests.fetch_urls`), and a request's
+other fetches are cancelled as soon as one fails or the request ends. Every failure reads the same to the caller
 ("could not be fetched"), whatever the low-level reason (refused address, closed port, timeout,
 HTTP error), so answers do not map the network; the reason goes to the server's log.
 
@@ -36,6 +38,8 @@ import httpx
 logger = logging.getLogger(__name__)
 
 MAX_CONCURRENT_FETCHES = 16
+FETCHES_PER_CLIENT = 8
+FETCHES_PER_REQUEST = 4
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 # IPv6 ranges that carry an IPv4 address and may reach it through translation on some networks.
 _EMBEDDING_IPV4 = [ipaddress.ip_network(net) for net in ("::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48")]
@@ -128,8 +132,9 @@ class ImageFetcher:
     def __init__(self, policy: UrlPolicy):
         self.policy = policy
         self._slots: asyncio.Semaphore | None = None
+        self._clients: dict[str, list] = {}  # client -> [its semaphore, fetches waiting or running]
 
-    async def fetch(self, url: str, field: str, deadline: float | None = None) -> bytes:
+    async def fetch(self, url: str, field: str, deadline: float | None = None, client: str = "-") -> bytes:
         """The bytes at `url`, within the policy's deadline (and `deadline`, a loop time, if sooner)."""
         loop = asyncio.get_running_loop()
         limit = loop.time() + self.policy.timeout
@@ -138,7 +143,7 @@ class ImageFetcher:
         if self._slots is None:
             self._slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         try:
-            return await asyncio.wait_for(self._queued(url, field), timeout=max(0.0, limit - loop.time()))
+            return await asyncio.wait_for(self._queued(url, field, client), timeout=max(0.0, limit - loop.time()))
         except ImageUrlError:
             raise
         except (TimeoutError, asyncio.TimeoutError):
@@ -147,9 +152,17 @@ class ImageFetcher:
             logger.info("image URL %s not fetched for %s: %s", _short(url), field, error)
         raise ImageUrlError(400, field)
 
-    async def _queued(self, url: str, field: str) -> bytes:
-        async with self._slots:
-            return await self._follow(url, field)
+    async def _queued(self, url: str, field: str, client: str) -> bytes:
+        entry = self._clients.setdefault(client, [asyncio.Semaphore(FETCHES_PER_CLIENT), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                async with self._slots:
+                    return await self._follow(url, field)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._clients.get(client) is entry:
+                del self._clients[client]
 
     async def _follow(self, url: str, field: str) -> bytes:
         for _ in range(self.policy.max_redirects + 1):

@@ -6,7 +6,7 @@ data URLs or base64 (http(s) URLs only with `--allow-image-urls`, fetched under 
 the same limits, timeout and body size. A tool never reads a server path, and nothing about a
 call comes from request headers: there is no HTTP loop back into the server, so a forwarded host
 header cannot redirect anyone's calls. The API key (when set) guards the endpoint like every
-other door (`middleware.ApiKeyGate`).
+other door (`edge.Edge`).
 
 Built on the `mcp` SDK's own server and streamable-HTTP transport (stateless, JSON answers).
 """
@@ -23,7 +23,7 @@ import anyio
 from ..contract import EXPECTED_ERRORS, InputError, RequestContext, reading, status_of
 from ..ranking import best_first, check_top_n
 from ..registry import ModelSet
-from ..settings import Config
+from ..settings import Config, cache_scope, caller_identity
 from . import telemetry
 from .image_urls import ImageFetcher
 from .requests import fetch_urls, request_images, scorer_items
@@ -78,6 +78,14 @@ TOOLS = {
                                   "top_n": {"type": "integer", "minimum": 0}, **_COMMON}},
     },
 }
+
+
+def _current_request_context(server):
+    """The MCP SDK's context of the call being handled (its HTTP request among it), or None."""
+    try:
+        return server.request_context
+    except LookupError:
+        return None
 
 
 class McpTools:
@@ -141,9 +149,13 @@ class McpTools:
         self.config.limits.check_documents(len(documents), "images" if name == "rank_images" else "documents")
         top_n = check_top_n(arguments.get("top_n"))
         record.fields["documents"] = len(documents)
-        context = RequestContext(timeout=self.config.request_timeout, request_id=record.request_id)
+        request = getattr(_current_request_context(self.server), "request", None)
+        headers = request.headers if request is not None else {}
+        client = request.client.host if request is not None and request.client is not None else "mcp"
+        context = RequestContext(timeout=self.config.request_timeout, request_id=record.request_id,
+                                 cache_scope=cache_scope(self.config, caller_identity(headers, client)))
         deadline = None if context.remaining() is None else loop.time() + context.remaining()
-        fetched = await fetch_urls(request_images(query, documents), self.config, self.fetcher, deadline)
+        fetched = await fetch_urls(request_images(query, documents), self.config, self.fetcher, deadline, "mcp")
 
         def score():
             query_item, items, _ = scorer_items(query, documents, self.config.limits, scorer.max_pixels, context,
@@ -151,7 +163,8 @@ class McpTools:
             if name == "explain":
                 return scorer.explain(query_item, items[0], arguments.get("instruction"),
                                       grid=arguments.get("grid", 8), explanation=bool(arguments.get("explanation")),
-                                      context=context)
+                                      context=context, max_variants=self.config.limits.max_explain_variants,
+                                      max_text_chars=self.config.limits.max_explain_text_chars)
             return scorer.score_with_logits(query_item, items, arguments.get("instruction"), context=context)
 
         try:

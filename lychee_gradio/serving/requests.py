@@ -19,7 +19,7 @@ from typing import Any
 from ..contract import InputError, Item, RequestContext
 from ..inputs import admit_images, base64_image, decode_image_data, request_rules, to_item
 from ..settings import Config, Limits
-from .image_urls import ImageFetcher, ImageUrlError, UrlPolicy
+from .image_urls import FETCHES_PER_REQUEST, ImageFetcher, ImageUrlError, UrlPolicy
 
 
 def url_policy(config: Config) -> UrlPolicy:
@@ -54,24 +54,34 @@ def _is_url(value: Any) -> bool:
 
 
 async def fetch_urls(values: list[tuple[str, Any]], config: Config, fetcher: ImageFetcher,
-                     deadline: float | None) -> dict[str, bytes]:
-    """The bytes of every image URL among the request's (field, value) pairs, by field, fetched at once.
+                     deadline: float | None, client: str = "-") -> dict[str, bytes]:
+    """The bytes of every image URL among the request's (field, value) pairs, by field.
 
     Without `--allow-image-urls` a URL is refused by name; with it, each is fetched under the
-    policy (`image_urls.py`), all within the request's deadline (a loop time).
+    policy (`image_urls.py`), all within the request's deadline (a loop time), at most
+    `FETCHES_PER_REQUEST` at once. The first that fails ends the others (and so does the request's end:
+    its fetches are its tasks), so a request holds no fetch slot after its answer.
     """
     urls = [(field, value.strip()) for field, value in values if _is_url(value)]
     if not urls:
         return {}
     if not config.allow_image_urls:
         raise InputError(urls[0][0], "image_urls_off")
+    mine = asyncio.Semaphore(FETCHES_PER_REQUEST)
+
+    async def one(field: str, url: str) -> bytes:
+        async with mine:
+            return await fetcher.fetch(url, field, deadline, client)
+
     try:
-        fetched = await asyncio.gather(*(fetcher.fetch(url, field, deadline) for field, url in urls))
-    except ImageUrlError as error:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(field, url)) for field, url in urls]
+    except* ImageUrlError as failed:
+        error = failed.exceptions[0]
         if error.status == 413:
             raise InputError(error.field, "url_too_large", limit=config.max_image_url_bytes) from None
         raise InputError(error.field, "url_not_fetched", timeout=config.image_url_timeout) from None
-    return {field: data for (field, _), data in zip(urls, fetched)}
+    return {field: task.result() for (field, _), task in zip(urls, tasks)}
 
 
 def image_bytes(value: Any, field: str, fetched: dict[str, bytes] | None = None) -> bytes:

@@ -19,10 +19,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -32,7 +34,7 @@ from ..registry import ModelSet
 from ..settings import Config
 from . import http_api, telemetry
 from .image_urls import ImageFetcher
-from .middleware import ApiKeyGate, BodyLimit, McpDoor
+from .edge import Edge, EdgePolicy, HostRule, McpDoor, RequestTracking, Route, UploadSpace, server_routes
 from .requests import url_policy
 
 
@@ -59,12 +61,14 @@ class ServerSettings:
 class Page(Protocol):
     """The web page, as the server mounts it (`ui.page.PageApp`): the server imports no page code.
 
-    `mount` returns the app and, when `api_key` is set, the cookie (name, value) of a session the
-    page knows as logged in, which `ApiKeyGate` hands to requests that carry the key.
+    `mount` returns a namespace with `app` (the app with the page mounted), `routes` (the Gradio routes
+    the page serves, as `(methods, paths, kind, public)`: see `ui/gradio_compat.py`), `logged_in(scope)`
+    (whether a request carries the page's login) and `key_cookie` (with `api_key`: the cookie of a
+    session the page knows as logged in, handed to requests that carry the key).
     """
 
     def mount(self, app: FastAPI, *, auth: tuple[str, str] | None, host: str, port: int, max_file_size: int,
-              api_key: str | None) -> tuple[FastAPI, tuple[str, str] | None]: ...
+              api_key: str | None) -> Any: ...
 
 
 logger = logging.getLogger(__name__)
@@ -159,18 +163,76 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, rout
     )
     add_operations(app, Readiness(models).start())
     http_api.install(app, models, config, fetcher, routers, endpoints)
-    cookie = None
-    if page is not None:
-        app, cookie = page.mount(app, auth=settings.page_auth, host=settings.host, port=settings.port,
-                                 max_file_size=config.limits.max_upload_bytes, api_key=config.api_key)
     json_paths = (*http_api.JSON_ENDPOINTS, *(endpoints or {}))
-    app.add_middleware(BodyLimit, limit=config.limits.max_body_bytes,
-                       exempt=("/gradio_api/upload", *json_paths, "/gradio_api/mcp", "/gradio_api/mcp/"))
+    routes = server_routes(json_paths, MCP_PATHS if tools is not None else ())
+    mounted = None
+    if page is not None:
+        mounted = page.mount(app, auth=settings.page_auth, host=settings.host, port=settings.port,
+                             max_file_size=config.limits.max_upload_bytes, api_key=config.api_key)
+        app = mounted.app
+        routes += [Route(tuple(methods.split(",")), paths, kind, public) for methods, paths, kind, public in mounted.routes]
+    # Our own CORS policy: none unless --allowed-origins lists origins (Gradio then adds none of its own).
+    app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_methods=["GET", "POST"],
+                       allow_headers=["*"], allow_credentials=False)
     if tools is not None:
         app.add_middleware(McpDoor, paths=MCP_PATHS, endpoint=tools.asgi)
-    if config.api_key:
-        app.add_middleware(ApiKeyGate, api_key=config.api_key, cookie=cookie)
+    limits = config.limits
+    keep = config.temp_file_minutes * 60
+    policy = EdgePolicy(routes=routes, hosts=HostRule(settings.host, config.allowed_hosts), api_key=config.api_key,
+                        allowed_origins=config.allowed_origins, max_body_bytes=limits.max_body_bytes,
+                        max_upload_request_bytes=limits.max_upload_request_bytes,
+                        uploads=UploadSpace(limits.upload_space_bytes, limits.upload_client_bytes, keep),
+                        login_user=settings.page_auth[0] if settings.page_auth else None,
+                        logged_in=mounted.logged_in if mounted is not None else (lambda scope: False),
+                        key_cookie=mounted.key_cookie if mounted is not None else None)
+    app.add_middleware(Edge, policy=policy)
+    app.add_middleware(RequestTracking, paths={**http_api.JSON_ENDPOINTS, **(endpoints or {})})
+    app.state.edge = policy
+    app.state.header_timeout = config.header_timeout
     return app
+
+
+HEADER_TIMEOUT = 10.0  # seconds a connection has to send a request's headers
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, with a deadline on each request's headers: a connection that opens and sends
+    them a byte at a time (or not at all) is answered 408 and closed after `header_timeout` seconds, so slow
+    clients cannot hold connections open for good. (uvicorn times idle keep-alive connections only.) Checked
+    against uvicorn 0.54 (`tests/test_edge.py`)."""
+
+    header_timeout = HEADER_TIMEOUT
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if getattr(self, "_header_timer", None) is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _cancel_header_timer(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            logger.info("closed a connection from %s: its request headers took over %g s",
+                        (self.client or ("-",))[0], self.header_timeout)
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            self.transport.close()
 
 
 class RunningServer:
@@ -212,7 +274,10 @@ class RunningServer:
         self.port = self._socket.getsockname()[1]
 
     def _serve(self, app: FastAPI) -> None:
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+        self.app = app
+        timeout = getattr(getattr(app, "state", None), "header_timeout", None) or HEADER_TIMEOUT
+        protocol = type("Protocol", (HeaderTimeoutProtocol,), {"header_timeout": timeout})
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, http=protocol)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
         self._thread.start()
@@ -226,6 +291,15 @@ class RunningServer:
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}/"
+
+    def allow_host(self, url: str) -> None:
+        """Answer requests for the host of `url` too (the share link's, once it exists)."""
+        from urllib.parse import urlsplit
+
+        host = urlsplit(url).hostname
+        edge = getattr(getattr(self.app, "state", None), "edge", None)
+        if host and edge is not None:
+            edge.hosts.allow(host)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()

@@ -162,8 +162,12 @@ class RequestRecord:
         REQUESTS.labels(endpoint=self.endpoint, status=str(self.status)).inc()
         fields = {"request_id": self.request_id, "endpoint": self.endpoint, "status": self.status,
                   "latency_ms": round(latency * 1000, 1), **self.fields}
-        access_log.info(" ".join(f"{key}={_logfmt(value)}" for key, value in fields.items()),
-                        extra={"fields": fields})
+        # A caller's mistake is a WARNING (one line, with its request id); a fault of ours an ERROR (its
+        # traceback was logged where it happened); the rest, a stopped run (499) included, INFO.
+        level = (logging.ERROR if self.status >= 500 else
+                 logging.WARNING if 400 <= self.status < 499 else logging.INFO)
+        access_log.log(level, " ".join(f"{key}={_logfmt(value)}" for key, value in fields.items()),
+                       extra={"fields": fields})
 
 
 def _logfmt(value: Any) -> str:

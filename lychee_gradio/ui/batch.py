@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
-from .downloads import write_downloads
+from .downloads import ranking_downloads
 from .forms import (above, cell, document_items, hidden_note, image_rules, move, preview, query_item,
                     rerank_until_stopped, top_n_from, verdict, view)
 from .layout import (I18N, MODEL_WORK, asset_image, asset_text, checked, examples, query_column, run_buttons,
@@ -85,11 +85,10 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
     event = wire(button, stop, handlers.rerank, [query_text, query_image, documents, images, instruction, top_n, model,
                                                  min_score],
                  [table, details, ranking], "rerank", handlers,
-                 downloads=(lambda rows: write_downloads(rows, "ranking"), details, files))
+                 downloads=(ranking_downloads("ranking"), [ranking, min_score], files))
     min_score.change(filter_ranking, [ranking, min_score], [table, details], api_visibility="private",
                      queue=False, show_progress="hidden").then(
-        lambda rows: write_downloads(rows, "ranking") if rows else None, details, files, api_visibility="private",
-        queue=False)
+        ranking_downloads("ranking"), [ranking, min_score], files, api_visibility="private", queue=False)
     event.then(result_choices, details, chosen, queue=False, api_visibility="private")
     show_maps(chosen.input(handlers.explain_document, [query_text, query_image, documents, images, instruction, model,
                                                         chosen], panel.outputs, api_visibility="private", **MODEL_WORK),

@@ -144,10 +144,11 @@ def evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
                            x_title="Score", y_title="Metric at k", colors_in_legend=[], elem_id="eval-chart")
         files = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False, elem_id="eval-downloads")
         details = gr.JSON(label=I18N("details"))
+        kept = gr.State(None)  # the last report, as the run produced it: the downloads are written from it
         sample = ASSETS_DIR / "eval" / "sample.jsonl"
         if sample.is_file():
             gr.File([str(sample), str(sample.parent / "images.zip")], label=I18N("sample_download"),
                     file_count="multiple", interactive=False, elem_id="eval-sample")
             examples([[str(sample), str(sample.parent / "images.zip"), "1,5,10"]], [data, images, k], ["example_eval"])
-    wire(button, stop, handlers.evaluate, [data, images, k, instruction, skip_bad], [table, chart, details],
-          "evaluate", handlers, downloads=(lambda report: write_downloads(report, "evaluation"), details, files))
+    wire(button, stop, handlers.evaluate, [data, images, k, instruction, skip_bad], [table, chart, details, kept],
+          "evaluate", handlers, downloads=(lambda report: write_downloads(report, "evaluation"), [kept], files))

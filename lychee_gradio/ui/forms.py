@@ -240,10 +240,30 @@ def rerank_until_stopped(scorer, query, items: list, instruction: str | None, to
         return results, text("stopped_after", context.language, done=len(scored), total=len(items))
 
 
+def threshold_of(min_score: Any) -> float:
+    """The "Hide scores below" value: a number from 0 to 1 (empty: 0); anything else keeps every row."""
+    try:
+        value = float(min_score or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if 0.0 <= value <= 1.0 else 0.0
+
+
+def check_min_score(min_score: Any, lang: str) -> float:
+    """`min_score` as an endpoint's parameter: a number from 0 to 1 (empty: 0), else a clear error."""
+    try:
+        value = float(min_score or 0)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0 or isinstance(min_score, bool):
+        raise PageError(text("error_min_score", lang, value=repr(min_score)[:40]))
+    return value
+
+
 def above(rows: list[dict], shown: list, min_score: float | None) -> tuple[list[dict], list, int]:
     """The ranking's rows at or above `min_score` (the page's "Hide scores below"; 0 or empty keeps all), what
     the page shows for each of them (`shown`, one per row), and how many were hidden."""
-    threshold = float(min_score or 0)
+    threshold = threshold_of(min_score)
     kept = [(row, item) for row, item in zip(rows, shown) if row["score"] >= threshold]
     return [row for row, _ in kept], [item for _, item in kept], len(rows) - len(kept)
 
@@ -252,4 +272,4 @@ def hidden_note(hidden: int, kept: int, min_score: float | None, lang: str) -> s
     if not hidden:
         return ""
     key = "hidden_below" if kept else "nothing_above"
-    return "\n\n" + text(key, lang, count=hidden, threshold=float(min_score or 0))
+    return "\n\n" + text(key, lang, count=hidden, threshold=threshold_of(min_score))

@@ -22,11 +22,11 @@ import gradio as gr
 from ..contract import (EXPECTED_ERRORS, InputError, NullObserver, Observer, RequestContext, ScoringOutOfMemoryError,
                         status_of)
 from ..registry import ModelSet
-from ..settings import Config
+from ..settings import Config, cache_scope
 from .batch import rerank_view
 from .compare import compare_view
 from .evaluate import evaluate_view
-from .forms import PageError, parse_documents
+from .forms import PageError, above, check_min_score, parse_documents
 from .images import rank_images_view
 from .single import score_view
 from .translations import language, reason, text
@@ -68,8 +68,10 @@ class Requests:
                 if clicked is not None and stopped is not None and stopped >= clicked:
                     cancel.set()  # Stop was pressed while this run still waited in the queue
         with self.observer.request(endpoint) as record:
+            identity = f"session:{session}" if session else f"address:{getattr(request, 'client', None)}"
             context = RequestContext(timeout=self.config.request_timeout, cancel=cancel,
-                                     request_id=record.request_id, language=lang)
+                                     request_id=record.request_id, language=lang,
+                                     cache_scope=cache_scope(self.config, identity))
             try:
                 yield context
             except (PageError, *EXPECTED_ERRORS) as error:
@@ -141,6 +143,7 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         api_name="/rerank"). Pipelines: POST /v1/rerank on this server takes the Cohere / Jina / vLLM rerank format
         (see /docs)."""
         with requests.open("/rerank", request) as context:
+            check_min_score(min_score, context.language)
             kept: list = []
             table, rows = rerank_view(models.get(model), query_text, query_image, documents, document_images,
                                       instruction, top_n, min_score, limits=limits, context=context, kept=kept)
@@ -153,6 +156,8 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         client.predict(query_text="a blue mug", images=[handle_file("a.png"), handle_file("b.png")],
         api_name="/rank_images")."""
         with requests.open("/rank_images", request) as context:
+            check_min_score(min_score, context.language)
+
             def report(done: int, total: int, description: str) -> None:
                 progress(done / total, desc=description)
 
@@ -185,10 +190,11 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
 
             table, chart, details = evaluate_view(models, data, images_zip, k, instruction, skip_bad,
                                                   limits=limits, context=context, on_progress=report)
-            # Bars in the table's order, each metric's "first stage" beside each model's (evaluate_view).
+            # Bars in the table's order, each metric's "first stage" beside each model's (evaluate_view). The
+            # last: the page's State (the report its downloads are written from; not part of the API's answer).
             return table, gr.BarPlot(value=chart, x_title=text("chart_y", context.language),
                                      y_title=text("chart_x", context.language),
-                                     height=140 + 24 * len(chart)), details  # a line per bar, and the axes
+                                     height=140 + 24 * len(chart)), details, details  # a line per bar, the axes
 
     def explain(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
                 document_image: str | None = None, instruction: str | None = None, grid: float | None = 8,
@@ -201,13 +207,17 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         Example: client.predict(query_text="white cup", document_image=handle_file("cup.png"), api_name="/explain")."""
         with requests.open("/explain", request) as context:
             return explain_view(models.get(model), query_text, query_image, document_text, document_image,
-                                instruction, grid or 8, explanation, limits=limits, context=context)
+                                instruction, grid, explanation, limits=limits, context=context)
 
-    def explain_image(query_text, query_image, images, instruction, model, details, evt: gr.SelectData,
+    def explain_image(query_text, query_image, images, instruction, model, ranking, min_score, evt: gr.SelectData,
                       request: gr.Request = None):
-        """Image ranking: the chosen result's Why? panel, without ranking again."""
+        """Image ranking: the chosen result's Why? panel (the session's kept ranking, as the gallery shows it under
+        "Hide scores below"), without ranking again."""
         with requests.open("/explain", request) as context:
-            row = (details or [])[evt.index]
+            shown = above(ranking["rows"], ranking["rows"], min_score)[0] if ranking else []
+            if not isinstance(evt.index, int) or not 0 <= evt.index < len(shown):
+                return None, None, "", "", None
+            row = shown[evt.index]
             return explain_view(models.get(model), query_text, query_image, None, (images or [])[row["index"]],
                                 instruction, 8, False, limits=limits, context=context)
 

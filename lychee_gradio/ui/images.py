@@ -9,7 +9,7 @@ import gradio as gr
 
 from ..contract import RequestContext, Scorer
 from ..settings import Limits
-from .downloads import write_downloads
+from .downloads import ranking_downloads
 from .forms import (ASSETS_DIR, above, check_count, image_rules, page_item, PageError, query_item,
                     rerank_until_stopped, top_n_from, upload_name, verdict, view)
 from .layout import I18N, MODEL_WORK, checked, examples, query_column, run_buttons, wire
@@ -106,11 +106,11 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
                  api_visibility="private", queue=False, show_progress="hidden")
     wire(button, stop, handlers.rank_images, [query_text, query_image, files, instruction, top_n, model, min_score],
           [gallery, details, ranking], "rank_images", handlers,
-          downloads=(lambda rows: write_downloads(rows, "image-ranking"), details, downloads),
+          downloads=(ranking_downloads("image-ranking"), [ranking, min_score], downloads),
           show_progress_on=[gallery])
     min_score.change(filter_gallery, [ranking, min_score], [gallery, details], api_visibility="private",
                      queue=False, show_progress="hidden").then(
-        lambda rows: write_downloads(rows, "image-ranking") if rows else None, details, downloads,
-        api_visibility="private", queue=False)
-    show_maps(gallery.select(handlers.explain_image, [query_text, query_image, files, instruction, model, details],
+        ranking_downloads("image-ranking"), [ranking, min_score], downloads, api_visibility="private", queue=False)
+    show_maps(gallery.select(handlers.explain_image, [query_text, query_image, files, instruction, model, ranking,
+                                                      min_score],
                              panel.outputs, api_visibility="private", **MODEL_WORK), panel)

@@ -208,7 +208,7 @@ def run_buttons(run_key: str, elem_id: str) -> tuple[gr.Button, gr.Button]:
 
 
 def wire(run: gr.Button, stop: gr.Button, handler: Callable, inputs: list, outputs: list, api_name: str,
-          handlers: SimpleNamespace, downloads: tuple[Callable, gr.JSON, gr.File] | None = None, **options):
+          handlers: SimpleNamespace, downloads: tuple[Callable, list, gr.File] | None = None, **options):
     """Run `handler` from the button (and Ctrl+Enter): first clear the previous results, so a failed
     run never leaves them beside its error; then the results' downloads.
 
@@ -223,9 +223,9 @@ def wire(run: gr.Button, stop: gr.Button, handler: Callable, inputs: list, outpu
 
     event = run.click(clear, None, cleared, queue=False, api_visibility="private")
     event = event.then(handler, inputs, outputs, api_name=api_name, **MODEL_WORK, **options)
-    if downloads is not None:
-        write, details, files = downloads
-        event.then(write, details, files, api_visibility="private", queue=False)
+    if downloads is not None:  # written from the run's server-side State, never from what a caller sends
+        write, kept, files = downloads
+        event.then(write, kept, files, api_visibility="private", queue=False)
     stop.click(handlers.stop, None, None, queue=False, api_visibility="private")
     return event
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -22,9 +23,10 @@ from gradio.context import LocalContext
 from gradio.i18n import I18nData
 from gradio.routes import App
 
-from ..contract import Observer
+from ..contract import NullObserver, Observer
 from ..registry import ModelSet, is_random
 from ..settings import Config
+from . import downloads, gradio_compat
 from .batch import batch_tab
 from .compare import compare_tab
 from .evaluate import evaluate_tab
@@ -68,21 +70,32 @@ class Page(gr.Blocks):
     input, not a stack trace.
     """
 
+    observer: Observer = NullObserver()  # where a refused call is counted and logged (one WARNING line)
+
     async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
         request = LocalContext.request.get(None)
         lang = language(request.headers.get("accept-language") if request is not None else None)
         for block, value in zip(block_fn.inputs, inputs or []):
             if any(not uploaded(file.get("path")) for file in _files(value)):
+                self._refused(block_fn, "not an upload")
                 raise gr.Error(text("error_not_uploaded", lang, input=_label(block, lang)), title=text("error_title", lang),
                                print_exception=False)
         try:
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
-        except gr.Error:
-            raise
+        except gr.Error as error:  # Gradio's own check of a value (a slider's range, a file's type): said as it is
+            self._refused(block_fn, str(error))
+            raise gr.Error(str(error), title=text("error_title", lang), print_exception=False) from None
         except Exception:  # noqa: BLE001 - the caller sent something Gradio cannot read: say where
+            self._refused(block_fn, "unreadable values")
             names = ", ".join(_label(block, lang) for block in block_fn.inputs if not getattr(block, "stateful", False))
             raise gr.Error(text("error_bad_arguments", lang, inputs=names), title=text("error_title", lang),
                            print_exception=False) from None
+
+    def _refused(self, block_fn, why: str) -> None:
+        """A caller's mistake caught before the handler ran: one access-log line (status 400), no traceback."""
+        with self.observer.request(f"/{block_fn.api_name}" if block_fn.api_name else "/page") as record:
+            record.status = 400
+            record.fields["refused"] = why[:120]
 
 
 class _FreshApiInfo:
@@ -113,7 +126,12 @@ def build_demo(scorers, config: Config = Config(), *, demo_mode: bool = False, c
     """
     models = ModelSet.of(scorers)
     handlers = make_handlers(models, config, observer)
-    with Page(title="Lychee reranker", analytics_enabled=False) as demo:
+    # Uploads and the copies Gradio keeps of results are deleted after --temp-file-minutes (swept every tenth
+    # of it); the results' own files likewise (ui/downloads.py).
+    keep = max(60, int(config.temp_file_minutes * 60))
+    downloads.KEEP_SECONDS = keep
+    with Page(title="Lychee reranker", analytics_enabled=False, delete_cache=(max(30, keep // 10), keep)) as demo:
+        demo.observer = observer or NullObserver()
         if demo_mode:
             gr.Markdown(I18N("demo_banner"), elem_id="demo-banner")
         gr.Markdown(I18N("title"))
@@ -136,6 +154,7 @@ def build_demo(scorers, config: Config = Config(), *, demo_mode: bool = False, c
             if len(models) > 1:
                 compare_tab(handlers, instruction, models)
             evaluate_tab(handlers, instruction)
+    gradio_compat.without_run_history(demo)
     # The one place queueing is set up: the model's work (MODEL_WORK) runs `concurrency` requests at
     # once, one per model replica.
     demo.queue(default_concurrency_limit=concurrency, max_size=256)
@@ -150,9 +169,10 @@ class PageApp:
         self.blocks = blocks
 
     def mount(self, app, *, auth: tuple[str, str] | None, host: str, port: int, max_file_size: int,
-              api_key: str | None):
-        """Mount the page at `/` of `app`; with `api_key`, also the cookie of a session the page knows as
-        logged in (for requests that carry the key instead of logging in)."""
+              api_key: str | None) -> SimpleNamespace:
+        """Mount the page at `/` of `app`: the app, the Gradio routes the page serves (for the server's
+        allow-list), a login check, and with `api_key` the cookie of a session the page knows as logged in
+        (for requests that carry the key instead of logging in)."""
         # show_error=False: an unexpected exception reaches the page and gradio_client as a plain
         # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
         # enable_monitoring=False: Gradio times a streaming event to its first update, so the API page
@@ -166,9 +186,6 @@ class PageApp:
         self.blocks.has_launched = True
         gradio_app = next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
         app.add_middleware(_FreshApiInfo, gradio_app=gradio_app)
-        cookie = None
-        if api_key:
-            token = secrets.token_urlsafe(32)
-            gradio_app.tokens[token] = "api-key"
-            cookie = (f"access-token-{gradio_app.cookie_id}", token)
-        return app, cookie
+        cookie = gradio_compat.session_for_key(gradio_app, secrets.token_urlsafe(32)) if api_key else None
+        return SimpleNamespace(app=app, routes=gradio_compat.page_routes(gradio_compat.named_endpoints(self.blocks)),
+                               logged_in=lambda scope: gradio_compat.logged_in(gradio_app, scope), key_cookie=cookie)

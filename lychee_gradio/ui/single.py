@@ -49,7 +49,7 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
             details = gr.JSON(label=I18N("details"))
         with gr.Row(equal_height=True):
             why = gr.Button(I18N("why_button"), elem_id="why-button", scale=2)
-            grid = gr.Slider(2, 16, value=8, step=1, label=I18N("why_grid"), scale=2)
+            grid = gr.Slider(1, 16, value=8, step=1, label=I18N("why_grid"), scale=2)
             ask = gr.Checkbox(False, label=I18N("why_ask"), scale=2)
         panel = why_panel("single-why")
         examples([["white ceramic coffee cup with a minimalist mountain line pattern", None,

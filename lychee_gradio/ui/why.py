@@ -30,7 +30,9 @@ def explain_view(scorer: Scorer, query_text, query_image, document_text, documen
     without the pictures)."""
     lang = context.language
     query, item = pair_items(scorer, query_text, query_image, document_text, document_image, limits, context)
-    found = scorer.explain(query, item, instruction or None, grid=int(grid or 8), explanation=bool(explanation),
+    found = scorer.explain(query, item, instruction or None, grid=8 if grid is None else grid,
+                           explanation=bool(explanation), max_variants=limits.max_explain_variants,
+                           max_text_chars=limits.max_explain_text_chars,
                            context=context.use(scorer))
     overlays = {image_map.target: Image.open(io.BytesIO(image_map.overlay_png())) for image_map in found.images}
     return (overlays.get("query"), overlays.get("document"), weighted_texts(found, lang), raw_output(found, lang),

@@ -15,7 +15,6 @@ __version__ = "0.1.0"
 # should not wait for them (nor should the page or the HTTP layer, which never need them).
 _EXPORTS = {
     "LycheeScorer": "engine.scorer",
-    "QwenVLReranker": "engine.scorer",
     "RerankResult": "contract",
     "PairScore": "contract",
     "Item": "contract",
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
                            ScoringOutOfMemoryError, ScoringTimeoutError)
     from .engine.memory import WontFitError
     from .engine.prompt import SYSTEM_PROMPT
-    from .engine.scorer import LycheeScorer, QwenVLReranker
+    from .engine.scorer import LycheeScorer
     from .engine.weights import DEFAULT_MODEL_ID, ModelLoadError
     from .presets import DEFAULT_INSTRUCTION, INSTRUCTION_PRESETS
 

@@ -75,6 +75,8 @@ class ScoreStats:
     # Forward passes this call reports (each pass once, by one of the calls in it): (pairs, tokens, calls)
     passes: list[tuple[int, int, int]] = field(default_factory=list)
     queue_seconds: float = 0.0  # waiting for its first forward pass
+    chunks_in_flight: int = 0  # a call of many images in a pipeline: the most chunks prepared at once
+    replicas: list = field(default_factory=list)  # on Ray: the replica processes (pids) that scored its chunks
 
     def add(self, other: "ScoreStats") -> None:
         for name in ("pairs", "cached", "scored", "tokens", "tokens_scored", "oom_retries", "image_cache_hits",
@@ -82,6 +84,8 @@ class ScoreStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.batches.extend(other.batches)
         self.passes.extend(other.passes)
+        self.replicas.extend(other.replicas)
+        self.chunks_in_flight = max(self.chunks_in_flight, other.chunks_in_flight)
 
 
 # Reading a score (docs/design.md, "Reading a score"): the one place the thresholds are written.
@@ -328,8 +332,7 @@ def status_of(error: BaseException) -> int:
 
 @runtime_checkable
 class Scorer(Protocol):
-    """What every door needs of a scorer: the local engine (`engine.scorer.QwenVLReranker`, public
-    name `LycheeScorer`) and the Ray front end (`serving.cluster.RayScorer`) both are one."""
+    """What every door needs of a scorer: the local engine (`engine.scorer.LycheeScorer`) and the Ray front end (`serving.cluster.RayScorer`) both are one."""
 
     model_name: str
     max_pixels: int

@@ -326,7 +326,7 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
         if spans:
             text.append(TextWeights(target, [Segment(start, end, item.text[start:end], delta)
                                              for (start, end), delta in zip(spans, deltas(values))]))
-    mass, top, words, note = scorer._inspect(query, document, instruction, max_pixels, context,
+    mass, top, words, note = scorer.inspect(query, document, instruction, max_pixels, context,
                                               explain_tokens if explanation else 0)
     return Explanation(score=base.score, yes_logit=base.yes_logit, no_logit=base.no_logit, yes_no_mass=mass,
                        next_tokens=[NextToken(token, probability) for token, probability in top],

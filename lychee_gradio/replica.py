@@ -56,7 +56,7 @@ class ScorerReplica:
     async def inspect(self, query, document, instruction, max_pixels, explain_tokens: int = 0,
                       timeout: float | None = None) -> tuple:
         """The pair's next-token view and, asked for, the model's own words (`ScorerBase._inspect`)."""
-        return await self._call(lambda context: self.scorer._inspect(query, document, instruction, max_pixels, context,
+        return await self._call(lambda context: self.scorer.inspect(query, document, instruction, max_pixels, context,
                                                                      explain_tokens), RequestContext(timeout=timeout))
 
     async def score_with_logits(self, query, documents, instruction, max_pixels,

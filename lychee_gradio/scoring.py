@@ -1,7 +1,7 @@
 """What every scorer does, whatever computes its scores: inputs checked at the edge, the score cache in
 front, `score` / `score_with_logits` / `rerank`. Torch-free: the local engine
-(`engine.scorer.QwenVLReranker`) and the Ray front end (`serving.cluster.RayScorer`) are both a
-`ScorerBase` and differ only in `_score_fresh`, how they score the pairs the cache does not have.
+(`engine.scorer.LycheeScorer`) and the Ray front end (`serving.cluster.RayScorer`) are both a
+`ScorerBase` and differ only in `score_uncached`, how they score the pairs the cache does not have.
 
 The score cache: a pair's score depends only on (model, instruction, query, document, pixel bound),
 so it is looked up by a content hash of exactly those; images count by their decoded pixels, so the
@@ -213,7 +213,7 @@ class Counter:
 class ScorerBase:
     """`score`, `score_with_logits` and `rerank` for any scorer: inputs normalised and checked at the
     edge, the score cache in front. A subclass sets `family`, `model_name`, `max_pixels` and `cache`,
-    and scores the pairs the cache does not have in `_score_fresh`.
+    and scores the pairs the cache does not have in `score_uncached`.
 
     Each call takes a `context` (`contract.RequestContext`: deadline, Stop event, stats, request id);
     a library caller may pass `timeout` (seconds), `cancel` (a `threading.Event`) and `stats` instead.
@@ -258,7 +258,7 @@ class ScorerBase:
         digest = DigestMemo()
 
         def compute(missing: list[int], progress: ProgressCallback) -> list[PairScore]:
-            return self._score_fresh(query_item, [document_items[i] for i in missing], instruction_text, max_pixels,
+            return self.score_uncached(query_item, [document_items[i] for i in missing], instruction_text, max_pixels,
                                      progress, context, digest)
 
         try:
@@ -324,7 +324,7 @@ class ScorerBase:
         context.stats.pairs += len(pairs)
         context.stats.cached += len(pairs) - len(missing)
         if missing:
-            fresh = self._score_fresh_pairs([pairs[i] for i in missing], instruction, max_pixels, None, context, digest)
+            fresh = self.score_uncached_pairs([pairs[i] for i in missing], instruction, max_pixels, None, context, digest)
             for i, pair in zip(missing, fresh):
                 results[i] = pair
                 if keys:
@@ -332,18 +332,18 @@ class ScorerBase:
         context.stats.tokens += sum(pair.tokens for pair in results)  # type: ignore[union-attr]
         return results  # type: ignore[return-value]
 
-    def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
+    def score_uncached(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
                      on_progress: ProgressCallback, context: RequestContext, digest: DigestMemo) -> list[PairScore]:
         raise NotImplementedError  # each scorer says how it computes scores
 
-    def _score_fresh_pairs(self, pairs: list[tuple[Item, Item]], instruction: str, max_pixels: int | None,
+    def score_uncached_pairs(self, pairs: list[tuple[Item, Item]], instruction: str, max_pixels: int | None,
                            on_progress: ProgressCallback | None, context: RequestContext,
                            digest: DigestMemo) -> list[PairScore]:
         """Pairs with different queries: by default one query at a time (the engine batches them)."""
-        return [self._score_fresh(query, [document], instruction, max_pixels, None, context, digest)[0]
+        return [self.score_uncached(query, [document], instruction, max_pixels, None, context, digest)[0]
                 for query, document in pairs]
 
-    def _inspect(self, query: Item, document: Item, instruction: str, max_pixels: int | None,
+    def inspect(self, query: Item, document: Item, instruction: str, max_pixels: int | None,
                  context: RequestContext, explain_tokens: int = 0) -> tuple[float, list, str | None, str | None]:
         """(yes+no probability share, [(token, probability)] likeliest next, explanation, why none)."""
         raise NotImplementedError  # a scorer that can look inside its model says how

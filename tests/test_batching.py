@@ -49,7 +49,7 @@ class Passes:
     @contextlib.contextmanager
     def watching(self):
         scorer, decode = self.scorer, self.scorer.processor.tokenizer.decode
-        forward, prefixes = scorer._forward, scorer._encode_prefixes
+        forward, prefixes = scorer.forward, scorer.encode_prefixes
 
         def spy_forward(batch, prefix=None):
             self._seen([decode(pair.input_ids) for pair in batch])
@@ -59,11 +59,11 @@ class Passes:
             self._seen([decode(pairs[0].input_ids) for pairs in groups])
             return prefixes(groups)
 
-        scorer._forward, scorer._encode_prefixes = spy_forward, spy_prefixes
+        scorer.forward, scorer.encode_prefixes = spy_forward, spy_prefixes
         try:
             yield self
         finally:
-            del scorer._forward, scorer._encode_prefixes
+            del scorer.forward, scorer.encode_prefixes
 
     def containing(self, word: str) -> int:
         with self.lock:
@@ -78,7 +78,7 @@ def concurrently(calls, scorer=None) -> list:
     results: list = [None] * len(calls)
     start = threading.Barrier(len(calls))
     if scorer is not None:
-        scorer._encoding.acquire()
+        scorer.scheduler._encoding.acquire()
 
     def run(index, call):
         start.wait()
@@ -92,9 +92,9 @@ def concurrently(calls, scorer=None) -> list:
         thread.start()
     if scorer is not None:
         deadline = time.monotonic() + 60
-        while scorer.arriving < len(calls) and time.monotonic() < deadline:
+        while scorer.scheduler.arriving < len(calls) and time.monotonic() < deadline:
             time.sleep(0.001)  # until every call waits to encode
-        scorer._encoding.release()
+        scorer.scheduler._encoding.release()
     for thread in threads:
         thread.join(120)
     return results
@@ -234,7 +234,7 @@ def test_an_out_of_memory_pass_of_several_requests_is_split_and_everyone_gets_sc
         assert not isinstance(got, Exception), got
         assert got == pytest.approx(expected, abs=1e-5)
     assert sum(context.stats.oom_retries for context in contexts) >= 1
-    assert shared.fitting_batch_size is not None and shared.fitting_batch_size <= 3
+    assert shared.scheduler.fitting_batch_size is not None and shared.scheduler.fitting_batch_size <= 3
 
 
 def test_what_one_request_brings_into_a_shared_pass_fails_only_that_request(scorer):
@@ -254,7 +254,7 @@ def test_what_one_request_brings_into_a_shared_pass_fails_only_that_request(scor
 
 def test_without_batching_across_requests_each_pass_holds_one_request(scorer):
     alone = fresh(scorer, batch_across_requests=False, batch_size=8)
-    assert alone.scheduler is None
+    assert not alone.scheduler.share_passes  # the one scheduler, each pass from one request
     contexts = [RequestContext() for _ in range(4)]
     concurrently([lambda i=i, c=c: alone.score(f"query {i}", CUPS[:3], context=c) for i, c in enumerate(contexts)])
     assert all(requests == 1 for context in contexts for _, _, requests in context.stats.passes)

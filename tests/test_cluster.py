@@ -18,6 +18,7 @@ ray = pytest.importorskip("ray", reason="Ray Serve is the cluster extra: pip ins
 from gradio_client import Client, handle_file  # noqa: E402
 
 from lychee_gradio import app  # noqa: E402
+from lychee_gradio.contract import ScoreStats  # noqa: E402
 from lychee_gradio.replica import ScorerReplica  # noqa: E402
 from lychee_gradio.serving.cluster import Cluster, ClusterSettings  # noqa: E402
 
@@ -88,10 +89,11 @@ def test_a_replicated_scorer_explains_what_the_local_scorer_explains(replicated,
 
 def test_a_large_request_is_split_across_both_replicas_and_merged_in_order(replicated, scorer):
     documents = [f"document {i} about cups and mugs" for i in range(64)]
-    progress = []
-    scores = replicated.score("white cup", documents, on_progress=lambda done, total: progress.append((done, total)))
+    progress, stats = [], ScoreStats()
+    scores = replicated.score("white cup", documents, on_progress=lambda done, total: progress.append((done, total)),
+                              stats=stats)
     assert scores == pytest.approx(scorer.score("white cup", documents), abs=1e-5)
-    assert len(set(replicated.last_pids)) == 2
+    assert len(set(stats.replicas)) == 2
     assert progress[-1] == (64, 64) and [done for done, _ in progress] == sorted(done for done, _ in progress)
 
 

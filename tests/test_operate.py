@@ -220,7 +220,7 @@ def test_after_running_out_of_memory_the_batch_shrinks_and_the_next_request_star
     first, second = ScoreStats(), ScoreStats()
     with forward_hook(limited, allocator_limit(max_rows=3)):
         assert close(limited.score(QUERY, documents, stats=first), expected)
-        assert limited.fitting_batch_size == 2
+        assert limited.scheduler.fitting_batch_size == 2
         assert close(limited.score(QUERY, documents, stats=second), expected)
     assert first.oom_retries == 2 and max(first.batches) == 2  # 8 -> 4 -> 2
     assert second.oom_retries == 0 and second.batches[0] == 2  # starts at the size that fit
@@ -230,10 +230,10 @@ def test_the_remembered_batch_size_grows_back_slowly(scorer):
     limited = fresh(scorer, batch_size=8)
     with forward_hook(limited, allocator_limit(max_rows=3)):
         limited.score(QUERY, CUPS)
-    assert limited.fitting_batch_size == 2
-    many = [f"document {i}" for i in range(2 * limited.GROW_AFTER)]
+    assert limited.scheduler.fitting_batch_size == 2
+    many = [f"document {i}" for i in range(2 * limited.scheduler.GROW_AFTER)]
     limited.score(QUERY, many)  # the limit is gone: batches of 2 fit, then the size grows
-    assert limited.fitting_batch_size == 3
+    assert limited.scheduler.fitting_batch_size == 3
 
 
 def test_cublas_allocation_failures_count_as_out_of_memory(scorer):
@@ -267,7 +267,7 @@ def test_the_shared_prefix_copied_into_each_row_counts_in_the_token_budget(score
 def test_memory_is_released_after_the_exception_is_gone(scorer, monkeypatch):
     limited = fresh(scorer, batch_size=8)
     seen = []
-    monkeypatch.setattr(limited, "_release_memory", lambda: seen.append(sys.exc_info()[0]))
+    monkeypatch.setattr(limited, "release_memory", lambda: seen.append(sys.exc_info()[0]))
     with forward_hook(limited, allocator_limit(max_rows=3)):
         limited.score(QUERY, CUPS)
     assert seen and all(kind is None for kind in seen)

@@ -10,7 +10,7 @@ import pytest
 
 from lychee_gradio import InputError, LycheeScorer
 from lychee_gradio.bench.common import synthetic_image
-from lychee_gradio.contract import RequestContext, ScoringCancelledError
+from lychee_gradio.contract import RequestContext, ScoreStats, ScoringCancelledError
 from lychee_gradio.engine import encoding, pipeline
 
 
@@ -29,11 +29,12 @@ def piped(scorer):
 
 
 def test_thirty_photos_in_a_pipeline_score_as_all_at_once_in_input_order(piped, photos):
-    piped.pipeline = False
+    piped.scheduler.pipeline = False
     alone = piped.score("a white cup", photos)
-    piped.pipeline = True
-    assert piped.score("a white cup", photos) == pytest.approx(alone, abs=1e-5)
-    assert 2 <= piped.pipeline_peak <= pipeline.PIPELINE_AHEAD  # overlapped, and never more chunks ahead
+    piped.scheduler.pipeline = True
+    stats = ScoreStats()
+    assert piped.score("a white cup", photos, stats=stats) == pytest.approx(alone, abs=1e-5)
+    assert 2 <= stats.chunks_in_flight <= pipeline.PIPELINE_AHEAD  # overlapped, and never more chunks ahead
 
 
 def test_the_pool_prepares_images_in_order_and_as_one_after_another_would(piped, photos, monkeypatch):

@@ -85,7 +85,7 @@ def run_images(photos: int = 60, width: int = 1600, height: int = 1200, *, size:
         scores = {}
         for path_name, (pool, packed) in {"before": (1, False), "after": (workers, True)}.items():
             encoding.PREPARE_WORKERS = pool
-            scorer.pipeline = packed  # before: every photo prepared first, then the passes
+            scorer.scheduler.pipeline = packed  # before: every photo prepared first, then the passes
             (vision_attention.install if packed else vision_attention.uninstall)(model)
             stages = {"decode": [], "prepare": [], "vision": [], "language": [], "total": []}
             for run in range(runs + 1):  # the first is a warm-up
@@ -115,7 +115,7 @@ def run_images(photos: int = 60, width: int = 1600, height: int = 1200, *, size:
                 "seconds": median, "calls_per_vision_layer": max(calls.values()) if calls else 0,
                 "images_per_pass": min(scorer.batch_size, photos)}
         encoding.PREPARE_WORKERS = workers
-        scorer.pipeline = True
+        scorer.scheduler.pipeline = True
         vision_attention.install(model)
         report["largest_difference"] = max(abs(a - b) for a, b in zip(scores["before"], scores["after"]))
         report["speedup"] = report["paths"]["before"]["seconds"]["total"] / report["paths"]["after"]["seconds"]["total"]

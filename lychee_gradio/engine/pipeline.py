@@ -1,7 +1,7 @@
 """Many image documents in one call, in a pipeline: a chunk of a pass's size is prepared (resized, cut into
 patches, in the encoder's pool of threads) while the model runs the chunks before it, instead of every photo
-first. `QwenVLReranker._score_fresh` sends a call here when it has more than two passes of documents and at
-least a pass of images; `self` below is that scorer.
+first. `LycheeScorer.score_uncached` sends a call here when it has more than two passes of documents and at
+least a pass of images; each chunk is one call of the scheduler's (`Scheduler.score`).
 """
 
 from __future__ import annotations
@@ -9,24 +9,25 @@ from __future__ import annotations
 import queue
 import threading
 
-from ..contract import Item, PairScore, ProgressCallback, RequestContext, ScoringCancelledError, ScoringTimeoutError
-from ..scoring import DigestMemo
+from typing import Callable
+
+from ..contract import PairScore, ProgressCallback, RequestContext, ScoringCancelledError, ScoringTimeoutError
 
 # Chunks of a pipelined call in flight at once: one in the model, one ready, one being prepared.
 PIPELINE_AHEAD = 3
 
 
-def pipelined(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
-              on_progress: ProgressCallback | None, context: RequestContext, digest: DigestMemo,
-              size: int) -> list[PairScore]:
-    """A call of many image documents, in chunks of a pass each: a chunk's images are prepared (resized,
-    cut into patches) while the model runs the chunks before it, instead of all of them first. At most
-    `PIPELINE_AHEAD` chunks are prepared and not yet scored (memory stays bounded however many photos
-    come). Each chunk is a request of the scheduler's (its passes may hold other requests' rows too,
-    each row behind its own chunk's prefix); the results come back in input order. Progress, Stop and
-    the deadline are the call's: told and checked on the caller's thread; a Stop hands up the scores of
-    every chunk scored so far (`partial`)."""
-    chunks = [list(range(start, min(start + size, len(documents)))) for start in range(0, len(documents), size)]
+def pipelined(scheduler, chunk_encoder: Callable[[list[int], RequestContext], Callable], count: int, size: int,
+              on_progress: ProgressCallback | None, context: RequestContext) -> list[PairScore]:
+    """A call of `count` documents, many of them images, in chunks of `size` (a pass) each: a chunk's images
+    are prepared (`chunk_encoder(indices, its context)` gives its encoding) while the model runs the chunks
+    before it, instead of all of them first. At most `PIPELINE_AHEAD` chunks are prepared and not yet scored
+    (memory stays bounded however many photos come). Each chunk is a call of the scheduler's (its passes may
+    hold other requests' rows too, each row behind its own chunk's prefix); the results come back in input
+    order. Progress, Stop and the deadline are the call's: told and checked on the caller's thread; a Stop
+    hands up the scores of every chunk scored so far (`partial`). `context.stats.chunks_in_flight`: the most
+    chunks in flight at once."""
+    chunks = [list(range(start, min(start + size, count))) for start in range(0, count, size)]
     halt = threading.Event()  # the call's Stop, its deadline or a chunk's error: every chunk stops
     events: queue.SimpleQueue = queue.SimpleQueue()
     room = threading.Semaphore(PIPELINE_AHEAD)
@@ -34,16 +35,14 @@ def pipelined(self, query: Item, documents: list[Item], instruction: str, max_pi
     outcome: dict[int, object] = {}
     subcontexts = [RequestContext(cancel=halt, deadline=context.deadline, request_id=context.request_id,
                                   language=context.language) for _ in chunks]
-    self.pipeline_peak = 0
     running: set[int] = set()
+    peak = 0
 
     def run(k: int) -> None:
         sub = subcontexts[k]
         sub.on_prepared = lambda done, total: events.put(("prepared", k, done))
         try:
-            found = self._run_encoded(
-                self._encoder_of(query, [documents[i] for i in chunks[k]], instruction, max_pixels, sub, digest),
-                lambda done, total: events.put(("scored", k, done)), sub)
+            found = scheduler.score(chunk_encoder(chunks[k], sub), sub, lambda done, total: events.put(("scored", k, done)))
             events.put(("done", k, found))
         except BaseException as error:  # noqa: BLE001 - handed to the caller's thread, raised there
             events.put(("failed", k, error))
@@ -53,11 +52,11 @@ def pipelined(self, query: Item, documents: list[Item], instruction: str, max_pi
         if kind == "prepared":
             prepared[k] = value
             if context.on_prepared is not None:
-                context.on_prepared(sum(prepared), len(documents))
+                context.on_prepared(sum(prepared), count)
         elif kind == "scored":
             scored[k] = value
             if on_progress is not None:
-                on_progress(sum(scored), len(documents))
+                on_progress(sum(scored), count)
         else:
             outcome[k] = value
             running.discard(k)
@@ -84,7 +83,7 @@ def pipelined(self, query: Item, documents: list[Item], instruction: str, max_pi
         if halt.is_set():
             break
         running.add(k)
-        self.pipeline_peak = max(self.pipeline_peak, len(running))
+        peak = max(peak, len(running))
         thread = threading.Thread(target=run, args=(k,), name="lychee-pipeline", daemon=True)
         thread.start()
         started.append(thread)
@@ -93,7 +92,8 @@ def pipelined(self, query: Item, documents: list[Item], instruction: str, max_pi
         thread.join()
     for sub in subcontexts:
         context.stats.add(sub.stats)
-    results: list[PairScore | None] = [None] * len(documents)
+    context.stats.chunks_in_flight = max(context.stats.chunks_in_flight, peak)
+    results: list[PairScore | None] = [None] * count
     for k, found in outcome.items():
         if isinstance(found, list):
             for i, pair in zip(chunks[k], found):

@@ -1,7 +1,13 @@
-"""Batching across requests: one worker per loaded model forms every forward pass from all the requests
-that are waiting (docs/design.md, "Batching across requests").
+"""The one batching policy of the engine: a queue and one worker per loaded model, forming every forward pass
+from the requests that are waiting (docs/design.md, "Batching across requests").
 
-A request encodes its pairs on its own thread, then hands them here (`Scheduler.run`) and waits. The
+The scheduler talks to the model only through the scorer's public runner interface (`Runner` below): run
+the shared prefixes of some requests, run one pass, tell an out-of-memory error, give memory back. It owns
+everything about passes: their budget (`_choose`, the one place rows and tokens per pass are counted), the
+out-of-memory split and the size it remembers, prefixes, fairness, and (with `engine/pipeline.py`) calls of
+many images prepared while the model runs. Local scoring and each Ray replica use it alike.
+
+A request encodes its pairs on its own thread, one request at a time (`score`), then hands them in and waits. The
 worker thread owns the model: it picks the next pass from every waiting request, computes the
 shared prefix of the requests that are new in it (one batched pass for all of them), runs the pass
 (each row behind its own request's prefix), and gives each request its scores. Scores stay
@@ -20,8 +26,10 @@ Policy:
   waiting request arrived (0: never waits). A lone request, with nobody on the way, does not wait.
 - **Stop and timeout**: a request that is stopped or passes its deadline leaves the queue at once;
   its rows in a pass already running finish, and nothing of it runs afterwards.
-- **Out of memory**: a pass that runs out of memory is split (the size that fit is remembered); a
-  single row that does not fit fails its own request only.
+- **Out of memory**: a pass that runs out of memory is split (the size that fit is remembered, and grows back
+  by a quarter after `GROW_AFTER` passes that fit); a single row that does not fit fails its own request only.
+- **One request at a time** (`share_passes=False`, `--no-batch-across-requests`): a pass holds rows of the
+  request that came first only, and requests are served in arrival order.
 """
 
 from __future__ import annotations
@@ -33,12 +41,42 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
 
+from ..scoring import Counter
 from ..contract import (PairScore, ProgressCallback, RequestContext, ScoringCancelledError, ScoringOutOfMemoryError,
                         ScoringTimeoutError)
 from .encoding import EncodedPair, shared_prefix_length
 
 logger = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    """What the scheduler needs of a model (the engine's scorer is one): public, and nothing else."""
+
+    lock: threading.Lock  # held for each pass
+    batch_size: int  # rows per pass, at most
+    max_batch_tokens: int  # padded tokens per pass, at most (rows x longest row, prefix included)
+    reuse_prefix: bool
+
+    def encode_prefixes(self, groups: list[list[EncodedPair]]) -> list[Any]: ...
+
+    def forward(self, batch: list[EncodedPair], prefix: Any = None) -> Any: ...  # (rows, 2) (no, yes) logits
+
+    def is_out_of_memory(self, error: BaseException) -> bool: ...
+
+    def release_memory(self) -> None: ...
+
+
+def p_yes(yes_logit: float, no_logit: float) -> float:
+    """The score: softmax([no, yes])[1] = sigmoid(yes - no), in double precision."""
+    import math
+
+    difference = yes_logit - no_logit
+    if difference >= 0:
+        return 1.0 / (1.0 + math.exp(-difference))
+    small = math.exp(difference)
+    return small / (1.0 + small)
 
 
 @dataclass(eq=False)
@@ -72,24 +110,70 @@ class Scheduler:
     without an active exception", exit code 134) after its work is done.
     """
 
-    def __init__(self, scorer, max_wait: float = 0.005):
-        self.scorer = scorer
+    GROW_AFTER = 16  # passes that fit at a remembered size before it grows by a quarter
+
+    def __init__(self, runner: Runner, max_wait: float = 0.005, share_passes: bool = True):
+        if max_wait < 0:
+            raise ValueError("max_batch_wait_ms must be 0 or more")
+        self.runner = runner
         self.max_wait = max_wait
+        self.share_passes = share_passes
+        self.pipeline = True  # many image documents in a call: prepared a chunk at a time while the model runs
+        # After running out of memory, the rows per pass that fit, remembered for later passes.
+        self.fitting_batch_size: int | None = None
+        self._fits_since_oom = 0
         self._jobs: list[Job] = []  # in arrival order
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
         self._closing = False
+        self._encoding = threading.Lock()  # one request's images are cut into patches at a time
+        self._arriving = Counter()  # calls encoding their pairs (or waiting to): soon in the queue
+        self._waiting_to_encode = Counter()
         _LIVE.add(self)
 
     @property
     def waiting(self) -> int:
-        """Requests with pairs waiting for a pass."""
-        return sum(1 for job in self._jobs if job.pending)
+        """Calls waiting for the model (for /metrics): with pairs waiting for a pass, or waiting to encode."""
+        return sum(1 for job in self._jobs if job.pending) + self._waiting_to_encode.value
+
+    @property
+    def arriving(self) -> int:
+        """Calls encoding their pairs (or waiting to): the worker waits for them to fill a pass."""
+        return self._arriving.value
 
     def wake(self) -> None:
         """Something the worker may be waiting for changed (a call that was encoding gave up)."""
         with self._changed:
             self._changed.notify_all()
+
+    def score(self, encode: Callable[[], list[EncodedPair]], context: RequestContext,
+              on_progress: ProgressCallback | None = None) -> list[PairScore]:
+        """Encode one call's pairs (`encode()`, one call at a time, while the model runs other calls' passes),
+        queue them and wait for their scores, in input order."""
+        self._arriving.add(1)
+        try:
+            self._acquire(context, self._encoding)
+            try:
+                encoded = encode()
+            finally:
+                self._encoding.release()
+        except BaseException:
+            self._arriving.add(-1)
+            self.wake()
+            raise
+        return self.run(encoded, context, on_progress, arrived=lambda: self._arriving.add(-1))
+
+    def _acquire(self, context: RequestContext, lock: threading.Lock) -> None:
+        """Take `lock`, waiting at most until the call's deadline (and no longer once it is cancelled)."""
+        self._waiting_to_encode.add(1)
+        try:
+            while True:
+                context.check()
+                remaining = context.remaining()
+                if lock.acquire(timeout=0.1 if remaining is None else max(0.0, min(0.1, remaining))):
+                    return
+        finally:
+            self._waiting_to_encode.add(-1)
 
     def run(self, pairs: list[EncodedPair], context: RequestContext,
             on_progress: ProgressCallback | None = None, arrived=None) -> list[PairScore]:
@@ -97,7 +181,7 @@ class Scheduler:
         they are in the queue (with the queue's lock held, so the worker sees both changes together)."""
         order = sorted(range(len(pairs)), key=lambda i: -pairs[i].length)
         job = Job(pairs, context, order, [None] * len(pairs))
-        if self.scorer.reuse_prefix and len(pairs) > 1:
+        if self.runner.reuse_prefix and len(pairs) > 1:
             job.prefix_length = shared_prefix_length(pairs)[0]
         with self._changed:
             self._jobs.append(job)
@@ -202,7 +286,7 @@ class Scheduler:
                 return []
             rows, full = self._choose(active)
             wait = min(job.arrived for job in active) + self.max_wait - time.monotonic()
-            if full or wait <= 0 or not self.scorer.arriving:
+            if full or wait <= 0 or not self.arriving or not self.share_passes:
                 break
             self._changed.wait(wait)
         for job, index in rows:
@@ -210,9 +294,10 @@ class Scheduler:
         return rows
 
     def _choose(self, active: list[Job]) -> tuple[list[tuple[Job, int]], bool]:
-        """The rows of the next pass (see the policy above), and whether the pass is full."""
-        scorer = self.scorer
-        size = min(scorer.batch_size, scorer.fitting_batch_size or scorer.batch_size)
+        """The rows of the next pass (see the policy above), and whether the pass is full: the one place the
+        engine counts rows and padded tokens per pass."""
+        runner = self.runner
+        size = min(runner.batch_size, self.fitting_batch_size or runner.batch_size)
         rows: list[tuple[Job, int]] = []
         taken: set[tuple[int, int]] = set()
         widest = {"prefix": 0, "tail": 0}
@@ -228,7 +313,7 @@ class Scheduler:
                     continue
                 prefix = max(widest["prefix"], job.prefix_length)
                 tail = max(widest["tail"], job.pairs[index].length - job.prefix_length)
-                if rows and (prefix + tail) * (len(rows) + 1) > scorer.max_batch_tokens:
+                if rows and (prefix + tail) * (len(rows) + 1) > runner.max_batch_tokens:
                     full = True  # a shorter pair (of this request or another) may still fit
                     continue
                 rows.append((job, index))
@@ -237,24 +322,27 @@ class Scheduler:
                 count += 1
 
         oldest = min(active, key=lambda job: job.arrived)
+        if not self.share_passes:
+            take(oldest, size)
+            return rows, True
         take(oldest, max(1, size // 4))
         for job in sorted(active, key=lambda job: (len(job.pending), job.arrived)):
             take(job, size)
         return rows, full or len(rows) >= size
 
     def _run(self, rows: list[tuple[Job, int]]) -> None:
-        scorer = self.scorer
+        runner = self.runner
         jobs = list(dict.fromkeys(job for job, _ in rows))
         now = time.monotonic()
         for job in jobs:
             job.started = job.started or now
         out_of_memory = False
         try:
-            with scorer._lock:
+            with runner.lock:
                 self._prefixes([job for job in jobs if not job.prefix_ready])
-                logits = scorer._forward([job.pairs[i] for job, i in rows], [job.prefix for job, _ in rows])
+                logits = runner.forward([job.pairs[i] for job, i in rows], [job.prefix for job, _ in rows])
         except RuntimeError as error:
-            if not scorer._is_out_of_memory(error):
+            if not runner.is_out_of_memory(error):
                 self._failed(rows, jobs, error)
                 return
             out_of_memory = True
@@ -264,7 +352,7 @@ class Scheduler:
         if out_of_memory:  # released here, once the exception (and the tensors its traceback holds) is gone
             self._split(rows, jobs)
             return
-        scorer._note_fit()
+        self._note_fit()
         tokens = sum(job.pairs[i].length for job, i in rows)
         # The pass is counted once, with the first request in it that is still there to report it.
         reporter = next((job for job in jobs if not job.gone), None)
@@ -273,8 +361,7 @@ class Scheduler:
         with self._changed:
             for (job, index), (no, yes) in zip(rows, logits.tolist()):
                 pair = job.pairs[index]
-                job.results[index] = PairScore(score=scorer._p_yes(yes, no), yes_logit=yes, no_logit=no,
-                                               tokens=pair.length)
+                job.results[index] = PairScore(score=p_yes(yes, no), yes_logit=yes, no_logit=no, tokens=pair.length)
                 job.done += 1
                 job.context.stats.scored += 1
                 job.context.stats.tokens_scored += pair.length
@@ -306,13 +393,13 @@ class Scheduler:
             return
         for group in ([wanted] if len(wanted) > 1 else []) + [[job] for job in wanted]:
             try:
-                prefixes = self.scorer._encode_prefixes([job.pairs for job in group])
+                prefixes = self.runner.encode_prefixes([job.pairs for job in group])
             except RuntimeError as error:
-                if not self.scorer._is_out_of_memory(error):
+                if not self.runner.is_out_of_memory(error):
                     raise
                 prefixes = None
             if prefixes is None:
-                self.scorer._release_memory()
+                self.runner.release_memory()
                 for job in group:
                     job.context.stats.oom_retries += 1
                 if len(group) == 1:
@@ -323,9 +410,24 @@ class Scheduler:
                 job.prefix, job.prefix_ready = prefix, True
             return
 
+    def _remember_fit(self, batch_size: int) -> None:
+        self.fitting_batch_size = batch_size
+        self._fits_since_oom = 0
+
+    def _note_fit(self) -> None:
+        """A pass fit: after GROW_AFTER of them, let the remembered size grow back by a quarter."""
+        if self.fitting_batch_size is None:
+            return
+        self._fits_since_oom += 1
+        if self._fits_since_oom >= self.GROW_AFTER:
+            grown = self.fitting_batch_size + max(1, self.fitting_batch_size // 4)
+            self.fitting_batch_size = None if grown >= self.runner.batch_size else grown
+            self._fits_since_oom = 0
+
     def _split(self, rows: list[tuple[Job, int]], jobs: list[Job]) -> None:
-        scorer = self.scorer
-        scorer._release_memory()
+        """The one out-of-memory split of the engine: the pass's rows go back to their requests, the size that
+        fits is remembered as half of this pass's."""
+        self.runner.release_memory()
         jobs[0].context.stats.oom_retries += 1
         if len(rows) == 1:
             job, index = rows[0]
@@ -334,7 +436,7 @@ class Scheduler:
                 "or max_text_tokens, or use a GPU with more memory"))
             return
         size = (len(rows) + 1) // 2
-        scorer._remember_fit(size)
+        self._remember_fit(size)
         logger.warning("out of GPU memory with %d pairs per pass; retrying with %d", len(rows), size)
         with self._changed:
             for job, index in rows:

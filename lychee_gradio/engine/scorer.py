@@ -1,6 +1,6 @@
 """The engine's scorer: load a reranker once, then `score()`, `rerank()` queries against documents.
 
-`QwenVLReranker` (public name `LycheeScorer`) serves every family in `families.py`
+`LycheeScorer` serves every family in `families.py`
 (lychee-rerank-mm, Qwen3-VL-Reranker); the family comes from the checkpoint's config.json and sets
 the defaults, nothing else. What every scorer shares (inputs checked at the edge, the score
 cache, `rerank`) is `scoring.ScorerBase`; this class adds how scores are computed: pairs encoded
@@ -24,10 +24,9 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from ..contract import (Item, PairScore, ProgressCallback, RequestContext, ScoringCancelledError,
-                        ScoringOutOfMemoryError, ScoringTimeoutError)
+from ..contract import Item, PairScore, ProgressCallback, RequestContext
 from ..families import LYCHEE, ModelFamily
-from ..scoring import Counter, DigestMemo, ScoreCache, ScorerBase
+from ..scoring import DigestMemo, ScoreCache, ScorerBase
 from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder, shared_prefix_length
 from .pipeline import pipelined
@@ -39,16 +38,6 @@ logger = logging.getLogger(__name__)
 
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
-    """CUDA allocation failures: torch's OutOfMemoryError, and cuBLAS/CUDA ones that arrive as RuntimeError."""
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and any(
-        sign in text for sign in ("CUBLAS_STATUS_ALLOC_FAILED", "CUDA out of memory", "CUDA error: out of memory",
-                                  "CUDNN_STATUS_ALLOC_FAILED", "MPS backend out of memory"))
-
-
 @dataclass
 class SharedPrefix:
     """Keys and values of the tokens every pair of a request starts with, computed once."""
@@ -58,9 +47,9 @@ class SharedPrefix:
     image_count: int = 0  # the pairs' first images, whose tokens all lie in the prefix
 
 
-class QwenVLReranker(ScorerBase):
-    """A loaded yes/no reranker on a Qwen vision-language backbone (any family of families.py), public name
-    `LycheeScorer`. Build it with `LycheeScorer.load(...)`; thread-safe."""
+class LycheeScorer(ScorerBase):
+    """A loaded yes/no reranker on a Qwen vision-language backbone (any family of families.py). Build it with
+    `LycheeScorer.load(...)`; thread-safe."""
 
     def __init__(self, model, processor, *, model_name: str, device: str,
                  max_pixels: int | None = None, batch_size: int | None = None,
@@ -103,23 +92,10 @@ class QwenVLReranker(ScorerBase):
         # Every pair of a request shares system prompt, instruction and query: with reuse on, their
         # keys/values (and the query image's vision encoding) are computed once per request.
         self.reuse_prefix = reuse_prefix
-        self._lock = threading.Lock()  # the model: held for each forward pass
-        self._waiting = Counter()  # calls waiting for the model (another call holds it)
-        # Concurrent requests share forward passes (engine/scheduler.py); their images are processed one
-        # request at a time, so that few requests hold pixel patches at once.
-        if max_batch_wait_ms < 0:
-            raise ValueError("max_batch_wait_ms must be 0 or more")
-        self.max_batch_wait_ms = max_batch_wait_ms
-        self.scheduler = Scheduler(self, max_batch_wait_ms / 1000) if batch_across_requests else None
-        # Many image documents: prepared a chunk at a time while the model runs the chunks before (`_pipelined`).
-        self.pipeline = True
-        self.pipeline_peak = 0  # the most chunks a pipelined call had in flight at once (tests)
-        self._encoding = threading.Lock()
-        self._arriving = Counter()  # calls encoding their pairs (or waiting to): soon in the scheduler's queue
-        # After running out of memory, the batch size that fit is remembered for later calls and
-        # grows back by a quarter after every GROW_AFTER batches that fit.
-        self.fitting_batch_size: int | None = None
-        self._fits_since_oom = 0
+        self.lock = threading.Lock()  # the model: held for each forward pass
+        # The one batching policy: concurrent calls share passes (or, with batch_across_requests=False, each
+        # pass holds one call's rows); images are processed one call at a time (engine/scheduler.py).
+        self.scheduler = Scheduler(self, max_batch_wait_ms / 1000, share_passes=batch_across_requests)
         self.load_seconds: float | None = None
 
     @classmethod
@@ -129,7 +105,7 @@ class QwenVLReranker(ScorerBase):
              max_text_tokens: int | None = None, reuse_prefix: bool = True, cache_size: int = 0,
              image_cache_bytes: int = 0, batch_across_requests: bool = True,
              max_batch_wait_ms: float = 5.0, quantize: str | None = None,
-             check_memory: bool = True) -> "QwenVLReranker":
+             check_memory: bool = True) -> "LycheeScorer":
         """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm).
 
         The checkpoint's config.json picks the family: `qwen2_5_vl` (lychee-rerank-mm) or
@@ -179,10 +155,9 @@ class QwenVLReranker(ScorerBase):
     def close(self) -> None:
         """Stop the scheduler's worker thread (a later call starts it again). Done at exit for every scorer;
         call it, or use the scorer as a context manager, to end it sooner."""
-        if self.scheduler is not None:
-            self.scheduler.close()
+        self.scheduler.close()
 
-    def __enter__(self) -> "QwenVLReranker":
+    def __enter__(self) -> "LycheeScorer":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -202,26 +177,28 @@ class QwenVLReranker(ScorerBase):
     def max_pixels(self) -> int:
         return self.encoder.max_pixels
 
-    # -- public API ---------------------------------------------------------------------------
+    # -- scoring, through the scheduler ---------------------------------------------------------------
 
-    def _score_fresh(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
+    def score_uncached(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
                      on_progress: ProgressCallback, context: RequestContext,
                      digest: DigestMemo) -> list[PairScore]:
         # Texts are cut to their budget first (cheap: see encoding.truncate); the images are processed by
-        # one request at a time (with the model, when calls do not share passes), so that few requests
-        # hold pixel patches at once.
+        # one request at a time, so that few requests hold pixel patches at once.
         query, documents = self.encoder.truncate(query), [self.encoder.truncate(d) for d in documents]
         size = max(1, self.batch_size)
-        if (self.pipeline and self.scheduler is not None and len(documents) > 2 * size
+        if (self.scheduler.pipeline and len(documents) > 2 * size
                 and sum(document.image is not None for document in documents) >= size):
-            return self._pipelined(query, documents, instruction, max_pixels, on_progress, context, digest, size)
-        return self._run_encoded(self._encoder_of(query, documents, instruction, max_pixels, context, digest),
-                                 on_progress, context)
+            def chunk_encoder(indices: list[int], sub: RequestContext):
+                return self.encoder_of(query, [documents[i] for i in indices], instruction, max_pixels, sub, digest)
 
-    def _encoder_of(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
-                    context: RequestContext, digest: DigestMemo):
-        """The encoding of a call's pairs, as a function (run under the encoding lock): progress per document
-        through `context.on_prepared`, its Stop and deadline checked before each."""
+            return pipelined(self.scheduler, chunk_encoder, len(documents), size, on_progress, context)
+        return self.scheduler.score(self.encoder_of(query, documents, instruction, max_pixels, context, digest),
+                                    context, on_progress)
+
+    def encoder_of(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
+                   context: RequestContext, digest: DigestMemo | None = None):
+        """The encoding of a call's pairs, as a function (the scheduler runs it, one call at a time): progress
+        per document through `context.on_prepared`, its Stop and deadline checked before each."""
         def encode() -> list[EncodedPair]:
             hits, misses = self.image_cache.hits, self.image_cache.misses
             prepared = iter(range(len(documents)))
@@ -241,10 +218,7 @@ class QwenVLReranker(ScorerBase):
 
         return encode
 
-    def _pipelined(self, *args) -> list[PairScore]:
-        return pipelined(self, *args)
-
-    def _score_fresh_pairs(self, pairs: list[tuple[Item, Item]], instruction: str, max_pixels: int | None,
+    def score_uncached_pairs(self, pairs: list[tuple[Item, Item]], instruction: str, max_pixels: int | None,
                            on_progress: ProgressCallback | None, context: RequestContext,
                            digest: DigestMemo) -> list[PairScore]:
         """Pairs whose queries differ (an explanation's query variants): encoded one by one, scored in
@@ -256,43 +230,16 @@ class QwenVLReranker(ScorerBase):
                     for pair in self.encoder.encode(query, [document], instruction, max_pixels, digest,
                                                     on_document=context.check)]
 
-        return self._run_encoded(encode, on_progress, context)
+        return self.scheduler.score(encode, context, on_progress)
 
-    def _run_encoded(self, encode, on_progress: ProgressCallback | None, context: RequestContext) -> list[PairScore]:
-        """Encode a call's pairs and score them: through the scheduler (passes shared with concurrent calls),
-        or holding the model for the whole call (`batch_across_requests=False`)."""
-        if self.scheduler is None:
-            self._acquire(context, self._lock)
-            try:
-                return self._score_pairs(encode(), on_progress, context)
-            finally:
-                self._lock.release()
-        self._arriving.add(1)
-        try:
-            self._acquire(context, self._encoding)
-            try:
-                encoded = encode()
-            finally:
-                self._encoding.release()
-        except BaseException:
-            self._arriving.add(-1)
-            self.scheduler.wake()
-            raise
-        return self.scheduler.run(encoded, context, on_progress, arrived=lambda: self._arriving.add(-1))
-
-    @property
-    def arriving(self) -> int:
-        """Calls encoding their pairs (or waiting to): the scheduler waits for them to fill a pass."""
-        return self._arriving.value
-
-    def _inspect(self, query: Item, document: Item, instruction: str, max_pixels: int | None,
-                 context: RequestContext, explain_tokens: int = 0) -> tuple[float, list, str | None, str | None]:
+    def inspect(self, query: Item, document: Item, instruction: str, max_pixels: int | None,
+                context: RequestContext, explain_tokens: int = 0) -> tuple[float, list, str | None, str | None]:
         """The pair's yes+no share of next-token probability and its likeliest next tokens; with
         `explain_tokens`, the model's own words (at most that many tokens), or why there are none."""
         from . import introspect
 
         query, document = self.encoder.truncate(query), self.encoder.truncate(document)
-        self._acquire(context, self._lock)
+        _acquire(context, self.lock)
         try:
             (pair,) = self.encoder.encode(query, [document], instruction, max_pixels)
             mass, top = introspect.next_tokens(self, pair)
@@ -300,144 +247,40 @@ class QwenVLReranker(ScorerBase):
                 return mass, top, None, None
             if not introspect.can_generate(self):
                 return mass, top, None, "this checkpoint has no language-model head: it cannot write"
-            yes, no = self._forward([pair]).tolist()[0][::-1]
+            yes, no = self.forward([pair]).tolist()[0][::-1]
             answer = "yes" if yes >= no else "no"
             (followup,) = self.encoder.encode(query, [document], instruction, max_pixels,
                                               followup=(answer, introspect.QUESTION.format(answer=answer)))
             return mass, top, introspect.generate(self, followup, explain_tokens, context), None
         finally:
-            self._lock.release()
+            self.lock.release()
 
     @property
     def waiting(self) -> int:
-        """Calls waiting for the model (for /metrics): for a pass, or for another call to finish."""
-        return self._waiting.value + (self.scheduler.waiting if self.scheduler is not None else 0)
+        """Calls waiting for the model (for /metrics): for a pass, or to encode their pairs."""
+        return self.scheduler.waiting
 
-    def _acquire(self, context: RequestContext, lock: threading.Lock) -> None:
-        """Take `lock`, waiting at most until the call's deadline (and no longer once it is cancelled)."""
-        self._waiting.add(1)
-        try:
-            while True:
-                context.check()
-                remaining = context.remaining()
-                if lock.acquire(timeout=0.1 if remaining is None else max(0.0, min(0.1, remaining))):
-                    return
-        finally:
-            self._waiting.add(-1)
+    # -- the runner interface (engine/scheduler.py's Runner) ---------------------------------------------
 
-    # -- batching -------------------------------------------------------------------------------
+    @staticmethod
+    def is_out_of_memory(error: BaseException) -> bool:
+        """CUDA allocation failures: torch's OutOfMemoryError, and cuBLAS/CUDA ones that arrive as RuntimeError."""
+        if isinstance(error, torch.OutOfMemoryError):
+            return True
+        text = str(error)
+        return isinstance(error, RuntimeError) and any(
+            sign in text for sign in ("CUBLAS_STATUS_ALLOC_FAILED", "CUDA out of memory", "CUDA error: out of memory",
+                                      "CUDNN_STATUS_ALLOC_FAILED", "MPS backend out of memory"))
 
-    GROW_AFTER = 16  # batches that fit at a remembered size before it grows by a quarter
-
-    def _batches(self, order: list[int], pairs: list[EncodedPair], batch_size: int) -> list[list[int]]:
-        """Consecutive runs of `order` (longest first) within the pair and padded-token budgets.
-
-        The token budget counts each row's whole length, the shared prefix included: every row
-        attends to its own copy of the prefix's keys/values, which takes memory like its own tokens.
-        """
-        batches, current = [], []
-        for index in order:
-            longest = pairs[current[0]].length if current else pairs[index].length
-            if current and (len(current) >= batch_size or longest * (len(current) + 1) > self.max_batch_tokens):
-                batches.append(current)
-                current = []
-            current.append(index)
-        if current:
-            batches.append(current)
-        return batches
-
-    def _score_pairs(self, pairs: list[EncodedPair], on_progress: ProgressCallback | None,
-                     context: RequestContext | None = None) -> list[PairScore]:
-        # Longest first: similar lengths share a batch (little padding), and an out-of-memory
-        # error shows on the first, largest batch.
-        context = context or RequestContext()
-        stats = context.stats
-        order = sorted(range(len(pairs)), key=lambda i: -pairs[i].length)
-        results: list[PairScore | None] = [None] * len(pairs)
-        batch_size = min(self.batch_size, self.fitting_batch_size or self.batch_size)
-        done = 0
-        prefix = None
-        if self.reuse_prefix and len(pairs) > 1:
-            out_of_memory = False
-            try:
-                prefix = self._encode_prefix(pairs)
-            except RuntimeError as error:
-                if not _is_out_of_memory(error):
-                    raise
-                out_of_memory = True
-            if out_of_memory:  # released here, once the exception (and the tensors its traceback holds) is gone
-                self._release_memory()
-                stats.oom_retries += 1
-                logger.warning("out of GPU memory computing the shared prefix; running whole prompts instead")
-        pending = self._batches(order, pairs, batch_size)
-        while pending:
-            try:
-                context.check()
-            except (ScoringCancelledError, ScoringTimeoutError) as error:
-                error.partial = list(results)  # what the batches so far scored
-                raise
-            batch = pending.pop(0)
-            out_of_memory = False
-            try:
-                logits = self._forward([pairs[i] for i in batch], prefix)
-            except RuntimeError as error:
-                if not _is_out_of_memory(error):
-                    raise
-                out_of_memory = True
-            if out_of_memory:
-                self._release_memory()
-                stats.oom_retries += 1
-                if len(batch) == 1:
-                    raise ScoringOutOfMemoryError(
-                        f"out of GPU memory scoring a single pair of {pairs[batch[0]].length} tokens; "
-                        "lower max_pixels or max_text_tokens, or use a GPU with more memory"
-                    )
-                batch_size = (len(batch) + 1) // 2
-                self._remember_fit(batch_size)
-                logger.warning("out of GPU memory with %d pairs per batch; retrying with %d", len(batch), batch_size)
-                remaining = batch + [i for rest in pending for i in rest]
-                pending = self._batches(remaining, pairs, batch_size)
-                continue
-            self._note_fit()
-            for i, (no_logit, yes_logit) in zip(batch, logits.tolist()):
-                results[i] = PairScore(score=_p_yes(yes_logit, no_logit), yes_logit=yes_logit, no_logit=no_logit,
-                                       tokens=pairs[i].length)
-            tokens = sum(pairs[i].length for i in batch)
-            stats.batches.append(len(batch))
-            stats.passes.append((len(batch), tokens, 1))
-            stats.scored += len(batch)
-            stats.tokens_scored += tokens
-            done += len(batch)
-            if on_progress is not None:
-                on_progress(done, len(pairs))
-        return results  # type: ignore[return-value]
-
-    def _remember_fit(self, batch_size: int) -> None:
-        self.fitting_batch_size = batch_size
-        self._fits_since_oom = 0
-
-    def _note_fit(self) -> None:
-        """A batch fit: after GROW_AFTER of them, let the remembered size grow back by a quarter."""
-        if self.fitting_batch_size is None:
-            return
-        self._fits_since_oom += 1
-        if self._fits_since_oom >= self.GROW_AFTER:
-            grown = self.fitting_batch_size + max(1, self.fitting_batch_size // 4)
-            self.fitting_batch_size = None if grown >= self.batch_size else grown
-            self._fits_since_oom = 0
-
-    def _release_memory(self) -> None:
+    def release_memory(self) -> None:
         """Give cached blocks back after an out-of-memory error (called outside the except block)."""
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         elif self.device.type == "mps":
             torch.mps.empty_cache()
 
-    def _encode_prefix(self, pairs: list[EncodedPair]) -> SharedPrefix | None:
-        return self._encode_prefixes([pairs])[0]
-
     @torch.inference_mode()
-    def _encode_prefixes(self, groups: list[list[EncodedPair]]) -> list[SharedPrefix | None]:
+    def encode_prefixes(self, groups: list[list[EncodedPair]]) -> list[SharedPrefix | None]:
         """The shared prefix of each group of pairs (one request's pairs), all in one pass: the prefixes
         are right-padded to one length (the padding masked; causal attention keeps it out of the real
         positions), and each one's keys/values are cut back to its own length. None: nothing shared."""
@@ -485,8 +328,8 @@ class QwenVLReranker(ScorerBase):
         return prefixes
 
     @torch.inference_mode()
-    def _forward(self, batch: list[EncodedPair], prefix: SharedPrefix | list[SharedPrefix | None] | None = None
-                 ) -> torch.Tensor:
+    def forward(self, batch: list[EncodedPair], prefix: SharedPrefix | list[SharedPrefix | None] | None = None
+                ) -> torch.Tensor:
         """(no, yes) logits at the last position of each pair, as a float32 (B, 2) tensor on the CPU.
 
         With a prefix, only each pair's tail (the tokens after the prefix) runs, attending to the
@@ -558,10 +401,6 @@ def _prefix_rows(rows: list[SharedPrefix | None], padded: int, size: int):
         yield stacked[0], stacked[1]
 
 
-def _p_yes(yes_logit: float, no_logit: float) -> float:
-    return float(torch.softmax(torch.tensor([no_logit, yes_logit], dtype=torch.float64), dim=0)[1])
-
-
 def _single_token_id(tokenizer, word: str) -> int:
     ids = tokenizer.encode(word, add_special_tokens=False)
     if len(ids) != 1:
@@ -569,7 +408,11 @@ def _single_token_id(tokenizer, word: str) -> int:
     return ids[0]
 
 
-QwenVLReranker._is_out_of_memory = staticmethod(_is_out_of_memory)  # for the scheduler
-QwenVLReranker._p_yes = staticmethod(_p_yes)
+def _acquire(context: RequestContext, lock: threading.Lock) -> None:
+    """Take `lock`, waiting at most until the call's deadline (and no longer once it is cancelled)."""
+    while True:
+        context.check()
+        remaining = context.remaining()
+        if lock.acquire(timeout=0.1 if remaining is None else max(0.0, min(0.1, remaining))):
+            return
 
-LycheeScorer = QwenVLReranker  # the public name (from lychee_gradio import LycheeScorer)

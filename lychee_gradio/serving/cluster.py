@@ -74,7 +74,6 @@ class RayScorer(ScorerBase):
         self.replicas = replicas
         self.cache = ScoreCache(cache_size)
         self._waiting = Counter()  # chunks sent to the replicas and not answered yet
-        self.last_pids: list[int] = []  # which replica processes served the last request (for tests, logs)
         self.replicas_alive: int | None = None  # running replicas, as Ray Serve last reported (None: not known)
         self._closed = threading.Event()
         if application is not None:
@@ -107,7 +106,7 @@ class RayScorer(ScorerBase):
         """Chunks sent to the replicas and not answered yet (for /metrics)."""
         return self._waiting.value
 
-    def _score_fresh(self, query_item, items, instruction, max_pixels, on_progress, context: RequestContext,
+    def score_uncached(self, query_item, items, instruction, max_pixels, on_progress, context: RequestContext,
                      digest=None) -> list[PairScore]:
         """Spread the pairs over the replicas in chunks (retried once when a replica dies), merged in order.
 
@@ -170,10 +169,10 @@ class RayScorer(ScorerBase):
                     response.cancel()
                 except Exception:  # noqa: BLE001 - that chunk already ended: nothing to cancel
                     pass
-        self.last_pids = pids
+        context.stats.replicas.extend(pids)
         return results  # type: ignore[return-value]
 
-    def _inspect(self, query, document, instruction, max_pixels, context: RequestContext, explain_tokens: int = 0):
+    def inspect(self, query, document, instruction, max_pixels, context: RequestContext, explain_tokens: int = 0):
         """A replica's look inside the model for one pair (next tokens, the model's own words)."""
         remaining = context.remaining()
         response = self.handle.inspect.remote(query, document, instruction, max_pixels, explain_tokens,

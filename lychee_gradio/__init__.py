@@ -19,6 +19,7 @@ _EXPORTS = {
     "PairScore": "contract",
     "Item": "contract",
     "RequestContext": "contract",
+    "LycheeError": "contract",
     "InputError": "contract",
     "ScoringOutOfMemoryError": "contract",
     "ScoringTimeoutError": "contract",
@@ -34,7 +35,7 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from .contract import (InputError, Item, PairScore, RequestContext, RerankResult, ScoringCancelledError,
+    from .contract import (InputError, Item, LycheeError, PairScore, RequestContext, RerankResult, ScoringCancelledError,
                            ScoringOutOfMemoryError, ScoringTimeoutError)
     from .engine.memory import WontFitError
     from .engine.prompt import SYSTEM_PROMPT

@@ -166,10 +166,10 @@ class RequestContext:
     def check(self) -> None:
         """Raise if the request was stopped or is past its deadline (called between batches)."""
         if self.cancel is not None and self.cancel.is_set():
-            raise ScoringCancelledError("stopped")
+            raise ScoringCancelledError()
         if self.deadline is not None and time.monotonic() >= self.deadline:
             allowed = self.timeout if self.timeout is not None else 0
-            raise ScoringTimeoutError(f"the request took longer than its timeout of {allowed:g} s and was stopped")
+            raise ScoringTimeoutError(allowed)
 
     def __call__(self) -> None:
         self.check()
@@ -262,15 +262,34 @@ ERRORS: dict[str, tuple[int, str]] = {
                                 "images zip's root)"),
     "cutoffs": (400, "expected whole numbers separated by commas, got {text}"),
     "cutoffs_low": (400, "cutoffs must be 1 or more"),
+    "bad_line": (400, "line {line}: {reason}"),
+    # scoring
+    "timeout": (504, "the request took longer than its timeout of {seconds:g} s and was stopped"),
+    "stopped": (499, "stopped"),
+    "busy": (503, "every model replica is busy and the queue is full; try again in a few seconds"),
+    "out_of_memory": (503, "out of GPU memory scoring a single pair of {tokens} tokens; lower max_pixels or "
+                           "max_text_tokens, or use a GPU with more memory"),
+    # worded where they are raised
+    "page": (400, "{message}"),
+    "model_load": (500, "{message}"),
+    "wont_fit": (500, "{message}"),
+    "url_refused": (400, "{message}"),
+    "replica_failed": (500, "a model replica failed while scoring; the server's log has the details"),
+    "internal": (500, "internal error; the server's log has the details"),
 }
 
 
-class InputError(ValueError):
-    """Bad input, raised once at the edge: the field at fault (`documents[3].image`), a code from
-    `ERRORS` and its parameters. `str()` is the English message, `field: wording`; `status` the HTTP
-    status. It is a `ValueError`, so code that catches bad input as `ValueError` still does."""
+class LycheeError(Exception):
+    """Every error the package raises on purpose: a `code` of `ERRORS` (which gives its HTTP status and its
+    English words), its parameters, and the field at fault when there is one (`documents[3].image`).
+    `str()` is the English message, `field: wording`; every door answers `as_dict()` with `status`, and the
+    page words the same code in the browser's language (`ui/translations.py`). Picklable with its code and
+    parameters, so an error raised on a Ray replica arrives as itself."""
 
-    def __init__(self, field: str | None, code: str, **params: Any):
+    code = "internal"
+
+    def __init__(self, field: str | None = None, code: str | None = None, **params: Any):
+        code = code or type(self).code
         if code not in ERRORS:
             raise KeyError(f"unknown error code {code!r}")
         self.field, self.code, self.params = field, code, params
@@ -282,38 +301,76 @@ class InputError(ValueError):
         """The message without its field, in English."""
         return ERRORS[self.code][1].format(**self.params)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": str(self), "field": self.field}
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.field, self.code, self.params, dict(self.__dict__))
+
+
+def _rebuild(kind: type, field: str | None, code: str, params: dict, state: dict) -> LycheeError:
+    error = LycheeError.__new__(kind)
+    LycheeError.__init__(error, field, code, **params)
+    error.__dict__.update(state)
+    return error
+
+
+class InputError(LycheeError, ValueError):
+    """Bad input, raised once at the edge: the field at fault, a code from `ERRORS` and its parameters. It is
+    a `ValueError`, so code that catches bad input as `ValueError` still does."""
+
     def at(self, field: str) -> "InputError":
         """The same error, named after another field (e.g. a page's 'Document 4' for 'input')."""
         return InputError(field, self.code, **self.params)
 
 
-class ScoringTimeoutError(RuntimeError):
+class ScoringTimeoutError(LycheeError, RuntimeError):
     """The request waited for the model, or ran, longer than its timeout; its remaining work was dropped.
     `partial`: the scores computed before it stopped, in input order (None for a document not scored)."""
 
-    status = 504
+    code = "timeout"
     partial: list | None = None
 
+    def __init__(self, seconds: float = 0.0):
+        super().__init__(None, "timeout", seconds=seconds)
 
-class ScoringCancelledError(RuntimeError):
+
+class ScoringCancelledError(LycheeError, RuntimeError):
     """The caller stopped the request (the page's Stop button); its remaining work was dropped.
     `partial`: the scores computed before it stopped, in input order (None for a document not scored)."""
 
-    status = 499
+    code = "stopped"
     partial: list | None = None
 
+    def __init__(self):
+        super().__init__(None, "stopped")
 
-class ScorerBusyError(RuntimeError):
+
+class ScorerBusyError(LycheeError, RuntimeError):
     """Every model replica is busy and the waiting queue is full (served on Ray replicas): retry shortly."""
 
-    status = 503
+    code = "busy"
     retry_after_seconds = 2
 
+    def __init__(self):
+        super().__init__(None, "busy")
 
-class ScoringOutOfMemoryError(RuntimeError):
+
+class ScoringOutOfMemoryError(LycheeError, RuntimeError):
     """Even a batch of one pair did not fit in GPU memory."""
 
-    status = 503
+    code = "out_of_memory"
+
+    def __init__(self, tokens: int = 0):
+        super().__init__(None, "out_of_memory", tokens=tokens)
+
+
+class WordedError(LycheeError):
+    """An error whose words were written where it was raised (a model that cannot be loaded, a page's
+    message already in the browser's language): `code` says what kind it is, `message` the words."""
+
+    def __init__(self, message: str = "", code: str | None = None):
+        super().__init__(None, code or type(self).code, message=message)
 
 
 # The errors a door answers as such (anything else is an internal error: 500, details in the log).

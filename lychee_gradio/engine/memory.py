@@ -36,6 +36,8 @@ DEFAULT_BUDGET = {"cuda": 32768, "cpu": 8192, "mps": 8192}  # the scorer's max_b
 class WontFitError(ModelLoadError):
     """The model would not fit in the device's free memory: stopped before loading; the message says what would."""
 
+    code = "wont_fit"
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:

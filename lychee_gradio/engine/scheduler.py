@@ -431,9 +431,7 @@ class Scheduler:
         jobs[0].context.stats.oom_retries += 1
         if len(rows) == 1:
             job, index = rows[0]
-            self._fail([job], ScoringOutOfMemoryError(
-                f"out of GPU memory scoring a single pair of {job.pairs[index].length} tokens; lower max_pixels "
-                "or max_text_tokens, or use a GPU with more memory"))
+            self._fail([job], ScoringOutOfMemoryError(job.pairs[index].length))
             return
         size = (len(rows) + 1) // 2
         self._remember_fit(size)

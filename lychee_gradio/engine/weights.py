@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..contract import WordedError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_ID = "vec-ai/lychee-rerank-mm"
@@ -18,8 +20,10 @@ MODEL_ENV_VAR = "LYCHEE_MODEL"
 _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(WordedError, RuntimeError):
     """The weights could not be found, downloaded or loaded; the message says what to do."""
+
+    code = "model_load"
 
 
 def default_model() -> str:

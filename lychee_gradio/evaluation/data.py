@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..contract import InputError
+from ..contract import InputError, LycheeError
 from ..inputs import base64_image, is_data_url
 
 DEFAULT_KS = (1, 5, 10)
@@ -31,11 +31,13 @@ class EvalQuery:
     instruction: str | None = None
 
 
-class BadLine(ValueError):
+class BadLine(LycheeError, ValueError):
     """A line of the set that cannot be evaluated: its number and the `InputError` saying why."""
 
+    code = "bad_line"
+
     def __init__(self, line: int, error: InputError):
-        super().__init__(f"line {line}: {error}")
+        super().__init__(None, "bad_line", line=line, reason=str(error))
         self.line, self.error = line, error
 
     def as_dict(self) -> dict:

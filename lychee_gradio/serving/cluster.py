@@ -26,8 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..contract import (InputError, PairScore, RequestContext, ScorerBusyError, ScoringOutOfMemoryError,
-                        ScoringTimeoutError)
+from ..contract import InputError, LycheeError, PairScore, RequestContext, ScorerBusyError
 from ..families import FAMILIES
 from ..scoring import Counter, ScoreCache, ScorerBase
 
@@ -223,22 +222,20 @@ def _replica_lost(error: BaseException) -> bool:
 
 
 def _user_facing(error: BaseException) -> BaseException:
-    """The error a caller should see: busy, out of memory, or the replica's own ValueError, without Ray's wrapping."""
+    """The error a caller should see, without Ray's wrapping: busy when Serve's queue is full; an error of the
+    package's raised on the replica as itself (it travels pickled with its code and parameters); a plain
+    ValueError there as the bad input it is; anything else a 500 that says the details are in the log."""
     from ray.serve.exceptions import BackPressureError
 
     if isinstance(error, BackPressureError):
-        return ScorerBusyError("every model replica is busy and the queue is full; try again in a few seconds")
+        return ScorerBusyError()
     cause = getattr(error, "cause", None) or error
-    if isinstance(cause, InputError):
+    if isinstance(cause, LycheeError):
         return cause
     if isinstance(cause, ValueError):
-        return ValueError(str(cause))
-    if isinstance(cause, ScoringOutOfMemoryError):
-        return ScoringOutOfMemoryError(str(cause))
-    if isinstance(cause, ScoringTimeoutError):
-        return ScoringTimeoutError(str(cause))
+        return InputError(None, "invalid", reason=str(cause))
     logger.error("a replica failed: %r", error)
-    return RuntimeError("a model replica failed while scoring; the server's log has the details")
+    return LycheeError(None, "replica_failed")
 
 
 def scorer_deployment(replica: type, *, replicas: int, min_replicas: int | None, max_replicas: int | None,

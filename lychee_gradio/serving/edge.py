@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from fastapi.responses import JSONResponse
 
-from ..contract import InputError
+from ..contract import InputError, LycheeError
 from . import telemetry
 
 logger = logging.getLogger(__name__)
@@ -58,13 +58,10 @@ def has_api_key(headers, api_key: str) -> bool:
     return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), api_key.encode())
 
 
-def error_response(error: InputError | None = None, *, status: int | None = None, message: str | None = None,
-                   field: str | None = None, headers: dict | None = None, request_id: str | None = None) -> JSONResponse:
-    """The JSON error body of every door: `{"message", "field", "id"}`."""
-    if error is not None:
-        status, message, field = error.status, str(error), error.field
-    content: dict[str, Any] = {"message": message, "field": field, **({"id": request_id} if request_id else {})}
-    return JSONResponse(status_code=status or 500, content=content, headers=headers)
+def error_response(error: LycheeError, *, headers: dict | None = None, request_id: str | None = None) -> JSONResponse:
+    """The JSON error body of every door: `{"message", "field", "code", "id"}` with the error's own status."""
+    content: dict[str, Any] = {**error.as_dict(), **({"id": request_id} if request_id else {})}
+    return JSONResponse(status_code=error.status, content=content, headers=headers)
 
 
 # -- the route table ------------------------------------------------------------------------------------
@@ -312,13 +309,6 @@ class JsonShape:
         return None
 
 
-class _Refused(Exception):
-    """The body broke its limit while the app read it."""
-
-    def __init__(self, error: InputError):
-        self.error = error
-
-
 class Edge:
     """The ASGI middleware of the module's docstring (outermost of the app's own)."""
 
@@ -388,7 +378,7 @@ class Edge:
             elif odd is not None:
                 state["refused"] = InputError("body", "invalid", reason=odd)
             if state["refused"] is not None:
-                raise _Refused(state["refused"])
+                raise state["refused"]  # out of the app's read: its answer is dropped, ours sent
             return message
 
         async def watched(message):
@@ -400,8 +390,6 @@ class Edge:
 
         try:
             await self.app(scope, counted, watched)
-        except _Refused:
-            pass
         except Exception:
             if not state["gone"] and state["refused"] is None:
                 raise

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..contract import EXPECTED_ERRORS, InputError, RequestContext, ScorerBusyError, status_of
+from ..contract import EXPECTED_ERRORS, InputError, LycheeError, RequestContext, ScorerBusyError
 from ..ranking import best_first, check_top_n
 from ..registry import ModelSet
 from ..settings import Config, cache_scope, caller_identity
@@ -185,33 +185,30 @@ def install(app: FastAPI, models: ModelSet, config: Config, fetcher: ImageFetche
     """Add the rerank endpoints (and `routers`, at `endpoints`) and the one error format to `app`."""
     fetcher = fetcher or ImageFetcher(url_policy(config))
 
-    @app.exception_handler(InputError)
-    async def input_error(request: Request, error: InputError):
-        # A caller's mistake: one access-log line (its status), no traceback.
-        return error_response(error, request_id=_request_id(request))
-
-    for kind in EXPECTED_ERRORS[1:]:
-        @app.exception_handler(kind)
-        async def scoring_error(request: Request, error: Exception):
-            headers = {"Retry-After": str(ScorerBusyError.retry_after_seconds)} if isinstance(
-                error, ScorerBusyError) else None
-            return error_response(status=status_of(error), message=str(error), headers=headers,
-                                  request_id=_request_id(request))
+    @app.exception_handler(LycheeError)
+    async def lychee_error(request: Request, error: LycheeError):
+        # A caller's mistake, a timeout, a stop, a busy server: one access-log line (its status), no traceback.
+        if not isinstance(error, EXPECTED_ERRORS):  # ours, but not the caller's to read (it may name server paths)
+            logger.error("error on %s (request %s)", request.url.path, _request_id(request), exc_info=error)
+            error = LycheeError(None, "internal")
+        headers = {"Retry-After": str(ScorerBusyError.retry_after_seconds)} if isinstance(
+            error, ScorerBusyError) else None
+        return error_response(error, headers=headers, request_id=_request_id(request))
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception):
         # The details (a stack trace, perhaps server paths) go to the log, never to the client.
         request_id = _request_id(request)
         logger.error("unexpected error on %s (request %s)", request.url.path, request_id, exc_info=error)
-        return error_response(status=500, message="internal error; the server's log has the details",
-                              request_id=request_id)
+        return error_response(LycheeError(None, "internal"), request_id=request_id)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
         # FastAPI's own refusals (a body it cannot parse, a method not allowed) in the one error shape.
         message = error.detail if isinstance(error.detail, str) else "invalid request"
-        return error_response(status=error.status_code, message=message, field="body" if error.status_code == 400
-                              else None, headers=getattr(error, "headers", None), request_id=_request_id(request))
+        refused = InputError("body" if error.status_code == 400 else None, "invalid", reason=message)
+        refused.status = error.status_code
+        return error_response(refused, headers=getattr(error, "headers", None), request_id=_request_id(request))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):

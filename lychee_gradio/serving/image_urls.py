@@ -35,6 +35,8 @@ import socket
 from dataclasses import dataclass
 import httpx
 
+from ..contract import InputError, WordedError
+
 logger = logging.getLogger(__name__)
 
 MAX_CONCURRENT_FETCHES = 16
@@ -68,17 +70,10 @@ class UrlPolicy:
         return False
 
 
-class ImageUrlError(Exception):
-    """An image URL that was not fetched: `status` 400 (refused or failed, whatever the reason) or 413
-    (too large). The door words it (`InputError` codes `url_not_fetched`, `url_too_large`)."""
+class _Refused(WordedError):
+    """Why one fetch failed; logged, never shown to the caller (who is told `url_not_fetched`)."""
 
-    def __init__(self, status: int, field: str):
-        super().__init__(f"{field}: image URL not fetched ({status})")
-        self.status, self.field = status, field
-
-
-class _Refused(Exception):
-    """Why one fetch failed; logged, never shown to the caller."""
+    code = "url_refused"
 
 
 def public_address(address: str) -> bool:
@@ -144,13 +139,13 @@ class ImageFetcher:
             self._slots = asyncio.Semaphore(MAX_CONCURRENT_FETCHES)
         try:
             return await asyncio.wait_for(self._queued(url, field, client), timeout=max(0.0, limit - loop.time()))
-        except ImageUrlError:
+        except InputError:
             raise
         except (TimeoutError, asyncio.TimeoutError):
             logger.info("image URL %s not fetched for %s: past the deadline", _short(url), field)
         except Exception as error:  # noqa: BLE001 - refused, unreachable, malformed (httpx.InvalidURL): all alike
             logger.info("image URL %s not fetched for %s: %s", _short(url), field, error)
-        raise ImageUrlError(400, field)
+        raise InputError(field, "url_not_fetched", timeout=self.policy.timeout)
 
     async def _queued(self, url: str, field: str, client: str) -> bytes:
         entry = self._clients.setdefault(client, [asyncio.Semaphore(FETCHES_PER_CLIENT), 0])
@@ -190,12 +185,12 @@ class ImageFetcher:
         cap = self.policy.max_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise ImageUrlError(413, field)
+            raise InputError(field, "url_too_large", limit=cap)
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > cap:
-                raise ImageUrlError(413, field)
+                raise InputError(field, "url_too_large", limit=cap)
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
 import anyio
 
-from ..contract import EXPECTED_ERRORS, InputError, RequestContext, reading, status_of
+from ..contract import EXPECTED_ERRORS, InputError, LycheeError, RequestContext, reading, status_of
 from ..ranking import best_first, check_top_n
 from ..registry import ModelSet
 from ..settings import Config, cache_scope, caller_identity
@@ -121,18 +122,19 @@ class McpTools:
         await self.manager.handle_request(scope, receive, send)
 
     async def call(self, name: str, arguments: dict[str, Any]) -> dict:
-        """Run one tool call; bad input comes back as the tool's error text (as on /v1/rerank), never a trace."""
+        """Run one tool call; an error comes back as the tool's error text: the JSON `{"code", "message",
+        "field"}` that /v1/rerank answers for the same error, never a trace."""
         record = telemetry.RequestRecord(f"/mcp/{name}")
         with record:
             try:
                 return await self._call(name, arguments, record)
             except EXPECTED_ERRORS as error:
                 record.status = status_of(error)
-                raise RuntimeError(str(error)) from None
+                raise RuntimeError(json.dumps(error.as_dict(), ensure_ascii=False)) from None
             except Exception as error:  # noqa: BLE001 - the details go to the log, never to the caller
                 record.status = 500
                 logger.error("MCP tool %s failed (request %s)", name, record.request_id, exc_info=error)
-                raise RuntimeError("internal error; the server's log has the details") from None
+                raise RuntimeError(json.dumps(LycheeError(None, "internal").as_dict())) from None
 
     async def _call(self, name: str, arguments: dict[str, Any], record) -> dict:
         loop = asyncio.get_running_loop()

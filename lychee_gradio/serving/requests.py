@@ -19,7 +19,7 @@ from typing import Any
 from ..contract import InputError, Item, RequestContext
 from ..inputs import admit_images, base64_image, decode_image_data, request_rules, to_item
 from ..settings import Config, Limits
-from .image_urls import FETCHES_PER_REQUEST, ImageFetcher, ImageUrlError, UrlPolicy
+from .image_urls import FETCHES_PER_REQUEST, ImageFetcher, UrlPolicy
 
 
 def url_policy(config: Config) -> UrlPolicy:
@@ -76,11 +76,8 @@ async def fetch_urls(values: list[tuple[str, Any]], config: Config, fetcher: Ima
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(field, url)) for field, url in urls]
-    except* ImageUrlError as failed:
-        error = failed.exceptions[0]
-        if error.status == 413:
-            raise InputError(error.field, "url_too_large", limit=config.max_image_url_bytes) from None
-        raise InputError(error.field, "url_not_fetched", timeout=config.image_url_timeout) from None
+    except* InputError as failed:
+        raise failed.exceptions[0] from None
     return {field: task.result() for (field, _), task in zip(urls, tasks)}
 
 

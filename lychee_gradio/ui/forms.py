@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ..contract import InputError, RequestContext, RerankResult, ScoringCancelledError, colour_of
+from ..contract import InputError, RequestContext, RerankResult, ScoringCancelledError, WordedError, colour_of
 from ..inputs import ImageRules, admit_images, request_rules, to_item
 from ..ranking import check_top_n
 from ..settings import Limits
@@ -41,8 +41,10 @@ def view(function):
     return run
 
 
-class PageError(ValueError):
+class PageError(WordedError, ValueError):
     """Bad input, worded for the page in the browser's language."""
+
+    code = "page"
 
 
 class UnreadableUpload(str):

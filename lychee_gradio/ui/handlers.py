@@ -19,8 +19,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ..contract import (EXPECTED_ERRORS, InputError, NullObserver, Observer, RequestContext, ScoringOutOfMemoryError,
-                        status_of)
+from ..contract import EXPECTED_ERRORS, LycheeError, NullObserver, Observer, RequestContext
 from ..registry import ModelSet
 from ..settings import Config, cache_scope
 from .batch import rerank_view
@@ -32,8 +31,10 @@ from .single import score_view
 from .translations import language, reason, text
 from .why import explain_view
 
-# The page's words for the scoring errors, by HTTP status (contract.status_of).
-_ENGINE_WORDS = {504: "error_timeout", 503: "error_busy", 499: "error_stopped"}
+# The page's own words for some codes (longer than the API's: what to do next); every other code is worded by
+# its entry in translations.ERRORS_ZH or the contract's English.
+_PAGE_WORDS = {"timeout": "error_timeout", "busy": "error_busy", "stopped": "error_stopped",
+               "out_of_memory": "error_out_of_memory"}
 
 
 class Requests:
@@ -75,7 +76,7 @@ class Requests:
             try:
                 yield context
             except (PageError, *EXPECTED_ERRORS) as error:
-                record.status = 400 if isinstance(error, PageError) else status_of(error)
+                record.status = error.status
                 # A user's mistake or a stopped run: one access-log line with its status, no traceback.
                 raise gr.Error(self.words(error, lang), title=text("error_title", lang), print_exception=False) from None
             finally:
@@ -92,15 +93,11 @@ class Requests:
                         if self._events.get(session) is cancel:
                             del self._events[session]
 
-    def words(self, error: Exception, lang: str) -> str:
-        if isinstance(error, InputError):
-            return f"{error.field}: {reason(error, lang)}" if error.field else reason(error, lang)
-        if isinstance(error, ScoringOutOfMemoryError):
-            return text("error_out_of_memory", lang)
-        status = status_of(error)
-        if status in _ENGINE_WORDS and not isinstance(error, PageError):
-            return text(_ENGINE_WORDS[status], lang, seconds=self.config.request_timeout or 0)
-        return str(error)
+    def words(self, error: LycheeError, lang: str) -> str:
+        """An error in the page's language, by its code."""
+        if error.code in _PAGE_WORDS:
+            return text(_PAGE_WORDS[error.code], lang, seconds=self.config.request_timeout or 0)
+        return f"{error.field}: {reason(error, lang)}" if error.field else reason(error, lang)
 
     def stop(self, session: str) -> None:
         """The session's Stop: its run in progress stops at its next batch and answers what it has (the page

@@ -6,6 +6,7 @@ and hands it to the server or to the evaluation library. Nothing in the package 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -13,38 +14,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .settings import Config, Limits
-
-DEFAULT_PORT = 7860
-# Every default of what the doors share comes from settings.Config, as serve_app's do.
-DEFAULTS = Config()
-LIMITS = DEFAULTS.limits
-DEFAULT_CACHE_SIZE = DEFAULTS.cache_size
-DEFAULT_IMAGE_CACHE_MB = DEFAULTS.image_cache_mb
-DEFAULT_REQUEST_TIMEOUT = DEFAULTS.request_timeout
-PAGE_CALLS_BATCHED = 8  # page (and gradio_client) requests per model replica at once when passes are shared
-DEFAULT_MAX_BATCH_WAIT_MS = 5.0  # LycheeScorer.load's default: a lone request waits at most this for company
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or a positive whole number, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected 0 or a positive number, got {text!r}")
-    return value
-
+from . import settings
+from .settings import Limits
 
 # --demo's random models, one per family, by the folder name they are served under.
 DEMO_MODELS = {"qwen2_5_vl": "random-lychee-rerank-mm", "qwen3_vl": "random-Qwen3-VL-Reranker"}
@@ -59,100 +30,24 @@ def _demo_families(text: str) -> list[str]:
     return list(dict.fromkeys(families))
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", action="append", default=None,
-                        help="local folder with the weights, or a ModelScope id: vec-ai/lychee-rerank-mm, "
-                             "Qwen/Qwen3-VL-Reranker-2B, Qwen/Qwen3-VL-Reranker-8B (default: $LYCHEE_MODEL or "
-                             "vec-ai/lychee-rerank-mm). Repeat to serve (or evaluate) several models; the first is "
-                             "the default")
+def _add_model_options(parser: argparse.ArgumentParser, *, eval_only: bool = False) -> None:
+    """The table's model settings (settings.SETTINGS), --demo and --check."""
+    settings.add_flags(parser, ("model",) if not eval_only else ("model", "server"), eval_only=eval_only)
     parser.add_argument("--demo", nargs="?", const=",".join(DEMO_MODELS), default=None, type=_demo_families,
                         metavar="FAMILIES",
                         help="also serve tiny random models built on the spot, one per family (no download; scores "
                              "are meaningless): both families by default, so the model picker and Compare show; "
                              "--demo qwen2_5_vl for lychee's alone. Combines with --model (real models first)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:1, cpu")
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), bfloat16, float16, float32")
-    parser.add_argument("--max-pixels", type=int, default=None,
-                        help="largest image size in pixels (default 1280*28*28 = 1003520; smaller is faster)")
-    parser.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default 32 GPU, 8 CPU)")
-    parser.add_argument("--cache-size", type=_non_negative, default=DEFAULT_CACHE_SIZE,
-                        help=f"pair scores kept to answer repeated pairs at once (default {DEFAULT_CACHE_SIZE:,}, "
-                             "about 100 MB; 0: off)")
-    parser.add_argument("--image-cache-mb", type=_non_negative, default=DEFAULT_IMAGE_CACHE_MB,
-                        help="processed images kept for images ranked again, e.g. a new query over the same photos "
-                             f"(default {DEFAULT_IMAGE_CACHE_MB} MB; 0: off)")
-    parser.add_argument("--quantize", choices=("int8", "nf4"), default=None,
-                        help="load the language model's weights in 8 or 4 bits (bitsandbytes: pip install -e "
-                             "'.[quantize]'); the vision tower stays in --dtype. Per model: --model X@nf4")
-    parser.add_argument("--max-batch-tokens", type=int, default=None,
-                        help="prompt tokens per forward pass, padding included (default 32768 GPU, 8192 CPU); "
-                             "smaller passes need less working memory")
     parser.add_argument("--check", action="store_true",
                         help="print the memory each model needs and what the device has free, then exit without "
                              "loading (exit code 1 if one would not fit)")
-    parser.add_argument("--skip-memory-check", dest="check_memory", action="store_false",
-                        help="load even when the estimate says the model will not fit")
-    parser.add_argument("--max-batch-wait-ms", type=_non_negative_float, default=DEFAULT_MAX_BATCH_WAIT_MS,
-                        help="when a forward pass is not full, wait at most this long for other requests to share it "
-                             f"(default {DEFAULT_MAX_BATCH_WAIT_MS:g} ms; 0: never wait)")
-    parser.add_argument("--no-batch-across-requests", dest="batch_across_requests", action="store_false",
-                        help="score one request at a time per model, as before (for comparison and debugging)")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text",
-                        help="log lines as text, or one JSON object per line for log shippers (default text)")
 
 
 def _add_serving_options(parser: argparse.ArgumentParser) -> None:
+    """Every setting of the table: the model's, the server's, what every door shares, the limits, the replicas."""
     _add_model_options(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument("--max-documents", type=int, default=LIMITS.max_documents,
-                        help=f"documents per request, on every door (default {LIMITS.max_documents})")
-    parser.add_argument("--api-key", default=os.environ.get("LYCHEE_API_KEY"),
-                        help="require 'Authorization: Bearer KEY' on /v1/rerank, the Gradio API and MCP; the page "
-                             "then asks for user 'lychee' and the key as password (default: $LYCHEE_API_KEY; "
-                             "a key on the command line shows in `ps`: prefer the variable or --api-key-file)")
-    parser.add_argument("--api-key-file", type=Path, default=None, metavar="PATH",
-                        help="read the API key from this file (its first line)")
-    parser.add_argument("--allowed-hosts", default="", metavar="HOST[,HOST...]",
-                        help="host names this server answers to besides localhost, its address and the machine's own "
-                             "names, e.g. the name a reverse proxy forwards (*.example.com for subdomains; * for any)")
-    parser.add_argument("--allowed-origins", default="", metavar="URL[,URL...]",
-                        help="web pages of other sites that may call the API from a browser, e.g. "
-                             "https://search.example.com (CORS; off by default)")
-    parser.add_argument("--temp-file-minutes", type=_non_negative_float, default=DEFAULTS.temp_file_minutes,
-                        help="uploads and result files are deleted after this many minutes (default "
-                             f"{DEFAULTS.temp_file_minutes:g})")
-    parser.add_argument("--header-timeout", type=_non_negative_float, default=DEFAULTS.header_timeout,
-                        help=f"seconds a connection has to send its request headers (default {DEFAULTS.header_timeout:g})")
-    parser.add_argument("--allow-image-urls", action="store_true",
-                        help="let /v1/rerank and MCP fetch http(s) image URLs from public addresses (off: images "
-                             "come as base64)")
-    parser.add_argument("--allowed-image-hosts", default="", metavar="HOST[,HOST...]",
-                        help="with --allow-image-urls: hosts fetched even if they are loopback or private, e.g. an "
-                             "internal CDN (names, addresses, or *.example.com)")
-    parser.add_argument("--image-url-timeout", type=float, default=DEFAULTS.image_url_timeout,
-                        help="seconds for fetching one image URL, all of it: lookup, redirects, body (default 10)")
-    parser.add_argument("--max-image-pixels", type=int, default=LIMITS.max_image_pixels,
-                        help=f"largest image accepted, in pixels, on every door (default {LIMITS.max_image_pixels:,})")
-    parser.add_argument("--max-request-pixels", type=int, default=LIMITS.max_request_pixels,
-                        help="decoded pixels of all the images of one request together, on every door (default "
-                             f"{LIMITS.max_request_pixels:,}); more gets 413")
-    parser.add_argument("--max-body-mb", type=float, default=LIMITS.max_body_bytes / 2**20,
-                        help="largest /v1/rerank request body and largest uploaded file, in MB (default 64)")
-    parser.add_argument("--mcp", action="store_true", help="also serve the endpoints as MCP tools (for agents)")
-    parser.add_argument("--request-timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT,
-                        help="seconds a request may wait for the model and run before it is stopped, with 504 on "
-                             f"/v1/rerank and a message on the page (default {DEFAULT_REQUEST_TIMEOUT:g}; 0: none)")
-    scale = parser.add_argument_group("replicas on Ray Serve (pip install -e '.[cluster]')")
-    scale.add_argument("--replicas", type=int, default=None,
-                       help="serve each model from N replicas on a local Ray instance (one GPU each where GPUs are "
-                            "present, else an equal share of the CPU cores)")
-    scale.add_argument("--ray-address", default=None, metavar="auto|ray://HOST:PORT",
-                       help="join an existing Ray cluster instead of starting one (multi-node)")
-    scale.add_argument("--min-replicas", type=int, default=None, help="with --max-replicas: Ray Serve autoscaling")
-    scale.add_argument("--max-replicas", type=int, default=None, help="with --min-replicas: Ray Serve autoscaling")
-    scale.add_argument("--max-queued", type=int, default=64,
-                       help="requests waiting for a busy replica before new ones get 503 (default 64)")
+    settings.add_flags(parser, ("server", "doors", "limits"))
+    settings.add_flags(parser.add_argument_group("replicas on Ray Serve (pip install -e '.[cluster]')"), ("cluster",))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="measure what reranking gains on a labelled JSONL set",
                                    description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_eval_arguments(evaluate)
-    _add_model_options(evaluate)
+    _add_model_options(evaluate, eval_only=True)
     return parser
 
 
@@ -221,7 +116,7 @@ def model_names(args: argparse.Namespace) -> list:
     """The models the flags name, in order: the --model values, then --demo's random ones; else the default."""
     from .engine.weights import default_model
 
-    names = list(args.model or []) + [demo_model_dir(family) for family in args.demo or []]
+    names = list(settings.values_of(args)["model"]) + [demo_model_dir(family) for family in args.demo or []]
     return names or [default_model()]
 
 
@@ -236,11 +131,10 @@ def _load_options(args: argparse.Namespace, name=None, *, cache: bool = True) ->
     """LycheeScorer.load's options from the flags; `--quantize` applies to models named without `@int8`/`@nf4`."""
     from .engine.weights import split_precision
 
-    quantize = None if name is not None and split_precision(name)[1] else args.quantize
-    return {"device": args.device, "dtype": args.dtype, "max_pixels": args.max_pixels, "batch_size": args.batch_size,
-            "cache_size": args.cache_size if cache else 0, "image_cache_bytes": args.image_cache_mb * 2**20,
-            "batch_across_requests": args.batch_across_requests, "max_batch_wait_ms": args.max_batch_wait_ms,
-            "quantize": quantize, "max_batch_tokens": args.max_batch_tokens, "check_memory": args.check_memory}
+    options = settings.load_options(settings.values_of(args), cache=cache)
+    if name is not None and split_precision(name)[1]:
+        options["quantize"] = None
+    return options
 
 
 def check_memory(args: argparse.Namespace) -> int:
@@ -284,14 +178,16 @@ def start_cluster(args: argparse.Namespace):
     except ImportError:
         raise ValueError("--replicas and --ray-address need Ray Serve: pip install -e '.[cluster]'") from None
     replicas = args.replicas or args.min_replicas or 1
-    if replicas < 1 or (args.max_replicas is not None and args.max_replicas < replicas):
-        raise ValueError("--replicas / --min-replicas must be at least 1 and at most --max-replicas")
-    settings = ClusterSettings(replicas=replicas, min_replicas=args.min_replicas, max_replicas=args.max_replicas,
-                               ray_address=args.ray_address, max_queued=args.max_queued,
-                               load_options=_load_options(args, cache=False), cache_size=args.cache_size)
+    if args.max_replicas is not None and args.max_replicas < replicas:
+        raise ValueError("--replicas / --min-replicas must be at most --max-replicas")
+    cluster_settings = ClusterSettings(replicas=replicas, min_replicas=args.min_replicas,
+                                       max_replicas=args.max_replicas, ray_address=args.ray_address,
+                                       max_queued=args.max_queued, load_options=_load_options(args, cache=False),
+                                       cache_size=args.cache_size, cpus_per_replica=args.cpus_per_replica,
+                                       gpus_per_replica=args.gpus_per_replica)
     # Each replica loads its model with these options: --quantize applies to models named without a suffix.
     # (A suffix on a name is read by LycheeScorer.load itself.)
-    cluster = Cluster(settings, ScorerReplica)
+    cluster = Cluster(cluster_settings, ScorerReplica)
     try:
         return cluster, [cluster.deploy(os.fspath(name), i) for i, name in enumerate(model_names(args))]
     except Exception:
@@ -311,27 +207,13 @@ def _auth(value: str | None) -> tuple[str, str]:
 def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, concurrency: int = 1):
     from .serving.server import ServerSettings
 
-    # A public link must not leave the rerank API open: without --api-key it takes the share password.
-    api_key = args.api_key
-    if args.api_key_file is not None:
-        api_key = args.api_key_file.read_text(encoding="utf-8").splitlines()[0].strip()
-    api_key = api_key or (auth[1] if auth else None)
-    size = int(args.max_body_mb * 2**20)
-    limits = Limits(max_documents=args.max_documents, max_image_pixels=args.max_image_pixels,
-                    max_request_pixels=args.max_request_pixels, max_body_bytes=size, max_upload_bytes=size)
-    hosts = tuple(host.strip() for host in args.allowed_image_hosts.split(",") if host.strip())
-    config = Config(limits=limits, request_timeout=args.request_timeout or None, api_key=api_key,
-                    cache_size=args.cache_size, image_cache_mb=args.image_cache_mb,
-                    allow_image_urls=args.allow_image_urls, allowed_image_hosts=hosts,
-                    image_url_timeout=args.image_url_timeout, allowed_hosts=_names(args.allowed_hosts),
-                    allowed_origins=_names(args.allowed_origins), temp_file_minutes=args.temp_file_minutes,
-                    header_timeout=args.header_timeout or DEFAULTS.header_timeout)
-    return ServerSettings(host=args.host, port=args.port, demo_mode=bool(args.demo), config=config, auth=auth, mcp=args.mcp,
-                          concurrency=concurrency)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    values = settings.values_of(args)
+    config = settings.Config.from_values(values)
+    if config.api_key is None and auth is not None:
+        # A public link must not leave the rerank API open: without --api-key it takes the share password.
+        config = dataclasses.replace(config, api_key=auth[1])
+    return ServerSettings(host=args.host, port=args.port, demo_mode=bool(args.demo), config=config, auth=auth,
+                          mcp=args.mcp, concurrency=concurrency)
 
 
 def _interrupt(signum, frame) -> None:
@@ -346,9 +228,6 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     telemetry.configure_logging(args.log_format)
     if args.check:
         return check_memory(args)
-    if args.request_timeout < 0:
-        print(f"lychee {args.command}: --request-timeout must be 0 (none) or positive", file=sys.stderr)
-        return 2
 
     try:
         auth = _auth(getattr(args, "auth", None)) if share else None
@@ -372,10 +251,10 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     # `docker stop`, systemd and `kill` send SIGTERM: stop as Ctrl+C does, so Ray's processes stop too.
     signal.signal(signal.SIGTERM, _interrupt)
     # Page requests run at once: one per replica, or several per replica that batches across requests.
-    per_replica = PAGE_CALLS_BATCHED if args.batch_across_requests else 1
-    settings = server_settings(args, auth, concurrency=(cluster.replica_count if cluster else 1) * per_replica)
+    served = server_settings(args, auth, concurrency=settings.page_concurrency(
+        settings.values_of(args), cluster.replica_count if cluster else 1))
     try:
-        running = app.start(scorers, settings)
+        running = app.start(scorers, served)
     except OSError as error:
         print(f"lychee {args.command}: cannot listen on {args.host}:{args.port} ({error}). "
               f"Is another app using the port? Try --port {args.port + 1}.", file=sys.stderr)
@@ -396,9 +275,9 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     print(f"lychee-gradio is ready: {url}", flush=True)
     print(f"rerank API: POST {url}v1/rerank (docs: {url}docs)", flush=True)
     print(f"health: {url}health · ready: {url}ready · metrics: {url}metrics", flush=True)
-    if settings.mcp:
+    if served.mcp:
         print(f"MCP server: {url}gradio_api/mcp/", flush=True)
-    if settings.config.api_key and not share:
+    if served.config.api_key and not share:
         print("API key required: 'Authorization: Bearer KEY' on /v1/rerank, the Gradio API and MCP; "
               "the page's login is user 'lychee' with the key as password", flush=True)
     if share:

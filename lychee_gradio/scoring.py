@@ -20,7 +20,7 @@ from PIL import Image
 
 from .contract import (InputError, Item, PairScore, ProgressCallback, RequestContext, RerankResult, ScoreStats,
                        ScoringCancelledError, ScoringTimeoutError)
-from .explain import MAX_GRID, MAX_SEGMENTS, whole_number
+from .explain import DEFAULT_GRID, DEFAULT_SEGMENTS, MAX_GRID, MAX_SEGMENTS, whole_number
 from .families import ModelFamily
 from .inputs import (RETURN_MEMORY_AFTER_PIXELS, ImageRules, image_pixels, resolve_instruction, return_memory,
                      to_item, to_items)
@@ -280,8 +280,8 @@ class ScorerBase:
                             context=context, timeout=timeout, cancel=cancel, stats=stats)
         return ranked(documents, scores, top_n)
 
-    def explain(self, query: Any, document: Any, instruction: str | None = None, *, grid: int = 8,
-                max_segments: int = 32, explanation: bool = False, max_pixels: int | None = None,
+    def explain(self, query: Any, document: Any, instruction: str | None = None, *, grid: int = DEFAULT_GRID,
+                max_segments: int = DEFAULT_SEGMENTS, explanation: bool = False, max_pixels: int | None = None,
                 targets: Sequence[str] = ("query", "document"), context: RequestContext | None = None,
                 timeout: float | None = None, cancel=None, stats: ScoreStats | None = None,
                 max_variants: int | None = None, max_text_chars: int | None = None):

@@ -20,25 +20,23 @@ from typing import Any
 
 from ray import serve
 
+from . import settings
 from .serving.cluster import RayScorer, scorer_deployment
-from .settings import Config
 
 
 class Frontend:
     """Serves the app on `host:port` from inside the Ray cluster, scoring through the replicas."""
 
-    async def __init__(self, scorer_handle, options: dict):
+    async def __init__(self, scorer_handle, values: dict):
         from . import app
 
         description = await scorer_handle.describe.remote()  # a replica's constructor runs in an event loop
-        replicas = int(options.get("max_replicas") or options.get("replicas") or 1)
-        batching = str(options.get("batch_across_requests", "true")).lower() not in ("0", "false", "no")
-        config = Config.from_options({"api_key": os.environ.get("LYCHEE_API_KEY"), **options})
+        replicas = values["max_replicas"] or values["replicas"] or 1
+        config = settings.Config.from_values(values)
         scorer = RayScorer(scorer_handle, description, replicas, cache_size=config.cache_size)
-        settings = app.ServerSettings(host=options.get("host", "0.0.0.0"), port=int(options.get("port", 7860)),
-                                      config=config, mcp=str(options.get("mcp", "")).lower() in ("1", "true", "yes"),
-                                      concurrency=replicas * (8 if batching else 1))
-        self.running = app.start(scorer, settings)
+        served = app.ServerSettings(host=values["host"], port=values["port"], config=config, mcp=values["mcp"],
+                                    concurrency=settings.page_concurrency(values, replicas))
+        self.running = app.start(scorer, served)
 
     def url(self) -> str:
         return self.running.url
@@ -54,37 +52,30 @@ class Frontend:
 
 
 def build(args: dict[str, Any]):
-    """A Serve application from `args` (the config file's `args`, or `key=value` after `serve run`).
-
-    The model and its replicas: model (default $LYCHEE_MODEL or vec-ai/lychee-rerank-mm), replicas (1),
-    min_replicas and max_replicas (autoscaling), num_gpus (1 per replica where GPUs exist, else 0),
-    num_cpus (per replica), device, dtype, max_pixels, batch_size, max_queued, image_cache_mb (per
-    replica, default 0), max_batch_wait_ms, batch_across_requests, quantize (int8 or nf4). The server: host (0.0.0.0), port (7860), mcp. Everything every door
-    shares, with the same names and defaults as `lychee load` (`settings.Config`): api_key (or
-    $LYCHEE_API_KEY), request_timeout, cache_size (pair scores kept by the frontend), max_documents,
-    max_image_pixels, max_request_pixels, max_body_bytes, max_upload_bytes, allow_image_urls,
-    allowed_image_hosts, image_url_timeout, max_image_url_bytes.
+    """A Serve application from `args` (the config file's `args`, or `key=value` after `serve run`): the
+    settings of `lychee load`, by their names in settings.SETTINGS (`max_body_mb`, `replicas`,
+    `gpus_per_replica`, ...), read by the same parser, with the same defaults, except `host` (0.0.0.0
+    here: the frontend is reached from outside its node) and `replicas` (1). Unknown names are refused.
     """
     from .engine.weights import default_model
     from .replica import ScorerReplica
 
-    options = dict(args)
-    model = os.fspath(options.get("model") or default_model())
-    replicas = int(options.get("replicas", 1))
-    load_options = {key: options[key] for key in ("device", "dtype", "max_pixels", "batch_size") if key in options}
-    if "image_cache_mb" in options:
-        load_options["image_cache_bytes"] = int(float(options["image_cache_mb"]) * 2**20)
-    if options.get("quantize"):
-        load_options["quantize"] = str(options["quantize"])
-    if "max_batch_wait_ms" in options:
-        load_options["max_batch_wait_ms"] = float(options["max_batch_wait_ms"])
-    if "batch_across_requests" in options:
-        load_options["batch_across_requests"] = str(options["batch_across_requests"]).lower() not in ("0", "false", "no")
-    actor = {"num_cpus": float(options.get("num_cpus", 1)), "num_gpus": float(options.get("num_gpus", 0))}
-    threads = None if actor["num_gpus"] else max(1, int(actor["num_cpus"]))
-    bound = {key: int(options[key]) if key in options else None for key in ("min_replicas", "max_replicas")}
-    scorer = scorer_deployment(ScorerReplica, replicas=replicas, actor_options=actor,
-                               max_queued=int(options.get("max_queued", 64)),
-                               batch_across_requests=load_options.get("batch_across_requests", True), **bound)
+    unknown = sorted(set(args) - set(settings.BY_NAME))
+    if unknown:
+        raise ValueError(f"unknown settings {', '.join(unknown)}; see docs/configuration.md")
+    given = settings.parse_options(args)
+    values = {setting.name: given.get(setting.name, settings.default_of(setting.name)) for setting in settings.SETTINGS}
+    values["host"] = given.get("host", "0.0.0.0")
+    values["replicas"] = values["replicas"] or 1
+    values["model"] = values["model"] or [os.environ.get("LYCHEE_MODEL") or default_model()]
+    values["api_key"] = values["api_key"] or os.environ.get("LYCHEE_API_KEY")
+    gpus = values["gpus_per_replica"] or 0
+    cpus = values["cpus_per_replica"] or 1
+    actor = {"num_cpus": cpus, "num_gpus": gpus}
+    threads = None if gpus else max(1, int(cpus))
+    load = settings.load_options(values, cache=False)  # the score cache sits in front of the replicas
+    scorer = scorer_deployment(ScorerReplica, replicas=values["replicas"], actor_options=actor,
+                               max_queued=values["max_queued"], batch_across_requests=values["batch_across_requests"],
+                               min_replicas=values["min_replicas"], max_replicas=values["max_replicas"])
     frontend = serve.deployment(Frontend, name="frontend", num_replicas=1, ray_actor_options={"num_cpus": 0})
-    return frontend.bind(scorer.bind(model, load_options, threads), options)
+    return frontend.bind(scorer.bind(os.fspath(values["model"][0]), load, threads), values)

@@ -1,42 +1,178 @@
-"""The settings every door shares, in one object: `Config` (limits, request timeout, caches, API key,
-image URLs), built by the CLI (`lychee load`) and by the Ray-native entry point (`serve_app`) from
-the defaults written here, and handed to the page, `/v1/rerank` and MCP alike."""
+"""Every setting, declared once: `SETTINGS`, a table of (name, type, default, help, env var, section).
+
+From this table come `lychee load`'s and `lychee share`'s flags (`add_flags`: `--max-body-mb` for
+`max_body_mb`), the Ray-native entry point's arguments (`serve_app`, `key=value` or a Serve config's `args`,
+read by the same parser: `parse_options`), the replicas' load options, and docs/configuration.md's table
+(`markdown_table`, which a test holds to the file). A setting's default is written nowhere else: `Limits` and
+`Config` (what the doors share, in bytes and seconds) take theirs from it.
+
+Torch-free: the page and the serving side read `Config` and `Limits`; the CLI and `serve_app` build them.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
+import hashlib
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .contract import InputError
 
+MB = 2**20
+CACHE_SCOPES = ("user", "global", "request")
+# Page (and gradio_client) requests one model replica works on at once when passes are shared.
+CALLS_PER_REPLICA = 8
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting. `kind`: "int", "float", "bool", "str", "list" (comma-separated), "choice", "path".
+    `section`: "model" (how each model is loaded), "server", "doors" (what every door shares), "limits",
+    "cluster" (Ray Serve replicas). `flag`: the flag when it is not `--name` (a bool that defaults to on is
+    turned off by a flag of its own). `eval`: `lychee eval` takes it too."""
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    section: str
+    env: str | None = None
+    choices: tuple = ()
+    flag: str | None = None
+    eval: bool = False
+    minimum: float | None = 0
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+S = Setting
+SETTINGS: list[Setting] = [
+    # -- each model
+    S("model", "list", [], "local folder with the weights, or a ModelScope id: vec-ai/lychee-rerank-mm, "
+      "Qwen/Qwen3-VL-Reranker-2B, Qwen/Qwen3-VL-Reranker-8B; repeat for several (the first is the default). "
+      "Default: vec-ai/lychee-rerank-mm", "model", env="LYCHEE_MODEL", eval=True),
+    S("device", "str", "auto", "auto (CUDA when available, else Apple's MPS, else the CPU), cuda, cuda:1, cpu",
+      "model", eval=True),
+    S("dtype", "choice", "auto", "auto (bf16 on CUDA; on the CPU bf16 where it computes bf16 natively, else "
+      "fp32), bfloat16, float16, float32", "model", choices=("auto", "bfloat16", "float16", "float32"), eval=True),
+    S("quantize", "choice", None, "load the language model's weights in 8 or 4 bits (bitsandbytes: pip install "
+      "-e '.[quantize]'); per model: --model X@nf4", "model", choices=("int8", "nf4"), eval=True),
+    S("max_pixels", "int", None, "the model's bound on each image's pixels (default: the family's, 1280*28*28 or "
+      "1800*32*32); smaller is faster", "model", eval=True, minimum=1),
+    S("batch_size", "int", None, "pairs per forward pass (default 32 on a GPU, 8 on the CPU)", "model", eval=True,
+      minimum=1),
+    S("max_batch_tokens", "int", None, "prompt tokens per forward pass, padding included (default 32768 GPU, "
+      "8192 CPU)", "model", eval=True, minimum=1),
+    S("image_cache_mb", "int", 1024, "processed images kept for images ranked again (0: off); per replica on Ray",
+      "model", eval=True),
+    S("max_batch_wait_ms", "float", 5.0, "when a pass is not full, wait at most this long for other requests to "
+      "share it (0: never)", "model", eval=True),
+    S("batch_across_requests", "bool", True, "score one request at a time per model (for comparison)", "model",
+      flag="--no-batch-across-requests", eval=True),
+    S("check_memory", "bool", True, "load even when the estimate says the model will not fit", "model",
+      flag="--skip-memory-check", eval=True),
+    # -- the server
+    S("host", "str", "127.0.0.1", "address to listen on (0.0.0.0: every interface)", "server"),
+    S("port", "int", 7860, "port", "server"),
+    S("mcp", "bool", False, "also serve the endpoints as MCP tools (for agents) at /gradio_api/mcp/", "server"),
+    S("log_format", "choice", "text", "log lines as text, or one JSON object per line", "server",
+      choices=("text", "json"), eval=True),
+    # -- what every door shares
+    S("api_key", "str", None, "require 'Authorization: Bearer KEY' on every door but /health, /ready, /metrics; "
+      "the page asks for user 'lychee' and the key (on the command line it shows in `ps`: prefer the variable "
+      "or --api-key-file)", "doors", env="LYCHEE_API_KEY"),
+    S("api_key_file", "path", None, "read the API key from this file's first line", "doors"),
+    S("request_timeout", "float", 300.0, "seconds a request may wait for the model and run (0: none); then 504 "
+      "on the API, a message on the page", "doors"),
+    S("cache_size", "int", 200_000, "pair scores kept to answer repeats at once (0: off)", "doors"),
+    S("cache_scope", "choice", "user", "whose repeats the score cache answers: user (each API key, page session "
+      "or address), global (everyone's: answer times then tell what others asked), request (none)", "doors",
+      choices=CACHE_SCOPES),
+    S("allow_image_urls", "bool", False, "fetch http(s) image URLs on /v1/rerank and MCP (public addresses only)",
+      "doors"),
+    S("allowed_image_hosts", "list", [], "with --allow-image-urls: hosts fetched even if loopback or private (an "
+      "internal CDN; *.example.com for subdomains)", "doors"),
+    S("image_url_timeout", "float", 10.0, "seconds for one image URL, all of it: lookup, redirects, body", "doors"),
+    S("allowed_hosts", "list", [], "host names this server answers to besides localhost, its address and the "
+      "machine's names (a reverse proxy's; *.example.com; * for any)", "doors"),
+    S("allowed_origins", "list", [], "web pages of other sites that may call the API from a browser (CORS)",
+      "doors"),
+    S("temp_file_minutes", "float", 60.0, "uploads and result files are deleted after this many minutes",
+      "doors", minimum=1),
+    S("header_timeout", "float", 10.0, "seconds a connection has to send its request headers (then 408)", "doors",
+      minimum=0.1),
+    # -- limits, the same on every door
+    S("max_documents", "int", 200, "documents (or images) per request", "limits", minimum=1),
+    S("max_image_pixels", "int", 50_000_000, "pixels of one image, checked before it is decoded", "limits",
+      minimum=1),
+    S("max_request_pixels", "int", 400_000_000, "decoded pixels of one request's images together (413 past it)",
+      "limits", minimum=1),
+    S("image_memory_mb", "int", 2048, "memory of the images of every request in flight together, decoded and "
+      "cut into patches; past it requests wait (until their timeout)", "limits", minimum=1),
+    S("max_body_mb", "float", 64.0, "one request body (/v1/*, MCP, the Gradio API)", "limits", minimum=0.001),
+    S("max_upload_mb", "float", 64.0, "one uploaded file", "limits", minimum=0.001),
+    S("max_upload_request_mb", "float", 1024.0, "the files of one upload request together", "limits",
+      minimum=0.001),
+    S("upload_space_mb", "float", 8192.0, "what uploads may hold on disk while they are kept, from every caller",
+      "limits", minimum=0.001),
+    S("upload_client_mb", "float", 2048.0, "the same, from one client address", "limits", minimum=0.001),
+    S("max_image_url_mb", "float", 20.0, "one fetched image URL", "limits", minimum=0.001),
+    S("max_explain_variants", "int", 256, "changed pairs one explanation scores (image cells and text segments)",
+      "limits", minimum=1),
+    S("max_explain_text_chars", "int", 32_768, "characters of a text an explanation takes", "limits", minimum=1),
+    S("max_echo_chars", "int", 32_768, "characters of each document return_documents echoes", "limits"),
+    S("max_zip_mb", "float", 2048.0, "what an uploaded evaluation zip unpacks to", "limits", minimum=0.001),
+    S("max_zip_members", "int", 20_000, "files in an uploaded evaluation zip", "limits", minimum=1),
+    # -- replicas on Ray Serve
+    S("replicas", "int", None, "serve each model from N replicas on Ray Serve (a local Ray unless "
+      "--ray-address; one GPU each where GPUs are present, else a share of the CPU cores)", "cluster", minimum=1),
+    S("ray_address", "str", None, "join an existing Ray cluster (auto, ray://HOST:PORT) instead of starting one",
+      "cluster"),
+    S("min_replicas", "int", None, "with --max-replicas: Ray Serve autoscaling", "cluster", minimum=1),
+    S("max_replicas", "int", None, "with --min-replicas: Ray Serve autoscaling", "cluster", minimum=1),
+    S("max_queued", "int", 64, "requests waiting for a busy replica before new ones get 503", "cluster"),
+    S("cpus_per_replica", "float", None, "CPU cores per replica (default: the cores shared equally)", "cluster"),
+    S("gpus_per_replica", "float", None, "GPUs per replica (default: 1 where GPUs are present, else 0)", "cluster"),
+]
+del S
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def default_of(name: str) -> Any:
+    default = BY_NAME[name].default
+    return list(default) if isinstance(default, list) else default
+
+
+# -- what the doors share ------------------------------------------------------------------------------------
+
+
+def _mb(name: str) -> int:
+    return int(default_of(name) * MB)
+
 
 @dataclass(frozen=True)
 class Limits:
-    """Input limits that every door enforces alike: the page, the Gradio API, MCP, /v1/rerank and Evaluate."""
+    """Input limits that every door enforces alike (the page, the Gradio API, MCP, /v1/*, Evaluate), in bytes
+    where the table says MB. Defaults: `SETTINGS`."""
 
-    max_documents: int = 200  # documents (or images) per request
-    max_image_pixels: int = 50_000_000  # width x height of one image, checked before it is decoded
-    # Decoded pixels of all the images of one request together (each image decoded straight down to
-    # the model's pixel bound first): 400 M is 200 photos of 2 megapixels, about 1.2 GB as RGB.
-    max_request_pixels: int = 400_000_000
-    # Memory held by the images of every request in flight together, their decoded pixels and the model's
-    # patches of them (inputs.image_memory): past it, a request waits for others to finish, up to its own
-    # deadline. 2 GB: about two requests of 32 large photos at the model's full pixel bound.
-    image_memory_in_flight: int = 2 * 2**30
-    max_body_bytes: int = 64 * 2**20  # one /v1/rerank or MCP request body
-    max_upload_bytes: int = 64 * 2**20  # one file uploaded through the page or the Gradio API
-    max_upload_request_bytes: int = 1024 * 2**20  # all the files of one upload request together
-    # What uploads may hold on disk while they are kept (temp_file_minutes): from everyone, from one address.
-    upload_space_bytes: int = 8 * 2**30
-    upload_client_bytes: int = 2 * 2**30
-    # One explanation: changed pairs scored (image cells and text segments together), and each text's length.
-    max_explain_variants: int = 256
-    max_explain_text_chars: int = 32_768
-    # return_documents: each document's text is echoed up to this many characters.
-    max_echo_chars: int = 32_768
-    max_zip_bytes: int = 2 * 2**30  # what an uploaded evaluation zip unpacks to
-    max_zip_members: int = 20_000  # files (and folders) in an uploaded evaluation zip
+    max_documents: int = default_of("max_documents")
+    max_image_pixels: int = default_of("max_image_pixels")
+    max_request_pixels: int = default_of("max_request_pixels")
+    image_memory_in_flight: int = _mb("image_memory_mb")
+    max_body_bytes: int = _mb("max_body_mb")
+    max_upload_bytes: int = _mb("max_upload_mb")
+    max_upload_request_bytes: int = _mb("max_upload_request_mb")
+    upload_space_bytes: int = _mb("upload_space_mb")
+    upload_client_bytes: int = _mb("upload_client_mb")
+    max_image_url_bytes: int = _mb("max_image_url_mb")
+    max_explain_variants: int = default_of("max_explain_variants")
+    max_explain_text_chars: int = default_of("max_explain_text_chars")
+    max_echo_chars: int = default_of("max_echo_chars")
+    max_zip_bytes: int = _mb("max_zip_mb")
+    max_zip_members: int = default_of("max_zip_members")
 
     def check_documents(self, count: int, field: str = "documents") -> None:
         if count > self.max_documents:
@@ -45,41 +181,179 @@ class Limits:
 
 @dataclass(frozen=True)
 class Config:
-    """What every door shares. `lychee load` builds it from its flags, `serve_app` from its `args`,
-    both from these defaults (`Config.from_options`)."""
+    """What every door shares (`doors` and `limits` of the table). Defaults: `SETTINGS`."""
 
     limits: Limits = Limits()
-    request_timeout: float | None = 300.0  # seconds a request may wait and run; then 504 (None: no limit)
-    api_key: str | None = None  # every door but /health, /ready, /metrics needs it when set
-    cache_size: int = 200_000  # pair scores kept to answer repeats (0: off)
-    # Whose repeats the score cache answers: "user" (each API key, each page session, each address without a
-    # key: no caller learns from answer times what another asked), "global" (everyone's), "request" (none).
-    cache_scope: str = "user"
-    image_cache_mb: int = 1024  # processed images kept for images ranked again (0: off)
-    allow_image_urls: bool = False  # /v1/rerank and MCP fetch http(s) images (public addresses only)
-    allowed_image_hosts: tuple[str, ...] = ()  # fetched even if private (an internal CDN)
-    image_url_timeout: float = 10.0  # seconds for one URL, all of it: lookup, redirects, body
-    max_image_url_bytes: int = 20 * 2**20
-    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides localhost, the bound address, the machine's
-    allowed_origins: tuple[str, ...] = ()  # browser origins of other sites that may call the API (CORS)
-    temp_file_minutes: float = 60.0  # uploads, results to download and their copies are deleted after this
-    header_timeout: float = 10.0  # seconds a connection has to send its request's headers (then 408)
+    request_timeout: float | None = default_of("request_timeout")  # None: no limit
+    api_key: str | None = None
+    cache_size: int = default_of("cache_size")
+    cache_scope: str = default_of("cache_scope")
+    allow_image_urls: bool = default_of("allow_image_urls")
+    allowed_image_hosts: tuple[str, ...] = ()
+    image_url_timeout: float = default_of("image_url_timeout")
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    temp_file_minutes: float = default_of("temp_file_minutes")
+    header_timeout: float = default_of("header_timeout")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "Config":
+        """A config from the table's values by name (missing ones: their defaults)."""
+        value = {setting.name: values.get(setting.name, default_of(setting.name)) for setting in SETTINGS}
+        limits = Limits(
+            max_documents=value["max_documents"], max_image_pixels=value["max_image_pixels"],
+            max_request_pixels=value["max_request_pixels"], image_memory_in_flight=int(value["image_memory_mb"] * MB),
+            max_body_bytes=int(value["max_body_mb"] * MB), max_upload_bytes=int(value["max_upload_mb"] * MB),
+            max_upload_request_bytes=int(value["max_upload_request_mb"] * MB),
+            upload_space_bytes=int(value["upload_space_mb"] * MB), upload_client_bytes=int(value["upload_client_mb"] * MB),
+            max_image_url_bytes=int(value["max_image_url_mb"] * MB),
+            max_explain_variants=value["max_explain_variants"], max_explain_text_chars=value["max_explain_text_chars"],
+            max_echo_chars=value["max_echo_chars"], max_zip_bytes=int(value["max_zip_mb"] * MB),
+            max_zip_members=value["max_zip_members"])
+        return cls(limits=limits, request_timeout=value["request_timeout"] or None, api_key=api_key_of(value),
+                   cache_size=value["cache_size"], cache_scope=value["cache_scope"],
+                   allow_image_urls=value["allow_image_urls"], allowed_image_hosts=tuple(value["allowed_image_hosts"]),
+                   image_url_timeout=value["image_url_timeout"], allowed_hosts=tuple(value["allowed_hosts"]),
+                   allowed_origins=tuple(value["allowed_origins"]), temp_file_minutes=value["temp_file_minutes"],
+                   header_timeout=value["header_timeout"])
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> "Config":
-        """A config from flat options (`serve run ... key=value` or a Serve config's `args`): any field of
-        `Config` or `Limits` by name, strings converted to the field's type; other keys are ignored."""
-        limits = {f.name: _parse(options[f.name], f.type) for f in dataclasses.fields(Limits) if f.name in options}
-        values: dict[str, Any] = {"limits": Limits(**limits)}
-        for f in dataclasses.fields(cls):
-            if f.name != "limits" and f.name in options:
-                values[f.name] = _parse(options[f.name], f.type)
-        if values.get("request_timeout") == 0:
-            values["request_timeout"] = None
-        return cls(**values)
+        """A config from flat options as strings or values (`serve run ... key=value`, a Serve config's args)."""
+        return cls.from_values(parse_options(options))
 
 
-CACHE_SCOPES = ("user", "global", "request")
+def api_key_of(values: Mapping[str, Any]) -> str | None:
+    """The API key: --api-key-file's first line, else --api-key (or $LYCHEE_API_KEY)."""
+    path = values.get("api_key_file")
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            return (handle.readline().strip() or None)
+    return values.get("api_key") or None
+
+
+def load_options(values: Mapping[str, Any], *, cache: bool = True) -> dict[str, Any]:
+    """`LycheeScorer.load`'s keyword arguments from the table's values (`model` section, and the score cache
+    when the engine keeps it: `cache=False` for Ray replicas, whose cache sits in front of them)."""
+    value = {setting.name: values.get(setting.name, default_of(setting.name)) for setting in SETTINGS}
+    return {"device": value["device"], "dtype": value["dtype"], "max_pixels": value["max_pixels"],
+            "batch_size": value["batch_size"], "max_batch_tokens": value["max_batch_tokens"],
+            "cache_size": value["cache_size"] if cache else 0, "image_cache_bytes": int(value["image_cache_mb"] * MB),
+            "batch_across_requests": value["batch_across_requests"], "max_batch_wait_ms": value["max_batch_wait_ms"],
+            "quantize": value["quantize"], "check_memory": value["check_memory"]}
+
+
+def page_concurrency(values: Mapping[str, Any], replicas: int = 1) -> int:
+    """Page requests the models work on at once: one per replica, or CALLS_PER_REPLICA when passes are shared."""
+    per_replica = CALLS_PER_REPLICA if values.get("batch_across_requests", True) else 1
+    return replicas * per_replica
+
+
+# -- flags and options ----------------------------------------------------------------------------------------------
+
+
+def _checked(setting: Setting, value: Any) -> Any:
+    if setting.kind in ("int", "float") and value is not None and setting.minimum is not None:
+        if value < setting.minimum or value != value:
+            raise ValueError(f"{setting.name}: expected {setting.minimum:g} or more, got {value!r}")
+    if setting.kind == "choice" and value is not None and value not in setting.choices:
+        raise ValueError(f"{setting.name}: expected one of {', '.join(setting.choices)}, got {value!r}")
+    return value
+
+
+def parse_value(setting: Setting, text: Any) -> Any:
+    """One setting's value from text (a flag, a `key=value`, a YAML value), the one way: booleans are
+    true/false, yes/no, on/off, 1/0 (anything else is an error); lists are comma-separated."""
+    if text is None:
+        return None
+    if setting.kind == "bool":
+        if isinstance(text, bool):
+            return text
+        word = str(text).strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{setting.name}: expected true or false, got {text!r}")
+    if setting.kind == "list":
+        items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+        return [str(item).strip() for item in items if str(item).strip()]
+    if isinstance(text, str) and text.strip().lower() in ("", "none", "null") and setting.default is None:
+        return None
+    try:
+        if setting.kind == "int":
+            if isinstance(text, float) and not text.is_integer():
+                raise ValueError
+            return _checked(setting, int(str(text).replace("_", "")) if isinstance(text, str) else int(text))
+        if setting.kind == "float":
+            return _checked(setting, float(text))
+    except (TypeError, ValueError):
+        raise ValueError(f"{setting.name}: expected a number, got {text!r}") from None
+    return _checked(setting, str(text))
+
+
+def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The table's values from flat options (serve_app's args): each known name parsed as its flag would be;
+    names the table does not know are left to the caller."""
+    return {name: parse_value(BY_NAME[name], value) for name, value in options.items() if name in BY_NAME}
+
+
+def add_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eval_only: bool = False) -> None:
+    """The table's settings of `sections` as flags (`--name`, or the setting's own flag), with its defaults
+    (an environment variable, where the table names one, overrides the default)."""
+    for setting in SETTINGS:
+        if setting.section not in sections or (eval_only and not setting.eval):
+            continue
+        default = os.environ.get(setting.env) if setting.env and os.environ.get(setting.env) else setting.default
+        help_text = setting.help.replace("%", "%%")
+        if setting.env:
+            help_text += f" (${setting.env})"
+        if setting.kind == "bool":
+            action = "store_false" if setting.default else "store_true"
+            parser.add_argument(setting.option, dest=setting.name, action=action, help=help_text)
+            continue
+        if setting.kind == "list" and setting.name == "model":
+            default = [default] if isinstance(default, str) else None
+            parser.add_argument(setting.option, dest=setting.name, action="append", default=None, help=help_text)
+            parser.set_defaults(**{f"{setting.name}_default": default})
+            continue
+
+        def typed(text, setting=setting):
+            try:
+                return parse_value(setting, text)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error).split(": ", 1)[1]) from None
+
+        shown = f" (default {setting.default:,})" if isinstance(setting.default, int) and setting.default > 9999 else (
+            f" (default {setting.default:g})" if isinstance(setting.default, (int, float)) and not isinstance(
+                setting.default, bool) else (f" (default {setting.default})" if setting.default else ""))
+        parser.add_argument(setting.option, dest=setting.name, type=typed, default=typed(default) if isinstance(
+            default, str) else default, choices=setting.choices or None, metavar=None if setting.choices else
+            setting.name.upper(), help=help_text + shown)
+
+
+def values_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The table's values from parsed flags (names a command does not take: their defaults)."""
+    found = {setting.name: getattr(args, setting.name, default_of(setting.name)) for setting in SETTINGS}
+    if not found["model"]:
+        found["model"] = getattr(args, "model_default", None) or []
+    return found
+
+
+def markdown_table() -> str:
+    """docs/configuration.md's table: every setting, its flag, default and meaning (a test holds the file to it)."""
+    lines = ["| setting (`serve_app` name) | flag | default | what it does |", "| --- | --- | --- | --- |"]
+    for setting in SETTINGS:
+        default = "—" if setting.default in (None, [], ()) else (
+            ("on" if setting.default else "off") if isinstance(setting.default, bool) else f"{setting.default:,}"
+            if isinstance(setting.default, int) else f"{setting.default:g}" if isinstance(setting.default, float)
+            else str(setting.default))
+        env = f" (`${setting.env}`)" if setting.env else ""
+        lines.append(f"| `{setting.name}` | `{setting.option}`{env} | {default} | {setting.help.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+# -- the score cache's scope ----------------------------------------------------------------------------------------
 
 
 def cache_scope(config: Config, identity: str) -> str | None:
@@ -93,25 +367,11 @@ def cache_scope(config: Config, identity: str) -> str | None:
 
 def caller_identity(headers: Any, client: str) -> str:
     """Who a request to the JSON API (or MCP) is, for the score cache: its API key (hashed), or its address."""
-    import hashlib
-
     authorization = headers.get("authorization") or ""
     if authorization:
         return "key:" + hashlib.blake2b(authorization.encode("utf-8", "replace"), digest_size=12).hexdigest()
     return f"address:{client}"
 
 
-def _parse(value: Any, kind: str) -> Any:
-    """`value` (perhaps a string from a command line) as a field of type `kind` (its annotation, as text)."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none") and "None" in kind):
-        return None
-    if kind.startswith("bool"):
-        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-    if kind.startswith("tuple"):
-        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-        return tuple(str(item).strip() for item in items if str(item).strip())
-    if kind.startswith("int"):
-        return int(value)
-    if kind.startswith("float"):
-        return float(value)
-    return str(value)
+__all__ = ["SETTINGS", "Setting", "Limits", "Config", "add_flags", "values_of", "parse_options", "load_options",
+           "markdown_table", "cache_scope", "caller_identity"]

@@ -260,8 +260,8 @@ def image_host():
 def url_app(scorer):
     # The image host is this machine's loopback, which only an allow-listed host may be (test_doors.py
     # holds the refusals).
-    settings = app.ServerSettings(port=0, config=Config(allow_image_urls=True, max_image_url_bytes=1500,
-                                                               allowed_image_hosts=("127.0.0.1",)))
+    settings = app.ServerSettings(port=0, config=Config(allow_image_urls=True, limits=Limits(max_image_url_bytes=1500),
+                                                        allowed_image_hosts=("127.0.0.1",)))
     running = app.start(scorer, settings)
     yield running.url
     running.close()

@@ -12,13 +12,13 @@ from ..contract import Item
 from ..engine.random_model import build_processor, build_random_model
 from ..engine.scorer import LycheeScorer
 from ..engine.weights import choose_runtime
-from ..explain import cells_of, mean_colour, occluded, segments_of, without
+from ..explain import DEFAULT_GRID, cells_of, mean_colour, occluded, segments_of, without
 from ..families import FAMILIES
 from .common import QUERY_TEXT, cpu_name, synthetic_image, text_documents
 
 
 def run_explain(size: str = "small", device: str = "auto", dtype: str = "auto", runs: int = 3,
-                family: str = "qwen2_5_vl", grid: int = 8) -> dict:
+                family: str = "qwen2_5_vl", grid: int = DEFAULT_GRID) -> dict:
     runtime = choose_runtime(device, dtype, "auto")
     processor = build_processor(family)
     model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)

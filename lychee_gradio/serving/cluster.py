@@ -48,6 +48,7 @@ class ClusterSettings:
     max_queued: int = 64  # requests waiting for a replica before ScorerBusyError (503)
     load_options: dict = field(default_factory=dict)  # LycheeScorer.load keyword arguments
     cpus_per_replica: float | None = None  # default: the CPU cores shared equally among the replicas
+    gpus_per_replica: float | None = None  # default: 1 where GPUs are present, else 0
     cache_size: int = 0  # pair scores kept in front of the replicas (0: off)
 
 
@@ -304,10 +305,12 @@ class Cluster:
 
         total = ray.cluster_resources()
         gpus = int(total.get("GPU", 0))
-        if gpus >= 1 and not str(device).startswith("cpu"):
-            if self._owns_ray and gpus < self.replica_count:
-                raise ValueError(f"{self.replica_count} replicas need one GPU each; this machine has {gpus}")
-            return {"num_gpus": 1}, None
+        wanted = self.settings.gpus_per_replica
+        if (wanted if wanted is not None else gpus) and gpus >= 1 and not str(device).startswith("cpu"):
+            share = wanted if wanted is not None else 1
+            if self._owns_ray and gpus < self.replica_count * share:
+                raise ValueError(f"{self.replica_count} replicas need {share:g} GPU each; this machine has {gpus}")
+            return {"num_gpus": share}, None
         share = self.settings.cpus_per_replica or round(total.get("CPU", 1) / max(1, self.replica_count), 2)
         return {"num_cpus": share}, max(1, int(share))
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..contract import EXPECTED_ERRORS, InputError, LycheeError, RequestContext, ScorerBusyError
+from ..explain import DEFAULT_GRID, MAX_GRID
 from ..ranking import best_first, check_top_n
 from ..registry import ModelSet
 from ..settings import Config, cache_scope, caller_identity
@@ -73,7 +74,8 @@ class ExplainRequest(BaseModel):
     query: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
     document: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
     instruction: str | None = Field(None, description="the task (default: the model's own)")
-    grid: Any = Field(8, description="cells per side of each image's map, at most: a whole number, 1 to 16")
+    grid: Any = Field(DEFAULT_GRID, description=f"cells per side of each image's map, at most: a whole number, 1 to "
+                                                f"{MAX_GRID}")
     explanation: bool = Field(False, description="also the model's own words (slower; can be wrong)")
 
 

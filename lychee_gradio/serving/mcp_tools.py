@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 from ..contract import EXPECTED_ERRORS, InputError, LycheeError, RequestContext, reading, status_of
+from ..explain import DEFAULT_GRID
 from ..ranking import best_first, check_top_n
 from ..registry import ModelSet
 from ..settings import Config, cache_scope, caller_identity
@@ -164,7 +165,7 @@ class McpTools:
                                                 fetched)
             if name == "explain":
                 return scorer.explain(query_item, items[0], arguments.get("instruction"),
-                                      grid=arguments.get("grid", 8), explanation=bool(arguments.get("explanation")),
+                                      grid=arguments.get("grid", DEFAULT_GRID), explanation=bool(arguments.get("explanation")),
                                       context=context, max_variants=self.config.limits.max_explain_variants,
                                       max_text_chars=self.config.limits.max_explain_text_chars)
             return scorer.score_with_logits(query_item, items, arguments.get("instruction"), context=context)

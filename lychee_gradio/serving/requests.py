@@ -24,7 +24,7 @@ from .image_urls import FETCHES_PER_REQUEST, ImageFetcher, UrlPolicy
 
 def url_policy(config: Config) -> UrlPolicy:
     return UrlPolicy(allow=config.allow_image_urls, allowed_hosts=tuple(config.allowed_image_hosts),
-                     timeout=config.image_url_timeout, max_bytes=config.max_image_url_bytes)
+                     timeout=config.image_url_timeout, max_bytes=config.limits.max_image_url_bytes)
 
 
 def image_fields(value: Any, field: str) -> list[tuple[str, Any]]:

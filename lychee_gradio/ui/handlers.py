@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from ..explain import DEFAULT_GRID
 from ..contract import EXPECTED_ERRORS, LycheeError, NullObserver, Observer, RequestContext
 from ..registry import ModelSet
 from ..settings import Config, cache_scope
@@ -194,7 +195,7 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
                                      height=140 + 24 * len(chart)), details, details  # a line per bar, the axes
 
     def explain(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
-                document_image: str | None = None, instruction: str | None = None, grid: float | None = 8,
+                document_image: str | None = None, instruction: str | None = None, grid: float | None = DEFAULT_GRID,
                 explanation: bool = False, model: str | None = None, request: gr.Request = None):
         """Why this score: each image of the pair as a heatmap (a cell's value is score(pair) - score(pair with
         that box filled with the image's mean colour)), each text's segments (score(pair) - score(pair without
@@ -216,7 +217,7 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
                 return None, None, "", "", None
             row = shown[evt.index]
             return explain_view(models.get(model), query_text, query_image, None, (images or [])[row["index"]],
-                                instruction, 8, False, limits=limits, context=context)
+                                instruction, DEFAULT_GRID, False, limits=limits, context=context)
 
     def explain_document(query_text, query_image, documents, document_images, instruction, model, chosen,
                          request: gr.Request = None):
@@ -226,7 +227,7 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
                 return None, None, "", "", None
             document = parse_documents(documents, document_images, context.language)[int(chosen) - 1]
             return explain_view(models.get(model), query_text, query_image, document["text"], document["image"],
-                                instruction, 8, False, limits=limits, context=context)
+                                instruction, DEFAULT_GRID, False, limits=limits, context=context)
 
     def explain_both(query_text, query_image, documents, document_images, instruction, model_a, model_b, chosen,
                      request: gr.Request = None):
@@ -238,7 +239,7 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
             first = models.get(model_a)
             second = models.get(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
             return tuple(part for scorer in (first, second) for part in explain_view(
-                scorer, query_text, query_image, document["text"], document["image"], instruction, 8, False,
+                scorer, query_text, query_image, document["text"], document["image"], instruction, DEFAULT_GRID, False,
                 limits=limits, context=context))
 
     def stop(request: gr.Request):

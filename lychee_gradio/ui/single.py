@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ..contract import RequestContext, Scorer
+from ..explain import DEFAULT_GRID, MAX_GRID
 from ..settings import Limits
 from .forms import pair_items, verdict, view
 from .layout import I18N, ImageBox, MODEL_WORK, asset_image, checked, examples
@@ -49,7 +50,7 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
             details = gr.JSON(label=I18N("details"))
         with gr.Row(equal_height=True):
             why = gr.Button(I18N("why_button"), elem_id="why-button", scale=2)
-            grid = gr.Slider(1, 16, value=8, step=1, label=I18N("why_grid"), scale=2)
+            grid = gr.Slider(1, MAX_GRID, value=DEFAULT_GRID, step=1, label=I18N("why_grid"), scale=2)
             ask = gr.Checkbox(False, label=I18N("why_ask"), scale=2)
         panel = why_panel("single-why")
         examples([["white ceramic coffee cup with a minimalist mountain line pattern", None,

@@ -14,7 +14,7 @@ import gradio as gr
 from PIL import Image
 
 from ..contract import RequestContext, Scorer
-from ..explain import LOW_MASS, Explanation, legend_png
+from ..explain import DEFAULT_GRID, LOW_MASS, Explanation, legend_png
 from ..settings import Limits
 from .forms import pair_items, view
 from .layout import I18N
@@ -23,14 +23,14 @@ from .translations import text
 
 @view
 def explain_view(scorer: Scorer, query_text, query_image, document_text, document_image, instruction,
-                 grid: int = 8, explanation: bool = False, *, limits: Limits = Limits(),
+                 grid: int = DEFAULT_GRID, explanation: bool = False, *, limits: Limits = Limits(),
                  context: RequestContext | None = None) -> tuple:
     """One pair explained: the query's and the document's heatmaps (None where that item has no image),
     the weighted texts (HTML), the raw output (Markdown) and the JSON details (`/v1/explain`'s answer
     without the pictures)."""
     lang = context.language
     query, item = pair_items(scorer, query_text, query_image, document_text, document_image, limits, context)
-    found = scorer.explain(query, item, instruction or None, grid=8 if grid is None else grid,
+    found = scorer.explain(query, item, instruction or None, grid=DEFAULT_GRID if grid is None else grid,
                            explanation=bool(explanation), max_variants=limits.max_explain_variants,
                            max_text_chars=limits.max_explain_text_chars,
                            context=context.use(scorer))

@@ -124,3 +124,18 @@ def live_app(scorer):
     running = app.start(scorer, app.ServerSettings(port=0, demo_mode=True, config=Config(limits=Limits(max_documents=50))))
     yield running.url
     running.close()
+
+
+def page(view, scorer, *args, limits: Limits | None = None, context=None, **kwargs):
+    """Call a tab's view as the page does: in one request of the request service over `scorer` (several: a list),
+    under `limits`, with `context`'s timeout, Stop event and language (a `RequestContext`, or None)."""
+    from lychee_gradio.service import Service
+    from lychee_gradio.ui.evaluate import evaluate_view
+
+    config = Config(limits=limits or Limits(), request_timeout=getattr(context, "timeout", None))
+    service = Service(scorer, config)
+    with service.request("/test", cancel=getattr(context, "cancel", None),
+                         language=getattr(context, "language", "en")) as req:
+        if view is evaluate_view:
+            return view(req, *args, **kwargs)
+        return view(req, scorer, *args, **kwargs)

@@ -17,7 +17,7 @@ from lychee_gradio.ui.single import score_view
 
 from lychee_gradio.settings import Limits
 
-from .conftest import CUP, CUPS, CUPS_TEXT, MUG, TUMBLER
+from .conftest import page, CUP, CUPS, CUPS_TEXT, MUG, TUMBLER
 
 
 # -- views ----------------------------------------------------------------------------------------
@@ -47,7 +47,7 @@ def test_an_image_reference_that_matches_no_upload_names_the_document_counted_fr
 
 
 def test_the_single_view_shows_the_engine_score_and_logits(scorer):
-    markdown, details = score_view(scorer, "white cup", None, "北欧风白瓷咖啡杯", CUP, "")
+    markdown, details = page(score_view, scorer, "white cup", None, "北欧风白瓷咖啡杯", CUP, "")
     (pair,) = scorer.score_with_logits("white cup", [{"text": "北欧风白瓷咖啡杯", "image": CUP}])
     assert details["score"] == pair.score and details["yes_logit"] == pair.yes_logit
     assert details["no_logit"] == pair.no_logit and details["colour"] == verdict(pair.score)["colour"]
@@ -55,7 +55,7 @@ def test_the_single_view_shows_the_engine_score_and_logits(scorer):
 
 
 def test_the_batch_view_table_is_best_first_with_input_positions(scorer):
-    table, rows = rerank_view(scorer, "", CUP, CUPS_TEXT, [MUG], "", 0)
+    table, rows = page(rerank_view, scorer, "", CUP, CUPS_TEXT, [MUG], "", 0)
     documents = CUPS + [{"image": MUG}]
     expected = scorer.rerank({"image": CUP}, documents)
     assert [(r["index"], r["score"]) for r in rows] == [(r.index, r.score) for r in expected]
@@ -66,18 +66,18 @@ def test_the_batch_view_table_is_best_first_with_input_positions(scorer):
 
 
 def test_the_batch_view_honours_top_n_and_the_document_limit(scorer):
-    _, rows = rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 3)
+    _, rows = page(rerank_view, scorer, "cup", None, CUPS_TEXT, None, "", 3)
     assert [r["rank"] for r in rows] == [1, 2, 3]
     with pytest.raises(ValueError, match="Documents: 10 given, at most 5"):
-        rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 0, limits=Limits(max_documents=5))
+        page(rerank_view, scorer, "cup", None, CUPS_TEXT, None, "", 0, limits=Limits(max_documents=5))
     with pytest.raises(ValueError, match="Show the best N: give a whole number"):
-        rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 2.5)
+        page(rerank_view, scorer, "cup", None, CUPS_TEXT, None, "", 2.5)
 
 
 def test_the_image_ranking_view_marks_the_best_and_reports_progress(scorer, monkeypatch):
     monkeypatch.setattr(scorer, "batch_size", 2)
     progress = []
-    gallery, rows = rank_images_view(scorer, "white cup", None, [CUP, MUG, TUMBLER], "", 0,
+    gallery, rows = page(rank_images_view, scorer, "white cup", None, [CUP, MUG, TUMBLER], "", 0,
                                      on_progress=lambda done, total, words: progress.append((done, total, words)))
     expected = scorer.rerank("white cup", [{"image": p} for p in (CUP, MUG, TUMBLER)])
     assert [(r["index"], r["score"]) for r in rows] == [(r.index, r.score) for r in expected]
@@ -102,7 +102,7 @@ def test_a_stopped_ranking_shows_what_was_scored_ranked_among_itself(own_scorer)
     handle = own_scorer.model.model.register_forward_hook(stop_after_the_first_pass)
     try:
         kept: list = []
-        table, rows = rerank_view(own_scorer, "cup", None, CUPS_TEXT, None, "", 0,
+        table, rows = page(rerank_view, own_scorer, "cup", None, CUPS_TEXT, None, "", 0,
                                   context=RequestContext(cancel=stop), kept=kept)
     finally:
         handle.remove()
@@ -116,7 +116,7 @@ def test_a_stopped_ranking_shows_what_was_scored_ranked_among_itself(own_scorer)
 
 def test_hide_scores_below_filters_the_kept_ranking_without_scoring_again(own_scorer):
     kept: list = []
-    _, every = rerank_view(own_scorer, "cup", None, CUPS_TEXT, None, "", 0, kept=kept)
+    _, every = page(rerank_view, own_scorer, "cup", None, CUPS_TEXT, None, "", 0, kept=kept)
     threshold = sorted(r["score"] for r in every)[len(every) // 2]
     table, rows = filter_ranking(kept[0], threshold)
     assert rows == [r for r in every if r["score"] >= threshold] and "hidden" in table
@@ -182,15 +182,15 @@ def test_twenty_concurrent_calls_are_all_answered_correctly(live_app, scorer):
 
 
 def test_the_batch_view_hides_scores_below_the_filter_and_says_how_many(scorer):
-    _, every = rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 0)
+    _, every = page(rerank_view, scorer, "cup", None, CUPS_TEXT, None, "", 0)
     threshold = sorted(r["score"] for r in every)[len(every) // 2]
-    table, rows = rerank_view(scorer, "cup", None, CUPS_TEXT, None, "", 0, threshold)
+    table, rows = page(rerank_view, scorer, "cup", None, CUPS_TEXT, None, "", 0, threshold)
     assert rows == [r for r in every if r["score"] >= threshold]
     assert f"{len(every) - len(rows)} more below {threshold:.2f} hidden" in table
 
 
 def test_the_batch_table_shows_how_far_each_document_moved_and_markdown_as_typed(scorer):
-    table, rows = rerank_view(scorer, "cup", None, "**bold** cup\n---\n[link](x) mug\n---\nplain plate", None, "", 0)
+    table, rows = page(rerank_view, scorer, "cup", None, "**bold** cup\n---\n[link](x) mug\n---\nplain plate", None, "", 0)
     body = table.splitlines()[2:]
     for line, row in zip(body, rows):
         change = row["index"] + 1 - row["rank"]
@@ -199,9 +199,9 @@ def test_the_batch_table_shows_how_far_each_document_moved_and_markdown_as_typed
 
 
 def test_a_chinese_request_gets_chinese_headers_verdicts_and_errors(scorer):
-    table, _ = rerank_view(scorer, "杯子", None, CUPS_TEXT, None, "", 0, context=RequestContext(language="zh"))
+    table, _ = page(rerank_view, scorer, "杯子", None, CUPS_TEXT, None, "", 0, context=RequestContext(language="zh"))
     assert table.splitlines()[0] == "| 排名 | 分数 | 文档 | 输入序号 | 变化 |"
-    markdown, details = score_view(scorer, "杯子", None, "白瓷杯", None, "", context=RequestContext(language="zh"))
+    markdown, details = page(score_view, scorer, "杯子", None, "白瓷杯", None, "", context=RequestContext(language="zh"))
     assert verdict(details["score"], "zh")["verdict"] in markdown
     assert details["verdict"] == verdict(details["score"])["verdict"]  # the JSON stays English for scripts
     with pytest.raises(ValueError, match="^文档 2:"):
@@ -214,7 +214,7 @@ def test_downloads_hold_the_same_rows_as_csv_and_json(scorer):
 
     from lychee_gradio.ui.downloads import write_downloads
 
-    _, rows = rerank_view(scorer, "cup", None, CUPS_TEXT, [MUG], "", 0)
+    _, rows = page(rerank_view, scorer, "cup", None, CUPS_TEXT, [MUG], "", 0)
     csv_path, json_path = write_downloads(rows, "ranking")
     with open(csv_path, encoding="utf-8-sig") as file:
         table = list(csv.DictReader(file))

@@ -33,7 +33,7 @@ from lychee_gradio.settings import Config
 from lychee_gradio.contract import RequestContext, ScoringCancelledError, ScoringTimeoutError
 from lychee_gradio.settings import Limits
 
-from .conftest import CUP, MUG, TUMBLER
+from .conftest import page, CUP, MUG, TUMBLER
 
 KEY = {"Authorization": "Bearer sekrit"}
 
@@ -139,7 +139,7 @@ def test_a_zip_slip_member_is_refused(scorer, tmp_path):
     data = tmp_path / "set.jsonl"
     data.write_text(json.dumps({"query": "q", "documents": [{"image": "escaped.png"}], "relevant": [0]}) + "\n")
     with pytest.raises(ValueError, match="Images zip: unsafe path"):
-        evaluate_view(scorer, str(data), str(archive), "1", None)
+        page(evaluate_view, scorer, str(data), str(archive), "1", None)
 
 
 def _eval_lines(path: Path, count: int, documents: int = 3) -> Path:
@@ -153,14 +153,14 @@ def _eval_lines(path: Path, count: int, documents: int = 3) -> Path:
 def test_eval_holds_the_document_and_pixel_limits_of_every_door(scorer, tmp_path):
     many = _eval_lines(tmp_path / "many.jsonl", 1, documents=30)
     with pytest.raises(ValueError, match=r"line 1: documents: 30 given, at most 20"):
-        evaluate_view(scorer, str(many), None, "1", None, limits=Limits(max_documents=20))
+        page(evaluate_view, scorer, str(many), None, "1", None, limits=Limits(max_documents=20))
     big = io.BytesIO()
     Image.new("RGB", (3000, 3000)).save(big, format="PNG")
     data_url = "data:image/png;base64," + base64.b64encode(big.getvalue()).decode()
     huge = tmp_path / "huge.jsonl"
     huge.write_text(json.dumps({"query": "q", "documents": [{"image": data_url}], "relevant": [0]}) + "\n")
     with pytest.raises(ValueError, match=r"image is 3000x3000 = 9,000,000 pixels, over this server's limit"):
-        evaluate_view(scorer, str(huge), None, "1", None, limits=Limits(max_image_pixels=4_000_000))
+        page(evaluate_view, scorer, str(huge), None, "1", None, limits=Limits(max_image_pixels=4_000_000))
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_the_eval_timeout_covers_the_whole_run_not_each_line(slow_forward, tmp_p
     scorer, passes = slow_forward
     data = _eval_lines(tmp_path / "set.jsonl", 20)
     with pytest.raises(ScoringTimeoutError):
-        evaluate_view(scorer, str(data), None, "1", None, context=RequestContext(timeout=1.0))
+        page(evaluate_view, scorer, str(data), None, "1", None, context=RequestContext(timeout=1.0))
     assert len(passes) < 20  # a per-line timeout would have let every line run
 
 
@@ -197,7 +197,7 @@ def test_stopping_an_eval_runs_no_forward_pass_after_the_stop(slow_forward, tmp_
             stopped_at.append(time.monotonic())
 
     with pytest.raises(ScoringCancelledError):
-        evaluate_view(scorer, str(data), None, "1", None, context=RequestContext(cancel=cancel), on_progress=progress)
+        page(evaluate_view, scorer, str(data), None, "1", None, context=RequestContext(cancel=cancel), on_progress=progress)
     assert stopped_at and all(start < stopped_at[0] for start in passes)
 
 

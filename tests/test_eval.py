@@ -15,7 +15,7 @@ from lychee_gradio.cli import main as lychee
 from lychee_gradio.evaluation import load_queries
 from lychee_gradio.ranking import best_first
 
-from .conftest import ASSETS
+from .conftest import page, ASSETS
 
 SAMPLE = ASSETS / "eval" / "sample.jsonl"
 SAMPLE_ZIP = ASSETS / "eval" / "images.zip"
@@ -148,7 +148,7 @@ def test_eval_help_describes_the_data_format():
 
 
 def test_the_evaluate_tab_shows_the_same_metrics_and_a_chart(scorer, tiny_model_dir, tmp_path):
-    table, chart, report = evaluate_view(scorer, str(SAMPLE), str(SAMPLE_ZIP), "1,10", None)
+    table, chart, report = page(evaluate_view, scorer, str(SAMPLE), str(SAMPLE_ZIP), "1,10", None)
     _, cli_report = _run(tmp_path, tiny_model_dir, "--k", "1,10")
     reranked = only_model(report)["reranked"]
     assert reranked == pytest.approx(only_model(cli_report)["reranked"], abs=1e-9)
@@ -162,12 +162,12 @@ def test_the_evaluate_tab_reports_a_bad_line_and_refuses_an_unsafe_zip(scorer, t
     data = tmp_path / "data.jsonl"
     data.write_text('{"query": "q", "documents": ["a"], "relevant": [3]}\n')
     with pytest.raises(ValueError, match=r"^Labelled set, line 1: 'relevant' has indices outside"):
-        evaluate_view(scorer, str(data), None, "10", None)
+        page(evaluate_view, scorer, str(data), None, "10", None)
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as bundle:
         bundle.writestr("../outside.png", b"x")
     with pytest.raises(ValueError, match="unsafe path"):
-        evaluate_view(scorer, str(SAMPLE), str(evil), "10", None)
+        page(evaluate_view, scorer, str(SAMPLE), str(evil), "10", None)
 
 
 def test_the_evaluate_tab_says_when_every_line_was_skipped_and_hints_at_the_zip(scorer, tmp_path):
@@ -175,6 +175,6 @@ def test_the_evaluate_tab_says_when_every_line_was_skipped_and_hints_at_the_zip(
     data.write_text('{"query": "q", "documents": [{"image": "images/x.png"}], "relevant": [0]}\nnot json\n')
     with pytest.raises(ValueError, match=r"Every one of the 2 lines was skipped.*line 1: .*image file not found.*"
                                          r"upload its images \.zip too"):
-        evaluate_view(scorer, str(data), None, "1", None, skip_bad=True)
+        page(evaluate_view, scorer, str(data), None, "1", None, skip_bad=True)
     with pytest.raises(ValueError, match=r"^Cutoffs k: give whole numbers"):
-        evaluate_view(scorer, str(data), None, "1,x", None)
+        page(evaluate_view, scorer, str(data), None, "1,x", None)

@@ -23,6 +23,7 @@ from lychee_gradio.serving.image_urls import public_address
 from lychee_gradio.settings import Config, Limits
 from lychee_gradio.ui.evaluate import evaluate_view
 
+from .conftest import page
 from .test_doors import file_data, gradio_call
 
 
@@ -112,7 +113,7 @@ def test_a_zip_of_too_many_files_is_refused_before_unpacking(scorer, eval_line, 
         for i in range(30):
             bundle.writestr(f"{i % 3}/{i}.txt", b"")
     with pytest.raises(ValueError, match=r"Images zip: 30 files, more than 20"):
-        evaluate_view(scorer, str(eval_line), str(archive), "1", None, limits=Limits(max_zip_members=20))
+        page(evaluate_view, scorer, str(eval_line), str(archive), "1", None, limits=Limits(max_zip_members=20))
 
 
 def test_a_zip_that_cannot_be_unpacked_is_named_not_a_crash(scorer, eval_line, tmp_path):
@@ -125,7 +126,7 @@ def test_a_zip_that_cannot_be_unpacked_is_named_not_a_crash(scorer, eval_line, t
         raw[offset:offset + 2] = (97).to_bytes(2, "little")
     archive.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=r"Images zip: (cannot unpack it|not a zip file)"):
-        evaluate_view(scorer, str(eval_line), str(archive), "1", None)
+        page(evaluate_view, scorer, str(eval_line), str(archive), "1", None)
 
 
 @pytest.mark.parametrize("written", ["data:x/../../etc/hostname", "data:/../../etc/hostname", "data:image/png,abc",

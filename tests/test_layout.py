@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,33 +16,21 @@ from .conftest import free_port, served_command
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "lychee_gradio"
 
-# The layers of the README's map, lowest first. A module may import modules of its own layer or a lower
-# one, never a higher one; the contract knows nothing above it, the engine knows no serving or page
-# code, the serving side and the page know no engine (they are handed scorers) and not each other.
-CONTRACT = {"contract", "families", "presets", "settings", "ranking", "registry", "inputs", "scoring", "explain"}
-TOP = {"app", "cli", "serve_app", "replica"}  # where the layers are wired together; nothing imports cli
+# The layers, read from docs/design.md's module map (the one copy of it): each layer's modules (a folder ends in
+# "/") and the layers it may import besides its own.
+MAP_RE = re.compile(r"^\| (\w+) \| ([^|]+) \|([^|]*)\|$", re.M)
+LAYERS = {layer: (modules.split(), set(allowed.split()))
+          for layer, modules, allowed in MAP_RE.findall((ROOT / "docs" / "design.md").read_text(encoding="utf-8"))
+          if layer != "layer"}
+ALLOWED = {layer: allowed for layer, (_, allowed) in LAYERS.items()}
 
 
 def group(module: str) -> str:
-    head = module.split(".")[0]
-    if module in CONTRACT:
-        return "contract"
-    if head in ("engine", "serving", "ui", "evaluation", "bench"):
-        return head
-    assert module in TOP, f"{module} has no place on the map"
-    return "top"
-
-
-# What each group may import (besides itself).
-ALLOWED = {
-    "contract": set(),
-    "evaluation": {"contract"},
-    "engine": {"contract"},
-    "serving": {"contract"},
-    "ui": {"contract", "evaluation"},
-    "top": {"contract", "evaluation", "engine", "serving", "ui", "top"},
-    "bench": {"contract", "evaluation", "engine", "serving", "ui", "top"},
-}
+    for layer, (members, _) in LAYERS.items():
+        for member in members:
+            if module == member or (member.endswith("/") and module.startswith(member[:-1] + ".")):
+                return layer
+    raise AssertionError(f"{module} has no place on the map (docs/design.md)")
 
 
 def modules() -> list[str]:
@@ -122,6 +111,7 @@ def test_no_python_file_is_over_600_lines():
 def test_the_page_the_serving_side_and_the_contract_import_without_torch_or_transformers():
     # Every module a front end needs, imported with torch and transformers made unimportable.
     names = [m for m in modules() if group(m) in ("contract", "evaluation", "serving", "ui") or m == "app"]
+    assert "service" in names and "serving.edge" in names
     code = ("import importlib, sys\n"
             "class Block:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
@@ -196,3 +186,45 @@ def test_the_installed_wheel_serves_the_demo_with_its_examples(installed, tmp_pa
                                 "from lychee_gradio.ui.forms import ASSETS_DIR; print(ASSETS_DIR)"],
                                capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
         assert "site-packages" in where and (Path(where) / "eval" / "images.zip").is_file()
+
+
+# -- one road through the house ----------------------------------------------------------------------------------
+
+
+DOORS = ["serving/http_api.py", "serving/mcp_tools.py", "ui/handlers.py", "ui/single.py", "ui/batch.py",
+         "ui/images.py", "ui/compare.py", "ui/why.py", "ui/evaluate.py", "ui/forms.py"]
+
+
+def calls_of(path: Path) -> list[str]:
+    return [ast.unparse(node.func) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call)]
+
+
+def test_no_door_builds_a_request_context_of_its_own_they_open_the_request_service():
+    for door in DOORS:
+        calls = calls_of(PACKAGE / door)
+        assert not [call for call in calls if call.endswith("RequestContext")], door
+        assert not [call for call in calls if call.split(".")[-1] in ("admit_images", "request_rules", "to_item",
+                                                                      "to_items", "check_top_n")], door
+    for door in ("serving/http_api.py", "serving/mcp_tools.py", "ui/handlers.py"):
+        assert any(call.endswith("service.request") for call in calls_of(PACKAGE / door)), door
+
+
+def test_no_module_reaches_into_a_scorers_private_members():
+    reached = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                base = ast.unparse(node.value)
+                if any(word in base.lower() for word in ("scorer", "runner", "replica", "scheduler")):
+                    reached.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {base}.{node.attr}")
+    assert reached == []
+
+
+def test_the_engine_has_one_out_of_memory_split_and_one_batch_budget():
+    engine = {path.name: path.read_text(encoding="utf-8") for path in (PACKAGE / "engine").glob("*.py")}
+    assert [name for name, text in engine.items() if "_remember_fit(" in text and "def _split" in text] == \
+        ["scheduler.py"]
+    assert [name for name, text in engine.items() if "max_batch_tokens" in text and "def _choose" in text] == \
+        ["scheduler.py"]
+    assert "def _batches" not in engine["scorer.py"] and "_score_pairs" not in engine["scorer.py"]

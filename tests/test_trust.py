@@ -23,7 +23,7 @@ from lychee_gradio.evaluation import BadLine, load_queries
 from lychee_gradio.settings import Config
 from lychee_gradio.settings import Limits
 
-from .conftest import CUP
+from .conftest import page, CUP
 
 # -- user text is literal text -----------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ def test_a_lone_surrogate_from_the_page_is_an_error_naming_the_field(scorer):
                         (("q", None, LONE_SURROGATE, None, ""), "Document"),
                         (("q", None, "d", None, LONE_SURROGATE), "instruction")):
         with pytest.raises(ValueError, match=f"^{field}: not valid Unicode text"):
-            score_view(scorer, *args)
+            page(score_view, scorer, *args)
 
 
 @pytest.mark.parametrize("text", [t for t in HOSTILE if len(t) < 100_000])
@@ -325,5 +325,5 @@ def test_evaluate_removes_its_unpacked_images_when_the_request_ends(scorer):
         return {p.name for p in Path(tempfile.gettempdir()).glob("lychee-eval-*")}
 
     before = unpacked()
-    evaluate_view(scorer, str(ASSETS / "eval" / "sample.jsonl"), str(ASSETS / "eval" / "images.zip"), "1", None)
+    page(evaluate_view, scorer, str(ASSETS / "eval" / "sample.jsonl"), str(ASSETS / "eval" / "images.zip"), "1", None)
     assert unpacked() == before

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..contract import InputError, RequestContext
-from ..inputs import admit_images, request_rules, to_item, to_items
 from ..ranking import best_first
 from ..registry import display_name
+from ..service import read_items
 from ..settings import Limits
 from .data import BadLine, EvalQuery
 from .metrics import METRICS, mean_metrics, query_metrics
@@ -53,11 +53,7 @@ def _one_model(scorer, queries: list[EvalQuery], ks, instruction: str | None, sk
     for done, item in enumerate(queries, start=1):
         line = context.use(scorer)  # one line is one request: its own pixel budget, the run's deadline
         try:
-            limits.check_documents(len(item.documents))
-            rules = request_rules(limits, scorer.max_pixels, line)
-            admit_images([item.query, *item.documents], rules)
-            query = to_item(item.query, "query", rules=rules)
-            documents = to_items(item.documents, rules=rules)
+            query, documents = read_items(limits, line, item.query, item.documents, scorer.max_pixels)
             scores = scorer.score(query, documents, item.instruction or instruction, context=line)
         except InputError as error:
             if not skip_bad:

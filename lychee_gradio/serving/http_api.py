@@ -9,7 +9,6 @@ document index in `field`; nothing a client sends can stop the server.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -20,15 +19,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..contract import EXPECTED_ERRORS, InputError, LycheeError, RequestContext, ScorerBusyError
+from ..contract import EXPECTED_ERRORS, InputError, LycheeError, ScorerBusyError
 from ..explain import DEFAULT_GRID, MAX_GRID
-from ..ranking import best_first, check_top_n
-from ..registry import ModelSet
-from ..settings import Config, cache_scope, caller_identity
+from ..service import Service
+from ..settings import caller_identity
 from . import telemetry
-from .image_urls import ImageFetcher
 from .edge import error_response
-from .requests import fetch_urls, request_images, scorer_items, text_of, url_policy
+from .requests import read_json, request_images, text_of
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
 EXPLAIN_PATH = "/v1/explain"
@@ -94,56 +91,41 @@ def _field_from(location: tuple) -> str:
     return out or "body"
 
 
-def create_router(models: ModelSet, config: Config, fetcher: ImageFetcher | None = None) -> APIRouter:
-    """The rerank routes. The API key and the body size are checked before the body is read (`edge.Edge`)."""
-    fetcher = fetcher or ImageFetcher(url_policy(config))
+def create_router(service: Service) -> APIRouter:
+    """The rerank routes: each translates its JSON into the request service and its answer back. The API key
+    and the body size are checked before the body is read (`edge.Edge`)."""
     router = APIRouter(tags=["rerank"])
+    models = service.models
 
-    def context_of(request: Request, record) -> RequestContext:
-        return RequestContext(timeout=config.request_timeout, request_id=record.request_id,
-                              cache_scope=cache_scope(config, caller_identity(request.headers, _client(request))))
+    def opened(request: Request):
+        return service.request(_record(request).endpoint, record=_record(request),
+                               identity=caller_identity(request.headers, _client(request)))
 
     async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
         """Rerank documents against a query, best first (Cohere / Jina / vLLM compatible)."""
-        loop = asyncio.get_running_loop()
-        record = _record(request)
-        context = context_of(request, record)
-        record.fields["documents"] = len(body.documents)
-        scorer = models.get(body.model)
-        record.fields["model"] = models.name_of(scorer)
-        config.limits.check_documents(len(body.documents))
-        if body.max_pixels is not None and body.max_pixels > scorer.max_pixels:
-            raise InputError("max_pixels", "max_pixels_high", limit=scorer.max_pixels)
-        deadline = None if context.remaining() is None else loop.time() + context.remaining()
-        fetched = await fetch_urls(request_images(body.query, body.documents), config, fetcher, deadline,
-                                   _client(request))
+        with opened(request) as req:
+            scorer = req.model(body.model)
+            req.check_count(len(body.documents))
+            req.check_max_pixels(scorer, body.max_pixels)
+            fetched = await req.fetch(request_images(body.query, body.documents), _client(request))
+            echo = req.limits.max_echo_chars
 
-        top_n = check_top_n(body.top_n)
-        echo = config.limits.max_echo_chars
+            def work() -> bytes:
+                query, documents = read_json(body.query, body.documents, fetched)
+                query_item, items = req.read(query, documents, scorer, max_pixels=body.max_pixels)
+                ranked = req.rerank(scorer, query_item, items, body.instruction, body.top_n,
+                                    max_pixels=body.max_pixels)
+                results = [{"index": i, "relevance_score": pair.score,
+                            **({"document": {"text": text_of(documents[i])[:echo]}} if body.return_documents else {})}
+                           for i, pair in ranked.results]
+                tokens = req.context.use(scorer).stats.tokens
+                # The answer is written here, on the worker thread: a large one never holds up the event loop.
+                return json.dumps({"id": req.record.request_id, "model": models.name_of(scorer), "results": results,
+                                   "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
+                                   "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}},
+                                  ensure_ascii=False).encode("utf-8")
 
-        def score() -> bytes:
-            query, items, raw = scorer_items(body.query, body.documents, config.limits,
-                                             body.max_pixels or scorer.max_pixels, context, fetched)
-            pairs = scorer.score_with_logits(query, items, body.instruction, max_pixels=body.max_pixels,
-                                             context=context)
-            results = [{"index": i, "relevance_score": pairs[i].score,
-                        **({"document": {"text": text_of(raw[i])[:echo]}} if body.return_documents else {})}
-                       for i in best_first([pair.score for pair in pairs])[:top_n]]
-            tokens = sum(pair.tokens for pair in pairs)
-            # The answer is written here, on the worker thread: a large one never holds up the event loop.
-            return json.dumps({"id": record.request_id, "model": models.name_of(scorer), "results": results,
-                               "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
-                               "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}},
-                              ensure_ascii=False).encode("utf-8")
-
-        try:
-            answer = await run_in_threadpool(score)
-        finally:
-            context.close()
-            telemetry.record_scoring(record.fields["model"], context.stats)
-            record.fields.update(tokens=context.stats.tokens, cached=context.stats.cached,
-                                 scored=context.stats.scored)
-        return Response(answer, media_type="application/json")
+            return Response(await run_in_threadpool(work), media_type="application/json")
 
     for path in RERANK_PATHS:
         router.add_api_route(path, rerank, methods=["POST"], response_model=RerankResponse,
@@ -153,39 +135,25 @@ def create_router(models: ModelSet, config: Config, fetcher: ImageFetcher | None
     async def explain(body: ExplainRequest, request: Request) -> dict:
         """Why this score: each image's map by occlusion, each text's segments by leaving out, the model's
         next-token view and (asked for) its own words. Every value is score(pair) - score(changed pair)."""
-        loop = asyncio.get_running_loop()
-        record = _record(request)
-        context = context_of(request, record)
-        scorer = models.get(body.model)
-        record.fields.update(model=models.name_of(scorer), documents=1)
-        deadline = None if context.remaining() is None else loop.time() + context.remaining()
-        fetched = await fetch_urls(request_images(body.query, [body.document]), config, fetcher, deadline,
-                                   _client(request))
+        with opened(request) as req:
+            scorer = req.model(body.model)
+            fetched = await req.fetch(request_images(body.query, [body.document]), _client(request))
 
-        def run():
-            query, (document,), _ = scorer_items(body.query, [body.document], config.limits, scorer.max_pixels,
-                                                 context, fetched)
-            return scorer.explain(query, document, body.instruction, grid=body.grid, explanation=body.explanation,
-                                  context=context, max_variants=config.limits.max_explain_variants,
-                                  max_text_chars=config.limits.max_explain_text_chars).as_dict()
+            def work() -> dict:
+                query, (document,) = read_json(body.query, [body.document], fetched)
+                query_item, (item,) = req.read(query, [document], scorer)
+                return req.explain(scorer, query_item, item, body.instruction, grid=body.grid,
+                                   explanation=body.explanation).as_dict()
 
-        try:
-            found = await run_in_threadpool(run)
-        finally:
-            context.close()
-            telemetry.record_scoring(record.fields["model"], context.stats)
-            record.fields.update(tokens=context.stats.tokens, cached=context.stats.cached,
-                                 scored=context.stats.scored)
-        return {"id": record.request_id, "model": models.name_of(scorer), **found}
+            found = await run_in_threadpool(work)
+            return {"id": req.record.request_id, "model": models.name_of(scorer), **found}
 
     router.add_api_route(EXPLAIN_PATH, explain, methods=["POST"], summary="Why this score (maps, weights, raw output)")
     return router
 
 
-def install(app: FastAPI, models: ModelSet, config: Config, fetcher: ImageFetcher | None = None,
-            routers: tuple[APIRouter, ...] = (), endpoints: dict[str, str] | None = None) -> None:
-    """Add the rerank endpoints (and `routers`, at `endpoints`) and the one error format to `app`."""
-    fetcher = fetcher or ImageFetcher(url_policy(config))
+def install(app: FastAPI, service: Service) -> None:
+    """Add the rerank endpoints and the one error format to `app`."""
 
     @app.exception_handler(LycheeError)
     async def lychee_error(request: Request, error: LycheeError):
@@ -222,9 +190,7 @@ def install(app: FastAPI, models: ModelSet, config: Config, fetcher: ImageFetche
         return error_response(InputError(field, "invalid", reason=first.get("msg", "invalid value")),
                               request_id=_request_id(request))
 
-    app.include_router(create_router(models, config, fetcher))
-    for router in routers:
-        app.include_router(router)
+    app.include_router(create_router(service))
 
 
 def _client(request: Request) -> str:

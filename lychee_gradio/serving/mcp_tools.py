@@ -13,7 +13,6 @@ Built on the `mcp` SDK's own server and streamable-HTTP transport (stateless, JS
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -21,14 +20,11 @@ from typing import Any
 
 import anyio
 
-from ..contract import EXPECTED_ERRORS, InputError, LycheeError, RequestContext, reading, status_of
+from ..contract import EXPECTED_ERRORS, InputError, LycheeError, reading
 from ..explain import DEFAULT_GRID
-from ..ranking import best_first, check_top_n
-from ..registry import ModelSet
-from ..settings import Config, cache_scope, caller_identity
-from . import telemetry
-from .image_urls import ImageFetcher
-from .requests import fetch_urls, request_images, scorer_items
+from ..service import Service
+from ..settings import caller_identity
+from .requests import read_json, request_images
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +89,13 @@ def _current_request_context(server):
 class McpTools:
     """The tools over the served models; `asgi` is the endpoint, `lifespan` runs its session manager."""
 
-    def __init__(self, models: ModelSet, config: Config, fetcher: ImageFetcher):
+    def __init__(self, service: Service):
         from mcp import types
         from mcp.server.lowlevel import Server
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-        self.models, self.config, self.fetcher = models, config, fetcher
+        self.service = service
+        config = service.config
         self.server = Server("lychee-reranker")
         self._types = types
 
@@ -123,24 +120,25 @@ class McpTools:
         await self.manager.handle_request(scope, receive, send)
 
     async def call(self, name: str, arguments: dict[str, Any]) -> dict:
-        """Run one tool call; an error comes back as the tool's error text: the JSON `{"code", "message",
-        "field"}` that /v1/rerank answers for the same error, never a trace."""
-        record = telemetry.RequestRecord(f"/mcp/{name}")
-        with record:
-            try:
-                return await self._call(name, arguments, record)
-            except EXPECTED_ERRORS as error:
-                record.status = status_of(error)
-                raise RuntimeError(json.dumps(error.as_dict(), ensure_ascii=False)) from None
-            except Exception as error:  # noqa: BLE001 - the details go to the log, never to the caller
-                record.status = 500
-                logger.error("MCP tool %s failed (request %s)", name, record.request_id, exc_info=error)
-                raise RuntimeError(json.dumps(LycheeError(None, "internal").as_dict())) from None
+        """Run one tool call through the request service; an error comes back as the tool's error text: the
+        JSON `{"code", "message", "field"}` that /v1/rerank answers for the same error, never a trace."""
+        request = getattr(_current_request_context(self.server), "request", None)
+        headers = request.headers if request is not None else {}
+        client = request.client.host if request is not None and request.client is not None else "mcp"
+        try:
+            with self.service.request(f"/mcp/{name}", identity=caller_identity(headers, client)) as req:
+                try:
+                    return await self._call(name, arguments, req, client)
+                except (KeyError, TypeError) as error:  # a required argument missing, or of the wrong kind
+                    raise InputError(None, "invalid", reason=f"tool {name}: bad arguments ({error})") from None
+        except EXPECTED_ERRORS as error:
+            raise RuntimeError(json.dumps(error.as_dict(), ensure_ascii=False)) from None
+        except Exception as error:  # noqa: BLE001 - the details go to the log, never to the caller
+            logger.error("MCP tool %s failed", name, exc_info=error)
+            raise RuntimeError(json.dumps(LycheeError(None, "internal").as_dict())) from None
 
-    async def _call(self, name: str, arguments: dict[str, Any], record) -> dict:
-        loop = asyncio.get_running_loop()
-        scorer = self.models.get(arguments.get("model"))
-        record.fields["model"] = self.models.name_of(scorer)
+    async def _call(self, name: str, arguments: dict[str, Any], req, client: str) -> dict:
+        scorer = req.model(arguments.get("model"))
         if name in ("score", "explain"):
             query, documents = arguments["query"], [arguments["document"]]
         elif name == "rerank":
@@ -149,39 +147,28 @@ class McpTools:
             query, documents = arguments["query"], [{"image": image} for image in arguments["images"]]
         else:
             raise InputError("name", "unknown_tool", name=repr(name))
-        self.config.limits.check_documents(len(documents), "images" if name == "rank_images" else "documents")
-        top_n = check_top_n(arguments.get("top_n"))
-        record.fields["documents"] = len(documents)
-        request = getattr(_current_request_context(self.server), "request", None)
-        headers = request.headers if request is not None else {}
-        client = request.client.host if request is not None and request.client is not None else "mcp"
-        context = RequestContext(timeout=self.config.request_timeout, request_id=record.request_id,
-                                 cache_scope=cache_scope(self.config, caller_identity(headers, client)))
-        deadline = None if context.remaining() is None else loop.time() + context.remaining()
-        fetched = await fetch_urls(request_images(query, documents), self.config, self.fetcher, deadline, "mcp")
+        field = "images" if name == "rank_images" else "documents"
+        req.check_count(len(documents), field)
+        fetched = await req.fetch(request_images(query, documents), client)
+        instruction = arguments.get("instruction")
 
-        def score():
-            query_item, items, _ = scorer_items(query, documents, self.config.limits, scorer.max_pixels, context,
-                                                fetched)
+        def work():
+            raw_query, raw_documents = read_json(query, documents, fetched)
+            query_item, items = req.read(raw_query, raw_documents, scorer, field=field)
             if name == "explain":
-                return scorer.explain(query_item, items[0], arguments.get("instruction"),
-                                      grid=arguments.get("grid", DEFAULT_GRID), explanation=bool(arguments.get("explanation")),
-                                      context=context, max_variants=self.config.limits.max_explain_variants,
-                                      max_text_chars=self.config.limits.max_explain_text_chars)
-            return scorer.score_with_logits(query_item, items, arguments.get("instruction"), context=context)
+                return req.explain(scorer, query_item, items[0], instruction, grid=arguments.get("grid", DEFAULT_GRID),
+                                   explanation=bool(arguments.get("explanation")))
+            if name == "score":
+                return req.score(scorer, query_item, items, instruction)
+            return req.rerank(scorer, query_item, items, instruction, arguments.get("top_n"))
 
-        try:
-            pairs = await anyio.to_thread.run_sync(score)
-        finally:
-            context.close()
-            telemetry.record_scoring(record.fields["model"], context.stats)
+        found = await anyio.to_thread.run_sync(work)
+        shown = self.service.models.name_of(scorer)
         if name == "explain":  # the maps' numbers; the overlay pictures are POST /v1/explain's
-            return {"model": self.models.name_of(scorer), **pairs.as_dict(overlays=False)}
+            return {"model": shown, **found.as_dict(overlays=False)}
         if name == "score":
-            (pair,) = pairs
+            (pair,) = found
             return {"score": pair.score, **reading(pair.score), "yes_logit": pair.yes_logit,
-                    "no_logit": pair.no_logit, "model": self.models.name_of(scorer)}
-        order = best_first([pair.score for pair in pairs])[:top_n]
-        return {"model": self.models.name_of(scorer),
-                "results": [{"rank": rank, "index": i, "score": pairs[i].score, **reading(pairs[i].score)}
-                            for rank, i in enumerate(order, start=1)]}
+                    "no_logit": pair.no_logit, "model": shown}
+        return {"model": shown, "results": [{"rank": rank, "index": i, "score": pair.score, **reading(pair.score)}
+                                            for rank, (i, pair) in enumerate(found.results, start=1)]}

@@ -1,13 +1,12 @@
-"""Reading a JSON request's query and documents into scorer items: the one edge `/v1/rerank`,
-`/v1/explain` and the MCP tools share.
+"""Reading a JSON request's query and documents into the values the request service takes: the one JSON
+shape reader `/v1/rerank`, `/v1/explain` and the MCP tools share.
 
 A query or document may be a string, a Jina-style `{"text", "image"}` object, or a vLLM-style
 `{"content": [{"type": "text", ...}, {"type": "image_url", "image_url": {"url": ...}}]}`. Images
 arrive as data URLs, plain base64 or (when the operator allows it) http(s) URLs. The URLs are
-fetched first, all of a request's at once, asynchronously on the event loop (`image_urls.py`);
-then the request is read into items on a worker thread, every image checked and decoded under the
-request's `ImageRules` (pixels before decoding, decoded straight down, a decoded-pixel budget).
-A file path is never read. Errors are `InputError`s naming the field, `documents[3].image`.
+fetched first, asynchronously on the event loop (`image_urls.py`); then the request is read on a
+worker thread and handed to the request service (`service.py`), which checks and decodes every image
+under the request's limits. A file path is never read. Errors are `InputError`s naming the field, `documents[3].image`.
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ import asyncio
 import re
 from typing import Any
 
-from ..contract import InputError, Item, RequestContext
-from ..inputs import admit_images, base64_image, decode_image_data, request_rules, to_item
-from ..settings import Config, Limits
+from ..contract import InputError, RequestContext
+from ..inputs import base64_image, decode_image_data
+from ..settings import Config
 from .image_urls import FETCHES_PER_REQUEST, ImageFetcher, UrlPolicy
 
 
@@ -51,6 +50,19 @@ def request_images(query: Any, documents: list[Any]) -> list[tuple[str, Any]]:
 
 def _is_url(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+
+
+def url_fetcher(config: Config, fetcher: ImageFetcher | None = None):
+    """The request service's `fetch` for the JSON doors: `fetch_urls` under the server's policy, within each
+    request's deadline."""
+    fetcher = fetcher or ImageFetcher(url_policy(config))
+
+    async def fetch(values: list[tuple[str, Any]], context: RequestContext, client: str = "-") -> dict[str, bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = None if context.remaining() is None else loop.time() + context.remaining()
+        return await fetch_urls(values, config, fetcher, deadline, client)
+
+    return fetch
 
 
 async def fetch_urls(values: list[tuple[str, Any]], config: Config, fetcher: ImageFetcher,
@@ -156,15 +168,8 @@ def text_of(item: str | bytes | dict) -> str:
     return (item.get("text") or "") if isinstance(item, dict) else ""
 
 
-def scorer_items(query: Any, documents: list[Any], limits: Limits, keep_pixels: int, context: RequestContext,
-                 fetched: dict[str, bytes] | None = None) -> tuple[Item, list[Item], list]:
-    """The request's query and documents as scorer items, images checked and decoded under the limits
-    (their pixels given back when `context` closes); and the documents as read (for echoing their
-    text). CPU work (base64, decoding): call it on a worker thread, never on the event loop."""
-    rules = request_rules(limits, keep_pixels, context)
-    raw_query = request_item(query, "query", fetched)
-    raw_documents = [request_item(d, f"documents[{i}]", fetched) for i, d in enumerate(documents)]
-    admit_images([raw_query, *raw_documents], rules)
-    query_item = to_item(raw_query, "query", rules=rules)
-    items = [to_item(d, f"documents[{i}]", rules=rules) for i, d in enumerate(raw_documents)]
-    return query_item, items, raw_documents
+def read_json(query: Any, documents: list[Any], fetched: dict[str, bytes] | None = None) -> tuple[Any, list]:
+    """The request's query and documents in the shapes the scorer takes (images as bytes, not yet decoded:
+    the request service decodes them under its limits). CPU work (base64): on a worker thread."""
+    return request_item(query, "query", fetched), [request_item(d, f"documents[{i}]", fetched)
+                                                   for i, d in enumerate(documents)]

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -31,11 +31,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
 from ..registry import ModelSet
+from ..service import Service
 from ..settings import Config
 from . import http_api, telemetry
-from .image_urls import ImageFetcher
 from .edge import Edge, EdgePolicy, HostRule, McpDoor, RequestTracking, Route, UploadSpace, server_routes
-from .requests import url_policy
+from .requests import url_fetcher
 
 
 @dataclass(frozen=True)
@@ -128,20 +128,21 @@ def add_operations(app: FastAPI, readiness: Readiness) -> None:
         return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(scorers, settings: ServerSettings, page: Page | None = None, routers: tuple[APIRouter, ...] = (),
-               endpoints: dict[str, str] | None = None) -> FastAPI:
-    """The app over one scorer or several (the first is the default model): operations, the JSON API (and
-    `routers`), MCP when asked, and `page` mounted at `/` when given."""
+def create_app(scorers, settings: ServerSettings, page: Page | None = None) -> FastAPI:
+    """The app over one scorer or several (the first is the default model): operations, the JSON API, MCP when
+    asked, and `page` mounted at `/` when given."""
     models = ModelSet.of(scorers)
     config = settings.config
     telemetry.READY.set(0)
     telemetry.watch_models(dict(zip(models.names, models.scorers)))
-    fetcher = ImageFetcher(url_policy(config))
+    # The one request path: every door of this server (the JSON API, MCP) opens its requests here; the page
+    # has one of its own over the same models (ui/page.py), with the same settings.
+    service = Service(models, config, telemetry.TELEMETRY, fetch=url_fetcher(config))
     tools = None
     if settings.mcp:
         from .mcp_tools import MCP_PATHS, McpTools
 
-        tools = McpTools(models, config, fetcher)
+        tools = McpTools(service)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -162,8 +163,8 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, rout
         redoc_url=None,
     )
     add_operations(app, Readiness(models).start())
-    http_api.install(app, models, config, fetcher, routers, endpoints)
-    json_paths = (*http_api.JSON_ENDPOINTS, *(endpoints or {}))
+    http_api.install(app, service)
+    json_paths = tuple(http_api.JSON_ENDPOINTS)
     routes = server_routes(json_paths, MCP_PATHS if tools is not None else ())
     mounted = None
     if page is not None:
@@ -186,7 +187,7 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, rout
                         logged_in=mounted.logged_in if mounted is not None else (lambda scope: False),
                         key_cookie=mounted.key_cookie if mounted is not None else None)
     app.add_middleware(Edge, policy=policy)
-    app.add_middleware(RequestTracking, paths={**http_api.JSON_ENDPOINTS, **(endpoints or {})})
+    app.add_middleware(RequestTracking, paths=http_api.JSON_ENDPOINTS)
     app.state.edge = policy
     app.state.header_timeout = config.header_timeout
     return app

@@ -6,34 +6,28 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ..contract import RequestContext, Scorer
-from ..settings import Limits
+from ..contract import Scorer
 from .downloads import ranking_downloads
-from .forms import (above, cell, document_items, hidden_note, image_rules, move, preview, query_item,
-                    rerank_until_stopped, top_n_from, verdict, view)
+from .forms import above, cell, document_items, hidden_note, move, preview, rerank_page, stopped_note, verdict
 from .layout import (I18N, MODEL_WORK, asset_image, asset_text, checked, examples, query_column, run_buttons,
                      swipe_hint, wire)
 from .translations import text
 from .why import show_maps, why_panel
 
 
-@view
-def rerank_view(scorer: Scorer, query_text, query_image, documents, document_images, instruction,
-                top_n, min_score: float | None = 0, *, limits: Limits = Limits(),
-                context: RequestContext | None = None, kept: list | None = None) -> tuple[str, list[dict]]:
-    """The documents best-first: a Markdown table and a row per document for the JSON. `kept` (a list) gets the
-    whole ranking, for `filter_ranking` to show it again under another "Hide scores below" without scoring."""
-    lang = context.language
-    top_n = top_n_from(top_n, lang)
-    rules = image_rules(limits, context, scorer, images=[query_image, *(document_images or [])])
-    query = query_item(query_text, query_image, rules, lang)
-    parsed, items = document_items(documents, document_images, limits, rules, lang)
-    results, stopped = rerank_until_stopped(scorer, query, items, instruction or None, top_n, context)
+def rerank_view(req, scorer: Scorer, query_text, query_image, documents, document_images, instruction,
+                top_n, min_score: float | None = 0, *, kept: list | None = None) -> tuple[str, list[dict]]:
+    """The documents best-first (a request of the service's, `req`): a Markdown table and a row per document for
+    the JSON. `kept` (a list) gets the whole ranking, for `filter_ranking` to show it again under another "Hide
+    scores below" without scoring."""
+    lang = req.context.language
+    query, items, parsed = document_items(req, [scorer], query_text, query_image, documents, document_images)
+    ranked = rerank_page(req, scorer, query, items, instruction, top_n)
+    stopped = stopped_note(ranked, lang)
     rows = [
-        {"rank": rank, "index": result.index, "score": result.score, "verdict": verdict(result.score)["verdict"],
-         "text": parsed[result.index]["text"], "image": parsed[result.index]["name"],
-         "move": move(result.index, rank)}
-        for rank, result in enumerate(results, start=1)
+        {"rank": rank, "index": index, "score": pair.score, "verdict": verdict(pair.score)["verdict"],
+         "text": parsed[index]["text"], "image": parsed[index]["name"], "move": move(index, rank)}
+        for rank, (index, pair) in enumerate(ranked.results, start=1)
     ]
     lines = [f"| {row['rank']} | {verdict(row['score'])['mark']} {row['score']:.3f} | "
              f"{cell(preview(parsed[row['index']]))} | {row['index'] + 1} | {row['move']} |" for row in rows]

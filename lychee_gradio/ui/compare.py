@@ -6,34 +6,29 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ..contract import RequestContext, Scorer
-from ..settings import Limits
+from ..contract import Scorer
 from ..evaluation.metrics import kendall_tau, top_k_overlap
 from ..ranking import best_first
 from ..registry import ModelSet
-from .forms import cell, document_items, image_rules, preview, query_item, verdict, view
+from .forms import cell, document_items, preview, verdict
 from .layout import I18N, ImageBox, MODEL_WORK, asset_text, checked, examples, run_buttons, swipe_hint, wire
 from .batch import result_choices
 from .translations import text
 from .why import show_maps, why_panel
 
 
-@view
-def compare_view(first: Scorer, second: Scorer, names: tuple[str, str], query_text, query_image,
-                 documents, document_images, instruction, *, limits: Limits = Limits(),
-                 top_k: int = 5, context: RequestContext | None = None) -> tuple[str, dict]:
+def compare_view(req, first: Scorer, second: Scorer, names: tuple[str, str], query_text, query_image,
+                 documents, document_images, instruction, *, top_k: int = 5) -> tuple[str, dict]:
     """The Compare tab: one query and its documents ranked by two models side by side.
 
     Agreement is Kendall's tau-b between the two score lists and the overlap of the two top-k
     sets; the rows are in the first model's order, and the documents whose ranks differ most are
     listed apart.
     """
-    lang = context.language
-    rules = image_rules(limits, context, first, second, images=[query_image, *(document_images or [])])
-    query = query_item(query_text, query_image, rules, lang)
-    parsed, items = document_items(documents, document_images, limits, rules, lang)
-    scores_a = first.score(query, items, instruction or None, context=context.use(first))
-    scores_b = second.score(query, items, instruction or None, context=context.use(second))
+    lang = req.context.language
+    query, items, parsed = document_items(req, [first, second], query_text, query_image, documents, document_images)
+    scores_a = [pair.score for pair in req.score(first, query, items, instruction or None)]
+    scores_b = [pair.score for pair in req.score(second, query, items, instruction or None)]
     order_a, order_b = best_first(scores_a), best_first(scores_b)
     rank_a = {index: rank for rank, index in enumerate(order_a, start=1)}
     rank_b = {index: rank for rank, index in enumerate(order_b, start=1)}

@@ -10,12 +10,11 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ..contract import InputError, RequestContext, ScoringCancelledError, ScoringTimeoutError
+from ..contract import InputError, ScoringCancelledError, ScoringTimeoutError
 from ..settings import Limits
 from .. import evaluation
-from ..registry import ModelSet
 from .downloads import write_downloads
-from .forms import ASSETS_DIR, cell, PageError, view
+from .forms import ASSETS_DIR, cell, PageError
 from .layout import I18N, examples, run_buttons, swipe_hint, wire
 from .translations import reason, text
 
@@ -72,19 +71,16 @@ def _eval_problem(line: evaluation.BadLine, has_zip: bool, lang: str) -> PageErr
     return PageError(text("error_eval_line", lang, line=line.line, reason=_eval_detail(line, has_zip, lang)))
 
 
-@view
-def evaluate_view(scorers, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
-                  limits: Limits = Limits(), context: RequestContext | None = None,
+def evaluate_view(req, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
                   on_progress: Callable[[int, int], None] | None = None) -> tuple[str, Any, dict]:
-    """The Evaluate tab: the metrics table, a chart's data (first stage vs. each model) and the report.
-
-    `scorers` is one scorer or a ModelSet: with several models every one is evaluated, side by side.
-    Each line is one request under `limits`; the context's deadline covers the whole run, its Stop
-    event ends it.
+    """The Evaluate tab (a request of the service's, `req`): the metrics table, a chart's data (first stage vs.
+    each served model, side by side) and the report. Each line is one request of its own under the server's
+    limits; the request's deadline covers the whole run, its Stop event ends it.
     """
     import pandas as pd
 
-    lang = context.language
+    lang = req.context.language
+    limits, context = req.limits, req.context
     if not data_file:
         raise PageError(text("error_data_missing", lang))
     try:
@@ -92,7 +88,7 @@ def evaluate_view(scorers, data_file, images_zip, ks_text, instruction, skip_bad
     except InputError:
         raise PageError(text("error_k", lang)) from None
     data = Path(data_file)
-    models = ModelSet.of(scorers)
+    models = req.service.models
     with tempfile.TemporaryDirectory(prefix="lychee-eval-") as unpacked:
         base_dir = (extract_images(images_zip, Path(unpacked), limits, lang, context.check) if images_zip
                     else data.parent)
@@ -107,9 +103,8 @@ def evaluate_view(scorers, data_file, images_zip, ks_text, instruction, skip_bad
             raise PageError(text("error_eval_empty", lang))
         try:
             # A line's own instruction wins; the page's box applies to lines without one.
-            report = evaluation.evaluate(dict(zip(models.names, models.scorers)), queries, ks,
-                                         instruction=instruction or None, skip_bad=bool(skip_bad), skipped=skipped,
-                                         on_progress=on_progress, limits=limits, context=context)
+            report = req.evaluate(dict(zip(models.names, models.scorers)), queries, ks, instruction=instruction or None,
+                                  skip_bad=bool(skip_bad), skipped=skipped, on_progress=on_progress)
         except evaluation.BadLine as line:
             raise _eval_problem(line, bool(images_zip), lang) from None
     stages = [(text("stage_first", lang), report["first_stage"])]

@@ -1,22 +1,20 @@
 """What the page's boxes hold, read into scorer items; and how a result reads on the page.
 
-Every tab (and the same endpoint through `gradio_client`) reads its inputs here: the query, the
-documents (text blocks separated by `---` lines, plus uploads), the limits of every door. Errors
-are `PageError`s in the browser's language that name the box and the document as the page shows
-it (counted from 1, with the upload's file name), never a server path.
+Every tab (and the same endpoint through `gradio_client`) turns its boxes into plain values here (the
+query, the documents: text blocks separated by `---` lines, plus uploads) and hands them to the request
+service (`service.py`), which checks and decodes them under the limits of every door. Its errors become
+`PageError`s in the browser's language that name the box and the document as the page shows it (counted
+from 1, with the upload's file name), never a server path (`Wording`).
 """
 
 from __future__ import annotations
 
-import functools
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..contract import InputError, RequestContext, RerankResult, ScoringCancelledError, WordedError, colour_of
-from ..inputs import ImageRules, admit_images, request_rules, to_item
-from ..ranking import check_top_n
-from ..settings import Limits
+from ..contract import InputError, WordedError, colour_of
 from .translations import reason, text
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"  # sample images and data, shipped in the package
@@ -25,31 +23,10 @@ _SEPARATOR_RE = re.compile(r"^[ \t]*---+[ \t]*$", re.MULTILINE)
 _IMAGE_REF_RE = re.compile(r"\[image:\s*([^\]]+?)\s*\]", re.IGNORECASE)
 
 
-def view(function):
-    """A view called without a request's context (a script, a test) gets one of its own, closed when it
-    returns, so that what it admitted from the process's pixel pool is given back."""
-    @functools.wraps(function)
-    def run(*args, context: RequestContext | None = None, **kwargs):
-        if context is not None:
-            return function(*args, context=context, **kwargs)
-        own = RequestContext()
-        try:
-            return function(*args, context=own, **kwargs)
-        finally:
-            own.close()
-
-    return run
-
-
 class PageError(WordedError, ValueError):
     """Bad input, worded for the page in the browser's language."""
 
     code = "page"
-
-
-class UnreadableUpload(str):
-    """The name of an upload that is not an image: `ImageBox` hands it on, the view says so in the
-    page's language (a component cannot know the browser's language)."""
 
 
 # -- reading a score (docs/design.md, "Reading a score") ---------------------------------------------
@@ -141,80 +118,92 @@ def scorable(document: dict) -> dict:
     return {key: document[key] for key in ("text", "image") if document[key] is not None}
 
 
-def image_rules(limits: Limits, context: RequestContext, *scorers, images=()) -> ImageRules:
-    """How one page request's images (`images`: its uploads' paths) are decoded: the server's limits,
-    down to the largest pixel bound of the models that will score them, their decoded pixels admitted
-    from the process's pool at once and given back when the request ends."""
-    rules = request_rules(limits, max(s.max_pixels for s in scorers), context)
-    admit_images([image for image in images if image and not isinstance(image, UnreadableUpload)], rules)
-    return rules
-
-
-def page_item(value: dict, describe: Callable[[str, bool], str], rules: ImageRules, lang: str):
-    """One query or document as a scorer item; a problem is worded by `describe(reason, about_image)`,
-    which names the document as the page shows it (counted from 1, with its file name), never a
-    server path."""
-    image = value.get("image")
-    if isinstance(image, UnreadableUpload):  # an image box's upload that is no image (ImageBox)
-        raise PageError(describe(text("unreadable_reason", lang), True))
-    try:
-        return to_item(value, "input", rules=rules)
-    except InputError as error:
-        if error.code in UNREADABLE_CODES:  # the same file reads the same in every box and tab
-            raise PageError(describe(text("unreadable_reason", lang), True)) from None
-        raise PageError(describe(reason(error, lang), ".image" in (error.field or ""))) from None
-
-
 # What a file that is not a readable image gets from the decoder: one message for all, on every tab.
 UNREADABLE_CODES = {"image_empty", "image_decode", "image_unidentified", "image_no_pixels", "image_unreadable"}
 
 
-def check_count(count: int, limits: Limits, what: str, lang: str) -> None:
-    if count > limits.max_documents:
-        raise PageError(text("error_too_many", lang, what=text(what, lang), count=count, limit=limits.max_documents))
+@dataclass
+class Wording:
+    """How a page's tab names what it read, for the request service's errors: the query image's file name, each
+    document's (counted from 1), the word for the documents ("Documents", "Images to rank") and its key."""
+
+    query_name: str = ""
+    names: list[str] = field(default_factory=list)
+    what: str = "what_documents"
+    document_key: str = "error_document"  # "error_image" (Image ranking), "single" (the Single tab's one document)
+
+    def error(self, error: InputError, lang: str) -> PageError:
+        """The service's `InputError` (its field `query.image`, `documents[3]`...) as the page says it: the box
+        or the document as the page shows it, never a server path."""
+        if error.code == "too_many":
+            return PageError(text("error_too_many", lang, what=text(self.what, lang), **error.params))
+        if error.code == "top_n":
+            return PageError(text("error_top_n", lang))
+        why = text("unreadable_reason", lang) if error.code in UNREADABLE_CODES else reason(error, lang)
+        where = error.field or ""
+        image = ".image" in where or error.code in UNREADABLE_CODES
+        if where.startswith("query"):
+            return PageError(text("error_query_image", lang, name=self.query_name, reason=why) if image
+                             else text("error_query", lang, reason=why))
+        found = re.match(r"documents\[(\d+)\]", where)
+        if found:
+            index = int(found.group(1))
+            name = self.names[index] if index < len(self.names) else ""
+            if self.document_key == "single":
+                return PageError(text("error_document_image", lang, name=name, reason=why) if image
+                                 else text("error_single_document", lang, reason=why))
+            if self.document_key == "error_image":
+                return PageError(text("error_image", lang, number=index + 1, name=name, reason=why))
+            return PageError(text("error_document", lang, number=index + 1, name=f" ({name})" if name else "",
+                                  reason=why))
+        return PageError(f"{where}: {why}" if where else why)
 
 
-def query_item(query_text, query_image, rules: ImageRules, lang: str = "en"):
+def read_page(req, scorers, query: dict, documents: list[dict], wording: Wording, on_read=None):
+    """A tab's query and documents (plain values) read by the request service, its errors in the page's words."""
+    try:
+        return req.read(scorable(query), [scorable(document) for document in documents], *scorers,
+                        field="documents", on_read=on_read)
+    except InputError as error:
+        raise wording.error(error, req.context.language) from None
+
+
+def rerank_page(req, scorer, query, items, instruction, top_n, on_progress=None):
+    """The service's rerank as the page asks it: a Stop hands back what was scored; a bad top_n in its words."""
+    try:
+        return req.rerank(scorer, query, items, instruction or None, top_n, on_progress=on_progress, partial=True)
+    except InputError as error:
+        raise Wording().error(error, req.context.language) from None
+
+
+def query_values(query_text, query_image, lang: str) -> tuple[dict, str]:
+    """The query's boxes as a value, and its image's file name."""
     query = query_from(query_text, query_image, lang)
-    name = upload_name(query["image"]) if query["image"] else ""
-    return page_item(scorable(query), lambda why, image: text("error_query_image", lang, name=name, reason=why) if image
-                 else text("error_query", lang, reason=why), rules, lang)
+    return query, upload_name(query["image"]) if query["image"] else ""
 
 
-def pair_items(scorer, query_text, query_image, document_text, document_image, limits: Limits,
-               context: RequestContext) -> tuple:
-    """The Single tab's query and its one document (text and/or image) as scorer items, the images decoded
-    under the request's rules; errors name the box (query image, document image, document)."""
-    lang = context.language
-    rules = image_rules(limits, context, scorer, images=[query_image, document_image])
-    query = query_item(query_text, query_image, rules, lang)
+def pair_items(req, scorer, query_text, query_image, document_text, document_image) -> tuple:
+    """The Single tab's query and its one document (text and/or image) as scorer items; errors name the box
+    (query image, document image, document)."""
+    lang = req.context.language
+    query, query_name = query_values(query_text, query_image, lang)
     document = {"text": (document_text or "").strip() or None, "image": document_image or None}
     if document["text"] is None and document["image"] is None:
         raise PageError(text("error_document_missing", lang))
     name = upload_name(document_image) if document_image else ""
-    item = page_item(scorable(document), lambda why, image: text("error_document_image", lang, name=name, reason=why)
-                     if image else text("error_single_document", lang, reason=why), rules, lang)
-    return query, item
+    query_item, (item,) = read_page(req, [scorer], query, [document], Wording(query_name, [name],
+                                                                               document_key="single"))
+    return query_item, item
 
 
-def document_items(documents, document_images, limits: Limits, rules: ImageRules,
-                    lang: str = "en") -> tuple[list[dict], list]:
-    """The page's documents (text blocks plus uploads), parsed for display and as scorer items."""
+def document_items(req, scorers, query_text, query_image, documents, document_images) -> tuple:
+    """A ranking tab's query and documents (text blocks plus uploads) as scorer items, and the documents as
+    parsed for display."""
+    lang = req.context.language
+    query, query_name = query_values(query_text, query_image, lang)
     parsed = parse_documents(documents, document_images, lang)
-    check_count(len(parsed), limits, "what_documents", lang)
-    items = []
-    for number, document in enumerate(parsed, start=1):
-        name = f" ({document['name']})" if document["name"] else ""
-        items.append(page_item(scorable(document), lambda why, _: text("error_document", lang, number=number, name=name,
-                                                                     reason=why), rules, lang))
-    return parsed, items
-
-
-def top_n_from(value: Any, lang: str) -> int | None:
-    try:
-        return check_top_n(value)
-    except ValueError:
-        raise PageError(text("error_top_n", lang)) from None
+    query_item, items = read_page(req, scorers, query, parsed, Wording(query_name, [d["name"] or "" for d in parsed]))
+    return query_item, items, parsed
 
 
 def preview(document: dict) -> str:
@@ -226,20 +215,11 @@ def preview(document: dict) -> str:
     return " · ".join(parts)
 
 
-def rerank_until_stopped(scorer, query, items: list, instruction: str | None, top_n: int | None,
-                         context: RequestContext, on_progress=None) -> tuple[list[RerankResult], str | None]:
-    """`scorer.rerank`, and when the page's Stop ended it: the documents scored before it stopped, best-first
-    among themselves, with a note "Stopped after N of M" in the page's language (None: it ran to the end)."""
-    try:
-        return scorer.rerank(query, items, instruction, top_n=top_n, on_progress=on_progress,
-                             context=context.use(scorer)), None
-    except ScoringCancelledError as error:
-        scored = [(i, pair.score) for i, pair in enumerate(error.partial or []) if pair is not None]
-        if not scored:
-            raise
-        scored.sort(key=lambda found: (-found[1], found[0]))
-        results = [RerankResult(index=i, score=score, document=items[i]) for i, score in scored[:top_n or None]]
-        return results, text("stopped_after", context.language, done=len(scored), total=len(items))
+def stopped_note(ranked, lang: str) -> str | None:
+    """"Stopped after N of M" in the page's language when the page's Stop ended a ranking (`service.Ranked`)."""
+    if ranked.stopped_after is None:
+        return None
+    return text("stopped_after", lang, done=ranked.stopped_after, total=ranked.total)
 
 
 def threshold_of(min_score: Any) -> float:

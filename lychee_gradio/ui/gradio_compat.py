@@ -102,3 +102,9 @@ def without_run_history(blocks) -> None:
     """Gradio's run history (records of every run in a Hugging Face bucket, written with the server's own Hub
     token) stays off whatever a request asks; the edge refuses its routes and drops its header too."""
     blocks.run_history = False
+
+
+def template_component(component: type) -> None:
+    """A subclass of a Gradio component that the frontend draws as its parent (`is_template`): Gradio otherwise
+    looks for a custom component's own frontend files, which the app does not have."""
+    component.is_template = True

@@ -20,9 +20,10 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ..explain import DEFAULT_GRID
-from ..contract import EXPECTED_ERRORS, LycheeError, NullObserver, Observer, RequestContext
+from ..contract import EXPECTED_ERRORS, LycheeError, NullObserver, Observer
 from ..registry import ModelSet
-from ..settings import Config, cache_scope
+from ..service import Service
+from ..settings import Config
 from .batch import rerank_view
 from .compare import compare_view
 from .evaluate import evaluate_view
@@ -39,10 +40,11 @@ _PAGE_WORDS = {"timeout": "error_timeout", "busy": "error_busy", "stopped": "err
 
 
 class Requests:
-    """The page's requests in flight: each browser session's Stop event, the timeout, the observer."""
+    """The page's requests in flight: each one a request of the service's (`service.Service`), with the browser
+    session's Stop event; what the page adds is that Stop, and the words of its errors."""
 
-    def __init__(self, models: ModelSet, config: Config, observer: Observer):
-        self.models, self.config, self.observer = models, config, observer
+    def __init__(self, service: Service):
+        self.service, self.config = service, service.config
         self._events: dict[str, threading.Event] = {}
         self._queued: dict[str, list[float]] = {}  # per session: when each run clicked but not started was queued
         self._stopped: dict[str, float] = {}  # per session: when Stop was pressed with no run started
@@ -57,7 +59,8 @@ class Requests:
 
     @contextlib.contextmanager
     def open(self, endpoint: str, request: gr.Request | None):
-        """One request: yields its `RequestContext`; counts, logs and words what comes out of it."""
+        """One request: yields the service's `Request`; its errors reach the page (and gradio_client) as a message
+        in the browser's language, with their status in the metrics and no traceback in the log."""
         lang = language(request.headers.get("accept-language") if request is not None else None)
         session = getattr(request, "session_hash", None)
         cancel = threading.Event()
@@ -69,30 +72,19 @@ class Requests:
                 stopped = self._stopped.pop(session, None)
                 if clicked is not None and stopped is not None and stopped >= clicked:
                     cancel.set()  # Stop was pressed while this run still waited in the queue
-        with self.observer.request(endpoint) as record:
-            identity = f"session:{session}" if session else f"address:{getattr(request, 'client', None)}"
-            context = RequestContext(timeout=self.config.request_timeout, cancel=cancel,
-                                     request_id=record.request_id, language=lang,
-                                     cache_scope=cache_scope(self.config, identity))
-            try:
-                yield context
-            except (PageError, *EXPECTED_ERRORS) as error:
-                record.status = error.status
-                # A user's mistake or a stopped run: one access-log line with its status, no traceback.
-                raise gr.Error(self.words(error, lang), title=text("error_title", lang), print_exception=False) from None
-            finally:
-                context.close()
-                for scorer, used in context.calls:
-                    self.observer.scored(self.models.name_of(scorer), used.stats)
-                if context.calls:
-                    stats = [used.stats for _, used in context.calls]
-                    record.fields.update(model=",".join(self.models.name_of(s) for s, _ in context.calls),
-                                         documents=sum(s.pairs for s in stats), tokens=sum(s.tokens for s in stats),
-                                         cached=sum(s.cached for s in stats))
-                if session:
-                    with self._lock:
-                        if self._events.get(session) is cancel:
-                            del self._events[session]
+        client = getattr(getattr(request, "client", None), "host", None)
+        identity = f"session:{session}" if session else f"address:{client}"
+        try:
+            with self.service.request(endpoint, cancel=cancel, language=lang, identity=identity) as req:
+                yield req
+        except (PageError, *EXPECTED_ERRORS) as error:
+            # A user's mistake or a stopped run: one access-log line with its status, no traceback.
+            raise gr.Error(self.words(error, lang), title=text("error_title", lang), print_exception=False) from None
+        finally:
+            if session:
+                with self._lock:
+                    if self._events.get(session) is cancel:
+                        del self._events[session]
 
     def words(self, error: LycheeError, lang: str) -> str:
         """An error in the page's language, by its code."""
@@ -118,8 +110,7 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
     The server's request timeout stops a request's model work between batches and says so;
     `stop` (the page's Stop button) does the same for the session's run in progress.
     """
-    requests = Requests(models, config, observer or NullObserver())
-    limits = config.limits
+    requests = Requests(Service(models, config, observer or NullObserver()))
 
     def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
               document_image: str | None = None, instruction: str | None = None, model: str | None = None,
@@ -127,9 +118,9 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}.
         Example: client.predict(query_text="white cup", document_text="白瓷咖啡杯", api_name="/score"); leave
         out what you do not send (the snippet below lists every parameter with its default)."""
-        with requests.open("/score", request) as context:
-            return score_view(models.get(model), query_text, query_image, document_text, document_image,
-                              instruction, limits=limits, context=context)
+        with requests.open("/score", request) as req:
+            return score_view(req, req.model(model), query_text, query_image, document_text, document_image,
+                              instruction)
 
     def rerank(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
                document_images: list[str] | None = None, instruction: str | None = None,
@@ -140,11 +131,11 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         client.predict(query_text="保温杯 500ml", documents="steel tumbler 500ml\\n---\\nblue mug", top_n=3,
         api_name="/rerank"). Pipelines: POST /v1/rerank on this server takes the Cohere / Jina / vLLM rerank format
         (see /docs)."""
-        with requests.open("/rerank", request) as context:
-            check_min_score(min_score, context.language)
+        with requests.open("/rerank", request) as req:
+            check_min_score(min_score, req.context.language)
             kept: list = []
-            table, rows = rerank_view(models.get(model), query_text, query_image, documents, document_images,
-                                      instruction, top_n, min_score, limits=limits, context=context, kept=kept)
+            table, rows = rerank_view(req, req.model(model), query_text, query_image, documents, document_images,
+                                      instruction, top_n, min_score, kept=kept)
             return table, rows, kept[0]  # the last: the page's State (not part of the API's answer)
 
     def rank_images(query_text: str | None = None, query_image: str | None = None, images: list[str] | None = None,
@@ -153,16 +144,16 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         """Rank images against a query, best first. Returns a gallery and [{rank, index, score, image}]. Example:
         client.predict(query_text="a blue mug", images=[handle_file("a.png"), handle_file("b.png")],
         api_name="/rank_images")."""
-        with requests.open("/rank_images", request) as context:
-            check_min_score(min_score, context.language)
+        with requests.open("/rank_images", request) as req:
+            check_min_score(min_score, req.context.language)
 
             def report(done: int, total: int, description: str) -> None:
                 progress(done / total, desc=description)
 
-            report(0, 1, text("progress_reading", context.language, done=0, total=len(images or [])))
+            report(0, 1, text("progress_reading", req.context.language, done=0, total=len(images or [])))
             kept: list = []
-            gallery, rows = rank_images_view(models.get(model), query_text, query_image, images, instruction, top_n,
-                                             min_score, limits=limits, context=context, on_progress=report, kept=kept)
+            gallery, rows = rank_images_view(req, req.model(model), query_text, query_image, images, instruction, top_n,
+                                             min_score, on_progress=report, kept=kept)
             return gallery, rows, kept[0]  # the last: the page's State (not part of the API's answer)
 
     def compare(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
@@ -170,28 +161,28 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
                 model_a: str | None = None, model_b: str | None = None, request: gr.Request = None):
         """Rank the same documents with two served models side by side, with Kendall's tau and top-5 overlap.
         Returns a Markdown table and {models, kendall_tau, top_k, top_k_overlap, rows, disagreements}."""
-        with requests.open("/compare", request) as context:
-            first = models.get(model_a)
-            second = models.get(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
+        with requests.open("/compare", request) as req:
+            first = req.model(model_a)
+            second = req.model(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
             names = (models.name_of(first), models.name_of(second))
-            return compare_view(first, second, names, query_text, query_image, documents, document_images,
-                                instruction, limits=limits, context=context)
+            return compare_view(req, first, second, names, query_text, query_image, documents, document_images,
+                                instruction)
 
     def evaluate(data: str | None = None, images_zip: str | None = None, k: str | None = None,
                  instruction: str | None = None, skip_bad: bool = False, progress=gr.Progress(),
                  request: gr.Request = None):
         """Evaluate a labelled JSONL set with every served model: NDCG, MRR, Recall and Hit before and after
         reranking. Returns a Markdown table, the chart data and the full report."""
-        with requests.open("/evaluate", request) as context:
+        with requests.open("/evaluate", request) as req:
             def report(done: int, total: int) -> None:
-                progress(done / total, desc=text("progress_query", context.language, done=done, total=total))
+                progress(done / total, desc=text("progress_query", req.context.language, done=done, total=total))
 
-            table, chart, details = evaluate_view(models, data, images_zip, k, instruction, skip_bad,
-                                                  limits=limits, context=context, on_progress=report)
+            table, chart, details = evaluate_view(req, data, images_zip, k, instruction, skip_bad,
+                                                  on_progress=report)
             # Bars in the table's order, each metric's "first stage" beside each model's (evaluate_view). The
             # last: the page's State (the report its downloads are written from; not part of the API's answer).
-            return table, gr.BarPlot(value=chart, x_title=text("chart_y", context.language),
-                                     y_title=text("chart_x", context.language),
+            return table, gr.BarPlot(value=chart, x_title=text("chart_y", req.context.language),
+                                     y_title=text("chart_x", req.context.language),
                                      height=140 + 24 * len(chart)), details, details  # a line per bar, the axes
 
     def explain(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
@@ -203,44 +194,43 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         Returns the query's and the document's heatmaps, the weighted texts (HTML), the raw output (Markdown)
         and the details as JSON.
         Example: client.predict(query_text="white cup", document_image=handle_file("cup.png"), api_name="/explain")."""
-        with requests.open("/explain", request) as context:
-            return explain_view(models.get(model), query_text, query_image, document_text, document_image,
-                                instruction, grid, explanation, limits=limits, context=context)
+        with requests.open("/explain", request) as req:
+            return explain_view(req, req.model(model), query_text, query_image, document_text, document_image,
+                                instruction, grid, explanation)
 
     def explain_image(query_text, query_image, images, instruction, model, ranking, min_score, evt: gr.SelectData,
                       request: gr.Request = None):
         """Image ranking: the chosen result's Why? panel (the session's kept ranking, as the gallery shows it under
         "Hide scores below"), without ranking again."""
-        with requests.open("/explain", request) as context:
+        with requests.open("/explain", request) as req:
             shown = above(ranking["rows"], ranking["rows"], min_score)[0] if ranking else []
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(shown):
                 return None, None, "", "", None
             row = shown[evt.index]
-            return explain_view(models.get(model), query_text, query_image, None, (images or [])[row["index"]],
-                                instruction, DEFAULT_GRID, False, limits=limits, context=context)
+            return explain_view(req, req.model(model), query_text, query_image, None, (images or [])[row["index"]],
+                                instruction, DEFAULT_GRID, False)
 
     def explain_document(query_text, query_image, documents, document_images, instruction, model, chosen,
                          request: gr.Request = None):
         """Batch rerank: the chosen result's (input number `chosen`) Why? panel, without ranking again."""
-        with requests.open("/explain", request) as context:
+        with requests.open("/explain", request) as req:
             if not chosen:
                 return None, None, "", "", None
-            document = parse_documents(documents, document_images, context.language)[int(chosen) - 1]
-            return explain_view(models.get(model), query_text, query_image, document["text"], document["image"],
-                                instruction, DEFAULT_GRID, False, limits=limits, context=context)
+            document = parse_documents(documents, document_images, req.context.language)[int(chosen) - 1]
+            return explain_view(req, req.model(model), query_text, query_image, document["text"], document["image"],
+                                instruction, DEFAULT_GRID, False)
 
     def explain_both(query_text, query_image, documents, document_images, instruction, model_a, model_b, chosen,
                      request: gr.Request = None):
         """Compare: the chosen document's Why? panel for both models, side by side."""
-        with requests.open("/explain", request) as context:
+        with requests.open("/explain", request) as req:
             if not chosen:
                 return (None, None, "", "", None) * 2
-            document = parse_documents(documents, document_images, context.language)[int(chosen) - 1]
-            first = models.get(model_a)
-            second = models.get(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
+            document = parse_documents(documents, document_images, req.context.language)[int(chosen) - 1]
+            first = req.model(model_a)
+            second = req.model(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
             return tuple(part for scorer in (first, second) for part in explain_view(
-                scorer, query_text, query_image, document["text"], document["image"], instruction, DEFAULT_GRID, False,
-                limits=limits, context=context))
+                req, scorer, query_text, query_image, document["text"], document["image"], instruction, DEFAULT_GRID, False))
 
     def stop(request: gr.Request):
         """Stop this browser session's run in progress (between two batches)."""

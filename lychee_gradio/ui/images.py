@@ -7,43 +7,35 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ..contract import RequestContext, Scorer
-from ..settings import Limits
+from ..contract import Scorer
 from .downloads import ranking_downloads
-from .forms import (ASSETS_DIR, above, check_count, image_rules, page_item, PageError, query_item,
-                    rerank_until_stopped, top_n_from, upload_name, verdict, view)
+from .forms import (ASSETS_DIR, PageError, Wording, above, query_values, read_page, rerank_page, stopped_note,
+                    upload_name, verdict)
 from .layout import I18N, MODEL_WORK, checked, examples, query_column, run_buttons, wire
 from .translations import text
 from .why import show_maps, why_panel
 
 
-@view
-def rank_images_view(scorer: Scorer, query_text, query_image, images, instruction, top_n,
-                     min_score: float | None = 0, *, limits: Limits = Limits(),
-                     context: RequestContext | None = None,
-                     on_progress: Callable[[int, int, str], None] | None = None,
+def rank_images_view(req, scorer: Scorer, query_text, query_image, images, instruction, top_n,
+                     min_score: float | None = 0, *, on_progress: Callable[[int, int, str], None] | None = None,
                      kept: list | None = None) -> tuple[list, list[dict]]:
-    """Rank uploaded images; `on_progress(done, total, description)` counts reading each image, preparing it,
-    then scoring. `kept` (a list) gets the whole ranking, for `filter_gallery` (the live "Hide scores below")."""
-    lang = context.language
-    top_n = top_n_from(top_n, lang)
-    rules = image_rules(limits, context, scorer, images=[query_image, *(images or [])])
-    query = query_item(query_text, query_image, rules, lang)
+    """Rank uploaded images (a request of the service's, `req`); `on_progress(done, total, description)` counts
+    reading each image, preparing it, then scoring. `kept` (a list) gets the whole ranking, for
+    `filter_gallery` (the live "Hide scores below")."""
+    lang = req.context.language
+    query, query_name = query_values(query_text, query_image, lang)
     paths = [str(path) for path in (images or [])]
     if not paths:
         raise PageError(text("error_images_missing", lang))
-    check_count(len(paths), limits, "what_images", lang)
     count = len(paths)
-    items = []
-    for number, path in enumerate(paths, start=1):
-        name = upload_name(path)
-        items.append(page_item({"image": path}, lambda why, _: text("error_image", lang, number=number, name=name,
-                                                                 reason=why), rules, lang))
-        if on_progress is not None:
-            on_progress(number, 3 * count, text("progress_reading", lang, done=number, total=count))
+    names = [upload_name(path) for path in paths]
 
     # One bar, three stages of `count` steps each: reading the uploads, preparing them for the model (resizing
     # and patching, in the engine; images it has seen before skip it), scoring.
+    def read(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(done, 3 * count, text("progress_reading", lang, done=done, total=total))
+
     def prepared(done: int, total: int) -> None:
         if on_progress is not None:
             on_progress(2 * count - total + done, 3 * count, text("progress_preparing", lang, done=done, total=total))
@@ -52,18 +44,20 @@ def rank_images_view(scorer: Scorer, query_text, query_image, images, instructio
         if on_progress is not None:
             on_progress(2 * count + done, 3 * count, text("progress_scoring", lang, done=done, total=total))
 
-    context.use(scorer).on_prepared = prepared
-
-    results, stopped = rerank_until_stopped(scorer, query, items, instruction or None, top_n, context, scored)
+    wording = Wording(query_name, names, what="what_images", document_key="error_image")
+    query_item, items = read_page(req, [scorer], query, [{"text": None, "image": path} for path in paths], wording,
+                                  on_read=read)
+    req.context_for(scorer).on_prepared = prepared
+    ranked = rerank_page(req, scorer, query_item, items, instruction, top_n, on_progress=scored)
+    stopped = stopped_note(ranked, lang)
     if stopped:
         gr.Warning(stopped, title=text("stopped_title", lang))
     gallery, rows = [], []
-    for rank, result in enumerate(results, start=1):
-        name = upload_name(paths[result.index])
-        reading = verdict(result.score)
+    for rank, (index, pair) in enumerate(ranked.results, start=1):
+        reading = verdict(pair.score)
         best = "★ " if rank == 1 and reading["colour"] != "red" else ""
-        gallery.append((paths[result.index], f"{best}#{rank} · {reading['mark']} {result.score:.3f} · {name}"))
-        rows.append({"rank": rank, "index": result.index, "score": result.score, "image": name})
+        gallery.append((paths[index], f"{best}#{rank} · {reading['mark']} {pair.score:.3f} · {names[index]}"))
+        rows.append({"rank": rank, "index": index, "score": pair.score, "image": names[index]})
     ranking = {"gallery": gallery, "rows": rows}
     if kept is not None:
         kept.append(ranking)

@@ -8,7 +8,6 @@ build their tabs from; `page.py` puts the tabs together.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -17,7 +16,8 @@ from gradio.i18n import I18nData
 
 from ..presets import INSTRUCTION_PRESETS
 from ..registry import ModelSet
-from .forms import ASSETS_DIR, UnreadableUpload, upload_name
+from . import gradio_compat
+from .forms import ASSETS_DIR, upload_name
 from .translations import TRANSLATIONS, language, text
 
 I18N = gr.I18n(**TRANSLATIONS)
@@ -159,33 +159,24 @@ document.addEventListener("keydown", (event) => {
 
 
 class ImageBox(gr.Image):
-    """An image input that hands the handler the uploaded file's path without decoding it.
+    """An image input that hands the handler the uploaded file's path without opening it.
 
-    `gr.Image` opens (and, to convert its mode, decodes) every upload before the handler runs,
-    so a huge image would be decoded before the pixel limit is checked, and a file that is not an
-    image fails with a message holding the server's temp path. Here the file is only identified
-    from its header; a file that is not an image is handed on as `UnreadableUpload(name)`, which
-    the view reports by its name in the browser's language.
+    `gr.Image` opens (and, to convert its mode, decodes) every upload before the handler runs, so a huge
+    image would be decoded before the pixel limit is checked, in any format Pillow knows, and a file that
+    is not an image fails with a message holding the server's temp path. Here the path goes on as it is:
+    the request service decodes it under the limits, and the view names a file that is no image by its
+    name in the browser's language. (The Gradio touch: `gradio_compat.template_component`.)
     """
-
-    is_template = True  # drawn by the frontend as a plain Image
 
     def preprocess(self, payload):
         if payload is None:
             return None
         if payload.url and payload.url.startswith("data:"):
             return super().preprocess(payload)
-        from PIL import UnidentifiedImageError
-
-        from ..inputs import open_image
-
-        name = Path(payload.orig_name or payload.path or "image").name
-        try:
-            with open_image(payload.path):
-                pass
-        except (UnidentifiedImageError, OSError, ValueError):
-            return UnreadableUpload(name)
         return payload.path
+
+
+gradio_compat.template_component(ImageBox)
 
 
 def query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number, gr.Slider]:
@@ -285,8 +276,6 @@ def checked(box: gr.components.Component, words: str | None = None) -> gr.compon
     key = box.label.key if isinstance(box.label, I18nData) else None
 
     def readable(path) -> bool:
-        if isinstance(path, UnreadableUpload):
-            return False
         from PIL import UnidentifiedImageError
 
         from ..inputs import open_image

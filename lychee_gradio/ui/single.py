@@ -6,22 +6,19 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ..contract import RequestContext, Scorer
+from ..contract import Scorer
 from ..explain import DEFAULT_GRID, MAX_GRID
-from ..settings import Limits
-from .forms import pair_items, verdict, view
+from .forms import pair_items, verdict
 from .layout import I18N, ImageBox, MODEL_WORK, asset_image, checked, examples
 from .why import show_maps, why_panel
 
 
-@view
-def score_view(scorer: Scorer, query_text, query_image, document_text, document_image,
-               instruction, *, limits: Limits = Limits(),
-               context: RequestContext | None = None) -> tuple[str, dict]:
-    """One pair: Markdown (score, verdict, logits) and the JSON details."""
-    lang = context.language
-    query, item = pair_items(scorer, query_text, query_image, document_text, document_image, limits, context)
-    (pair,) = scorer.score_with_logits(query, [item], instruction or None, context=context.use(scorer))
+def score_view(req, scorer: Scorer, query_text, query_image, document_text, document_image,
+               instruction) -> tuple[str, dict]:
+    """One pair (a request of the service's, `req`): Markdown (score, verdict, logits) and the JSON details."""
+    lang = req.context.language
+    query, item = pair_items(req, scorer, query_text, query_image, document_text, document_image)
+    (pair,) = req.score(scorer, query, [item], instruction or None)
     reading = verdict(pair.score, lang)
     details = {"score": pair.score, "verdict": verdict(pair.score)["verdict"], "colour": reading["colour"],
                "yes_logit": pair.yes_logit, "no_logit": pair.no_logit}

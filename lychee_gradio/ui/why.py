@@ -13,27 +13,21 @@ from types import SimpleNamespace
 import gradio as gr
 from PIL import Image
 
-from ..contract import RequestContext, Scorer
+from ..contract import Scorer
 from ..explain import DEFAULT_GRID, LOW_MASS, Explanation, legend_png
-from ..settings import Limits
-from .forms import pair_items, view
+from .forms import pair_items
 from .layout import I18N
 from .translations import text
 
 
-@view
-def explain_view(scorer: Scorer, query_text, query_image, document_text, document_image, instruction,
-                 grid: int = DEFAULT_GRID, explanation: bool = False, *, limits: Limits = Limits(),
-                 context: RequestContext | None = None) -> tuple:
+def explain_view(req, scorer: Scorer, query_text, query_image, document_text, document_image, instruction,
+                 grid: int = DEFAULT_GRID, explanation: bool = False) -> tuple:
     """One pair explained: the query's and the document's heatmaps (None where that item has no image),
     the weighted texts (HTML), the raw output (Markdown) and the JSON details (`/v1/explain`'s answer
     without the pictures)."""
-    lang = context.language
-    query, item = pair_items(scorer, query_text, query_image, document_text, document_image, limits, context)
-    found = scorer.explain(query, item, instruction or None, grid=DEFAULT_GRID if grid is None else grid,
-                           explanation=bool(explanation), max_variants=limits.max_explain_variants,
-                           max_text_chars=limits.max_explain_text_chars,
-                           context=context.use(scorer))
+    lang = req.context.language
+    query, item = pair_items(req, scorer, query_text, query_image, document_text, document_image)
+    found = req.explain(scorer, query, item, instruction or None, grid=grid, explanation=explanation)
     overlays = {image_map.target: Image.open(io.BytesIO(image_map.overlay_png())) for image_map in found.images}
     return (overlays.get("query"), overlays.get("document"), weighted_texts(found, lang), raw_output(found, lang),
             found.as_dict(overlays=False))

@@ -1,0 +1,194 @@
+"""The one request path of every door: the page's handlers, the Gradio API, `/v1/*`, MCP and Evaluate.
+
+A door translates its own shapes (a page's boxes, a JSON body, a tool's arguments) into plain values, opens one
+`Request` here, and translates the answer back. The request does, once, for every door:
+
+- its context (`contract.RequestContext`): the server's timeout, the door's Stop event, a request id, the
+  caller's language and whose score cache it reads (`settings.cache_scope`);
+- the limits: documents per request, image URLs fetched (by the door's fetcher, on its event loop), every image
+  checked and decoded under the request's `ImageRules` (pixels before decoding, decoded straight down, its
+  share of the image memory pool), `max_pixels` within the model's bound;
+- the work: score, rerank (`top_n` checked here), explain (its variant and text budgets), evaluate;
+- the end: decoded pixels given back, telemetry recorded for each model used (the door's `Observer`), one
+  access-log line with the request's status.
+
+Torch-free: it is handed scorers (`contract.Scorer`) and knows no HTTP, no Gradio and no model code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from .contract import (EXPECTED_ERRORS, InputError, Item, NullObserver, Observer, PairScore, RequestContext,
+                       ScoringCancelledError)
+from .explain import DEFAULT_GRID
+from .inputs import admit_images, request_rules, to_item
+from .ranking import best_first, check_top_n
+from .registry import ModelSet
+from .settings import Config, Limits, cache_scope
+
+
+def read_items(limits: Limits, context: RequestContext, query: Any, documents: Sequence[Any], keep_pixels: int,
+               field: str = "documents", on_read: Callable[[int, int], None] | None = None) -> tuple[Item, list[Item]]:
+    """A request's query and documents (plain values: text, `{"text", "image"}`, image bytes or an upload's
+    path, an `Item`) as scorer items, under `limits`: the number of documents, then every image's pixels
+    from its header, its share of the image memory pool (all at once), decoding down to `keep_pixels`.
+    What it admitted goes back when `context` closes; `on_read(done, total)` after each document. CPU work:
+    never on an event loop."""
+    limits.check_documents(len(documents), field)
+    rules = request_rules(limits, keep_pixels, context)
+    admit_images([query, *documents], rules)
+    query_item = to_item(query, "query", rules=rules)
+    items = []
+    for i, document in enumerate(documents):
+        items.append(to_item(document, f"{field}[{i}]", rules=rules))
+        if on_read is not None:
+            on_read(i + 1, len(documents))
+    return query_item, items
+
+
+@dataclass
+class Ranked:
+    """A rerank's answer: the results best-first (index, pair score), and when a Stop ended it early, how
+    many documents it had scored (the results then rank those among themselves)."""
+
+    results: list[tuple[int, PairScore]]
+    stopped_after: int | None = None
+    total: int = 0
+
+
+@dataclass
+class Request:
+    """One request of a door (see the module's docstring). Made by `Service.request`."""
+
+    service: "Service"
+    context: RequestContext
+    record: Any
+    used: list = field(default_factory=list)
+
+    @property
+    def limits(self) -> Limits:
+        return self.service.config.limits
+
+    def model(self, name: str | None = None):
+        """The served model called `name` (empty: the default); an `InputError` naming the served ones."""
+        scorer = self.service.models.get(name)
+        self.record.fields["model"] = self.service.models.name_of(scorer)
+        return scorer
+
+    def context_for(self, scorer) -> RequestContext:
+        """This request's context for one model's calls (stats of its own, counted in telemetry at the end)."""
+        if scorer not in self.used:
+            self.used.append(scorer)
+        return self.context.use(scorer)
+
+    def check_count(self, count: int, field: str = "documents") -> None:
+        self.limits.check_documents(count, field)
+        self.record.fields["documents"] = count
+
+    def check_max_pixels(self, scorer, max_pixels: int | None) -> None:
+        """A caller's own bound on its images, for this request: within the model's."""
+        if max_pixels is not None and max_pixels > scorer.max_pixels:
+            raise InputError("max_pixels", "max_pixels_high", limit=scorer.max_pixels)
+
+    async def fetch(self, values: list[tuple[str, Any]], client: str = "-") -> dict[str, bytes]:
+        """The image URLs among (field, value) pairs, fetched by the door's fetcher within the request's deadline
+        (an empty dict when the door has none, as the page: it takes uploads only)."""
+        if self.service.fetch is None:
+            return {}
+        return await self.service.fetch(values, self.context, client)
+
+    def read(self, query: Any, documents: Sequence[Any], *scorers, field: str = "documents",
+             max_pixels: int | None = None, on_read: Callable[[int, int], None] | None = None
+             ) -> tuple[Item, list[Item]]:
+        """The request's query and documents as items (`read_items`), decoded down to the largest bound of the
+        models that will score them (or the caller's `max_pixels`)."""
+        self.record.fields["documents"] = len(documents)
+        keep = max_pixels or max(scorer.max_pixels for scorer in scorers)
+        return read_items(self.limits, self.context, query, documents, keep, field, on_read)
+
+    def score(self, scorer, query: Item, items: list[Item], instruction: str | None = None, *,
+              max_pixels: int | None = None, on_progress=None) -> list[PairScore]:
+        return scorer.score_with_logits(query, items, instruction, max_pixels=max_pixels, on_progress=on_progress,
+                                        context=self.context_for(scorer))
+
+    def rerank(self, scorer, query: Item, items: list[Item], instruction: str | None = None, top_n: Any = None, *,
+               max_pixels: int | None = None, on_progress=None, partial: bool = False) -> Ranked:
+        """The documents best-first, the best `top_n` (0 or None: all). With `partial`, a Stop hands back the
+        documents scored before it, ranked among themselves (the page shows them); else it raises."""
+        top_n = check_top_n(top_n)
+        try:
+            pairs = self.score(scorer, query, items, instruction, max_pixels=max_pixels, on_progress=on_progress)
+        except ScoringCancelledError as error:
+            scored = {i: pair for i, pair in enumerate(error.partial or []) if pair is not None}
+            if not partial or not scored:
+                raise
+            order = sorted(scored, key=lambda i: (-scored[i].score, i))[:top_n]
+            return Ranked([(i, scored[i]) for i in order], stopped_after=len(scored), total=len(items))
+        order = best_first([pair.score for pair in pairs])[:top_n]
+        return Ranked([(i, pairs[i]) for i in order], total=len(items))
+
+    def explain(self, scorer, query: Item, document: Item, instruction: str | None = None, *,
+                grid: Any = DEFAULT_GRID, explanation: bool = False):
+        """Why `document` scored what it did (`explain.Explanation`), within the server's explanation budgets."""
+        return scorer.explain(query, document, instruction, grid=DEFAULT_GRID if grid is None else grid,
+                              explanation=bool(explanation), context=self.context_for(scorer),
+                              max_variants=self.limits.max_explain_variants,
+                              max_text_chars=self.limits.max_explain_text_chars)
+
+    def evaluate(self, scorers: dict, queries, ks, *, instruction: str | None = None, skip_bad: bool = False,
+                 skipped=None, on_progress=None, limits: Limits | None = None) -> dict:
+        """A labelled set scored by each model (`evaluation.evaluate`): each line one request of its own under
+        `limits` (the server's; the command line's own file: none on the number of documents)."""
+        from .evaluation import evaluate
+
+        for scorer in scorers.values():
+            self.context_for(scorer)
+        return evaluate(scorers, queries, ks, instruction=instruction, skip_bad=skip_bad, skipped=skipped,
+                        on_progress=on_progress, limits=limits or self.limits, context=self.context)
+
+
+class Service:
+    """The request path over the served models, the doors' shared settings and an observer (telemetry).
+
+    `fetch(values, context, client)`: the door's image-URL fetcher (serving's, for /v1/* and MCP); None where a
+    door takes no URLs."""
+
+    def __init__(self, models, config: Config = Config(), observer: Observer | None = None,
+                 fetch: Callable | None = None):
+        self.models = ModelSet.of(models)
+        self.config = config
+        self.observer = observer or NullObserver()
+        self.fetch = fetch
+
+    @contextlib.contextmanager
+    def request(self, endpoint: str, *, record: Any = None, request_id: str | None = None, cancel=None,
+                language: str = "en", identity: str = "") -> Iterator[Request]:
+        """One request: yields a `Request`. On the way out its images are given back, each model's work counted,
+        and one access-log line written with its status (an error's own: 400, 413, 499, 504 ...). `record`: the
+        door's own record when it made one (the JSON API's middleware does, for its request id)."""
+        with contextlib.ExitStack() as stack:
+            if record is None:
+                record = stack.enter_context(self.observer.request(endpoint, request_id))
+            context = RequestContext(timeout=self.config.request_timeout, cancel=cancel,
+                                     request_id=record.request_id, language=language,
+                                     cache_scope=cache_scope(self.config, identity))
+            request = Request(self, context, record)
+            try:
+                yield request
+            except EXPECTED_ERRORS as error:
+                record.status = error.status
+                raise
+            finally:
+                context.close()
+                stats = []
+                for scorer, used in context.calls:
+                    name = self.models.name_of(scorer)
+                    self.observer.scored(name, used.stats)
+                    stats.append(used.stats)
+                if stats:
+                    record.fields.update(model=",".join(self.models.name_of(s) for s, _ in context.calls),
+                                         tokens=sum(s.tokens for s in stats), cached=sum(s.cached for s in stats),
+                                         scored=sum(s.scored for s in stats))

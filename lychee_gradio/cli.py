@@ -223,7 +223,8 @@ def _interrupt(signum, frame) -> None:
 def serve(args: argparse.Namespace, *, share: bool) -> int:
     from . import app
     from .engine.weights import ModelLoadError
-    from .serving import server, telemetry
+    from .serving import telemetry
+    from .ui import gradio_compat
 
     telemetry.configure_logging(args.log_format)
     if args.check:
@@ -264,7 +265,7 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     url = running.url
     if share:
         try:
-            url = server.open_share_link(running)
+            url = gradio_compat.open_share_link(running.port)
             running.allow_host(url)  # the link's host: the tunnel forwards requests with it
         except Exception as error:  # noqa: BLE001 - the tunnel fails in many ways; all mean "no link"
             running.close()

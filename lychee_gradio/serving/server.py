@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import socket
 import threading
 import time
@@ -313,10 +312,3 @@ class RunningServer:
         self._server.should_exit = True
         self._thread.join(10)
         self._socket.close()
-
-
-def open_share_link(server: RunningServer) -> str:
-    """A temporary public URL through Gradio's share servers (needs internet access)."""
-    from gradio import networking
-
-    return networking.setup_tunnel("127.0.0.1", server.port, secrets.token_urlsafe(32), None, None)

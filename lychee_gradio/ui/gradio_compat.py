@@ -11,8 +11,22 @@ routes are open without the API key (the login page and its assets).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio.context import LocalContext
+from gradio.i18n import I18nData
+from gradio.routes import App
+
+from ..contract import NullObserver, Observer
+from .translations import TRANSLATIONS, language, text
+
+ENGLISH = TRANSLATIONS["en"]
 
 GRADIO_CHECKED = "6.31"
 
@@ -108,3 +122,251 @@ def template_component(component: type) -> None:
     """A subclass of a Gradio component that the frontend draws as its parent (`is_template`): Gradio otherwise
     looks for a custom component's own frontend files, which the app does not have."""
     component.is_template = True
+
+
+# -- the page's Blocks: file inputs checked before Gradio reads them ----------------------------------------------
+
+
+def files_of(value: Any) -> list[dict]:
+    """Every file a component's input value names (FileData-like dicts, at any depth)."""
+    if isinstance(value, dict):
+        found = [value] if ("path" in value or "url" in value or "meta" in value) else []
+        return found + [f for item in value.values() if isinstance(item, (dict, list)) for f in files_of(item)]
+    if isinstance(value, list):
+        return [f for item in value for f in files_of(item)]
+    return []
+
+
+def uploaded(path: Any) -> bool:
+    """Whether `path` (symlinks followed) is a file this server received as an upload: in Gradio's
+    upload folder, where the page's examples (the app's sample files) are cached too."""
+    from gradio.utils import get_upload_folder
+
+    if not isinstance(path, str) or not path or "://" in path or path.startswith("data:") or "\0" in path:
+        return False
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(get_upload_folder()))
+
+
+class Page(gr.Blocks):
+    """The app's Blocks (overrides `Blocks.preprocess_data`, Gradio 6.31): every file input of every event is
+    checked before Gradio touches it.
+
+    A file input must name a file that was uploaded to this server (or an example's cached copy): a
+    path anywhere else on the server, a URL, or inline data (a data URL, which Gradio would decode
+    before any limit is checked) is refused with one message naming the input, whether or not such
+    a file exists, before Gradio would copy it into its cache (and serve it back). This is the one
+    place every file input passes (page, gradio_client, /gradio_api/*); Gradio itself applies the
+    same rule only to apps it launched, and this app is mounted (`PageApp.mount` turns Gradio's on
+    too). A value Gradio cannot read (a wrong type, missing arguments) gets one message naming the
+    input, not a stack trace.
+    """
+
+    observer: Observer = NullObserver()  # where a refused call is counted and logged (one WARNING line)
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
+        request = LocalContext.request.get(None)
+        lang = language(request.headers.get("accept-language") if request is not None else None)
+        for block, value in zip(block_fn.inputs, inputs or []):
+            if any(not uploaded(file.get("path")) for file in files_of(value)):
+                self._refused(block_fn, "not an upload")
+                raise gr.Error(text("error_not_uploaded", lang, input=label_of(block, lang)), title=text("error_title", lang),
+                               print_exception=False)
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except gr.Error as error:  # Gradio's own check of a value (a slider's range, a file's type): said as it is
+            self._refused(block_fn, str(error))
+            raise gr.Error(str(error), title=text("error_title", lang), print_exception=False) from None
+        except Exception:  # noqa: BLE001 - the caller sent something Gradio cannot read: say where
+            self._refused(block_fn, "unreadable values")
+            names = ", ".join(label_of(block, lang) for block in block_fn.inputs if not getattr(block, "stateful", False))
+            raise gr.Error(text("error_bad_arguments", lang, inputs=names), title=text("error_title", lang),
+                           print_exception=False) from None
+
+    def _refused(self, block_fn, why: str) -> None:
+        """A caller's mistake caught before the handler ran: one access-log line (status 400), no traceback."""
+        with self.observer.request(f"/{block_fn.api_name}" if block_fn.api_name else "/page") as record:
+            record.status = 400
+            record.fields["refused"] = why[:120]
+
+
+class FreshApiInfo:
+    """(Gradio 6.31's `App.api_info`.) Gradio keeps the first caller's "Use via API" snippets, with the host that caller named; made
+    anew for each request, a forged Host header only reaches the caller who sent it."""
+
+    def __init__(self, app, gradio_app):
+        self.app, self.gradio_app = app, gradio_app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in ("/gradio_api/info", "/gradio_api/openapi.json"):
+            self.gradio_app.api_info = None
+        return await self.app(scope, receive, send)
+
+
+def label_of(block, lang: str) -> str:
+    label = getattr(block, "label", None)
+    return text(label.key, lang) if isinstance(label, I18nData) else str(label or type(block).__name__)
+
+
+
+
+# -- labels, examples and the API page ----------------------------------------------------------------------------
+
+
+def label_key(label) -> str | None:
+    """The translation key of a `gr.I18n` label (Gradio 6.31's `I18nData.key`), or None."""
+    return label.key if isinstance(label, I18nData) else None
+
+
+def clear_unset_on_example(found) -> None:
+    """When an example is chosen, clear the boxes it leaves unset (Gradio 6.31's `Examples.inputs_with_examples`
+    and `load_input_event`): Gradio otherwise keeps what they held, e.g. an image uploaded before."""
+    unset = [box for box in found.inputs if box not in found.inputs_with_examples]
+    if unset:
+        found.load_input_event.then(lambda: [None] * len(unset) if len(unset) > 1 else None, None, unset,
+                                    queue=False, api_visibility="private", show_progress="hidden")
+
+
+def english(value: Any) -> Any:
+    """A label as the API page should print it: translated labels travel as objects (shown as
+    "[object Object]" there, or as "__i18n__{...}" text); they become their English text."""
+    if isinstance(value, I18nData):
+        return ENGLISH.get(value.key, value.key)
+    if isinstance(value, str) and value.startswith("__i18n__"):
+        try:
+            value = json.loads(value[len("__i18n__"):])
+        except ValueError:
+            return value
+    if isinstance(value, dict) and "translation_metadata" in (value.get("_type"), value.get("__type__")):
+        return ENGLISH.get(value.get("key"), value.get("key"))
+    return value
+
+
+def readable_api_info(demo: gr.Blocks) -> None:
+    """Make "Use via API" readable (wraps `Blocks.get_api_info`, Gradio 6.31): English parameter and output
+    labels instead of "[object Object]"."""
+    original = demo.get_api_info
+
+    def get_api_info(*args, **kwargs):
+        info = original(*args, **kwargs)
+        for endpoint in (info or {}).get("named_endpoints", {}).values():
+            for entry in endpoint.get("parameters", []) + endpoint.get("returns", []):
+                entry["label"] = english(entry.get("label"))
+        return info
+
+    demo.get_api_info = get_api_info
+
+
+# -- mounting, the share link ---------------------------------------------------------------------------------------
+
+
+def mount(app, blocks, **options):
+    """`gr.mount_gradio_app(app, blocks, path="/", **options)`, and the mounted Gradio app (`routes.App`: its
+    tokens, its api_info). A mounted app counts as "not launched" for Gradio, which then skips its own rule
+    that file inputs must be uploads; `Page` checks that itself, and `has_launched` turns Gradio's on too."""
+    app = gr.mount_gradio_app(app, blocks, path="/", **options)
+    blocks.has_launched = True
+    gradio_app = next(route.app for route in app.routes if isinstance(getattr(route, "app", None), App))
+    return app, gradio_app
+
+
+def open_share_link(port: int) -> str:
+    """A temporary public URL through Gradio's share servers (`networking.setup_tunnel`, Gradio 6.31; needs
+    internet access)."""
+    import secrets
+
+    from gradio import networking
+
+    return networking.setup_tunnel("127.0.0.1", port, secrets.token_urlsafe(32), None, None)
+
+
+# -- Gradio's own words, on a Chinese page --------------------------------------------------------------------------
+
+
+# Gradio's own words that gr.I18n does not reach (its aria labels and tooltips, the footer's "Runs", a toast's
+# default title), in Chinese; a browser whose language is Chinese gets them through the script below, as
+# Gradio's own translations are picked (navigator.language).
+GRADIO_WORDS_ZH = {
+    "Click to upload or drop files": "点击上传或拖放文件", "Close": "关闭", "Empty value": "空值",
+    "File upload": "文件上传", "More tabs": "更多标签页", "Paste from clipboard": "从剪贴板粘贴",
+    "Remove this file": "移除此文件", "Reset to default value": "恢复默认值", "Upload file": "上传文件",
+    "Capture from camera": "用摄像头拍摄", "Gradio footer navigation": "Gradio 页脚导航",
+    "View runs saved in this browser": "查看此浏览器中保存的运行记录", "Runs": "运行记录", "Error": "错误",
+    "Warning": "提示", "Clear": "清除", "Download": "下载", "Fullscreen": "全屏", "Share": "分享",
+}
+GRADIO_PATTERNS_ZH = [["^number input for (.+)$", "$1 的数字输入"], ["^range slider for (.+)$", "$1 的滑块"]]
+
+
+def head_script(examples: dict) -> str:
+    """The page's <head> script, with Gradio's words in Chinese and the examples' labels in both languages."""
+    words = json.dumps({"zh": GRADIO_WORDS_ZH, "patterns": GRADIO_PATTERNS_ZH, "examples": examples},
+                       ensure_ascii=False)
+    return HEAD_TEMPLATE.replace("__WORDS__", words)
+
+
+# Ctrl+Enter (Cmd+Enter on a Mac) runs the open tab: the one run button that is on screen. Example labels
+# (Gradio prints them as given, both languages) show the browser's half; on a Chinese page, Gradio's own
+# English words are put in Chinese as they appear.
+HEAD_TEMPLATE = """
+<script>
+(() => {
+  const WORDS = __WORDS__;
+  const zh = (navigator.language || "").toLowerCase().startsWith("zh");
+  const lang = zh ? "zh" : "en";
+  const say = (value) => {
+    if (!zh || !value) return null;
+    const trimmed = value.trim();
+    if (WORDS.zh[trimmed]) return WORDS.zh[trimmed];
+    for (const [pattern, replacement] of WORDS.patterns) {
+      const found = new RegExp(pattern);
+      if (found.test(trimmed)) return trimmed.replace(found, replacement);
+    }
+    return null;
+  };
+  const translate = (root) => {
+    for (const element of root.querySelectorAll ? root.querySelectorAll("[aria-label], [title]") : []) {
+      for (const name of ["aria-label", "title"]) {
+        const said = say(element.getAttribute(name));
+        if (said) element.setAttribute(name, said);
+      }
+    }
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      const text = node.textContent.trim();
+      if (!text) continue;
+      // Gradio may cut a long example label short ("..."): it is then known by its beginning.
+      const cut = text.endsWith("...") ? text.slice(0, -3) : text.endsWith("…") ? text.slice(0, -1) : null;
+      const label = WORDS.examples[text] ? text
+        : cut ? Object.keys(WORDS.examples).find((known) => known.startsWith(cut)) : null;
+      if (label) { node.textContent = WORDS.examples[label][lang]; continue; }
+      if (node.parentElement && node.parentElement.closest("textarea, .prose, .md, code, pre")) continue;
+      const said = say(text);
+      if (said) node.textContent = said;
+    }
+  };
+  const start = () => {
+    translate(document.body);
+    new MutationObserver((changes) => {
+      for (const change of changes) {
+        if (change.type === "attributes") translate(change.target.parentNode || change.target);
+        for (const added of change.addedNodes) translate(added.nodeType === 1 ? added : added.parentNode || document.body);
+      }
+    }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label", "title"]});
+  };
+  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
+})();
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+  for (const id of ["score-button", "rerank-button", "rank-button", "compare-button", "eval-button"]) {
+    const button = document.getElementById(id);
+    if (button && button.offsetParent !== null && !button.disabled) {
+      event.preventDefault();
+      button.click();
+      return;
+    }
+  }
+});
+</script>
+"""
+
+

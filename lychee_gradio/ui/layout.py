@@ -7,12 +7,10 @@ build their tabs from; `page.py` puts the tabs together.
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Callable
 
 import gradio as gr
-from gradio.i18n import I18nData
 
 from ..presets import INSTRUCTION_PRESETS
 from ..registry import ModelSet
@@ -64,20 +62,6 @@ CSS = """
 }
 """
 
-# Gradio's own words that gr.I18n does not reach (its aria labels and tooltips, the footer's "Runs", a toast's
-# default title), in Chinese; a browser whose language is Chinese gets them through the script below, as
-# Gradio's own translations are picked (navigator.language).
-GRADIO_WORDS_ZH = {
-    "Click to upload or drop files": "点击上传或拖放文件", "Close": "关闭", "Empty value": "空值",
-    "File upload": "文件上传", "More tabs": "更多标签页", "Paste from clipboard": "从剪贴板粘贴",
-    "Remove this file": "移除此文件", "Reset to default value": "恢复默认值", "Upload file": "上传文件",
-    "Capture from camera": "用摄像头拍摄", "Gradio footer navigation": "Gradio 页脚导航",
-    "View runs saved in this browser": "查看此浏览器中保存的运行记录", "Runs": "运行记录", "Error": "错误",
-    "Warning": "提示", "Clear": "清除", "Download": "下载", "Fullscreen": "全屏", "Share": "分享",
-}
-GRADIO_PATTERNS_ZH = [["^number input for (.+)$", "$1 的数字输入"], ["^range slider for (.+)$", "$1 的滑块"]]
-
-
 def example_words() -> dict[str, dict[str, str]]:
     """Each bilingual example label (`both`) with its English and Chinese halves."""
     return {both(key): {"en": TRANSLATIONS["en"][key], "zh": TRANSLATIONS["zh"][key]}
@@ -85,77 +69,8 @@ def example_words() -> dict[str, dict[str, str]]:
 
 
 def head() -> str:
-    """The page's <head> script, with the words it needs."""
-    words = json.dumps({"zh": GRADIO_WORDS_ZH, "patterns": GRADIO_PATTERNS_ZH, "examples": example_words()},
-                       ensure_ascii=False)
-    return HEAD_TEMPLATE.replace("__WORDS__", words)
-
-
-# Ctrl+Enter (Cmd+Enter on a Mac) runs the open tab: the one run button that is on screen. Example labels
-# (Gradio prints them as given, both languages) show the browser's half; on a Chinese page, Gradio's own
-# English words are put in Chinese as they appear.
-HEAD_TEMPLATE = """
-<script>
-(() => {
-  const WORDS = __WORDS__;
-  const zh = (navigator.language || "").toLowerCase().startsWith("zh");
-  const lang = zh ? "zh" : "en";
-  const say = (value) => {
-    if (!zh || !value) return null;
-    const trimmed = value.trim();
-    if (WORDS.zh[trimmed]) return WORDS.zh[trimmed];
-    for (const [pattern, replacement] of WORDS.patterns) {
-      const found = new RegExp(pattern);
-      if (found.test(trimmed)) return trimmed.replace(found, replacement);
-    }
-    return null;
-  };
-  const translate = (root) => {
-    for (const element of root.querySelectorAll ? root.querySelectorAll("[aria-label], [title]") : []) {
-      for (const name of ["aria-label", "title"]) {
-        const said = say(element.getAttribute(name));
-        if (said) element.setAttribute(name, said);
-      }
-    }
-    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-    let node;
-    while ((node = walker.nextNode())) {
-      const text = node.textContent.trim();
-      if (!text) continue;
-      // Gradio may cut a long example label short ("..."): it is then known by its beginning.
-      const cut = text.endsWith("...") ? text.slice(0, -3) : text.endsWith("…") ? text.slice(0, -1) : null;
-      const label = WORDS.examples[text] ? text
-        : cut ? Object.keys(WORDS.examples).find((known) => known.startsWith(cut)) : null;
-      if (label) { node.textContent = WORDS.examples[label][lang]; continue; }
-      if (node.parentElement && node.parentElement.closest("textarea, .prose, .md, code, pre")) continue;
-      const said = say(text);
-      if (said) node.textContent = said;
-    }
-  };
-  const start = () => {
-    translate(document.body);
-    new MutationObserver((changes) => {
-      for (const change of changes) {
-        if (change.type === "attributes") translate(change.target.parentNode || change.target);
-        for (const added of change.addedNodes) translate(added.nodeType === 1 ? added : added.parentNode || document.body);
-      }
-    }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label", "title"]});
-  };
-  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
-})();
-document.addEventListener("keydown", (event) => {
-  if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
-  for (const id of ["score-button", "rerank-button", "rank-button", "compare-button", "eval-button"]) {
-    const button = document.getElementById(id);
-    if (button && button.offsetParent !== null && !button.disabled) {
-      event.preventDefault();
-      button.click();
-      return;
-    }
-  }
-});
-</script>
-"""
+    """The page's <head> script (gradio_compat.HEAD_TEMPLATE), with the words it needs."""
+    return gradio_compat.head_script(example_words())
 
 
 class ImageBox(gr.Image):
@@ -273,7 +188,7 @@ def checked(box: gr.components.Component, words: str | None = None) -> gr.compon
     """Uploads to an image box are checked as they arrive: a file that is not an image is named at once, box
     and file, in the words a run would use (`words`: the run's message for this box, with {name} and
     {reason}); the run itself then says the same."""
-    key = box.label.key if isinstance(box.label, I18nData) else None
+    key = gradio_compat.label_key(box.label)
 
     def readable(path) -> bool:
         from PIL import UnidentifiedImageError
@@ -313,10 +228,7 @@ def examples(rows: list[list], inputs: list, label_keys: list[str]) -> gr.Exampl
     """A tab's examples. An example sets every box it lists: a box left empty in every example (Gradio then
     leaves it as it is, e.g. an image uploaded before) is cleared when an example is chosen."""
     found = gr.Examples(rows, inputs, label=I18N("examples"), example_labels=[both(key) for key in label_keys])
-    unset = [box for box in found.inputs if box not in found.inputs_with_examples]
-    if unset:
-        found.load_input_event.then(lambda: [None] * len(unset) if len(unset) > 1 else None, None, unset,
-                                    queue=False, api_visibility="private", show_progress="hidden")
+    gradio_compat.clear_unset_on_example(found)
     return found
 
 
@@ -326,30 +238,3 @@ def both(key: str) -> str:
     return english if english == chinese else f"{english} · {chinese}"
 
 
-def english(value: Any) -> Any:
-    """A label as the API page should print it: translated labels travel as objects (shown as
-    "[object Object]" there, or as "__i18n__{...}" text); they become their English text."""
-    if isinstance(value, I18nData):
-        return TRANSLATIONS["en"].get(value.key, value.key)
-    if isinstance(value, str) and value.startswith("__i18n__"):
-        try:
-            value = json.loads(value[len("__i18n__"):])
-        except ValueError:
-            return value
-    if isinstance(value, dict) and "translation_metadata" in (value.get("_type"), value.get("__type__")):
-        return TRANSLATIONS["en"].get(value.get("key"), value.get("key"))
-    return value
-
-
-def readable_api_info(demo: gr.Blocks) -> None:
-    """Make "Use via API" readable: English parameter and output labels instead of "[object Object]"."""
-    original = demo.get_api_info
-
-    def get_api_info(*args, **kwargs):
-        info = original(*args, **kwargs)
-        for endpoint in (info or {}).get("named_endpoints", {}).values():
-            for entry in endpoint.get("parameters", []) + endpoint.get("returns", []):
-                entry["label"] = english(entry.get("label"))
-        return info
-
-    demo.get_api_info = get_api_info

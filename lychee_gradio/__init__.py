@@ -35,8 +35,17 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from .contract import (InputError, Item, LycheeError, PairScore, RequestContext, RerankResult, ScoringCancelledError,
-                           ScoringOutOfMemoryError, ScoringTimeoutError)
+    from .contract import (
+        InputError,
+        Item,
+        LycheeError,
+        PairScore,
+        RequestContext,
+        RerankResult,
+        ScoringCancelledError,
+        ScoringOutOfMemoryError,
+        ScoringTimeoutError,
+    )
     from .engine.memory import WontFitError
     from .engine.prompt import SYSTEM_PROMPT
     from .engine.scorer import LycheeScorer

@@ -302,7 +302,8 @@ def evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .engine.weights import ModelLoadError
-    from .evaluation import BadLine, evaluate as run_evaluation, load_queries, report_table
+    from .evaluation import BadLine, load_queries, report_table
+    from .evaluation import evaluate as run_evaluation
     from .registry import ModelSet
 
     if not args.data.is_file():
@@ -326,7 +327,7 @@ def evaluate(args: argparse.Namespace) -> int:
     options = {"instruction": args.instruction, "skip_bad": args.skip_bad, "skipped": skipped,
                "limits": Limits(max_documents=1_000_000)}
     with tqdm(total=len(queries) * len(models), desc="scoring", unit="query", file=sys.stderr) as bar:
-        progress = lambda done, total: bar.update(1)  # noqa: E731
+        progress = lambda done, total: bar.update(1)
         try:
             report = run_evaluation(dict(zip(models.names, models.scorers)), queries, args.k, on_progress=progress,
                                     **options)

@@ -389,7 +389,8 @@ def status_of(error: BaseException) -> int:
 
 @runtime_checkable
 class Scorer(Protocol):
-    """What every door needs of a scorer: the local engine (`engine.scorer.LycheeScorer`) and the Ray front end (`serving.cluster.RayScorer`) both are one."""
+    """What every door needs of a scorer: the local engine (`engine.scorer.LycheeScorer`) and the Ray front end
+    (`serving.cluster.RayScorer`) both are one."""
 
     model_name: str
     max_pixels: int

@@ -14,7 +14,6 @@ from typing import Any, Iterable
 
 from .contract import InputError
 
-
 RANDOM_PREFIX = "random-"  # `--demo`'s random models are served under folder names that start so
 
 

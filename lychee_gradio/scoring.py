@@ -18,12 +18,28 @@ from typing import Any, Callable, Hashable, Sequence
 
 from PIL import Image
 
-from .contract import (InputError, Item, PairScore, ProgressCallback, RequestContext, RerankResult, ScoreStats,
-                       ScoringCancelledError, ScoringTimeoutError)
+from .contract import (
+    InputError,
+    Item,
+    PairScore,
+    ProgressCallback,
+    RequestContext,
+    RerankResult,
+    ScoreStats,
+    ScoringCancelledError,
+    ScoringTimeoutError,
+)
 from .explain import DEFAULT_GRID, DEFAULT_SEGMENTS, MAX_GRID, MAX_SEGMENTS, whole_number
 from .families import ModelFamily
-from .inputs import (RETURN_MEMORY_AFTER_PIXELS, ImageRules, image_pixels, resolve_instruction, return_memory,
-                     to_item, to_items)
+from .inputs import (
+    RETURN_MEMORY_AFTER_PIXELS,
+    ImageRules,
+    image_pixels,
+    resolve_instruction,
+    return_memory,
+    to_item,
+    to_items,
+)
 from .ranking import best_first, check_top_n
 
 # -- content hashes ------------------------------------------------------------------------------------

@@ -21,8 +21,16 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from .contract import (EXPECTED_ERRORS, InputError, Item, NullObserver, Observer, PairScore, RequestContext,
-                       ScoringCancelledError)
+from .contract import (
+    EXPECTED_ERRORS,
+    InputError,
+    Item,
+    NullObserver,
+    Observer,
+    PairScore,
+    RequestContext,
+    ScoringCancelledError,
+)
 from .explain import DEFAULT_GRID
 from .inputs import admit_images, request_rules, to_item
 from .ranking import best_first, check_top_n

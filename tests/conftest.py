@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lychee_gradio import LycheeScorer
-from lychee_gradio import app
+from lychee_gradio import LycheeScorer, app
 from lychee_gradio.engine.random_model import build_tiny_checkpoint
-from lychee_gradio.settings import Config
-from lychee_gradio.settings import Limits
-
+from lychee_gradio.settings import Config, Limits
 
 ROOT_DIR = Path(__file__).resolve().parent.parent
 ASSETS = Path(__file__).resolve().parent.parent / "lychee_gradio" / "assets"

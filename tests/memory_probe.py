@@ -13,7 +13,6 @@ import base64
 import gc
 import io
 import json
-import sys
 import threading
 import time
 

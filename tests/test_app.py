@@ -10,15 +10,13 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from lychee_gradio.contract import RequestContext
+from lychee_gradio.settings import Limits
 from lychee_gradio.ui.batch import filter_ranking, rerank_view
 from lychee_gradio.ui.forms import parse_documents, verdict
 from lychee_gradio.ui.images import rank_images_view
 from lychee_gradio.ui.single import score_view
 
-from lychee_gradio.settings import Limits
-
-from .conftest import page, CUP, CUPS, CUPS_TEXT, MUG, TUMBLER
-
+from .conftest import CUP, CUPS, CUPS_TEXT, MUG, TUMBLER, page
 
 # -- views ----------------------------------------------------------------------------------------
 

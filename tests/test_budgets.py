@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import LycheeScorer, app
-from lychee_gradio.settings import Config, Limits
+from lychee_gradio.settings import Config
 
 from .test_doors import image_host  # noqa: F401 - a fixture
 

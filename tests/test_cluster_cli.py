@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("ray", reason="Ray Serve is the cluster extra: pip install -e '.[cluster]'")
 
-from .conftest import CUPS, free_port, served_command  # noqa: E402
+from .conftest import CUPS, free_port, served_command
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

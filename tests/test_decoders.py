@@ -15,7 +15,7 @@ import pytest
 from PIL import EpsImagePlugin, Image
 
 from lychee_gradio.contract import InputError
-from lychee_gradio.inputs import ImageRules, IMAGE_FORMATS, load_image
+from lychee_gradio.inputs import IMAGE_FORMATS, ImageRules, load_image
 
 from .test_doors import file_data, gradio_call
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import http.server
 import io
 import json
@@ -25,15 +24,14 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from lychee_gradio import app
-from lychee_gradio.ui.evaluate import evaluate_view
-from lychee_gradio.evaluation import BadLine, evaluate, load_queries
-from lychee_gradio.serving.image_urls import FETCHES_PER_CLIENT, public_address
-from lychee_gradio.inputs import Item
-from lychee_gradio.settings import Config
 from lychee_gradio.contract import RequestContext, ScoringCancelledError, ScoringTimeoutError
-from lychee_gradio.settings import Limits
+from lychee_gradio.evaluation import BadLine, load_queries
+from lychee_gradio.inputs import Item
+from lychee_gradio.serving.image_urls import FETCHES_PER_CLIENT, public_address
+from lychee_gradio.settings import Config, Limits
+from lychee_gradio.ui.evaluate import evaluate_view
 
-from .conftest import page, CUP, MUG, TUMBLER
+from .conftest import CUP, MUG, TUMBLER, page
 
 KEY = {"Authorization": "Bearer sekrit"}
 
@@ -210,12 +208,12 @@ def recorder():
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             hits.append(self.path)
             self.send_response(404)
             self.end_headers()
 
-        do_POST = do_GET  # noqa: N815
+        do_POST = do_GET
 
         def log_message(self, *args):
             pass
@@ -313,7 +311,7 @@ def image_host():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, directory=str(Path(CUP).parent), **kwargs)
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             if self.path.startswith("/to/"):
                 _, _, port, name = self.path.split("/", 3)
                 self.send_response(302)

@@ -11,8 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lychee_gradio.contract import (ERRORS, InputError, LycheeError, ScorerBusyError, ScoringCancelledError,
-                                    ScoringOutOfMemoryError, ScoringTimeoutError, status_of)
+from lychee_gradio.contract import (
+    ERRORS,
+    InputError,
+    LycheeError,
+    ScorerBusyError,
+    ScoringCancelledError,
+    ScoringOutOfMemoryError,
+    ScoringTimeoutError,
+    status_of,
+)
 from lychee_gradio.engine.memory import WontFitError
 from lychee_gradio.engine.weights import ModelLoadError
 from lychee_gradio.evaluation import BadLine

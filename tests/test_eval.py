@@ -9,13 +9,12 @@ import sys
 
 import pytest
 
-from lychee_gradio.evaluation import metrics
-from lychee_gradio.ui.evaluate import evaluate_view
 from lychee_gradio.cli import main as lychee
-from lychee_gradio.evaluation import load_queries
+from lychee_gradio.evaluation import load_queries, metrics
 from lychee_gradio.ranking import best_first
+from lychee_gradio.ui.evaluate import evaluate_view
 
-from .conftest import page, ASSETS
+from .conftest import ASSETS, page
 
 SAMPLE = ASSETS / "eval" / "sample.jsonl"
 SAMPLE_ZIP = ASSETS / "eval" / "images.zip"

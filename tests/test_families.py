@@ -11,10 +11,10 @@ from safetensors.torch import load_file, save_file
 
 from lychee_gradio import LycheeScorer, ModelLoadError
 from lychee_gradio.engine import weights
-from lychee_gradio.families import LYCHEE, QWEN3_VL
-from lychee_gradio.inputs import Item
 from lychee_gradio.engine.naive import NaiveScorer
 from lychee_gradio.engine.prompt import SYSTEM_PROMPT
+from lychee_gradio.families import LYCHEE, QWEN3_VL
+from lychee_gradio.inputs import Item
 
 CUSTOM = "Given a product photo, find descriptions of the same product."
 

@@ -24,7 +24,7 @@ from lychee_gradio.settings import Config, Limits
 from lychee_gradio.ui.evaluate import evaluate_view
 
 from .conftest import page
-from .test_doors import file_data, gradio_call
+from .test_doors import gradio_call
 
 
 def png(width: int, height: int) -> bytes:

@@ -15,11 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lychee_gradio import app
+from lychee_gradio import LycheeScorer, app
+from lychee_gradio.contract import ScoreStats, ScoringCancelledError, ScoringTimeoutError
 from lychee_gradio.serving import telemetry
 from lychee_gradio.settings import Config
-from lychee_gradio import LycheeScorer
-from lychee_gradio.contract import RequestContext, ScoreStats, ScoringCancelledError, ScoringTimeoutError
 
 from .conftest import CUPS, MUG, TUMBLER
 

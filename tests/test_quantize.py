@@ -12,7 +12,7 @@ import torch
 from lychee_gradio import LycheeScorer, app
 from lychee_gradio.cli import main as cli_main
 from lychee_gradio.engine import memory, weights
-from lychee_gradio.engine.random_model import build_checkpoint, build_processor
+from lychee_gradio.engine.random_model import build_checkpoint
 from lychee_gradio.engine.weights import ModelLoadError, Runtime, check_quantization, quantized_modules
 from lychee_gradio.settings import Config
 

@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import app
-from lychee_gradio.settings import Config
-from lychee_gradio.settings import Limits
+from lychee_gradio.settings import Config, Limits
 
 from .conftest import CUP, CUPS, MUG
 

@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from lychee_gradio import DEFAULT_INSTRUCTION, RerankResult, ScoringOutOfMemoryError
-from lychee_gradio.inputs import Item
-from lychee_gradio.engine.prompt import SYSTEM_PROMPT
-
 from lychee_gradio.engine.naive import NaiveScorer
+from lychee_gradio.engine.prompt import SYSTEM_PROMPT
+from lychee_gradio.inputs import Item
 
 CUSTOM_INSTRUCTION = "Given a product image and description, decide whether they match."
 

@@ -17,13 +17,12 @@ from gradio_client.exceptions import AppError, AuthenticationError
 from PIL import Image
 
 from lychee_gradio import app
-from lychee_gradio.ui.evaluate import evaluate_view
 from lychee_gradio.engine.encoding import LiteralTokenizer
 from lychee_gradio.evaluation import BadLine, load_queries
-from lychee_gradio.settings import Config
-from lychee_gradio.settings import Limits
+from lychee_gradio.settings import Config, Limits
+from lychee_gradio.ui.evaluate import evaluate_view
 
-from .conftest import page, CUP
+from .conftest import CUP, page
 
 # -- user text is literal text -----------------------------------------------------------------------
 

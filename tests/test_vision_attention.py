@@ -141,7 +141,7 @@ def test_mixed_image_sizes_make_a_bounded_number_of_calls_that_does_not_grow_wit
         with vision_attention.count_attention_calls(model) as calls:
             tower(model, pixels, grid)
         lengths = chunk_lengths(model, grid)
-        for layer, module in enumerate(model.model.visual.blocks):
+        for layer, _module in enumerate(model.model.visual.blocks):
             windowed = family == "qwen2_5_vl" and layer not in model.model.visual.fullatt_block_indexes
             chunks = lengths["window" if windowed else "image"]
             assert calls[layer] == vision_attention.calls_for(chunks) <= vision_attention.call_bound(max(chunks))

@@ -29,8 +29,8 @@ from .engine import format_stability, format_table, run_benchmark, run_stability
 from .explain import format_explain, run_explain
 from .images import format_images, run_images
 from .quantize import format_quantize, run_quantize
-from .vision import format_vision, run_vision
 from .serving import format_serving, run_serving
+from .vision import format_vision, run_vision
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from ..engine.weights import choose_runtime
 from ..families import FAMILIES
 from .common import QUERY_TEXT, cpu_name, synthetic_image, text_documents
 
+
 def run_caches(size: str = "small", device: str = "auto", dtype: str = "auto", docs: int = 32, runs: int = 3,
                photo_size: tuple[int, int] = (1600, 1200), family: str = "qwen2_5_vl") -> dict:
     """What the caches save, each timing a median of `runs`, each "first" run on emptied caches:

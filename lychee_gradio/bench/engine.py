@@ -14,6 +14,7 @@ from ..engine.weights import choose_runtime
 from ..families import FAMILIES
 from .common import cpu_name, scenarios, time_path
 
+
 def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto", docs: int = 64,
                   runs: int = 3, attn_implementation: str = "auto", max_pixels: int | None = None,
                   family: str = "qwen2_5_vl") -> dict:

@@ -14,6 +14,7 @@ from ..engine.random_model import build_processor
 from ..engine.scorer import LycheeScorer
 from .common import QUERY_TEXT, cpu_name, drive_clients, load_summary, synthetic_image, text_documents
 
+
 def _serving_requests(tokenizer, count: int = 24) -> list[dict]:
     """/v1/rerank bodies: text and image queries alternating, 8 to 16 text documents each."""
     import base64
@@ -132,7 +133,8 @@ def format_serving(report: dict) -> str:
     rows = report["configurations"]
     lines = [f"model: random {report['model_size']}, {report['cores']} cores ({report['cpu']}), {report['clients']} "
              f"concurrent clients for {report['seconds']:.0f} s, /v1/rerank with 8-16 documents, text and image queries",
-             "", "| server | requests/s | pairs/s | p50 latency | p95 latency | errors |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "", "| server | requests/s | pairs/s | p50 latency | p95 latency | errors |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name in names:
         r = rows[name]
         lines.append(f"| {name} | {r['requests_per_second']:.2f} | {r['pairs_per_second']:.1f} | "

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 from tokenizers import Tokenizer
 
-from ..families import LYCHEE
 from ..contract import InputError, Item
+from ..families import LYCHEE
 from .prompt import build_messages
 
 MIN_PIXELS = LYCHEE.min_pixels

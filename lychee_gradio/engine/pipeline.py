@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import queue
 import threading
-
 from typing import Callable
 
 from ..contract import PairScore, ProgressCallback, RequestContext, ScoringCancelledError, ScoringTimeoutError

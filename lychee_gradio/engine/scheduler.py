@@ -43,9 +43,15 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from ..contract import (
+    PairScore,
+    ProgressCallback,
+    RequestContext,
+    ScoringCancelledError,
+    ScoringOutOfMemoryError,
+    ScoringTimeoutError,
+)
 from ..scoring import Counter
-from ..contract import (PairScore, ProgressCallback, RequestContext, ScoringCancelledError, ScoringOutOfMemoryError,
-                        ScoringTimeoutError)
 from .encoding import EncodedPair, shared_prefix_length
 
 logger = logging.getLogger(__name__)
@@ -261,7 +267,7 @@ class Scheduler:
                 job.in_pass = True
         try:
             self._run(rows)
-        except Exception as error:  # noqa: BLE001 - a bug here must not leave requests waiting forever
+        except Exception as error:
             logger.exception("the scheduler failed a pass")
             self._fail(list(dict.fromkeys(job for job, _ in rows)), error)
         finally:

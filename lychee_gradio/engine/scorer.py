@@ -31,8 +31,14 @@ from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder, shared_prefix_length
 from .pipeline import pipelined
 from .scheduler import Scheduler
-from .weights import (choose_runtime, default_model, load_model_and_processor, resolve_model_dir, split_precision,
-                      weights_bytes)
+from .weights import (
+    choose_runtime,
+    default_model,
+    load_model_and_processor,
+    resolve_model_dir,
+    split_precision,
+    weights_bytes,
+)
 
 logger = logging.getLogger(__name__)
 

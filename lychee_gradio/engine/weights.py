@@ -133,7 +133,7 @@ def download_model(model_id: str) -> Path:
                     model_id)
         try:
             return Path(_modelscope_snapshot_download(model_id))
-        except Exception as error:  # noqa: BLE001 - modelscope raises many types; all mean the same here
+        except Exception as error:
             raise ModelLoadError(
                 f"{model_id!r} is not a local folder and cannot be downloaded from ModelScope: {error}. "
                 f"Check the id. {_local_folder_hint(model_id)}"
@@ -290,7 +290,7 @@ def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | Non
             output_loading_info=True,
             **extra,
         )
-    except Exception as error:  # noqa: BLE001 - transformers raises many types for a bad checkpoint
+    except Exception as error:
         raise ModelLoadError(f"cannot load a {family.name} checkpoint ({family.model_class}) from {folder}: "
                              f"{error}") from error
     if quantize:

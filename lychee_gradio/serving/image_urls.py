@@ -33,6 +33,7 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
+
 import httpx
 
 from ..contract import InputError, WordedError

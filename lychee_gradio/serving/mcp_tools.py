@@ -133,7 +133,7 @@ class McpTools:
                     raise InputError(None, "invalid", reason=f"tool {name}: bad arguments ({error})") from None
         except EXPECTED_ERRORS as error:
             raise RuntimeError(json.dumps(error.as_dict(), ensure_ascii=False)) from None
-        except Exception as error:  # noqa: BLE001 - the details go to the log, never to the caller
+        except Exception as error:
             logger.error("MCP tool %s failed", name, exc_info=error)
             raise RuntimeError(json.dumps(LycheeError(None, "internal").as_dict())) from None
 

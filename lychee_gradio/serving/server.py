@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .. import __version__
 from ..registry import ModelSet
@@ -90,7 +90,7 @@ class Readiness:
         try:
             for scorer in self.models.scorers:
                 scorer.score("warm-up", ["ready"])
-        except Exception as error:  # noqa: BLE001 - reported by /ready, logged here
+        except Exception as error:
             self.problem = f"warm-up failed: {type(error).__name__}"
             logger.error("the warm-up pair failed", exc_info=error)
             return

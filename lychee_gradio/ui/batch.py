@@ -9,8 +9,18 @@ import gradio as gr
 from ..contract import Scorer
 from .downloads import ranking_downloads
 from .forms import above, cell, document_items, hidden_note, move, preview, rerank_page, stopped_note, verdict
-from .layout import (I18N, MODEL_WORK, asset_image, asset_text, checked, examples, query_column, run_buttons,
-                     swipe_hint, wire)
+from .layout import (
+    I18N,
+    MODEL_WORK,
+    asset_image,
+    asset_text,
+    checked,
+    examples,
+    query_column,
+    run_buttons,
+    swipe_hint,
+    wire,
+)
 from .translations import text
 from .why import show_maps, why_panel
 

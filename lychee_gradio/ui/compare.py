@@ -10,9 +10,9 @@ from ..contract import Scorer
 from ..evaluation.metrics import kendall_tau, top_k_overlap
 from ..ranking import best_first
 from ..registry import ModelSet
-from .forms import cell, document_items, preview, verdict
-from .layout import I18N, ImageBox, MODEL_WORK, asset_text, checked, examples, run_buttons, swipe_hint, wire
 from .batch import result_choices
+from .forms import cell, document_items, preview, verdict
+from .layout import I18N, MODEL_WORK, ImageBox, asset_text, checked, examples, run_buttons, swipe_hint, wire
 from .translations import text
 from .why import show_maps, why_panel
 

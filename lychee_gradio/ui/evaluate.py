@@ -5,16 +5,16 @@ from __future__ import annotations
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
 from types import SimpleNamespace
+from typing import Any, Callable
 
 import gradio as gr
 
+from .. import evaluation
 from ..contract import InputError, ScoringCancelledError, ScoringTimeoutError
 from ..settings import Limits
-from .. import evaluation
 from .downloads import write_downloads
-from .forms import ASSETS_DIR, cell, PageError
+from .forms import ASSETS_DIR, PageError, cell
 from .layout import I18N, examples, run_buttons, swipe_hint, wire
 from .translations import reason, text
 

@@ -190,7 +190,8 @@ class Page(gr.Blocks):
 
 
 class FreshApiInfo:
-    """(Gradio 6.31's `App.api_info`.) Gradio keeps the first caller's "Use via API" snippets, with the host that caller named; made
+    """(Gradio 6.31's `App.api_info`.) Gradio keeps the first caller's "Use via API" snippets, with the host that
+    caller named; made
     anew for each request, a forged Host header only reaches the caller who sent it."""
 
     def __init__(self, app, gradio_app):

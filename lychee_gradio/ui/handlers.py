@@ -13,14 +13,14 @@ status in the metrics and no traceback in the log.
 from __future__ import annotations
 
 import contextlib
-import time
 import threading
+import time
 from types import SimpleNamespace
 
 import gradio as gr
 
-from ..explain import DEFAULT_GRID
 from ..contract import EXPECTED_ERRORS, LycheeError, NullObserver, Observer
+from ..explain import DEFAULT_GRID
 from ..registry import ModelSet
 from ..service import Service
 from ..settings import Config

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Callable
 from types import SimpleNamespace
+from typing import Callable
 
 import gradio as gr
 
 from ..contract import Scorer
 from .downloads import ranking_downloads
-from .forms import (ASSETS_DIR, PageError, Wording, above, query_values, read_page, rerank_page, stopped_note,
-                    upload_name, verdict)
+from .forms import (
+    ASSETS_DIR,
+    PageError,
+    Wording,
+    above,
+    query_values,
+    read_page,
+    rerank_page,
+    stopped_note,
+    upload_name,
+    verdict,
+)
 from .layout import I18N, MODEL_WORK, checked, examples, query_column, run_buttons, wire
 from .translations import text
 from .why import show_maps, why_panel

@@ -21,10 +21,10 @@ from ..contract import NullObserver, Observer
 from ..registry import ModelSet, is_random
 from ..settings import Config
 from . import downloads, gradio_compat
-from .gradio_compat import Page
 from .batch import batch_tab
 from .compare import compare_tab
 from .evaluate import evaluate_tab
+from .gradio_compat import Page
 from .handlers import make_handlers
 from .images import images_tab
 from .layout import CSS, I18N, head, instruction_row

@@ -9,7 +9,7 @@ import gradio as gr
 from ..contract import Scorer
 from ..explain import DEFAULT_GRID, MAX_GRID
 from .forms import pair_items, verdict
-from .layout import I18N, ImageBox, MODEL_WORK, asset_image, checked, examples
+from .layout import I18N, MODEL_WORK, ImageBox, asset_image, checked, examples
 from .why import show_maps, why_panel
 
 

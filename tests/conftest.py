@@ -58,6 +58,15 @@ def served_command(command: list[str], *, cwd: Path = ROOT_DIR, env: dict | None
             process.wait(timeout=30)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def servers_stop_at_once():
+    """The test servers stop without waiting for open connections (gradio_client's heartbeats keep some)."""
+    from lychee_gradio.serving.server import RunningServer
+
+    RunningServer.shutdown_grace = 0.0
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-lychee"))

@@ -94,6 +94,7 @@ def test_a_request_whose_url_is_refused_leaves_no_fetch_of_it_running(fetching_a
     assert active[0] == 0
 
 
+@pytest.mark.slow
 def test_one_caller_looping_slow_urls_leaves_fetch_slots_for_another(fetching_app, counting_drip, image_host):
     port, _ = counting_drip
     slow = {"query": "q", "documents": [{"image": f"http://127.0.0.1:{port}/{i}.png"} for i in range(40)]}
@@ -153,11 +154,11 @@ def png_b64(width: int, height: int) -> str:
 
 
 def test_an_explanation_over_the_variant_budget_is_413_before_any_scoring(live_app):
-    pair = {"query": {"image": png_b64(1000, 1000)}, "document": {"image": png_b64(1000, 1000)}, "grid": 16}
+    pair = {"query": {"image": png_b64(600, 600)}, "document": {"image": png_b64(600, 600)}, "grid": 16}
     answer = httpx.post(f"{live_app}v1/explain", json=pair, timeout=30)
     assert answer.status_code == 413 and answer.json()["field"] == "grid"
     assert "512 changed pairs" in answer.json()["message"] and "256" in answer.json()["message"]
-    assert httpx.post(f"{live_app}v1/explain", json={**pair, "grid": 4}, timeout=120).status_code == 200
+    assert httpx.post(f"{live_app}v1/explain", json={**pair, "grid": 2}, timeout=120).status_code == 200
 
 
 def test_an_explanation_of_a_huge_text_is_413_naming_it(live_app):
@@ -207,6 +208,7 @@ def test_a_caller_never_hits_the_cache_with_another_callers_pair_unless_the_oper
     assert (own, other) == (own_repeat, other_repeat)
 
 
+@pytest.mark.slow
 def test_two_page_sessions_do_not_share_cached_scores(cached_scorer):
     from gradio_client import Client
 

@@ -34,6 +34,7 @@ def alive_at_exit(result: subprocess.CompletedProcess) -> list[str]:
     return json.loads(line[len("ALIVE "):])
 
 
+@pytest.mark.slow
 def test_a_script_that_scored_images_leaves_no_model_thread_running_at_exit(tiny_model_dir):
     result = run_script(tiny_model_dir)
     assert result.returncode == 0, result.stderr[-2000:]

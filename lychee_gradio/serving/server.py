@@ -242,6 +242,8 @@ class RunningServer:
     use is a clear error before any work starts.
     """
 
+    shutdown_grace = 5.0  # seconds the requests in flight get to finish when the server stops
+
     def __init__(self, app: FastAPI, host: str, port: int):
         self._bind(host, port)
         self._serve(app)
@@ -277,7 +279,7 @@ class RunningServer:
         self.app = app
         timeout = getattr(getattr(app, "state", None), "header_timeout", None) or HEADER_TIMEOUT
         protocol = type("Protocol", (HeaderTimeoutProtocol,), {"header_timeout": timeout})
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, http=protocol)
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=self.shutdown_grace, http=protocol)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
         self._thread.start()
@@ -309,6 +311,7 @@ class RunningServer:
             self._thread.join(0.5)
 
     def close(self) -> None:
+        self._server.config.timeout_graceful_shutdown = self.shutdown_grace
         self._server.should_exit = True
         self._thread.join(10)
         self._socket.close()

@@ -1,4 +1,4 @@
-"""The README's code blocks run as written, against a live server with the tiny model.
+"""The code blocks of the README and of docs/*.md run as written, against a live server with the tiny model.
 
 Each bash and python block runs in a fresh process from a folder that holds the repository's
 `lychee_gradio/` (so relative paths such as `lychee_gradio/assets/images/...` resolve as they do
@@ -26,13 +26,17 @@ from lychee_gradio.settings import Config
 pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK_RE = re.compile(r"(?:<!-- readme-test: (?P<marker>[^>]*?) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)```", re.S)
 
 
-def blocks() -> list[tuple[int, str, str, str | None]]:
-    return [(README[: m.start()].count("\n") + 1, m.group("lang"), m.group("code"), m.group("marker"))
-            for m in BLOCK_RE.finditer(README)]
+def blocks() -> list[tuple[str, str, str, str | None]]:
+    found = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        found += [(f"{page.relative_to(ROOT)} line {text[: m.start()].count(chr(10)) + 1}", m.group("lang"),
+                   m.group("code"), m.group("marker")) for m in BLOCK_RE.finditer(text)]
+    return found
 
 
 RUNNABLE = [(line, lang, code) for line, lang, code, marker in blocks() if lang in ("bash", "python") and not marker]
@@ -41,8 +45,8 @@ RUNNABLE = [(line, lang, code) for line, lang, code, marker in blocks() if lang 
 def test_every_command_block_is_run_here_or_says_why_not():
     for line, lang, _, marker in blocks():
         if lang in ("bash", "python") and marker:
-            assert re.fullmatch(r"skip \(.{10,}\)", marker), f"README line {line}: a skip needs its reason"
-    assert len(RUNNABLE) >= 6  # gradio_client, two curls, the frameworks, Python, lychee eval
+            assert re.fullmatch(r"skip \(.{10,}\)", marker), f"{line}: a skip needs its reason"
+    assert len(RUNNABLE) >= 8  # gradio_client, the curls, the frameworks, Python, lychee eval
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,14 @@ def workdir(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize(("line", "lang", "code"), RUNNABLE, ids=[f"README line {line}" for line, _, _ in RUNNABLE])
+def test_the_readme_is_short_and_opens_with_the_two_commands():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 300
+    first = BLOCK_RE.search(readme).group("code")
+    assert first.startswith("./start.sh") and "./run_tests.sh" in first
+
+
+@pytest.mark.parametrize(("line", "lang", "code"), RUNNABLE, ids=[line for line, _, _ in RUNNABLE])
 def test_the_readme_block_runs_as_written(line, lang, code, readme_server, tiny_model_dir, workdir):
     code = code.replace("http://127.0.0.1:7860", readme_server).replace("/models/lychee-rerank-mm",
                                                                         str(tiny_model_dir))
@@ -66,7 +77,7 @@ def test_the_readme_block_runs_as_written(line, lang, code, readme_server, tiny_
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = [sys.executable, "-c", code] if lang == "python" else ["bash", "-euo", "pipefail", "-c", code]
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"README line {line} failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"{line} failed:\n{result.stdout}\n{result.stderr}"
     if "curl" in code:
         answers = [json.loads(out) for out in result.stdout.splitlines() if out.strip()]
         assert len(answers) == code.count("curl ") and all(answer["results"] for answer in answers)

@@ -192,14 +192,15 @@ def request_rules(limits, keep_pixels: int, context) -> "ImageRules":
     request's `context` (contract.RequestContext) closes, the request's deadline checked between images."""
     budget = PixelBudget(limits.max_request_pixels, image_memory_pool(limits.image_memory_in_flight), context.check)
     context.on_close(budget.release)
-    return ImageRules(max_pixels=limits.max_image_pixels, keep_pixels=keep_pixels, budget=budget)
+    return ImageRules(max_image_pixels=limits.max_image_pixels, keep_pixels=keep_pixels, budget=budget)
 
 
 @dataclass(frozen=True)
 class ImageRules:
     """How one request's images are decoded.
 
-    `max_pixels`: an image whose header declares more pixels is refused before it is decoded.
+    `max_image_pixels`: an image whose header declares more pixels is refused before it is decoded (the
+    refusal limit, `Limits.max_image_pixels`; the model's resize bound is `keep_pixels`).
     `keep_pixels`: the most pixels the model will look at (its pixel bound); a larger image is
     decoded straight down by a whole factor to no fewer pixels than that (JPEG in the decoder,
     via `draft`; other formats by `reduce`), so a 49-megapixel photo never sits in memory at full
@@ -207,7 +208,7 @@ class ImageRules:
     `PixelBudget`.
     """
 
-    max_pixels: int | None = None
+    max_image_pixels: int | None = None
     keep_pixels: int | None = None
     budget: PixelBudget | None = None
 
@@ -218,20 +219,20 @@ _BASE64_RE = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 _DATA_URL_RE = re.compile(r"^data:(?P<mime>[\w/+.-]*)?(;[\w=.-]+)*;base64,(?P<data>.*)$", re.DOTALL)
 
 
-def load_image(value: Any, field: str, max_pixels: int | None = None, *,
+def load_image(value: Any, field: str, max_image_pixels: int | None = None, *,
                rules: ImageRules | None = None) -> Image.Image:
     """Decode an image given as a PIL image, a path, raw bytes, base64 or a data URL, as RGB.
 
-    EXIF orientation is applied, so a photo shows the way the camera held it. With `max_pixels`
-    (or `rules.max_pixels`), an image whose header declares more pixels is refused before its
+    EXIF orientation is applied, so a photo shows the way the camera held it. With `max_image_pixels`
+    (or `rules.max_image_pixels`), an image whose header declares more pixels is refused before its
     pixels are decoded; Pillow's decompression-bomb guard stays on in any case. `rules` also
     decodes large images straight down and counts the request's decoded pixels (`ImageRules`).
     """
     rules = rules or NO_RULES
-    if max_pixels is not None:
-        rules = ImageRules(max_pixels, rules.keep_pixels, rules.budget)
+    if max_image_pixels is not None:
+        rules = ImageRules(max_image_pixels, rules.keep_pixels, rules.budget)
     if isinstance(value, Image.Image):
-        _check_size(value, field, rules.max_pixels)
+        _check_size(value, field, rules.max_image_pixels)
         image = _to_rgb(_reduced(value, rules.keep_pixels), field)
         if rules.budget is not None:
             rules.budget.take(image, field)
@@ -322,10 +323,11 @@ def _open_path(path: Path, field: str, rules: ImageRules = NO_RULES) -> Image.Im
     return _decode_bytes(data, field, rules)
 
 
-def _check_size(image: Image.Image, field: str, max_pixels: int | None) -> None:
+def _check_size(image: Image.Image, field: str, max_image_pixels: int | None) -> None:
     width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-        raise InputError(field, "image_pixels", width=width, height=height, pixels=width * height, limit=max_pixels)
+    if max_image_pixels is not None and width * height > max_image_pixels:
+        raise InputError(field, "image_pixels", width=width, height=height, pixels=width * height,
+                         limit=max_image_pixels)
     if width >= 1 and height >= 1 and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise InputError(field, "image_aspect", width=width, height=height, limit=MAX_ASPECT_RATIO)
 
@@ -357,7 +359,7 @@ def _decode_bytes(data: bytes, field: str, rules: ImageRules = NO_RULES) -> Imag
         raise InputError(field, "image_bomb", reason=str(error)) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(field, "image_decode", reason=str(error)) from None
-    _check_size(image, field, rules.max_pixels)
+    _check_size(image, field, rules.max_image_pixels)
     factor = reduction_factor(image.width, image.height, rules.keep_pixels)
     if factor > 1 and image.format == "JPEG":
         # The JPEG decoder scales by 1/2, 1/4 or 1/8 while decoding, to no less than the size asked.

@@ -216,7 +216,7 @@ def test_the_ray_native_application_serves_the_same_app_with_the_same_settings(c
     from .conftest import free_port
 
     port = free_port()
-    serve.run(build({"model": str(tiny_model_dir), "replicas": 1, "num_cpus": 0.5, "device": "cpu",
+    serve.run(build({"model": str(tiny_model_dir), "replicas": 1, "cpus_per_replica": 0.5, "device": "cpu",
                      "dtype": "float32", "host": "127.0.0.1", "port": port, "api_key": "native-key",
                      "max_documents": "12"}), name="native", route_prefix=None)
     try:

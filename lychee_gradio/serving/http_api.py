@@ -25,7 +25,7 @@ from ..service import Service
 from ..settings import caller_identity
 from . import telemetry
 from .edge import error_response
-from .requests import read_json, request_images, text_of
+from .json_inputs import read_json, request_images, text_of
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
 EXPLAIN_PATH = "/v1/explain"

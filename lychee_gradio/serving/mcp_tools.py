@@ -24,7 +24,7 @@ from ..contract import EXPECTED_ERRORS, InputError, LycheeError, reading
 from ..explain import DEFAULT_GRID
 from ..service import Service
 from ..settings import caller_identity
-from .requests import read_json, request_images
+from .json_inputs import read_json, request_images
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from ..service import Service
 from ..settings import Config
 from . import http_api, telemetry
 from .edge import Edge, EdgePolicy, HostRule, McpDoor, RequestTracking, Route, UploadSpace, server_routes
-from .requests import url_fetcher
+from .json_inputs import url_fetcher
 
 
 @dataclass(frozen=True)

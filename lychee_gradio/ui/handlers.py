@@ -2,7 +2,7 @@
 API endpoints (`/score`, `/rerank`, `/rank_images`, `/compare`, `/evaluate`), so `gradio_client`
 scripts get what the page shows plus structured JSON.
 
-Each handler opens one request (`Requests.open`): a `contract.RequestContext` with the server's
+Each handler opens one request (`PageRuns.open`): a `contract.RequestContext` with the server's
 timeout, the browser session's Stop event, a request id and the browser's language, which the
 view passes explicitly to every scorer call. On the way out the request is counted and logged
 (the `Observer` the page was handed), and an expected error (bad input, timeout, Stop, busy, out
@@ -39,7 +39,7 @@ _PAGE_WORDS = {"timeout": "error_timeout", "busy": "error_busy", "stopped": "err
                "out_of_memory": "error_out_of_memory"}
 
 
-class Requests:
+class PageRuns:
     """The page's requests in flight: each one a request of the service's (`service.Service`), with the browser
     session's Stop event; what the page adds is that Stop, and the words of its errors."""
 
@@ -110,7 +110,7 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
     The server's request timeout stops a request's model work between batches and says so;
     `stop` (the page's Stop button) does the same for the session's run in progress.
     """
-    requests = Requests(Service(models, config, observer or NullObserver()))
+    requests = PageRuns(Service(models, config, observer or NullObserver()))
 
     def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
               document_image: str | None = None, instruction: str | None = None, model: str | None = None,

@@ -161,6 +161,14 @@ def check_memory(args: argparse.Namespace) -> int:
     return worst
 
 
+def model_runtime(scorer) -> str:
+    """How a model runs, for the startup lines: "bfloat16: the CPU has AVX512-BF16, 2 threads"."""
+    why = getattr(scorer, "dtype_why", None) or getattr(scorer, "precision", None) or "?"
+    quantize = getattr(scorer, "quantize", None) or (scorer.precision if scorer.precision in ("int8", "nf4") else None)
+    threads = getattr(scorer, "threads", None)
+    return why + (f", {quantize} weights" if quantize else "") + (f", {threads} threads" if threads else "")
+
+
 def uses_ray(args: argparse.Namespace) -> bool:
     return any(getattr(args, name, None) is not None for name in ("replicas", "ray_address", "min_replicas",
                                                                    "max_replicas"))
@@ -274,6 +282,8 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
                   "(`--host 0.0.0.0` to listen on every interface).", file=sys.stderr)
             return 1
     print(f"lychee-gradio is ready: {url}", flush=True)
+    for scorer in scorers:
+        print(f"model {scorer.model_name}: {model_runtime(scorer)}", flush=True)
     print(f"rerank API: POST {url}v1/rerank (docs: {url}docs)", flush=True)
     print(f"health: {url}health · ready: {url}ready · metrics: {url}metrics", flush=True)
     if served.mcp:

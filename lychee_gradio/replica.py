@@ -24,13 +24,11 @@ class ScorerReplica:
     """
 
     def __init__(self, model: str, load_options: dict, threads: int | None = None):
-        import torch
-
         from .engine.scorer import LycheeScorer
-        from .engine.weights import split_precision
+        from .engine.weights import fit_cpu_threads, split_precision
 
         if threads:
-            torch.set_num_threads(threads)
+            fit_cpu_threads(threads)  # this replica's share of the node's cores (load() keeps it)
         options = {**load_options, "cache_size": 0}  # the score cache sits in front of the replicas (RayScorer)
         if split_precision(model)[1]:
             options["quantize"] = None  # the name's own @int8/@nf4 counts for it, not --quantize
@@ -51,7 +49,9 @@ class ScorerReplica:
         scorer = self.scorer
         return {"model_name": scorer.model_name, "model_type": scorer.family.model_type,
                 "max_pixels": scorer.max_pixels, "pid": os.getpid(), "load_seconds": scorer.load_seconds,
-                "weights_bytes": scorer.weights_bytes, "precision": scorer.precision}
+                "weights_bytes": scorer.weights_bytes, "precision": scorer.precision,
+                "dtype_why": scorer.dtype_why, "threads": scorer.threads,
+                "max_text_tokens": scorer.max_text_tokens}
 
     async def inspect(self, query, document, instruction, max_pixels, explain_tokens: int = 0,
                       timeout: float | None = None) -> tuple:

@@ -64,7 +64,8 @@ def build(args: dict[str, Any]):
     if unknown:
         raise ValueError(f"unknown settings {', '.join(unknown)}; see docs/configuration.md")
     given = settings.parse_options(args)
-    values = {setting.name: given.get(setting.name, settings.default_of(setting.name)) for setting in settings.SETTINGS}
+    values = {setting.name: given.get(setting.name, settings.env_default_of(setting.name))
+              for setting in settings.SETTINGS}
     values["host"] = given.get("host", "0.0.0.0")
     values["replicas"] = values["replicas"] or 1
     values["model"] = values["model"] or [os.environ.get("LYCHEE_MODEL") or default_model()]

@@ -18,6 +18,11 @@ from lychee_gradio import LycheeScorer, app
 from lychee_gradio.engine.random_model import build_tiny_checkpoint
 from lychee_gradio.settings import Config, Limits
 
+# The tests hold served scores to the library's float32 scores within 1e-5: every `lychee` command they
+# start runs in float32 unless the test says otherwise (`--dtype auto`, which picks bfloat16 on a CPU with
+# native bf16, has tests of its own in test_cpu_speed.py).
+os.environ.setdefault("LYCHEE_DTYPE", "float32")
+
 ROOT_DIR = Path(__file__).resolve().parent.parent
 ASSETS = Path(__file__).resolve().parent.parent / "lychee_gradio" / "assets"
 CUP = str(ASSETS / "images" / "mountain_cup.png")

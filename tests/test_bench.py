@@ -46,6 +46,23 @@ def test_the_stability_report_compares_batch_1_batch_8_and_prefix_reuse(capsys):
     assert all(float(cell) < 1e-5 for row in rows for cell in row.strip("|").split("|")[1:])
 
 
+def test_the_roofline_compares_float32_and_auto_against_the_machines_matmul_rate(tmp_path, capsys):
+    import json
+
+    from lychee_gradio.engine.weights import choose_runtime
+
+    bench_main(["--roofline", "--model-size", "tiny", "--device", "cpu", "--runs", "1", "--docs", "3",
+                "--image-docs", "2", "--roofline-tokens", "64", "--output", str(tmp_path / "bench.json")])
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "roofline-qwen2_5_vl-tiny.json").read_text())
+    assert set(report["dtypes"]) == {"float32", "auto"}
+    assert report["dtypes"]["auto"]["why"] == choose_runtime("cpu", "auto").why  # the rule load() follows
+    for row in report["dtypes"].values():
+        for figures in row["scenarios"].values():
+            assert figures["language_tokens"] > 0 and 0 < figures["fraction_of_limit"] and figures["pairs_per_second"] > 0
+    assert "auto / float32 =" in printed and "largest score difference" in printed
+
+
 def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tmp_path, capsys):
     pytest.importorskip("ray", reason="the serving benchmark runs Ray Serve replicas: pip install -e '.[cluster]'")
     bench_main(["--serving", "--model-size", "tiny", "--clients", "2", "--seconds", "2", "--runs", "1",

@@ -38,9 +38,9 @@ def documents(red_image, blue_image):
 
 @pytest.fixture(scope="module")
 def precisions(small_dir):
-    return {"float32": LycheeScorer.load(small_dir, device="cpu"),
-            "int8": LycheeScorer.load(small_dir, device="cpu", quantize="int8"),
-            "nf4": LycheeScorer.load(f"{small_dir}@nf4", device="cpu")}
+    return {"float32": LycheeScorer.load(small_dir, device="cpu", dtype="float32"),
+            "int8": LycheeScorer.load(small_dir, device="cpu", dtype="float32", quantize="int8"),
+            "nf4": LycheeScorer.load(f"{small_dir}@nf4", device="cpu", dtype="float32")}
 
 
 def test_int8_and_nf4_scores_stay_close_to_full_precision(precisions, documents):
@@ -126,7 +126,7 @@ def test_a_model_that_will_not_fit_stops_before_loading_and_says_what_would(smal
     monkeypatch.setattr(memory, "free_memory", lambda device: (needed + nf4) // 2)  # nf4 fits, fp32 does not
     monkeypatch.setattr(weights, "load_model_and_processor", lambda *a, **k: pytest.fail("loaded anyway"))
     with pytest.raises(memory.WontFitError) as caught:
-        LycheeScorer.load(small_dir, device="cpu")
+        LycheeScorer.load(small_dir, device="cpu", dtype="float32")
     message = str(caught.value)
     assert re.search(r"needs about [\d.]+ GB \(weights", message) and "GB free" in message and "Not loaded" in message
     assert "--quantize nf4" in message and str(small_dir) in message

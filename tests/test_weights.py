@@ -144,12 +144,14 @@ def test_a_folder_without_config_is_not_a_checkpoint(tmp_path):
         weights.resolve_model_dir(tmp_path)
 
 
-def test_auto_runtime_on_a_cpu_machine_is_fp32_sdpa():
+def test_auto_runtime_on_a_cpu_machine_is_sdpa_in_the_dtype_the_cpu_computes_natively():
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this test describes the CPU-only machine (CI); a GPU is present here")
     runtime = weights.choose_runtime()
-    assert (runtime.device, runtime.dtype, runtime.attn_implementation) == ("cpu", torch.float32, "sdpa")
+    native = weights.cpu_bf16()[0]
+    assert (runtime.device, runtime.dtype, runtime.attn_implementation) == (
+        "cpu", torch.bfloat16 if native else torch.float32, "sdpa")
     with pytest.raises(ModelLoadError, match="CUDA is not available"):
         weights.choose_runtime(device="cuda")

@@ -10,6 +10,8 @@
     python -m lychee_gradio.bench --explain               # why this score: maps and weights vs. one call each
     python -m lychee_gradio.bench --quantize all          # int8 and nf4 weights vs. full precision
     python -m lychee_gradio.bench --images 60 --image-size 1600x1200 --model-size tiny   # image ranking, by stage
+    python -m lychee_gradio.bench --roofline              # float32 and auto against this machine's matmul rate
+    python -m lychee_gradio.bench --roofline --family qwen3_vl --model-size 2b   # the same at 2B shapes
     python -m lychee_gradio.bench --vision 12             # the vision tower: one attention call per layer or not
 
 All three paths run in one process on the same random-weight model (built from a config: the
@@ -29,8 +31,15 @@ from .engine import format_stability, format_table, run_benchmark, run_stability
 from .explain import format_explain, run_explain
 from .images import format_images, run_images
 from .quantize import format_quantize, run_quantize
+from .roofline import format_roofline, run_roofline
 from .serving import format_serving, run_serving
 from .vision import format_vision, run_vision
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,9 +82,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stability", action="store_true",
                         help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
                              "reuse (use with --dtype bfloat16)")
+    parser.add_argument("--roofline", action="store_true",
+                        help="instead: float32 and --dtype auto on the same weights, text query x 16 text docs and "
+                             "x 8 512² image docs, against this machine's matmul rate at the model's shapes")
+    parser.add_argument("--roofline-tokens", type=int, default=1024, help="tokens of --roofline's matmul limit")
+    parser.add_argument("--image-docs", type=int, default=8, help="image documents of --roofline")
+    parser.add_argument("--fp32-weights", action="store_true",
+                        help="--roofline: random weights of float32 values (default: bf16 values, as the published "
+                             "checkpoints hold them, so float32 and bfloat16 start from the same weights)")
     args = parser.parse_args(argv)
     if args.model_size not in SIZES[args.family]:
         parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
+    if args.roofline:
+        device = "cpu" if args.device == "auto" and not torch_cuda() else args.device
+        if device == "auto":
+            device = "cuda"
+        dtypes = ("float32", args.dtype) if args.dtype != "float32" else ("float32",)
+        report = run_roofline(args.model_size, args.family, device, args.runs, args.docs or 16, args.image_docs,
+                              tokens=args.roofline_tokens, dtypes=dtypes, bf16_weights=not args.fp32_weights)
+        print(format_roofline(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name(f"roofline-{args.family}-{args.model_size}.json").write_text(json.dumps(report, indent=2))
+        return
     if args.stability:
         print(format_stability(run_stability(args.model_size, args.device, args.dtype, args.docs or 32, args.family)))
         return

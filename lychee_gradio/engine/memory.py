@@ -196,7 +196,12 @@ def wont_fit_message(found: MemoryEstimate, runtime: Runtime) -> str:
             half = estimate_for(shape, name, None, dataclasses.replace(runtime, dtype=torch.bfloat16),
                                 found.budget_tokens, free)
             if half.fits:
-                options.append(f"--dtype bfloat16 (about {half.total_bytes / GB:.1f} GB)")
+                slower = ""
+                if runtime.device == "cpu":
+                    from .weights import cpu_bf16
+
+                    slower = "" if cpu_bf16()[0] else "; slower than float32 on this CPU, which has no native bfloat16"
+                options.append(f"--dtype bfloat16 (about {half.total_bytes / GB:.1f} GB{slower})")
         for quantize in ("int8", "nf4"):
             other = estimate_for(shape, name, quantize, runtime, found.budget_tokens, free)
             if other.fits and quantize != found.precision:

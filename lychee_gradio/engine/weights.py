@@ -162,6 +162,11 @@ class Runtime:
     device: str
     dtype: Any  # torch.dtype
     attn_implementation: str
+    why: str = ""  # why this dtype: "bfloat16: the CPU has AVX512-BF16", "float32: asked for", ...
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).replace("torch.", "")
 
 
 _DTYPES = {
@@ -171,10 +176,36 @@ _DTYPES = {
 }
 
 
+def cpu_bf16() -> tuple[bool, str]:
+    """Whether this CPU multiplies bfloat16 natively, as torch's own CPU checks say (cpuinfo: AMX-BF16 or
+    AVX512-BF16 on x86, the BF16 extension on Arm), and the words for it. On a CPU without them bfloat16
+    is emulated and slower than float32."""
+    import platform
+
+    import torch
+
+    try:
+        capabilities = torch.cpu.get_capabilities()
+    except Exception:  # noqa: BLE001 - an older torch or an unknown CPU: no claim of native bf16
+        capabilities = {}
+    if capabilities.get("amx_bf16"):
+        return True, "the CPU has AMX-BF16"
+    if capabilities.get("avx512_bf16"):
+        return True, "the CPU has AVX512-BF16"
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        try:
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():  # cpuinfo's Arm BF16 check on aarch64
+                return True, "the CPU has Arm BF16"
+        except Exception:  # noqa: BLE001 - torch built without oneDNN
+            pass
+    return False, "the CPU has no native bfloat16 (AVX512-BF16, AMX or Arm BF16), where bfloat16 would be slower"
+
+
 def choose_runtime(device: str = "auto", dtype: Any = "auto", attn_implementation: str = "auto") -> Runtime:
     """`auto` means CUDA when available, else Apple's MPS (untested here), else the CPU; bf16 on GPUs
-    that support it (else fp16), fp16 on MPS, fp32 on CPU; flash-attention 2 when transformers says
-    it is usable."""
+    that support it (else fp16), fp16 on MPS; on the CPU bf16 where it computes bf16 natively
+    (`cpu_bf16`), else fp32; flash-attention 2 when transformers says it is usable. `Runtime.why` says
+    why the dtype was chosen."""
     import torch
 
     if device == "auto":
@@ -188,21 +219,63 @@ def choose_runtime(device: str = "auto", dtype: Any = "auto", attn_implementatio
         raise ModelLoadError(f"device={device!r} was asked for, but CUDA is not available; use device='cpu'")
     if dtype == "auto":
         if device.startswith("cuda"):
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            native = torch.cuda.is_bf16_supported()
+            dtype = torch.bfloat16 if native else torch.float16
+            why = "the GPU supports bfloat16" if native else "the GPU has no bfloat16"
         elif device == "mps":
-            dtype = torch.float16
+            dtype, why = torch.float16, "Apple's MPS"
         else:
-            dtype = torch.float32
+            native, why = cpu_bf16()
+            dtype = torch.bfloat16 if native else torch.float32
     elif isinstance(dtype, str):
         if dtype not in _DTYPES:
             raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
-        dtype = getattr(torch, _DTYPES[dtype])
+        dtype, why = getattr(torch, _DTYPES[dtype]), "asked for"
+    else:
+        why = "asked for"
     if attn_implementation == "auto":
         from transformers.utils import is_flash_attn_2_available
 
         flash_ok = device.startswith("cuda") and dtype in (torch.bfloat16, torch.float16) and is_flash_attn_2_available()
         attn_implementation = "flash_attention_2" if flash_ok else "sdpa"
-    return Runtime(device=device, dtype=dtype, attn_implementation=attn_implementation)
+    name = str(dtype).replace("torch.", "")
+    return Runtime(device=device, dtype=dtype, attn_implementation=attn_implementation, why=f"{name}: {why}")
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: its CPU affinity, bounded by a cgroup CPU quota (a container's
+    `--cpus`) where one is set."""
+    import math
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]  # cgroup v2
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+            period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+            if quota > 0 and period > 0:
+                cores = min(cores, max(1, math.ceil(quota / period)))
+        except (OSError, ValueError):
+            pass
+    return max(1, cores)
+
+
+def fit_cpu_threads(threads: int | None = None) -> int:
+    """Torch's CPU threads: `threads` where given (a Ray replica's share), else no more than the cores
+    this process may use (`usable_cpus`; torch's own default counts every core of the machine, also
+    those a container or `taskset` keeps from it). The number set."""
+    import torch
+
+    wanted = threads or min(torch.get_num_threads(), usable_cpus())
+    if wanted != torch.get_num_threads():
+        torch.set_num_threads(wanted)
+    return wanted
 
 
 def checkpoint_family(folder: Path):

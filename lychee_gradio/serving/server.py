@@ -117,7 +117,9 @@ def add_operations(app: FastAPI, readiness: Readiness) -> None:
             return JSONResponse(status_code=503, content={"status": "degraded", "models": readiness.models.names,
                                                           "message": "; ".join(short)})
         if readiness.ready:
-            return {"status": "ready", "models": readiness.models.names}
+            return {"status": "ready", "models": readiness.models.names,
+                    "runtime": {name: telemetry.runtime_of(scorer)
+                                for name, scorer in zip(readiness.models.names, readiness.models.scorers)}}
         return JSONResponse(status_code=503, content={
             "status": "failed" if readiness.problem else "warming up", "models": readiness.models.names,
             **({"message": readiness.problem} if readiness.problem else {})})
@@ -164,7 +166,7 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None) -> F
     add_operations(app, Readiness(models).start())
     http_api.install(app, service)
     json_paths = tuple(http_api.JSON_ENDPOINTS)
-    routes = server_routes(json_paths, MCP_PATHS if tools is not None else ())
+    routes = server_routes(json_paths, MCP_PATHS if tools is not None else (), http_api.GET_ENDPOINTS)
     mounted = None
     if page is not None:
         mounted = page.mount(app, auth=settings.page_auth, host=settings.host, port=settings.port,

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, PlatformCollector, ProcessCollector
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -57,6 +57,8 @@ WAITING = Gauge("lychee_scorer_waiting", "Calls waiting for the model (one proce
                 "replicas and not answered yet (Ray)", ["model"], registry=REGISTRY)
 REPLICAS_ALIVE = Gauge("lychee_replicas_alive", "Model replicas running, as Ray Serve reports them (Ray only)",
                        ["model"], registry=REGISTRY)
+MODEL_INFO = Info("lychee_model", "How each model runs: its precision, why that dtype (e.g. \"bfloat16: the CPU has "
+                  "AVX512-BF16\"), and torch's CPU threads (one replica's on Ray)", ["model"], registry=REGISTRY)
 READY = Gauge("lychee_ready", "1 once every model is loaded and has scored its warm-up pair", registry=REGISTRY)
 
 access_log = logging.getLogger("lychee_gradio.access")
@@ -69,10 +71,18 @@ def watch_models(models: dict[str, Any]) -> None:
             LOAD_SECONDS.labels(model=name).set(scorer.load_seconds)
         if getattr(scorer, "weights_bytes", None) is not None:
             WEIGHTS_BYTES.labels(model=name).set(scorer.weights_bytes)
+        MODEL_INFO.labels(model=name).info(runtime_of(scorer))
         WAITING.labels(model=name).set_function(lambda scorer=scorer: getattr(scorer, "waiting", 0))
         if hasattr(scorer, "replicas_alive"):
             REPLICAS_ALIVE.labels(model=name).set_function(lambda scorer=scorer: scorer.replicas_alive or 0)
     _watch_gpus()
+
+
+def runtime_of(scorer) -> dict[str, str]:
+    """A model's precision, why its dtype was chosen, and its CPU threads, as far as the scorer says."""
+    found = {"precision": getattr(scorer, "precision", None), "dtype_why": getattr(scorer, "dtype_why", None),
+             "threads": getattr(scorer, "threads", None)}
+    return {key: str(value) for key, value in found.items() if value is not None}
 
 
 _gpus_watched = False

@@ -39,7 +39,8 @@ from .settings import Config, Limits, cache_scope
 
 
 def read_items(limits: Limits, context: RequestContext, query: Any, documents: Sequence[Any], keep_pixels: int,
-               field: str = "documents", on_read: Callable[[int, int], None] | None = None) -> tuple[Item, list[Item]]:
+               field: str = "documents", on_read: Callable[[int, int], None] | None = None,
+               query_field: str = "query") -> tuple[Item, list[Item]]:
     """A request's query and documents (plain values: text, `{"text", "image"}`, image bytes or an upload's
     path, an `Item`) as scorer items, under `limits`: the number of documents, then every image's pixels
     from its header, its share of the image memory pool (all at once), decoding down to `keep_pixels`.
@@ -48,7 +49,7 @@ def read_items(limits: Limits, context: RequestContext, query: Any, documents: S
     limits.check_documents(len(documents), field)
     rules = request_rules(limits, keep_pixels, context)
     admit_images([query, *documents], rules)
-    query_item = to_item(query, "query", rules=rules)
+    query_item = to_item(query, query_field, rules=rules)
     items = []
     for i, document in enumerate(documents):
         items.append(to_item(document, f"{field}[{i}]", rules=rules))
@@ -109,13 +110,14 @@ class Request:
         return await self.service.fetch(values, self.context, client)
 
     def read(self, query: Any, documents: Sequence[Any], *scorers, field: str = "documents",
-             max_pixels: int | None = None, on_read: Callable[[int, int], None] | None = None
-             ) -> tuple[Item, list[Item]]:
+             max_pixels: int | None = None, on_read: Callable[[int, int], None] | None = None,
+             query_field: str = "query") -> tuple[Item, list[Item]]:
         """The request's query and documents as items (`read_items`), decoded down to the largest bound of the
-        models that will score them (or the caller's `max_pixels`)."""
-        self.record.fields["documents"] = len(documents)
+        models that will score them (or the caller's `max_pixels`); errors name `query_field` and `field[i]`."""
+        if documents:
+            self.record.fields["documents"] = len(documents)
         keep = max_pixels or max(scorer.max_pixels for scorer in scorers)
-        return read_items(self.limits, self.context, query, documents, keep, field, on_read)
+        return read_items(self.limits, self.context, query, documents, keep, field, on_read, query_field)
 
     def score(self, scorer, query: Item, items: list[Item], instruction: str | None = None, *,
               max_pixels: int | None = None, on_progress=None) -> list[PairScore]:

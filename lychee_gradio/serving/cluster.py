@@ -71,6 +71,9 @@ class RayScorer(ScorerBase):
         self.load_seconds = description.get("load_seconds")
         self.weights_bytes = description.get("weights_bytes")  # one replica's (each holds its own copy)
         self.precision = description.get("precision")
+        self.dtype_why = description.get("dtype_why")
+        self.threads = description.get("threads")  # one replica's
+        self.max_text_tokens = description.get("max_text_tokens")
         self.replicas = replicas
         self.cache = ScoreCache(cache_size)
         self._waiting = Counter()  # chunks sent to the replicas and not answered yet

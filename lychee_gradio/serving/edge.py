@@ -58,9 +58,11 @@ def has_api_key(headers, api_key: str) -> bool:
     return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), api_key.encode())
 
 
-def error_response(error: LycheeError, *, headers: dict | None = None, request_id: str | None = None) -> JSONResponse:
-    """The JSON error body of every door: `{"message", "field", "code", "id"}` with the error's own status."""
-    content: dict[str, Any] = {**error.as_dict(), **({"id": request_id} if request_id else {})}
+def error_response(error: LycheeError, *, headers: dict | None = None, request_id: str | None = None,
+                   extra: dict | None = None) -> JSONResponse:
+    """The JSON error body of every door: `{"message", "field", "code", "id"}` with the error's own status (and a
+    dialect's own keys beside them, `extra`)."""
+    content: dict[str, Any] = {**error.as_dict(), **({"id": request_id} if request_id else {}), **(extra or {})}
     return JSONResponse(status_code=error.status, content=content, headers=headers)
 
 
@@ -97,12 +99,16 @@ def route(methods: str, *paths: str, kind: str = "json", public: bool = False) -
     return Route(tuple(methods.split(",")), paths, kind, public)
 
 
-def server_routes(json_paths: tuple[str, ...], mcp_paths: tuple[str, ...] = ()) -> list[Route]:
-    """What the server itself serves: operations, the docs, the JSON endpoints, MCP when on."""
+def server_routes(json_paths: tuple[str, ...], mcp_paths: tuple[str, ...] = (),
+                  get_paths: tuple[str, ...] = ()) -> list[Route]:
+    """What the server itself serves: operations, the docs, the JSON endpoints (and the API's GET ones, behind the
+    key), MCP when on."""
     routes = [route("GET,HEAD", *OPERATIONS, kind="none", public=True),
               route("GET,HEAD", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/static-offline-docs/*",
                     kind="none"),
               route("POST", *json_paths)]
+    if get_paths:
+        routes.append(route("GET,HEAD", *get_paths, kind="none"))
     if mcp_paths:
         routes.append(route("GET,POST,DELETE", *mcp_paths))
     return routes

@@ -13,10 +13,10 @@ import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..contract import EXPECTED_ERRORS, InputError, LycheeError, ScorerBusyError
@@ -24,13 +24,17 @@ from ..explain import DEFAULT_GRID, MAX_GRID
 from ..service import Service
 from ..settings import caller_identity
 from . import telemetry
+from .dialects import INFO_PATH, SCORE_PATHS, TeiRerankRequest, create_dialect_router
 from .edge import error_response
 from .json_inputs import read_json, request_images, text_of
 
-RERANK_PATHS = ("/v1/rerank", "/v2/rerank", "/rerank")
+RERANK_PATHS = ("/v1/rerank", "/v2/rerank")
+SHARED_RERANK_PATH = "/rerank"  # Cohere / Jina (documents) or TEI (texts): `rerank_any` picks
 EXPLAIN_PATH = "/v1/explain"
 # The JSON endpoints, by path, and the name each is counted under in metrics and logs.
-JSON_ENDPOINTS = {**{path: RERANK_PATHS[0] for path in RERANK_PATHS}, EXPLAIN_PATH: EXPLAIN_PATH}
+JSON_ENDPOINTS = {**{path: RERANK_PATHS[0] for path in (*RERANK_PATHS, SHARED_RERANK_PATH)},
+                  **{path: SCORE_PATHS[0] for path in SCORE_PATHS}, EXPLAIN_PATH: EXPLAIN_PATH}
+GET_ENDPOINTS = (INFO_PATH,)
 logger = logging.getLogger(__name__)
 
 
@@ -132,6 +136,29 @@ def create_router(service: Service) -> APIRouter:
                              response_model_exclude_none=True, include_in_schema=path == RERANK_PATHS[0],
                              summary="Rerank documents against a query")
 
+    dialects = create_dialect_router(service, opened, _client)
+
+    async def rerank_any(request: Request, body: dict[str, Any] = Body(...)) -> Response:
+        """Rerank in the Cohere / Jina format (a body with `documents`) or TEI's (a body with `texts`)."""
+        if ("texts" in body) == ("documents" in body):
+            raise InputError("body", "dialect", reason="this one has both" if "texts" in body else "this one has "
+                                                                                                   "neither")
+        kind = TeiRerankRequest if "texts" in body else RerankRequest
+        try:
+            parsed = kind.model_validate(body)
+        except ValidationError as error:
+            raise RequestValidationError(error.errors()) from None
+        if kind is TeiRerankRequest:
+            return await dialects.tei_rerank(parsed, request)
+        answer = await rerank(parsed, request)
+        return answer
+
+    schemas = [RerankRequest.model_json_schema(), TeiRerankRequest.model_json_schema()]
+    router.add_api_route(SHARED_RERANK_PATH, rerank_any, methods=["POST"], summary="Rerank: Cohere / Jina or TEI",
+                         openapi_extra={"requestBody": {"required": True, "content": {
+                             "application/json": {"schema": {"oneOf": schemas}}}}})
+    router.include_router(dialects)
+
     async def explain(body: ExplainRequest, request: Request) -> dict:
         """Why this score: each image's map by occlusion, each text's segments by leaving out, the model's
         next-token view and (asked for) its own words. Every value is score(pair) - score(changed pair)."""
@@ -163,7 +190,8 @@ def install(app: FastAPI, service: Service) -> None:
             error = LycheeError(None, "internal")
         headers = {"Retry-After": str(ScorerBusyError.retry_after_seconds)} if isinstance(
             error, ScorerBusyError) else None
-        return error_response(error, headers=headers, request_id=_request_id(request))
+        return error_response(error, headers=headers, request_id=_request_id(request), extra=_dialect_extra(request,
+                                                                                                          error))
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception):
@@ -187,10 +215,18 @@ def install(app: FastAPI, service: Service) -> None:
         if first.get("type") == "json_invalid":
             location = ("body",)
         field = _field_from(location)
-        return error_response(InputError(field, "invalid", reason=first.get("msg", "invalid value")),
-                              request_id=_request_id(request))
+        refused = InputError(field, "invalid", reason=first.get("msg", "invalid value"))
+        return error_response(refused, request_id=_request_id(request), extra=_dialect_extra(request, refused))
 
     app.include_router(create_router(service))
+
+
+def _dialect_extra(request: Request, error: LycheeError) -> dict | None:
+    """TEI's own error keys beside ours, for its clients: `error` (the words) and `error_type`."""
+    if getattr(request.state, "dialect", None) != "tei":
+        return None
+    kind = {413: "Validation", 422: "Validation", 400: "Validation", 503: "Overloaded", 504: "Overloaded"}
+    return {"error": str(error), "error_type": kind.get(error.status, "Backend")}
 
 
 def _client(request: Request) -> str:

@@ -28,20 +28,36 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Item:
-    """One query or document: text, an RGB image, or both (never neither)."""
+    """One query or document: text, RGB images (any number, in the caller's order), or both (never neither).
+
+    `images` holds them all; `image` is the first (None without one), so `Item(text, image=x)` is the one-image
+    item it always was. Give `images` for several; the two must agree when both are given."""
 
     text: str | None = None
     image: Image.Image | None = None
+    images: tuple = ()
+
+    def __post_init__(self):
+        if self.images:
+            images = tuple(self.images)
+            if self.image is not None and self.image is not images[0]:
+                raise ValueError("Item: image is the first of images; give one of them")
+            object.__setattr__(self, "images", images)
+            object.__setattr__(self, "image", images[0])
+        elif self.image is not None:
+            object.__setattr__(self, "images", (self.image,))
 
 
 @dataclass(frozen=True)
 class PairScore:
-    """The score of one pair, the two logits it comes from, and the prompt's length in tokens."""
+    """The score of one pair, the two logits it comes from, the prompt's length in tokens, and which text was
+    cut to the model's text budget (`truncated`: "query", "document", "query and document"; "" for none)."""
 
     score: float
     yes_logit: float
     no_logit: float
     tokens: int = 0
+    truncated: str = ""
 
 
 @dataclass(frozen=True)
@@ -226,8 +242,16 @@ ERRORS: dict[str, tuple[int, str]] = {
     "object_keys": (422, "an object needs 'text' and/or 'image' (or 'content')"),
     "content_list": (422, "expected a list of parts"),
     "content_part": (422, "expected {{type: text, text}} or {{type: image_url, image_url: {{url}}}}"),
-    "one_image": (400, "at most one image per document, got {count}"),
+    "too_many_images": (400, "{count} images, at most {limit} per query or document on this server"),
+    "image_and_images": (422, "give 'image' or 'images', not both"),
+    "images_list": (422, "expected a list of images, got {type}"),
     "invalid": (422, "{reason}"),
+    # the other dialects: TEI's /rerank, vLLM's /score
+    "dialect": (422, "POST /rerank takes a Cohere / Jina request {{query, documents}} or a TEI request "
+                     "{{query, texts}}; {reason}"),
+    "text_too_long": (413, "longer than the model's text budget of {limit} tokens; send truncate: true to cut it"),
+    "truncation_direction": (400, "only Right (cut the end of a text) is supported, got {value}"),
+    "score_lengths": (400, "text_1 has {first} items and text_2 {second}: give one text_1, or as many as text_2"),
     "api_key": (401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'"),
     "unknown_host": (400, "this server does not answer to the host {host}; its operator can add it with "
                           "--allowed-hosts"),

@@ -62,12 +62,13 @@ class ImageMap:
     height: int
     cells: list[Cell]
     image: Image.Image | None = field(default=None, repr=False, compare=False)
+    index: int = 0  # which of the item's images (in the caller's order)
 
     def overlay_png(self) -> bytes:
         return overlay(self.image, self.cells) if self.image is not None else b""
 
     def as_dict(self, overlay_data_url: bool = True) -> dict:
-        found: dict[str, Any] = {"target": self.target, "width": self.width, "height": self.height,
+        found: dict[str, Any] = {"target": self.target, "index": self.index, "width": self.width, "height": self.height,
                                  "cells": [{"box": list(cell.box), "delta": cell.delta} for cell in self.cells]}
         if overlay_data_url:
             found["overlay"] = "data:image/png;base64," + base64.b64encode(self.overlay_png()).decode()
@@ -275,20 +276,26 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
     family = scorer.family
     bound = max_pixels or scorer.max_pixels
 
-    def image_variants(item: Item) -> tuple[list[tuple[int, int, int, int]], list[Item]]:
-        if item.image is None or (item is query and "query" not in targets) or (
+    def image_variants(item: Item) -> tuple[list[tuple[int, tuple[int, int, int, int]]], list[Item]]:
+        """Each image's cells, (image index, box), and the item with that cell of that image filled."""
+        if not item.images or (item is query and "query" not in targets) or (
                 item is document and "document" not in targets):
             return [], []
-        boxes = cells_of(item.image, grid, family.pixel_factor, family.min_pixels, bound)
-        colour = mean_colour(item.image)
-        return boxes, [Item(text=item.text, image=occluded(item.image, box, colour)) for box in boxes]
+        boxes, variants = [], []
+        for k, image in enumerate(item.images):
+            colour = mean_colour(image)
+            for box in cells_of(image, grid, family.pixel_factor, family.min_pixels, bound):
+                boxes.append((k, box))
+                changed = item.images[:k] + (occluded(image, box, colour),) + item.images[k + 1:]
+                variants.append(Item(text=item.text, images=changed))
+        return boxes, variants
 
     def text_variants(item: Item) -> tuple[list[tuple[int, int]], list[Item]]:
         if not item.text or (item is query and "query" not in targets) or (
                 item is document and "document" not in targets):
             return [], []
         spans = segments_of(item.text, max_segments)
-        return spans, [Item(text=without(item.text, start, end), image=item.image) for start, end in spans]
+        return spans, [Item(text=without(item.text, start, end), images=item.images) for start, end in spans]
 
     if max_text_chars is not None:
         for field, item in (("query", query), ("document", document)):
@@ -318,9 +325,10 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
     images, text = [], []
     for target, item, boxes, values in (("query", query, query_boxes, query_scored[:len(query_boxes)]),
                                         ("document", document, document_boxes, scored[:len(document_boxes)])):
-        if boxes:
-            images.append(ImageMap(target, item.image.width, item.image.height,
-                                   [Cell(box, delta) for box, delta in zip(boxes, deltas(values))], item.image))
+        found = deltas(values)
+        for k, image in enumerate(item.images if boxes else ()):
+            cells = [Cell(box, delta) for (which, box), delta in zip(boxes, found) if which == k]
+            images.append(ImageMap(target, image.width, image.height, cells, image, index=k))
     for target, item, spans, values in (("query", query, query_spans, query_scored[len(query_boxes):]),
                                         ("document", document, document_spans, scored[len(document_boxes):])):
         if spans:

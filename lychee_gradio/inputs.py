@@ -154,8 +154,13 @@ def admit_images(values: Sequence[Any], rules: "ImageRules") -> None:
     if rules.budget is None or rules.budget.pool is None:
         return
     total = pixels = 0
+    images = []
     for value in values:
-        image = value.get("image") if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            images += ([value["image"]] if value.get("image") is not None else []) + list(value.get("images") or [])
+        else:
+            images.append(value)
+    for image in images:
         size = _header_size(image)
         if size is not None:
             factor = reduction_factor(size[0], size[1], rules.keep_pixels)
@@ -192,7 +197,8 @@ def request_rules(limits, keep_pixels: int, context) -> "ImageRules":
     request's `context` (contract.RequestContext) closes, the request's deadline checked between images."""
     budget = PixelBudget(limits.max_request_pixels, image_memory_pool(limits.image_memory_in_flight), context.check)
     context.on_close(budget.release)
-    return ImageRules(max_image_pixels=limits.max_image_pixels, keep_pixels=keep_pixels, budget=budget)
+    return ImageRules(max_image_pixels=limits.max_image_pixels, keep_pixels=keep_pixels, budget=budget,
+                      max_images=limits.max_images_per_item)
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,7 @@ class ImageRules:
     max_image_pixels: int | None = None
     keep_pixels: int | None = None
     budget: PixelBudget | None = None
+    max_images: int | None = None  # images in one query or document (`Limits.max_images_per_item`)
 
 
 NO_RULES = ImageRules()
@@ -452,7 +459,7 @@ def return_memory() -> None:
 
 
 def image_pixels(items: Sequence["Item"]) -> int:
-    return sum(item.image.width * item.image.height for item in items if item.image is not None)
+    return sum(image.width * image.height for item in items for image in item.images)
 
 
 # Keys a document dict may carry besides its content: they never reach the model, and `rerank()`
@@ -474,19 +481,29 @@ def to_item(value: Any, field: str, *, max_image_pixels: int | None = None, rule
     if isinstance(value, str) and value.lstrip().startswith("data:image/"):
         return Item(image=load_image(value, field, max_image_pixels, rules=rules))
     if isinstance(value, str):
-        return _make_item(value, None, field)
+        return _make_item(value, (), field)
     if isinstance(value, (Image.Image, bytes, bytearray, memoryview, os.PathLike)):
         return Item(image=load_image(value, field, max_image_pixels, rules=rules))
     if isinstance(value, dict):
-        unknown = set(value) - {"text", "image", *PASSTHROUGH_KEYS}
+        unknown = set(value) - {"text", "image", "images", *PASSTHROUGH_KEYS}
         if unknown:
             raise InputError(field, "unknown_keys", keys=sorted(unknown))
         text = value.get("text")
         if text is not None and not isinstance(text, str):
             raise InputError(f"{field}.text", "expected_string", type=type(text).__name__)
-        image = value.get("image")
+        image, images = value.get("image"), value.get("images")
+        if images is not None and image is not None:
+            raise InputError(field, "image_and_images")
+        if images is not None:
+            if not isinstance(images, (list, tuple)):
+                raise InputError(f"{field}.images", "images_list", type=type(images).__name__)
+            if rules is not None and rules.max_images is not None and len(images) > rules.max_images:
+                raise InputError(f"{field}.images", "too_many_images", count=len(images), limit=rules.max_images)
+            loaded = tuple(load_image(one, f"{field}.images[{k}]", max_image_pixels, rules=rules)
+                           for k, one in enumerate(images))
+            return _make_item(text, loaded, field)
         loaded = load_image(image, f"{field}.image", max_image_pixels, rules=rules) if image is not None else None
-        return _make_item(text, loaded, field)
+        return _make_item(text, (loaded,) if loaded is not None else (), field)
     if value is None:
         raise InputError(field, "missing")
     raise InputError(field, "unsupported_type", type=type(value).__name__)
@@ -501,14 +518,14 @@ def check_text(text: str, field: str) -> str:
     return text
 
 
-def _make_item(text: str | None, image: Image.Image | None, field: str) -> Item:
+def _make_item(text: str | None, images: tuple, field: str) -> Item:
     if text is not None:
-        check_text(text, f"{field}.text" if image is not None else field)
+        check_text(text, f"{field}.text" if images else field)
     if text is not None and not text.strip():
         text = None
-    if text is None and image is None:
+    if text is None and not images:
         raise InputError(field, "empty")
-    return Item(text=text, image=image)
+    return Item(text=text, images=images)
 
 
 def to_items(documents: Sequence[Any], field: str = "documents", *,

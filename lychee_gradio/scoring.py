@@ -60,7 +60,11 @@ def item_digest(item: Item, image_digests: Callable[[Image.Image], bytes] = imag
         digest.update(b"\x00no-text")
     else:
         digest.update(b"\x01" + item.text.encode("utf-8", "surrogatepass"))
-    digest.update(b"\x02" + (image_digests(item.image) if item.image is not None else b"no-image"))
+    # One image hashes as it always did (cached scores stay valid); several, each in order, with their count.
+    if len(item.images) > 1:
+        digest.update(b"\x03" + str(len(item.images)).encode() + b"".join(image_digests(i) for i in item.images))
+    else:
+        digest.update(b"\x02" + (image_digests(item.image) if item.image is not None else b"no-image"))
     return digest.digest()
 
 

@@ -57,7 +57,8 @@ SETTINGS: list[Setting] = [
     S("device", "str", "auto", "auto (CUDA when available, else Apple's MPS, else the CPU), cuda, cuda:1, cpu",
       "model", eval=True),
     S("dtype", "choice", "auto", "auto (bf16 on CUDA; on the CPU bf16 where it computes bf16 natively, else "
-      "fp32), bfloat16, float16, float32", "model", choices=("auto", "bfloat16", "float16", "float32"), eval=True),
+      "fp32), bfloat16, float16, float32", "model", env="LYCHEE_DTYPE",
+      choices=("auto", "bfloat16", "float16", "float32"), eval=True),
     S("quantize", "choice", None, "load the language model's weights in 8 or 4 bits (bitsandbytes: pip install "
       "-e '.[quantize]'); per model: --model X@nf4", "model", choices=("int8", "nf4"), eval=True),
     S("max_pixels", "int", None, "the model's bound on each image's pixels (default: the family's, 1280*28*28 or "
@@ -106,6 +107,7 @@ SETTINGS: list[Setting] = [
       minimum=0.1),
     # -- limits, the same on every door
     S("max_documents", "int", 200, "documents (or images) per request", "limits", minimum=1),
+    S("max_images_per_item", "int", 16, "images in one query or document", "limits", minimum=1),
     S("max_image_pixels", "int", 50_000_000, "pixels of one image, checked before it is decoded", "limits",
       minimum=1),
     S("max_request_pixels", "int", 400_000_000, "decoded pixels of one request's images together (413 past it)",
@@ -146,6 +148,15 @@ def default_of(name: str) -> Any:
     return list(default) if isinstance(default, list) else default
 
 
+def env_default_of(name: str) -> Any:
+    """A setting's default where it is not given: its environment variable's value (parsed), where the table
+    names one and it is set, else the table's default. `lychee load`'s flags and `serve_app` share this rule."""
+    setting = BY_NAME[name]
+    if setting.env and os.environ.get(setting.env):
+        return parse_value(setting, os.environ[setting.env])
+    return default_of(name)
+
+
 # -- what the doors share ------------------------------------------------------------------------------------
 
 
@@ -160,6 +171,7 @@ class Limits:
 
     max_documents: int = default_of("max_documents")
     max_image_pixels: int = default_of("max_image_pixels")
+    max_images_per_item: int = default_of("max_images_per_item")
     max_request_pixels: int = default_of("max_request_pixels")
     image_memory_in_flight: int = _mb("image_memory_mb")
     max_body_bytes: int = _mb("max_body_mb")
@@ -202,6 +214,7 @@ class Config:
         value = {setting.name: values.get(setting.name, default_of(setting.name)) for setting in SETTINGS}
         limits = Limits(
             max_documents=value["max_documents"], max_image_pixels=value["max_image_pixels"],
+            max_images_per_item=value["max_images_per_item"],
             max_request_pixels=value["max_request_pixels"], image_memory_in_flight=int(value["image_memory_mb"] * MB),
             max_body_bytes=int(value["max_body_mb"] * MB), max_upload_bytes=int(value["max_upload_mb"] * MB),
             max_upload_request_bytes=int(value["max_upload_request_mb"] * MB),

@@ -200,7 +200,7 @@ class PairEncoder:
             head = text[:chars]
             offsets = self.literal.plain.encode(head, add_special_tokens=False).offsets
             if len(offsets) > budget:
-                return Item(text=text[: offsets[budget - 1][1]], image=item.image)
+                return Item(text=text[: offsets[budget - 1][1]], images=item.images)
             if len(head) == len(text):
                 return item
             chars *= 2
@@ -281,28 +281,29 @@ class PairEncoder:
         query = self.truncate(query)
         documents = [self.truncate(document) for document in documents]
         instruction = self.truncate(Item(text=instruction)).text
-        query_images = [self.encode_image(query.image, max_pixels, digest)] if query.image is not None else []
+        query_images = [self.encode_image(image, max_pixels, digest) for image in query.images]
 
         # The template renders with slots in place of user text; the text goes back in as literal
         # text when tokenizing. Documents of the same shape share one rendering.
         slots = _Slots()
-        query_slot = Item(text=slots(query.text), image=query.image)
+        query_slot = Item(text=slots(query.text), images=query.images)
         instruction_slot = slots(instruction)
         document_slot = slots("")
         followup_slots = (slots(followup[0]), slots(followup[1])) if followup is not None else None
-        skeletons: dict[tuple[bool, bool], str] = {}
+        skeletons: dict[tuple[bool, int], str] = {}
         prompts, pair_images, image_tokens = [], [], []
-        encoded_images = self.encode_images([document.image for document in documents], max_pixels, digest)
+        encoded_images = self.encode_images([image for document in documents for image in document.images],
+                                            max_pixels, digest)
         for document in documents:
             if on_document is not None:
                 on_document()
-            document_images = [next(encoded_images)] if document.image is not None else []
+            document_images = [next(encoded_images) for _ in document.images]
             images = query_images + document_images
-            shape = (document.text is not None, document.image is not None)
+            shape = (document.text is not None, len(document.images))
             if shape not in skeletons:
                 skeletons[shape] = self.render(
-                    query_slot, Item(text=document_slot if shape[0] else None, image=document.image), instruction_slot,
-                    followup_slots)
+                    query_slot, Item(text=document_slot if shape[0] else None, images=document.images),
+                    instruction_slot, followup_slots)
             prompts.append((skeletons[shape], {**slots.values, document_slot: document.text}))
             pair_images.append(images)
             image_tokens.append([self._token_count(image) for image in images])

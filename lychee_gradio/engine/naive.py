@@ -22,10 +22,13 @@ SYSTEM = (
 )
 
 
+def _images(image) -> list:
+    """One image, a list of them (several, in order), or None."""
+    return list(image) if isinstance(image, (list, tuple)) else [] if image is None else [image]
+
+
 def _parts(text, image):
-    parts = []
-    if image is not None:
-        parts.append({"type": "image", "image": image})
+    parts = [{"type": "image", "image": one} for one in _images(image)]
     if text is not None:
         parts.append({"type": "text", "text": text})
     return parts
@@ -50,7 +53,7 @@ class NaiveScorer:
         return cls(model, processor, family)
 
     def prompt(self, query, document, instruction=None):
-        """query/document: (text or None, PIL image or None)."""
+        """query/document: (text or None, a PIL image, a list of them, or None)."""
         messages = [
             {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
             {"role": "user", "content": [
@@ -64,7 +67,7 @@ class NaiveScorer:
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def inputs(self, query, document, instruction=None):
-        images = [im for im in (query[1], document[1]) if im is not None]
+        images = _images(query[1]) + _images(document[1])
         return self.processor(
             text=[self.prompt(query, document, instruction)],
             images=images or None,

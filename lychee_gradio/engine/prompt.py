@@ -20,10 +20,9 @@ DOCUMENT_MARKER = "\n<Document>:"
 
 
 def _parts(item: Item) -> list[dict]:
-    # Image before text, for the query and the document alike: the order the model was trained on.
-    parts: list[dict] = []
-    if item.image is not None:
-        parts.append({"type": "image", "image": item.image})
+    # Images before text, for the query and the document alike: the order the model was trained on (one
+    # image); several go in the caller's order, each with its own vision tokens (docs/design.md).
+    parts: list[dict] = [{"type": "image", "image": image} for image in item.images]
     if item.text is not None:
         parts.append({"type": "text", "text": item.text})
     return parts

@@ -14,6 +14,7 @@ depend on which other documents share the request, their order, or the batch siz
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -34,6 +35,7 @@ from .scheduler import Scheduler
 from .weights import (
     choose_runtime,
     default_model,
+    fit_cpu_threads,
     load_model_and_processor,
     resolve_model_dir,
     split_precision,
@@ -51,6 +53,10 @@ class SharedPrefix:
     length: int
     key_values: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each (1, kv_heads, length, head_dim)
     image_count: int = 0  # the pairs' first images, whose tokens all lie in the prefix
+
+
+def _cut_sides(query: bool, document: bool) -> str:
+    return " and ".join(side for side, cut in (("query", query), ("document", document)) if cut)
 
 
 class LycheeScorer(ScorerBase):
@@ -103,6 +109,8 @@ class LycheeScorer(ScorerBase):
         # pass holds one call's rows); images are processed one call at a time (engine/scheduler.py).
         self.scheduler = Scheduler(self, max_batch_wait_ms / 1000, share_passes=batch_across_requests)
         self.load_seconds: float | None = None
+        self.dtype_why: str | None = None  # set by load(): "bfloat16: the CPU has AVX512-BF16", ...
+        self.threads: int | None = None  # torch's CPU threads, set by load() on the CPU
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, device: str = "auto", dtype: Any = "auto",
@@ -117,7 +125,9 @@ class LycheeScorer(ScorerBase):
         The checkpoint's config.json picks the family: `qwen2_5_vl` (lychee-rerank-mm) or
         `qwen3_vl` (Qwen3-VL-Reranker-2B/8B); any other is refused, and so is a checkpoint whose
         weights do not all match the model. `device="auto"` picks CUDA, else Apple's MPS, else the
-        CPU; `dtype="auto"` bf16 on CUDA (fp16 where bf16 is unsupported, and on MPS), fp32 on CPU;
+        CPU; `dtype="auto"` bf16 on CUDA (fp16 where bf16 is unsupported, and on MPS), and on the CPU bf16
+        where it computes bf16 natively (AVX512-BF16, AMX, Arm BF16), else fp32 (`dtype_why` says which and
+        why; on the CPU torch's threads are set to the cores the process may use, `threads`);
         `max_pixels` bounds each image (default: the family's, 1280*28*28 or 1800*32*32; smaller is
         faster); `batch_size` is the most pairs per forward pass (default 32 on CUDA, 8 on CPU);
         `reuse_prefix=False` runs the whole prompt of every pair (same scores, slower; for comparison);
@@ -145,8 +155,10 @@ class LycheeScorer(ScorerBase):
         if check_memory:
             memory.check(name, runtime, quantize, max_batch_tokens)
         folder = resolve_model_dir(name)
-        logger.info("loading %s from %s on %s (%s, %s%s)", name, folder, runtime.device, runtime.dtype,
-                    runtime.attn_implementation, f", {quantize} weights" if quantize else "")
+        threads = fit_cpu_threads() if runtime.device == "cpu" else None
+        logger.info("loading %s from %s on %s (%s, %s%s%s)", name, folder, runtime.device, runtime.why,
+                    runtime.attn_implementation, f", {quantize} weights" if quantize else "",
+                    f", {threads} threads" if threads else "")
         hf_model, processor, family = load_model_and_processor(folder, runtime, quantize)
         served = f"{name}@{quantize}" if quantize else name
         scorer = cls(hf_model, processor, model_name=served, device=runtime.device, max_pixels=max_pixels,
@@ -155,6 +167,7 @@ class LycheeScorer(ScorerBase):
                      image_cache_bytes=image_cache_bytes, batch_across_requests=batch_across_requests,
                      max_batch_wait_ms=max_batch_wait_ms, quantize=quantize)
         scorer.load_seconds = time.monotonic() - started
+        scorer.dtype_why, scorer.threads = runtime.why, threads
         logger.info("%s loaded in %.1f s: weights %.2f GB", served, scorer.load_seconds, scorer.weights_bytes / 2**30)
         return scorer
 
@@ -183,6 +196,11 @@ class LycheeScorer(ScorerBase):
     def max_pixels(self) -> int:
         return self.encoder.max_pixels
 
+    @property
+    def max_text_tokens(self) -> int:
+        """Tokens a query's or document's text keeps; longer texts are cut (`PairScore.truncated`)."""
+        return self.encoder.max_text_tokens
+
     # -- scoring, through the scheduler ---------------------------------------------------------------
 
     def score_uncached(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
@@ -190,16 +208,21 @@ class LycheeScorer(ScorerBase):
                      digest: DigestMemo) -> list[PairScore]:
         # Texts are cut to their budget first (cheap: see encoding.truncate); the images are processed by
         # one request at a time, so that few requests hold pixel patches at once.
-        query, documents = self.encoder.truncate(query), [self.encoder.truncate(d) for d in documents]
+        cut_query, cut = self.encoder.truncate(query), [self.encoder.truncate(d) for d in documents]
         size = max(1, self.batch_size)
-        if (self.scheduler.pipeline and len(documents) > 2 * size
-                and sum(document.image is not None for document in documents) >= size):
+        if (self.scheduler.pipeline and len(cut) > 2 * size
+                and sum(len(document.images) for document in cut) >= size):
             def chunk_encoder(indices: list[int], sub: RequestContext):
-                return self.encoder_of(query, [documents[i] for i in indices], instruction, max_pixels, sub, digest)
+                return self.encoder_of(cut_query, [cut[i] for i in indices], instruction, max_pixels, sub, digest)
 
-            return pipelined(self.scheduler, chunk_encoder, len(documents), size, on_progress, context)
-        return self.scheduler.score(self.encoder_of(query, documents, instruction, max_pixels, context, digest),
-                                    context, on_progress)
+            results = pipelined(self.scheduler, chunk_encoder, len(cut), size, on_progress, context)
+        else:
+            results = self.scheduler.score(self.encoder_of(cut_query, cut, instruction, max_pixels, context, digest),
+                                           context, on_progress)
+        # Which side of each pair had its text cut (a TEI caller's `truncate: false` refuses them).
+        return [dataclasses.replace(result, truncated=_cut_sides(cut_query is not query, shortened is not document))
+                if cut_query is not query or shortened is not document else result
+                for result, shortened, document in zip(results, cut, documents)]
 
     def encoder_of(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
                    context: RequestContext, digest: DigestMemo | None = None):

@@ -61,11 +61,17 @@ def _resolve(value: Any, base_dir: Path, field: str) -> Any:
         return value
     if not isinstance(value, dict):
         raise InputError(field, "eval_item")
-    image = value.get("image")
-    if isinstance(image, str) and not is_data_url(image) and base64_image(image) is None:
-        value = {**value, "image": str(_image_path(image, base_dir, f"{field}.image"))}
-    elif image is not None and not isinstance(image, str):
-        raise InputError(f"{field}.image", "eval_image_value")
+    def resolved(image: Any, where: str) -> Any:
+        if isinstance(image, str) and not is_data_url(image) and base64_image(image) is None:
+            return str(_image_path(image, base_dir, where))
+        if image is not None and not isinstance(image, str):
+            raise InputError(where, "eval_image_value")
+        return image
+
+    if value.get("image") is not None:
+        value = {**value, "image": resolved(value["image"], f"{field}.image")}
+    if isinstance(value.get("images"), list):  # several images: each a path (or data), checked alike
+        value = {**value, "images": [resolved(image, f"{field}.images[{k}]") for k, image in enumerate(value["images"])]}
     return value
 
 

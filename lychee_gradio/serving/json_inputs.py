@@ -39,13 +39,16 @@ def image_fields(value: Any, field: str) -> list[tuple[str, Any]]:
             elif isinstance(part, dict) and part.get("type") == "image":
                 found.append((f"{where}.image", part.get("image")))
         return found
+    if isinstance(value.get("images"), list):
+        return [(f"{field}.images[{k}]", image) for k, image in enumerate(value["images"])]
     return [(f"{field}.image", value["image"])] if value.get("image") is not None else []
 
 
-def request_images(query: Any, documents: list[Any]) -> list[tuple[str, Any]]:
+def request_images(query: Any, documents: list[Any], *, query_field: str = "query",
+                   field: str = "documents") -> list[tuple[str, Any]]:
     """Every (field, image value) of a request, the query's first."""
-    return image_fields(query, "query") + [pair for i, d in enumerate(documents)
-                                           for pair in image_fields(d, f"documents[{i}]")]
+    return image_fields(query, query_field) + [pair for i, d in enumerate(documents)
+                                               for pair in image_fields(d, f"{field}[{i}]")]
 
 
 def _is_url(value: Any) -> bool:
@@ -130,13 +133,19 @@ def request_item(value: Any, field: str, fetched: dict[str, bytes] | None = None
         raise InputError(field, "expected_string_or_object", type=type(value).__name__)
     if "content" in value:
         return _content_parts(value["content"], field, fetched)
-    if "text" not in value and "image" not in value:
+    if "text" not in value and "image" not in value and "images" not in value:
         raise InputError(field, "object_keys")
     text = value.get("text")
     if text is not None and not isinstance(text, str):
         raise InputError(f"{field}.text", "expected_string", type=type(text).__name__)
     item: dict[str, Any] = {"text": text}
-    if value.get("image") is not None:
+    if value.get("images") is not None:
+        if value.get("image") is not None:
+            raise InputError(field, "image_and_images")
+        if not isinstance(value["images"], list):
+            raise InputError(f"{field}.images", "images_list", type=type(value["images"]).__name__)
+        item["images"] = [image_bytes(image, f"{field}.images[{k}]", fetched) for k, image in enumerate(value["images"])]
+    elif value.get("image") is not None:
         item["image"] = image_bytes(value["image"], f"{field}.image", fetched)
     return item
 
@@ -156,9 +165,8 @@ def _content_parts(parts: Any, field: str, fetched: dict[str, bytes] | None) -> 
             images.append(image_bytes(part["image"], f"{where}.image", fetched))
         else:
             raise InputError(where, "content_part")
-    if len(images) > 1:
-        raise InputError(field, "one_image", count=len(images))
-    return {"text": "\n".join(texts) or None, **({"image": images[0]} if images else {})}
+    # Several image parts are the document's images in their order (the text parts joined, after them).
+    return {"text": "\n".join(texts) or None, **({"images": images} if images else {})}
 
 
 def text_of(item: str | bytes | dict) -> str:
@@ -168,8 +176,10 @@ def text_of(item: str | bytes | dict) -> str:
     return (item.get("text") or "") if isinstance(item, dict) else ""
 
 
-def read_json(query: Any, documents: list[Any], fetched: dict[str, bytes] | None = None) -> tuple[Any, list]:
+def read_json(query: Any, documents: list[Any], fetched: dict[str, bytes] | None = None, *,
+              query_field: str = "query", field: str = "documents") -> tuple[Any, list]:
     """The request's query and documents in the shapes the scorer takes (images as bytes, not yet decoded:
-    the request service decodes them under its limits). CPU work (base64): on a worker thread."""
-    return request_item(query, "query", fetched), [request_item(d, f"documents[{i}]", fetched)
-                                                   for i, d in enumerate(documents)]
+    the request service decodes them under its limits), errors naming `query_field` and `field[i]`. CPU work
+    (base64): on a worker thread."""
+    return request_item(query, query_field, fetched), [request_item(d, f"{field}[{i}]", fetched)
+                                                       for i, d in enumerate(documents)]

@@ -68,10 +68,11 @@ def query_from(query_text: str | None, query_image: str | None, lang: str = "en"
 def parse_documents(documents: str | None, document_images: list[str] | None, lang: str = "en") -> list[dict]:
     """Text blocks separated by `---` lines, plus uploaded images.
 
-    A block may attach an uploaded image with `[image: name.jpg]` (file name) or `[image: 2]`
-    (1-based upload order). Images attached to no block follow the blocks as image-only documents.
-    Each document is `{"text", "image", "name"}`; `name` is the image's file name, for display.
-    Errors count documents from 1, as the table's Input # does.
+    A block attaches uploaded images with `[image: name.jpg]` (file name) or `[image: 2]` (1-based upload
+    order); several with `[image: a.jpg, b.jpg]` or several tags, in that order (the document's images, as
+    the model reads them). Images attached to no block follow the blocks as image-only documents. Each
+    document is `{"text", "image", "images", "name"}`: `image` the first of `images` (None without), `name`
+    their file names, for display. Errors count documents from 1, as the table's Input # does.
     """
     images = [str(path) for path in (document_images or [])]
     names = [upload_name(path) for path in images]
@@ -79,24 +80,23 @@ def parse_documents(documents: str | None, document_images: list[str] | None, la
     parsed, attached = [], set()
     for block in (block for block in blocks if block):
         number = len(parsed) + 1
-        references = _IMAGE_REF_RE.findall(block)
-        if len(references) > 1:
-            raise PageError(text("error_document", lang, number=number, name="",
-                                 reason=text("error_attach_one", lang, count=len(references))))
-        image = None
-        if references:
-            position = find_image(references[0], names)
-            if position is None:
-                raise PageError(text("error_document", lang, number=number, name="", reason=text(
-                    "error_attach_missing", lang, reference=references[0], uploaded=", ".join(names) or "—")))
-            attached.add(position)
-            image = position
+        positions = []
+        for tag in _IMAGE_REF_RE.findall(block):
+            whole = find_image(tag, names)
+            for reference in [tag] if whole is not None else [part.strip() for part in tag.split(",") if part.strip()]:
+                position = find_image(reference, names)
+                if position is None:
+                    raise PageError(text("error_document", lang, number=number, name="", reason=text(
+                        "error_attach_missing", lang, reference=reference, uploaded=", ".join(names) or "—")))
+                positions.append(position)
+        attached.update(positions)
         block_text = _IMAGE_REF_RE.sub("", block).strip() or None
-        parsed.append({"text": block_text, "image": images[image] if image is not None else None,
-                       "name": names[image] if image is not None else None})
+        parsed.append({"text": block_text, "image": images[positions[0]] if positions else None,
+                       "images": [images[p] for p in positions],
+                       "name": ", ".join(names[p] for p in positions) or None})
     for position, (path, name) in enumerate(zip(images, names)):
         if position not in attached:
-            parsed.append({"text": None, "image": path, "name": name})
+            parsed.append({"text": None, "image": path, "images": [path], "name": name})
     if not parsed:
         raise PageError(text("error_documents_missing", lang))
     return parsed
@@ -115,6 +115,10 @@ def find_image(reference: str, names: list[str]) -> int | None:
 
 
 def scorable(document: dict) -> dict:
+    """A page's document as the service reads it: its text and its image, or its images when several."""
+    if len(document.get("images") or []) > 1:
+        return {"text": document["text"], "images": document["images"]} if document["text"] is not None else {
+            "images": document["images"]}
     return {key: document[key] for key in ("text", "image") if document[key] is not None}
 
 

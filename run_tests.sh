@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: create .venv if needed, install the app with its test, cluster and quantize extras, run pytest.
+# The test command: create .venv if needed, install the app with its test, cluster, quantize and video extras, run pytest.
 #   ./run_tests.sh                 # every test
 #   ./run_tests.sh -k rerank -x    # arguments go to pytest
 set -euo pipefail
@@ -15,7 +15,7 @@ stamp=.venv/.lychee-test-installed
 if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "installing the app and its test tools ..."
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -r requirements.txt -e ".[test,cluster,quantize]"
+    .venv/bin/python -m pip install -q -r requirements.txt -e ".[test,cluster,quantize,video]"
     touch "$stamp"
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -27,8 +27,21 @@ ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
+class Video:
+    """A clip as the model sees it (`video.load_video`): the sampled frames (RGB), each one's time in the clip
+    (seconds) and its index among the clip's frames, the clip's frame rate and duration."""
+
+    frames: tuple = field(repr=False)
+    timestamps: tuple = ()
+    indices: tuple = ()
+    fps: float = 0.0
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
 class Item:
-    """One query or document: text, RGB images (any number, in the caller's order), or both (never neither).
+    """One query or document: text, RGB images (any number, in the caller's order), a video, or several of
+    these (never none).
 
     `images` holds them all; `image` is the first (None without one), so `Item(text, image=x)` is the one-image
     item it always was. Give `images` for several; the two must agree when both are given."""
@@ -36,6 +49,7 @@ class Item:
     text: str | None = None
     image: Image.Image | None = None
     images: tuple = ()
+    video: Video | None = None  # at most one; in a document (after its images, before its text)
 
     def __post_init__(self):
         if self.images:
@@ -241,7 +255,18 @@ ERRORS: dict[str, tuple[int, str]] = {
     "expected_string_or_object": (422, "expected a string or an object, got {type}"),
     "object_keys": (422, "an object needs 'text' and/or 'image' (or 'content')"),
     "content_list": (422, "expected a list of parts"),
-    "content_part": (422, "expected {{type: text, text}} or {{type: image_url, image_url: {{url}}}}"),
+    "content_part": (422, "expected {{type: text, text}}, {{type: image_url, image_url: {{url}}}} or "
+                          "{{type: video_url, video_url: {{url}}}}"),
+    "video_empty": (400, "video data is empty"),
+    "video_bytes": (413, "video is over this server's limit of {limit:,} bytes"),
+    "video_not_found": (400, "video file not found: {path}"),
+    "video_type": (400, "unsupported video type {type}; give a path, bytes, base64 or a data URL"),
+    "video_unavailable": (400, "videos need PyAV on the server (pip install -e '.[video]')"),
+    "video_decode": (400, "cannot decode video (not a video FFmpeg can read, or cut short)"),
+    "video_seconds": (413, "video is {seconds:g} s long, over this server's limit of {limit:g} s"),
+    "video_truncated": (400, "video ends at {seconds:g} s but says it lasts {stated:g} s (cut short?)"),
+    "video_in_query": (400, "a query cannot hold a video yet; put the clip in a document"),
+    "one_video": (400, "at most one video per document"),
     "too_many_images": (400, "{count} images, at most {limit} per query or document on this server"),
     "image_and_images": (422, "give 'image' or 'images', not both"),
     "images_list": (422, "expected a list of images, got {type}"),

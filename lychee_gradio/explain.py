@@ -287,7 +287,7 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
             for box in cells_of(image, grid, family.pixel_factor, family.min_pixels, bound):
                 boxes.append((k, box))
                 changed = item.images[:k] + (occluded(image, box, colour),) + item.images[k + 1:]
-                variants.append(Item(text=item.text, images=changed))
+                variants.append(Item(text=item.text, images=changed, video=item.video))
         return boxes, variants
 
     def text_variants(item: Item) -> tuple[list[tuple[int, int]], list[Item]]:
@@ -295,7 +295,7 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
                 item is document and "document" not in targets):
             return [], []
         spans = segments_of(item.text, max_segments)
-        return spans, [Item(text=without(item.text, start, end), images=item.images) for start, end in spans]
+        return spans, [Item(text=without(item.text, start, end), images=item.images, video=item.video) for start, end in spans]
 
     if max_text_chars is not None:
         for field, item in (("query", query), ("document", document)):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .contract import InputError, Item
+from .contract import InputError, Item, Video
 
 __all__ = ["Item", "ImageRules", "PixelBudget", "load_image", "to_item", "to_items", "check_text",
            "resolve_instruction", "base64_image", "decode_image_data", "open_image", "IMAGE_FORMATS"]
@@ -198,7 +198,8 @@ def request_rules(limits, keep_pixels: int, context) -> "ImageRules":
     budget = PixelBudget(limits.max_request_pixels, image_memory_pool(limits.image_memory_in_flight), context.check)
     context.on_close(budget.release)
     return ImageRules(max_image_pixels=limits.max_image_pixels, keep_pixels=keep_pixels, budget=budget,
-                      max_images=limits.max_images_per_item)
+                      max_images=limits.max_images_per_item, max_video_seconds=limits.max_video_seconds,
+                      max_video_bytes=limits.max_video_bytes)
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,8 @@ class ImageRules:
     keep_pixels: int | None = None
     budget: PixelBudget | None = None
     max_images: int | None = None  # images in one query or document (`Limits.max_images_per_item`)
+    max_video_seconds: float | None = None  # a video's duration (`Limits.max_video_seconds`)
+    max_video_bytes: int | None = None  # a video file's size (`Limits.max_video_bytes`)
 
 
 NO_RULES = ImageRules()
@@ -484,13 +487,16 @@ def to_item(value: Any, field: str, *, max_image_pixels: int | None = None, rule
         return _make_item(value, (), field)
     if isinstance(value, (Image.Image, bytes, bytearray, memoryview, os.PathLike)):
         return Item(image=load_image(value, field, max_image_pixels, rules=rules))
+    if isinstance(value, Video):
+        return Item(video=read_video(value, field, rules))
     if isinstance(value, dict):
-        unknown = set(value) - {"text", "image", "images", *PASSTHROUGH_KEYS}
+        unknown = set(value) - {"text", "image", "images", "video", *PASSTHROUGH_KEYS}
         if unknown:
             raise InputError(field, "unknown_keys", keys=sorted(unknown))
         text = value.get("text")
         if text is not None and not isinstance(text, str):
             raise InputError(f"{field}.text", "expected_string", type=type(text).__name__)
+        video = read_video(value["video"], f"{field}.video", rules) if value.get("video") is not None else None
         image, images = value.get("image"), value.get("images")
         if images is not None and image is not None:
             raise InputError(field, "image_and_images")
@@ -501,9 +507,9 @@ def to_item(value: Any, field: str, *, max_image_pixels: int | None = None, rule
                 raise InputError(f"{field}.images", "too_many_images", count=len(images), limit=rules.max_images)
             loaded = tuple(load_image(one, f"{field}.images[{k}]", max_image_pixels, rules=rules)
                            for k, one in enumerate(images))
-            return _make_item(text, loaded, field)
+            return _make_item(text, loaded, field, video)
         loaded = load_image(image, f"{field}.image", max_image_pixels, rules=rules) if image is not None else None
-        return _make_item(text, (loaded,) if loaded is not None else (), field)
+        return _make_item(text, (loaded,) if loaded is not None else (), field, video)
     if value is None:
         raise InputError(field, "missing")
     raise InputError(field, "unsupported_type", type=type(value).__name__)
@@ -518,14 +524,26 @@ def check_text(text: str, field: str) -> str:
     return text
 
 
-def _make_item(text: str | None, images: tuple, field: str) -> Item:
+def _make_item(text: str | None, images: tuple, field: str, video: Video | None = None) -> Item:
     if text is not None:
-        check_text(text, f"{field}.text" if images else field)
+        check_text(text, f"{field}.text" if images or video is not None else field)
     if text is not None and not text.strip():
         text = None
-    if text is None and not images:
+    if text is None and not images and video is None:
         raise InputError(field, "empty")
-    return Item(text=text, images=images)
+    return Item(text=text, images=images, video=video)
+
+
+def read_video(value: Any, field: str, rules: ImageRules | None = None) -> Video:
+    """A video given as a path, bytes, base64 or a data URL (or a `Video` already sampled), decoded by the
+    sampling rule of `video.py` under `rules` (its duration and bytes, the frames' pixels)."""
+    from .video import load_video
+
+    rules = rules or NO_RULES
+    if isinstance(value, str) and (is_data_url(value) or (len(value) > 256 and _BASE64_RE.match(value[:4096]))):
+        value = decode_image_data(value, field)
+    return load_video(value, field, keep_pixels=rules.keep_pixels, max_seconds=rules.max_video_seconds,
+                      max_bytes=rules.max_video_bytes, budget=rules.budget)
 
 
 def to_items(documents: Sequence[Any], field: str = "documents", *,

@@ -60,6 +60,10 @@ def item_digest(item: Item, image_digests: Callable[[Image.Image], bytes] = imag
         digest.update(b"\x00no-text")
     else:
         digest.update(b"\x01" + item.text.encode("utf-8", "surrogatepass"))
+    if item.video is not None:  # its sampled frames and their times: the same clip sampled alike, the same key
+        video = item.video
+        digest.update(b"\x04" + repr((video.timestamps, video.indices, video.fps)).encode()
+                      + b"".join(image_digests(frame) for frame in video.frames))
     # One image hashes as it always did (cached scores stay valid); several, each in order, with their count.
     if len(item.images) > 1:
         digest.update(b"\x03" + str(len(item.images)).encode() + b"".join(image_digests(i) for i in item.images))

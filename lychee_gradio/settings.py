@@ -108,6 +108,9 @@ SETTINGS: list[Setting] = [
     # -- limits, the same on every door
     S("max_documents", "int", 200, "documents (or images) per request", "limits", minimum=1),
     S("max_images_per_item", "int", 16, "images in one query or document", "limits", minimum=1),
+    S("max_video_seconds", "float", 600, "a video's duration, checked from its header before decoding (at most 64 "
+      "frames are sampled, 1 per second)", "limits", minimum=1),
+    S("max_video_mb", "float", 64, "one video file (its bytes, before decoding)", "limits", minimum=0.01),
     S("max_image_pixels", "int", 50_000_000, "pixels of one image, checked before it is decoded", "limits",
       minimum=1),
     S("max_request_pixels", "int", 400_000_000, "decoded pixels of one request's images together (413 past it)",
@@ -172,6 +175,8 @@ class Limits:
     max_documents: int = default_of("max_documents")
     max_image_pixels: int = default_of("max_image_pixels")
     max_images_per_item: int = default_of("max_images_per_item")
+    max_video_seconds: float = default_of("max_video_seconds")
+    max_video_bytes: int = _mb("max_video_mb")
     max_request_pixels: int = default_of("max_request_pixels")
     image_memory_in_flight: int = _mb("image_memory_mb")
     max_body_bytes: int = _mb("max_body_mb")
@@ -214,7 +219,8 @@ class Config:
         value = {setting.name: values.get(setting.name, default_of(setting.name)) for setting in SETTINGS}
         limits = Limits(
             max_documents=value["max_documents"], max_image_pixels=value["max_image_pixels"],
-            max_images_per_item=value["max_images_per_item"],
+            max_images_per_item=value["max_images_per_item"], max_video_seconds=value["max_video_seconds"],
+            max_video_bytes=int(value["max_video_mb"] * MB),
             max_request_pixels=value["max_request_pixels"], image_memory_in_flight=int(value["image_memory_mb"] * MB),
             max_body_bytes=int(value["max_body_mb"] * MB), max_upload_bytes=int(value["max_upload_mb"] * MB),
             max_upload_request_bytes=int(value["max_upload_request_mb"] * MB),

@@ -63,6 +63,17 @@ def test_the_roofline_compares_float32_and_auto_against_the_machines_matmul_rate
     assert "auto / float32 =" in printed and "largest score difference" in printed
 
 
+def test_the_video_benchmark_times_each_stage_of_clips_made_on_the_spot(tmp_path, capsys):
+    import json
+
+    pytest.importorskip("av")
+    bench_main(["--video", "2", "--video-seconds", "2", "--model-size", "tiny", "--device", "cpu", "--runs", "1",
+                "--output", str(tmp_path / "bench.json")])
+    report = json.loads((tmp_path / "video.json").read_text())
+    assert report["frames_per_clip"] == 4 and set(report["stages"]) >= {"decode and sample", "vision tower"}
+    assert report["pairs_per_second"] > 0 and "pairs/s" in capsys.readouterr().out
+
+
 def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tmp_path, capsys):
     pytest.importorskip("ray", reason="the serving benchmark runs Ray Serve replicas: pip install -e '.[cluster]'")
     bench_main(["--serving", "--model-size", "tiny", "--clients", "2", "--seconds", "2", "--runs", "1",

@@ -12,6 +12,7 @@
     python -m lychee_gradio.bench --images 60 --image-size 1600x1200 --model-size tiny   # image ranking, by stage
     python -m lychee_gradio.bench --roofline              # float32 and auto against this machine's matmul rate
     python -m lychee_gradio.bench --roofline --family qwen3_vl --model-size 2b   # the same at 2B shapes
+    python -m lychee_gradio.bench --video 8               # 8 clips of 10 s against one description, by stage
     python -m lychee_gradio.bench --vision 12             # the vision tower: one attention call per layer or not
 
 All three paths run in one process on the same random-weight model (built from a config: the
@@ -33,6 +34,7 @@ from .images import format_images, run_images
 from .quantize import format_quantize, run_quantize
 from .roofline import format_roofline, run_roofline
 from .serving import format_serving, run_serving
+from .video import format_video, run_video
 from .vision import format_vision, run_vision
 
 
@@ -90,9 +92,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fp32-weights", action="store_true",
                         help="--roofline: random weights of float32 values (default: bf16 values, as the published "
                              "checkpoints hold them, so float32 and bfloat16 start from the same weights)")
+    parser.add_argument("--video", type=int, default=None, metavar="N",
+                        help="instead: N generated clips (PyAV) against one description, by stage")
+    parser.add_argument("--video-seconds", type=float, default=10.0, help="the length of --video's clips")
     args = parser.parse_args(argv)
     if args.model_size not in SIZES[args.family]:
         parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
+    if args.video:
+        report = run_video(args.video, args.video_seconds, size=args.model_size, family=args.family,
+                           device=args.device, dtype=args.dtype, runs=args.runs)
+        print(format_video(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("video.json").write_text(json.dumps(report, indent=2))
+        return
     if args.roofline:
         device = "cpu" if args.device == "auto" and not torch_cuda() else args.device
         if device == "auto":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import inspect
 import itertools
 import json
 import os
@@ -43,6 +44,22 @@ class EncodedImage:
 
 
 @dataclass
+class EncodedVideo:
+    """A clip as the processor's own video path makes it: pixel patches, (t, h, w) grid, the seconds each
+    temporal patch spans (Qwen2.5-VL's rope), and the token ids its `<|video_pad|>` expands to (Qwen3-VL's
+    include a timestamp before each frame)."""
+
+    pixel_values: torch.Tensor
+    grid_thw: torch.Tensor  # (3,)
+    second_per_grid_t: float | None
+    token_ids: list[int]
+
+    @property
+    def nbytes(self) -> int:
+        return self.pixel_values.numel() * self.pixel_values.element_size()
+
+
+@dataclass
 class EncodedPair:
     input_ids: torch.Tensor  # (L,)
     mm_token_type_ids: torch.Tensor  # (L,): 0 text, 1 image
@@ -50,6 +67,7 @@ class EncodedPair:
     images: list[EncodedImage] = field(default_factory=list)  # in sequence order: query's, then document's
     query_image_count: int = 0
     document_start: int = 0  # first token after the query's images; no document image token comes earlier
+    videos: list[EncodedVideo] = field(default_factory=list)  # the document's (a query holds none)
 
     @property
     def length(self) -> int:
@@ -117,15 +135,20 @@ class LiteralTokenizer:
             "(" + "|".join(re.escape(token) for token in sorted(self.control_ids, key=len, reverse=True)) + ")"
         )
 
-    def encode(self, prompts: list[tuple[str, dict[str, str]]], image_tokens: list[list[int]]) -> list[list[int]]:
-        """Token ids of each prompt skeleton, its slots filled with user text, image tokens expanded."""
+    def encode(self, prompts: list[tuple[str, dict[str, str]]], image_tokens: list[list[int]],
+               video_tokens: list[list[list[int]]] | None = None, video_token: str | None = None) -> list[list[int]]:
+        """Token ids of each prompt skeleton, its slots filled with user text, image tokens expanded (and each
+        `video_token` replaced by its video's own ids, `video_tokens`)."""
         plans, texts = [], []
-        for (skeleton, values), counts in zip(prompts, image_tokens):
+        for number, ((skeleton, values), counts) in enumerate(zip(prompts, image_tokens)):
             plan, images = [], iter(counts)
+            videos = iter(video_tokens[number] if video_tokens is not None else ())
             for piece in self._control_re.split(skeleton):
                 if not piece:
                     continue
-                if piece in self.control_ids:
+                if piece in self.control_ids and video_token is not None and piece == video_token:
+                    plan.append(list(next(videos)))
+                elif piece in self.control_ids:
                     size = next(images) if piece == self.image_token else 1
                     plan.append([self.control_ids[piece]] * size)
                 else:
@@ -175,6 +198,8 @@ class PairEncoder:
         self.max_text_tokens = max_text_tokens
         self.image_token = processor.image_token
         self.image_token_id = processor.image_token_id
+        self.video_token = getattr(processor, "video_token", None)
+        self.video_token_id = getattr(processor, "video_token_id", None)
         self.merge_length = self.image_processor.merge_size ** 2
         self.literal = LiteralTokenizer(self.tokenizer, self.image_token)
         # Processed images (resized, normalised pixel patches) by (content hash, bounds), across
@@ -200,7 +225,7 @@ class PairEncoder:
             head = text[:chars]
             offsets = self.literal.plain.encode(head, add_special_tokens=False).offsets
             if len(offsets) > budget:
-                return Item(text=text[: offsets[budget - 1][1]], images=item.images)
+                return Item(text=text[: offsets[budget - 1][1]], images=item.images, video=item.video)
             if len(head) == len(text):
                 return item
             chars *= 2
@@ -226,6 +251,19 @@ class PairEncoder:
         if key is not None:
             self.image_cache.put(key, encoded)
         return encoded
+
+    def encode_video(self, video, max_pixels: int | None = None) -> EncodedVideo:
+        """A sampled clip (`contract.Video`) through the processor's own video path: the frames as given (no
+        further sampling), their indices and the clip's frame rate as its metadata, each frame resized within
+        the video processor's bounds (and the caller's `max_pixels`)."""
+        out = self.processor(text=[self.video_token], videos=[list(video.frames)],
+                             videos_kwargs=video_kwargs(self.processor, video, max_pixels), return_tensors="pt")
+        pixel_values = out["pixel_values_videos"]
+        if self.pixel_dtype is not None:
+            pixel_values = pixel_values.to(self.pixel_dtype)
+        seconds = out.get("second_per_grid_ts")
+        return EncodedVideo(pixel_values, out["video_grid_thw"][0],
+                            float(seconds[0]) if seconds is not None else None, out["input_ids"][0].tolist())
 
     def encode_images(self, images: list, max_pixels: int | None = None,
                       digest: Callable[[Image.Image], bytes] | None = None) -> Iterator[EncodedImage]:
@@ -280,6 +318,8 @@ class PairEncoder:
         # Every user text, the instruction included, is cut to the text budget.
         query = self.truncate(query)
         documents = [self.truncate(document) for document in documents]
+        if query.video is not None:
+            raise InputError("query.video", "video_in_query")
         instruction = self.truncate(Item(text=instruction)).text
         query_images = [self.encode_image(image, max_pixels, digest) for image in query.images]
 
@@ -290,8 +330,8 @@ class PairEncoder:
         instruction_slot = slots(instruction)
         document_slot = slots("")
         followup_slots = (slots(followup[0]), slots(followup[1])) if followup is not None else None
-        skeletons: dict[tuple[bool, int], str] = {}
-        prompts, pair_images, image_tokens = [], [], []
+        skeletons: dict[tuple[bool, int, bool], str] = {}
+        prompts, pair_images, image_tokens, pair_videos = [], [], [], []
         encoded_images = self.encode_images([image for document in documents for image in document.images],
                                             max_pixels, digest)
         for document in documents:
@@ -299,35 +339,63 @@ class PairEncoder:
                 on_document()
             document_images = [next(encoded_images) for _ in document.images]
             images = query_images + document_images
-            shape = (document.text is not None, len(document.images))
+            videos = [self.encode_video(document.video, max_pixels)] if document.video is not None else []
+            shape = (document.text is not None, len(document.images), document.video is not None)
             if shape not in skeletons:
                 skeletons[shape] = self.render(
-                    query_slot, Item(text=document_slot if shape[0] else None, images=document.images),
-                    instruction_slot, followup_slots)
+                    query_slot, Item(text=document_slot if shape[0] else None, images=document.images,
+                                     video=document.video), instruction_slot, followup_slots)
+            pair_videos.append(videos)
             prompts.append((skeletons[shape], {**slots.values, document_slot: document.text}))
             pair_images.append(images)
             image_tokens.append([self._token_count(image) for image in images])
 
-        token_ids = self.literal.encode(prompts, image_tokens)
+        token_ids = self.literal.encode(prompts, image_tokens, [[v.token_ids for v in videos] for videos in pair_videos],
+                                        self.video_token)
         query_image_tokens = sum(self._token_count(image) for image in query_images)
         pairs = []
-        for ids, images in zip(token_ids, pair_images):
+        for ids, images, videos in zip(token_ids, pair_images, pair_videos):
             input_ids = torch.tensor(ids, dtype=torch.long)
             mm_token_type_ids = (input_ids == self.image_token_id).long()
+            extra = {}
+            if videos:
+                mm_token_type_ids[input_ids == self.video_token_id] = 2  # the processor's mark for video tokens
+                extra["video_grid_thw"] = torch.stack([video.grid_thw for video in videos])
+                if videos[0].second_per_grid_t is not None:
+                    extra["second_per_grid_ts"] = torch.tensor([video.second_per_grid_t for video in videos])
             grid = torch.stack([image.grid_thw for image in images]) if images else None
             position_ids, _ = self._rope_index(
-                input_ids[None], mm_token_type_ids=mm_token_type_ids[None], image_grid_thw=grid
+                input_ids[None], mm_token_type_ids=mm_token_type_ids[None], image_grid_thw=grid, **extra
             )
             image_positions = torch.nonzero(mm_token_type_ids).flatten()
             document_start = (
                 int(image_positions[query_image_tokens]) if len(image_positions) > query_image_tokens else len(ids)
             )
             pairs.append(EncodedPair(input_ids, mm_token_type_ids, position_ids[:, 0], images,
-                                     len(query_images), document_start))
+                                     len(query_images), document_start, videos))
         return pairs
 
     def _token_count(self, image: EncodedImage) -> int:
         return int(image.grid_thw.prod()) // self.merge_length
+
+
+def video_kwargs(processor, video, max_pixels: int | None = None) -> dict:
+    """What the processor's video path is told of a sampled clip: its frames are the samples (no further
+    sampling), their indices in the clip and its frame rate (Qwen3-VL's timestamps, Qwen2.5-VL's seconds per
+    temporal patch come from them), each frame within the video processor's own pixel bounds (and `max_pixels`)."""
+    from transformers.video_utils import VideoMetadata
+
+    bounds = dict(processor.video_processor.size)
+    if max_pixels is not None:
+        bounds["longest_edge"] = max(bounds["shortest_edge"], min(bounds["longest_edge"], max_pixels))
+    total = max(len(video.indices), round(video.duration * video.fps)) if video.fps else len(video.indices)
+    width, height = video.frames[0].size
+    kwargs = {"video_metadata": [VideoMetadata(total_num_frames=total, fps=video.fps, frames_indices=list(video.indices),
+                                               duration=video.duration, width=width, height=height)],
+              "do_sample_frames": False, "size": bounds}
+    if "cap_pixels_per_frame" in inspect.signature(processor.video_processor.resize).parameters:
+        kwargs["cap_pixels_per_frame"] = True  # qwen-vl-utils' per-frame cap, transformers' coming default
+    return kwargs
 
 
 # Images prepared at once for one call (resized and cut into patches): enough to keep the pool busy, few

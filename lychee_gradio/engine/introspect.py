@@ -28,6 +28,8 @@ def _prompt_inputs(scorer, pair: EncodedPair) -> dict:
         "mm_token_type_ids": pair.mm_token_type_ids[None].to(device),
         "pixel_values": torch.cat([image.pixel_values for image in images]).to(device) if images else None,
         "image_grid_thw": torch.stack([image.grid_thw for image in images]).to(device) if images else None,
+        **({"pixel_values_videos": torch.cat([video.pixel_values for video in pair.videos]).to(device),
+            "video_grid_thw": torch.stack([video.grid_thw for video in pair.videos]).to(device)} if pair.videos else {}),
     }
 
 

@@ -27,8 +27,10 @@ def _images(image) -> list:
     return list(image) if isinstance(image, (list, tuple)) else [] if image is None else [image]
 
 
-def _parts(text, image):
+def _parts(text, image, video=None):
     parts = [{"type": "image", "image": one} for one in _images(image)]
+    if video is not None:
+        parts.append({"type": "video", "video": list(video.frames)})
     if text is not None:
         parts.append({"type": "text", "text": text})
     return parts
@@ -53,7 +55,7 @@ class NaiveScorer:
         return cls(model, processor, family)
 
     def prompt(self, query, document, instruction=None):
-        """query/document: (text or None, a PIL image, a list of them, or None)."""
+        """query/document: (text or None, a PIL image, a list of them, or None[, a sampled `contract.Video`])."""
         messages = [
             {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
             {"role": "user", "content": [
@@ -68,11 +70,26 @@ class NaiveScorer:
 
     def inputs(self, query, document, instruction=None):
         images = _images(query[1]) + _images(document[1])
+        video = document[2] if len(document) > 2 else None
+        extra = {}
+        if video is not None:
+            # The clip's frames as sampled, told as such: their indices in the clip and its frame rate.
+            from transformers.video_utils import VideoMetadata
+
+            width, height = video.frames[0].size
+            total = max(len(video.indices), round(video.duration * video.fps))
+            extra = {"videos": [list(video.frames)], "videos_kwargs": {
+                "video_metadata": [VideoMetadata(total_num_frames=total, fps=video.fps,
+                                                 frames_indices=list(video.indices), duration=video.duration,
+                                                 width=width, height=height)],
+                "do_sample_frames": False, "cap_pixels_per_frame": True,
+                "size": dict(self.processor.video_processor.size)}}
+        bounds = {"shortest_edge": self.family.min_pixels, "longest_edge": self.family.max_pixels}
+        sizes = {"images_kwargs": {"size": bounds}} if video is not None else {"size": bounds}
         return self.processor(
             text=[self.prompt(query, document, instruction)],
             images=images or None,
-            size={"shortest_edge": self.family.min_pixels, "longest_edge": self.family.max_pixels},
-            return_tensors="pt",
+            return_tensors="pt", **sizes, **extra,
         ).to(self.model.device)
 
     @torch.inference_mode()

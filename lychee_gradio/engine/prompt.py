@@ -23,6 +23,8 @@ def _parts(item: Item) -> list[dict]:
     # Images before text, for the query and the document alike: the order the model was trained on (one
     # image); several go in the caller's order, each with its own vision tokens (docs/design.md).
     parts: list[dict] = [{"type": "image", "image": image} for image in item.images]
+    if item.video is not None:  # after the images, before the text
+        parts.append({"type": "video", "video": list(item.video.frames)})
     if item.text is not None:
         parts.append({"type": "text", "text": item.text})
     return parts

@@ -384,6 +384,7 @@ class LycheeScorer(ScorerBase):
             attention_mask[row, padded + start:] = 1
             position_ids[:, row, start:] = pair.position_ids[:, skip:]
         images = [image for pair, row in zip(batch, rows) for image in pair.images[row.image_count if row else 0:]]
+        videos = [video for pair in batch for video in pair.videos]  # a document's: never in a shared prefix
         device = self.device
         past_key_values = None
         if padded:
@@ -397,6 +398,8 @@ class LycheeScorer(ScorerBase):
             mm_token_type_ids=mm_token_type_ids.to(device),
             pixel_values=torch.cat([image.pixel_values for image in images]).to(device) if images else None,
             image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
+            pixel_values_videos=torch.cat([video.pixel_values for video in videos]).to(device) if videos else None,
+            video_grid_thw=torch.stack([video.grid_thw for video in videos]).to(device) if videos else None,
             past_key_values=past_key_values,
             use_cache=False,
         )

@@ -70,6 +70,8 @@ def _resolve(value: Any, base_dir: Path, field: str) -> Any:
 
     if value.get("image") is not None:
         value = {**value, "image": resolved(value["image"], f"{field}.image")}
+    if value.get("video") is not None:  # a clip: a path (or data), checked as an image's
+        value = {**value, "video": resolved(value["video"], f"{field}.video")}
     if isinstance(value.get("images"), list):  # several images: each a path (or data), checked alike
         value = {**value, "images": [resolved(image, f"{field}.images[{k}]") for k, image in enumerate(value["images"])]}
     return value

@@ -36,9 +36,13 @@ def image_fields(value: Any, field: str) -> list[tuple[str, Any]]:
             where = f"{field}.content[{position}]"
             if isinstance(part, dict) and part.get("type") == "image_url" and isinstance(part.get("image_url"), dict):
                 found.append((f"{where}.image_url.url", part["image_url"].get("url")))
-            elif isinstance(part, dict) and part.get("type") == "image":
-                found.append((f"{where}.image", part.get("image")))
+            elif isinstance(part, dict) and part.get("type") == "video_url" and isinstance(part.get("video_url"), dict):
+                found.append((f"{where}.video_url.url", part["video_url"].get("url")))
+            elif isinstance(part, dict) and part.get("type") in ("image", "video"):
+                found.append((f"{where}.{part['type']}", part.get(part["type"])))
         return found
+    if value.get("video") is not None:
+        return [*image_fields({k: v for k, v in value.items() if k != "video"}, field), (f"{field}.video", value["video"])]
     if isinstance(value.get("images"), list):
         return [(f"{field}.images[{k}]", image) for k, image in enumerate(value["images"])]
     return [(f"{field}.image", value["image"])] if value.get("image") is not None else []
@@ -133,7 +137,7 @@ def request_item(value: Any, field: str, fetched: dict[str, bytes] | None = None
         raise InputError(field, "expected_string_or_object", type=type(value).__name__)
     if "content" in value:
         return _content_parts(value["content"], field, fetched)
-    if "text" not in value and "image" not in value and "images" not in value:
+    if "text" not in value and "image" not in value and "images" not in value and "video" not in value:
         raise InputError(field, "object_keys")
     text = value.get("text")
     if text is not None and not isinstance(text, str):
@@ -147,26 +151,51 @@ def request_item(value: Any, field: str, fetched: dict[str, bytes] | None = None
         item["images"] = [image_bytes(image, f"{field}.images[{k}]", fetched) for k, image in enumerate(value["images"])]
     elif value.get("image") is not None:
         item["image"] = image_bytes(value["image"], f"{field}.image", fetched)
+    if value.get("video") is not None:
+        item["video"] = video_bytes(value["video"], f"{field}.video", fetched)
     return item
+
+
+def video_bytes(value: Any, field: str, fetched: dict[str, bytes] | None = None) -> bytes:
+    """A video sent as JSON, as bytes: a data URL, base64, or an http(s) URL fetched beforehand (under the image
+    URLs' rules). File paths are never read."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(field, "video_type", type=type(value).__name__)
+    value = value.strip()
+    if _is_url(value):
+        if fetched is None or field not in fetched:
+            raise InputError(field, "image_urls_off")
+        return fetched[field]
+    if value.startswith(("/", "./", "../", "~", "file:")) or re.match(r"^[A-Za-z]:[\\/]", value):
+        raise InputError(field, "file_path_http")
+    return decode_image_data(value, field)  # a data URL or base64: the bytes, whatever they hold
 
 
 def _content_parts(parts: Any, field: str, fetched: dict[str, bytes] | None) -> dict:
     if not isinstance(parts, list):
         raise InputError(f"{field}.content", "content_list")
-    texts, images = [], []
+    texts, images, videos = [], [], []
     for position, part in enumerate(parts):
         where = f"{field}.content[{position}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
+        elif kind == "video_url" and isinstance(part.get("video_url"), dict):
+            videos.append(video_bytes(part["video_url"].get("url"), f"{where}.video_url.url", fetched))
+        elif kind == "video" and part.get("video") is not None:
+            videos.append(video_bytes(part["video"], f"{where}.video", fetched))
         elif kind == "image_url" and isinstance(part.get("image_url"), dict):
             images.append(image_bytes(part["image_url"].get("url"), f"{where}.image_url.url", fetched))
         elif kind == "image" and part.get("image") is not None:
             images.append(image_bytes(part["image"], f"{where}.image", fetched))
         else:
             raise InputError(where, "content_part")
-    # Several image parts are the document's images in their order (the text parts joined, after them).
-    return {"text": "\n".join(texts) or None, **({"images": images} if images else {})}
+    if len(videos) > 1:
+        raise InputError(field, "one_video")
+    # Several image parts are the document's images in their order, then its video (the text parts joined,
+    # after them).
+    return {"text": "\n".join(texts) or None, **({"images": images} if images else {}),
+            **({"video": videos[0]} if videos else {})}
 
 
 def text_of(item: str | bytes | dict) -> str:

@@ -20,7 +20,8 @@ from .translations import reason, text
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"  # sample images and data, shipped in the package
 
 _SEPARATOR_RE = re.compile(r"^[ \t]*---+[ \t]*$", re.MULTILINE)
-_IMAGE_REF_RE = re.compile(r"\[image:\s*([^\]]+?)\s*\]", re.IGNORECASE)
+_IMAGE_REF_RE = re.compile(r"\[(?:image|video):\s*([^\]]+?)\s*\]", re.IGNORECASE)
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi")  # uploads read as a clip (video.py)
 
 
 class PageError(WordedError, ValueError):
@@ -70,9 +71,10 @@ def parse_documents(documents: str | None, document_images: list[str] | None, la
 
     A block attaches uploaded images with `[image: name.jpg]` (file name) or `[image: 2]` (1-based upload
     order); several with `[image: a.jpg, b.jpg]` or several tags, in that order (the document's images, as
-    the model reads them). Images attached to no block follow the blocks as image-only documents. Each
-    document is `{"text", "image", "images", "name"}`: `image` the first of `images` (None without), `name`
-    their file names, for display. Errors count documents from 1, as the table's Input # does.
+    the model reads them); one uploaded clip with `[video: clip.mp4]`. Uploads attached to no block follow the
+    blocks as documents of their own. Each document is `{"text", "image", "images", "video", "name"}`: `image`
+    the first of `images` (None without), `name` the attached files' names, for display. Errors count
+    documents from 1, as the table's Input # does.
     """
     images = [str(path) for path in (document_images or [])]
     names = [upload_name(path) for path in images]
@@ -91,12 +93,18 @@ def parse_documents(documents: str | None, document_images: list[str] | None, la
                 positions.append(position)
         attached.update(positions)
         block_text = _IMAGE_REF_RE.sub("", block).strip() or None
-        parsed.append({"text": block_text, "image": images[positions[0]] if positions else None,
-                       "images": [images[p] for p in positions],
-                       "name": ", ".join(names[p] for p in positions) or None})
+        clips = [p for p in positions if is_video(names[p])]
+        if len(clips) > 1:
+            raise PageError(text("error_document", lang, number=number, name="", reason=text("error_one_video", lang)))
+        pictures = [p for p in positions if p not in clips]
+        parsed.append({"text": block_text, "image": images[pictures[0]] if pictures else None,
+                       "images": [images[p] for p in pictures], "video": images[clips[0]] if clips else None,
+                       "name": ", ".join(names[p] for p in pictures + clips) or None})
     for position, (path, name) in enumerate(zip(images, names)):
         if position not in attached:
-            parsed.append({"text": None, "image": path, "images": [path], "name": name})
+            clip = is_video(name)
+            parsed.append({"text": None, "image": None if clip else path, "images": [] if clip else [path],
+                           "video": path if clip else None, "name": name})
     if not parsed:
         raise PageError(text("error_documents_missing", lang))
     return parsed
@@ -115,11 +123,16 @@ def find_image(reference: str, names: list[str]) -> int | None:
 
 
 def scorable(document: dict) -> dict:
-    """A page's document as the service reads it: its text and its image, or its images when several."""
+    """A page's document as the service reads it: its text, its image (or its images when several), its clip."""
+    found = {key: document[key] for key in ("text", "image", "video") if document.get(key) is not None}
     if len(document.get("images") or []) > 1:
-        return {"text": document["text"], "images": document["images"]} if document["text"] is not None else {
-            "images": document["images"]}
-    return {key: document[key] for key in ("text", "image") if document[key] is not None}
+        found.pop("image", None)
+        found["images"] = document["images"]
+    return found
+
+
+def is_video(name: str) -> bool:
+    return name.lower().endswith(VIDEO_SUFFIXES)
 
 
 # What a file that is not a readable image gets from the decoder: one message for all, on every tab.

@@ -265,7 +265,6 @@ ERRORS: dict[str, tuple[int, str]] = {
     "video_decode": (400, "cannot decode video (not a video FFmpeg can read, or cut short)"),
     "video_seconds": (413, "video is {seconds:g} s long, over this server's limit of {limit:g} s"),
     "video_truncated": (400, "video ends at {seconds:g} s but says it lasts {stated:g} s (cut short?)"),
-    "video_in_query": (400, "a query cannot hold a video yet; put the clip in a document"),
     "one_video": (400, "at most one video per document"),
     "too_many_images": (400, "{count} images, at most {limit} per query or document on this server"),
     "image_and_images": (422, "give 'image' or 'images', not both"),

@@ -121,10 +121,15 @@ def test_a_video_scores_the_same_amid_images_and_texts_as_alone(scorer, clips, r
     assert together == pytest.approx(alone, abs=1e-5)
 
 
-def test_a_query_holding_a_video_is_refused_for_now(scorer, clips):
-    with pytest.raises(InputError) as refused:
-        scorer.score({"video": clips["mp4"]}, ["a"])
-    assert refused.value.field == "query.video" and refused.value.code == "video_in_query"
+def test_a_query_holding_a_video_scores_as_the_reference_against_any_document(family, clips, red_image):
+    engine, naive = family
+    query, video = {"text": "this clip", "video": clips["mp4"]}, load_video(clips["mp4"], "q")
+    documents = ["a red square", {"image": red_image}, {"text": "another", "video": clips["short"]}]
+    scores = engine.score(query, documents)
+    expected = [naive.score(("this clip", None, video), ("a red square", None)),
+                naive.score(("this clip", None, video), (None, red_image)),
+                naive.score(("this clip", None, video), ("another", None, load_video(clips["short"], "d")))]
+    assert scores == pytest.approx(expected, abs=1e-5)
 
 
 # -- the JSON doors -------------------------------------------------------------------------------------------

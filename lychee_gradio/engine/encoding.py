@@ -67,7 +67,7 @@ class EncodedPair:
     images: list[EncodedImage] = field(default_factory=list)  # in sequence order: query's, then document's
     query_image_count: int = 0
     document_start: int = 0  # first token after the query's images; no document image token comes earlier
-    videos: list[EncodedVideo] = field(default_factory=list)  # the document's (a query holds none)
+    videos: list[EncodedVideo] = field(default_factory=list)  # in sequence order; a pair with a query clip runs whole
 
     @property
     def length(self) -> int:
@@ -318,15 +318,16 @@ class PairEncoder:
         # Every user text, the instruction included, is cut to the text budget.
         query = self.truncate(query)
         documents = [self.truncate(document) for document in documents]
-        if query.video is not None:
-            raise InputError("query.video", "video_in_query")
         instruction = self.truncate(Item(text=instruction)).text
         query_images = [self.encode_image(image, max_pixels, digest) for image in query.images]
+        # A query's clip is prepared once for the call; its pairs then run whole (no shared prefix: a video's
+        # tokens are not split between a prefix and the tails).
+        query_videos = [self.encode_video(query.video, max_pixels)] if query.video is not None else []
 
         # The template renders with slots in place of user text; the text goes back in as literal
         # text when tokenizing. Documents of the same shape share one rendering.
         slots = _Slots()
-        query_slot = Item(text=slots(query.text), images=query.images)
+        query_slot = Item(text=slots(query.text), images=query.images, video=query.video)
         instruction_slot = slots(instruction)
         document_slot = slots("")
         followup_slots = (slots(followup[0]), slots(followup[1])) if followup is not None else None
@@ -339,7 +340,8 @@ class PairEncoder:
                 on_document()
             document_images = [next(encoded_images) for _ in document.images]
             images = query_images + document_images
-            videos = [self.encode_video(document.video, max_pixels)] if document.video is not None else []
+            videos = query_videos + ([self.encode_video(document.video, max_pixels)] if document.video is not None
+                                     else [])
             shape = (document.text is not None, len(document.images), document.video is not None)
             if shape not in skeletons:
                 skeletons[shape] = self.render(
@@ -370,7 +372,7 @@ class PairEncoder:
             image_positions = torch.nonzero(mm_token_type_ids).flatten()
             document_start = (
                 int(image_positions[query_image_tokens]) if len(image_positions) > query_image_tokens else len(ids)
-            )
+            ) if not query_videos else 0
             pairs.append(EncodedPair(input_ids, mm_token_type_ids, position_ids[:, 0], images,
                                      len(query_images), document_start, videos))
         return pairs

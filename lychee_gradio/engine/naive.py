@@ -70,20 +70,22 @@ class NaiveScorer:
 
     def inputs(self, query, document, instruction=None):
         images = _images(query[1]) + _images(document[1])
-        video = document[2] if len(document) > 2 else None
+        clips = [side[2] for side in (query, document) if len(side) > 2 and side[2] is not None]
+        video = clips[0] if clips else None
         extra = {}
-        if video is not None:
-            # The clip's frames as sampled, told as such: their indices in the clip and its frame rate.
+        if clips:
+            # Each clip's frames as sampled, told as such: their indices in the clip and its frame rate.
             from transformers.video_utils import VideoMetadata
 
-            width, height = video.frames[0].size
-            total = max(len(video.indices), round(video.duration * video.fps))
-            extra = {"videos": [list(video.frames)], "videos_kwargs": {
-                "video_metadata": [VideoMetadata(total_num_frames=total, fps=video.fps,
-                                                 frames_indices=list(video.indices), duration=video.duration,
-                                                 width=width, height=height)],
-                "do_sample_frames": False, "cap_pixels_per_frame": True,
-                "size": dict(self.processor.video_processor.size)}}
+            def metadata(clip):
+                width, height = clip.frames[0].size
+                total = max(len(clip.indices), round(clip.duration * clip.fps))
+                return VideoMetadata(total_num_frames=total, fps=clip.fps, frames_indices=list(clip.indices),
+                                     duration=clip.duration, width=width, height=height)
+
+            extra = {"videos": [list(clip.frames) for clip in clips], "videos_kwargs": {
+                "video_metadata": [metadata(clip) for clip in clips], "do_sample_frames": False,
+                "cap_pixels_per_frame": True, "size": dict(self.processor.video_processor.size)}}
         bounds = {"shortest_edge": self.family.min_pixels, "longest_edge": self.family.max_pixels}
         sizes = {"images_kwargs": {"size": bounds}} if video is not None else {"size": bounds}
         return self.processor(

@@ -364,7 +364,6 @@ ERRORS_ZH = {
     "video_decode": "无法解码视频(不是 FFmpeg 能读取的视频,或已被截断)",
     "video_seconds": "视频长 {seconds:g} 秒,超过本服务器的上限 {limit:g} 秒",
     "video_truncated": "视频在 {seconds:g} 秒处结束,但标称时长 {stated:g} 秒(已被截断?)",
-    "video_in_query": "查询暂不支持视频;请把视频放在文档中",
     "one_video": "每个文档最多一个视频",
     "too_many_images": "{count} 张图片,本服务器每个查询或文档最多 {limit} 张",
     "image_and_images": "请给出 image 或 images,不要同时给出",

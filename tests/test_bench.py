@@ -16,7 +16,8 @@ PATHS = ["per-pair loop", "engine, no prefix reuse", "engine, prefix reuse"]
 
 def test_the_benchmark_prints_and_writes_three_paths_per_scenario(tmp_path, capsys):
     output = tmp_path / "bench.json"
-    bench_main(["--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1", "--output", str(output)])
+    bench_main(["--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--docs", "4", "--runs", "1",
+                "--output", str(output)])
     printed = capsys.readouterr().out
     report = json.loads(output.read_text())
     assert len(report["scenarios"]) == 3
@@ -88,7 +89,7 @@ def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tm
 
 
 def test_the_batching_benchmark_compares_shared_passes_with_one_request_at_a_time(tmp_path, capsys):
-    bench_main(["--batching", "--model-size", "tiny", "--device", "cpu", "--seconds", "1",
+    bench_main(["--batching", "--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--seconds", "1",
                 "--output", str(tmp_path / "bench.json")])
     printed = capsys.readouterr().out
     for row in ("| 16 clients x 4 documents | one request at a time |",
@@ -113,8 +114,8 @@ def test_the_cache_benchmark_prints_the_repeated_half_repeated_and_image_figures
 
 def test_the_quantize_benchmark_loads_full_and_int8_weights_through_the_loader(tmp_path, capsys):
     pytest.importorskip("bitsandbytes", reason="quantization needs bitsandbytes: pip install -e '.[quantize]'")
-    bench_main(["--quantize", "int8", "--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1",
-                "--output", str(tmp_path / "bench.json")])
+    bench_main(["--quantize", "int8", "--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--docs", "4",
+                "--runs", "1", "--output", str(tmp_path / "bench.json")])
     printed = capsys.readouterr().out
     assert "| float32 |" in printed and "| int8 |" in printed
     report = json.loads((tmp_path / "quantize.json").read_text())

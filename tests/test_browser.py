@@ -503,3 +503,21 @@ def test_a_phone_reads_the_evaluate_chart_and_is_told_to_swipe_wide_tables(brows
     desktop.locator("#eval-button").wait_for(timeout=30_000)
     assert not desktop.get_by_text("Swipe the table sideways").first.is_visible()
     desktop.close()
+
+
+def test_image_ranking_shows_a_clip_by_its_first_frame_beside_the_photos(browser, page_app, tmp_path):
+    pytest.importorskip("av")
+    from .test_video import make_clip
+
+    url, _, _ = page_app
+    clip = make_clip(tmp_path / "clip.mp4")
+    page = open_page(browser, url, "Image ranking", viewport={"width": 1280, "height": 1000})
+    page.locator("#images-query textarea").fill("a red square")
+    page.locator("#images-files input[type=file]").set_input_files([CUP, clip])
+    page.locator("#images-preview .thumbnail-item").nth(1).wait_for(timeout=30_000)
+    assert not page.locator(".toast-body").count()  # a clip is no unreadable image
+    page.locator("#rank-button").click()
+    page.locator("#images-gallery .thumbnail-item").nth(1).wait_for(timeout=60_000)
+    assert page.locator("#images-gallery .thumbnail-item img").count() == 2  # the clip as its first frame
+    assert page.locator("#images-gallery video").count() == 0
+    page.close()

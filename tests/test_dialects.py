@@ -179,6 +179,7 @@ def ranked_ids(found) -> list[int]:
     return [int(node.node.id_) for node in found]
 
 
+@pytest.mark.slow  # the frameworks' imports take seconds
 def test_llamaindexs_tei_postprocessor_ranks_as_v1_rerank(live_app):
     from llama_index.core.schema import QueryBundle
     from llama_index.postprocessor.tei_rerank import TextEmbeddingInference
@@ -188,6 +189,7 @@ def test_llamaindexs_tei_postprocessor_ranks_as_v1_rerank(live_app):
     assert ranked_ids(found) == cohere_order(live_app, QUERY, DOCS)[:3]
 
 
+@pytest.mark.slow  # the frameworks' imports take seconds
 def test_llamaindexs_tei_postprocessor_sends_the_key_as_its_auth_token(keyed_app):
     from llama_index.core.schema import QueryBundle
     from llama_index.postprocessor.tei_rerank import TextEmbeddingInference
@@ -196,6 +198,7 @@ def test_llamaindexs_tei_postprocessor_sends_the_key_as_its_auth_token(keyed_app
     assert len(reranker.postprocess_nodes(nodes(DOCS), QueryBundle(QUERY))) == 2
 
 
+@pytest.mark.slow  # the frameworks' imports take seconds
 def test_llamaindexs_cohere_and_jina_postprocessors_rank_as_v1_rerank(live_app):
     from llama_index.core.schema import QueryBundle
     from llama_index.postprocessor.cohere_rerank import CohereRerank
@@ -208,6 +211,7 @@ def test_llamaindexs_cohere_and_jina_postprocessors_rank_as_v1_rerank(live_app):
     assert ranked_ids(jina.postprocess_nodes(nodes(DOCS), QueryBundle(QUERY))) == expected
 
 
+@pytest.mark.slow  # the frameworks' imports take seconds
 def test_haystacks_cohere_and_jina_rankers_rank_as_v1_rerank(live_app, monkeypatch):
     monkeypatch.setenv("HAYSTACK_TELEMETRY_ENABLED", "False")
     from haystack import Document

@@ -192,3 +192,17 @@ def test_the_batch_tab_takes_a_clip_attached_to_a_block_or_on_its_own(scorer, cl
                                     {"video": clips["short"]}])
     assert [by_index[i] for i in range(3)] == pytest.approx(expected, abs=1e-6)
     assert {row["image"] for row in rows} >= {"mountain_cup.png, a.mp4", "short.mp4"}
+
+
+def test_image_ranking_ranks_a_clip_among_photos_and_shows_its_first_frame(scorer, clips):
+    from PIL import Image
+
+    from lychee_gradio.ui.images import rank_images_view
+
+    from .conftest import CUP, MUG, page
+
+    gallery, rows = page(rank_images_view, scorer, QUERY, None, [CUP, clips["mp4"], MUG], "", 0)
+    expected = scorer.score(QUERY, [{"image": CUP}, {"video": clips["mp4"]}, {"image": MUG}])
+    assert {row["index"]: row["score"] for row in rows} == pytest.approx(dict(enumerate(expected)), abs=1e-6)
+    clip_entry = next(entry for entry, row in zip(gallery, rows) if row["image"] == "a.mp4")
+    assert isinstance(clip_entry[0], Image.Image) and clip_entry[0].size == (96, 64)

@@ -205,7 +205,9 @@ def pair_items(req, scorer, query_text, query_image, document_text, document_ima
     lang = req.context.language
     query, query_name = query_values(query_text, query_image, lang)
     document = {"text": (document_text or "").strip() or None, "image": document_image or None}
-    if document["text"] is None and document["image"] is None:
+    if document_image and is_video(upload_name(document_image)):  # Image ranking's Why? of a clip
+        document = {"text": document["text"], "image": None, "video": document_image}
+    if document["text"] is None and document["image"] is None and document.get("video") is None:
         raise PageError(text("error_document_missing", lang))
     name = upload_name(document_image) if document_image else ""
     query_item, (item,) = read_page(req, [scorer], query, [document], Wording(query_name, [name],

@@ -1,4 +1,5 @@
-"""The Image ranking tab: one query, many uploaded images, a gallery best-first."""
+"""The Image ranking tab: one query, many uploaded images (and clips: shown by their first frame), a gallery
+best-first."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .forms import (
     PageError,
     Wording,
     above,
+    is_video,
     query_values,
     read_page,
     rerank_page,
@@ -55,8 +57,9 @@ def rank_images_view(req, scorer: Scorer, query_text, query_image, images, instr
             on_progress(2 * count + done, 3 * count, text("progress_scoring", lang, done=done, total=total))
 
     wording = Wording(query_name, names, what="what_images", document_key="error_image")
-    query_item, items = read_page(req, [scorer], query, [{"text": None, "image": path} for path in paths], wording,
-                                  on_read=read)
+    documents = [{"text": None, "video": path} if is_video(name) else {"text": None, "image": path}
+                 for path, name in zip(paths, names)]  # a clip among the photos is ranked with them
+    query_item, items = read_page(req, [scorer], query, documents, wording, on_read=read)
     req.context_for(scorer).on_prepared = prepared
     ranked = rerank_page(req, scorer, query_item, items, instruction, top_n, on_progress=scored)
     stopped = stopped_note(ranked, lang)
@@ -66,7 +69,8 @@ def rank_images_view(req, scorer: Scorer, query_text, query_image, images, instr
     for rank, (index, pair) in enumerate(ranked.results, start=1):
         reading = verdict(pair.score)
         best = "★ " if rank == 1 and reading["colour"] != "red" else ""
-        gallery.append((paths[index], f"{best}#{rank} · {reading['mark']} {pair.score:.3f} · {names[index]}"))
+        shown = items[index].video.frames[0] if items[index].video is not None else paths[index]  # a clip: its first frame
+        gallery.append((shown, f"{best}#{rank} · {reading['mark']} {pair.score:.3f} · {names[index]}"))
         rows.append({"rank": rank, "index": index, "score": pair.score, "image": names[index]})
     ranking = {"gallery": gallery, "rows": rows}
     if kept is not None:
@@ -87,7 +91,7 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         with gr.Row():
             query_text, query_image, top_n, min_score = query_column("images-query")
             with gr.Column(scale=2):
-                files = checked(gr.File(label=I18N("images"), file_count="multiple", file_types=["image"], height=150,
+                files = checked(gr.File(label=I18N("images"), file_count="multiple", file_types=["image", "video"], height=150,
                                         elem_id="images-files"))
                 preview = gr.Gallery(label=I18N("uploaded_images"), columns=6, height=220, allow_preview=False,
                                      interactive=False, elem_id="images-preview")

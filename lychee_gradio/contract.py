@@ -263,6 +263,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "video_type": (400, "unsupported video type {type}; give a path, bytes, base64 or a data URL"),
     "video_unavailable": (400, "videos need PyAV on the server (pip install -e '.[video]')"),
     "video_decode": (400, "cannot decode video (not a video FFmpeg can read, or cut short)"),
+    "video_pixels": (413, "video frames are {width}x{height} = {pixels:,} pixels, over this server's limit of "
+                          "{limit:,}"),
+    "too_many_urls": (400, "{count} media URLs in one request, at most {limit} on this server"),
+    "score_empty": (400, "give at least one text_1"),
     "video_seconds": (413, "video is {seconds:g} s long, over this server's limit of {limit:g} s"),
     "video_truncated": (400, "video ends at {seconds:g} s but says it lasts {stated:g} s (cut short?)"),
     "one_video": (400, "at most one video per document"),

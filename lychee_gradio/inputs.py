@@ -158,8 +158,8 @@ def admit_images(values: Sequence[Any], rules: "ImageRules") -> None:
     for value in values:
         if isinstance(value, dict):
             images += ([value["image"]] if value.get("image") is not None else []) + list(value.get("images") or [])
-        else:
-            images.append(value)
+        elif not isinstance(value, str) or value.lstrip().startswith("data:image/"):
+            images.append(value)  # a plain string is text (to_item's rule): never looked up as a path
     for image in images:
         size = _header_size(image)
         if size is not None:
@@ -542,8 +542,15 @@ def read_video(value: Any, field: str, rules: ImageRules | None = None) -> Video
     rules = rules or NO_RULES
     if isinstance(value, str) and (is_data_url(value) or (len(value) > 256 and _BASE64_RE.match(value[:4096]))):
         value = decode_image_data(value, field)
+    budget = rules.budget
+
+    def admit(width: int, height: int, frames: int) -> None:  # what the kept frames will hold, before decoding
+        if budget is not None:
+            budget.admit(frames * image_memory(width, height, rules.keep_pixels))
+
     return load_video(value, field, keep_pixels=rules.keep_pixels, max_seconds=rules.max_video_seconds,
-                      max_bytes=rules.max_video_bytes, budget=rules.budget)
+                      max_bytes=rules.max_video_bytes, max_frame_pixels=rules.max_image_pixels, budget=budget,
+                      admit=admit)
 
 
 def to_items(documents: Sequence[Any], field: str = "documents", *,

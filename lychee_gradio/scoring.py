@@ -59,7 +59,8 @@ def item_digest(item: Item, image_digests: Callable[[Image.Image], bytes] = imag
     if item.text is None:
         digest.update(b"\x00no-text")
     else:
-        digest.update(b"\x01" + item.text.encode("utf-8", "surrogatepass"))
+        encoded = item.text.encode("utf-8", "surrogatepass")
+        digest.update(b"\x01" + len(encoded).to_bytes(8, "big") + encoded)  # length first: no text spells an image
     if item.video is not None:  # its sampled frames and their times: the same clip sampled alike, the same key
         video = item.video
         digest.update(b"\x04" + repr((video.timestamps, video.indices, video.fps)).encode()

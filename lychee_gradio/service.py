@@ -40,19 +40,20 @@ from .settings import Config, Limits, cache_scope
 
 def read_items(limits: Limits, context: RequestContext, query: Any, documents: Sequence[Any], keep_pixels: int,
                field: str = "documents", on_read: Callable[[int, int], None] | None = None,
-               query_field: str = "query") -> tuple[Item, list[Item]]:
+               query_field: str = "query", fields: Sequence[str] | None = None) -> tuple[Item, list[Item]]:
     """A request's query and documents (plain values: text, `{"text", "image"}`, image bytes or an upload's
     path, an `Item`) as scorer items, under `limits`: the number of documents, then every image's pixels
     from its header, its share of the image memory pool (all at once), decoding down to `keep_pixels`.
     What it admitted goes back when `context` closes; `on_read(done, total)` after each document. CPU work:
     never on an event loop."""
-    limits.check_documents(len(documents), field)
+    if fields is None:
+        limits.check_documents(len(documents), field)  # `fields` (each document's own name): counted by the door
     rules = request_rules(limits, keep_pixels, context)
     admit_images([query, *documents], rules)
     query_item = to_item(query, query_field, rules=rules)
     items = []
     for i, document in enumerate(documents):
-        items.append(to_item(document, f"{field}[{i}]", rules=rules))
+        items.append(to_item(document, fields[i] if fields is not None else f"{field}[{i}]", rules=rules))
         if on_read is not None:
             on_read(i + 1, len(documents))
     return query_item, items
@@ -107,17 +108,22 @@ class Request:
         (an empty dict when the door has none, as the page: it takes uploads only)."""
         if self.service.fetch is None:
             return {}
+        urls = [field for field, value in values
+                if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))]
+        limit = self.limits.max_documents  # media URLs per request, counted before any is fetched
+        if len(urls) > limit:
+            raise InputError(urls[limit], "too_many_urls", count=len(urls), limit=limit)
         return await self.service.fetch(values, self.context, client)
 
     def read(self, query: Any, documents: Sequence[Any], *scorers, field: str = "documents",
              max_pixels: int | None = None, on_read: Callable[[int, int], None] | None = None,
-             query_field: str = "query") -> tuple[Item, list[Item]]:
+             query_field: str = "query", fields: Sequence[str] | None = None) -> tuple[Item, list[Item]]:
         """The request's query and documents as items (`read_items`), decoded down to the largest bound of the
         models that will score them (or the caller's `max_pixels`); errors name `query_field` and `field[i]`."""
         if documents:
             self.record.fields["documents"] = len(documents)
         keep = max_pixels or max(scorer.max_pixels for scorer in scorers)
-        return read_items(self.limits, self.context, query, documents, keep, field, on_read, query_field)
+        return read_items(self.limits, self.context, query, documents, keep, field, on_read, query_field, fields)
 
     def score(self, scorer, query: Item, items: list[Item], instruction: str | None = None, *,
               max_pixels: int | None = None, on_progress=None) -> list[PairScore]:

@@ -8,7 +8,7 @@ import math
 import httpx
 import pytest
 
-from lychee_gradio import app
+from lychee_gradio import InputError, app
 from lychee_gradio.settings import Config, Limits
 
 from .conftest import CUP
@@ -227,3 +227,33 @@ def test_haystacks_cohere_and_jina_rankers_rank_as_v1_rerank(live_app, monkeypat
     jina = JinaRanker(model="lychee-rerank-mm", top_k=3, api_key=Secret.from_token("unused"),
                       base_url=live_app + "v1/rerank")
     assert [int(d.id) for d in jina.run(query=QUERY, documents=documents)["documents"]] == expected
+
+
+def test_a_tei_text_is_text_whatever_it_spells(live_app):
+    spelled = "data:image/png;base64,iVBORw0KGgo="
+    ranks = post(live_app, "rerank", {"query": QUERY, "texts": [spelled, "a cup"]}).json()
+    expected = cohere_scores(live_app, QUERY, [{"text": spelled}, "a cup"])
+    assert {rank["index"]: rank["score"] for rank in ranks} == pytest.approx(expected, abs=1e-6)
+
+
+def test_vllm_without_a_text_1_is_a_400_not_a_500(live_app):
+    answer = post(live_app, "v1/score", {"text_1": [], "text_2": []})
+    assert answer.status_code == 400 and answer.json()["field"] == "text_1"
+
+
+def test_media_urls_beyond_the_document_limit_are_refused_before_any_is_fetched(scorer):
+    import asyncio
+
+    from lychee_gradio.service import Service
+
+    fetched = []
+
+    async def fetch(values, context, client):
+        fetched.append(values)
+        return {}
+
+    service = Service(scorer, Config(limits=Limits(max_documents=3)), fetch=fetch)
+    values = [(f"documents[0].images[{k}]", f"https://example.com/{k}.png") for k in range(4)]
+    with service.request("/v1/rerank") as req, pytest.raises(InputError) as refused:
+        asyncio.run(req.fetch(values))
+    assert refused.value.code == "too_many_urls" and refused.value.field == "documents[0].images[3]" and not fetched

@@ -206,3 +206,20 @@ def test_image_ranking_ranks_a_clip_among_photos_and_shows_its_first_frame(score
     assert {row["index"]: row["score"] for row in rows} == pytest.approx(dict(enumerate(expected)), abs=1e-6)
     clip_entry = next(entry for entry, row in zip(gallery, rows) if row["image"] == "a.mp4")
     assert isinstance(clip_entry[0], Image.Image) and clip_entry[0].size == (96, 64)
+
+
+def test_a_long_clip_seeks_to_each_target_and_gets_the_frames_a_full_decode_gets(clips, monkeypatch):
+    import lychee_gradio.video as video_module
+
+    seeking = load_video(clips["long"], "d")
+    monkeypatch.setattr(video_module, "SEEK_AFTER_SECONDS", 10_000.0)
+    in_order = load_video(clips["long"], "d")
+    assert seeking.timestamps == in_order.timestamps
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(seeking.frames, in_order.frames))
+
+
+def test_frames_over_the_pixel_limit_are_refused_from_the_header(clips, monkeypatch):
+    monkeypatch.setattr(av.container.InputContainer, "decode", lambda *a, **k: pytest.fail("decoded anyway"))
+    with pytest.raises(InputError) as refused:
+        load_video(clips["mp4"], "documents[0].video", max_frame_pixels=96 * 64 - 1)
+    assert refused.value.code == "video_pixels" and refused.value.status == 413

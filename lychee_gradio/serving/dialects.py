@@ -34,7 +34,7 @@ INFO_PATH = "/info"
 
 
 class TeiRerankRequest(BaseModel):
-    """text-embeddings-inference's rerank request. `model`, `instruction` and `max_pixels` are lychee extensions."""
+    """text-embeddings-inference's rerank request. `model` and `instruction` are lychee extensions."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -100,6 +100,8 @@ def _side(value: Any) -> list[Any]:
 def score_pairs(text_1: Any, text_2: Any) -> tuple[list[Any], list[Any], list[int]]:
     """(queries, documents, the query of each document) of a vLLM score request."""
     queries, documents = _side(text_1), _side(text_2)
+    if not queries:
+        raise InputError("text_1", "score_empty")
     if len(queries) == 1:
         return queries, documents, [0] * len(documents)
     if len(queries) != len(documents):
@@ -130,8 +132,9 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
             req.check_count(len(body.texts), "texts")
             echo = req.limits.max_echo_chars
 
-            def work() -> bytes:
-                query, items = req.read(body.query, body.texts, scorer, field="texts")
+            def work() -> bytes:  # TEI's texts are text, whatever they spell (a "data:image/..." string included)
+                query, items = req.read({"text": body.query}, [{"text": text} for text in body.texts], scorer,
+                                        field="texts")
                 ranked = req.rerank(scorer, query, items, body.instruction)
                 if body.truncate is False:
                     for i, pair in sorted(ranked.results):
@@ -174,11 +177,12 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
             def work() -> bytes:
                 read_queries = [request_item(query, query_field(k), fetched) for k, query in enumerate(queries)]
                 read_documents = [request_item(d, f"text_2[{i}]", fetched) for i, d in enumerate(documents)]
-                first, items = req.read(read_queries[0], read_documents, scorer, field="text_2",
-                                        max_pixels=body.max_pixels, query_field=query_field(0))
-                query_items = [first] + [req.read(query, [], scorer, max_pixels=body.max_pixels,
-                                                  query_field=query_field(k))[0]
-                                         for k, query in enumerate(read_queries[1:], start=1)]
+                # One read of every query and document: one pixel budget and one share of the memory pool.
+                first, items = req.read(read_queries[0], read_queries[1:] + read_documents, scorer, field="text_2",
+                                        max_pixels=body.max_pixels, query_field=query_field(0),
+                                        fields=[query_field(k) for k in range(1, len(queries))]
+                                        + [f"text_2[{i}]" for i in range(len(documents))])
+                query_items, items = [first] + items[:len(queries) - 1], items[len(queries) - 1:]
                 scores: list[float] = [0.0] * len(items)
                 for k, query_item in enumerate(query_items):
                     mine = [i for i, o in enumerate(owner) if o == k]

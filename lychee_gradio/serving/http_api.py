@@ -144,6 +144,8 @@ def create_router(service: Service) -> APIRouter:
             raise InputError("body", "dialect", reason="this one has both" if "texts" in body else "this one has "
                                                                                                    "neither")
         kind = TeiRerankRequest if "texts" in body else RerankRequest
+        if kind is TeiRerankRequest:
+            request.state.dialect = "tei"  # its errors carry TEI's keys too
         try:
             parsed = kind.model_validate(body)
         except ValidationError as error:

@@ -223,3 +223,17 @@ def test_frames_over_the_pixel_limit_are_refused_from_the_header(clips, monkeypa
     with pytest.raises(InputError) as refused:
         load_video(clips["mp4"], "documents[0].video", max_frame_pixels=96 * 64 - 1)
     assert refused.value.code == "video_pixels" and refused.value.status == 413
+
+
+def test_clips_are_prepared_while_the_model_runs_and_score_as_alone(scorer, clips):
+    from lychee_gradio import LycheeScorer
+
+    small_batches = LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu",
+                                 batch_size=2, family=scorer.family)
+    documents = [{"video": clips["mp4"]}, "a red square", {"video": clips["short"]}, {"text": "x", "video": clips["webm"]},
+                 "plain", {"video": clips["mp4"]}]
+    assert len(documents) > 2 * small_batches.batch_size  # the pipelined path (engine/pipeline.py)
+    together = small_batches.score(QUERY, documents)
+    alone = [scorer.score(QUERY, [document])[0] for document in documents]
+    assert together == pytest.approx(alone, abs=1e-5)
+    small_batches.close()

@@ -211,7 +211,7 @@ class LycheeScorer(ScorerBase):
         cut_query, cut = self.encoder.truncate(query), [self.encoder.truncate(d) for d in documents]
         size = max(1, self.batch_size)
         if (self.scheduler.pipeline and len(cut) > 2 * size
-                and sum(len(document.images) for document in cut) >= size):
+                and sum(len(document.images) + (document.video is not None) for document in cut) >= size):
             def chunk_encoder(indices: list[int], sub: RequestContext):
                 return self.encoder_of(cut_query, [cut[i] for i in indices], instruction, max_pixels, sub, digest)
 

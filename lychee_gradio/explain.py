@@ -100,6 +100,20 @@ class NextToken:
 
 
 @dataclass(frozen=True)
+class VideoStep:
+    """One sampled frame pair of a clip (the model's temporal patch): its time span in the clip and
+    score(pair) - score(pair with those two frames left out)."""
+
+    target: str  # "query" or "document"
+    start: float  # seconds: the first frame's time, the second frame's time
+    end: float
+    delta: float
+
+    def as_dict(self) -> dict:
+        return {"target": self.target, "start": self.start, "end": self.end, "delta": self.delta}
+
+
+@dataclass(frozen=True)
 class Explanation:
     """Why a pair scored what it scored: the score and its logits, the model's next-token view, the
     image maps and text weights, and (when asked) the model's own words, which can be wrong."""
@@ -114,6 +128,7 @@ class Explanation:
     explanation: str | None = None
     explanation_note: str | None = None  # why there is no explanation (not asked, or the model cannot generate)
     variants: int = 0  # pairs scored to make the maps and weights
+    timeline: list[VideoStep] = field(default_factory=list)  # the document's clip, frame pair by frame pair
 
     @property
     def low_mass(self) -> bool:
@@ -126,6 +141,7 @@ class Explanation:
                 "next_tokens": [{"token": t.token, "probability": t.probability} for t in self.next_tokens],
                 "images": [image.as_dict(overlays) for image in self.images],
                 "text": [weights.as_dict() for weights in self.text],
+                "timeline": [step.as_dict() for step in self.timeline],
                 "explanation": self.explanation}
 
 
@@ -303,18 +319,39 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
                 from .contract import InputError
 
                 raise InputError(f"{field}.text", "explain_text", length=len(item.text), limit=max_text_chars)
+    def video_variants(item: Item) -> tuple[list[tuple[float, float]], list[Item]]:
+        """Each frame pair of the item's clip, (start, end) seconds, and the item with that pair left out (a clip
+        of one pair has no variant: leaving it out leaves no clip)."""
+        from .contract import Video
+
+        clip = item.video
+        if clip is None or len(clip.frames) < 4 or (item is query and "query" not in targets) or (
+                item is document and "document" not in targets):
+            return [], []
+        spans, variants = [], []
+        for k in range(0, len(clip.frames) - 1, 2):
+            keep = [i for i in range(len(clip.frames)) if i not in (k, k + 1)]
+            shorter = Video(tuple(clip.frames[i] for i in keep), tuple(clip.timestamps[i] for i in keep),
+                            tuple(clip.indices[i] for i in keep), clip.fps, clip.duration)
+            spans.append((clip.timestamps[k], clip.timestamps[k + 1]))
+            variants.append(Item(text=item.text, images=item.images, video=shorter))
+        return spans, variants
+
     document_boxes, document_images = image_variants(document)
+    document_steps, document_clips = video_variants(document)
     document_spans, document_texts = text_variants(document)
     query_boxes, query_images = image_variants(query)
     query_spans, query_texts = text_variants(query)
-    variants = len(document_images) + len(document_texts) + len(query_images) + len(query_texts)
+    variants = len(document_images) + len(document_texts) + len(query_images) + len(query_texts) + len(document_clips)
     if max_variants is not None and variants > max_variants:
         from .contract import InputError
 
         raise InputError("grid", "explain_variants", variants=variants, limit=max_variants)
-    scored = scorer.score_with_logits(query, [document, *document_images, *document_texts], instruction,
-                                      max_pixels=max_pixels, context=context)
+    scored = scorer.score_with_logits(query, [document, *document_images, *document_texts, *document_clips],
+                                      instruction, max_pixels=max_pixels, context=context)
     base, scored = scored[0], scored[1:]
+    clip_scored = scored[len(scored) - len(document_clips):] if document_clips else []
+    scored = scored[:len(scored) - len(document_clips)]
     query_scored = scorer.score_pairs([(variant, document) for variant in (*query_images, *query_texts)],
                                       instruction, max_pixels=max_pixels, context=context) if (
         query_images or query_texts) else []
@@ -334,10 +371,12 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
         if spans:
             text.append(TextWeights(target, [Segment(start, end, item.text[start:end], delta)
                                              for (start, end), delta in zip(spans, deltas(values))]))
+    timeline = [VideoStep("document", start, end, delta)
+                for (start, end), delta in zip(document_steps, deltas(clip_scored))]
     mass, top, words, note = scorer.inspect(query, document, instruction, max_pixels, context,
                                               explain_tokens if explanation else 0)
     return Explanation(score=base.score, yes_logit=base.yes_logit, no_logit=base.no_logit, yes_no_mass=mass,
                        next_tokens=[NextToken(token, probability) for token, probability in top],
                        images=images, text=text, explanation=words,
                        explanation_note=note if explanation else "not asked for",
-                       variants=len(scored) + len(query_scored))
+                       variants=len(scored) + len(query_scored) + len(clip_scored), timeline=timeline)

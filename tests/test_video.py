@@ -237,3 +237,16 @@ def test_clips_are_prepared_while_the_model_runs_and_score_as_alone(scorer, clip
     alone = [scorer.score(QUERY, [document])[0] for document in documents]
     assert together == pytest.approx(alone, abs=1e-5)
     small_batches.close()
+
+
+def test_why_this_score_gives_a_clip_a_timeline_of_its_frame_pairs(scorer, clips):
+    from lychee_gradio.contract import Video
+
+    clip = load_video(clips["mp4"], "d")  # 4 frames: two pairs, 0-1 s and 2-2.9 s
+    document = Item(text="a clip", video=clip)
+    found = scorer.explain(Item(text=QUERY), document, grid=1)
+    assert [(step.start, step.end) for step in found.timeline] == [(0.0, 1.0), (2.0, 2.9)]
+    without_first = Video(clip.frames[2:], clip.timestamps[2:], clip.indices[2:], clip.fps, clip.duration)
+    alone = scorer.score(QUERY, [Item(text="a clip", video=without_first)])[0]
+    assert found.timeline[0].delta == pytest.approx(found.score - alone, abs=1e-5)
+    assert found.as_dict()["timeline"][1]["start"] == 2.0

@@ -64,6 +64,9 @@ def raw_output(found: Explanation, lang: str) -> str:
         lines.append(f"⚠️ {text('why_low_mass', lang)}")
     lines += ["", f"| {text('why_token', lang)} | {text('why_probability', lang)} |", "| --- | ---: |"]
     lines += [f"| `{_visible(token.token)}` | {token.probability:.4f} |" for token in found.next_tokens]
+    if found.timeline:  # the clip, frame pair by frame pair: what leaving those frames out costs the score
+        lines += ["", f"**{text('why_timeline', lang)}**", "", f"| {text('why_seconds', lang)} | Δ |", "| --- | ---: |"]
+        lines += [f"| {step.start:.1f}–{step.end:.1f} s | {step.delta:+.4f} |" for step in found.timeline]
     if found.explanation is not None:
         lines += ["", f"**{text('why_words', lang)}**", "", "> " + html.escape(found.explanation or "…")]
     elif found.explanation_note and found.explanation_note != "not asked for":

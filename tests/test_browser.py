@@ -358,8 +358,9 @@ def two_model_app(scorer, qwen3_scorer):
     running.close()
 
 
-# Latin-script words a Chinese page may show: names, formats, keys, and what the user typed or uploaded.
-ALLOWED_LATIN = {"API", "CSV", "JSON", "jsonl", "zip", "jpg", "png", "Ctrl", "Enter", "Gradio", "image", "relevant",
+# Latin-script words a Chinese page may show: names, formats, keys, the [image: ...] and [video: ...] tags one types,
+# and what the user typed or uploaded.
+ALLOWED_LATIN = {"API", "CSV", "JSON", "jsonl", "zip", "jpg", "png", "Ctrl", "Enter", "Gradio", "image", "video", "relevant",
                  "random-", "lychee-rerank-mm", "Qwen3-VL-Reranker", "yes", "logit", "mountain_cup", "bad",
                  "sample", "images"}  # the last: the sample data's file names (sample.jsonl, images.zip)
 

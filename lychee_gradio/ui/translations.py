@@ -269,7 +269,7 @@ ZH = {
     "document_image": "文档图片(可选)",
     "documents": "文档:文本块之间用单独一行 --- 分隔",
     "documents_info": ("在文本块中写 [image: 文件名.jpg] 或 [image: 2] 可把上传的图片附到该文档"
-                       "([image: a.jpg, b.jpg] 附多张,[video: clip.mp4] 附视频);未附加的文件各自作为独立文档。"),
+                       "([image: a.jpg, b.jpg] 附多张,[video: 视频.mp4] 附视频);未附加的文件各自作为独立文档。"),
     "document_images": "文档图片",
     "document_files": "文档图片与视频",
     "images": "待排序的图片",

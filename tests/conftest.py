@@ -40,9 +40,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def served_command(command: list[str], *, cwd: Path = ROOT_DIR, env: dict | None = None, timeout: float = 180,
-                   stop: int = signal.SIGTERM):
+                   stop: int = signal.SIGTERM, exit_codes: list | None = None):
     """Run a serving command (`lychee load ...`) until it prints its ready line; yield its output lines;
-    then stop it by its handle with `stop` (killed if it does not end within 60 s)."""
+    then stop it by its handle with `stop` (killed if it does not end within 60 s); its exit code goes into
+    `exit_codes` when given."""
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})})
     lines: list[str] = []
@@ -61,6 +62,8 @@ def served_command(command: list[str], *, cwd: Path = ROOT_DIR, env: dict | None
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=30)
+        if exit_codes is not None:
+            exit_codes.append(process.returncode)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -223,3 +223,12 @@ def test_downloads_hold_the_same_rows_as_csv_and_json(scorer):
     assert json.loads(open(json_path, encoding="utf-8").read()) == rows
     assert [(int(r["index"]), float(r["score"]), r["image"] or None) for r in table] == \
         [(r["index"], r["score"], r["image"]) for r in rows]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.1, 1.5, True, "abc"])
+def test_hide_scores_below_takes_only_a_number_from_0_to_1(value):
+    from lychee_gradio.ui.forms import PageError, check_min_score
+
+    with pytest.raises(PageError, match="0"):
+        check_min_score(value, "en")
+    assert check_min_score(None, "en") == 0.0 and check_min_score(0.5, "en") == 0.5

@@ -5,6 +5,7 @@ and in `/metrics`. (How fast each is: `python -m lychee_gradio.bench --roofline`
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -93,12 +94,16 @@ def test_ready_and_metrics_say_which_dtype_each_model_runs_in_and_why(scorer):
 
 
 @pytest.mark.slow
-def test_lychee_load_states_the_dtype_it_chose_and_why_at_startup():
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_lychee_load_states_the_dtype_it_chose_and_why_at_startup_and_exits_0_when_stopped(stop):
     command = [sys.executable, "-m", "lychee_gradio.cli", "load", "--demo", "qwen2_5_vl", "--port", str(free_port())]
-    with served_command(command, env={"LYCHEE_DTYPE": "auto"}) as lines:
+    codes: list[int] = []
+    with served_command(command, env={"LYCHEE_DTYPE": "auto"}, stop=stop, exit_codes=codes) as lines:
         deadline = time.monotonic() + 30
         while not any(line.startswith("model ") for line in lines) and time.monotonic() < deadline:
             time.sleep(0.1)  # the model lines follow the ready line
         said = [line for line in lines if line.startswith("model ")]
     native, why = cpu_bf16()
     assert said and all(f"{'bfloat16' if native else 'float32'}: {why}" in line for line in said), said
+    assert codes == [0]  # docker stop (SIGTERM) and Ctrl+C (SIGINT) alike
+

@@ -522,3 +522,25 @@ def test_image_ranking_shows_a_clip_by_its_first_frame_beside_the_photos(browser
     assert page.locator("#images-gallery .thumbnail-item img").count() == 2  # the clip as its first frame
     assert page.locator("#images-gallery video").count() == 0
     page.close()
+
+
+def test_a_batch_block_with_two_images_and_a_clip_ranks_as_the_library_does(browser, page_app, tmp_path):
+    pytest.importorskip("av")
+    from .test_video import make_clip
+
+    url, own, _ = page_app
+    clip = make_clip(tmp_path / "clip.mp4")
+    page = open_page(browser, url, "Batch rerank")
+    page.locator("#batch-query textarea").fill("a white cup")
+    page.locator("#batch-documents textarea").fill(
+        "two photos and a clip [image: mountain_cup.png, blue_mug.png] [video: clip.mp4]\n---\na steel tumbler")
+    page.locator("#batch-files input[type=file]").set_input_files([CUP, MUG, clip])
+    page.locator("#batch-files").get_by_text(".mp4").wait_for(timeout=30_000)  # uploaded before the run
+    page.locator("#rerank-button").click()
+    rows = page.locator("#batch-table table tbody tr")
+    rows.nth(1).wait_for(timeout=60_000)
+    expected = own.rerank("a white cup", [{"text": "two photos and a clip", "images": [CUP, MUG], "video": clip},
+                                          "a steel tumbler"])
+    assert [int(rows.nth(i).locator("td").nth(3).inner_text()) for i in range(2)] == [r.index + 1 for r in expected]
+    assert "mountain_cup.png, blue_mug.png, clip.mp4" in page.locator("#batch-table").inner_text()
+    page.close()

@@ -69,8 +69,8 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
             with gr.Column(scale=2):
                 documents = gr.Textbox(label=I18N("documents"), info=I18N("documents_info"), lines=12,
                                        elem_id="batch-documents")
-                images = checked(gr.File(label=I18N("document_files"), file_count="multiple", file_types=["image", "video"],
-                                         height=160))
+                images = checked(gr.File(label=I18N("document_files"), file_count="multiple",
+                                         file_types=["image", "video"], height=160, elem_id="batch-files"))
         button, stop = run_buttons("rerank_button", "rerank-button")
         gr.Markdown(I18N("shortcut_hint"))
         table = gr.Markdown(label=I18N("ranking"), elem_id="batch-table")

@@ -44,8 +44,11 @@ def served_command(command: list[str], *, cwd: Path = ROOT_DIR, env: dict | None
     """Run a serving command (`lychee load ...`) until it prints its ready line; yield its output lines;
     then stop it by its handle with `stop` (killed if it does not end within 60 s); its exit code goes into
     `exit_codes` when given."""
+    # SIGINT as a terminal's Ctrl+C finds it: a test run started in the background (as CI may be) has it ignored,
+    # which its children would inherit.
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})})
+                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
     try:

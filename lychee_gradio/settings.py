@@ -323,7 +323,6 @@ def add_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eva
     for setting in SETTINGS:
         if setting.section not in sections or (eval_only and not setting.eval):
             continue
-        default = os.environ.get(setting.env) if setting.env and os.environ.get(setting.env) else setting.default
         help_text = setting.help.replace("%", "%%")
         if setting.env:
             help_text += f" (${setting.env})"
@@ -332,7 +331,7 @@ def add_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eva
             parser.add_argument(setting.option, dest=setting.name, action=action, help=help_text)
             continue
         if setting.kind == "list" and setting.name == "model":
-            default = [default] if isinstance(default, str) else None
+            default = [os.environ[setting.env]] if os.environ.get(setting.env) else None  # one folder or id, whole
             parser.add_argument(setting.option, dest=setting.name, action="append", default=None, help=help_text)
             parser.set_defaults(**{f"{setting.name}_default": default})
             continue
@@ -346,9 +345,9 @@ def add_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eva
         shown = f" (default {setting.default:,})" if isinstance(setting.default, int) and setting.default > 9999 else (
             f" (default {setting.default:g})" if isinstance(setting.default, (int, float)) and not isinstance(
                 setting.default, bool) else (f" (default {setting.default})" if setting.default else ""))
-        parser.add_argument(setting.option, dest=setting.name, type=typed, default=typed(default) if isinstance(
-            default, str) else default, choices=setting.choices or None, metavar=None if setting.choices else
-            setting.name.upper(), help=help_text + shown)
+        parser.add_argument(setting.option, dest=setting.name, type=typed, default=env_default_of(setting.name),
+                            choices=setting.choices or None, metavar=None if setting.choices else setting.name.upper(),
+                            help=help_text + shown)
 
 
 def values_of(args: argparse.Namespace) -> dict[str, Any]:

@@ -44,8 +44,6 @@ def targets_for(duration: float) -> list[float]:
 
 
 def _source(value: Any, field_name: str, max_bytes: int | None):
-    if isinstance(value, Video):
-        return None
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         if not data:

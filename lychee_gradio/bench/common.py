@@ -57,11 +57,13 @@ def scenarios(tokenizer, docs: int) -> dict[str, tuple[object, list]]:
 
 
 class PeakMemory:
-    """Peak memory while a block runs: CUDA allocations on a GPU, else the process RSS above its start."""
+    """Peak memory while a block runs: CUDA allocations on a GPU, else the process RSS above its start
+    (`peak_bytes`); on the CPU also the largest RSS itself (`peak_rss`)."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.peak_bytes = 0
+        self.peak_rss = 0
 
     def __enter__(self):
         if self.device.type == "cuda":
@@ -91,6 +93,7 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self.peak_bytes = self._peak - self._start
+            self.peak_rss = self._peak
 
 
 def time_path(run: Callable[[], list[float]], runs: int, device: torch.device) -> dict:

@@ -63,16 +63,23 @@ def _photos(folder: Path, count: int, width: int, height: int) -> list[str]:
     return paths
 
 
-def run_images(photos: int = 60, width: int = 1600, height: int = 1200, *, size: str = "tiny",
-               family: str = "qwen2_5_vl", device: str = "auto", dtype: str = "auto", runs: int = 3,
-               through_page: bool = True) -> dict:
+def random_scorer(size: str, family: str, device: str, dtype: str):
+    """A random model of `size` and its scorer, with timers on its vision tower and language model:
+    (runtime, scorer, vision timer, language timer)."""
     runtime = choose_runtime(device, dtype, "auto")
     processor = build_processor(family)
     model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
     scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device,
                           family=FAMILIES[family])
     inner = model.model
-    vision, language = _Timer(inner.visual, runtime.device), _Timer(inner.language_model, runtime.device)
+    return runtime, scorer, _Timer(inner.visual, runtime.device), _Timer(inner.language_model, runtime.device)
+
+
+def run_images(photos: int = 60, width: int = 1600, height: int = 1200, *, size: str = "tiny",
+               family: str = "qwen2_5_vl", device: str = "auto", dtype: str = "auto", runs: int = 3,
+               through_page: bool = True) -> dict:
+    runtime, scorer, vision, language = random_scorer(size, family, device, dtype)
+    model = scorer.model
     report = {"photos": photos, "image_size": [width, height], "model_size": size, "family": family,
               "device": runtime.device, "dtype": str(runtime.dtype).replace("torch.", ""),
               "attention": runtime.attn_implementation, "runs": runs,

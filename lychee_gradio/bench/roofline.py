@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import statistics
-import threading
 import time
 
 import torch
@@ -29,7 +28,7 @@ from ..engine.random_model import build_processor, build_random_model
 from ..engine.scorer import LycheeScorer
 from ..engine.weights import choose_runtime, fit_cpu_threads
 from ..families import FAMILIES
-from .common import QUERY_TEXT, cpu_name, synthetic_image, text_documents
+from .common import QUERY_TEXT, PeakMemory, cpu_name, synthetic_image, text_documents
 
 
 class _Counter:
@@ -96,28 +95,6 @@ def model_limit(config, dtype: torch.dtype, device: str, tokens: int) -> dict[st
             "vision": shapes_rate(vision.hidden_size, vision.intermediate_size)}
 
 
-class _Rss:
-    """The process's largest RSS while a block runs (sampled every 10 ms)."""
-
-    def __enter__(self):
-        import psutil
-
-        self._process, self.peak, self._stop = psutil.Process(), 0, threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while True:
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            if self._stop.wait(0.01):
-                return
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 def run_roofline(size: str = "small", family: str = "qwen2_5_vl", device: str = "cpu", runs: int = 3,
                  text_docs: int = 16, image_docs: int = 8, image_side: int = 512, tokens: int = 1024,
                  dtypes: tuple[str, ...] = ("float32", "auto"), bf16_weights: bool = True) -> dict:
@@ -150,7 +127,7 @@ def run_roofline(size: str = "small", family: str = "qwen2_5_vl", device: str = 
         for name, documents in scenarios.items():
             scorer.score(QUERY_TEXT, documents[:2])  # warm-up: first-call allocations and kernel choices
             times, scores = [], None
-            with _Rss() as rss:
+            with PeakMemory(torch.device(device)) as rss:
                 for _ in range(runs):
                     language.count = vision.count = 0
                     start = time.perf_counter()
@@ -165,7 +142,7 @@ def run_roofline(size: str = "small", family: str = "qwen2_5_vl", device: str = 
             rows[name] = {"seconds": times, "median_seconds": seconds, "pairs_per_second": len(documents) / seconds,
                           "language_tokens": language.count, "vision_patches": vision.count,
                           "effective_flops": (flops["language"] + flops["vision"]) / seconds,
-                          "fraction_of_limit": needed / seconds, "rss_bytes": rss.peak}
+                          "fraction_of_limit": needed / seconds, "rss_bytes": rss.peak_rss}
             scores_by_dtype[asked][name] = scores
         scorer.close()
         report["dtypes"][asked] = {"dtype": runtime.dtype_name, "why": runtime.why, "limit_flops": limit,

@@ -11,14 +11,11 @@ from pathlib import Path
 
 import torch
 
-from ..engine.random_model import build_processor, build_random_model
-from ..engine.scorer import LycheeScorer
-from ..engine.weights import choose_runtime, fit_cpu_threads
-from ..families import FAMILIES
+from ..contract import Item
+from ..engine.weights import fit_cpu_threads
 from ..video import load_video
-from .common import cpu_name
-from .images import _Timer
-from .roofline import _Rss
+from .common import PeakMemory, cpu_name
+from .images import random_scorer
 
 
 def make_clips(folder: Path, count: int, seconds: float, fps: int = 24, size=(320, 240)) -> list[str]:
@@ -48,14 +45,8 @@ def make_clips(folder: Path, count: int, seconds: float, fps: int = 24, size=(32
 
 def run_video(clips: int = 8, seconds: float = 10.0, *, size: str = "small", family: str = "qwen2_5_vl",
               device: str = "auto", dtype: str = "auto", runs: int = 3) -> dict:
-    runtime = choose_runtime(device, dtype, "auto")
+    runtime, scorer, vision, language = random_scorer(size, family, device, dtype)
     threads = fit_cpu_threads() if runtime.device == "cpu" else None
-    processor = build_processor(family)
-    model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
-    scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device,
-                          family=FAMILIES[family])
-    inner = model.model
-    vision, language = _Timer(inner.visual, runtime.device), _Timer(inner.language_model, runtime.device)
     query = "a red rectangle moving from left to right"
     preparing = {"seconds": 0.0}
     encode_video = scorer.encoder.encode_video
@@ -72,7 +63,7 @@ def run_video(clips: int = 8, seconds: float = 10.0, *, size: str = "small", fam
         paths = make_clips(Path(folder), clips, seconds)
         decode_times, prepare_times, totals, visions, languages = [], [], [], [], []
         scorer.score(query, [{"video": paths[0]}])  # warm-up
-        with _Rss() as rss:
+        with PeakMemory(torch.device(runtime.device)) as rss:
             for _ in range(runs):
                 start = time.perf_counter()
                 videos = [load_video(path, f"documents[{i}].video", keep_pixels=scorer.max_pixels)
@@ -86,12 +77,11 @@ def run_video(clips: int = 8, seconds: float = 10.0, *, size: str = "small", fam
                 visions.append(vision.seconds)
                 languages.append(language.seconds)
         frames = len(videos[0].frames)
-        (pair,) = scorer.encoder.encode(scorer.encoder.truncate(_text(query)), [_video_item(videos[0])],
-                                        scorer.family.default_instruction)
+        (pair,) = scorer.encoder.encode(Item(text=query), [Item(video=videos[0])], scorer.family.default_instruction)
     scorer.close()
     median = statistics.median
     total = median(totals)
-    return {"family": FAMILIES[family].name, "model_size": size, "device": runtime.device, "dtype": runtime.dtype_name,
+    return {"family": scorer.family.name, "model_size": size, "device": runtime.device, "dtype": runtime.dtype_name,
             "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
             "cpu_threads": threads, "clips": clips, "seconds": seconds, "frames_per_clip": frames,
             "tokens_per_pair": pair.length, "runs": runs,
@@ -99,19 +89,7 @@ def run_video(clips: int = 8, seconds: float = 10.0, *, size: str = "small", fam
                        "vision tower": median(visions), "language model": median(languages),
                        "rest": total - median(decode_times) - median(prepare_times) - median(visions)
                        - median(languages)},
-            "total_seconds": total, "pairs_per_second": clips / total, "rss_bytes": rss.peak}
-
-
-def _text(text: str):
-    from ..contract import Item
-
-    return Item(text=text)
-
-
-def _video_item(video):
-    from ..contract import Item
-
-    return Item(video=video)
+            "total_seconds": total, "pairs_per_second": clips / total, "rss_bytes": rss.peak_rss}
 
 
 def format_video(report: dict) -> str:

@@ -117,9 +117,9 @@ def score_pairs(text_1: Any, text_2: Any) -> tuple[list[Any], list[Any], list[in
     return kept, documents, owner
 
 
-def create_dialect_router(service: Service, opened: Callable, client_of: Callable) -> APIRouter:
-    """TEI's `/rerank` handler (`tei_rerank`, called by the shared `/rerank` route), `/info`, and vLLM's score
-    routes. `opened(request)` opens the request-service request of an HTTP request; `client_of` names its client."""
+def create_dialect_router(service: Service, opened: Callable, client_of: Callable) -> tuple[APIRouter, Callable]:
+    """`/info` and vLLM's score routes, and TEI's rerank handler (for the shared `/rerank` route to call).
+    `opened(request)` opens the request-service request of an HTTP request; `client_of` names its client."""
     router = APIRouter(tags=["other dialects"])
     models = service.models
 
@@ -202,5 +202,4 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
     for path in SCORE_PATHS:
         router.add_api_route(path, score, methods=["POST"], response_model=ScoreResponse,
                              include_in_schema=path == SCORE_PATHS[0], summary="Score pairs (vLLM's score API)")
-    router.tei_rerank = tei_rerank  # for the shared /rerank route
-    return router
+    return router, tei_rerank

@@ -136,7 +136,7 @@ def create_router(service: Service) -> APIRouter:
                              response_model_exclude_none=True, include_in_schema=path == RERANK_PATHS[0],
                              summary="Rerank documents against a query")
 
-    dialects = create_dialect_router(service, opened, _client)
+    dialects, tei_rerank = create_dialect_router(service, opened, _client)
 
     async def rerank_any(request: Request, body: dict[str, Any] = Body(...)) -> Response:
         """Rerank in the Cohere / Jina format (a body with `documents`) or TEI's (a body with `texts`)."""
@@ -151,7 +151,7 @@ def create_router(service: Service) -> APIRouter:
         except ValidationError as error:
             raise RequestValidationError(error.errors()) from None
         if kind is TeiRerankRequest:
-            return await dialects.tei_rerank(parsed, request)
+            return await tei_rerank(parsed, request)
         answer = await rerank(parsed, request)
         return answer
 

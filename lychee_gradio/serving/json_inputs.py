@@ -34,18 +34,17 @@ def image_fields(value: Any, field: str) -> list[tuple[str, Any]]:
         found = []
         for position, part in enumerate(value["content"]):
             where = f"{field}.content[{position}]"
-            if isinstance(part, dict) and part.get("type") == "image_url" and isinstance(part.get("image_url"), dict):
-                found.append((f"{where}.image_url.url", part["image_url"].get("url")))
-            elif isinstance(part, dict) and part.get("type") == "video_url" and isinstance(part.get("video_url"), dict):
-                found.append((f"{where}.video_url.url", part["video_url"].get("url")))
-            elif isinstance(part, dict) and part.get("type") in ("image", "video"):
-                found.append((f"{where}.{part['type']}", part.get(part["type"])))
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("image_url", "video_url") and isinstance(part.get(kind), dict):
+                found.append((f"{where}.{kind}.url", part[kind].get("url")))
+            elif kind in ("image", "video"):
+                found.append((f"{where}.{kind}", part.get(kind)))
         return found
-    if value.get("video") is not None:
-        return [*image_fields({k: v for k, v in value.items() if k != "video"}, field), (f"{field}.video", value["video"])]
     if isinstance(value.get("images"), list):
-        return [(f"{field}.images[{k}]", image) for k, image in enumerate(value["images"])]
-    return [(f"{field}.image", value["image"])] if value.get("image") is not None else []
+        found = [(f"{field}.images[{k}]", image) for k, image in enumerate(value["images"])]
+    else:
+        found = [(f"{field}.image", value["image"])] if value.get("image") is not None else []
+    return found + ([(f"{field}.video", value["video"])] if value.get("video") is not None else [])
 
 
 def request_images(query: Any, documents: list[Any], *, query_field: str = "query",

@@ -64,6 +64,20 @@ def test_the_roofline_compares_float32_and_auto_against_the_machines_matmul_rate
     assert "auto / float32 =" in printed and "largest score difference" in printed
 
 
+def test_the_roofline_can_set_bf16_with_its_float32_stream_beside_plain_bf16(tmp_path, capsys):
+    import json
+
+    bench_main(["--roofline", "--model-size", "tiny", "--device", "cpu", "--runs", "1", "--docs", "2",
+                "--image-docs", "1", "--roofline-tokens", "64", "--dtype", "bfloat16", "--plain-stream",
+                "--output", str(tmp_path / "bench.json")])
+    report = json.loads((tmp_path / "roofline-qwen2_5_vl-tiny.json").read_text())
+    rows = report["dtypes"]
+    assert list(rows) == ["float32", "bfloat16", "bfloat16, plain stream"]
+    assert [row["residual_float32"] for row in rows.values()] == [False, True, False]
+    assert set(report["largest_difference"]) == {"bfloat16", "bfloat16, plain stream"}
+    assert "bfloat16, plain stream / float32 =" in capsys.readouterr().out
+
+
 def test_the_video_benchmark_times_each_stage_of_clips_made_on_the_spot(tmp_path, capsys):
     import json
 

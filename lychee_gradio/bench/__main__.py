@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
                              "x 8 512² image docs, against this machine's matmul rate at the model's shapes")
     parser.add_argument("--roofline-tokens", type=int, default=1024, help="tokens of --roofline's matmul limit")
     parser.add_argument("--image-docs", type=int, default=8, help="image documents of --roofline")
+    parser.add_argument("--plain-stream", action="store_true",
+                        help="--roofline: also run bf16 with its residual stream in bf16 (the engine keeps it in float32)")
     parser.add_argument("--fp32-weights", action="store_true",
                         help="--roofline: random weights of float32 values (default: bf16 values, as the published "
                              "checkpoints hold them, so float32 and bfloat16 start from the same weights)")
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
             device = "cuda"
         dtypes = ("float32", args.dtype) if args.dtype != "float32" else ("float32",)
         report = run_roofline(args.model_size, args.family, device, args.runs, args.docs or 16, args.image_docs,
-                              tokens=args.roofline_tokens, dtypes=dtypes, bf16_weights=not args.fp32_weights)
+                              tokens=args.roofline_tokens, dtypes=dtypes, bf16_weights=not args.fp32_weights,
+                              plain_stream=args.plain_stream)
         print(format_roofline(report))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name(f"roofline-{args.family}-{args.model_size}.json").write_text(json.dumps(report, indent=2))

@@ -10,7 +10,9 @@ For each dtype:
   (language model: its parameters without the token embeddings, times the tokens it ran, padding included;
   vision tower: its blocks times the patches, its merger times the merged tokens); the **fraction of the
   limit** = the time the limit would need for that work / the time it took;
-- the largest score difference between float32 and `auto` on the same pairs.
+- the largest score difference between float32 and `auto` on the same pairs;
+- with `--plain-stream`, `auto` (where it is bf16) once more with the residual stream in bf16 too, to show what
+  the engine's float32 stream (engine/precision.py) costs and gains.
 
 The dtype `auto` picks and why comes from `engine.weights.choose_runtime`, the rule `LycheeScorer.load`
 follows; torch's threads are set as `load` sets them (`fit_cpu_threads`).
@@ -24,6 +26,7 @@ import time
 
 import torch
 
+from ..engine.precision import keep_residual_float32
 from ..engine.random_model import build_processor, build_random_model
 from ..engine.scorer import LycheeScorer
 from ..engine.weights import choose_runtime, fit_cpu_threads
@@ -97,7 +100,10 @@ def model_limit(config, dtype: torch.dtype, device: str, tokens: int) -> dict[st
 
 def run_roofline(size: str = "small", family: str = "qwen2_5_vl", device: str = "cpu", runs: int = 3,
                  text_docs: int = 16, image_docs: int = 8, image_side: int = 512, tokens: int = 1024,
-                 dtypes: tuple[str, ...] = ("float32", "auto"), bf16_weights: bool = True) -> dict:
+                 dtypes: tuple[str, ...] = ("float32", "auto"), bf16_weights: bool = True,
+                 plain_stream: bool = False) -> dict:
+    """With `plain_stream`, each half-precision dtype also runs with its residual stream in that dtype (plain bf16,
+    the engine's own float32 stream turned off: engine/precision.py), on the same pairs."""
     threads = fit_cpu_threads() if device == "cpu" else None
     processor = build_processor(family)
     model = build_random_model(processor, size, dtype=torch.float32, device=device, family=family)
@@ -114,16 +120,22 @@ def run_roofline(size: str = "small", family: str = "qwen2_5_vl", device: str = 
               "cpu_threads": threads, "torch": torch.__version__, "runs": runs, "parameters": counts,
               "limit_tokens": tokens, "bf16_weights": bf16_weights, "dtypes": {}}
     scores_by_dtype: dict[str, dict[str, list[float]]] = {}
-    for asked in dtypes:
+    variants = [(asked, False) for asked in dtypes]
+    if plain_stream:
+        variants += [(asked, True) for asked in dtypes
+                     if choose_runtime(device, asked, "sdpa").dtype in (torch.bfloat16, torch.float16)]
+    for asked, plain in variants:
         runtime = choose_runtime(device, asked, "sdpa")
         model.to(runtime.dtype)
         gc.collect()
         scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=device, family=FAMILIES[family])
+        keep_residual_float32(model, on=not plain)
+        label = f"{asked}, plain stream" if plain else asked
         language = _Counter(model.model.language_model, _language_rows)
         vision = _Counter(model.model.visual, _vision_rows)
         limit = model_limit(model.config, runtime.dtype, device, tokens)
         rows = {}
-        scores_by_dtype[asked] = {}
+        scores_by_dtype[label] = {}
         for name, documents in scenarios.items():
             scorer.score(QUERY_TEXT, documents[:2])  # warm-up: first-call allocations and kernel choices
             times, scores = [], None
@@ -143,12 +155,13 @@ def run_roofline(size: str = "small", family: str = "qwen2_5_vl", device: str = 
                           "language_tokens": language.count, "vision_patches": vision.count,
                           "effective_flops": (flops["language"] + flops["vision"]) / seconds,
                           "fraction_of_limit": needed / seconds, "rss_bytes": rss.peak_rss}
-            scores_by_dtype[asked][name] = scores
+            scores_by_dtype[label][name] = scores
+        report["dtypes"][label] = {"dtype": runtime.dtype_name, "why": runtime.why, "limit_flops": limit,
+                                   "residual_float32": scorer.residual_float32, "scenarios": rows}
         scorer.close()
-        report["dtypes"][asked] = {"dtype": runtime.dtype_name, "why": runtime.why, "limit_flops": limit,
-                                   "scenarios": rows}
-    if len(dtypes) > 1:
-        first, *others = dtypes
+        keep_residual_float32(model)
+    if len(variants) > 1:
+        first, *others = scores_by_dtype
         report["largest_difference"] = {
             other: {name: max(abs(a - b) for a, b in zip(scores_by_dtype[first][name], scores_by_dtype[other][name]))
                     for name in scenarios} for other in others}
@@ -163,7 +176,8 @@ def format_roofline(report: dict) -> str:
              f"{(report['parameters']['vision'] + report['parameters']['merger']) / 1e6:.0f} M", ""]
     for asked, row in report["dtypes"].items():
         limit = row["limit_flops"]
-        lines.append(f"--dtype {asked}: {row['why']}; matmul limit at the model's shapes "
+        stream = " (float32 residual stream)" if row.get("residual_float32") else ""
+        lines.append(f"--dtype {asked}: {row['why']}{stream}; matmul limit at the model's shapes "
                      f"({report['limit_tokens']} tokens): language {limit['language'] / 1e9:.0f} GFLOP/s, "
                      f"vision {limit['vision'] / 1e9:.0f} GFLOP/s")
         lines.append(f"  {'scenario':<34} {'pairs/s':>8} {'s':>8} {'GFLOP/s':>8} {'of limit':>9} {'RSS GB':>7}")
@@ -171,10 +185,10 @@ def format_roofline(report: dict) -> str:
             lines.append(f"  {name:<34} {figures['pairs_per_second']:>8.3f} {figures['median_seconds']:>8.2f} "
                          f"{figures['effective_flops'] / 1e9:>8.1f} {figures['fraction_of_limit']:>8.0%} "
                          f"{figures['rss_bytes'] / 2**30:>7.2f}")
-    names = list(report["dtypes"])
-    if len(names) > 1:
-        first, second = names[0], names[1]
+    first, *others = list(report["dtypes"])
+    if others:
         lines.append("")
+    for second in others:
         for name in report["dtypes"][first]["scenarios"]:
             ratio = (report["dtypes"][second]["scenarios"][name]["pairs_per_second"]
                      / report["dtypes"][first]["scenarios"][name]["pairs_per_second"])

@@ -6,7 +6,8 @@ An estimate, in three parts:
   linear layers under `--quantize`: 1 byte each (int8, plus a scale per row: under 1 %) or 0.5 byte plus a
   4-byte scale per block of 64 (nf4);
 - **working memory** of one forward pass at the token budget (`max_batch_tokens`): per token, the layer's
-  hidden states and attention (6 x hidden size) and its MLP (3 x intermediate size), in the compute dtype.
+  hidden states and attention (6 x hidden size) and its MLP (3 x intermediate size), in the compute dtype
+  (on the CPU in bf16, two of the hidden states in float32: the residual stream, engine/precision.py).
   Layers run one after another, so one layer's working set is what is held at once;
 - **overhead**: the CUDA context and cuBLAS workspaces (0.6 GB), or the process itself on a CPU (0.5 GB).
 
@@ -137,6 +138,8 @@ def estimate_for(shape: Architecture, model: str, quantize: str | None, runtime:
     kind = runtime.device.split(":")[0]
     budget = budget_tokens or DEFAULT_BUDGET.get(kind, 8192)
     working = budget * (6 * shape.hidden_size + 3 * shape.intermediate_size) * width
+    if kind == "cpu" and width == 2 and not quantize:  # the residual stream and its normed copy in float32
+        working += budget * 2 * shape.hidden_size * (4 - width)  # (engine/precision.py)
     overhead = CUDA_OVERHEAD if kind == "cuda" else CPU_OVERHEAD
     precision = quantize or str(runtime.dtype).replace("torch.", "")
     return MemoryEstimate(model, precision, runtime.device, weights, working, overhead, budget, free_bytes, source)

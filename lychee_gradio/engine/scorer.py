@@ -31,6 +31,7 @@ from ..scoring import DigestMemo, ScoreCache, ScorerBase
 from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder, shared_prefix_length
 from .pipeline import pipelined
+from .precision import keep_residual_float32, residual_float32
 from .scheduler import Scheduler
 from .weights import (
     choose_runtime,
@@ -105,6 +106,10 @@ class LycheeScorer(ScorerBase):
         # keys/values (and the query image's vision encoding) are computed once per request.
         self.reuse_prefix = reuse_prefix
         self.lock = threading.Lock()  # the model: held for each forward pass
+        # On the CPU, a bf16 language model keeps its residual stream in float32 (engine/precision.py): the
+        # multiplies stay bf16 and the scores come closer to float32's (docs/performance.md).
+        if self.device.type == "cpu" and not quantize:
+            keep_residual_float32(model)
         # The one batching policy: concurrent calls share passes (or, with batch_across_requests=False, each
         # pass holds one call's rows); images are processed one call at a time (engine/scheduler.py).
         self.scheduler = Scheduler(self, max_batch_wait_ms / 1000, share_passes=batch_across_requests)
@@ -167,7 +172,10 @@ class LycheeScorer(ScorerBase):
                      image_cache_bytes=image_cache_bytes, batch_across_requests=batch_across_requests,
                      max_batch_wait_ms=max_batch_wait_ms, quantize=quantize)
         scorer.load_seconds = time.monotonic() - started
-        scorer.dtype_why, scorer.threads = runtime.why, threads
+        why = runtime.why
+        if scorer.residual_float32:
+            why = why.replace(":", " with a float32 residual stream:", 1)
+        scorer.dtype_why, scorer.threads = why, threads
         logger.info("%s loaded in %.1f s: weights %.2f GB", served, scorer.load_seconds, scorer.weights_bytes / 2**30)
         return scorer
 
@@ -191,6 +199,12 @@ class LycheeScorer(ScorerBase):
     def precision(self) -> str:
         """How the weights are held: "int8", "nf4", or the compute dtype ("bfloat16", "float32", ...)."""
         return self.quantize or str(self.model.dtype).replace("torch.", "")
+
+    @property
+    def residual_float32(self) -> bool:
+        """Whether the language model's residual stream runs in float32 beside half-precision weights
+        (engine/precision.py): on the CPU, in bf16 or fp16, unquantized."""
+        return residual_float32(self.model)
 
     @property
     def max_pixels(self) -> int:

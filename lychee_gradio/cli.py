@@ -162,7 +162,8 @@ def check_memory(args: argparse.Namespace) -> int:
 
 
 def model_runtime(scorer) -> str:
-    """How a model runs, for the startup lines: "bfloat16: the CPU has AVX512-BF16, 2 threads"."""
+    """How a model runs, for the startup lines: "bfloat16 with a float32 residual stream: the CPU has AVX512-BF16,
+    2 threads"."""
     why = getattr(scorer, "dtype_why", None) or getattr(scorer, "precision", None) or "?"
     quantize = getattr(scorer, "quantize", None) or (scorer.precision if scorer.precision in ("int8", "nf4") else None)
     threads = getattr(scorer, "threads", None)

@@ -104,6 +104,7 @@ def test_lychee_load_states_the_dtype_it_chose_and_why_at_startup_and_exits_0_wh
             time.sleep(0.1)  # the model lines follow the ready line
         said = [line for line in lines if line.startswith("model ")]
     native, why = cpu_bf16()
-    assert said and all(f"{'bfloat16' if native else 'float32'}: {why}" in line for line in said), said
+    expected = f"bfloat16 with a float32 residual stream: {why}" if native else f"float32: {why}"
+    assert said and all(expected in line for line in said), said
     assert codes == [0]  # docker stop (SIGTERM) and Ctrl+C (SIGINT) alike
 

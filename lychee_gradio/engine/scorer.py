@@ -114,7 +114,7 @@ class LycheeScorer(ScorerBase):
         # pass holds one call's rows); images are processed one call at a time (engine/scheduler.py).
         self.scheduler = Scheduler(self, max_batch_wait_ms / 1000, share_passes=batch_across_requests)
         self.load_seconds: float | None = None
-        self.dtype_why: str | None = None  # set by load(): "bfloat16: the CPU has AVX512-BF16", ...
+        self.dtype_why: str | None = None  # set by load(): "float32: the CPU has no native bfloat16 ...", ...
         self.threads: int | None = None  # torch's CPU threads, set by load() on the CPU
 
     @classmethod

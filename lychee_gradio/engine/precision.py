@@ -36,6 +36,9 @@ def keep_residual_float32(model, on: bool = True) -> None:
     (the hooks are installed once; `on=False` makes them do nothing)."""
     switch = getattr(model, "_lychee_residual_float32", None)
     if switch is None:
+        language = model.model.language_model
+        if not any(type(module) is torch.nn.Linear for module in language.modules()):
+            return  # quantized throughout (bitsandbytes): left as it is
         switch = model._lychee_residual_float32 = _Switch()
         _install(model, switch)
     switch.on = on

@@ -107,8 +107,9 @@ class LycheeScorer(ScorerBase):
         self.reuse_prefix = reuse_prefix
         self.lock = threading.Lock()  # the model: held for each forward pass
         # On the CPU, a bf16 language model keeps its residual stream in float32 (engine/precision.py): the
-        # multiplies stay bf16 and the scores come closer to float32's (docs/performance.md).
-        if self.device.type == "cpu" and not quantize:
+        # multiplies stay bf16 and the scores come closer to float32's (docs/performance.md). A model quantized
+        # throughout is left as it is (precision.py decides).
+        if self.device.type == "cpu":
             keep_residual_float32(model)
         # The one batching policy: concurrent calls share passes (or, with batch_across_requests=False, each
         # pass holds one call's rows); images are processed one call at a time (engine/scheduler.py).

@@ -10,9 +10,9 @@ can be wrong; a random demo model writes noise.
 from __future__ import annotations
 
 import torch
-from transformers import DynamicCache
 
 from ..contract import RequestContext
+from . import kv_cache
 from .encoding import EncodedPair
 
 QUESTION = "In one or two sentences, explain why the answer is {answer}."
@@ -59,8 +59,8 @@ def generate(scorer, pair: EncodedPair, max_new_tokens: int, context: RequestCon
     tokenizer = scorer.processor.tokenizer
     stops = {tokenizer.convert_tokens_to_ids(token) for token in ("<|im_end|>", "<|endoftext|>")}
     outputs = scorer.model.model(**_prompt_inputs(scorer, pair), use_cache=True,
-                                 past_key_values=DynamicCache(config=scorer.model.config.text_config))
-    cache = outputs.past_key_values
+                                 **kv_cache.passing(scorer.model.model, kv_cache.new_cache(scorer.model)))
+    cache = kv_cache.returned(outputs)
     token = int(torch.argmax(_vocabulary_logits(scorer, outputs.last_hidden_state[0, -1])))
     position = int(pair.position_ids.max()) + 1  # text after the prompt: one position on all three axes
     generated: list[int] = []
@@ -75,7 +75,7 @@ def generate(scorer, pair: EncodedPair, max_new_tokens: int, context: RequestCon
             attention_mask=torch.ones((1, pair.length + step + 1), dtype=torch.long, device=device),
             position_ids=torch.full((3, 1, 1), position + step, dtype=torch.long, device=device),
             mm_token_type_ids=torch.zeros((1, 1), dtype=torch.long, device=device),
-            past_key_values=cache, use_cache=True)
-        cache = outputs.past_key_values
+            **kv_cache.passing(scorer.model.model, cache), use_cache=True)
+        cache = kv_cache.returned(outputs)
         token = int(torch.argmax(_vocabulary_logits(scorer, outputs.last_hidden_state[0, -1])))
     return tokenizer.decode(generated, skip_special_tokens=True).strip()

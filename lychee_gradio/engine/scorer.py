@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from ..contract import Item, PairScore, ProgressCallback, RequestContext
 from ..families import LYCHEE, ModelFamily
 from ..scoring import DigestMemo, ScoreCache, ScorerBase
+from . import kv_cache
 from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder, shared_prefix_length
 from .pipeline import pipelined
@@ -356,7 +356,7 @@ class LycheeScorer(ScorerBase):
             image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
             use_cache=True,
         )
-        layers = outputs.past_key_values.layers
+        layers = kv_cache.returned(outputs).layers
         prefixes, row = [], 0
         for length, count in spans:
             if length < 1:
@@ -401,11 +401,11 @@ class LycheeScorer(ScorerBase):
         images = [image for pair, row in zip(batch, rows) for image in pair.images[row.image_count if row else 0:]]
         videos = [video for pair in batch for video in pair.videos]  # a document's: never in a shared prefix
         device = self.device
-        past_key_values = None
+        cache = None
         if padded:
-            past_key_values = DynamicCache(config=self.model.config.text_config)
+            cache = kv_cache.new_cache(self.model)
             for layer, (keys, values) in enumerate(_prefix_rows(rows, padded, size)):
-                past_key_values.update(keys, values, layer)
+                cache.update(keys, values, layer)
         outputs = self.model.model(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
@@ -415,7 +415,7 @@ class LycheeScorer(ScorerBase):
             image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
             pixel_values_videos=torch.cat([video.pixel_values for video in videos]).to(device) if videos else None,
             video_grid_thw=torch.stack([video.grid_thw for video in videos]).to(device) if videos else None,
-            past_key_values=past_key_values,
+            **kv_cache.passing(self.model.model, cache),
             use_cache=False,
         )
         last = outputs.last_hidden_state[:, -1, :].float()

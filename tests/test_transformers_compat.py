@@ -39,3 +39,25 @@ def test_prefix_reuse_and_the_models_words_use_no_deprecated_cache_name(which, r
         scores = scorer.score("a red cup", ["a red cup on a table", "a blue bowl", "the cup is red"])
         found = scorer.explain("cup", "a white cup", explanation=True)
     assert len(scores) == 3 and isinstance(found.explanation, str)
+
+
+def test_a_checkpoint_loads_without_hub_kernels_whatever_transformers_defaults(tiny_model_dir, monkeypatch):
+    # transformers 5.25 turns `use_kernels` on by default: layers replaced by kernels fetched from the Hub at load
+    # (a network fetch, and other numbers than the tested ones). The loader and the reference turn it off.
+    import transformers
+
+    from lychee_gradio import LycheeScorer
+    from lychee_gradio.engine.naive import NaiveScorer
+
+    asked = []
+    real = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        asked.append(kwargs.get("use_kernels"))
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Qwen2_5_VLForConditionalGeneration, "from_pretrained", classmethod(spy))
+    with LycheeScorer.load(tiny_model_dir, device="cpu", dtype="float32") as scorer:
+        assert 0 <= scorer.score("cup", ["a cup"])[0] <= 1
+    NaiveScorer.load(tiny_model_dir)
+    assert asked == [False, False]

@@ -50,7 +50,7 @@ class NaiveScorer:
         family = FAMILIES[json.loads((Path(folder) / "config.json").read_text())["model_type"]]
         processor = AutoProcessor.from_pretrained(folder)
         model = getattr(transformers, family.model_class).from_pretrained(
-            folder, dtype=torch.float32, attn_implementation="sdpa"
+            folder, dtype=torch.float32, attn_implementation="sdpa", use_kernels=False
         ).eval()
         return cls(model, processor, family)
 

@@ -361,6 +361,7 @@ def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | Non
             attn_implementation=runtime.attn_implementation,
             device_map=runtime.device if runtime.device.startswith("cuda") else None,
             output_loading_info=True,
+            use_kernels=False,  # transformers 5.25 turns Hub kernels on by default: they replace layers from the Hub
             **extra,
         )
     except Exception as error:

@@ -24,6 +24,11 @@ class ModelFamily:
     # matches them: a bare "visual" would not match "model.visual.blocks.0..."): the vision tower and the
     # output head (its yes/no rows make the score). The embeddings are not linear layers: never quantized.
     unquantized_modules: tuple[str, ...] = ("model.visual", "lm_head")
+    # The processor wraps each frame of a clip in its own <|vision_start|>...<|vision_end|> (Qwen3-VL, after each
+    # frame's timestamp), in place of the chat template's one wrapper around the clip: Qwen's processor replaces
+    # the template's whole `<|vision_start|><|video_pad|><|vision_end|>` (as at the model's release, in vLLM and
+    # in transformers >= 5.25; transformers 5.0-5.24 left the outer pair in, around the frames' own).
+    clip_frames_wrapped: bool = False
 
 
 LYCHEE = ModelFamily(
@@ -48,6 +53,7 @@ QWEN3_VL = ModelFamily(
     min_pixels=4 * 32 * 32,
     max_pixels=1800 * 32 * 32,
     max_text_tokens=10240,
+    clip_frames_wrapped=True,
 )
 
 FAMILIES: dict[str, ModelFamily] = {family.model_type: family for family in (LYCHEE, QWEN3_VL)}

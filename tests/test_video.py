@@ -113,6 +113,19 @@ def test_a_video_document_scores_as_the_processors_video_path_fed_the_same_frame
     assert scores == pytest.approx(expected, abs=1e-5)
 
 
+def test_each_qwen3_frame_has_its_timestamp_and_wrapper_and_the_clip_no_outer_one(qwen3_scorer, scorer, clips):
+    # As Qwen3-VL was released (its processor, vLLM, transformers >= 5.25): "<0.5 seconds><|vision_start|>...
+    # <|vision_end|><2.5 seconds>...", not the outer pair transformers 5.0-5.24 left around the frames.
+    video = load_video(clips["mp4"], "d")  # 4 frames: 2 temporal patches
+    (pair,) = qwen3_scorer.encoder.encode(Item(text=QUERY), [Item(text="a clip", video=video)], "inst")
+    text = qwen3_scorer.processor.tokenizer.decode(pair.input_ids.tolist()).replace("<|video_pad|>", "")
+    assert "<Document>:<0.5 seconds><|vision_start|><|vision_end|><2.5 seconds><|vision_start|><|vision_end|>a clip" \
+        in text
+    (pair,) = scorer.encoder.encode(Item(text=QUERY), [Item(text="a clip", video=video)], "inst")
+    text = scorer.processor.tokenizer.decode(pair.input_ids.tolist()).replace("<|video_pad|>", "")
+    assert "<Document>:<|vision_start|><|vision_end|>a clip" in text  # Qwen2.5-VL: one wrapper around the clip
+
+
 def test_a_video_scores_the_same_amid_images_and_texts_as_alone(scorer, clips, red_image, blue_image):
     documents = [{"image": red_image}, {"video": clips["mp4"]}, "a red square", {"text": "x", "image": blue_image},
                  {"video": clips["short"]}]

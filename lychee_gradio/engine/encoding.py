@@ -125,12 +125,15 @@ class LiteralTokenizer:
     added token the ids equal the processor's own (docs/design.md, "User text stays text").
     """
 
-    def __init__(self, tokenizer, image_token: str):
+    def __init__(self, tokenizer, image_token: str, clip_frames_wrapped: bool = False):
         config = json.loads(tokenizer.backend_tokenizer.to_str())
         config["added_tokens"] = []
         self.plain = Tokenizer.from_str(json.dumps(config))
         self.control_ids = {token.content: token_id for token_id, token in tokenizer.added_tokens_decoder.items()}
         self.image_token = image_token
+        # A clip whose frames come wrapped each in <|vision_start|>...<|vision_end|> takes the place of the
+        # template's wrapper around it (families.ModelFamily.clip_frames_wrapped).
+        self.clip_frames_wrapped = clip_frames_wrapped
         self._control_re = re.compile(
             "(" + "|".join(re.escape(token) for token in sorted(self.control_ids, key=len, reverse=True)) + ")"
         )
@@ -143,10 +146,18 @@ class LiteralTokenizer:
         for number, ((skeleton, values), counts) in enumerate(zip(prompts, image_tokens)):
             plan, images = [], iter(counts)
             videos = iter(video_tokens[number] if video_tokens is not None else ())
+            unwrap = False  # the template's <|vision_end|> after a clip whose frames are wrapped: dropped
             for piece in self._control_re.split(skeleton):
                 if not piece:
                     continue
+                if unwrap and piece == VISION_END:
+                    unwrap = False
+                    continue
+                unwrap = False
                 if piece in self.control_ids and video_token is not None and piece == video_token:
+                    if self.clip_frames_wrapped and plan and plan[-1] == [self.control_ids.get(VISION_START)]:
+                        plan.pop()
+                        unwrap = True
                     plan.append(list(next(videos)))
                 elif piece in self.control_ids:
                     size = next(images) if piece == self.image_token else 1
@@ -158,6 +169,8 @@ class LiteralTokenizer:
         encoded = [e.ids for e in self.plain.encode_batch(texts, add_special_tokens=False)] if texts else []
         return [[i for step in plan for i in (encoded[step] if isinstance(step, int) else step)] for plan in plans]
 
+
+VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
 
 # A slot in a prompt skeleton where user text goes: private-use delimiters around a per-call random
 # nonce, which no user text can guess, and which holds no control token.
@@ -184,7 +197,7 @@ class PairEncoder:
 
     def __init__(self, processor, rope_index, *, min_pixels: int = MIN_PIXELS,
                  max_pixels: int = DEFAULT_MAX_PIXELS, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
-                 image_cache=None, pixel_dtype: torch.dtype | None = None):
+                 image_cache=None, pixel_dtype: torch.dtype | None = None, clip_frames_wrapped: bool = False):
         # The image processor resizes to multiples of its patch x merge size (28 for Qwen2.5-VL,
         # 32 for Qwen3-VL); the bounds come from the model family (families.py).
         if max_pixels < min_pixels:
@@ -201,7 +214,7 @@ class PairEncoder:
         self.video_token = getattr(processor, "video_token", None)
         self.video_token_id = getattr(processor, "video_token_id", None)
         self.merge_length = self.image_processor.merge_size ** 2
-        self.literal = LiteralTokenizer(self.tokenizer, self.image_token)
+        self.literal = LiteralTokenizer(self.tokenizer, self.image_token, clip_frames_wrapped)
         # Processed images (resized, normalised pixel patches) by (content hash, bounds), across
         # requests: cache.ImageCache, or None.
         self.image_cache = image_cache

@@ -88,8 +88,12 @@ class NaiveScorer:
                 "cap_pixels_per_frame": True, "size": dict(self.processor.video_processor.size)}}
         bounds = {"shortest_edge": self.family.min_pixels, "longest_edge": self.family.max_pixels}
         sizes = {"images_kwargs": {"size": bounds}} if video is not None else {"size": bounds}
+        text = self.prompt(query, document, instruction)
+        if clips and self.family.clip_frames_wrapped:  # as Qwen's processor does (families.py)
+            wrapped = f"<|vision_start|>{self.processor.video_token}<|vision_end|>"
+            text = text.replace(wrapped, self.processor.video_token)
         return self.processor(
-            text=[self.prompt(query, document, instruction)],
+            text=[text],
             images=images or None,
             return_tensors="pt", **sizes, **extra,
         ).to(self.model.device)

@@ -90,6 +90,7 @@ class LycheeScorer(ScorerBase):
             min_pixels=family.min_pixels, max_pixels=max_pixels or family.max_pixels,
             max_text_tokens=max_text_tokens or family.max_text_tokens,
             image_cache=self.image_cache if image_cache_bytes else None, pixel_dtype=model.dtype,
+            clip_frames_wrapped=family.clip_frames_wrapped,
         )
         tokenizer = processor.tokenizer
         self.yes_token_id = _single_token_id(tokenizer, "yes")

@@ -182,8 +182,8 @@ def test_an_unsupported_transformers_version_keeps_transformers_code_and_logs_on
         assert vision_attention.install(model) == 0
     assert not vision_attention.installed(model)
     assert len([r for r in caplog.records if "outside" in r.getMessage()]) == 1
-    assert vision_attention.supported_version("5.23.0") and vision_attention.supported_version("5.24.1")
-    assert not vision_attention.supported_version("5.22.0") and not vision_attention.supported_version("6.0.0")
+    assert all(vision_attention.supported_version(v) for v in ("5.23.0", "5.24.1", "5.25.0"))
+    assert not any(vision_attention.supported_version(v) for v in ("5.22.0", "5.26.0", "6.0.0"))
 
 
 def test_in_bf16_the_batched_vision_attention_stays_close_to_the_per_window_attention():

@@ -39,9 +39,11 @@ already) and any other implementation (flex, paged, custom) go to transformers' 
 unchanged, checked at every call, so `model.set_attn_implementation(...)` after install is honoured.
 
 Version check: written against transformers 5.23.0 and 5.24.0, whose two vision attention forwards are
-identical (compared line by line). Another version may change that forward (the projection layout,
-the rotary helper, the dispatch), so outside `SUPPORTED_TRANSFORMERS` `install` patches nothing, logs
-once, and transformers' own per-chunk code runs. Bump the range after comparing the new forward.
+identical (compared line by line); 5.25.0's are too, as are its rotary helper and eager attention (its SDPA
+function differs only where a position bias is passed, which the vision tower never does). Another version may
+change that forward (the projection layout, the rotary helper, the dispatch), so outside
+`SUPPORTED_TRANSFORMERS` `install` patches nothing, logs once, and transformers' own per-chunk code runs. Bump
+the range after comparing the new forward.
 
 Counting: `count_attention_calls(model)` counts the SDPA calls each vision layer makes (tests, bench).
 """
@@ -62,7 +64,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 # [low, high): the transformers versions whose vision attention forward this replaces (see above).
-SUPPORTED_TRANSFORMERS = ("5.23.0", "5.25.0")
+SUPPORTED_TRANSFORMERS = ("5.23.0", "5.26.0")
 # Chunks up to this many tokens are always padded into one call (a call costs more than the padding).
 PAD_ALWAYS = 128
 # A longer chunk joins a group if padding it to the group's longest at most doubles its attention work.
@@ -255,7 +257,7 @@ def _plan_for(cu_seqlens: torch.Tensor, device: torch.device) -> _Plan:
 def _packed_forward(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
                     position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
                     max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
-    """transformers 5.23/5.24's Qwen2_5_VLVisionAttention.forward (= Qwen3VLVisionAttention.forward) with its
+    """transformers 5.23-5.25's Qwen2_5_VLVisionAttention.forward (= Qwen3VLVisionAttention.forward) with its
     non-flash per-chunk loop replaced by one attention call per group of chunks."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.utils.generic import is_flash_attention_requested

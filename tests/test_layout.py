@@ -228,3 +228,12 @@ def test_the_engine_has_one_out_of_memory_split_and_one_batch_budget():
     assert [name for name, text in engine.items() if "max_batch_tokens" in text and "def _choose" in text] == \
         ["scheduler.py"]
     assert "def _batches" not in engine["scorer.py"] and "_score_pairs" not in engine["scorer.py"]
+
+
+def test_every_relative_link_of_the_readme_and_the_docs_names_a_file_that_exists():
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if not re.match(r"[a-z]+:", target) and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken

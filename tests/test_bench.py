@@ -150,3 +150,15 @@ def test_the_image_benchmark_prints_each_stage_before_and_after_with_the_same_sc
     assert report["page"]["same_ranking"] is True
     assert report["largest_difference"] < 1e-5
     assert report["paths"]["after"]["calls_per_vision_layer"] <= report["paths"]["after"]["images_per_pass"]
+
+
+def test_the_compile_probe_times_eager_and_compiled_on_the_same_pairs(tmp_path, capsys):
+    # The eager backend (dynamo's capture, no code generation) keeps the test short; the figures use inductor.
+    bench_main(["--compile", "--model-size", "tiny", "--device", "cpu", "--runs", "1", "--docs", "3",
+                "--image-docs", "1", "--compile-backend", "eager", "--output", str(tmp_path / "bench.json")])
+    report = json.loads((tmp_path / "compile-qwen2_5_vl-tiny.json").read_text())
+    assert list(report["scenarios"]) == ["text query × 3 text docs", "text query × 1 512² image docs"]
+    for row in report["scenarios"].values():
+        assert row["eager_pairs_per_second"] > 0 and row["compiled_pairs_per_second"] > 0
+        assert row["largest_difference"] < 1e-5
+    assert "torch.compile(backend=eager" in capsys.readouterr().out

@@ -14,6 +14,7 @@
     python -m lychee_gradio.bench --roofline --family qwen3_vl --model-size 2b   # the same at 2B shapes
     python -m lychee_gradio.bench --video 8               # 8 clips of 10 s against one description, by stage
     python -m lychee_gradio.bench --vision 12             # the vision tower: one attention call per layer or not
+    python -m lychee_gradio.bench --compile               # the language model eager vs. torch.compile'd
 
 All three paths run in one process on the same random-weight model (built from a config: the
 same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
@@ -28,6 +29,7 @@ from pathlib import Path
 from ..engine.random_model import SIZES
 from .batching import format_batching, run_batching
 from .caches import format_caches, run_caches
+from .compiled import format_compile, run_compile
 from .engine import format_stability, format_table, run_benchmark, run_stability
 from .explain import format_explain, run_explain
 from .images import format_images, run_images
@@ -87,8 +89,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--roofline", action="store_true",
                         help="instead: float32 and --dtype auto on the same weights, text query x 16 text docs and "
                              "x 8 512² image docs, against this machine's matmul rate at the model's shapes")
+    parser.add_argument("--compile", action="store_true",
+                        help="instead: the engine eager and with the language model's forward torch.compile'd "
+                             "(dynamic shapes), text query x --docs (16) text docs and x --image-docs 512² image docs")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile's backend for --compile")
+    parser.add_argument("--freezing", action="store_true",
+                        help="--compile: inductor's freezing (constant weights, oneDNN weight prepacking on the CPU)")
     parser.add_argument("--roofline-tokens", type=int, default=1024, help="tokens of --roofline's matmul limit")
-    parser.add_argument("--image-docs", type=int, default=8, help="image documents of --roofline")
+    parser.add_argument("--image-docs", type=int, default=8, help="image documents of --roofline and --compile")
     parser.add_argument("--plain-stream", action="store_true",
                         help="--roofline: also run bf16 with its residual stream in bf16 (the engine keeps it in float32)")
     parser.add_argument("--fp32-weights", action="store_true",
@@ -106,6 +114,13 @@ def main(argv: list[str] | None = None) -> None:
         print(format_video(report))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name("video.json").write_text(json.dumps(report, indent=2))
+        return
+    if args.compile:
+        report = run_compile(args.model_size, args.family, args.device, args.dtype, args.runs, args.docs or 16,
+                             args.image_docs, backend=args.compile_backend, freezing=args.freezing)
+        print(format_compile(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name(f"compile-{args.family}-{args.model_size}.json").write_text(json.dumps(report, indent=2))
         return
     if args.roofline:
         device = "cpu" if args.device == "auto" and not torch_cuda() else args.device

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -67,6 +68,17 @@ def served_command(command: list[str], *, cwd: Path = ROOT_DIR, env: dict | None
             process.wait(timeout=30)
         if exit_codes is not None:
             exit_codes.append(process.returncode)
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """A `lychee` command run in-process points the root logger at the stderr of that moment (this test's
+    capture, closed after it); restoring the handlers keeps later lines, from other tests' server threads, off it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -121,6 +121,10 @@ def test_each_qwen3_frame_has_its_timestamp_and_wrapper_and_the_clip_no_outer_on
     text = qwen3_scorer.processor.tokenizer.decode(pair.input_ids.tolist()).replace("<|video_pad|>", "")
     assert "<Document>:<0.5 seconds><|vision_start|><|vision_end|><2.5 seconds><|vision_start|><|vision_end|>a clip" \
         in text
+    (pair,) = qwen3_scorer.encoder.encode(Item(text="q", video=video), [Item(text="d", video=video)], "inst")
+    text = qwen3_scorer.processor.tokenizer.decode(pair.input_ids.tolist()).replace("<|video_pad|>", "")
+    frames = "<0.5 seconds><|vision_start|><|vision_end|><2.5 seconds><|vision_start|><|vision_end|>"
+    assert f"<Query>:{frames}q" in text and f"<Document>:{frames}d" in text  # a clip on each side
     (pair,) = scorer.encoder.encode(Item(text=QUERY), [Item(text="a clip", video=video)], "inst")
     text = scorer.processor.tokenizer.decode(pair.input_ids.tolist()).replace("<|video_pad|>", "")
     assert "<Document>:<|vision_start|><|vision_end|>a clip" in text  # Qwen2.5-VL: one wrapper around the clip

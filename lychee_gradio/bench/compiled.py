@@ -35,11 +35,12 @@ def run_compile(size: str = "small", family: str = "qwen2_5_vl", device: str = "
              for name, docs in scenarios.items()}
     language = scorer.model.model.language_model
     import torch._inductor.config as inductor
+    from torch import _dynamo
 
     frozen = inductor.freezing
-    inductor.freezing = freezing
-    language.forward = torch.compile(language.forward, dynamic=True, backend=backend)
     try:
+        inductor.freezing = freezing
+        language.forward = torch.compile(language.forward, dynamic=True, backend=backend)
         for name, docs in scenarios.items():
             start = time.perf_counter()
             scorer.score(QUERY_TEXT, docs)  # the compilation, for this scenario's shapes
@@ -52,7 +53,8 @@ def run_compile(size: str = "small", family: str = "qwen2_5_vl", device: str = "
                 "ratio": eager[name]["median_seconds"] / compiled["median_seconds"], "first_compiled_seconds": first,
                 "largest_difference": max(abs(a - b) for a, b in zip(eager[name]["scores"], compiled["scores"]))}
     finally:
-        del language.forward  # the module's own forward again
+        language.__dict__.pop("forward", None)  # the module's own forward again
+        _dynamo.reset()  # and no compiled code kept (nor the model, through it)
         inductor.freezing = frozen
         scorer.close()
     return report

@@ -146,18 +146,12 @@ class LiteralTokenizer:
         for number, ((skeleton, values), counts) in enumerate(zip(prompts, image_tokens)):
             plan, images = [], iter(counts)
             videos = iter(video_tokens[number] if video_tokens is not None else ())
-            unwrap = False  # the template's <|vision_end|> after a clip whose frames are wrapped: dropped
+            if self.clip_frames_wrapped and video_token is not None:  # user text is in slots: only the template's
+                skeleton = skeleton.replace(VISION_START + video_token + VISION_END, video_token)
             for piece in self._control_re.split(skeleton):
                 if not piece:
                     continue
-                if unwrap and piece == VISION_END:
-                    unwrap = False
-                    continue
-                unwrap = False
                 if piece in self.control_ids and video_token is not None and piece == video_token:
-                    if self.clip_frames_wrapped and plan and plan[-1] == [self.control_ids.get(VISION_START)]:
-                        plan.pop()
-                        unwrap = True
                     plan.append(list(next(videos)))
                 elif piece in self.control_ids:
                     size = next(images) if piece == self.image_token else 1

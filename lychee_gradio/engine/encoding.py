@@ -125,15 +125,12 @@ class LiteralTokenizer:
     added token the ids equal the processor's own (docs/design.md, "User text stays text").
     """
 
-    def __init__(self, tokenizer, image_token: str, clip_frames_wrapped: bool = False):
+    def __init__(self, tokenizer, image_token: str):
         config = json.loads(tokenizer.backend_tokenizer.to_str())
         config["added_tokens"] = []
         self.plain = Tokenizer.from_str(json.dumps(config))
         self.control_ids = {token.content: token_id for token_id, token in tokenizer.added_tokens_decoder.items()}
         self.image_token = image_token
-        # A clip whose frames come wrapped each in <|vision_start|>...<|vision_end|> takes the place of the
-        # template's wrapper around it (families.ModelFamily.clip_frames_wrapped).
-        self.clip_frames_wrapped = clip_frames_wrapped
         self._control_re = re.compile(
             "(" + "|".join(re.escape(token) for token in sorted(self.control_ids, key=len, reverse=True)) + ")"
         )
@@ -146,8 +143,6 @@ class LiteralTokenizer:
         for number, ((skeleton, values), counts) in enumerate(zip(prompts, image_tokens)):
             plan, images = [], iter(counts)
             videos = iter(video_tokens[number] if video_tokens is not None else ())
-            if self.clip_frames_wrapped and video_token is not None:  # user text is in slots: only the template's
-                skeleton = skeleton.replace(VISION_START + video_token + VISION_END, video_token)
             for piece in self._control_re.split(skeleton):
                 if not piece:
                     continue
@@ -163,8 +158,6 @@ class LiteralTokenizer:
         encoded = [e.ids for e in self.plain.encode_batch(texts, add_special_tokens=False)] if texts else []
         return [[i for step in plan for i in (encoded[step] if isinstance(step, int) else step)] for plan in plans]
 
-
-VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
 
 # A slot in a prompt skeleton where user text goes: private-use delimiters around a per-call random
 # nonce, which no user text can guess, and which holds no control token.
@@ -208,7 +201,10 @@ class PairEncoder:
         self.video_token = getattr(processor, "video_token", None)
         self.video_token_id = getattr(processor, "video_token_id", None)
         self.merge_length = self.image_processor.merge_size ** 2
-        self.literal = LiteralTokenizer(self.tokenizer, self.image_token, clip_frames_wrapped)
+        self.literal = LiteralTokenizer(self.tokenizer, self.image_token)
+        # A clip whose frames come each in <|vision_start|>...<|vision_end|> takes the place of the template's
+        # wrapper around it (families.ModelFamily.clip_frames_wrapped).
+        self.clip_frames_wrapped = clip_frames_wrapped
         # Processed images (resized, normalised pixel patches) by (content hash, bounds), across
         # requests: cache.ImageCache, or None.
         self.image_cache = image_cache
@@ -307,7 +303,10 @@ class PairEncoder:
             answer, question = followup
             messages += [{"role": "assistant", "content": [{"type": "text", "text": answer}]},
                          {"role": "user", "content": [{"type": "text", "text": question}]}]
-        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if self.clip_frames_wrapped and self.video_token is not None:  # user text is in slots: only the template's
+            text = text.replace(f"<|vision_start|>{self.video_token}<|vision_end|>", self.video_token)
+        return text
 
     def encode(self, query: Item, documents: list[Item], instruction: str,
                max_pixels: int | None = None,

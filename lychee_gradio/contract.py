@@ -235,6 +235,9 @@ ERRORS: dict[str, tuple[int, str]] = {
     "image_aspect": (400, "image is {width}x{height}: its longer side is more than {limit} times its shorter one, "
                           "which the model cannot take; crop or pad it"),
     "image_pixels": (413, "image is {width}x{height} = {pixels:,} pixels, over this server's limit of {limit:,}"),
+    "request_memory": (413, "the request's images and clips need about {need_mb:,} MB while decoded, over this "
+                            "server's image memory of {limit_mb:,} MB; send at most {fits} of them at this size, "
+                            "or smaller ones (or the operator raises --image-memory-mb)"),
     "request_pixels": (413, "the request's images add up to more than this server's limit of {limit:,} decoded "
                             "pixels; send fewer or smaller images"),
     # request options
@@ -261,7 +264,12 @@ ERRORS: dict[str, tuple[int, str]] = {
     "video_bytes": (413, "video is over this server's limit of {limit:,} bytes"),
     "video_not_found": (400, "video file not found: {path}"),
     "video_type": (400, "unsupported video type {type}; give a path, bytes, base64 or a data URL"),
-    "video_unavailable": (400, "videos need PyAV on the server (pip install -e '.[video]')"),
+    "video_unavailable": (400, "videos need PyAV on the server (pip install av)"),
+    "video_container": (400, "not a video this server reads: send an MP4/MOV, WebM/Matroska or AVI file"),
+    "video_no_size": (400, "the video's header states no frame size"),
+    "video_frame_size": (400, "a frame of the video is {width}x{height}, larger than the {stated} its header states"),
+    "video_value": (422, "a video must be a non-empty string: a data URL or base64 of an MP4, WebM or AVI file"),
+    "no_video_slot": (400, "the model {model} takes no video (its chat template has no video slot); send images"),
     "video_decode": (400, "cannot decode video (not a video FFmpeg can read, or cut short)"),
     "video_pixels": (413, "video frames are {width}x{height} = {pixels:,} pixels, over this server's limit of "
                           "{limit:,}"),
@@ -319,6 +327,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "timeout": (504, "the request took longer than its timeout of {seconds:g} s and was stopped"),
     "stopped": (499, "stopped"),
     "busy": (503, "every model replica is busy and the queue is full; try again in a few seconds"),
+    "images_busy": (503, "the server's memory for images is taken by other requests and did not come free within "
+                         "{seconds:g} s; try again in a few seconds"),
     "out_of_memory": (503, "out of GPU memory scoring a single pair of {tokens} tokens; lower max_pixels or "
                            "max_text_tokens, or use a GPU with more memory"),
     # worded where they are raised
@@ -408,6 +418,15 @@ class ScorerBusyError(LycheeError, RuntimeError):
         super().__init__(None, "busy")
 
 
+class ImagesBusyError(ScorerBusyError):
+    """The image memory pool stayed full (other requests' images) for the request's short wait: retry shortly."""
+
+    code = "images_busy"
+
+    def __init__(self, seconds: float = 0.0):
+        LycheeError.__init__(self, None, "images_busy", seconds=seconds)
+
+
 class ScoringOutOfMemoryError(LycheeError, RuntimeError):
     """Even a batch of one pair did not fit in GPU memory."""
 
@@ -425,15 +444,22 @@ class WordedError(LycheeError):
         super().__init__(None, code or type(self).code, message=message)
 
 
-# The errors a door answers as such (anything else is an internal error: 500, details in the log).
-EXPECTED_ERRORS = (InputError, ScoringTimeoutError, ScoringCancelledError, ScorerBusyError, ScoringOutOfMemoryError)
+def is_callers(error: BaseException) -> bool:
+    """The one rule for every door, the metrics and the log: an error of ours with a status under 500 is the
+    caller's (a mistake, a limit, a stop, a busy server): answered as itself, counted and logged with its status,
+    no traceback. Anything else is ours: a 500, its details in the log only."""
+    return isinstance(error, LycheeError) and error.status < 500
+
+
+def is_expected(error: BaseException) -> bool:
+    """An error a door answers as itself: the caller's (`is_callers`) and the server's stated conditions (503 busy or
+    out of memory, 504 timeout), whose words name no server path. The rest (500) is answered "internal error"."""
+    return isinstance(error, LycheeError) and error.status != 500
 
 
 def status_of(error: BaseException) -> int:
     """The HTTP status of an error, the same on every door (500 for anything unexpected)."""
-    if isinstance(error, EXPECTED_ERRORS):
-        return error.status
-    return 500
+    return error.status if isinstance(error, LycheeError) else 500
 
 
 # -- what a scorer is -------------------------------------------------------------------------------------

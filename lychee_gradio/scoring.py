@@ -280,6 +280,7 @@ class ScorerBase:
         instruction_text = resolve_instruction(instruction, self.family.default_instruction)
         if not document_items:
             return []
+        self.check_items(query_item, document_items)
         digest = DigestMemo()
 
         def compute(missing: list[int], progress: ProgressCallback) -> list[PairScore]:
@@ -294,6 +295,10 @@ class ScorerBase:
             if image_pixels([query_item, *document_items]) >= RETURN_MEMORY_AFTER_PIXELS:
                 del compute, document_items, digest
                 return_memory()
+
+    def check_items(self, query: Item, documents: Sequence[Item]) -> None:
+        """Refuse, naming the field, what this model cannot take (a clip, for a checkpoint whose chat template has
+        no video slot). Nothing by default."""
 
     def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
                top_n: int | None = None, *, max_pixels: int | None = None,

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from .contract import (
-    EXPECTED_ERRORS,
     InputError,
     Item,
+    LycheeError,
     NullObserver,
     Observer,
     PairScore,
@@ -49,7 +49,7 @@ def read_items(limits: Limits, context: RequestContext, query: Any, documents: S
     if fields is None:
         limits.check_documents(len(documents), field)  # `fields` (each document's own name): counted by the door
     rules = request_rules(limits, keep_pixels, context)
-    admit_images([query, *documents], rules)
+    admit_images([query, *documents], rules, field)
     query_item = to_item(query, query_field, rules=rules)
     items = []
     for i, document in enumerate(documents):
@@ -194,7 +194,7 @@ class Service:
             request = Request(self, context, record)
             try:
                 yield request
-            except EXPECTED_ERRORS as error:
+            except LycheeError as error:  # ours: its own status (a page's mistake a 4xx too)
                 record.status = error.status
                 raise
             finally:

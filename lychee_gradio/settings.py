@@ -115,8 +115,11 @@ SETTINGS: list[Setting] = [
       minimum=1),
     S("max_request_pixels", "int", 400_000_000, "decoded pixels of one request's images together (413 past it)",
       "limits", minimum=1),
-    S("image_memory_mb", "int", 2048, "memory of the images of every request in flight together, decoded and "
-      "cut into patches; past it requests wait (until their timeout)", "limits", minimum=1),
+    S("image_memory_mb", "int", 2048, "memory of the images and clips of every request in flight together, decoded "
+      "and cut into patches (taken from their headers before decoding); a request that alone needs more is refused "
+      "(413), one that finds it taken waits up to --image-memory-wait", "limits", minimum=1),
+    S("image_memory_wait", "float", 10.0, "seconds a request waits for image memory that other requests hold; then "
+      "503 with Retry-After", "limits", minimum=0),
     S("max_body_mb", "float", 64.0, "one request body (/v1/*, MCP, the Gradio API)", "limits", minimum=0.001),
     S("max_upload_mb", "float", 64.0, "one uploaded file", "limits", minimum=0.001),
     S("max_upload_request_mb", "float", 1024.0, "the files of one upload request together", "limits",
@@ -179,6 +182,7 @@ class Limits:
     max_video_bytes: int = _mb("max_video_mb")
     max_request_pixels: int = default_of("max_request_pixels")
     image_memory_in_flight: int = _mb("image_memory_mb")
+    image_memory_wait: float = default_of("image_memory_wait")
     max_body_bytes: int = _mb("max_body_mb")
     max_upload_bytes: int = _mb("max_upload_mb")
     max_upload_request_bytes: int = _mb("max_upload_request_mb")
@@ -222,6 +226,7 @@ class Config:
             max_images_per_item=value["max_images_per_item"], max_video_seconds=value["max_video_seconds"],
             max_video_bytes=int(value["max_video_mb"] * MB),
             max_request_pixels=value["max_request_pixels"], image_memory_in_flight=int(value["image_memory_mb"] * MB),
+            image_memory_wait=value["image_memory_wait"],
             max_body_bytes=int(value["max_body_mb"] * MB), max_upload_bytes=int(value["max_upload_mb"] * MB),
             max_upload_request_bytes=int(value["max_upload_request_mb"] * MB),
             upload_space_bytes=int(value["upload_space_mb"] * MB), upload_client_bytes=int(value["upload_client_mb"] * MB),

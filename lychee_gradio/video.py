@@ -12,11 +12,19 @@ The sampling rule (docs/design.md, "Video"), so that anyone can reproduce a scor
 5. each frame as RGB, scaled by FFmpeg in the conversion (bicubic) to at most the model's pixel bound; the
    processor's video path then resizes each to its grid.
 
-Limits, checked before decoding where the header allows: the file's bytes (`max_video_bytes`), its
-duration (`max_video_seconds`); while decoding, every kept frame counts against the request's decoded-pixel
-limit. A file that is not a video, or is cut short, is refused naming the field, never with a server path.
+A clip is opened as a clip and nothing else: its container is told by its first bytes (MP4/MOV, WebM/Matroska,
+AVI: `CONTAINERS`), FFmpeg is given that one demuxer and the caller's bytes through PyAV's own reader, with no
+protocol for anything the file names; playlists, concat lists and stream descriptions (which would make FFmpeg
+read server files or open sockets) are refused before FFmpeg sees them.
 
-Torch-free. Needs PyAV (`pip install -e '.[video]'`); without it a video is refused with that advice.
+Limits, checked before decoding from the header: the file's bytes (`max_video_bytes`), its duration
+(`max_video_seconds`), its frame size; the memory its kept frames will hold is taken from the header (by the
+request, with its images, before anything is decoded: `inputs.admit_images`), and while decoding a frame larger
+than the header said, or more frames than it was taken for, is refused; every kept frame counts against the
+request's decoded-pixel limit, and the request's deadline is checked between frames. A file that is not a
+video, or is cut short, is refused naming the field, never with a server path.
+
+Torch-free. Needs PyAV (a dependency of the app); without it a video is refused with that advice.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from PIL import Image
@@ -43,22 +52,120 @@ def targets_for(duration: float) -> list[float]:
     return [last * k / (MAX_FRAMES - 1) for k in range(MAX_FRAMES)]
 
 
-def _source(value: Any, field_name: str, max_bytes: int | None):
+# The containers a clip may come in, by their first bytes, and the one FFmpeg demuxer each is opened with. These
+# are what cameras, phones, browsers and editors write (MP4/MOV: ISO base media; WebM/MKV: Matroska; AVI: RIFF).
+# Nothing else is opened: FFmpeg's other demuxers include playlists and descriptions that name other files or
+# network addresses (ffconcat, HLS, DASH, SDP, image2 patterns), which a caller's bytes must never make it open.
+CONTAINERS = {"mov": "MP4/MOV", "matroska": "WebM/Matroska", "avi": "AVI"}
+# Top-level boxes an ISO/QuickTime file may start with (ISO 14496-12; old QuickTime files start with moov/mdat).
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+# Options for the demuxer: no protocol at all for anything the file names (the caller's bytes come through
+# PyAV's own reader, which needs none); MP4's external data references off (FFmpeg's default, said anyway).
+_OPEN_OPTIONS = {"protocol_whitelist": "none"}
+_DEMUXER_OPTIONS = {"mov": {"enable_drefs": "0", "use_absolute_path": "0"}, "matroska": {}, "avi": {}}
+
+
+def container_of(head: bytes) -> str | None:
+    """The FFmpeg demuxer for a clip whose file starts with `head` (16 bytes are enough), or None."""
+    if len(head) >= 8 and head[4:8] in _ISO_BOXES:
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
+        return "avi"
+    return None
+
+
+def _source(value: Any, field_name: str, max_bytes: int | None) -> tuple[io.BufferedIOBase, str]:
+    """The caller's clip as a file object PyAV reads through its own reader (never a path FFmpeg opens), and the
+    demuxer its first bytes call for."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         if not data:
             raise InputError(field_name, "video_empty")
         if max_bytes is not None and len(data) > max_bytes:
             raise InputError(field_name, "video_bytes", limit=max_bytes)
-        return io.BytesIO(data)
-    if isinstance(value, (str, os.PathLike)):
+        source: Any = io.BytesIO(data)
+    elif isinstance(value, (str, os.PathLike)):
         path = os.fspath(value)
         if not os.path.isfile(path):
             raise InputError(field_name, "video_not_found", path=path)
-        if max_bytes is not None and os.path.getsize(path) > max_bytes:
+        size = os.path.getsize(path)
+        if size == 0:
+            raise InputError(field_name, "video_empty")
+        if max_bytes is not None and size > max_bytes:
             raise InputError(field_name, "video_bytes", limit=max_bytes)
-        return path
-    raise InputError(field_name, "video_type", type=type(value).__name__)
+        source = open(path, "rb")
+    else:
+        raise InputError(field_name, "video_type", type=type(value).__name__)
+    head = source.read(16)
+    source.seek(0)
+    demuxer = container_of(head)
+    if demuxer is None:
+        source.close()
+        raise InputError(field_name, "video_container")
+    return source, demuxer
+
+
+def _open(value: Any, field_name: str, max_bytes: int | None):
+    """The clip opened with its one demuxer and no protocol: `(container, file)`, both to be closed."""
+    source, demuxer = _source(value, field_name, max_bytes)
+    try:
+        import av
+    except ImportError:
+        source.close()
+        raise InputError(field_name, "video_unavailable") from None
+    try:
+        container = av.open(source, mode="r", format=demuxer, metadata_errors="ignore",
+                            options={**_OPEN_OPTIONS, **_DEMUXER_OPTIONS[demuxer]})
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError):
+        source.close()
+        raise InputError(field_name, "video_decode") from None
+    return container, source
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a clip's header says: its frame size, its duration (None: not stated) and how many frames the rule
+    keeps of it at most while decoding (`frames`) and in the end (`kept`)."""
+
+    width: int
+    height: int
+    duration: float | None
+    frames: int
+    kept: int
+
+
+def _header(container, field_name: str, max_seconds: float | None, max_frame_pixels: int | None) -> Header:
+    streams = list(container.streams.video)
+    if not streams:
+        raise InputError(field_name, "video_decode")
+    stream = streams[0]
+    width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+    if width < 1 or height < 1:
+        raise InputError(field_name, "video_no_size")
+    if max_frame_pixels is not None and width * height > max_frame_pixels:
+        raise InputError(field_name, "video_pixels", width=width, height=height, pixels=width * height,
+                         limit=max_frame_pixels)
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    if duration is not None and max_seconds is not None and duration > max_seconds:
+        raise InputError(field_name, "video_seconds", seconds=round(duration, 1), limit=max_seconds)
+    if duration is None:  # decoded to its end, thinned to every other frame past 2 x 64
+        return Header(width, height, None, 2 * MAX_FRAMES + 1, MAX_FRAMES)
+    count = len(targets_for(duration))
+    return Header(width, height, duration, count + 1, count + 1)
+
+
+def video_header(value: Any, field_name: str, *, max_seconds: float | None = None, max_bytes: int | None = None,
+                 max_frame_pixels: int | None = None) -> Header:
+    """A clip's `Header`, read without decoding a frame, under the same checks as `load_video`."""
+    container, source = _open(value, field_name, max_bytes)
+    with source, container:
+        return _header(container, field_name, max_seconds, max_frame_pixels)
 
 
 def load_video(value: Any, field_name: str, *, keep_pixels: int | None = None, max_seconds: float | None = None,
@@ -73,43 +180,23 @@ def load_video(value: Any, field_name: str, *, keep_pixels: int | None = None, m
             if budget is not None:
                 budget.take(frame, field_name)
         return value
-    source = _source(value, field_name, max_bytes)
-    try:
-        import av
-    except ImportError:
-        raise InputError(field_name, "video_unavailable") from None
-    try:
-        container = av.open(source, mode="r", metadata_errors="ignore")
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError):
-        raise InputError(field_name, "video_decode") from None
-    with container:
-        streams = list(container.streams.video)
-        if not streams:
-            raise InputError(field_name, "video_decode")
-        stream = streams[0]
-        width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
-        if max_frame_pixels is not None and width * height > max_frame_pixels:
-            raise InputError(field_name, "video_pixels", width=width, height=height, pixels=width * height,
-                             limit=max_frame_pixels)
+    container, source = _open(value, field_name, max_bytes)
+    with source, container:
+        header = _header(container, field_name, max_seconds, max_frame_pixels)
+        if admit is not None:
+            admit(header.width, header.height, header.frames)
+        stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = DECODE_THREADS
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000
-        if duration is not None and max_seconds is not None and duration > max_seconds:
-            raise InputError(field_name, "video_seconds", seconds=round(duration, 1), limit=max_seconds)
-        if admit is not None and width and height:
-            admit(width, height, len(targets_for(duration)) + 1 if duration is not None else MAX_FRAMES)
-        reader = _Reader(stream, fps, field_name, keep_pixels, max_seconds, max_frame_pixels, budget)
+        duration = header.duration
+        reader = _Reader(stream, fps, field_name, keep_pixels, max_seconds, header, budget)
         try:
             if duration is not None and duration > SEEK_AFTER_SECONDS:
                 reader.seeking(container, targets_for(duration))
             else:
                 reader.in_order(container, targets_for(duration) if duration is not None else None)
-        except av.FFmpegError:
+        except av_errors():
             if not reader.frames:
                 raise InputError(field_name, "video_decode") from None
     frames, times, indices = reader.frames, reader.times, reader.indices
@@ -127,6 +214,12 @@ def load_video(value: Any, field_name: str, *, keep_pixels: int | None = None, m
                  duration if duration is not None else last)
 
 
+def av_errors() -> tuple[type[BaseException], ...]:
+    import av
+
+    return (av.FFmpegError,)
+
+
 DECODE_THREADS = 2  # FFmpeg's threads per clip: one request's decoding never takes every core
 SEEK_AFTER_SECONDS = 64.0  # longer clips seek to each target instead of decoding every frame
 
@@ -134,10 +227,9 @@ SEEK_AFTER_SECONDS = 64.0  # longer clips seek to each target instead of decodin
 class _Reader:
     """Decodes a clip's frames and keeps those the rule samples."""
 
-    def __init__(self, stream, fps, field_name, keep_pixels, max_seconds, max_frame_pixels, budget):
+    def __init__(self, stream, fps, field_name, keep_pixels, max_seconds, header: Header, budget):
         self.stream, self.fps, self.field = stream, fps, field_name
-        self.keep_pixels, self.max_seconds, self.max_frame_pixels, self.budget = (
-            keep_pixels, max_seconds, max_frame_pixels, budget)
+        self.keep_pixels, self.max_seconds, self.header, self.budget = keep_pixels, max_seconds, header, budget
         self.base = stream.time_base
         self.start = float(stream.start_time * self.base) if stream.start_time is not None and self.base else 0.0
         self.frames: list[Image.Image] = []
@@ -154,11 +246,15 @@ class _Reader:
             self.budget.check()  # the request's deadline and Stop, between frames
         if self.max_seconds is not None and time > self.max_seconds:
             raise InputError(self.field, "video_seconds", seconds=round(time, 1), limit=self.max_seconds)
-        if self.max_frame_pixels is not None and frame.width * frame.height > self.max_frame_pixels:
-            raise InputError(self.field, "video_pixels", width=frame.width, height=frame.height,
-                             pixels=frame.width * frame.height, limit=self.max_frame_pixels)
+        header = self.header
+        if frame.width * frame.height > header.width * header.height:
+            # Its memory was taken from the header's size: a frame larger than the header says is refused, not kept.
+            raise InputError(self.field, "video_frame_size", width=frame.width, height=frame.height,
+                             stated=f"{header.width}x{header.height}")
 
     def keep(self, frame, time: float, index: int) -> None:
+        if len(self.frames) >= self.header.frames:  # never more than the header's share of memory was taken for
+            raise InputError(self.field, "video_decode")
         width, height = frame.width, frame.height
         if self.keep_pixels is not None and width * height > self.keep_pixels:
             factor = math.sqrt(width * height / self.keep_pixels)
@@ -174,7 +270,7 @@ class _Reader:
 
     def in_order(self, container, targets: list[float] | None) -> None:
         """Every frame in order; for each target the first at or after it. Without targets (no stated duration)
-        one per second, thinned to every other one whenever more than 4 × 64 are kept."""
+        one per second, thinned to every other one whenever 2 × 64 are kept."""
         last = None
         step, next_time = 1.0, 0.0
         for index, frame in enumerate(container.decode(self.stream)):
@@ -188,7 +284,7 @@ class _Reader:
             elif time + 1e-6 >= next_time:
                 self.keep(frame, time, index)
                 next_time += step
-                if len(self.frames) > 4 * MAX_FRAMES:
+                if len(self.frames) >= 2 * MAX_FRAMES:
                     self.frames, self.times, self.indices = self.frames[::2], self.times[::2], self.indices[::2]
                     step *= 2
                     next_time = self.times[-1] + step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import logging
 import os
 import signal
@@ -168,3 +169,30 @@ def page(view, scorer, *args, limits: Limits | None = None, context=None, **kwar
         if view is evaluate_view:
             return view(req, *args, **kwargs)
         return view(req, scorer, *args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def image_host():
+    """A plain image server on loopback, and a redirect from /to/<port>/<name> to localhost:<port>/<name>."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(Path(CUP).parent), **kwargs)
+
+        def do_GET(self):
+            if self.path.startswith("/to/"):
+                _, _, port, name = self.path.split("/", 3)
+                self.send_response(302)
+                self.send_header("Location", f"http://localhost:{port}/{name}")
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()

@@ -43,7 +43,9 @@ def main() -> None:
     parser.add_argument("--pool-mb", type=float, default=None)
     args = parser.parse_args()
     scorer = LycheeScorer.load(args.model, device="cpu", dtype="float32")
-    limits = Limits() if args.pool_mb is None else Limits(image_memory_in_flight=int(args.pool_mb * 2**20))
+    # With a pool, the requests queue for it as long as they need (--image-memory-wait): the proof is their memory.
+    limits = Limits() if args.pool_mb is None else Limits(image_memory_in_flight=int(args.pool_mb * 2**20),
+                                                          image_memory_wait=900.0)
     running = app.start(scorer, app.ServerSettings(port=0, config=Config(limits=limits)))
     bodies = [{"query": "a cup", "documents": documents(args.documents, seed=k)} for k in range(args.concurrent)]
     process = psutil.Process()

@@ -508,7 +508,7 @@ def test_a_phone_reads_the_evaluate_chart_and_is_told_to_swipe_wide_tables(brows
 
 def test_image_ranking_shows_a_clip_by_its_first_frame_beside_the_photos(browser, page_app, tmp_path):
     pytest.importorskip("av")
-    from .test_video import make_clip
+    from .helpers import make_clip
 
     url, _, _ = page_app
     clip = make_clip(tmp_path / "clip.mp4")
@@ -526,7 +526,7 @@ def test_image_ranking_shows_a_clip_by_its_first_frame_beside_the_photos(browser
 
 def test_a_batch_block_with_two_images_and_a_clip_ranks_as_the_library_does(browser, page_app, tmp_path):
     pytest.importorskip("av")
-    from .test_video import make_clip
+    from .helpers import make_clip
 
     url, own, _ = page_app
     clip = make_clip(tmp_path / "clip.mp4")

@@ -26,8 +26,6 @@ from PIL import Image
 from lychee_gradio import LycheeScorer, app
 from lychee_gradio.settings import Config
 
-from .test_doors import image_host  # noqa: F401 - a fixture
-
 
 def client_from(address: str, **options) -> httpx.Client:
     """An HTTP client whose connections come from `address` (another caller, as the server sees it)."""

@@ -17,7 +17,7 @@ from PIL import EpsImagePlugin, Image
 from lychee_gradio.contract import InputError
 from lychee_gradio.inputs import IMAGE_FORMATS, ImageRules, load_image
 
-from .test_doors import file_data, gradio_call
+from .helpers import file_data, gradio_call
 
 # An EPS whose PostScript never ends: Ghostscript would run it at 100 % CPU until killed.
 ENDLESS_EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n{ 1 pop } loop\nshowpage\n%%EOF\n"

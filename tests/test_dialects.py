@@ -12,7 +12,7 @@ from lychee_gradio import InputError, app
 from lychee_gradio.settings import Config, Limits
 
 from .conftest import CUP
-from .test_rest_api import DOCS, data_url
+from .helpers import DOCS, data_url
 
 QUERY = "white cup"
 

@@ -5,7 +5,6 @@ All traffic goes to servers this module starts on 127.0.0.1; every one is stoppe
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import http.server
 import io
@@ -32,20 +31,9 @@ from lychee_gradio.settings import Config, Limits
 from lychee_gradio.ui.evaluate import evaluate_view
 
 from .conftest import CUP, MUG, TUMBLER, page
+from .helpers import file_data, gradio_call, mcp_call
 
 KEY = {"Authorization": "Bearer sekrit"}
-
-
-def gradio_call(url: str, api: str, data: list, headers: dict | None = None, with_event: bool = False):
-    """A raw call of the Gradio HTTP API, as `curl` would make it: the event's final message (and its kind)."""
-    event = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data}, headers=headers, timeout=60).json()
-    stream = httpx.get(f"{url}gradio_api/call/{api}/{event['event_id']}", headers=headers, timeout=120).text
-    lines = stream.strip().splitlines()
-    return (lines[-2].removeprefix("event: "), lines[-1]) if with_event else lines[-1]
-
-
-def file_data(path: str) -> dict:
-    return {"path": path, "meta": {"_type": "gradio.FileData"}}
 
 
 def server_image(tmp_path_factory) -> str:
@@ -234,19 +222,6 @@ def keyed_mcp_app(scorer):
     running.close()
 
 
-def mcp_call(url: str, tool: str, arguments: dict, headers: dict | None = None):
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamablehttp_client
-
-    async def call():
-        async with streamablehttp_client(f"{url}gradio_api/mcp/", headers=headers) as (read, write, _):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await session.call_tool(tool, arguments)
-
-    return asyncio.run(call())
-
-
 def png_b64(path: str) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
 
@@ -301,33 +276,6 @@ def test_non_public_addresses_are_not_fetchable(address):
 @pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
 def test_public_addresses_are_fetchable(address):
     assert public_address(address)
-
-
-@pytest.fixture(scope="module")
-def image_host():
-    """A plain image server on loopback, and a redirect from /to/<port>/<name> to localhost:<port>/<name>."""
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(Path(CUP).parent), **kwargs)
-
-        def do_GET(self):
-            if self.path.startswith("/to/"):
-                _, _, port, name = self.path.split("/", 3)
-                self.send_response(302)
-                self.send_header("Location", f"http://localhost:{port}/{name}")
-                self.end_headers()
-                return
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from lychee_gradio.settings import Config, Limits
 from lychee_gradio.ui import gradio_compat
 
 from .conftest import free_port, served_command
-from .test_doors import gradio_call
+from .helpers import gradio_call
 
 KEY = {"Authorization": "Bearer sekrit"}
 

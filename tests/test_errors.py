@@ -85,7 +85,7 @@ def test_mcp_answers_the_same_code_and_message_as_v1_rerank(live_app, scorer):
     from lychee_gradio import app
     from lychee_gradio.settings import Config
 
-    from .test_doors import mcp_call
+    from .helpers import mcp_call
 
     running = app.start(scorer, app.ServerSettings(port=0, mcp=True, config=Config()))
     try:

@@ -24,7 +24,7 @@ from lychee_gradio.settings import Config, Limits
 from lychee_gradio.ui.evaluate import evaluate_view
 
 from .conftest import page
-from .test_doors import gradio_call
+from .helpers import gradio_call
 
 
 def png(width: int, height: int) -> bytes:
@@ -54,12 +54,6 @@ def test_a_request_waits_for_room_in_the_pixel_pool_and_gets_it_when_another_giv
     first.release()
     assert admitted.wait(5) and pool.used == 500
     worker.join(5)
-
-
-def test_a_request_alone_is_admitted_even_over_the_pool():
-    pool = ImageMemoryPool(limit=1000)
-    PixelBudget(None, pool).admit(5000)
-    assert pool.used == 5000
 
 
 def test_a_request_that_waits_past_its_deadline_for_the_pool_times_out():

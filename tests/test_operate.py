@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from lychee_gradio.serving import telemetry
 from lychee_gradio.settings import Config
 
 from .conftest import CUPS, MUG, TUMBLER
+from .helpers import metric
 
 QUERY = "insulated steel mug for camping"
 
@@ -289,17 +289,6 @@ def operated(scorer):
 
 
 KEY = {"Authorization": "Bearer sekrit"}
-
-
-def metric(url: str, name: str, **labels) -> float:
-    text = httpx.get(url + "metrics").text
-    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(rf"^{name}(?:{{(.*)}})? (\S+)$", line)
-        if match and all(part in (match.group(1) or "").split(",") for part in wanted.split(",") if part):
-            total += float(match.group(2))
-    return total
 
 
 def test_health_ready_and_metrics_answer_without_the_api_key(operated):

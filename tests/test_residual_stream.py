@@ -88,7 +88,7 @@ def test_explanations_and_the_models_own_words_run_in_bf16(which, request, red_i
 @pytest.mark.parametrize("which", ["bf16_scorer", "bf16_qwen3"])
 def test_a_clip_scores_in_bf16_on_both_families(which, request, tmp_path):
     pytest.importorskip("av")
-    from .test_video import make_clip
+    from .helpers import make_clip
 
     scorer = request.getfixturevalue(which)
     clip = make_clip(tmp_path / "clip.mp4", seconds=2.0)

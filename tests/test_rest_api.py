@@ -14,16 +14,7 @@ from lychee_gradio import app
 from lychee_gradio.settings import Config, Limits
 
 from .conftest import CUP, CUPS, MUG
-
-DOCS = ["a white cup with mountains", "北欧风手绘山形白瓷咖啡杯", "stainless steel tumbler", "a blue mug"]
-
-
-def b64(path: str) -> str:
-    return base64.b64encode(Path(path).read_bytes()).decode()
-
-
-def data_url(path: str) -> str:
-    return f"data:image/png;base64,{b64(path)}"
+from .helpers import DOCS, b64, data_url
 
 
 def post(url: str, body, path: str = "v1/rerank", **kwargs) -> httpx.Response:

@@ -15,6 +15,7 @@
     python -m lychee_gradio.bench --video 8               # 8 clips of 10 s against one description, by stage
     python -m lychee_gradio.bench --vision 12             # the vision tower: one attention call per layer or not
     python -m lychee_gradio.bench --compile               # the language model eager vs. torch.compile'd
+    python -m lychee_gradio.bench --admission             # large image requests against a server: memory, refusals
 
 All three paths run in one process on the same random-weight model (built from a config: the
 same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
@@ -27,6 +28,7 @@ import json
 from pathlib import Path
 
 from ..engine.random_model import SIZES
+from .admission import format_admission, run_admission
 from .batching import format_batching, run_batching
 from .caches import format_caches, run_caches
 from .compiled import format_compile, run_compile
@@ -105,7 +107,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--video", type=int, default=None, metavar="N",
                         help="instead: N generated clips (PyAV) against one description, by stage")
     parser.add_argument("--video-seconds", type=float, default=10.0, help="the length of --video's clips")
+    parser.add_argument("--admission", action="store_true",
+                        help="instead: large image requests against `lychee load --demo` (a process of its own): "
+                             "status, seconds and the server's peak memory, per --image-memory-mb of --pools")
+    parser.add_argument("--pools", default="2048,8192", help="--admission: the --image-memory-mb values, in MB")
     args = parser.parse_args(argv)
+    if args.admission:
+        report = run_admission(tuple(int(mb) for mb in args.pools.split(",")))
+        print(format_admission(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("admission.json").write_text(json.dumps(report, indent=2))
+        return
     if args.model_size not in SIZES[args.family]:
         parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
     if args.video:

@@ -212,6 +212,18 @@ class PairEncoder:
         # same numbers and halves what a bf16 model's image cache holds.
         self.pixel_dtype = pixel_dtype
 
+    def takes_video(self) -> bool:
+        """Whether the checkpoint's chat template has a slot for a clip (a video part renders its video token);
+        read once. A checkpoint without one answers a clip with a clear refusal, not the processor's mismatch."""
+        if getattr(self, "_takes_video", None) is None:
+            try:
+                text = self.processor.apply_chat_template([{"role": "user", "content": [{"type": "video"}]}],
+                                                          tokenize=False, add_generation_prompt=True)
+                self._takes_video = self.video_token is not None and self.video_token in text
+            except Exception:  # noqa: BLE001 - a template that cannot render a video part has no slot for one
+                self._takes_video = False
+        return self._takes_video
+
     def truncate(self, item: Item) -> Item:
         """Cut text to `max_text_tokens` tokens, at a token boundary of the original string.
 

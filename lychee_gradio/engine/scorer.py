@@ -20,11 +20,11 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from ..contract import Item, PairScore, ProgressCallback, RequestContext
+from ..contract import InputError, Item, PairScore, ProgressCallback, RequestContext
 from ..families import LYCHEE, ModelFamily
 from ..scoring import DigestMemo, ScoreCache, ScorerBase
 from . import kv_cache
@@ -218,6 +218,14 @@ class LycheeScorer(ScorerBase):
         return self.encoder.max_text_tokens
 
     # -- scoring, through the scheduler ---------------------------------------------------------------
+
+    def check_items(self, query: Item, documents: Sequence[Item]) -> None:
+        clips = (["query.video"] if query.video is not None else []) + [
+            f"documents[{i}].video" for i, document in enumerate(documents) if document.video is not None]
+        if clips and not self.encoder.takes_video():
+            from ..registry import display_name  # a folder by its last part: answers name no server path
+
+            raise InputError(clips[0], "no_video_slot", model=display_name(self.model_name))
 
     def score_uncached(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
                      on_progress: ProgressCallback, context: RequestContext,

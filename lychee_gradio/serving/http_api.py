@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..contract import EXPECTED_ERRORS, InputError, LycheeError, ScorerBusyError
+from ..contract import InputError, LycheeError, ScorerBusyError, is_expected
 from ..explain import DEFAULT_GRID, MAX_GRID
 from ..service import Service
 from ..settings import caller_identity
@@ -187,7 +187,7 @@ def install(app: FastAPI, service: Service) -> None:
     @app.exception_handler(LycheeError)
     async def lychee_error(request: Request, error: LycheeError):
         # A caller's mistake, a timeout, a stop, a busy server: one access-log line (its status), no traceback.
-        if not isinstance(error, EXPECTED_ERRORS):  # ours, but not the caller's to read (it may name server paths)
+        if not is_expected(error):  # ours, but not the caller's to read (it may name server paths)
             logger.error("error on %s (request %s)", request.url.path, _request_id(request), exc_info=error)
             error = LycheeError(None, "internal")
         headers = {"Retry-After": str(ScorerBusyError.retry_after_seconds)} if isinstance(

@@ -159,7 +159,7 @@ def video_bytes(value: Any, field: str, fetched: dict[str, bytes] | None = None)
     """A video sent as JSON, as bytes: a data URL, base64, or an http(s) URL fetched beforehand (under the image
     URLs' rules). File paths are never read."""
     if not isinstance(value, str) or not value.strip():
-        raise InputError(field, "video_type", type=type(value).__name__)
+        raise InputError(field, "video_value")
     value = value.strip()
     if _is_url(value):
         if fetched is None or field not in fetched:

@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from ..contract import EXPECTED_ERRORS, InputError, LycheeError, reading
+from ..contract import InputError, LycheeError, is_expected, reading
 from ..explain import DEFAULT_GRID
 from ..service import Service
 from ..settings import caller_identity
@@ -131,7 +131,10 @@ class McpTools:
                     return await self._call(name, arguments, req, client)
                 except (KeyError, TypeError) as error:  # a required argument missing, or of the wrong kind
                     raise InputError(None, "invalid", reason=f"tool {name}: bad arguments ({error})") from None
-        except EXPECTED_ERRORS as error:
+        except LycheeError as error:
+            if not is_expected(error):
+                logger.error("MCP tool %s failed", name, exc_info=error)
+                raise RuntimeError(json.dumps(LycheeError(None, "internal").as_dict())) from None
             raise RuntimeError(json.dumps(error.as_dict(), ensure_ascii=False)) from None
         except Exception as error:
             logger.error("MCP tool %s failed", name, exc_info=error)

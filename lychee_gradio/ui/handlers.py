@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ..contract import EXPECTED_ERRORS, LycheeError, NullObserver, Observer
+from ..contract import LycheeError, NullObserver, Observer, is_expected
 from ..explain import DEFAULT_GRID
 from ..registry import ModelSet
 from ..service import Service
@@ -27,7 +27,7 @@ from ..settings import Config
 from .batch import rerank_view
 from .compare import compare_view
 from .evaluate import evaluate_view
-from .forms import PageError, above, check_min_score, parse_documents
+from .forms import above, check_min_score, parse_documents
 from .images import rank_images_view
 from .single import score_view
 from .translations import language, reason, text
@@ -77,7 +77,9 @@ class PageRuns:
         try:
             with self.service.request(endpoint, cancel=cancel, language=lang, identity=identity) as req:
                 yield req
-        except (PageError, *EXPECTED_ERRORS) as error:
+        except LycheeError as error:
+            if not is_expected(error):
+                raise
             # A user's mistake or a stopped run: one access-log line with its status, no traceback.
             raise gr.Error(self.words(error, lang), title=text("error_title", lang), print_exception=False) from None
         finally:

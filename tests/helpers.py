@@ -1,0 +1,79 @@
+"""Helpers shared by the test modules (no test module imports another): calling each door as a client would,
+making clips, reading metrics. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+DOCS = ["a white cup with mountains", "北欧风手绘山形白瓷咖啡杯", "stainless steel tumbler", "a blue mug"]
+
+
+def b64(path: str) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def data_url(path: str) -> str:
+    return f"data:image/png;base64,{b64(path)}"
+
+
+def gradio_call(url: str, api: str, data: list, headers: dict | None = None, with_event: bool = False):
+    """A raw call of the Gradio HTTP API, as `curl` would make it: the event's final message (and its kind)."""
+    event = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data}, headers=headers, timeout=60).json()
+    stream = httpx.get(f"{url}gradio_api/call/{api}/{event['event_id']}", headers=headers, timeout=120).text
+    lines = stream.strip().splitlines()
+    return (lines[-2].removeprefix("event: "), lines[-1]) if with_event else lines[-1]
+
+
+def file_data(path: str) -> dict:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}}
+
+
+def mcp_call(url: str, tool: str, arguments: dict, headers: dict | None = None):
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    async def call():
+        async with streamablehttp_client(f"{url}gradio_api/mcp/", headers=headers) as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await session.call_tool(tool, arguments)
+
+    return asyncio.run(call())
+
+
+def metric(url: str, name: str, **labels) -> float:
+    text = httpx.get(url + "metrics").text
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"^{name}(?:{{(.*)}})? (\S+)$", line)
+        if match and all(part in (match.group(1) or "").split(",") for part in wanted.split(",") if part):
+            total += float(match.group(2))
+    return total
+
+
+def make_clip(path, seconds: float = 3.0, fps: int = 10, size=(96, 64), codec: str = "libx264") -> str:
+    """A clip of a red square crossing a background that changes colour: `seconds` long at `fps`."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        count = int(seconds * fps)
+        for i in range(count):
+            pixels = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+            x = int(i * (size[0] - 16) / max(1, count - 1))
+            pixels[20:36, x:x + 16] = (255, 40, 40)
+            pixels[:, :, 2] += np.uint8(i * 3 % 200)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)

@@ -7,9 +7,13 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("lychee-gradio")  # pyproject.toml's, the one place it is written
+except PackageNotFoundError:  # run from a checkout that was never installed
+    __version__ = "0.0.0"
 
 # Imported on first use: torch and transformers take seconds to import, and the CLI's --help
 # should not wait for them (nor should the page or the HTTP layer, which never need them).

@@ -12,6 +12,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from .registry import ModelSet
+from .service import Service
+from .serving.json_inputs import url_fetcher
 from .serving.server import RunningServer, ServerSettings, create_app
 from .serving.telemetry import TELEMETRY
 from .settings import Config, Limits
@@ -23,9 +25,11 @@ __all__ = ["Config", "Limits", "ServerSettings", "RunningServer", "create", "sta
 def create(scorers, settings: ServerSettings) -> FastAPI:
     """The whole app (page, Gradio API, /v1/rerank, MCP when asked, operations) over one scorer or several."""
     models = ModelSet.of(scorers)
+    # One request service for every door of the app: the page, the Gradio API, /v1/*, the dialects and MCP.
+    service = Service(models, settings.config, TELEMETRY, fetch=url_fetcher(settings.config))
     page = build_demo(models, settings.config, demo_mode=settings.demo_mode, concurrency=settings.concurrency,
-                      observer=TELEMETRY)
-    return create_app(models, settings, PageApp(page))
+                      observer=TELEMETRY, service=service)
+    return create_app(models, settings, PageApp(page), service=service)
 
 
 def start(scorers, settings: ServerSettings) -> RunningServer:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import settings
-from .settings import Limits
+from .settings import Config, Limits
 
 # --demo's random models, one per family, by the folder name they are served under.
 DEMO_MODELS = {"qwen2_5_vl": "random-lychee-rerank-mm", "qwen3_vl": "random-Qwen3-VL-Reranker"}
@@ -314,8 +314,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from .engine.weights import ModelLoadError
     from .evaluation import BadLine, load_queries, report_table
-    from .evaluation import evaluate as run_evaluation
     from .registry import ModelSet
+    from .service import Service
 
     if not args.data.is_file():
         print(f"lychee eval: no such file: {args.data}", file=sys.stderr)
@@ -337,11 +337,14 @@ def evaluate(args: argparse.Namespace) -> int:
     # image paths stay inside the data folder and images keep the pixel limits of every door.
     options = {"instruction": args.instruction, "skip_bad": args.skip_bad, "skipped": skipped,
                "limits": Limits(max_documents=1_000_000)}
+    # Through the one request service, as the Evaluate tab: the same checks, limits and errors.
+    service = Service(models, Config(request_timeout=None))  # the operator's own run: no request deadline
     with tqdm(total=len(queries) * len(models), desc="scoring", unit="query", file=sys.stderr) as bar:
         progress = lambda done, total: bar.update(1)
         try:
-            report = run_evaluation(dict(zip(models.names, models.scorers)), queries, args.k, on_progress=progress,
-                                    **options)
+            with service.request("lychee eval") as req:
+                report = req.evaluate(dict(zip(models.names, models.scorers)), queries, args.k, on_progress=progress,
+                                      **options)
         except BadLine as error:
             print(f"lychee eval: {args.data}: {error} (--skip-bad skips such lines)", file=sys.stderr)
             return 2

@@ -40,7 +40,8 @@ from .settings import Config, Limits, cache_scope
 
 def read_items(limits: Limits, context: RequestContext, query: Any, documents: Sequence[Any], keep_pixels: int,
                field: str = "documents", on_read: Callable[[int, int], None] | None = None,
-               query_field: str = "query", fields: Sequence[str] | None = None) -> tuple[Item, list[Item]]:
+               query_field: str = "query", fields: Sequence[str] | None = None,
+               documents_in_flight: int | None = None) -> tuple[Item, list[Item]]:
     """A request's query and documents (plain values: text, `{"text", "image"}`, image bytes or an upload's
     path, an `Item`) as scorer items, under `limits`: the number of documents, then every image's pixels
     from its header, its share of the image memory pool (all at once), decoding down to `keep_pixels`.
@@ -49,7 +50,7 @@ def read_items(limits: Limits, context: RequestContext, query: Any, documents: S
     if fields is None:
         limits.check_documents(len(documents), field)  # `fields` (each document's own name): counted by the door
     rules = request_rules(limits, keep_pixels, context)
-    admit_images([query, *documents], rules, field)
+    admit_images([query, *documents], rules, field, documents_in_flight)
     query_item = to_item(query, query_field, rules=rules)
     items = []
     for i, document in enumerate(documents):
@@ -123,7 +124,11 @@ class Request:
         if documents:
             self.record.fields["documents"] = len(documents)
         keep = max_pixels or max(scorer.max_pixels for scorer in scorers)
-        return read_items(self.limits, self.context, query, documents, keep, field, on_read, query_field, fields)
+        # Whose patches a scorer holds at once (a pipelined request: a few chunks'); None when any scorer says not.
+        in_flight = [getattr(scorer, "documents_in_flight", None) for scorer in scorers]
+        at_once = None if not in_flight or None in in_flight else max(in_flight)
+        return read_items(self.limits, self.context, query, documents, keep, field, on_read, query_field, fields,
+                          documents_in_flight=at_once)
 
     def score(self, scorer, query: Item, items: list[Item], instruction: str | None = None, *,
               max_pixels: int | None = None, on_progress=None) -> list[PairScore]:
@@ -163,7 +168,7 @@ class Request:
         for scorer in scorers.values():
             self.context_for(scorer)
         return evaluate(scorers, queries, ks, instruction=instruction, skip_bad=skip_bad, skipped=skipped,
-                        on_progress=on_progress, limits=limits or self.limits, context=self.context)
+                        on_progress=on_progress, limits=limits or self.limits, context=self.context, read=read_items)
 
 
 class Service:

@@ -43,6 +43,11 @@ class Setting:
     eval: bool = False
     minimum: float | None = 0
 
+    def __post_init__(self):
+        # Every setting has an environment variable, LYCHEE_ and its name (a flag given wins over it).
+        if self.env is None:
+            object.__setattr__(self, "env", "LYCHEE_" + self.name.upper())
+
     @property
     def option(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
@@ -324,16 +329,20 @@ def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def add_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eval_only: bool = False) -> None:
     """The table's settings of `sections` as flags (`--name`, or the setting's own flag), with its defaults
-    (an environment variable, where the table names one, overrides the default)."""
+    (its environment variable, `LYCHEE_NAME`, overrides the default; the flag overrides both)."""
     for setting in SETTINGS:
         if setting.section not in sections or (eval_only and not setting.eval):
             continue
         help_text = setting.help.replace("%", "%%")
         if setting.env:
             help_text += f" (${setting.env})"
+        try:
+            default = env_default_of(setting.name)
+        except ValueError as error:  # a variable set to something the setting cannot take: said before anything runs
+            raise SystemExit(f"${setting.env}: {error}") from None
         if setting.kind == "bool":
             action = "store_false" if setting.default else "store_true"
-            parser.add_argument(setting.option, dest=setting.name, action=action, help=help_text)
+            parser.add_argument(setting.option, dest=setting.name, action=action, default=default, help=help_text)
             continue
         if setting.kind == "list" and setting.name == "model":
             default = [os.environ[setting.env]] if os.environ.get(setting.env) else None  # one folder or id, whole
@@ -350,7 +359,7 @@ def add_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eva
         shown = f" (default {setting.default:,})" if isinstance(setting.default, int) and setting.default > 9999 else (
             f" (default {setting.default:g})" if isinstance(setting.default, (int, float)) and not isinstance(
                 setting.default, bool) else (f" (default {setting.default})" if setting.default else ""))
-        parser.add_argument(setting.option, dest=setting.name, type=typed, default=env_default_of(setting.name),
+        parser.add_argument(setting.option, dest=setting.name, type=typed, default=default,
                             choices=setting.choices or None, metavar=None if setting.choices else setting.name.upper(),
                             help=help_text + shown)
 

@@ -203,7 +203,9 @@ def load_video(value: Any, field_name: str, *, keep_pixels: int | None = None, m
     if not frames:
         raise InputError(field_name, "video_decode")
     last = times[-1]
-    if duration is not None and duration - last > max(1.0, 2 / (fps or 1)):
+    # Cut short: the last frame more than two frames' time (1 s at least, 5 s at most: a stated rate of 0.04 fps
+    # must not pass one frame off as a clip) before the stated end.
+    if duration is not None and duration - last > max(1.0, min(5.0, 2 / (fps or 1))):
         raise InputError(field_name, "video_truncated", seconds=round(last, 1), stated=round(duration, 1))
     if duration is None and len(frames) > MAX_FRAMES:  # no stated duration: 64 evenly spaced among those kept
         keep = [round(k * (len(frames) - 1) / (MAX_FRAMES - 1)) for k in range(MAX_FRAMES)]

@@ -49,7 +49,8 @@ class Passes:
     @contextlib.contextmanager
     def watching(self):
         scorer, decode = self.scorer, self.scorer.processor.tokenizer.decode
-        forward, prefixes = scorer.forward, scorer.encode_prefixes
+        runner = scorer.runner
+        forward, prefixes = runner.forward, runner.encode_prefixes
 
         def spy_forward(batch, prefix=None):
             self._seen([decode(pair.input_ids) for pair in batch])
@@ -59,11 +60,11 @@ class Passes:
             self._seen([decode(pairs[0].input_ids) for pairs in groups])
             return prefixes(groups)
 
-        scorer.forward, scorer.encode_prefixes = spy_forward, spy_prefixes
+        runner.forward, runner.encode_prefixes = spy_forward, spy_prefixes
         try:
             yield self
         finally:
-            del scorer.forward, scorer.encode_prefixes
+            del runner.forward, runner.encode_prefixes
 
     def containing(self, word: str) -> int:
         with self.lock:

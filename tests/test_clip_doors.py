@@ -80,8 +80,8 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_pool_app(scorer):
-    """A server (with MCP) whose image memory holds about ten 300 x 300 photos (27 bytes a pixel) and waits 1 s."""
-    config = Config(limits=Limits(image_memory_in_flight=24 * 2**20, image_memory_wait=1.0), request_timeout=90)
+    """A server (with MCP) whose image memory holds about nine 300 x 300 photos (51 bytes a pixel) and waits 1 s."""
+    config = Config(limits=Limits(image_memory_in_flight=40 * 2**20, image_memory_wait=1.0), request_timeout=90)
     running = app.start(scorer, app.ServerSettings(port=0, mcp=True, config=config))
     yield running.url
     running.close()
@@ -159,12 +159,21 @@ def test_a_clip_takes_its_frames_memory_from_its_header_with_the_requests_images
     rules = request_rules(limits, 1_000_000, context)
     admit_images(["q", {"image": MUG}, {"video": clip}], rules)
     header = video_header(clip, "v")
-    frame = 3 * 96 * 64 + 24 * 96 * 64  # decoded pixels and patches of one kept frame
+    # Decoded pixels of every frame kept while decoding, patches (48 bytes a pixel) of the frames the model sees.
     with Image.open(MUG) as mug:
-        assert rules.budget.pool.used == 27 * mug.width * mug.height + header.frames * frame
+        assert rules.budget.pool.used == 51 * mug.width * mug.height + (3 * header.frames + 48 * header.kept) * 96 * 64
     to_item({"video": clip}, "documents[1]", rules=rules)  # decoding takes nothing more: it cannot wait on itself
     context.close()
     assert rules.budget.pool.used == 0
+
+
+def test_a_pipelined_request_counts_the_patches_of_the_documents_in_flight_only():
+    rules = request_rules(Limits(), 1_000_000, RequestContext())
+    photos = [{"image": base64.b64decode(png(100, 80, k))} for k in range(30)]
+    admit_images(["q", *photos], rules, documents_in_flight=24)
+    # every photo's decoded pixels (3 bytes a pixel), the patches (48) of the 24 documents in flight at once
+    assert rules.budget.pool.used == (3 * 30 + 48 * 24) * 100 * 80
+    rules.budget.release()
 
 
 # -- a request alone is bounded, and never waits on itself ----------------------------------------------------
@@ -197,7 +206,7 @@ def test_many_distinct_images_over_the_pool_get_a_413_naming_the_limit_and_the_s
     documents = [{"images": [png(300, 300, 4 * d + k) for k in range(4)]} for d in range(4)]
     answer = httpx.post(f"{small_pool_app}v1/rerank", timeout=60, json={"query": "q", "documents": documents})
     assert answer.status_code == 413 and answer.json()["code"] == "request_memory"
-    assert "24 MB" in answer.json()["message"] and "at most 10" in answer.json()["message"]
+    assert "40 MB" in answer.json()["message"] and "at most 9" in answer.json()["message"]
     fits = httpx.post(f"{small_pool_app}v1/rerank", timeout=60, json={"query": "q", "documents": documents[:2]})
     assert fits.status_code == 200
 

@@ -70,8 +70,9 @@ def test_a_request_admits_its_images_from_their_headers_and_gives_them_back_when
     rules = request_rules(limits, 1_000_000, context)
     images = [png(300, 200), png(4000, 3000)]  # the second is decoded down by 3: 1333 x 1000
     admit_images([{"image": image} for image in images], rules)
-    # Decoded pixels (3 bytes each) and the patches of each image as the model resizes it (24 bytes a pixel).
-    assert rules.budget.pool.used == 3 * (300 * 200 + 1333 * 1000) + 24 * (300 * 200 + 1_000_000)
+    # Decoded pixels (3 bytes each) and the patches of each image as the model resizes it (48 bytes a pixel: the
+    # processor's and the pass's copy).
+    assert rules.budget.pool.used == 3 * (300 * 200 + 1333 * 1000) + 48 * (300 * 200 + 1_000_000)
     assert rules.budget.pool.used == image_memory(300, 200, 1_000_000) + image_memory(4000, 3000, 1_000_000)
     for image in images:
         to_item({"image": image}, "documents[0]", rules=rules)

@@ -28,28 +28,40 @@ ALLOWED = {layer: allowed for layer, (_, allowed) in LAYERS.items()}
 def group(module: str) -> str:
     for layer, (members, _) in LAYERS.items():
         for member in members:
-            if module == member or (member.endswith("/") and module.startswith(member[:-1] + ".")):
+            if module == member.rstrip("/") or (member.endswith("/") and module.startswith(member[:-1] + ".")):
                 return layer
     raise AssertionError(f"{module} has no place on the map (docs/design.md)")
 
 
+def module_name(path: Path) -> str:
+    """A file's module name in the package: `inputs.images`; a package's `__init__.py` is the package (`inputs`),
+    the package's own `__init__.py` is `__init__`."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) or "__init__"
+
+
 def modules() -> list[str]:
-    return sorted(".".join(p.relative_to(PACKAGE).with_suffix("").parts) for p in PACKAGE.rglob("*.py")
-                  if p.name != "__init__.py")
+    """Every module of the package, packages (their `__init__.py`) included: their imports count too."""
+    return sorted(module_name(p) for p in PACKAGE.rglob("*.py"))
+
+
+def source_of(module: str) -> Path:
+    if module == "__init__":
+        return PACKAGE / "__init__.py"
+    path = PACKAGE.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
 def package_imports(module: str) -> set[str]:
-    """The package modules `module` imports anywhere in its source, lazy imports inside functions included."""
-    path = PACKAGE.joinpath(*module.split(".")).with_suffix(".py")
-    here = module.split(".")[:-1]
+    """The package modules `module` imports anywhere in its source, lazy imports inside functions included. A
+    name imported from a package is that package's module when it is one (`from . import kv_cache`), else the
+    package itself (`from .inputs import to_item` imports `inputs`, whose `__init__` imports the rest)."""
+    path = source_of(module)
+    here = [] if module == "__init__" else module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     known = set(modules())
     found = set()
-
-    def add(name: str) -> None:
-        if name in known:
-            found.add(name)
-        elif name.rsplit(".", 1)[0] in known:
-            found.add(name.rsplit(".", 1)[0])
 
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
@@ -61,18 +73,38 @@ def package_imports(module: str) -> set[str]:
             else:
                 continue
             for alias in node.names:
-                add(f"{prefix}.{alias.name}".lstrip("."))
-                add(prefix)
+                name = f"{prefix}.{alias.name}".lstrip(".")
+                if name in known:
+                    found.add(name)
+                elif prefix in known:
+                    found.add(prefix)
+                elif not prefix:
+                    found.add("__init__")
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("lychee_gradio."):
-                    add(alias.name.removeprefix("lychee_gradio."))
+                    name = alias.name.removeprefix("lychee_gradio.")
+                    found.add(name if name in known else name.rsplit(".", 1)[0])
     return found - {module}
 
 
 def test_every_module_has_a_place_on_the_map():
     for module in modules():
         group(module)
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in conftest.py and helpers.py; a test module imports neither another test module."""
+    tests = ROOT / "tests"
+    names = {p.stem for p in tests.glob("test_*.py")}
+    wrong = []
+    for path in tests.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                imported = (node.module or "").split(".")[-1] if node.module else None
+                targets = [imported] if imported else [alias.name for alias in node.names]
+                wrong += [(path.name, t) for t in targets if t in names]
+    assert wrong == []
 
 
 def test_imports_point_one_way_and_nothing_imports_the_cli():

@@ -266,7 +266,7 @@ def test_the_shared_prefix_copied_into_each_row_counts_in_the_token_budget(score
 def test_memory_is_released_after_the_exception_is_gone(scorer, monkeypatch):
     limited = fresh(scorer, batch_size=8)
     seen = []
-    monkeypatch.setattr(limited, "release_memory", lambda: seen.append(sys.exc_info()[0]))
+    monkeypatch.setattr(limited.runner, "release_memory", lambda: seen.append(sys.exc_info()[0]))
     with forward_hook(limited, allocator_limit(max_rows=3)):
         limited.score(QUERY, CUPS)
     assert seen and all(kind is None for kind in seen)

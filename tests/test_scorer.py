@@ -212,7 +212,7 @@ def test_a_huge_image_is_scaled_down_to_max_pixels(scorer, monkeypatch):
 
 def test_out_of_memory_halves_the_batch_and_keeps_the_scores(own_scorer, mixed_documents, monkeypatch):
     expected = own_scorer.score("coffee cup", mixed_documents)
-    real_forward = own_scorer.forward
+    real_forward = own_scorer.runner.forward
     sizes = []
 
     def forward_that_fits_two(batch, prefix=None):
@@ -221,7 +221,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_scores(own_scorer, mixed_d
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real_forward(batch, prefix)
 
-    monkeypatch.setattr(own_scorer, "forward", forward_that_fits_two)
+    monkeypatch.setattr(own_scorer.runner, "forward", forward_that_fits_two)
     assert own_scorer.score("coffee cup", mixed_documents) == pytest.approx(expected, abs=1e-5)
     assert sizes[:3] == [7, 4, 2] and max(sizes[3:]) <= 2 and sum(sizes[2:]) == 7
 
@@ -233,7 +233,7 @@ def test_out_of_memory_in_the_shared_prefix_falls_back_to_whole_prompts(own_scor
     def prefix_that_never_fits(groups):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(own_scorer, "encode_prefixes", prefix_that_never_fits)
+    monkeypatch.setattr(own_scorer.runner, "encode_prefixes", prefix_that_never_fits)
     assert own_scorer.score(red_image, mixed_documents) == pytest.approx(expected, abs=1e-5)
 
 
@@ -241,7 +241,7 @@ def test_out_of_memory_on_a_single_pair_raises_a_clear_error(own_scorer, monkeyp
     def forward_that_never_fits(batch, prefix=None):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(own_scorer, "forward", forward_that_never_fits)
+    monkeypatch.setattr(own_scorer.runner, "forward", forward_that_never_fits)
     with pytest.raises(ScoringOutOfMemoryError, match="max_pixels"):
         own_scorer.score("q", ["a", "b", "c"])
 

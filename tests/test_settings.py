@@ -37,6 +37,26 @@ def test_every_setting_is_a_flag_of_lychee_load_and_share_with_the_tables_defaul
                 assert action.default == setting.default, setting.name
 
 
+def test_every_flag_of_lychee_load_has_its_lychee_variable_in_the_configuration_page():
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    flags = flags_of("load")
+    for setting in SETTINGS:
+        assert setting.option in flags[setting.name].option_strings
+        assert setting.env == "LYCHEE_" + setting.name.upper() or setting.name in ("model", "dtype", "api_key")
+        assert f"`{setting.option}` (`${setting.env}`)" in page, setting.name
+
+
+def test_a_variable_overrides_the_default_and_a_flag_overrides_the_variable(monkeypatch):
+    monkeypatch.setenv("LYCHEE_MAX_BODY_MB", "16")
+    monkeypatch.setenv("LYCHEE_MCP", "yes")
+    args = build_parser().parse_args(["load"])
+    assert (args.max_body_mb, args.mcp) == (16.0, True)
+    assert build_parser().parse_args(["load", "--max-body-mb", "8"]).max_body_mb == 8.0
+    monkeypatch.setenv("LYCHEE_PORT", "eighty")
+    with pytest.raises(SystemExit, match="LYCHEE_PORT"):
+        build_parser()
+
+
 def test_lychee_eval_takes_the_model_settings():
     flags = flags_of("eval")
     assert {setting.name for setting in SETTINGS if setting.eval} <= set(flags)

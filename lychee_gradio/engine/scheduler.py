@@ -53,12 +53,13 @@ from ..contract import (
 )
 from ..scoring import Counter
 from .encoding import EncodedPair, shared_prefix_length
+from .runner import p_yes
 
 logger = logging.getLogger(__name__)
 
 
 class Runner(Protocol):
-    """What the scheduler needs of a model (the engine's scorer is one): public, and nothing else."""
+    """What the scheduler needs of a model (runner.ModelRunner is one): public, and nothing else."""
 
     lock: threading.Lock  # held for each pass
     batch_size: int  # rows per pass, at most
@@ -72,17 +73,6 @@ class Runner(Protocol):
     def is_out_of_memory(self, error: BaseException) -> bool: ...
 
     def release_memory(self) -> None: ...
-
-
-def p_yes(yes_logit: float, no_logit: float) -> float:
-    """The score: softmax([no, yes])[1] = sigmoid(yes - no), in double precision."""
-    import math
-
-    difference = yes_logit - no_logit
-    if difference >= 0:
-        return 1.0 / (1.0 + math.exp(-difference))
-    small = math.exp(difference)
-    return small / (1.0 + small)
 
 
 @dataclass(eq=False)

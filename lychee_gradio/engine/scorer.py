@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -27,11 +26,11 @@ import torch
 from ..contract import InputError, Item, PairScore, ProgressCallback, RequestContext
 from ..families import LYCHEE, ModelFamily
 from ..scoring import DigestMemo, ScoreCache, ScorerBase
-from . import kv_cache
 from .cache import ImageCache
-from .encoding import EncodedPair, PairEncoder, shared_prefix_length
-from .pipeline import pipelined
+from .encoding import EncodedPair, PairEncoder
+from .pipeline import PIPELINE_AHEAD, pipelined
 from .precision import keep_residual_float32, residual_float32
+from .runner import ModelRunner
 from .scheduler import Scheduler
 from .weights import (
     choose_runtime,
@@ -45,15 +44,6 @@ from .weights import (
 
 logger = logging.getLogger(__name__)
 
-
-
-@dataclass
-class SharedPrefix:
-    """Keys and values of the tokens every pair of a request starts with, computed once."""
-
-    length: int
-    key_values: list[tuple[torch.Tensor, torch.Tensor]]  # per layer, each (1, kv_heads, length, head_dim)
-    image_count: int = 0  # the pairs' first images, whose tokens all lie in the prefix
 
 
 def _cut_sides(query: bool, document: bool) -> str:
@@ -77,11 +67,6 @@ class LycheeScorer(ScorerBase):
         self.processor = processor
         self.model_name = model_name
         self.device = torch.device(device)
-        on_cuda = self.device.type == "cuda"
-        self.batch_size = batch_size or (32 if on_cuda else 8)
-        self.max_batch_tokens = max_batch_tokens or (32768 if on_cuda else 8192)
-        if self.batch_size < 1 or self.max_batch_tokens < 1:
-            raise ValueError("batch_size and max_batch_tokens must be positive")
         # Across requests: scores of pairs seen before (by content), and processed images.
         self.cache = ScoreCache(cache_size)
         self.image_cache = ImageCache(image_cache_bytes, size_of=lambda encoded: encoded.nbytes)
@@ -95,18 +80,10 @@ class LycheeScorer(ScorerBase):
         tokenizer = processor.tokenizer
         self.yes_token_id = _single_token_id(tokenizer, "yes")
         self.no_token_id = _single_token_id(tokenizer, "no")
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        # The two rows of the output layer that make the score, kept in float32: the (no, yes)
-        # logits are computed from the last hidden state in full precision, whatever the model's
-        # dtype, so bf16 adds no rounding of its own at the step that decides the score.
-        head = model.get_output_embeddings()
-        rows = [self.no_token_id, self.yes_token_id]
-        self._score_weight = head.weight.detach()[rows].float()
-        self._score_bias = head.bias.detach()[rows].float() if getattr(head, "bias", None) is not None else None
-        # Every pair of a request shares system prompt, instruction and query: with reuse on, their
-        # keys/values (and the query image's vision encoding) are computed once per request.
-        self.reuse_prefix = reuse_prefix
-        self.lock = threading.Lock()  # the model: held for each forward pass
+        # The model's passes, apart from this library front: forward, the shared prefixes, the score formula.
+        self.runner = ModelRunner(model, self.device, yes_token_id=self.yes_token_id, no_token_id=self.no_token_id,
+                                  pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+                                  batch_size=batch_size, max_batch_tokens=max_batch_tokens, reuse_prefix=reuse_prefix)
         # On the CPU, a bf16 language model keeps its residual stream in float32 (engine/precision.py): the
         # multiplies stay bf16 and the scores come closer to float32's (docs/performance.md). A model quantized
         # throughout is left as it is (precision.py decides).
@@ -114,7 +91,7 @@ class LycheeScorer(ScorerBase):
             keep_residual_float32(model)
         # The one batching policy: concurrent calls share passes (or, with batch_across_requests=False, each
         # pass holds one call's rows); images are processed one call at a time (engine/scheduler.py).
-        self.scheduler = Scheduler(self, max_batch_wait_ms / 1000, share_passes=batch_across_requests)
+        self.scheduler = Scheduler(self.runner, max_batch_wait_ms / 1000, share_passes=batch_across_requests)
         self.load_seconds: float | None = None
         self.dtype_why: str | None = None  # set by load(): "float32: the CPU has no native bfloat16 ...", ...
         self.threads: int | None = None  # torch's CPU threads, set by load() on the CPU
@@ -292,7 +269,7 @@ class LycheeScorer(ScorerBase):
         from . import introspect
 
         query, document = self.encoder.truncate(query), self.encoder.truncate(document)
-        _acquire(context, self.lock)
+        _acquire(context, self.runner.lock)
         try:
             (pair,) = self.encoder.encode(query, [document], instruction, max_pixels)
             mass, top = introspect.next_tokens(self, pair)
@@ -300,161 +277,33 @@ class LycheeScorer(ScorerBase):
                 return mass, top, None, None
             if not introspect.can_generate(self):
                 return mass, top, None, "this checkpoint has no language-model head: it cannot write"
-            yes, no = self.forward([pair]).tolist()[0][::-1]
+            yes, no = self.runner.forward([pair]).tolist()[0][::-1]
             answer = "yes" if yes >= no else "no"
             (followup,) = self.encoder.encode(query, [document], instruction, max_pixels,
                                               followup=(answer, introspect.QUESTION.format(answer=answer)))
             return mass, top, introspect.generate(self, followup, explain_tokens, context), None
         finally:
-            self.lock.release()
+            self.runner.lock.release()
+
+    # The runner's settings, as the library has always offered them (`scorer.batch_size = 2`).
+    batch_size = property(lambda self: self.runner.batch_size, lambda self, v: setattr(self.runner, "batch_size", v))
+    max_batch_tokens = property(lambda self: self.runner.max_batch_tokens,
+                                lambda self, v: setattr(self.runner, "max_batch_tokens", v))
+    reuse_prefix = property(lambda self: self.runner.reuse_prefix,
+                            lambda self, v: setattr(self.runner, "reuse_prefix", v))
+    lock = property(lambda self: self.runner.lock)
+
+    @property
+    def documents_in_flight(self) -> int | None:
+        """The most documents whose image patches one call holds at once: a pipelined call prepares a few chunks
+        of a pass each ahead of the model (engine/pipeline.py); a call too small to pipeline holds at most that
+        many documents anyway. None when calls are not pipelined (every document's at once)."""
+        return PIPELINE_AHEAD * max(1, self.batch_size) if self.scheduler.pipeline else None
 
     @property
     def waiting(self) -> int:
         """Calls waiting for the model (for /metrics): for a pass, or to encode their pairs."""
         return self.scheduler.waiting
-
-    # -- the runner interface (engine/scheduler.py's Runner) ---------------------------------------------
-
-    @staticmethod
-    def is_out_of_memory(error: BaseException) -> bool:
-        """CUDA allocation failures: torch's OutOfMemoryError, and cuBLAS/CUDA ones that arrive as RuntimeError."""
-        if isinstance(error, torch.OutOfMemoryError):
-            return True
-        text = str(error)
-        return isinstance(error, RuntimeError) and any(
-            sign in text for sign in ("CUBLAS_STATUS_ALLOC_FAILED", "CUDA out of memory", "CUDA error: out of memory",
-                                      "CUDNN_STATUS_ALLOC_FAILED", "MPS backend out of memory"))
-
-    def release_memory(self) -> None:
-        """Give cached blocks back after an out-of-memory error (called outside the except block)."""
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        elif self.device.type == "mps":
-            torch.mps.empty_cache()
-
-    @torch.inference_mode()
-    def encode_prefixes(self, groups: list[list[EncodedPair]]) -> list[SharedPrefix | None]:
-        """The shared prefix of each group of pairs (one request's pairs), all in one pass: the prefixes
-        are right-padded to one length (the padding masked; causal attention keeps it out of the real
-        positions), and each one's keys/values are cut back to its own length. None: nothing shared."""
-        spans = [shared_prefix_length(pairs) for pairs in groups]
-        live = [(group, length, count) for group, (length, count) in zip(groups, spans) if length >= 1]
-        if not live:
-            return [None] * len(groups)
-        width = max(length for _, length, _ in live)
-        size = len(live)
-        input_ids = torch.full((size, width), self.pad_token_id, dtype=torch.long)
-        mm_token_type_ids = torch.zeros((size, width), dtype=torch.long)
-        attention_mask = torch.zeros((size, width), dtype=torch.long)
-        position_ids = torch.zeros((3, size, width), dtype=torch.long)
-        images = []
-        for row, (pairs, length, count) in enumerate(live):
-            first = pairs[0]
-            input_ids[row, :length] = first.input_ids[:length]
-            mm_token_type_ids[row, :length] = first.mm_token_type_ids[:length]
-            attention_mask[row, :length] = 1
-            position_ids[:, row, :length] = first.position_ids[:, :length]
-            images.extend(first.images[:count])
-        device = self.device
-        outputs = self.model.model(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            position_ids=position_ids.to(device),
-            mm_token_type_ids=mm_token_type_ids.to(device),
-            pixel_values=torch.cat([image.pixel_values for image in images]).to(device) if images else None,
-            image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
-            use_cache=True,
-        )
-        layers = kv_cache.returned(outputs).layers
-        prefixes, row = [], 0
-        for length, count in spans:
-            if length < 1:
-                prefixes.append(None)
-                continue
-            if size == 1:
-                key_values = [(layer.keys, layer.values) for layer in layers]
-            else:
-                key_values = [(layer.keys[row:row + 1, :, :length].clone(), layer.values[row:row + 1, :, :length].clone())
-                              for layer in layers]
-            prefixes.append(SharedPrefix(length, key_values, count))
-            row += 1
-        return prefixes
-
-    @torch.inference_mode()
-    def forward(self, batch: list[EncodedPair], prefix: SharedPrefix | list[SharedPrefix | None] | None = None
-                ) -> torch.Tensor:
-        """(no, yes) logits at the last position of each pair, as a float32 (B, 2) tensor on the CPU.
-
-        With a prefix, only each pair's tail (the tokens after the prefix) runs, attending to the
-        prefix's cached keys/values; positions stay those of the whole sequence. `prefix` is one
-        prefix for every row, or one per row (pairs of several requests in one pass, each behind its
-        own request's prefix: the prefixes are padded to one length and the padding is masked).
-        """
-        rows = prefix if isinstance(prefix, list) else [prefix] * len(batch)
-        skips = [row.length if row is not None else 0 for row in rows]
-        padded = max(skips)  # prefix columns: each row's own prefix, then masked padding
-        size = len(batch)
-        width = max(pair.length - skip for pair, skip in zip(batch, skips))
-        input_ids = torch.full((size, width), self.pad_token_id, dtype=torch.long)
-        mm_token_type_ids = torch.zeros((size, width), dtype=torch.long)
-        attention_mask = torch.zeros((size, padded + width), dtype=torch.long)
-        position_ids = torch.zeros((3, size, width), dtype=torch.long)
-        # Left padding: every pair's last real token sits in the last column, where the score is read.
-        for row, (pair, skip) in enumerate(zip(batch, skips)):
-            start = width - (pair.length - skip)
-            input_ids[row, start:] = pair.input_ids[skip:]
-            mm_token_type_ids[row, start:] = pair.mm_token_type_ids[skip:]
-            attention_mask[row, :skip] = 1
-            attention_mask[row, padded + start:] = 1
-            position_ids[:, row, start:] = pair.position_ids[:, skip:]
-        images = [image for pair, row in zip(batch, rows) for image in pair.images[row.image_count if row else 0:]]
-        videos = [video for pair in batch for video in pair.videos]  # a document's: never in a shared prefix
-        device = self.device
-        cache = None
-        if padded:
-            cache = kv_cache.new_cache(self.model)
-            for layer, (keys, values) in enumerate(_prefix_rows(rows, padded, size)):
-                cache.update(keys, values, layer)
-        outputs = self.model.model(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            position_ids=position_ids.to(device),
-            mm_token_type_ids=mm_token_type_ids.to(device),
-            pixel_values=torch.cat([image.pixel_values for image in images]).to(device) if images else None,
-            image_grid_thw=torch.stack([image.grid_thw for image in images]).to(device) if images else None,
-            pixel_values_videos=torch.cat([video.pixel_values for video in videos]).to(device) if videos else None,
-            video_grid_thw=torch.stack([video.grid_thw for video in videos]).to(device) if videos else None,
-            **kv_cache.passing(self.model.model, cache),
-            use_cache=False,
-        )
-        last = outputs.last_hidden_state[:, -1, :].float()
-        logits = last @ self._score_weight.T
-        if self._score_bias is not None:
-            logits = logits + self._score_bias
-        return logits.cpu()
-
-
-def _prefix_rows(rows: list[SharedPrefix | None], padded: int, size: int):
-    """Per layer, the (keys, values) each row attends to before its tail: one shared prefix is expanded
-    (a view); several are padded to `padded` positions (masked) and gathered by row."""
-    first = rows[0]
-    if all(row is first for row in rows):
-        for keys, values in first.key_values:
-            yield keys.expand(size, -1, -1, -1), values.expand(size, -1, -1, -1)
-        return
-    distinct = list({id(row): row for row in rows if row is not None}.values())
-    place = {id(row): position for position, row in enumerate(distinct, start=1)}
-    index = torch.tensor([place[id(row)] if row is not None else 0 for row in rows])
-    template = distinct[0].key_values
-    for layer in range(len(template)):
-        stacked = []
-        for part in (0, 1):  # keys, values
-            sample = template[layer][part]
-            pad = sample.new_zeros((len(distinct) + 1, sample.shape[1], padded, sample.shape[3]))
-            for position, row in enumerate(distinct, start=1):
-                pad[position, :, :row.length] = row.key_values[layer][part][0]
-            stacked.append(pad.index_select(0, index.to(pad.device)))
-        yield stacked[0], stacked[1]
 
 
 def _single_token_id(tokenizer, word: str) -> int:

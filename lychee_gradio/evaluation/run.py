@@ -16,7 +16,6 @@ from typing import Any, Callable
 from ..contract import InputError, RequestContext
 from ..ranking import best_first
 from ..registry import display_name
-from ..service import read_items
 from ..settings import Limits
 from .data import BadLine, EvalQuery
 from .metrics import METRICS, mean_metrics, query_metrics
@@ -47,13 +46,13 @@ def metric_keys(ks) -> list[str]:
 
 def _one_model(scorer, queries: list[EvalQuery], ks, instruction: str | None, skip_bad: bool,
                skipped: list[BadLine], progress: Callable[[int], None], limits: Limits,
-               context: RequestContext) -> list[dict]:
+               context: RequestContext, read: Callable) -> list[dict]:
     """Each query's scores and metrics for one scorer (a line that fails is skipped or raises)."""
     per_query = []
     for done, item in enumerate(queries, start=1):
         line = context.use(scorer)  # one line is one request: its own pixel budget, the run's deadline
         try:
-            query, documents = read_items(limits, line, item.query, item.documents, scorer.max_pixels)
+            query, documents = read(limits, line, item.query, item.documents, scorer.max_pixels)
             scores = scorer.score(query, documents, item.instruction or instruction, context=line)
         except InputError as error:
             if not skip_bad:
@@ -81,15 +80,19 @@ def _one_model(scorer, queries: list[EvalQuery], ks, instruction: str | None, sk
 def evaluate(scorers, queries: list[EvalQuery], ks=DEFAULT_KS, *, instruction: str | None = None,
              skip_bad: bool = False, skipped: list[BadLine] | None = None,
              on_progress: Callable[[int, int], None] | None = None, limits: Limits | None = None,
-             context: RequestContext | None = None) -> dict:
+             context: RequestContext | None = None, read: Callable | None = None) -> dict:
     """Score every query's documents with each model and compare its order with the first stage.
 
     `scorers`: one scorer, or `{name: scorer}` (several side by side; each model's entry is what it
     gives alone). Each query is one request under `limits` (documents, pixels before decoding,
     decoded pixels); `context` carries one deadline for the whole run and its Stop event (the scorer
     raises at the next batch). Queries that fail on one model are left out for every model, so the
-    first stage and the models are measured on the same queries.
+    first stage and the models are measured on the same queries. `read(limits, context, query, documents,
+    keep_pixels)` turns a line's values into items: the request service's (`service.read_items`), which hands it
+    in; evaluation itself knows no service.
     """
+    if read is None:
+        raise TypeError("evaluate() needs read=: the request service's read_items (Request.evaluate hands it in)")
     if not isinstance(scorers, dict):
         scorers = {getattr(scorers, "model_name", "model"): scorers}
     limits = limits or Limits()
@@ -103,7 +106,7 @@ def evaluate(scorers, queries: list[EvalQuery], ks=DEFAULT_KS, *, instruction: s
                 on_progress(offset + done, total)
 
         runs[name] = (scorer, _one_model(scorer, queries, ks, instruction, skip_bad, skipped, progress, limits,
-                                         context))
+                                         context, read))
     kept = set.intersection(*({q["line"] for q in per_query} for _, per_query in runs.values()))
     models = {}
     first = None

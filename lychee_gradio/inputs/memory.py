@@ -77,19 +77,26 @@ def image_memory_pool(limit: int, wait: float = 10.0) -> ImageMemoryPool:
         return pool
 
 
-# What one image holds while its request runs, per pixel: 3 bytes decoded (RGB), and the model's patches of
-# it as the processor makes them (3 channels x 2 temporal frames x 4 bytes), per pixel of the image as resized
-# (at most the model's bound). float32 is counted: a bf16 model's patches take half.
+# What one image holds while its request runs, per pixel: 3 bytes decoded (RGB), and the model's patches of it
+# per pixel of the image as resized (at most the model's bound): the processor's float32 patches (3 channels x 2
+# temporal frames x 4 bytes = 24) and their copy in the pass that concatenates a batch's patches (24 more).
+# Measured (docs/security.md): 75 distinct 999x999 images in 5 documents, scored in one pass, took 3.5 GB, 47
+# bytes a pixel. float32 is counted: a bf16 model's patches take half.
 DECODED_BYTES_PER_PIXEL = 3
-PATCH_BYTES_PER_PIXEL = 24
+PATCH_BYTES_PER_PIXEL = 48
 
 
-def image_memory(width: int, height: int, keep_pixels: int | None) -> int:
-    """The bytes `admit_images` counts for an image of width x height, decoded down to `keep_pixels`."""
+def image_parts(width: int, height: int, keep_pixels: int | None) -> tuple[int, int]:
+    """(decoded bytes, patch bytes) of an image of width x height, decoded down to `keep_pixels`."""
     factor = reduction_factor(width, height, keep_pixels)
     decoded = (width // factor) * (height // factor)
     resized = min(decoded, keep_pixels) if keep_pixels else decoded
-    return DECODED_BYTES_PER_PIXEL * decoded + PATCH_BYTES_PER_PIXEL * resized
+    return DECODED_BYTES_PER_PIXEL * decoded, PATCH_BYTES_PER_PIXEL * resized
+
+
+def image_memory(width: int, height: int, keep_pixels: int | None) -> int:
+    """The bytes an image of width x height holds while its request runs, decoded down to `keep_pixels`."""
+    return sum(image_parts(width, height, keep_pixels))
 
 
 class PixelBudget:
@@ -146,57 +153,70 @@ class PixelBudget:
             return_memory()
 
 
-def admit_images(values: Sequence[Any], rules: "ImageRules", field: str = "documents") -> None:
-    """Admit, at once, the memory that the images and clips among `values` (queries and documents in any form)
-    will hold once decoded and cut into patches (`image_memory`), read from their headers (a clip's: its frame
-    size and the frames the rule keeps); nothing is decoded here, and an image that cannot be read counts nothing
-    (decoding it names the problem). The request's own pixel limit caps what it takes: past it, it is refused
-    anyway. `fits`, for the refusal's words: how many of the request's images, in order, would fit the pool."""
+def admit_images(values: Sequence[Any], rules: "ImageRules", field: str = "documents",
+                 documents_in_flight: int | None = None) -> None:
+    """Admit, at once, the memory that the images and clips among `values` (the query, then the documents, in any
+    form) will hold, read from their headers (a clip's: its frame size and the frames the rule keeps); nothing is
+    decoded here, and an image that cannot be read counts nothing (decoding it names the problem).
+
+    Every image counts its decoded pixels; patches are counted for the query and for the `documents_in_flight`
+    documents with the most (a scorer that pipelines a large request holds the patches of a few chunks at once,
+    never all: `Scorer.documents_in_flight`; None: every document's at once). The request's own pixel limit caps
+    what it takes: past it, it is refused anyway. `fits`, for a refusal's words: how many of the request's images
+    and clips, in order, would fit the pool."""
     if rules.budget is None or rules.budget.pool is None:
         return
-    total = pixels = 0
-    fits, limit = 0, rules.budget.pool.limit
-    for kind, value, where in _media(values, field):
+    limit = rules.budget.pool.limit
+    decoded_total = pixels = fits = 0
+    patches: dict[int, int] = {}  # per value (0: the query), the patch bytes of its images and clip
+    for index, kind, value, where in _media(values, field):
         if kind == "video":
             need = _video_memory(value, where, rules)
-            if need is None:
-                continue
-            amount, decoded = need
         else:
             size = _header_size(value)
-            if size is None:
-                continue
-            factor = reduction_factor(size[0], size[1], rules.keep_pixels)
-            decoded = (size[0] // factor) * (size[1] // factor)
-            amount = image_memory(size[0], size[1], rules.keep_pixels)
-        pixels += decoded
+            need = None if size is None else (*image_parts(*size, rules.keep_pixels),
+                                              image_parts(*size, rules.keep_pixels)[0] // DECODED_BYTES_PER_PIXEL)
+        if need is None:
+            continue
+        decoded, patch, count = need
+        pixels += count
         if rules.budget.limit is not None and pixels > rules.budget.limit:
             break
-        total += amount
-        fits += total <= limit
-    rules.budget.admit(total, field=field, fits=fits)
+        decoded_total += decoded
+        patches[index] = patches.get(index, 0) + patch
+        fits += _held(decoded_total, patches, documents_in_flight) <= limit
+    rules.budget.admit(_held(decoded_total, patches, documents_in_flight), field=field, fits=fits)
 
 
-def _media(values: Sequence[Any], field: str) -> Iterator[tuple[str, Any, str]]:
-    """("image" | "video", value, field) for each image and clip among a request's values."""
+def _held(decoded: int, patches: dict[int, int], documents_in_flight: int | None) -> int:
+    """What a request holds at its peak: every decoded image, the query's patches and those of the documents in
+    flight at once (the ones with the most)."""
+    query = patches.get(0, 0)
+    documents = sorted((amount for index, amount in patches.items() if index), reverse=True)
+    return decoded + query + sum(documents[:documents_in_flight] if documents_in_flight else documents)
+
+
+def _media(values: Sequence[Any], field: str) -> Iterator[tuple[int, str, Any, str]]:
+    """(position, "image" | "video", value, field) for each image and clip among a request's values (position 0:
+    the query)."""
     for index, value in enumerate(values):
         where = "query" if index == 0 else f"{field}[{index - 1}]"
         if isinstance(value, dict):
             if value.get("image") is not None:
-                yield "image", value["image"], f"{where}.image"
+                yield index, "image", value["image"], f"{where}.image"
             for k, image in enumerate(value.get("images") or []):
-                yield "image", image, f"{where}.images[{k}]"
+                yield index, "image", image, f"{where}.images[{k}]"
             if value.get("video") is not None:
-                yield "video", value["video"], f"{where}.video"
+                yield index, "video", value["video"], f"{where}.video"
         elif isinstance(value, Video):
             continue  # already decoded: its frames count as they are taken
         elif not isinstance(value, str) or value.lstrip().startswith("data:image/"):
-            yield "image", value, where  # a plain string is text (to_item's rule): never looked up as a path
+            yield index, "image", value, where  # a plain string is text (to_item's rule): never looked up as a path
 
 
-def _video_memory(value: Any, field: str, rules: "ImageRules") -> tuple[int, int] | None:
-    """(bytes, decoded pixels) a clip's kept frames will hold, from its header; None when it cannot be read
-    (decoding it names the problem)."""
+def _video_memory(value: Any, field: str, rules: "ImageRules") -> tuple[int, int, int] | None:
+    """(decoded bytes, patch bytes, decoded pixels) a clip's kept frames will hold, from its header; None when it
+    cannot be read (decoding it names the problem)."""
     from ..video import video_header
 
     if isinstance(value, Video):
@@ -206,11 +226,10 @@ def _video_memory(value: Any, field: str, rules: "ImageRules") -> tuple[int, int
                               max_bytes=rules.max_video_bytes, max_frame_pixels=rules.max_image_pixels)
     except InputError:
         return None
-    per_frame = image_memory(header.width, header.height, rules.keep_pixels)
-    patch = PATCH_BYTES_PER_PIXEL * min(header.width * header.height, rules.keep_pixels or header.width * header.height)
-    decoded = min(header.width * header.height, rules.keep_pixels or header.width * header.height)
-    amount = header.frames * (per_frame - patch) + header.kept * patch
-    return amount, header.frames * decoded
+    decoded, patch = image_parts(header.width, header.height, rules.keep_pixels)  # each frame is scaled, not reduced
+    kept = min(header.width * header.height, rules.keep_pixels or header.width * header.height)
+    decoded = DECODED_BYTES_PER_PIXEL * kept
+    return header.frames * decoded, header.kept * patch, header.frames * kept
 
 
 def _header_size(value: Any) -> tuple[int, int] | None:

@@ -28,7 +28,6 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .. import __version__
 from ..registry import ModelSet
 from ..service import Service
 from ..settings import Config
@@ -129,16 +128,25 @@ def add_operations(app: FastAPI, readiness: Readiness) -> None:
         return Response(generate_latest(telemetry.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(scorers, settings: ServerSettings, page: Page | None = None) -> FastAPI:
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lychee-gradio")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(scorers, settings: ServerSettings, page: Page | None = None, *, service: Service | None = None) -> FastAPI:
     """The app over one scorer or several (the first is the default model): operations, the JSON API, MCP when
     asked, and `page` mounted at `/` when given."""
     models = ModelSet.of(scorers)
     config = settings.config
     telemetry.READY.set(0)
     telemetry.watch_models(dict(zip(models.names, models.scorers)))
-    # The one request path: every door of this server (the JSON API, MCP) opens its requests here; the page
-    # has one of its own over the same models (ui/page.py), with the same settings.
-    service = Service(models, config, telemetry.TELEMETRY, fetch=url_fetcher(config))
+    # The one request path: every door of this server (the page, the JSON API, MCP) opens its requests here
+    # (app.create hands the same service to the page).
+    service = service or Service(models, config, telemetry.TELEMETRY, fetch=url_fetcher(config))
     tools = None
     if settings.mcp:
         from .mcp_tools import MCP_PATHS, McpTools
@@ -157,7 +165,7 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None) -> F
     app = FastAPIOffline(
         lifespan=lifespan,
         title="lychee-gradio",
-        version=__version__,
+        version=_version(),
         description="Rerank text and image candidates with lychee-rerank-mm. `POST /v1/rerank` speaks the "
                     "Cohere / Jina / vLLM rerank format; the web page is at `/`.",
         docs_url="/docs",

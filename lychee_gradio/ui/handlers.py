@@ -105,14 +105,15 @@ class PageRuns:
             event.set()
 
 
-def make_handlers(models: ModelSet, config: Config, observer: Observer | None = None) -> SimpleNamespace:
+def make_handlers(models: ModelSet, config: Config, observer: Observer | None = None, *,
+                  service: Service | None = None) -> SimpleNamespace:
     """The endpoints' functions: plain functions whose parameter names are the API's.
 
     `model` picks one of the served models by name (empty: the first); see registry.py.
     The server's request timeout stops a request's model work between batches and says so;
     `stop` (the page's Stop button) does the same for the session's run in progress.
     """
-    requests = PageRuns(Service(models, config, observer or NullObserver()))
+    requests = PageRuns(service or Service(models, config, observer or NullObserver()))
 
     def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
               document_image: str | None = None, instruction: str | None = None, model: str | None = None,

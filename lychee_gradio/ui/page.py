@@ -33,15 +33,16 @@ from .translations import language, text
 
 
 def build_demo(scorers, config: Config = Config(), *, demo_mode: bool = False, concurrency: int = 1,
-               observer: Observer | None = None) -> gr.Blocks:
+               observer: Observer | None = None, service=None) -> gr.Blocks:
     """The whole page, over one scorer or several (a list or a ModelSet; the first is the default).
 
     Nothing is loaded here: the scorers come in ready. The Compare tab shows with two models or more.
     `observer` counts and logs each request (the server's telemetry); serve the page through
-    `PageApp` for the phone layout and Ctrl+Enter.
+    `PageApp` for the phone layout and Ctrl+Enter. `service`: the app's one request service (app.create hands it
+    in); the page alone makes its own.
     """
     models = ModelSet.of(scorers)
-    handlers = make_handlers(models, config, observer)
+    handlers = make_handlers(models, config, observer, service=service)
     # Uploads and the copies Gradio keeps of results are deleted after --temp-file-minutes (swept every tenth
     # of it); the results' own files likewise (ui/downloads.py).
     keep = max(60, int(config.temp_file_minutes * 60))

@@ -91,10 +91,18 @@ def test_the_share_tunnel_is_still_set_up_the_way_open_share_link_calls_it():
     assert len(inspect.signature(networking.setup_tunnel).parameters) == 5
 
 
-def test_a_template_component_is_drawn_as_its_parent():
+def test_the_image_input_hands_on_the_uploads_path_unopened_and_writes_nothing_into_the_package(tmp_path):
+    from gradio.data_classes import FileData
+
     from lychee_gradio.ui.layout import ImageBox
 
-    assert ImageBox.is_template and ImageBox(type="filepath").get_block_name() == "image"
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    box = ImageBox(type="filepath")
+    assert box.get_block_name() == "image"
+    assert box.preprocess(FileData(path=str(not_an_image))) == str(not_an_image)  # gr.Image would open it
+    package = Path(__file__).resolve().parent.parent / "lychee_gradio"
+    assert list(package.rglob("*.pyi")) == []
 
 
 @pytest.mark.parametrize("word", sorted(gradio_compat.GRADIO_WORDS_ZH))

@@ -40,8 +40,7 @@ import queue
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Callable
 
 from ..contract import (
     PairScore,
@@ -53,47 +52,10 @@ from ..contract import (
 )
 from ..scoring import Counter
 from .encoding import EncodedPair, shared_prefix_length
+from .job import Job, Runner
 from .runner import p_yes
 
 logger = logging.getLogger(__name__)
-
-
-class Runner(Protocol):
-    """What the scheduler needs of a model (runner.ModelRunner is one): public, and nothing else."""
-
-    lock: threading.Lock  # held for each pass
-    batch_size: int  # rows per pass, at most
-    max_batch_tokens: int  # padded tokens per pass, at most (rows x longest row, prefix included)
-    reuse_prefix: bool
-
-    def encode_prefixes(self, groups: list[list[EncodedPair]]) -> list[Any]: ...
-
-    def forward(self, batch: list[EncodedPair], prefix: Any = None) -> Any: ...  # (rows, 2) (no, yes) logits
-
-    def is_out_of_memory(self, error: BaseException) -> bool: ...
-
-    def release_memory(self) -> None: ...
-
-
-@dataclass(eq=False)
-class Job:
-    """One request's pairs in the queue."""
-
-    pairs: list[EncodedPair]
-    context: RequestContext
-    pending: list[int]  # pairs not run yet, longest first
-    results: list[PairScore | None]
-    arrived: float = field(default_factory=time.monotonic)
-    prefix_length: int = 0  # tokens its pairs share (computed once, then skipped by every row)
-    prefix: object = None  # its SharedPrefix, once computed (None: none, or not yet)
-    prefix_ready: bool = False
-    done: int = 0
-    started: float | None = None  # when its first pass began
-    error: BaseException | None = None
-    gone: bool = False  # stopped or timed out: its pending rows were dropped
-    in_pass: bool = False  # rows of it are in the pass running now
-    finished: threading.Event = field(default_factory=threading.Event)
-    progress: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # `done` after each of its passes
 
 
 class Scheduler:

@@ -257,7 +257,7 @@ def scorer_deployment(replica: type, *, replicas: int, min_replicas: int | None,
     ongoing = REPLICA_CONCURRENCY if batch_across_requests else 1
     from ray.serve.config import RequestRouterConfig
 
-    router = RequestRouterConfig(request_router_class="lychee_gradio.serving.routing.LeastLoadedRouter")
+    router = RequestRouterConfig(request_router_class="lychee_gradio.serving.replica_routing.LeastLoadedRouter")
     return serve.deployment(replica, name="scorer", ray_actor_options=actor_options, max_ongoing_requests=ongoing,
                             request_router_config=router,
                             max_queued_requests=max_queued, **scaling)

@@ -28,7 +28,6 @@ from .json_inputs import read_json, request_images
 
 logger = logging.getLogger(__name__)
 
-MCP_PATHS = ("/gradio_api/mcp", "/gradio_api/mcp/")
 
 _ITEM = {
     "description": "text, or {\"text\": ..., \"image\": data URL or base64 (an http(s) URL if the server allows "

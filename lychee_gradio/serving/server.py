@@ -61,9 +61,13 @@ class Page(Protocol):
 
     `mount` returns a namespace with `app` (the app with the page mounted), `routes` (the Gradio routes
     the page serves, as `(methods, paths, kind, public)`: see `ui/gradio_compat.py`), `logged_in(scope)`
-    (whether a request carries the page's login) and `key_cookie` (with `api_key`: the cookie of a
-    session the page knows as logged in, handed to requests that carry the key).
+    (whether a request carries the page's login), `key_cookie` (with `api_key`: the cookie of a
+    session the page knows as logged in, handed to requests that carry the key), and what the edge must know of
+    the page's framework: `steering_prefix` (request headers it drops), `login_user_field` and `login_refusal`
+    (the login form's user field, and the reply to a wrong login). `mcp_paths`: where MCP tools are served.
     """
+
+    mcp_paths: tuple[str, ...]
 
     def mount(self, app: FastAPI, *, auth: tuple[str, str] | None, host: str, port: int, max_file_size: int,
               api_key: str | None) -> Any: ...
@@ -149,7 +153,7 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, *, s
     service = service or Service(models, config, telemetry.TELEMETRY, fetch=url_fetcher(config))
     tools = None
     if settings.mcp:
-        from .mcp_tools import MCP_PATHS, McpTools
+        from .mcp_tools import McpTools
 
         tools = McpTools(service)
 
@@ -174,7 +178,8 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, *, s
     add_operations(app, Readiness(models).start())
     http_api.install(app, service)
     json_paths = tuple(http_api.JSON_ENDPOINTS)
-    routes = server_routes(json_paths, MCP_PATHS if tools is not None else (), http_api.GET_ENDPOINTS)
+    mcp_paths = page.mcp_paths if page is not None else ("/mcp", "/mcp/")
+    routes = server_routes(json_paths, mcp_paths if tools is not None else (), http_api.GET_ENDPOINTS)
     mounted = None
     if page is not None:
         mounted = page.mount(app, auth=settings.page_auth, host=settings.host, port=settings.port,
@@ -185,7 +190,7 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, *, s
     app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_methods=["GET", "POST"],
                        allow_headers=["*"], allow_credentials=False)
     if tools is not None:
-        app.add_middleware(McpDoor, paths=MCP_PATHS, endpoint=tools.asgi)
+        app.add_middleware(McpDoor, paths=mcp_paths, endpoint=tools.asgi)
     limits = config.limits
     keep = config.temp_file_minutes * 60
     policy = EdgePolicy(routes=routes, hosts=HostRule(settings.host, config.allowed_hosts), api_key=config.api_key,
@@ -194,7 +199,9 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, *, s
                         uploads=UploadSpace(limits.upload_space_bytes, limits.upload_client_bytes, keep),
                         login_user=settings.page_auth[0] if settings.page_auth else None,
                         logged_in=mounted.logged_in if mounted is not None else (lambda scope: False),
-                        key_cookie=mounted.key_cookie if mounted is not None else None)
+                        key_cookie=mounted.key_cookie if mounted is not None else None,
+                        **({"steering_prefix": mounted.steering_prefix, "login_user_field": mounted.login_user_field,
+                            "login_refusal": mounted.login_refusal} if mounted is not None else {}))
     app.add_middleware(Edge, policy=policy)
     app.add_middleware(RequestTracking, paths=http_api.JSON_ENDPOINTS)
     app.state.edge = policy

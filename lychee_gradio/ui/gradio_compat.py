@@ -118,10 +118,32 @@ def without_run_history(blocks) -> None:
     blocks.run_history = False
 
 
-def template_component(component: type) -> None:
-    """A subclass of a Gradio component that the frontend draws as its parent (`is_template`): Gradio otherwise
-    looks for a custom component's own frontend files, which the app does not have."""
-    component.is_template = True
+# What the server's edge must know of Gradio, handed to it with the mounted page (serving imports no Gradio code):
+# request headers that steer Gradio's own features (run-history buckets, users, workflows, root URLs), which the
+# edge drops; the login form's user field and the reply Gradio gives a wrong login; where Gradio's MCP lives (the
+# app serves its own MCP tools there).
+STEERING_HEADER_PREFIX = b"x-gradio-"
+LOGIN_USER_FIELD = "username"
+LOGIN_REFUSAL = {"detail": "Incorrect credentials."}
+MCP_PATHS = ("/gradio_api/mcp", "/gradio_api/mcp/")
+
+
+def path_only_image(image):
+    """`image` (a `gr.Image`) handing its handler the uploaded file's path as it is, never opened: Gradio calls
+    each input block's `preprocess`, and this one's passes the path through (an inline data URL still goes through
+    Gradio's own). An instance's method, not a subclass: Gradio writes a .pyi stub beside any module that subclasses
+    one of its components."""
+    original = image.preprocess
+
+    def preprocess(payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return original(payload)
+        return payload.path
+
+    image.preprocess = preprocess
+    return image
 
 
 # -- the page's Blocks: file inputs checked before Gradio reads them ----------------------------------------------

@@ -80,7 +80,10 @@ def build_demo(scorers, config: Config = Config(), *, demo_mode: bool = False, c
 
 
 class PageApp:
-    """The page as the server mounts it (`serving.server.Page`): the Blocks, with CSS, script and translations."""
+    """The page as the server mounts it (`serving.server.Page`): the Blocks, with CSS, script and translations.
+    `mcp_paths`: where the app serves its MCP tools (Gradio's MCP path, `gradio_compat.MCP_PATHS`)."""
+
+    mcp_paths = gradio_compat.MCP_PATHS
 
     def __init__(self, blocks: gr.Blocks):
         self.blocks = blocks
@@ -101,4 +104,7 @@ class PageApp:
         app.add_middleware(gradio_compat.FreshApiInfo, gradio_app=gradio_app)
         cookie = gradio_compat.session_for_key(gradio_app, secrets.token_urlsafe(32)) if api_key else None
         return SimpleNamespace(app=app, routes=gradio_compat.page_routes(gradio_compat.named_endpoints(self.blocks)),
-                               logged_in=lambda scope: gradio_compat.logged_in(gradio_app, scope), key_cookie=cookie)
+                               logged_in=lambda scope: gradio_compat.logged_in(gradio_app, scope), key_cookie=cookie,
+                               steering_prefix=gradio_compat.STEERING_HEADER_PREFIX,
+                               login_user_field=gradio_compat.LOGIN_USER_FIELD,
+                               login_refusal=gradio_compat.LOGIN_REFUSAL)

@@ -9,7 +9,8 @@ In this order, on every door (the page, the Gradio API, `/v1/*`, MCP, operations
 2. **Routes, deny by default**: one allow-list of what the product serves (the page and its assets, the
    named endpoints, uploads, `/v1/*`, `/docs`, MCP when on, operations). Anything else (Gradio's
    run-history, monitoring, its other routes, whatever a later release adds) is 404 before it runs.
-   Request headers that steer Gradio's own features (`x-gradio-*`) are dropped.
+   Request headers that steer the page framework's own features (Gradio's `x-gradio-*`, named by the mounted
+   page) are dropped.
 3. **Origin**: a request that changes state (POST and the rest) from a browser page of another origin is
    refused, unless `--allowed-origins` lists that origin. Calls without an `Origin` (curl, SDKs) pass.
    CORS headers are sent only for listed origins (`cors_origins`).
@@ -25,9 +26,9 @@ from .answers import error_response, has_api_key
 from .budgets import LoginThrottle, UploadSpace
 from .hosts import LOOPBACK_NAMES, HostRule, machine_names, same_origin
 from .middleware import Edge, EdgePolicy, JsonShape
-from .routes import OPERATIONS, STEERING_PREFIX, Route, route, server_routes
+from .routes import OPERATIONS, Route, route, server_routes
 from .tracking import McpDoor, RequestTracking
 
 __all__ = ["Edge", "EdgePolicy", "HostRule", "JsonShape", "LoginThrottle", "McpDoor", "OPERATIONS", "RequestTracking",
-           "Route", "STEERING_PREFIX", "LOOPBACK_NAMES", "UploadSpace", "error_response", "has_api_key",
+           "Route", "LOOPBACK_NAMES", "UploadSpace", "error_response", "has_api_key",
            "machine_names", "route", "same_origin", "server_routes"]

@@ -13,7 +13,7 @@ from ...contract import InputError
 from .answers import error_response, has_api_key
 from .budgets import LoginThrottle, UploadSpace
 from .hosts import HostRule, same_origin
-from .routes import OPERATIONS, STEERING_PREFIX, Route
+from .routes import OPERATIONS, Route
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,11 @@ class EdgePolicy:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     logged_in: Callable[[dict], bool] = lambda scope: False  # the page's login cookie is valid
     key_cookie: tuple[str, str] | None = None  # a session the page knows as logged in, for requests with the key
+    # What the page's framework is (the mounted page says: ui/gradio_compat.py): request headers that steer its
+    # own features, dropped; its login form's user field, and its reply to a wrong login.
+    steering_prefix: bytes | None = None
+    login_user_field: str = "username"
+    login_refusal: dict = field(default_factory=lambda: {"detail": "Incorrect credentials."})
 
     def route_of(self, method: str, path: str) -> Route | None:
         return next((entry for entry in self.routes if entry.matches(method, path)), None)
@@ -95,7 +100,8 @@ class Edge:
         entry = policy.route_of("GET" if scope["type"] == "websocket" else method, path)
         if entry is None:
             return await self._refuse(scope, send, InputError(None, "not_found"))
-        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if not k.startswith(STEERING_PREFIX)]}
+        if policy.steering_prefix:
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if not k.startswith(policy.steering_prefix)]}
         origin = headers.get(b"origin", b"").decode("latin-1")
         if (origin and (method not in ("GET", "HEAD", "OPTIONS") or scope["type"] == "websocket")
                 and not policy.origin_allowed(origin, host)):
@@ -200,9 +206,9 @@ class Edge:
                 break
         data = b"".join(body)
         form = urllib.parse.parse_qs(data.decode("utf-8", "replace"))
-        if policy.login_user is not None and form.get("username", [""])[0] != policy.login_user:
+        if policy.login_user is not None and form.get(policy.login_user_field, [""])[0] != policy.login_user:
             policy.throttle.failed(client)
-            return await JSONResponse(status_code=400, content={"detail": "Incorrect credentials."})(scope, None, send)
+            return await JSONResponse(status_code=400, content=policy.login_refusal)(scope, None, send)
         replayed = False
 
         async def replay():

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Request headers that steer Gradio's own features (run-history buckets, users, workflows, root URLs).
-STEERING_PREFIX = b"x-gradio-"
 OPERATIONS = ("/health", "/ready", "/metrics")
 
 

@@ -1,7 +1,7 @@
 """Screenshots of each tab for the README, from a running app (headless Debian chromium via Playwright).
 
-    lychee load --demo --port 7860 &
-    python docs/take_screenshots.py [--url http://127.0.0.1:7860/]
+lychee load --demo --port 7860 &
+python docs/take_screenshots.py [--url http://127.0.0.1:7860/]
 """
 
 import argparse
@@ -32,8 +32,11 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         page = browser.new_page(viewport={"width": 1280, "height": 1000}, locale="en-US")
         page.goto(args.url)
 
@@ -79,8 +82,9 @@ def main() -> None:
         page.screenshot(path=OUT / "compare.png", full_page=True)
 
         # A Chinese browser: the Batch rerank tab, all in Chinese.
-        chinese = browser.new_page(viewport={"width": 1280, "height": 1000}, locale="zh-CN",
-                                   extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+        chinese = browser.new_page(
+            viewport={"width": 1280, "height": 1000}, locale="zh-CN", extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"}
+        )
         chinese.goto(args.url)
         chinese.locator("button[role=tab][data-tab-id=batch]").first.click()
         chinese.locator("#batch-query textarea").fill("保温杯 500ml")

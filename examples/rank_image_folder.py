@@ -1,6 +1,6 @@
 """Rank every image of a folder against a text query, through a running app.
 
-    python examples/rank_image_folder.py "a white cup with mountains" [FOLDER] [--url ...] [--top-n 5]
+python examples/rank_image_folder.py "a white cup with mountains" [FOLDER] [--url ...] [--top-n 5]
 """
 
 import argparse
@@ -20,7 +20,8 @@ args = parser.parse_args()
 
 paths = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 client = Client(args.url, verbose=False)
-_, results = client.predict(query_text=args.query, images=[handle_file(p) for p in paths], top_n=args.top_n,
-                            api_name="/rank_images")
+_, results = client.predict(
+    query_text=args.query, images=[handle_file(p) for p in paths], top_n=args.top_n, api_name="/rank_images"
+)
 for row in results:
     print(f"{row['rank']:>3}  {row['score']:.3f}  {paths[row['index']]}")

@@ -1,6 +1,6 @@
 """Rerank the ten coffee-cup descriptions against an image query, through a running app.
 
-    python examples/rerank_texts.py [--url http://127.0.0.1:7860/] [--top-n 5]
+python examples/rerank_texts.py [--url http://127.0.0.1:7860/] [--top-n 5]
 """
 
 import argparse
@@ -21,7 +21,7 @@ table, results = client.predict(
     query_image=handle_file(ASSETS / "images" / "mountain_cup.png"),
     documents=documents,
     instruction="Given a product image and description, determine if the description accurately reflects "
-                "the visual features and key attributes of the product.",
+    "the visual features and key attributes of the product.",
     top_n=args.top_n,
     api_name="/rerank",
 )

@@ -1,7 +1,7 @@
 """Score one (query, document) pair through a running app.
 
-    lychee load --demo            # or: lychee load --model /models/lychee-rerank-mm
-    python examples/score_pair.py [--url http://127.0.0.1:7860/]
+lychee load --demo            # or: lychee load --model /models/lychee-rerank-mm
+python examples/score_pair.py [--url http://127.0.0.1:7860/]
 """
 
 import argparse
@@ -22,5 +22,7 @@ markdown, details = client.predict(
     document_image=handle_file(ASSETS / "images" / "mountain_cup.png"),
     api_name="/score",
 )
-print(f"score {details['score']:.3f} ({details['verdict']}), "
-      f"logit(yes) {details['yes_logit']:.3f}, logit(no) {details['no_logit']:.3f}")
+print(
+    f"score {details['score']:.3f} ({details['verdict']}), "
+    f"logit(yes) {details['yes_logit']:.3f}, logit(no) {details['no_logit']:.3f}"
+)

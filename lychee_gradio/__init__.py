@@ -1,8 +1,8 @@
 """lychee-gradio: rerank search candidates (text, images, or both) with lychee-rerank-mm.
 
-    from lychee_gradio import LycheeScorer
-    scorer = LycheeScorer.load()                      # or LycheeScorer.load("/models/lychee-rerank-mm")
-    scorer.rerank("white mountain coffee cup", ["...", "..."], top_n=3)
+from lychee_gradio import LycheeScorer
+scorer = LycheeScorer.load()                      # or LycheeScorer.load("/models/lychee-rerank-mm")
+scorer.rerank("white mountain coffee cup", ["...", "..."], top_n=3)
 """
 
 from __future__ import annotations

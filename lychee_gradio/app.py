@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from .config import Config, Limits
 from .registry import ModelSet
 from .service import Service
 from .serving.json_inputs import url_fetcher
 from .serving.server import RunningServer, ServerSettings, create_app
 from .serving.telemetry import TELEMETRY
-from .settings import Config, Limits
 from .ui.page import PageApp, build_demo
 
 __all__ = ["Config", "Limits", "ServerSettings", "RunningServer", "create", "start"]
@@ -27,8 +27,14 @@ def create(scorers, settings: ServerSettings) -> FastAPI:
     models = ModelSet.of(scorers)
     # One request service for every door of the app: the page, the Gradio API, /v1/*, the dialects and MCP.
     service = Service(models, settings.config, TELEMETRY, fetch=url_fetcher(settings.config))
-    page = build_demo(models, settings.config, demo_mode=settings.demo_mode, concurrency=settings.concurrency,
-                      observer=TELEMETRY, service=service)
+    page = build_demo(
+        models,
+        settings.config,
+        demo_mode=settings.demo_mode,
+        concurrency=settings.concurrency,
+        observer=TELEMETRY,
+        service=service,
+    )
     return create_app(models, settings, PageApp(page), service=service)
 
 

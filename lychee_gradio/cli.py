@@ -14,8 +14,9 @@ import signal
 import sys
 from pathlib import Path
 
+from . import config as configs
 from . import settings
-from .settings import Config, Limits
+from .config import Config, Limits
 
 # --demo's random models, one per family, by the folder name they are served under.
 DEMO_MODELS = {"qwen2_5_vl": "random-lychee-rerank-mm", "qwen3_vl": "random-Qwen3-VL-Reranker"}
@@ -25,22 +26,30 @@ def _demo_families(text: str) -> list[str]:
     families = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [family for family in families if family not in DEMO_MODELS]
     if unknown or not families:
-        raise argparse.ArgumentTypeError(f"expected families among {', '.join(DEMO_MODELS)} (comma-separated), "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected families among {', '.join(DEMO_MODELS)} (comma-separated), got {text!r}")
     return list(dict.fromkeys(families))
 
 
 def _add_model_options(parser: argparse.ArgumentParser, *, eval_only: bool = False) -> None:
     """The table's model settings (settings.SETTINGS), --demo and --check."""
     settings.add_flags(parser, ("model",) if not eval_only else ("model", "server"), eval_only=eval_only)
-    parser.add_argument("--demo", nargs="?", const=",".join(DEMO_MODELS), default=None, type=_demo_families,
-                        metavar="FAMILIES",
-                        help="also serve tiny random models built on the spot, one per family (no download; scores "
-                             "are meaningless): both families by default, so the model picker and Compare show; "
-                             "--demo qwen2_5_vl for lychee's alone. Combines with --model (real models first)")
-    parser.add_argument("--check", action="store_true",
-                        help="print the memory each model needs and what the device has free, then exit without "
-                             "loading (exit code 1 if one would not fit)")
+    parser.add_argument(
+        "--demo",
+        nargs="?",
+        const=",".join(DEMO_MODELS),
+        default=None,
+        type=_demo_families,
+        metavar="FAMILIES",
+        help="also serve tiny random models built on the spot, one per family (no download; scores "
+        "are meaningless): both families by default, so the model picker and Compare show; "
+        "--demo qwen2_5_vl for lychee's alone. Combines with --model (real models first)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="print the memory each model needs and what the device has free, then exit without "
+        "loading (exit code 1 if one would not fit)",
+    )
 
 
 def _add_serving_options(parser: argparse.ArgumentParser) -> None:
@@ -55,17 +64,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lychee", description="Rerank text and image candidates with lychee-rerank-mm, in the browser or by API."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    load = commands.add_parser("load", help="load the model and serve the app on this machine",
-                               description="Load the model and serve the app (http://127.0.0.1:7860 by default).")
+    load = commands.add_parser(
+        "load",
+        help="load the model and serve the app on this machine",
+        description="Load the model and serve the app (http://127.0.0.1:7860 by default).",
+    )
     _add_serving_options(load)
-    share = commands.add_parser("share", help="like load, plus a temporary public link behind a password",
-                                description="Serve the app and open a temporary public Gradio link, protected "
-                                            "by a username and password (printed, or --auth).")
+    share = commands.add_parser(
+        "share",
+        help="like load, plus a temporary public link behind a password",
+        description="Serve the app and open a temporary public Gradio link, protected "
+        "by a username and password (printed, or --auth).",
+    )
     _add_serving_options(share)
-    share.add_argument("--auth", default=None, metavar="USER:PASS",
-                       help="username and password for the link (default: lychee and a random password)")
-    evaluate = commands.add_parser("eval", help="measure what reranking gains on a labelled JSONL set",
-                                   description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    share.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASS",
+        help="username and password for the link (default: lychee and a random password)",
+    )
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure what reranking gains on a labelled JSONL set",
+        description=EVAL_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_eval_arguments(evaluate)
     _add_model_options(evaluate, eval_only=True)
     return parser
@@ -131,7 +154,7 @@ def _load_options(args: argparse.Namespace, name=None, *, cache: bool = True) ->
     """LycheeScorer.load's options from the flags; `--quantize` applies to models named without `@int8`/`@nf4`."""
     from .engine.weights import split_precision
 
-    options = settings.load_options(settings.values_of(args), cache=cache)
+    options = configs.load_options(settings.values_of(args), cache=cache)
     if name is not None and split_precision(name)[1]:
         options["quantize"] = None
     return options
@@ -171,8 +194,7 @@ def model_runtime(scorer) -> str:
 
 
 def uses_ray(args: argparse.Namespace) -> bool:
-    return any(getattr(args, name, None) is not None for name in ("replicas", "ray_address", "min_replicas",
-                                                                   "max_replicas"))
+    return any(getattr(args, name, None) is not None for name in ("replicas", "ray_address", "min_replicas", "max_replicas"))
 
 
 def start_cluster(args: argparse.Namespace):
@@ -189,11 +211,17 @@ def start_cluster(args: argparse.Namespace):
     replicas = args.replicas or args.min_replicas or 1
     if args.max_replicas is not None and args.max_replicas < replicas:
         raise ValueError("--replicas / --min-replicas must be at most --max-replicas")
-    cluster_settings = ClusterSettings(replicas=replicas, min_replicas=args.min_replicas,
-                                       max_replicas=args.max_replicas, ray_address=args.ray_address,
-                                       max_queued=args.max_queued, load_options=_load_options(args, cache=False),
-                                       cache_size=args.cache_size, cpus_per_replica=args.cpus_per_replica,
-                                       gpus_per_replica=args.gpus_per_replica)
+    cluster_settings = ClusterSettings(
+        replicas=replicas,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        ray_address=args.ray_address,
+        max_queued=args.max_queued,
+        load_options=_load_options(args, cache=False),
+        cache_size=args.cache_size,
+        cpus_per_replica=args.cpus_per_replica,
+        gpus_per_replica=args.gpus_per_replica,
+    )
     # Each replica loads its model with these options: --quantize applies to models named without a suffix.
     # (A suffix on a name is read by LycheeScorer.load itself.)
     cluster = Cluster(cluster_settings, ScorerReplica)
@@ -217,12 +245,13 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
     from .serving.server import ServerSettings
 
     values = settings.values_of(args)
-    config = settings.Config.from_values(values)
+    config = configs.Config.from_values(values)
     if config.api_key is None and auth is not None:
         # A public link must not leave the rerank API open: without --api-key it takes the share password.
         config = dataclasses.replace(config, api_key=auth[1])
-    return ServerSettings(host=args.host, port=args.port, demo_mode=bool(args.demo), config=config, auth=auth,
-                          mcp=args.mcp, concurrency=concurrency)
+    return ServerSettings(
+        host=args.host, port=args.port, demo_mode=bool(args.demo), config=config, auth=auth, mcp=args.mcp, concurrency=concurrency
+    )
 
 
 def _interrupt(signum, frame) -> None:
@@ -261,13 +290,17 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     # `docker stop`, systemd and `kill` send SIGTERM: stop as Ctrl+C does, so Ray's processes stop too.
     signal.signal(signal.SIGTERM, _interrupt)
     # Page requests run at once: one per replica, or several per replica that batches across requests.
-    served = server_settings(args, auth, concurrency=settings.page_concurrency(
-        settings.values_of(args), cluster.replica_count if cluster else 1))
+    served = server_settings(
+        args, auth, concurrency=configs.page_concurrency(settings.values_of(args), cluster.replica_count if cluster else 1)
+    )
     try:
         running = app.start(scorers, served)
     except OSError as error:
-        print(f"lychee {args.command}: cannot listen on {args.host}:{args.port} ({error}). "
-              f"Is another app using the port? Try --port {args.port + 1}.", file=sys.stderr)
+        print(
+            f"lychee {args.command}: cannot listen on {args.host}:{args.port} ({error}). "
+            f"Is another app using the port? Try --port {args.port + 1}.",
+            file=sys.stderr,
+        )
         if cluster:
             cluster.close()
         return 1
@@ -278,9 +311,12 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
             running.allow_host(url)  # the link's host: the tunnel forwards requests with it
         except Exception as error:  # noqa: BLE001 - the tunnel fails in many ways; all mean "no link"
             running.close()
-            print(f"lychee share: could not create a public link ({error}). It needs internet access to "
-                  "Gradio's share servers. Use `lychee load` for this machine or your network only "
-                  "(`--host 0.0.0.0` to listen on every interface).", file=sys.stderr)
+            print(
+                f"lychee share: could not create a public link ({error}). It needs internet access to "
+                "Gradio's share servers. Use `lychee load` for this machine or your network only "
+                "(`--host 0.0.0.0` to listen on every interface).",
+                file=sys.stderr,
+            )
             return 1
     print(f"lychee-gradio is ready: {url}", flush=True)
     for scorer in scorers:
@@ -290,12 +326,18 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     if served.mcp:
         print(f"MCP server: {url}gradio_api/mcp/", flush=True)
     if served.config.api_key and not share:
-        print("API key required: 'Authorization: Bearer KEY' on /v1/rerank, the Gradio API and MCP; "
-              "the page's login is user 'lychee' with the key as password", flush=True)
+        print(
+            "API key required: 'Authorization: Bearer KEY' on /v1/rerank, the Gradio API and MCP; "
+            "the page's login is user 'lychee' with the key as password",
+            flush=True,
+        )
     if share:
-        print(f"username: {auth[0]}\npassword: {auth[1]} (also the API key of /v1/rerank, the Gradio API and MCP "
-              "unless --api-key is set)\n"
-              "(the link expires when this command stops)", flush=True)
+        print(
+            f"username: {auth[0]}\npassword: {auth[1]} (also the API key of /v1/rerank, the Gradio API and MCP "
+            "unless --api-key is set)\n"
+            "(the link expires when this command stops)",
+            flush=True,
+        )
     if cluster:
         print(f"model replicas: {cluster.replica_count} per model on Ray Serve", flush=True)
     try:
@@ -335,16 +377,19 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     # The operator's own file: no per-request document cap (first stages may return 1,000 candidates);
     # image paths stay inside the data folder and images keep the pixel limits of every door.
-    options = {"instruction": args.instruction, "skip_bad": args.skip_bad, "skipped": skipped,
-               "limits": Limits(max_documents=1_000_000)}
+    options = {
+        "instruction": args.instruction,
+        "skip_bad": args.skip_bad,
+        "skipped": skipped,
+        "limits": Limits(max_documents=1_000_000),
+    }
     # Through the one request service, as the Evaluate tab: the same checks, limits and errors.
     service = Service(models, Config(request_timeout=None))  # the operator's own run: no request deadline
     with tqdm(total=len(queries) * len(models), desc="scoring", unit="query", file=sys.stderr) as bar:
         progress = lambda done, total: bar.update(1)
         try:
             with service.request("lychee eval") as req:
-                report = req.evaluate(dict(zip(models.names, models.scorers)), queries, args.k, on_progress=progress,
-                                      **options)
+                report = req.evaluate(dict(zip(models.names, models.scorers)), queries, args.k, on_progress=progress, **options)
         except BadLine as error:
             print(f"lychee eval: {args.data}: {error} (--skip-bad skips such lines)", file=sys.stderr)
             return 2

@@ -119,8 +119,17 @@ class ScoreStats:
     replicas: list = field(default_factory=list)  # on Ray: the replica processes (pids) that scored its chunks
 
     def add(self, other: "ScoreStats") -> None:
-        for name in ("pairs", "cached", "scored", "tokens", "tokens_scored", "oom_retries", "image_cache_hits",
-                     "image_cache_misses", "queue_seconds"):
+        for name in (
+            "pairs",
+            "cached",
+            "scored",
+            "tokens",
+            "tokens_scored",
+            "oom_retries",
+            "image_cache_hits",
+            "image_cache_misses",
+            "queue_seconds",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.batches.extend(other.batches)
         self.passes.extend(other.passes)
@@ -133,7 +142,7 @@ VERDICTS = {"green": "highly relevant", "yellow": "partly relevant", "red": "not
 
 
 def colour_of(score: float) -> str:
-    """"green" (>= 0.7, show it first), "yellow" (0.4 to 0.7, a detail is off) or "red" (< 0.4, not relevant)."""
+    """ "green" (>= 0.7, show it first), "yellow" (0.4 to 0.7, a detail is off) or "red" (< 0.4, not relevant)."""
     return "green" if score >= 0.7 else "yellow" if score >= 0.4 else "red"
 
 
@@ -169,7 +178,7 @@ class RequestContext:
     on_prepared: Callable[[int, int], None] | None = None
     # Whose score cache this request reads and fills: "" everyone's (a library's own process), a caller's
     # identity (its API key, its page session) so that no caller learns from answer times what another
-    # asked, or None: no cache at all (`settings.Config.cache_scope`).
+    # asked, or None: no cache at all (`config.Config.cache_scope`).
     cache_scope: str | None = ""
 
     def __post_init__(self):
@@ -184,9 +193,15 @@ class RequestContext:
         for used, context in self.calls:
             if used is scorer:
                 return context
-        context = RequestContext(timeout=self.timeout, cancel=self.cancel, request_id=self.request_id,
-                                 language=self.language, deadline=self.deadline, on_prepared=self.on_prepared,
-                                 cache_scope=self.cache_scope)
+        context = RequestContext(
+            timeout=self.timeout,
+            cancel=self.cancel,
+            request_id=self.request_id,
+            language=self.language,
+            deadline=self.deadline,
+            on_prepared=self.on_prepared,
+            cache_scope=self.cache_scope,
+        )
         self.calls.append((scorer, context))
         return context
 
@@ -227,18 +242,39 @@ class Scorer(Protocol):
     max_pixels: int
     family: Any  # families.ModelFamily
 
-    def score(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-              max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
-              context: RequestContext | None = None) -> list[float]: ...
+    def score(
+        self,
+        query: Any,
+        documents: Sequence[Any],
+        instruction: str | None = None,
+        *,
+        max_pixels: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        context: RequestContext | None = None,
+    ) -> list[float]: ...
 
-    def score_with_logits(self, query: Any, documents: Sequence[Any], instruction: str | None = None, *,
-                          max_pixels: int | None = None, on_progress: ProgressCallback | None = None,
-                          context: RequestContext | None = None) -> list[PairScore]: ...
+    def score_with_logits(
+        self,
+        query: Any,
+        documents: Sequence[Any],
+        instruction: str | None = None,
+        *,
+        max_pixels: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        context: RequestContext | None = None,
+    ) -> list[PairScore]: ...
 
-    def rerank(self, query: Any, documents: Sequence[Any], instruction: str | None = None,
-               top_n: int | None = None, *, max_pixels: int | None = None,
-               on_progress: ProgressCallback | None = None,
-               context: RequestContext | None = None) -> list[RerankResult]: ...
+    def rerank(
+        self,
+        query: Any,
+        documents: Sequence[Any],
+        instruction: str | None = None,
+        top_n: int | None = None,
+        *,
+        max_pixels: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        context: RequestContext | None = None,
+    ) -> list[RerankResult]: ...
 
 
 class Observer(Protocol):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 # code: (HTTP status, English wording with {params}). The page words the same codes in Chinese too.
+# A table laid out by hand, one entry a row: the formatter leaves it as it is.
+# fmt: off
 ERRORS: dict[str, tuple[int, str]] = {
     # a query or document, in any form
     "missing": (400, "missing (got None); give text, an image, or a dict of both"),
@@ -143,6 +145,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "replica_failed": (500, "a model replica failed while scoring; the server's log has the details"),
     "internal": (500, "internal error; the server's log has the details"),
 }
+# fmt: on
 
 
 class LycheeError(Exception):

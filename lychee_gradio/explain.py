@@ -38,8 +38,13 @@ LOW_MASS = 0.5  # below this share of next-token probability on yes+no, the mode
 def whole_number(value: Any, field: str, code: str, limit: int) -> int:
     """A count from a caller, 1 to `limit`: an int, or a float that is whole (a page's slider sends 8.0);
     a string, a boolean, NaN or anything else is refused the same way on every door."""
-    whole = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-             and value == int(value) and 1 <= value <= limit)
+    whole = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value == int(value)
+        and 1 <= value <= limit
+    )
     if not whole:
         from .contract import InputError
 
@@ -68,8 +73,13 @@ class ImageMap:
         return overlay(self.image, self.cells) if self.image is not None else b""
 
     def as_dict(self, overlay_data_url: bool = True) -> dict:
-        found: dict[str, Any] = {"target": self.target, "index": self.index, "width": self.width, "height": self.height,
-                                 "cells": [{"box": list(cell.box), "delta": cell.delta} for cell in self.cells]}
+        found: dict[str, Any] = {
+            "target": self.target,
+            "index": self.index,
+            "width": self.width,
+            "height": self.height,
+            "cells": [{"box": list(cell.box), "delta": cell.delta} for cell in self.cells],
+        }
         if overlay_data_url:
             found["overlay"] = "data:image/png;base64," + base64.b64encode(self.overlay_png()).decode()
         return found
@@ -89,8 +99,10 @@ class TextWeights:
     segments: list[Segment]
 
     def as_dict(self) -> dict:
-        return {"target": self.target, "segments": [{"start": s.start, "end": s.end, "text": s.text,
-                                                      "delta": s.delta} for s in self.segments]}
+        return {
+            "target": self.target,
+            "segments": [{"start": s.start, "end": s.end, "text": s.text, "delta": s.delta} for s in self.segments],
+        }
 
 
 @dataclass(frozen=True)
@@ -136,13 +148,17 @@ class Explanation:
         return self.yes_no_mass < LOW_MASS
 
     def as_dict(self, overlays: bool = True) -> dict:
-        return {"score": self.score, "yes_logit": self.yes_logit, "no_logit": self.no_logit,
-                "yes_no_mass": self.yes_no_mass,
-                "next_tokens": [{"token": t.token, "probability": t.probability} for t in self.next_tokens],
-                "images": [image.as_dict(overlays) for image in self.images],
-                "text": [weights.as_dict() for weights in self.text],
-                "timeline": [step.as_dict() for step in self.timeline],
-                "explanation": self.explanation}
+        return {
+            "score": self.score,
+            "yes_logit": self.yes_logit,
+            "no_logit": self.no_logit,
+            "yes_no_mass": self.yes_no_mass,
+            "next_tokens": [{"token": t.token, "probability": t.probability} for t in self.next_tokens],
+            "images": [image.as_dict(overlays) for image in self.images],
+            "text": [weights.as_dict() for weights in self.text],
+            "timeline": [step.as_dict() for step in self.timeline],
+            "explanation": self.explanation,
+        }
 
 
 # -- images -------------------------------------------------------------------------------------------
@@ -177,8 +193,7 @@ def _edges(length: int, resized: int, factor: int, grid: int) -> list[int]:
     return edges + [length]
 
 
-def cells_of(image: Image.Image, grid: int, factor: int, min_pixels: int, max_pixels: int
-             ) -> list[tuple[int, int, int, int]]:
+def cells_of(image: Image.Image, grid: int, factor: int, min_pixels: int, max_pixels: int) -> list[tuple[int, int, int, int]]:
     """The boxes of an image's map: they tile it exactly, row by row."""
     width, height = image.size
     resized_w, resized_h = resized_size(width, height, factor, min_pixels, max_pixels)
@@ -247,8 +262,7 @@ def overlay(image: Image.Image, cells: list[Cell], alpha: float = 0.65) -> bytes
         shade = 0.5 + 0.5 * math.copysign(max(strength, 0.35), cell.delta)  # away from the dark middle
         r, g, b, _ = colours(shade)
         x0, y0, x1, y1 = cell.box
-        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(int(r * 255), int(g * 255), int(b * 255),
-                                                        int(255 * alpha * strength)))
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(int(r * 255), int(g * 255), int(b * 255), int(255 * alpha * strength)))
     buffer = io.BytesIO()
     Image.alpha_composite(base, layer).convert("RGB").save(buffer, format="PNG")
     return buffer.getvalue()
@@ -275,10 +289,22 @@ def legend_png(width: int = 320, height: int = 18) -> bytes:
 # -- running an explanation -----------------------------------------------------------------------------
 
 
-def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAULT_GRID,
-                 max_segments: int = DEFAULT_SEGMENTS, explanation: bool = False, max_pixels: int | None = None,
-                 context=None, explain_tokens: int = 48, targets: tuple[str, ...] = ("query", "document"),
-                 max_variants: int | None = None, max_text_chars: int | None = None) -> Explanation:
+def explain_pair(
+    scorer,
+    query,
+    document,
+    instruction: str,
+    *,
+    grid: int = DEFAULT_GRID,
+    max_segments: int = DEFAULT_SEGMENTS,
+    explanation: bool = False,
+    max_pixels: int | None = None,
+    context=None,
+    explain_tokens: int = 48,
+    targets: tuple[str, ...] = ("query", "document"),
+    max_variants: int | None = None,
+    max_text_chars: int | None = None,
+) -> Explanation:
     """The explanation of one pair (items already read), by `scorer` (a `scoring.ScorerBase`).
 
     A server bounds what one explanation costs: at most `max_variants` changed pairs (cells of every image
@@ -294,21 +320,19 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
 
     def image_variants(item: Item) -> tuple[list[tuple[int, tuple[int, int, int, int]]], list[Item]]:
         """Each image's cells, (image index, box), and the item with that cell of that image filled."""
-        if not item.images or (item is query and "query" not in targets) or (
-                item is document and "document" not in targets):
+        if not item.images or (item is query and "query" not in targets) or (item is document and "document" not in targets):
             return [], []
         boxes, variants = [], []
         for k, image in enumerate(item.images):
             colour = mean_colour(image)
             for box in cells_of(image, grid, family.pixel_factor, family.min_pixels, bound):
                 boxes.append((k, box))
-                changed = item.images[:k] + (occluded(image, box, colour),) + item.images[k + 1:]
+                changed = item.images[:k] + (occluded(image, box, colour),) + item.images[k + 1 :]
                 variants.append(Item(text=item.text, images=changed, video=item.video))
         return boxes, variants
 
     def text_variants(item: Item) -> tuple[list[tuple[int, int]], list[Item]]:
-        if not item.text or (item is query and "query" not in targets) or (
-                item is document and "document" not in targets):
+        if not item.text or (item is query and "query" not in targets) or (item is document and "document" not in targets):
             return [], []
         spans = segments_of(item.text, max_segments)
         return spans, [Item(text=without(item.text, start, end), images=item.images, video=item.video) for start, end in spans]
@@ -319,20 +343,30 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
                 from .contract import InputError
 
                 raise InputError(f"{field}.text", "explain_text", length=len(item.text), limit=max_text_chars)
+
     def video_variants(item: Item) -> tuple[list[tuple[float, float]], list[Item]]:
         """Each frame pair of the item's clip, (start, end) seconds, and the item with that pair left out (a clip
         of one pair has no variant: leaving it out leaves no clip)."""
         from .contract import Video
 
         clip = item.video
-        if clip is None or len(clip.frames) < 4 or (item is query and "query" not in targets) or (
-                item is document and "document" not in targets):
+        if (
+            clip is None
+            or len(clip.frames) < 4
+            or (item is query and "query" not in targets)
+            or (item is document and "document" not in targets)
+        ):
             return [], []
         spans, variants = [], []
         for k in range(0, len(clip.frames) - 1, 2):
             keep = [i for i in range(len(clip.frames)) if i not in (k, k + 1)]
-            shorter = Video(tuple(clip.frames[i] for i in keep), tuple(clip.timestamps[i] for i in keep),
-                            tuple(clip.indices[i] for i in keep), clip.fps, clip.duration)
+            shorter = Video(
+                tuple(clip.frames[i] for i in keep),
+                tuple(clip.timestamps[i] for i in keep),
+                tuple(clip.indices[i] for i in keep),
+                clip.fps,
+                clip.duration,
+            )
             spans.append((clip.timestamps[k], clip.timestamps[k + 1]))
             variants.append(Item(text=item.text, images=item.images, video=shorter))
         return spans, variants
@@ -347,36 +381,60 @@ def explain_pair(scorer, query, document, instruction: str, *, grid: int = DEFAU
         from .contract import InputError
 
         raise InputError("grid", "explain_variants", variants=variants, limit=max_variants)
-    scored = scorer.score_with_logits(query, [document, *document_images, *document_texts, *document_clips],
-                                      instruction, max_pixels=max_pixels, context=context)
+    scored = scorer.score_with_logits(
+        query, [document, *document_images, *document_texts, *document_clips], instruction, max_pixels=max_pixels, context=context
+    )
     base, scored = scored[0], scored[1:]
-    clip_scored = scored[len(scored) - len(document_clips):] if document_clips else []
-    scored = scored[:len(scored) - len(document_clips)]
-    query_scored = scorer.score_pairs([(variant, document) for variant in (*query_images, *query_texts)],
-                                      instruction, max_pixels=max_pixels, context=context) if (
-        query_images or query_texts) else []
+    clip_scored = scored[len(scored) - len(document_clips) :] if document_clips else []
+    scored = scored[: len(scored) - len(document_clips)]
+    query_scored = (
+        scorer.score_pairs(
+            [(variant, document) for variant in (*query_images, *query_texts)],
+            instruction,
+            max_pixels=max_pixels,
+            context=context,
+        )
+        if (query_images or query_texts)
+        else []
+    )
 
     def deltas(values) -> list[float]:
         return [base.score - value.score for value in values]
 
     images, text = [], []
-    for target, item, boxes, values in (("query", query, query_boxes, query_scored[:len(query_boxes)]),
-                                        ("document", document, document_boxes, scored[:len(document_boxes)])):
+    for target, item, boxes, values in (
+        ("query", query, query_boxes, query_scored[: len(query_boxes)]),
+        ("document", document, document_boxes, scored[: len(document_boxes)]),
+    ):
         found = deltas(values)
         for k, image in enumerate(item.images if boxes else ()):
             cells = [Cell(box, delta) for (which, box), delta in zip(boxes, found) if which == k]
             images.append(ImageMap(target, image.width, image.height, cells, image, index=k))
-    for target, item, spans, values in (("query", query, query_spans, query_scored[len(query_boxes):]),
-                                        ("document", document, document_spans, scored[len(document_boxes):])):
+    for target, item, spans, values in (
+        ("query", query, query_spans, query_scored[len(query_boxes) :]),
+        ("document", document, document_spans, scored[len(document_boxes) :]),
+    ):
         if spans:
-            text.append(TextWeights(target, [Segment(start, end, item.text[start:end], delta)
-                                             for (start, end), delta in zip(spans, deltas(values))]))
-    timeline = [VideoStep("document", start, end, delta)
-                for (start, end), delta in zip(document_steps, deltas(clip_scored))]
-    mass, top, words, note = scorer.inspect(query, document, instruction, max_pixels, context,
-                                              explain_tokens if explanation else 0)
-    return Explanation(score=base.score, yes_logit=base.yes_logit, no_logit=base.no_logit, yes_no_mass=mass,
-                       next_tokens=[NextToken(token, probability) for token, probability in top],
-                       images=images, text=text, explanation=words,
-                       explanation_note=note if explanation else "not asked for",
-                       variants=len(scored) + len(query_scored) + len(clip_scored), timeline=timeline)
+            text.append(
+                TextWeights(
+                    target,
+                    [Segment(start, end, item.text[start:end], delta) for (start, end), delta in zip(spans, deltas(values))],
+                )
+            )
+    timeline = [VideoStep("document", start, end, delta) for (start, end), delta in zip(document_steps, deltas(clip_scored))]
+    mass, top, words, note = scorer.inspect(
+        query, document, instruction, max_pixels, context, explain_tokens if explanation else 0
+    )
+    return Explanation(
+        score=base.score,
+        yes_logit=base.yes_logit,
+        no_logit=base.no_logit,
+        yes_no_mass=mass,
+        next_tokens=[NextToken(token, probability) for token, probability in top],
+        images=images,
+        text=text,
+        explanation=words,
+        explanation_note=note if explanation else "not asked for",
+        variants=len(scored) + len(query_scored) + len(clip_scored),
+        timeline=timeline,
+    )

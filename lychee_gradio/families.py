@@ -59,7 +59,6 @@ QWEN3_VL = ModelFamily(
 FAMILIES: dict[str, ModelFamily] = {family.model_type: family for family in (LYCHEE, QWEN3_VL)}
 
 
-
 @dataclass(frozen=True)
 class Architecture:
     """What the memory estimate needs to know of a checkpoint (engine/memory.py)."""

@@ -20,8 +20,13 @@ def check_top_n(top_n: Any, field: str = "top_n") -> int | None:
     """
     if top_n is None or top_n == "":
         return None
-    whole = (isinstance(top_n, (int, float)) and not isinstance(top_n, bool) and math.isfinite(top_n)
-             and top_n == int(top_n) and top_n >= 0)
+    whole = (
+        isinstance(top_n, (int, float))
+        and not isinstance(top_n, bool)
+        and math.isfinite(top_n)
+        and top_n == int(top_n)
+        and top_n >= 0
+    )
     if not whole:
         raise InputError(field, "top_n", value=repr(top_n))
     return int(top_n) or None

@@ -47,20 +47,31 @@ class ScorerReplica:
 
     def describe(self) -> dict:
         scorer = self.scorer
-        return {"model_name": scorer.model_name, "model_type": scorer.family.model_type,
-                "max_pixels": scorer.max_pixels, "pid": os.getpid(), "load_seconds": scorer.load_seconds,
-                "weights_bytes": scorer.weights_bytes, "precision": scorer.precision,
-                "dtype_why": scorer.dtype_why, "threads": scorer.threads,
-                "max_text_tokens": scorer.max_text_tokens}
+        return {
+            "model_name": scorer.model_name,
+            "model_type": scorer.family.model_type,
+            "max_pixels": scorer.max_pixels,
+            "pid": os.getpid(),
+            "load_seconds": scorer.load_seconds,
+            "weights_bytes": scorer.weights_bytes,
+            "precision": scorer.precision,
+            "dtype_why": scorer.dtype_why,
+            "threads": scorer.threads,
+            "max_text_tokens": scorer.max_text_tokens,
+        }
 
-    async def inspect(self, query, document, instruction, max_pixels, explain_tokens: int = 0,
-                      timeout: float | None = None) -> tuple:
+    async def inspect(
+        self, query, document, instruction, max_pixels, explain_tokens: int = 0, timeout: float | None = None
+    ) -> tuple:
         """The pair's next-token view and, asked for, the model's own words (`ScorerBase._inspect`)."""
-        return await self._call(lambda context: self.scorer.inspect(query, document, instruction, max_pixels, context,
-                                                                     explain_tokens), RequestContext(timeout=timeout))
+        return await self._call(
+            lambda context: self.scorer.inspect(query, document, instruction, max_pixels, context, explain_tokens),
+            RequestContext(timeout=timeout),
+        )
 
-    async def score_with_logits(self, query, documents, instruction, max_pixels,
-                                timeout: float | None = None) -> tuple[int, list[PairScore], ScoreStats]:
+    async def score_with_logits(
+        self, query, documents, instruction, max_pixels, timeout: float | None = None
+    ) -> tuple[int, list[PairScore], ScoreStats]:
         def work(context: RequestContext) -> list[PairScore]:
             return self.scorer.score_with_logits(query, documents, instruction, max_pixels=max_pixels, context=context)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from ray import serve
 
+from . import config as configs
 from . import settings
 from .serving.cluster import RayScorer, scorer_deployment
 
@@ -32,10 +33,15 @@ class Frontend:
 
         description = await scorer_handle.describe.remote()  # a replica's constructor runs in an event loop
         replicas = values["max_replicas"] or values["replicas"] or 1
-        config = settings.Config.from_values(values)
+        config = configs.Config.from_values(values)
         scorer = RayScorer(scorer_handle, description, replicas, cache_size=config.cache_size)
-        served = app.ServerSettings(host=values["host"], port=values["port"], config=config, mcp=values["mcp"],
-                                    concurrency=settings.page_concurrency(values, replicas))
+        served = app.ServerSettings(
+            host=values["host"],
+            port=values["port"],
+            config=config,
+            mcp=values["mcp"],
+            concurrency=configs.page_concurrency(values, replicas),
+        )
         self.running = app.start(scorer, served)
 
     def url(self) -> str:
@@ -64,8 +70,7 @@ def build(args: dict[str, Any]):
     if unknown:
         raise ValueError(f"unknown settings {', '.join(unknown)}; see docs/configuration.md")
     given = settings.parse_options(args)
-    values = {setting.name: given.get(setting.name, settings.env_default_of(setting.name))
-              for setting in settings.SETTINGS}
+    values = {setting.name: given.get(setting.name, settings.env_default_of(setting.name)) for setting in settings.SETTINGS}
     values["host"] = given.get("host", "0.0.0.0")
     values["replicas"] = values["replicas"] or 1
     values["model"] = values["model"] or [os.environ.get("LYCHEE_MODEL") or default_model()]
@@ -74,9 +79,15 @@ def build(args: dict[str, Any]):
     cpus = values["cpus_per_replica"] or 1
     actor = {"num_cpus": cpus, "num_gpus": gpus}
     threads = None if gpus else max(1, int(cpus))
-    load = settings.load_options(values, cache=False)  # the score cache sits in front of the replicas
-    scorer = scorer_deployment(ScorerReplica, replicas=values["replicas"], actor_options=actor,
-                               max_queued=values["max_queued"], batch_across_requests=values["batch_across_requests"],
-                               min_replicas=values["min_replicas"], max_replicas=values["max_replicas"])
+    load = configs.load_options(values, cache=False)  # the score cache sits in front of the replicas
+    scorer = scorer_deployment(
+        ScorerReplica,
+        replicas=values["replicas"],
+        actor_options=actor,
+        max_queued=values["max_queued"],
+        batch_across_requests=values["batch_across_requests"],
+        min_replicas=values["min_replicas"],
+        max_replicas=values["max_replicas"],
+    )
     frontend = serve.deployment(Frontend, name="frontend", num_replicas=1, ray_actor_options={"num_cpus": 0})
     return frontend.bind(scorer.bind(os.fspath(values["model"][0]), load, threads), values)

@@ -4,7 +4,7 @@ A door translates its own shapes (a page's boxes, a JSON body, a tool's argument
 `Request` here, and translates the answer back. The request does, once, for every door:
 
 - its context (`contract.RequestContext`): the server's timeout, the door's Stop event, a request id, the
-  caller's language and whose score cache it reads (`settings.cache_scope`);
+  caller's language and whose score cache it reads (`config.cache_scope`);
 - the limits: documents per request, image URLs fetched (by the door's fetcher, on its event loop), every image
   checked and decoded under the request's `ImageRules` (pixels before decoding, decoded straight down, its
   share of the image memory pool), `max_pixels` within the model's bound;
@@ -21,27 +21,26 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from .contract import (
-    InputError,
-    Item,
-    LycheeError,
-    NullObserver,
-    Observer,
-    PairScore,
-    RequestContext,
-    ScoringCancelledError,
-)
+from .config import Config, Limits, cache_scope
+from .contract import InputError, Item, LycheeError, NullObserver, Observer, PairScore, RequestContext, ScoringCancelledError
 from .explain import DEFAULT_GRID
 from .inputs import admit_images, request_rules, to_item
 from .ranking import best_first, check_top_n
 from .registry import ModelSet
-from .settings import Config, Limits, cache_scope
 
 
-def read_items(limits: Limits, context: RequestContext, query: Any, documents: Sequence[Any], keep_pixels: int,
-               field: str = "documents", on_read: Callable[[int, int], None] | None = None,
-               query_field: str = "query", fields: Sequence[str] | None = None,
-               documents_in_flight: int | None = None) -> tuple[Item, list[Item]]:
+def read_items(
+    limits: Limits,
+    context: RequestContext,
+    query: Any,
+    documents: Sequence[Any],
+    keep_pixels: int,
+    field: str = "documents",
+    on_read: Callable[[int, int], None] | None = None,
+    query_field: str = "query",
+    fields: Sequence[str] | None = None,
+    documents_in_flight: int | None = None,
+) -> tuple[Item, list[Item]]:
     """A request's query and documents (plain values: text, `{"text", "image"}`, image bytes or an upload's
     path, an `Item`) as scorer items, under `limits`: the number of documents, then every image's pixels
     from its header, its share of the image memory pool (all at once), decoding down to `keep_pixels`.
@@ -109,16 +108,27 @@ class Request:
         (an empty dict when the door has none, as the page: it takes uploads only)."""
         if self.service.fetch is None:
             return {}
-        urls = [field for field, value in values
-                if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))]
+        urls = [
+            field
+            for field, value in values
+            if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+        ]
         limit = self.limits.max_documents  # media URLs per request, counted before any is fetched
         if len(urls) > limit:
             raise InputError(urls[limit], "too_many_urls", count=len(urls), limit=limit)
         return await self.service.fetch(values, self.context, client)
 
-    def read(self, query: Any, documents: Sequence[Any], *scorers, field: str = "documents",
-             max_pixels: int | None = None, on_read: Callable[[int, int], None] | None = None,
-             query_field: str = "query", fields: Sequence[str] | None = None) -> tuple[Item, list[Item]]:
+    def read(
+        self,
+        query: Any,
+        documents: Sequence[Any],
+        *scorers,
+        field: str = "documents",
+        max_pixels: int | None = None,
+        on_read: Callable[[int, int], None] | None = None,
+        query_field: str = "query",
+        fields: Sequence[str] | None = None,
+    ) -> tuple[Item, list[Item]]:
         """The request's query and documents as items (`read_items`), decoded down to the largest bound of the
         models that will score them (or the caller's `max_pixels`); errors name `query_field` and `field[i]`."""
         if documents:
@@ -127,16 +137,36 @@ class Request:
         # Whose patches a scorer holds at once (a pipelined request: a few chunks'); None when any scorer says not.
         in_flight = [getattr(scorer, "documents_in_flight", None) for scorer in scorers]
         at_once = None if not in_flight or None in in_flight else max(in_flight)
-        return read_items(self.limits, self.context, query, documents, keep, field, on_read, query_field, fields,
-                          documents_in_flight=at_once)
+        return read_items(
+            self.limits, self.context, query, documents, keep, field, on_read, query_field, fields, documents_in_flight=at_once
+        )
 
-    def score(self, scorer, query: Item, items: list[Item], instruction: str | None = None, *,
-              max_pixels: int | None = None, on_progress=None) -> list[PairScore]:
-        return scorer.score_with_logits(query, items, instruction, max_pixels=max_pixels, on_progress=on_progress,
-                                        context=self.context_for(scorer))
+    def score(
+        self,
+        scorer,
+        query: Item,
+        items: list[Item],
+        instruction: str | None = None,
+        *,
+        max_pixels: int | None = None,
+        on_progress=None,
+    ) -> list[PairScore]:
+        return scorer.score_with_logits(
+            query, items, instruction, max_pixels=max_pixels, on_progress=on_progress, context=self.context_for(scorer)
+        )
 
-    def rerank(self, scorer, query: Item, items: list[Item], instruction: str | None = None, top_n: Any = None, *,
-               max_pixels: int | None = None, on_progress=None, partial: bool = False) -> Ranked:
+    def rerank(
+        self,
+        scorer,
+        query: Item,
+        items: list[Item],
+        instruction: str | None = None,
+        top_n: Any = None,
+        *,
+        max_pixels: int | None = None,
+        on_progress=None,
+        partial: bool = False,
+    ) -> Ranked:
         """The documents best-first, the best `top_n` (0 or None: all). With `partial`, a Stop hands back the
         documents scored before it, ranked among themselves (the page shows them); else it raises."""
         top_n = check_top_n(top_n)
@@ -151,24 +181,58 @@ class Request:
         order = best_first([pair.score for pair in pairs])[:top_n]
         return Ranked([(i, pairs[i]) for i in order], total=len(items))
 
-    def explain(self, scorer, query: Item, document: Item, instruction: str | None = None, *,
-                grid: Any = DEFAULT_GRID, explanation: bool = False):
+    def explain(
+        self,
+        scorer,
+        query: Item,
+        document: Item,
+        instruction: str | None = None,
+        *,
+        grid: Any = DEFAULT_GRID,
+        explanation: bool = False,
+    ):
         """Why `document` scored what it did (`explain.Explanation`), within the server's explanation budgets."""
-        return scorer.explain(query, document, instruction, grid=DEFAULT_GRID if grid is None else grid,
-                              explanation=bool(explanation), context=self.context_for(scorer),
-                              max_variants=self.limits.max_explain_variants,
-                              max_text_chars=self.limits.max_explain_text_chars)
+        return scorer.explain(
+            query,
+            document,
+            instruction,
+            grid=DEFAULT_GRID if grid is None else grid,
+            explanation=bool(explanation),
+            context=self.context_for(scorer),
+            max_variants=self.limits.max_explain_variants,
+            max_text_chars=self.limits.max_explain_text_chars,
+        )
 
-    def evaluate(self, scorers: dict, queries, ks, *, instruction: str | None = None, skip_bad: bool = False,
-                 skipped=None, on_progress=None, limits: Limits | None = None) -> dict:
+    def evaluate(
+        self,
+        scorers: dict,
+        queries,
+        ks,
+        *,
+        instruction: str | None = None,
+        skip_bad: bool = False,
+        skipped=None,
+        on_progress=None,
+        limits: Limits | None = None,
+    ) -> dict:
         """A labelled set scored by each model (`evaluation.evaluate`): each line one request of its own under
         `limits` (the server's; the command line's own file: none on the number of documents)."""
         from .evaluation import evaluate
 
         for scorer in scorers.values():
             self.context_for(scorer)
-        return evaluate(scorers, queries, ks, instruction=instruction, skip_bad=skip_bad, skipped=skipped,
-                        on_progress=on_progress, limits=limits or self.limits, context=self.context, read=read_items)
+        return evaluate(
+            scorers,
+            queries,
+            ks,
+            instruction=instruction,
+            skip_bad=skip_bad,
+            skipped=skipped,
+            on_progress=on_progress,
+            limits=limits or self.limits,
+            context=self.context,
+            read=read_items,
+        )
 
 
 class Service:
@@ -177,25 +241,36 @@ class Service:
     `fetch(values, context, client)`: the door's image-URL fetcher (serving's, for /v1/* and MCP); None where a
     door takes no URLs."""
 
-    def __init__(self, models, config: Config = Config(), observer: Observer | None = None,
-                 fetch: Callable | None = None):
+    def __init__(self, models, config: Config = Config(), observer: Observer | None = None, fetch: Callable | None = None):
         self.models = ModelSet.of(models)
         self.config = config
         self.observer = observer or NullObserver()
         self.fetch = fetch
 
     @contextlib.contextmanager
-    def request(self, endpoint: str, *, record: Any = None, request_id: str | None = None, cancel=None,
-                language: str = "en", identity: str = "") -> Iterator[Request]:
+    def request(
+        self,
+        endpoint: str,
+        *,
+        record: Any = None,
+        request_id: str | None = None,
+        cancel=None,
+        language: str = "en",
+        identity: str = "",
+    ) -> Iterator[Request]:
         """One request: yields a `Request`. On the way out its images are given back, each model's work counted,
         and one access-log line written with its status (an error's own: 400, 413, 499, 504 ...). `record`: the
         door's own record when it made one (the JSON API's middleware does, for its request id)."""
         with contextlib.ExitStack() as stack:
             if record is None:
                 record = stack.enter_context(self.observer.request(endpoint, request_id))
-            context = RequestContext(timeout=self.config.request_timeout, cancel=cancel,
-                                     request_id=record.request_id, language=language,
-                                     cache_scope=cache_scope(self.config, identity))
+            context = RequestContext(
+                timeout=self.config.request_timeout,
+                cancel=cancel,
+                request_id=record.request_id,
+                language=language,
+                cache_scope=cache_scope(self.config, identity),
+            )
             request = Request(self, context, record)
             try:
                 yield request
@@ -210,6 +285,9 @@ class Service:
                     self.observer.scored(name, used.stats)
                     stats.append(used.stats)
                 if stats:
-                    record.fields.update(model=",".join(self.models.name_of(s) for s, _ in context.calls),
-                                         tokens=sum(s.tokens for s in stats), cached=sum(s.cached for s in stats),
-                                         scored=sum(s.scored for s in stats))
+                    record.fields.update(
+                        model=",".join(self.models.name_of(s) for s, _ in context.calls),
+                        tokens=sum(s.tokens for s in stats),
+                        cached=sum(s.cached for s in stats),
+                        scored=sum(s.scored for s in stats),
+                    )

@@ -6,23 +6,18 @@ read by the same parser: `parse_options`), the replicas' load options, and docs/
 (`markdown_table`, which a test holds to the file). A setting's default is written nowhere else: `Limits` and
 `Config` (what the doors share, in bytes and seconds) take theirs from it.
 
-Torch-free: the page and the serving side read `Config` and `Limits`; the CLI and `serve_app` build them.
+Torch-free. What the doors share (`Config`, `Limits`), built from the table, is `config.py`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .contract import InputError
-
 MB = 2**20
 CACHE_SCOPES = ("user", "global", "request")
-# Page (and gradio_client) requests one model replica works on at once when passes are shared.
-CALLS_PER_REPLICA = 8
 
 
 @dataclass(frozen=True)
@@ -54,6 +49,8 @@ class Setting:
 
 
 S = Setting
+# A table laid out by hand, one entry a row: the formatter leaves it as it is.
+# fmt: off
 SETTINGS: list[Setting] = [
     # -- each model
     S("model", "list", [], "local folder with the weights, or a ModelScope id: vec-ai/lychee-rerank-mm, "
@@ -150,6 +147,7 @@ SETTINGS: list[Setting] = [
     S("cpus_per_replica", "float", None, "CPU cores per replica (default: the cores shared equally)", "cluster"),
     S("gpus_per_replica", "float", None, "GPUs per replica (default: 1 where GPUs are present, else 0)", "cluster"),
 ]
+# fmt: on
 del S
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -166,116 +164,6 @@ def env_default_of(name: str) -> Any:
     if setting.env and os.environ.get(setting.env):
         return parse_value(setting, os.environ[setting.env])
     return default_of(name)
-
-
-# -- what the doors share ------------------------------------------------------------------------------------
-
-
-def _mb(name: str) -> int:
-    return int(default_of(name) * MB)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Input limits that every door enforces alike (the page, the Gradio API, MCP, /v1/*, Evaluate), in bytes
-    where the table says MB. Defaults: `SETTINGS`."""
-
-    max_documents: int = default_of("max_documents")
-    max_image_pixels: int = default_of("max_image_pixels")
-    max_images_per_item: int = default_of("max_images_per_item")
-    max_video_seconds: float = default_of("max_video_seconds")
-    max_video_bytes: int = _mb("max_video_mb")
-    max_request_pixels: int = default_of("max_request_pixels")
-    image_memory_in_flight: int = _mb("image_memory_mb")
-    image_memory_wait: float = default_of("image_memory_wait")
-    max_body_bytes: int = _mb("max_body_mb")
-    max_upload_bytes: int = _mb("max_upload_mb")
-    max_upload_request_bytes: int = _mb("max_upload_request_mb")
-    upload_space_bytes: int = _mb("upload_space_mb")
-    upload_client_bytes: int = _mb("upload_client_mb")
-    max_image_url_bytes: int = _mb("max_image_url_mb")
-    max_explain_variants: int = default_of("max_explain_variants")
-    max_explain_text_chars: int = default_of("max_explain_text_chars")
-    max_echo_chars: int = default_of("max_echo_chars")
-    max_zip_bytes: int = _mb("max_zip_mb")
-    max_zip_members: int = default_of("max_zip_members")
-
-    def check_documents(self, count: int, field: str = "documents") -> None:
-        if count > self.max_documents:
-            raise InputError(field, "too_many", count=count, limit=self.max_documents)
-
-
-@dataclass(frozen=True)
-class Config:
-    """What every door shares (`doors` and `limits` of the table). Defaults: `SETTINGS`."""
-
-    limits: Limits = Limits()
-    request_timeout: float | None = default_of("request_timeout")  # None: no limit
-    api_key: str | None = None
-    cache_size: int = default_of("cache_size")
-    cache_scope: str = default_of("cache_scope")
-    allow_image_urls: bool = default_of("allow_image_urls")
-    allowed_image_hosts: tuple[str, ...] = ()
-    image_url_timeout: float = default_of("image_url_timeout")
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    temp_file_minutes: float = default_of("temp_file_minutes")
-    header_timeout: float = default_of("header_timeout")
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "Config":
-        """A config from the table's values by name (missing ones: their defaults)."""
-        value = {setting.name: values.get(setting.name, default_of(setting.name)) for setting in SETTINGS}
-        limits = Limits(
-            max_documents=value["max_documents"], max_image_pixels=value["max_image_pixels"],
-            max_images_per_item=value["max_images_per_item"], max_video_seconds=value["max_video_seconds"],
-            max_video_bytes=int(value["max_video_mb"] * MB),
-            max_request_pixels=value["max_request_pixels"], image_memory_in_flight=int(value["image_memory_mb"] * MB),
-            image_memory_wait=value["image_memory_wait"],
-            max_body_bytes=int(value["max_body_mb"] * MB), max_upload_bytes=int(value["max_upload_mb"] * MB),
-            max_upload_request_bytes=int(value["max_upload_request_mb"] * MB),
-            upload_space_bytes=int(value["upload_space_mb"] * MB), upload_client_bytes=int(value["upload_client_mb"] * MB),
-            max_image_url_bytes=int(value["max_image_url_mb"] * MB),
-            max_explain_variants=value["max_explain_variants"], max_explain_text_chars=value["max_explain_text_chars"],
-            max_echo_chars=value["max_echo_chars"], max_zip_bytes=int(value["max_zip_mb"] * MB),
-            max_zip_members=value["max_zip_members"])
-        return cls(limits=limits, request_timeout=value["request_timeout"] or None, api_key=api_key_of(value),
-                   cache_size=value["cache_size"], cache_scope=value["cache_scope"],
-                   allow_image_urls=value["allow_image_urls"], allowed_image_hosts=tuple(value["allowed_image_hosts"]),
-                   image_url_timeout=value["image_url_timeout"], allowed_hosts=tuple(value["allowed_hosts"]),
-                   allowed_origins=tuple(value["allowed_origins"]), temp_file_minutes=value["temp_file_minutes"],
-                   header_timeout=value["header_timeout"])
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> "Config":
-        """A config from flat options as strings or values (`serve run ... key=value`, a Serve config's args)."""
-        return cls.from_values(parse_options(options))
-
-
-def api_key_of(values: Mapping[str, Any]) -> str | None:
-    """The API key: --api-key-file's first line, else --api-key (or $LYCHEE_API_KEY)."""
-    path = values.get("api_key_file")
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            return (handle.readline().strip() or None)
-    return values.get("api_key") or None
-
-
-def load_options(values: Mapping[str, Any], *, cache: bool = True) -> dict[str, Any]:
-    """`LycheeScorer.load`'s keyword arguments from the table's values (`model` section, and the score cache
-    when the engine keeps it: `cache=False` for Ray replicas, whose cache sits in front of them)."""
-    value = {setting.name: values.get(setting.name, default_of(setting.name)) for setting in SETTINGS}
-    return {"device": value["device"], "dtype": value["dtype"], "max_pixels": value["max_pixels"],
-            "batch_size": value["batch_size"], "max_batch_tokens": value["max_batch_tokens"],
-            "cache_size": value["cache_size"] if cache else 0, "image_cache_bytes": int(value["image_cache_mb"] * MB),
-            "batch_across_requests": value["batch_across_requests"], "max_batch_wait_ms": value["max_batch_wait_ms"],
-            "quantize": value["quantize"], "check_memory": value["check_memory"]}
-
-
-def page_concurrency(values: Mapping[str, Any], replicas: int = 1) -> int:
-    """Page requests the models work on at once: one per replica, or CALLS_PER_REPLICA when passes are shared."""
-    per_replica = CALLS_PER_REPLICA if values.get("batch_across_requests", True) else 1
-    return replicas * per_replica
 
 
 # -- flags and options ----------------------------------------------------------------------------------------------
@@ -356,12 +244,24 @@ def add_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eva
             except ValueError as error:
                 raise argparse.ArgumentTypeError(str(error).split(": ", 1)[1]) from None
 
-        shown = f" (default {setting.default:,})" if isinstance(setting.default, int) and setting.default > 9999 else (
-            f" (default {setting.default:g})" if isinstance(setting.default, (int, float)) and not isinstance(
-                setting.default, bool) else (f" (default {setting.default})" if setting.default else ""))
-        parser.add_argument(setting.option, dest=setting.name, type=typed, default=default,
-                            choices=setting.choices or None, metavar=None if setting.choices else setting.name.upper(),
-                            help=help_text + shown)
+        shown = (
+            f" (default {setting.default:,})"
+            if isinstance(setting.default, int) and setting.default > 9999
+            else (
+                f" (default {setting.default:g})"
+                if isinstance(setting.default, (int, float)) and not isinstance(setting.default, bool)
+                else (f" (default {setting.default})" if setting.default else "")
+            )
+        )
+        parser.add_argument(
+            setting.option,
+            dest=setting.name,
+            type=typed,
+            default=default,
+            choices=setting.choices or None,
+            metavar=None if setting.choices else setting.name.upper(),
+            help=help_text + shown,
+        )
 
 
 def values_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -376,34 +276,33 @@ def markdown_table() -> str:
     """docs/configuration.md's table: every setting, its flag, default and meaning (a test holds the file to it)."""
     lines = ["| setting (`serve_app` name) | flag | default | what it does |", "| --- | --- | --- | --- |"]
     for setting in SETTINGS:
-        default = "—" if setting.default in (None, [], ()) else (
-            ("on" if setting.default else "off") if isinstance(setting.default, bool) else f"{setting.default:,}"
-            if isinstance(setting.default, int) else f"{setting.default:g}" if isinstance(setting.default, float)
-            else str(setting.default))
+        default = (
+            "—"
+            if setting.default in (None, [], ())
+            else (
+                ("on" if setting.default else "off")
+                if isinstance(setting.default, bool)
+                else f"{setting.default:,}"
+                if isinstance(setting.default, int)
+                else f"{setting.default:g}"
+                if isinstance(setting.default, float)
+                else str(setting.default)
+            )
+        )
         env = f" (`${setting.env}`)" if setting.env else ""
         lines.append(f"| `{setting.name}` | `{setting.option}`{env} | {default} | {setting.help.replace('|', '/')} |")
     return "\n".join(lines)
 
 
-# -- the score cache's scope ----------------------------------------------------------------------------------------
-
-
-def cache_scope(config: Config, identity: str) -> str | None:
-    """The `RequestContext.cache_scope` of a request from `identity` (e.g. "key:...", "session:...")."""
-    if config.cache_scope == "global":
-        return ""
-    if config.cache_scope == "request":
-        return None
-    return identity
-
-
-def caller_identity(headers: Any, client: str) -> str:
-    """Who a request to the JSON API (or MCP) is, for the score cache: its API key (hashed), or its address."""
-    authorization = headers.get("authorization") or ""
-    if authorization:
-        return "key:" + hashlib.blake2b(authorization.encode("utf-8", "replace"), digest_size=12).hexdigest()
-    return f"address:{client}"
-
-
-__all__ = ["SETTINGS", "Setting", "Limits", "Config", "add_flags", "values_of", "parse_options", "load_options",
-           "markdown_table", "cache_scope", "caller_identity"]
+__all__ = [
+    "SETTINGS",
+    "Setting",
+    "BY_NAME",
+    "default_of",
+    "env_default_of",
+    "parse_value",
+    "parse_options",
+    "add_flags",
+    "values_of",
+    "markdown_table",
+]

@@ -116,8 +116,9 @@ def _open(value: Any, field_name: str, max_bytes: int | None):
         source.close()
         raise InputError(field_name, "video_unavailable") from None
     try:
-        container = av.open(source, mode="r", format=demuxer, metadata_errors="ignore",
-                            options={**_OPEN_OPTIONS, **_DEMUXER_OPTIONS[demuxer]})
+        container = av.open(
+            source, mode="r", format=demuxer, metadata_errors="ignore", options={**_OPEN_OPTIONS, **_DEMUXER_OPTIONS[demuxer]}
+        )
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError):
         source.close()
         raise InputError(field_name, "video_decode") from None
@@ -145,8 +146,7 @@ def _header(container, field_name: str, max_seconds: float | None, max_frame_pix
     if width < 1 or height < 1:
         raise InputError(field_name, "video_no_size")
     if max_frame_pixels is not None and width * height > max_frame_pixels:
-        raise InputError(field_name, "video_pixels", width=width, height=height, pixels=width * height,
-                         limit=max_frame_pixels)
+        raise InputError(field_name, "video_pixels", width=width, height=height, pixels=width * height, limit=max_frame_pixels)
     duration = None
     if stream.duration is not None and stream.time_base is not None:
         duration = float(stream.duration * stream.time_base)
@@ -160,17 +160,31 @@ def _header(container, field_name: str, max_seconds: float | None, max_frame_pix
     return Header(width, height, duration, count + 1, count + 1)
 
 
-def video_header(value: Any, field_name: str, *, max_seconds: float | None = None, max_bytes: int | None = None,
-                 max_frame_pixels: int | None = None) -> Header:
+def video_header(
+    value: Any,
+    field_name: str,
+    *,
+    max_seconds: float | None = None,
+    max_bytes: int | None = None,
+    max_frame_pixels: int | None = None,
+) -> Header:
     """A clip's `Header`, read without decoding a frame, under the same checks as `load_video`."""
     container, source = _open(value, field_name, max_bytes)
     with source, container:
         return _header(container, field_name, max_seconds, max_frame_pixels)
 
 
-def load_video(value: Any, field_name: str, *, keep_pixels: int | None = None, max_seconds: float | None = None,
-               max_bytes: int | None = None, max_frame_pixels: int | None = None, budget=None,
-               admit: Callable[[int, int, int], None] | None = None) -> Video:
+def load_video(
+    value: Any,
+    field_name: str,
+    *,
+    keep_pixels: int | None = None,
+    max_seconds: float | None = None,
+    max_bytes: int | None = None,
+    max_frame_pixels: int | None = None,
+    budget=None,
+    admit: Callable[[int, int, int], None] | None = None,
+) -> Video:
     """A clip (a path, bytes, or a `Video` already sampled) as the rule's frames; `InputError`s name `field_name`.
     Before decoding: its bytes, its duration and its frame size (`max_frame_pixels`) from the header, and
     `admit(width, height, frames)` (the request's share of the image memory pool for what it will keep).
@@ -212,8 +226,13 @@ def load_video(value: Any, field_name: str, *, keep_pixels: int | None = None, m
         frames, times, indices = [frames[k] for k in keep], [times[k] for k in keep], [indices[k] for k in keep]
     if len(frames) % 2:
         frames, times, indices = frames + [frames[-1]], times + [times[-1]], indices + [indices[-1]]
-    return Video(tuple(frames), tuple(times), tuple(indices), fps or (len(frames) / max(last, 1.0)),
-                 duration if duration is not None else last)
+    return Video(
+        tuple(frames),
+        tuple(times),
+        tuple(indices),
+        fps or (len(frames) / max(last, 1.0)),
+        duration if duration is not None else last,
+    )
 
 
 def av_errors() -> tuple[type[BaseException], ...]:
@@ -251,8 +270,9 @@ class _Reader:
         header = self.header
         if frame.width * frame.height > header.width * header.height:
             # Its memory was taken from the header's size: a frame larger than the header says is refused, not kept.
-            raise InputError(self.field, "video_frame_size", width=frame.width, height=frame.height,
-                             stated=f"{header.width}x{header.height}")
+            raise InputError(
+                self.field, "video_frame_size", width=frame.width, height=frame.height, stated=f"{header.width}x{header.height}"
+            )
 
     def keep(self, frame, time: float, index: int) -> None:
         if len(self.frames) >= self.header.frames:  # never more than the header's share of memory was taken for
@@ -262,8 +282,7 @@ class _Reader:
             factor = math.sqrt(width * height / self.keep_pixels)
             width, height = max(1, int(width / factor)), max(1, int(height / factor))
         # Converted and scaled by FFmpeg in one step: the full-size RGB frame is never made.
-        image = frame.reformat(width=width, height=height, format="rgb24",
-                               interpolation="BICUBIC").to_image()
+        image = frame.reformat(width=width, height=height, format="rgb24", interpolation="BICUBIC").to_image()
         if self.budget is not None:
             self.budget.take(image, self.field)
         self.frames.append(image)

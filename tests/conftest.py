@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import LycheeScorer, app
+from lychee_gradio.config import Config, Limits
 from lychee_gradio.engine.random_model import build_tiny_checkpoint
-from lychee_gradio.settings import Config, Limits
 
 # The tests hold served scores to the library's float32 scores within 1e-5: every `lychee` command they
 # start runs in float32 unless the test says otherwise (`--dtype auto`, which picks bfloat16 on a CPU with
@@ -41,16 +41,29 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served_command(command: list[str], *, cwd: Path = ROOT_DIR, env: dict | None = None, timeout: float = 180,
-                   stop: int = signal.SIGTERM, exit_codes: list | None = None):
+def served_command(
+    command: list[str],
+    *,
+    cwd: Path = ROOT_DIR,
+    env: dict | None = None,
+    timeout: float = 180,
+    stop: int = signal.SIGTERM,
+    exit_codes: list | None = None,
+):
     """Run a serving command (`lychee load ...`) until it prints its ready line; yield its output lines;
     then stop it by its handle with `stop` (killed if it does not end within 60 s); its exit code goes into
     `exit_codes` when given."""
     # SIGINT as a terminal's Ctrl+C finds it: a test run started in the background (as CI may be) has it ignored,
     # which its children would inherit.
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
     try:
@@ -105,8 +118,7 @@ def scorer(tiny_model_dir):
 def own_scorer(scorer):
     """A scorer of this test's own over the session's tiny model: its batch memory, caches and
     settings may change without touching the shared one."""
-    return LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu",
-                        family=scorer.family)
+    return LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu", family=scorer.family)
 
 
 @pytest.fixture(scope="session")
@@ -164,8 +176,7 @@ def page(view, scorer, *args, limits: Limits | None = None, context=None, **kwar
 
     config = Config(limits=limits or Limits(), request_timeout=getattr(context, "timeout", None))
     service = Service(scorer, config)
-    with service.request("/test", cancel=getattr(context, "cancel", None),
-                         language=getattr(context, "language", "en")) as req:
+    with service.request("/test", cancel=getattr(context, "cancel", None), language=getattr(context, "language", "en")) as req:
         if view is evaluate_view:
             return view(req, *args, **kwargs)
         return view(req, scorer, *args, **kwargs)

@@ -70,7 +70,7 @@ def make_clip(path, seconds: float = 3.0, fps: int = 10, size=(96, 64), codec: s
         for i in range(count):
             pixels = np.zeros((size[1], size[0], 3), dtype=np.uint8)
             x = int(i * (size[0] - 16) / max(1, count - 1))
-            pixels[20:36, x:x + 16] = (255, 40, 40)
+            pixels[20:36, x : x + 16] = (255, 40, 40)
             pixels[:, :, 2] += np.uint8(i * 3 % 200)
             for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                 container.mux(packet)

@@ -21,7 +21,7 @@ import psutil
 from PIL import Image, ImageDraw
 
 from lychee_gradio import LycheeScorer, app
-from lychee_gradio.settings import Config, Limits
+from lychee_gradio.config import Config, Limits
 
 
 def documents(count: int = 32, side: int = 7000, seed: int = 0) -> list[dict]:
@@ -44,8 +44,9 @@ def main() -> None:
     args = parser.parse_args()
     scorer = LycheeScorer.load(args.model, device="cpu", dtype="float32")
     # With a pool, the requests queue for it as long as they need (--image-memory-wait): the proof is their memory.
-    limits = Limits() if args.pool_mb is None else Limits(image_memory_in_flight=int(args.pool_mb * 2**20),
-                                                          image_memory_wait=900.0)
+    limits = (
+        Limits() if args.pool_mb is None else Limits(image_memory_in_flight=int(args.pool_mb * 2**20), image_memory_wait=900.0)
+    )
     running = app.start(scorer, app.ServerSettings(port=0, config=Config(limits=limits)))
     bodies = [{"query": "a cup", "documents": documents(args.documents, seed=k)} for k in range(args.concurrent)]
     process = psutil.Process()
@@ -78,8 +79,15 @@ def main() -> None:
     sampler.join()
     after = process.memory_info().rss
     running.close()
-    print(json.dumps({"status": statuses[0] if len(statuses) == 1 else sorted(statuses),
-                      "peak_mb": round((peak[0] - base) / 2**20), "after_mb": round((after - base) / 2**20)}))
+    print(
+        json.dumps(
+            {
+                "status": statuses[0] if len(statuses) == 1 else sorted(statuses),
+                "peak_mb": round((peak[0] - base) / 2**20),
+                "after_mb": round((after - base) / 2**20),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

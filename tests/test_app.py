@@ -9,8 +9,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from lychee_gradio.config import Limits
 from lychee_gradio.contract import RequestContext
-from lychee_gradio.settings import Limits
 from lychee_gradio.ui.batch import filter_ranking, rerank_view
 from lychee_gradio.ui.forms import parse_documents, verdict
 from lychee_gradio.ui.images import rank_images_view
@@ -21,17 +21,20 @@ from .conftest import CUP, CUPS, CUPS_TEXT, MUG, TUMBLER, page
 # -- views ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("score", "colour"), [(0.95, "green"), (0.7, "green"), (0.69, "yellow"),
-                                                (0.4, "yellow"), (0.39, "red"), (0.0, "red")])
+@pytest.mark.parametrize(
+    ("score", "colour"), [(0.95, "green"), (0.7, "green"), (0.69, "yellow"), (0.4, "yellow"), (0.39, "red"), (0.0, "red")]
+)
 def test_a_score_reads_green_yellow_or_red_at_the_product_thresholds(score, colour):
     assert verdict(score)["colour"] == colour
 
 
 def test_documents_are_text_blocks_between_dashes_plus_unattached_images():
-    parsed = parse_documents("first\n---\nsecond [image: blue_mug.png]\n  ---  \nthird [image: 1]\n---\n",
-                             [CUP, MUG, TUMBLER])
+    parsed = parse_documents("first\n---\nsecond [image: blue_mug.png]\n  ---  \nthird [image: 1]\n---\n", [CUP, MUG, TUMBLER])
     assert [(d["text"], d["name"]) for d in parsed] == [
-        ("first", None), ("second", "blue_mug.png"), ("third", "mountain_cup.png"), (None, "steel_tumbler.png"),
+        ("first", None),
+        ("second", "blue_mug.png"),
+        ("third", "mountain_cup.png"),
+        (None, "steel_tumbler.png"),
     ]
 
 
@@ -79,17 +82,32 @@ def test_the_batch_view_honours_top_n_and_the_document_limit(scorer):
 def test_the_image_ranking_view_marks_the_best_and_reports_progress(scorer, monkeypatch):
     monkeypatch.setattr(scorer, "batch_size", 2)
     progress = []
-    gallery, rows = page(rank_images_view, scorer, "white cup", None, [CUP, MUG, TUMBLER], "", 0,
-                                     on_progress=lambda done, total, words: progress.append((done, total, words)))
+    gallery, rows = page(
+        rank_images_view,
+        scorer,
+        "white cup",
+        None,
+        [CUP, MUG, TUMBLER],
+        "",
+        0,
+        on_progress=lambda done, total, words: progress.append((done, total, words)),
+    )
     expected = scorer.rerank("white cup", [{"image": p} for p in (CUP, MUG, TUMBLER)])
     assert [(r["index"], r["score"]) for r in rows] == [(r.index, r.score) for r in expected]
     best_is_red = verdict(expected[0].score)["colour"] == "red"
     assert gallery[0][1].startswith("#1" if best_is_red else "★ #1") and not gallery[1][1].startswith("★")
     # Reading each image counts, then preparing each for the model, then each batch scored: one bar that moves
     # from the first image on.
-    assert progress == [(1, 9, "reading image 1/3"), (2, 9, "reading image 2/3"), (3, 9, "reading image 3/3"),
-                        (4, 9, "preparing image 1/3"), (5, 9, "preparing image 2/3"), (6, 9, "preparing image 3/3"),
-                        (8, 9, "scoring 2/3"), (9, 9, "scoring 3/3")]
+    assert progress == [
+        (1, 9, "reading image 1/3"),
+        (2, 9, "reading image 2/3"),
+        (3, 9, "reading image 3/3"),
+        (4, 9, "preparing image 1/3"),
+        (5, 9, "preparing image 2/3"),
+        (6, 9, "preparing image 3/3"),
+        (8, 9, "scoring 2/3"),
+        (9, 9, "scoring 3/3"),
+    ]
 
 
 def test_a_stopped_ranking_shows_what_was_scored_ranked_among_itself(own_scorer):
@@ -104,8 +122,9 @@ def test_a_stopped_ranking_shows_what_was_scored_ranked_among_itself(own_scorer)
     handle = own_scorer.model.model.register_forward_hook(stop_after_the_first_pass)
     try:
         kept: list = []
-        table, rows = page(rerank_view, own_scorer, "cup", None, CUPS_TEXT, None, "", 0,
-                                  context=RequestContext(cancel=stop), kept=kept)
+        table, rows = page(
+            rerank_view, own_scorer, "cup", None, CUPS_TEXT, None, "", 0, context=RequestContext(cancel=stop), kept=kept
+        )
     finally:
         handle.remove()
     full = {r.index: r.score for r in own_scorer.rerank("cup", CUPS)}
@@ -133,8 +152,9 @@ def client(live_app):
 
 
 def test_the_score_endpoint_answers_what_the_engine_scores(client, scorer):
-    markdown, details = client.predict(query_text="white cup", document_text="白瓷咖啡杯",
-                                       document_image=handle_file(CUP), api_name="/score")
+    markdown, details = client.predict(
+        query_text="white cup", document_text="白瓷咖啡杯", document_image=handle_file(CUP), api_name="/score"
+    )
     (pair,) = scorer.score_with_logits("white cup", [{"text": "白瓷咖啡杯", "image": CUP}])
     assert details["score"] == pytest.approx(pair.score, abs=1e-9)
     assert details["yes_logit"] == pytest.approx(pair.yes_logit, abs=1e-9)
@@ -142,17 +162,23 @@ def test_the_score_endpoint_answers_what_the_engine_scores(client, scorer):
 
 
 def test_the_rerank_endpoint_answers_what_the_engine_ranks(client, scorer):
-    _, rows = client.predict(query_text="保温杯", documents=CUPS_TEXT, document_images=[handle_file(MUG)],
-                             instruction="Given a product search query, rank products.", top_n=4,
-                             api_name="/rerank")
+    _, rows = client.predict(
+        query_text="保温杯",
+        documents=CUPS_TEXT,
+        document_images=[handle_file(MUG)],
+        instruction="Given a product search query, rank products.",
+        top_n=4,
+        api_name="/rerank",
+    )
     documents = CUPS + [{"image": MUG}]
     expected = scorer.rerank("保温杯", documents, "Given a product search query, rank products.", top_n=4)
     assert [(r["index"], r["score"]) for r in rows] == [(r.index, pytest.approx(r.score, abs=1e-9)) for r in expected]
 
 
 def test_the_rank_images_endpoint_answers_what_the_engine_ranks(client, scorer):
-    gallery, rows = client.predict(query_text="a blue mug", images=[handle_file(p) for p in (CUP, MUG, TUMBLER)],
-                                   api_name="/rank_images")
+    gallery, rows = client.predict(
+        query_text="a blue mug", images=[handle_file(p) for p in (CUP, MUG, TUMBLER)], api_name="/rank_images"
+    )
     expected = scorer.rerank("a blue mug", [{"image": p} for p in (CUP, MUG, TUMBLER)])
     assert [(r["index"], r["score"]) for r in rows] == [(r.index, pytest.approx(r.score, abs=1e-9)) for r in expected]
     assert len(gallery) == 3 and "#1 · " in gallery[0]["caption"]
@@ -174,8 +200,7 @@ def test_twenty_concurrent_calls_are_all_answered_correctly(live_app, scorer):
     expected = scorer.score("cup", documents)
 
     def call(i: int) -> float:
-        _, details = Client(live_app, verbose=False).predict(query_text="cup", document_text=documents[i],
-                                                             api_name="/score")
+        _, details = Client(live_app, verbose=False).predict(query_text="cup", document_text=documents[i], api_name="/score")
         return details["score"]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
@@ -221,8 +246,9 @@ def test_downloads_hold_the_same_rows_as_csv_and_json(scorer):
     with open(csv_path, encoding="utf-8-sig") as file:
         table = list(csv.DictReader(file))
     assert json.loads(open(json_path, encoding="utf-8").read()) == rows
-    assert [(int(r["index"]), float(r["score"]), r["image"] or None) for r in table] == \
-        [(r["index"], r["score"], r["image"]) for r in rows]
+    assert [(int(r["index"]), float(r["score"]), r["image"] or None) for r in table] == [
+        (r["index"], r["score"], r["image"]) for r in rows
+    ]
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.1, 1.5, True, "abc"])

@@ -20,8 +20,14 @@ from .conftest import CUPS
 
 def fresh(scorer, **options) -> LycheeScorer:
     """A scorer of its own (own scheduler, caches, batch memory) over the session's tiny model."""
-    return LycheeScorer(scorer.model, scorer.processor, model_name=options.pop("model_name", scorer.model_name),
-                        device="cpu", family=scorer.family, **options)
+    return LycheeScorer(
+        scorer.model,
+        scorer.processor,
+        model_name=options.pop("model_name", scorer.model_name),
+        device="cpu",
+        family=scorer.family,
+        **options,
+    )
 
 
 class Passes:
@@ -118,8 +124,7 @@ def test_sixteen_concurrent_requests_get_the_scores_each_would_get_alone(scorer,
     alone = [fresh(scorer, batch_across_requests=False).score(query, documents) for query, documents in requests]
     shared = fresh(scorer, batch_size=8, max_batch_wait_ms=60_000)
     contexts = [RequestContext() for _ in requests]
-    results = concurrently([lambda q=q, d=d, c=c: shared.score(q, d, context=c)
-                            for (q, d), c in zip(requests, contexts)], shared)
+    results = concurrently([lambda q=q, d=d, c=c: shared.score(q, d, context=c) for (q, d), c in zip(requests, contexts)], shared)
     for got, expected in zip(results, alone):
         assert not isinstance(got, Exception), got
         assert got == pytest.approx(expected, abs=1e-5)
@@ -131,8 +136,7 @@ def test_sixteen_concurrent_requests_get_the_scores_each_would_get_alone(scorer,
 def test_pass_sizes_and_waits_reach_the_metrics(scorer):
     shared = fresh(scorer, batch_size=8, model_name="batching-metrics")
     contexts = [RequestContext() for _ in range(4)]
-    concurrently([lambda i=i, c=c: shared.score(f"query {i}", CUPS[:3], context=c) for i, c in enumerate(contexts)],
-                 shared)
+    concurrently([lambda i=i, c=c: shared.score(f"query {i}", CUPS[:3], context=c) for i, c in enumerate(contexts)], shared)
     for context in contexts:
         telemetry.record_scoring("batching-metrics", context.stats)
     text = generate_latest(telemetry.REGISTRY).decode()
@@ -209,12 +213,14 @@ def test_small_requests_are_not_held_behind_a_big_one(scorer):
             shared.score(f"{name} query", documents)
             with lock:
                 finished.append(name)
+
         return call
 
     big = [f"catalogue item {i}" for i in range(40)]  # ten passes of four
     with Passes(shared, hold_until_queued=4).watching():
-        concurrently([request("big", big), request("small-1", CUPS[:2]), request("small-2", CUPS[:3]),
-                      request("small-3", CUPS[:1])])
+        concurrently(
+            [request("big", big), request("small-1", CUPS[:2]), request("small-2", CUPS[:3]), request("small-3", CUPS[:1])]
+        )
     assert finished[-1] == "big"
 
 
@@ -229,8 +235,9 @@ def test_an_out_of_memory_pass_of_several_requests_is_split_and_everyone_gets_sc
     shared = fresh(scorer, batch_size=8, max_batch_wait_ms=60_000)
     contexts = [RequestContext() for _ in requests]
     with Passes(shared, before=allocator).watching():
-        results = concurrently([lambda q=q, d=d, c=c: shared.score(q, d, context=c)
-                                for (q, d), c in zip(requests, contexts)], shared)
+        results = concurrently(
+            [lambda q=q, d=d, c=c: shared.score(q, d, context=c) for (q, d), c in zip(requests, contexts)], shared
+        )
     for got, expected in zip(results, alone):
         assert not isinstance(got, Exception), got
         assert got == pytest.approx(expected, abs=1e-5)
@@ -246,8 +253,9 @@ def test_what_one_request_brings_into_a_shared_pass_fails_only_that_request(scor
     shared = fresh(scorer, batch_size=5, max_batch_wait_ms=60_000)  # the first pass waits for both requests
     expected = fresh(scorer, batch_across_requests=False).score("good query", CUPS[:3])
     with Passes(shared, before=poisoned).watching() as watched:
-        good, bad = concurrently([lambda: shared.score("good query", CUPS[:3]),
-                                  lambda: shared.score("other query", ["fine", "poison pill"])], shared)
+        good, bad = concurrently(
+            [lambda: shared.score("good query", CUPS[:3]), lambda: shared.score("other query", ["fine", "poison pill"])], shared
+        )
     assert good == pytest.approx(expected, abs=1e-5)
     assert isinstance(bad, ValueError) and "cannot be scored" in str(bad)
     assert any(len(texts) == 5 for texts in watched.rows)  # the two requests did meet in one pass

@@ -16,8 +16,9 @@ PATHS = ["per-pair loop", "engine, no prefix reuse", "engine, prefix reuse"]
 
 def test_the_benchmark_prints_and_writes_three_paths_per_scenario(tmp_path, capsys):
     output = tmp_path / "bench.json"
-    bench_main(["--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--docs", "4", "--runs", "1",
-                "--output", str(output)])
+    bench_main(
+        ["--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--docs", "4", "--runs", "1", "--output", str(output)]
+    )
     printed = capsys.readouterr().out
     report = json.loads(output.read_text())
     assert len(report["scenarios"]) == 3
@@ -52,8 +53,25 @@ def test_the_roofline_compares_float32_and_auto_against_the_machines_matmul_rate
 
     from lychee_gradio.engine.weights import choose_runtime
 
-    bench_main(["--roofline", "--model-size", "tiny", "--device", "cpu", "--runs", "1", "--docs", "3",
-                "--image-docs", "2", "--roofline-tokens", "64", "--output", str(tmp_path / "bench.json")])
+    bench_main(
+        [
+            "--roofline",
+            "--model-size",
+            "tiny",
+            "--device",
+            "cpu",
+            "--runs",
+            "1",
+            "--docs",
+            "3",
+            "--image-docs",
+            "2",
+            "--roofline-tokens",
+            "64",
+            "--output",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "roofline-qwen2_5_vl-tiny.json").read_text())
     assert set(report["dtypes"]) == {"float32", "auto"}
@@ -67,9 +85,28 @@ def test_the_roofline_compares_float32_and_auto_against_the_machines_matmul_rate
 def test_the_roofline_can_set_bf16_with_its_float32_stream_beside_plain_bf16(tmp_path, capsys):
     import json
 
-    bench_main(["--roofline", "--model-size", "tiny", "--device", "cpu", "--runs", "1", "--docs", "2",
-                "--image-docs", "1", "--roofline-tokens", "64", "--dtype", "bfloat16", "--plain-stream",
-                "--output", str(tmp_path / "bench.json")])
+    bench_main(
+        [
+            "--roofline",
+            "--model-size",
+            "tiny",
+            "--device",
+            "cpu",
+            "--runs",
+            "1",
+            "--docs",
+            "2",
+            "--image-docs",
+            "1",
+            "--roofline-tokens",
+            "64",
+            "--dtype",
+            "bfloat16",
+            "--plain-stream",
+            "--output",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     report = json.loads((tmp_path / "roofline-qwen2_5_vl-tiny.json").read_text())
     rows = report["dtypes"]
     assert list(rows) == ["float32", "bfloat16", "bfloat16, plain stream"]
@@ -82,8 +119,22 @@ def test_the_video_benchmark_times_each_stage_of_clips_made_on_the_spot(tmp_path
     import json
 
     pytest.importorskip("av")
-    bench_main(["--video", "2", "--video-seconds", "2", "--model-size", "tiny", "--device", "cpu", "--runs", "1",
-                "--output", str(tmp_path / "bench.json")])
+    bench_main(
+        [
+            "--video",
+            "2",
+            "--video-seconds",
+            "2",
+            "--model-size",
+            "tiny",
+            "--device",
+            "cpu",
+            "--runs",
+            "1",
+            "--output",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     report = json.loads((tmp_path / "video.json").read_text())
     assert report["frames_per_clip"] == 4 and set(report["stages"]) >= {"decode and sample", "vision tower"}
     assert report["pairs_per_second"] > 0 and "pairs/s" in capsys.readouterr().out
@@ -91,11 +142,28 @@ def test_the_video_benchmark_times_each_stage_of_clips_made_on_the_spot(tmp_path
 
 def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tmp_path, capsys):
     pytest.importorskip("ray", reason="the serving benchmark runs Ray Serve replicas: pip install -e '.[cluster]'")
-    bench_main(["--serving", "--model-size", "tiny", "--clients", "2", "--seconds", "2", "--runs", "1",
-                "--output", str(tmp_path / "bench.json")])
+    bench_main(
+        [
+            "--serving",
+            "--model-size",
+            "tiny",
+            "--clients",
+            "2",
+            "--seconds",
+            "2",
+            "--runs",
+            "1",
+            "--output",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     printed = capsys.readouterr().out
-    for row in ("| single process", "| 1 replica (1 core each) |", "| 2 replicas (1 core each) |",
-                "| 16 clients x 4 documents | batching across requests |"):
+    for row in (
+        "| single process",
+        "| 1 replica (1 core each) |",
+        "| 2 replicas (1 core each) |",
+        "| 16 clients x 4 documents | batching across requests |",
+    ):
         assert row in printed
     report = json.loads((tmp_path / "serving.json").read_text())
     assert all(c["requests"] > 0 and c["errors"] == 0 for c in report["configurations"].values())
@@ -103,12 +171,28 @@ def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tm
 
 
 def test_the_batching_benchmark_compares_shared_passes_with_one_request_at_a_time(tmp_path, capsys):
-    bench_main(["--batching", "--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--seconds", "1",
-                "--output", str(tmp_path / "bench.json")])
+    bench_main(
+        [
+            "--batching",
+            "--model-size",
+            "tiny",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--seconds",
+            "1",
+            "--output",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     printed = capsys.readouterr().out
-    for row in ("| 16 clients x 4 documents | one request at a time |",
-                "| 16 clients x 4 documents | batching across requests |",
-                "| 4 clients x 64 documents | batching across requests |", "a lone request of 4 documents"):
+    for row in (
+        "| 16 clients x 4 documents | one request at a time |",
+        "| 16 clients x 4 documents | batching across requests |",
+        "| 4 clients x 64 documents | batching across requests |",
+        "a lone request of 4 documents",
+    ):
         assert row in printed
     report = json.loads((tmp_path / "batching.json").read_text())
     assert all(r["requests"] > 0 and r["errors"] == 0 for row in report["rows"].values() for r in row.values())
@@ -116,11 +200,28 @@ def test_the_batching_benchmark_compares_shared_passes_with_one_request_at_a_tim
 
 
 def test_the_cache_benchmark_prints_the_repeated_half_repeated_and_image_figures(tmp_path, capsys):
-    bench_main(["--caches", "--model-size", "tiny", "--device", "cpu", "--docs", "4", "--runs", "1",
-                "--output", str(tmp_path / "bench.json")])
+    bench_main(
+        [
+            "--caches",
+            "--model-size",
+            "tiny",
+            "--device",
+            "cpu",
+            "--docs",
+            "4",
+            "--runs",
+            "1",
+            "--output",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     printed = capsys.readouterr().out
-    for row in ("| request sent again (engine) |", "| request sent again (/v1/rerank) |",
-                "| half the documents seen before |", "image cache off vs on |"):
+    for row in (
+        "| request sent again (engine) |",
+        "| request sent again (/v1/rerank) |",
+        "| half the documents seen before |",
+        "image cache off vs on |",
+    ):
         assert row in printed
     report = json.loads((tmp_path / "caches.json").read_text())
     assert report["image_cache_bytes"] > 0 and report["repeated_seconds"] > 0
@@ -128,8 +229,24 @@ def test_the_cache_benchmark_prints_the_repeated_half_repeated_and_image_figures
 
 def test_the_quantize_benchmark_loads_full_and_int8_weights_through_the_loader(tmp_path, capsys):
     pytest.importorskip("bitsandbytes", reason="quantization needs bitsandbytes: pip install -e '.[quantize]'")
-    bench_main(["--quantize", "int8", "--model-size", "tiny", "--device", "cpu", "--dtype", "float32", "--docs", "4",
-                "--runs", "1", "--output", str(tmp_path / "bench.json")])
+    bench_main(
+        [
+            "--quantize",
+            "int8",
+            "--model-size",
+            "tiny",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--docs",
+            "4",
+            "--runs",
+            "1",
+            "--output",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     printed = capsys.readouterr().out
     assert "| float32 |" in printed and "| int8 |" in printed
     report = json.loads((tmp_path / "quantize.json").read_text())
@@ -143,9 +260,16 @@ def test_the_image_benchmark_prints_each_stage_before_and_after_with_the_same_sc
 
     report = run_images(12, 160, 120, size="tiny", device="cpu", dtype="float32", runs=1)
     printed = format_images(report)
-    for row in ("| decode the files (at the edge) |", "| prepare: resize and patches |", "| vision tower |",
-                "| language model |", "| library call, end to end |", "vision attention calls per layer",
-                "as the page sends it", "through gradio_client"):
+    for row in (
+        "| decode the files (at the edge) |",
+        "| prepare: resize and patches |",
+        "| vision tower |",
+        "| language model |",
+        "| library call, end to end |",
+        "vision attention calls per layer",
+        "as the page sends it",
+        "through gradio_client",
+    ):
         assert row in printed
     assert report["page"]["same_ranking"] is True
     assert report["largest_difference"] < 1e-5
@@ -154,8 +278,25 @@ def test_the_image_benchmark_prints_each_stage_before_and_after_with_the_same_sc
 
 def test_the_compile_probe_times_eager_and_compiled_on_the_same_pairs(tmp_path, capsys):
     # The eager backend (dynamo's capture, no code generation) keeps the test short; the figures use inductor.
-    bench_main(["--compile", "--model-size", "tiny", "--device", "cpu", "--runs", "1", "--docs", "3",
-                "--image-docs", "1", "--compile-backend", "eager", "--output", str(tmp_path / "bench.json")])
+    bench_main(
+        [
+            "--compile",
+            "--model-size",
+            "tiny",
+            "--device",
+            "cpu",
+            "--runs",
+            "1",
+            "--docs",
+            "3",
+            "--image-docs",
+            "1",
+            "--compile-backend",
+            "eager",
+            "--output",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     report = json.loads((tmp_path / "compile-qwen2_5_vl-tiny.json").read_text())
     assert list(report["scenarios"]) == ["text query × 3 text docs", "text query × 1 512² image docs"]
     for row in report["scenarios"].values():

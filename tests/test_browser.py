@@ -29,8 +29,15 @@ def browser():
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()
@@ -210,8 +217,9 @@ def test_the_csv_download_holds_the_json_results(browser, page_app):
     links.nth(1).wait_for(timeout=60_000)
     hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
     base = url.rstrip("/")
-    fetch = {Path(href.split("?")[0]).suffix: page.request.get(href if href.startswith("http") else base + href)
-             for href in hrefs}
+    fetch = {
+        Path(href.split("?")[0]).suffix: page.request.get(href if href.startswith("http") else base + href) for href in hrefs
+    }
     rows = json.loads(fetch[".json"].text())
     table = list(csv.DictReader(io.StringIO(fetch[".csv"].body().decode("utf-8-sig"))))
     assert [int(r["index"]) for r in table] == [r["index"] for r in rows]
@@ -360,9 +368,30 @@ def two_model_app(scorer, qwen3_scorer):
 
 # Latin-script words a Chinese page may show: names, formats, keys, the [image: ...] and [video: ...] tags one types,
 # and what the user typed or uploaded.
-ALLOWED_LATIN = {"API", "CSV", "JSON", "jsonl", "zip", "jpg", "png", "Ctrl", "Enter", "Gradio", "image", "video", "relevant",
-                 "random-", "lychee-rerank-mm", "Qwen3-VL-Reranker", "yes", "logit", "mountain_cup", "bad",
-                 "sample", "images"}  # the last: the sample data's file names (sample.jsonl, images.zip)
+ALLOWED_LATIN = {
+    "API",
+    "CSV",
+    "JSON",
+    "jsonl",
+    "zip",
+    "jpg",
+    "png",
+    "Ctrl",
+    "Enter",
+    "Gradio",
+    "image",
+    "video",
+    "relevant",
+    "random-",
+    "lychee-rerank-mm",
+    "Qwen3-VL-Reranker",
+    "yes",
+    "logit",
+    "mountain_cup",
+    "bad",
+    "sample",
+    "images",
+}  # the last: the sample data's file names (sample.jsonl, images.zip)
 
 VISIBLE_WORDS = """() => {
   const found = [];
@@ -382,10 +411,10 @@ VISIBLE_WORDS = """() => {
 }"""
 
 
-def test_a_chinese_page_shows_no_english_word_outside_names_and_code(browser, two_model_app, scorer, qwen3_scorer,
-                                                                      tmp_path):
-    page = browser.new_page(locale="zh-CN", extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"},
-                            viewport={"width": 1280, "height": 900})
+def test_a_chinese_page_shows_no_english_word_outside_names_and_code(browser, two_model_app, scorer, qwen3_scorer, tmp_path):
+    page = browser.new_page(
+        locale="zh-CN", extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"}, viewport={"width": 1280, "height": 900}
+    )
     page.goto(two_model_app)
     tabs = page.get_by_role("tab")
     tabs.nth(4).wait_for(timeout=30_000)
@@ -408,8 +437,7 @@ def test_a_chinese_page_shows_no_english_word_outside_names_and_code(browser, tw
     page.close()
     names = {Path(scorer.model_name).name, Path(qwen3_scorer.model_name).name}
     instructions = {scorer.family.default_instruction, qwen3_scorer.family.default_instruction}  # the model's own
-    words = {word for text in texts if text.strip() not in instructions
-             for word in re.findall(r"[A-Za-z][A-Za-z'’-]{2,}", text)}
+    words = {word for text in texts if text.strip() not in instructions for word in re.findall(r"[A-Za-z][A-Za-z'’-]{2,}", text)}
     english = {word for word in words if word not in ALLOWED_LATIN and not any(word in name for name in names)}
     assert not english, english
 
@@ -438,8 +466,9 @@ def test_hide_scores_below_filters_the_shown_ranking_without_running_again(brows
     slider = page.locator("#batch-query-min-score input[type=number]")
     slider.fill(f"{scores[len(scores) // 2]:.2f}")
     slider.press("Enter")
-    page.wait_for_function("n => document.querySelectorAll('#batch-table table tbody tr').length < n", arg=len(CUPS),
-                           timeout=30_000)
+    page.wait_for_function(
+        "n => document.querySelectorAll('#batch-table table tbody tr').length < n", arg=len(CUPS), timeout=30_000
+    )
     assert slowdown.forwards == before  # no model work: the kept ranking was filtered
     assert "hidden" in page.locator("#batch-table").inner_text()
     page.close()
@@ -451,8 +480,7 @@ def test_an_example_clears_the_image_it_does_not_set(browser, page_app):
     page.locator("input[type=file]").first.set_input_files(MUG)  # the query image box
     page.locator("#single-query img, .image-container img").first.wait_for(timeout=30_000)
     page.get_by_text("Mountain-pattern cup").first.click()
-    page.wait_for_function("() => document.querySelector('#single-query textarea').value.includes('mountain')",
-                           timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#single-query textarea').value.includes('mountain')", timeout=30_000)
     page.wait_for_timeout(500)
     images = [src for src in page.locator("img").evaluate_all("els => els.map(e => e.src)") if "blue_mug" in src]
     assert not images  # the mug uploaded before is gone; the example's own cup image is in the document box
@@ -496,8 +524,9 @@ def test_a_phone_reads_the_evaluate_chart_and_is_told_to_swipe_wide_tables(brows
             const found = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
             return found === element || element.contains(found) || (found && found.closest('svg') === element.closest('svg'));
         }"""), label.text_content()
-    bars = sorted((label for label in labels if label["x"] < box["x"] + box["width"] / 2 and label["height"] < 30),
-                  key=lambda b: b["y"])  # the bars' labels (the rotated axis title spans them all)
+    bars = sorted(
+        (label for label in labels if label["x"] < box["x"] + box["width"] / 2 and label["height"] < 30), key=lambda b: b["y"]
+    )  # the bars' labels (the rotated axis title spans them all)
     assert all(a["y"] + a["height"] <= b["y"] + 1 for a, b in zip(bars, bars[1:]))  # no label over another
     page.close()
     desktop = open_page(browser, url, "Evaluate")
@@ -533,14 +562,16 @@ def test_a_batch_block_with_two_images_and_a_clip_ranks_as_the_library_does(brow
     page = open_page(browser, url, "Batch rerank")
     page.locator("#batch-query textarea").fill("a white cup")
     page.locator("#batch-documents textarea").fill(
-        "two photos and a clip [image: mountain_cup.png, blue_mug.png] [video: clip.mp4]\n---\na steel tumbler")
+        "two photos and a clip [image: mountain_cup.png, blue_mug.png] [video: clip.mp4]\n---\na steel tumbler"
+    )
     page.locator("#batch-files input[type=file]").set_input_files([CUP, MUG, clip])
     page.locator("#batch-files").get_by_text(".mp4").wait_for(timeout=30_000)  # uploaded before the run
     page.locator("#rerank-button").click()
     rows = page.locator("#batch-table table tbody tr")
     rows.nth(1).wait_for(timeout=60_000)
-    expected = own.rerank("a white cup", [{"text": "two photos and a clip", "images": [CUP, MUG], "video": clip},
-                                          "a steel tumbler"])
+    expected = own.rerank(
+        "a white cup", [{"text": "two photos and a clip", "images": [CUP, MUG], "video": clip}, "a steel tumbler"]
+    )
     assert [int(rows.nth(i).locator("td").nth(3).inner_text()) for i in range(2)] == [r.index + 1 for r in expected]
     assert "mountain_cup.png, blue_mug.png, clip.mp4" in page.locator("#batch-table").inner_text()
     page.close()

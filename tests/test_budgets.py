@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import LycheeScorer, app
-from lychee_gradio.settings import Config
+from lychee_gradio.config import Config
 
 
 def client_from(address: str, **options) -> httpx.Client:
@@ -72,16 +72,19 @@ def counting_drip():
 
 @pytest.fixture(scope="module")
 def fetching_app(scorer):
-    running = app.start(scorer, app.ServerSettings(port=0, config=Config(
-        allow_image_urls=True, allowed_image_hosts=("127.0.0.1",), image_url_timeout=8.0)))
+    running = app.start(
+        scorer,
+        app.ServerSettings(
+            port=0, config=Config(allow_image_urls=True, allowed_image_hosts=("127.0.0.1",), image_url_timeout=8.0)
+        ),
+    )
     yield running.url
     running.close()
 
 
 def test_a_request_whose_url_is_refused_leaves_no_fetch_of_it_running(fetching_app, counting_drip):
     port, active = counting_drip
-    documents = [{"image": "http://10.0.0.1/x.png"}] + [{"image": f"http://127.0.0.1:{port}/{i}.png"}
-                                                        for i in range(40)]
+    documents = [{"image": "http://10.0.0.1/x.png"}] + [{"image": f"http://127.0.0.1:{port}/{i}.png"} for i in range(40)]
     started = time.monotonic()
     answer = httpx.post(f"{fetching_app}v1/rerank", json={"query": "q", "documents": documents}, timeout=30)
     assert answer.status_code == 400 and answer.json()["field"] == "documents[0].image"
@@ -112,8 +115,10 @@ def test_one_caller_looping_slow_urls_leaves_fetch_slots_for_another(fetching_ap
             waits = []
             for _ in range(3):
                 began = time.monotonic()
-                answer = other.post(f"{fetching_app}v1/rerank", json={
-                    "query": "q", "documents": [{"image": f"http://127.0.0.1:{image_host}/blue_mug.png"}]})
+                answer = other.post(
+                    f"{fetching_app}v1/rerank",
+                    json={"query": "q", "documents": [{"image": f"http://127.0.0.1:{image_host}/blue_mug.png"}]},
+                )
                 waits.append(time.monotonic() - began)
                 assert answer.status_code == 200
     finally:
@@ -131,8 +136,12 @@ def test_concurrent_requests_of_large_images_share_the_image_memory_pool(tiny_mo
     script = Path(__file__).parent / "memory_probe.py"
     runs = {}
     for pool in ("100000", "300"):  # unbounded, then bounded to about what one request holds
-        result = subprocess.run([sys.executable, str(script), str(tiny_model_dir), "--concurrent", "4", "--documents",
-                                 "6", "--pool-mb", pool], capture_output=True, text=True, timeout=900)
+        result = subprocess.run(
+            [sys.executable, str(script), str(tiny_model_dir), "--concurrent", "4", "--documents", "6", "--pool-mb", pool],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         runs[pool] = json.loads(result.stdout.strip().splitlines()[-1])
     assert runs["300"]["status"] == [200] * 4 and runs["100000"]["status"] == [200] * 4
@@ -166,8 +175,9 @@ def test_an_explanation_of_a_huge_text_is_413_naming_it(live_app):
 
 def test_return_documents_echoes_a_bounded_text(live_app):
     long_text = "relevant words " * 10_000
-    answer = httpx.post(f"{live_app}v1/rerank", timeout=60,
-                        json={"query": "q", "documents": [long_text, "short"], "return_documents": True})
+    answer = httpx.post(
+        f"{live_app}v1/rerank", timeout=60, json={"query": "q", "documents": [long_text, "short"], "return_documents": True}
+    )
     texts = {result["index"]: result["document"]["text"] for result in answer.json()["results"]}
     assert texts[1] == "short" and texts[0] == long_text[:32_768]
 
@@ -177,8 +187,9 @@ def test_return_documents_echoes_a_bounded_text(live_app):
 
 @pytest.fixture(scope="module")
 def cached_scorer(scorer):
-    return LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu",
-                        family=scorer.family, cache_size=1000)
+    return LycheeScorer(
+        scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu", family=scorer.family, cache_size=1000
+    )
 
 
 def cache_hits(url: str) -> float:
@@ -186,10 +197,10 @@ def cache_hits(url: str) -> float:
     return sum(float(value) for value in re.findall(r"^lychee_score_cache_hits_total\{[^}]*\} (\S+)$", text, re.M))
 
 
-@pytest.mark.parametrize(("scope", "own_repeat", "other_repeat"), [("user", 1, 0), ("global", 1, 1),
-                                                                    ("request", 0, 0)])
+@pytest.mark.parametrize(("scope", "own_repeat", "other_repeat"), [("user", 1, 0), ("global", 1, 1), ("request", 0, 0)])
 def test_a_caller_never_hits_the_cache_with_another_callers_pair_unless_the_operator_shares_it(
-        cached_scorer, scope, own_repeat, other_repeat):
+    cached_scorer, scope, own_repeat, other_repeat
+):
     cached_scorer.cache.clear()
     running = app.start(cached_scorer, app.ServerSettings(port=0, config=Config(cache_scope=scope)))
     try:

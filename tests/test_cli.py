@@ -16,8 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lychee_gradio.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "lychee_gradio.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_help_lists_load_and_share():
@@ -40,8 +46,7 @@ def test_a_bad_model_path_gives_a_clear_error_and_a_non_zero_exit():
 def served(tiny_model_dir):
     """`python launch.py --model <tiny folder> --port P`, stopped after the test."""
     port = free_port()
-    with served_command([sys.executable, "launch.py", "--model", str(tiny_model_dir), "--port", str(port)],
-                        cwd=ROOT) as lines:
+    with served_command([sys.executable, "launch.py", "--model", str(tiny_model_dir), "--port", str(port)], cwd=ROOT) as lines:
         yield port, lines
 
 
@@ -74,12 +79,10 @@ def test_a_share_link_that_cannot_be_made_says_so_and_exits_non_zero(tiny_model_
 
     frpc = tmp_path / "hf" / "gradio" / "frpc" / tunneling.BINARY_FILENAME
     frpc.parent.mkdir(parents=True)
-    frpc.write_text("#!/bin/sh\necho '[W] [service.go:131] login to server failed: dial tcp: connection refused'\n"
-                    "exit 1\n")
+    frpc.write_text("#!/bin/sh\necho '[W] [service.go:131] login to server failed: dial tcp: connection refused'\nexit 1\n")
     frpc.chmod(0o755)
     env = {"HF_HOME": str(tmp_path / "hf"), "GRADIO_SHARE_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}
-    result = run_cli("share", "--model", str(tiny_model_dir), "--port", str(free_port()), "--auth", "me:secret",
-                     env=env)
+    result = run_cli("share", "--model", str(tiny_model_dir), "--port", str(free_port()), "--auth", "me:secret", env=env)
     assert result.returncode == 1
     assert "could not create a public link" in result.stderr and "Traceback" not in result.stderr
 

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import LycheeScorer, app
+from lychee_gradio.config import Config, Limits
 from lychee_gradio.contract import ImagesBusyError, InputError, RequestContext, status_of
 from lychee_gradio.inputs import ImageMemoryPool, PixelBudget, admit_images, request_rules, to_item
-from lychee_gradio.settings import Config, Limits
 from lychee_gradio.video import load_video, video_header
 
 from .conftest import MUG
@@ -35,8 +35,10 @@ CONCAT_EXISTING = b"ffconcat version 1.0\nfile lychee_gradio/assets/images/blue_
 CONCAT_MISSING = b"ffconcat version 1.0\nfile lychee_gradio/assets/images/no_such_file.png\n"
 CONCAT_SELF = b"ffconcat version 1.0\nfile self.mp4\n"
 # A stream description: FFmpeg would bind these UDP ports and wait for packets.
-SDP = (b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=clip\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-       b"m=video 18300 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n")
+SDP = (
+    b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=clip\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=video 18300 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+)
 HOSTILE = {"concat_existing": CONCAT_EXISTING, "concat_missing": CONCAT_MISSING, "concat_self": CONCAT_SELF, "sdp": SDP}
 
 
@@ -98,18 +100,26 @@ def test_the_library_refuses_lists_and_descriptions_before_ffmpeg_sees_them(name
 
 
 def test_a_list_naming_an_existing_file_gets_the_same_answer_as_one_naming_a_missing_file(live_app):
-    answers = [httpx.post(f"{live_app}v1/rerank", timeout=30,
-                          json={"query": "q", "documents": ["text", {"video": b64(data)}]})
-               for data in (CONCAT_EXISTING, CONCAT_MISSING)]
+    answers = [
+        httpx.post(f"{live_app}v1/rerank", timeout=30, json={"query": "q", "documents": ["text", {"video": b64(data)}]})
+        for data in (CONCAT_EXISTING, CONCAT_MISSING)
+    ]
     assert [a.status_code for a in answers] == [400, 400]
     assert answers[0].json()["message"] == answers[1].json()["message"]
     assert answers[0].json()["field"] == "documents[1].video" and "MP4" in answers[0].json()["message"]
 
 
 def test_vllm_score_refuses_a_list_alike(live_app):
-    score = httpx.post(f"{live_app}v1/score", timeout=30, json={
-        "text_1": "q", "text_2": [{"content": [{"type": "video_url", "video_url": {
-            "url": "data:video/mp4;base64," + b64(CONCAT_EXISTING)}}]}]})
+    score = httpx.post(
+        f"{live_app}v1/score",
+        timeout=30,
+        json={
+            "text_1": "q",
+            "text_2": [
+                {"content": [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + b64(CONCAT_EXISTING)}}]}
+            ],
+        },
+    )
     assert score.status_code == 400 and "MP4/MOV" in score.json()["message"]
 
 
@@ -131,8 +141,7 @@ def test_a_stream_description_is_refused_at_once_and_no_socket_is_opened(live_ap
 def test_a_self_referencing_list_uploaded_to_the_page_api_is_refused_and_opens_no_file(live_app, tmp_path):
     uploaded = httpx.post(f"{live_app}gradio_api/upload", files={"files": ("self.mp4", CONCAT_SELF)}, timeout=30).json()[0]
     before = open_files()
-    kind, message = gradio_call(live_app, "rank_images", ["q", None, [file_data(uploaded)], None, 0, None, 0],
-                                with_event=True)
+    kind, message = gradio_call(live_app, "rank_images", ["q", None, [file_data(uploaded)], None, 0, None, 0], with_event=True)
     assert kind == "error" and "self.mp4" in message and "MP4/MOV" in message
     assert open_files() == before
 
@@ -217,8 +226,9 @@ def test_photos_and_a_clip_over_the_pool_are_refused_at_once_and_others_are_not_
     answers = {}
 
     def big():
-        answers["big"] = httpx.post(f"{small_pool_app}v1/rerank", timeout=90,
-                                    json={"query": "q", "documents": [*photos, {"video": clip_data}] * 2})
+        answers["big"] = httpx.post(
+            f"{small_pool_app}v1/rerank", timeout=90, json={"query": "q", "documents": [*photos, {"video": clip_data}] * 2}
+        )
 
     worker = threading.Thread(target=big)
     worker.start()

@@ -32,8 +32,10 @@ def cluster():
     # One CPU more than the machine has, so that the back-pressure test's extra replica can be placed
     # beside the two main ones (Ray counts CPUs; it does not pin them).
     ray.init(num_cpus=(os.cpu_count() or 1) + 1, include_dashboard=False, log_to_driver=False)
-    running = Cluster(ClusterSettings(replicas=2, max_queued=64, load_options={"device": "cpu", "dtype": "float32"},
-                                      cpus_per_replica=1), ScorerReplica)
+    running = Cluster(
+        ClusterSettings(replicas=2, max_queued=64, load_options={"device": "cpu", "dtype": "float32"}, cpus_per_replica=1),
+        ScorerReplica,
+    )
     yield running
     running.close()
 
@@ -82,16 +84,14 @@ def test_a_replicated_scorer_explains_what_the_local_scorer_explains(replicated,
     remote, local = replicated.explain(*pair, grid=2), scorer.explain(*pair, grid=2)
     assert remote.score == pytest.approx(local.score, abs=1e-5)
     assert [c.delta for c in remote.images[0].cells] == pytest.approx([c.delta for c in local.images[0].cells], abs=1e-5)
-    assert [s.delta for s in remote.text[1].segments] == pytest.approx([s.delta for s in local.text[1].segments],
-                                                                       abs=1e-5)
+    assert [s.delta for s in remote.text[1].segments] == pytest.approx([s.delta for s in local.text[1].segments], abs=1e-5)
     assert remote.yes_no_mass == pytest.approx(local.yes_no_mass, abs=1e-5)
 
 
 def test_a_large_request_is_split_across_both_replicas_and_merged_in_order(replicated, scorer):
     documents = [f"document {i} about cups and mugs" for i in range(64)]
     progress, stats = [], ScoreStats()
-    scores = replicated.score("white cup", documents, on_progress=lambda done, total: progress.append((done, total)),
-                              stats=stats)
+    scores = replicated.score("white cup", documents, on_progress=lambda done, total: progress.append((done, total)), stats=stats)
     assert scores == pytest.approx(scorer.score("white cup", documents), abs=1e-5)
     assert len(set(stats.replicas)) == 2
     assert progress[-1] == (64, 64) and [done for done, _ in progress] == sorted(done for done, _ in progress)
@@ -101,12 +101,14 @@ def test_v1_rerank_and_gradio_client_answer_the_local_scores(replicated_app, sco
     body = {"query": "white cup", "documents": CUPS}
     answer = httpx.post(f"{replicated_app}v1/rerank", json=body, timeout=120).json()
     assert {r["index"]: r["relevance_score"] for r in answer["results"]} == pytest.approx(
-        dict(enumerate(scorer.score("white cup", CUPS))), abs=1e-5)
+        dict(enumerate(scorer.score("white cup", CUPS))), abs=1e-5
+    )
     client = Client(replicated_app, verbose=False)
     _, rows = client.predict(query_text="保温杯", documents=CUPS_TEXT, api_name="/rerank")
     assert [r["index"] for r in rows] == [r.index for r in scorer.rerank("保温杯", CUPS)]
-    _, ranking = client.predict(query_text="a blue mug", images=[handle_file(p) for p in (CUP, MUG, TUMBLER)],
-                                api_name="/rank_images")
+    _, ranking = client.predict(
+        query_text="a blue mug", images=[handle_file(p) for p in (CUP, MUG, TUMBLER)], api_name="/rank_images"
+    )
     expected = scorer.rerank("a blue mug", [{"image": p} for p in (CUP, MUG, TUMBLER)])
     assert [(r["index"], r["score"]) for r in ranking] == [(r.index, pytest.approx(r.score, abs=1e-5)) for r in expected]
 
@@ -129,11 +131,11 @@ def test_twenty_concurrent_mixed_clients_are_all_answered_correctly(replicated_a
         for answer, expected in pool.map(call, range(20)):
             assert answer.status_code == 200
             assert {r["index"]: r["relevance_score"] for r in answer.json()["results"]} == pytest.approx(
-                dict(enumerate(expected)), abs=1e-5)
+                dict(enumerate(expected)), abs=1e-5
+            )
 
 
-def test_killing_a_replica_under_load_loses_no_request_and_the_replica_comes_back(replicated_app, replicated,
-                                                                                  scorer):
+def test_killing_a_replica_under_load_loses_no_request_and_the_replica_comes_back(replicated_app, replicated, scorer):
     before = replica_pids(replicated)
     assert len(before) == 2
     victim = sorted(before)[0]
@@ -150,7 +152,8 @@ def test_killing_a_replica_under_load_loses_no_request_and_the_replica_comes_bac
             answer, expected = future.result()
             assert answer.status_code == 200, answer.text
             assert {r["index"]: r["relevance_score"] for r in answer.json()["results"]} == pytest.approx(
-                dict(enumerate(expected)), abs=1e-5)
+                dict(enumerate(expected)), abs=1e-5
+            )
     deadline = time.monotonic() + 120
     while len(replica_pids(replicated) - {victim}) < 2:
         assert time.monotonic() < deadline, "Ray Serve did not bring the replica back"
@@ -175,8 +178,9 @@ def test_ready_says_degraded_while_a_replica_is_dead_and_metrics_count_the_live_
 
 def test_a_full_queue_answers_503_with_retry_after_and_the_server_keeps_serving(cluster, tiny_model_dir, scorer):
     # Same Ray instance, a second application: one replica (on the spare half core), a queue of one.
-    narrow = Cluster(ClusterSettings(replicas=1, max_queued=1, load_options=cluster.settings.load_options,
-                                     cpus_per_replica=0.5), ScorerReplica)
+    narrow = Cluster(
+        ClusterSettings(replicas=1, max_queued=1, load_options=cluster.settings.load_options, cpus_per_replica=0.5), ScorerReplica
+    )
     scorer_one = narrow.deploy(str(tiny_model_dir), 9)
     running = app.start(scorer_one, app.ServerSettings(port=0, concurrency=8))
     try:
@@ -189,8 +193,9 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_server_keeps_serving(
         assert all(a.status_code == 200 for a in answers if a not in busy)
         # Once the burst has drained (the refused requests' chunks were cancelled), requests are served again.
         deadline = time.monotonic() + 30
-        while (after := httpx.post(f"{running.url}v1/rerank", json={"query": "cup", "documents": ["a", "b"]},
-                                   timeout=60)).status_code == 503 and time.monotonic() < deadline:
+        while (
+            after := httpx.post(f"{running.url}v1/rerank", json={"query": "cup", "documents": ["a", "b"]}, timeout=60)
+        ).status_code == 503 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert after.status_code == 200
     finally:
@@ -201,9 +206,11 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_server_keeps_serving(
 
 
 def test_plain_lychee_load_does_not_import_ray():
-    code = ("import sys\nfrom lychee_gradio import cli\nimport lychee_gradio.app, lychee_gradio.serving.cluster\n"
-            "args = cli.build_parser().parse_args(['load', '--demo'])\nassert not cli.uses_ray(args)\n"
-            "assert 'ray' not in sys.modules\n")
+    code = (
+        "import sys\nfrom lychee_gradio import cli\nimport lychee_gradio.app, lychee_gradio.serving.cluster\n"
+        "args = cli.build_parser().parse_args(['load', '--demo'])\nassert not cli.uses_ray(args)\n"
+        "assert 'ray' not in sys.modules\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
@@ -216,15 +223,30 @@ def test_the_ray_native_application_serves_the_same_app_with_the_same_settings(c
     from .conftest import free_port
 
     port = free_port()
-    serve.run(build({"model": str(tiny_model_dir), "replicas": 1, "cpus_per_replica": 0.5, "device": "cpu",
-                     "dtype": "float32", "host": "127.0.0.1", "port": port, "api_key": "native-key",
-                     "max_documents": "12"}), name="native", route_prefix=None)
+    serve.run(
+        build(
+            {
+                "model": str(tiny_model_dir),
+                "replicas": 1,
+                "cpus_per_replica": 0.5,
+                "device": "cpu",
+                "dtype": "float32",
+                "host": "127.0.0.1",
+                "port": port,
+                "api_key": "native-key",
+                "max_documents": "12",
+            }
+        ),
+        name="native",
+        route_prefix=None,
+    )
     try:
         url = f"http://127.0.0.1:{port}/v1/rerank"
         key = {"Authorization": "Bearer native-key"}
         answer = httpx.post(url, json={"query": "white cup", "documents": CUPS}, headers=key, timeout=120)
         assert {r["index"]: r["relevance_score"] for r in answer.json()["results"]} == pytest.approx(
-            dict(enumerate(scorer.score("white cup", CUPS))), abs=1e-5)
+            dict(enumerate(scorer.score("white cup", CUPS))), abs=1e-5
+        )
         assert httpx.post(url, json={"query": "q", "documents": ["d"]}, timeout=60).status_code == 401
         too_many = httpx.post(url, json={"query": "q", "documents": ["d"] * 13}, headers=key, timeout=60)
         assert too_many.status_code == 400 and "at most 12" in too_many.json()["message"]

@@ -23,11 +23,13 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 def test_lychee_load_with_replicas_serves_the_demo(tmp_path):
     port = free_port()
     # Stopped with SIGINT, as Ctrl+C would: the command stops its replicas and its Ray instance.
-    with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--demo", "qwen2_5_vl", "--replicas", "2",
-                         "--port", str(port)], env={"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=240,
-                        stop=signal.SIGINT) as lines:
-        answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json={"query": "cup", "documents": CUPS},
-                            timeout=120)
+    with served_command(
+        [sys.executable, "-m", "lychee_gradio.cli", "load", "--demo", "qwen2_5_vl", "--replicas", "2", "--port", str(port)],
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+        timeout=240,
+        stop=signal.SIGINT,
+    ) as lines:
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/rerank", json={"query": "cup", "documents": CUPS}, timeout=120)
         assert answer.status_code == 200 and len(answer.json()["results"]) == len(CUPS)
         assert any("model replicas: 2 per model on Ray Serve" in line for line in lines)
         # Ray's own ports (GCS, raylet, workers, agents) listen on loopback only. The one exception is
@@ -35,12 +37,18 @@ def test_lychee_load_with_replicas_serves_the_demo(tmp_path):
         # (ray/serve/_private/replica.py) and guards with Ray's token authentication.
         import psutil
 
-        command = next(p for p in psutil.process_iter(["cmdline"]) if "--replicas" in (p.info["cmdline"] or [])
-                       and str(port) in (p.info["cmdline"] or []))
+        command = next(
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "--replicas" in (p.info["cmdline"] or []) and str(port) in (p.info["cmdline"] or [])
+        )
         family = {child.pid: child.name() for child in command.children(recursive=True)}
         family[command.pid] = command.name()
-        listening = {(c.laddr.ip, family[c.pid]) for c in psutil.net_connections(kind="inet")
-                     if c.status == psutil.CONN_LISTEN and c.pid in family}
+        listening = {
+            (c.laddr.ip, family[c.pid])
+            for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in family
+        }
         outside = {(ip, name) for ip, name in listening if ip not in {"127.0.0.1", "::ffff:127.0.0.1", "::1"}}
         assert listening and {name for _, name in outside} <= {"ray::ServeReplica:lychee-0:scorer"}, listening
         assert os.environ.get("RAY_AUTH_MODE", "token") != "disabled"

@@ -107,4 +107,3 @@ def test_lychee_load_states_the_dtype_it_chose_and_why_at_startup_and_exits_0_wh
     expected = f"bfloat16 with a float32 residual stream: {why}" if native else f"float32: {why}"
     assert said and all(expected in line for line in said), said
     assert codes == [0]  # docker stop (SIGTERM) and Ctrl+C (SIGINT) alike
-

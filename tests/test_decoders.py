@@ -60,8 +60,7 @@ def test_an_eps_on_rerank_is_refused_at_once_without_running_ghostscript(live_ap
 def test_an_eps_upload_on_the_page_api_is_named_as_unreadable(live_app, tmp_path):
     path = tmp_path / "drawing.eps"
     path.write_bytes(ENDLESS_EPS)
-    uploaded = httpx.post(f"{live_app}gradio_api/upload", files={"files": ("drawing.eps", ENDLESS_EPS)},
-                          timeout=30).json()[0]
+    uploaded = httpx.post(f"{live_app}gradio_api/upload", files={"files": ("drawing.eps", ENDLESS_EPS)}, timeout=30).json()[0]
     kind, message = gradio_call(live_app, "score", ["q", None, "doc", file_data(uploaded), None, None], with_event=True)
     assert kind == "error" and "drawing.eps" in message and "Ghostscript" not in message
     assert ghostscripts() == []
@@ -97,8 +96,16 @@ def test_palette_one_bit_sixteen_bit_float_and_cmyk_images_decode_as_they_look(s
     sixteen = Image.fromarray((gradient * 65535).astype(np.uint16))
     floats = Image.fromarray(gradient.astype(np.float32), "F")
     cmyk = Image.new("CMYK", size, (0, 255, 255, 0))  # red
-    cases = [(palette, "PNG"), (one_bit, "PNG"), (sixteen, "PNG"), (floats, "TIFF"), (cmyk, "JPEG"),
-             (Image.new("RGBA", size, (0, 128, 0, 255)), "PNG"), (palette, "GIF"), (sixteen, "TIFF")]
+    cases = [
+        (palette, "PNG"),
+        (one_bit, "PNG"),
+        (sixteen, "PNG"),
+        (floats, "TIFF"),
+        (cmyk, "JPEG"),
+        (Image.new("RGBA", size, (0, 128, 0, 255)), "PNG"),
+        (palette, "GIF"),
+        (sixteen, "TIFF"),
+    ]
     for source, fmt in cases:
         image = load_image(encoded(source, fmt), "documents[0].image", rules=rules)
         assert image.mode == "RGB", (source.mode, fmt)
@@ -123,8 +130,9 @@ def test_extreme_aspect_ratios_get_a_clear_error_before_decoding(size):
 
 def test_an_extreme_aspect_ratio_is_a_400_on_rerank_and_a_message_on_the_page(live_app, tmp_path):
     data = encoded(Image.new("RGB", (20000, 1), (1, 2, 3)))
-    answer = httpx.post(f"{live_app}v1/rerank", timeout=30,
-                        json={"query": "q", "documents": [{"image": base64.b64encode(data).decode()}]})
+    answer = httpx.post(
+        f"{live_app}v1/rerank", timeout=30, json={"query": "q", "documents": [{"image": base64.b64encode(data).decode()}]}
+    )
     assert answer.status_code == 400 and answer.json()["field"] == "documents[0].image"
     uploaded = httpx.post(f"{live_app}gradio_api/upload", files={"files": ("strip.png", data)}, timeout=30).json()[0]
     kind, message = gradio_call(live_app, "score", ["q", None, "doc", file_data(uploaded), None, None], with_event=True)

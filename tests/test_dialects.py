@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from lychee_gradio import InputError, app
-from lychee_gradio.settings import Config, Limits
+from lychee_gradio.config import Config, Limits
 
 from .conftest import CUP
 from .helpers import DOCS, data_url
@@ -46,8 +46,7 @@ def test_a_tei_request_on_rerank_gets_teis_answer_with_the_scores_of_v1_rerank(l
 
 
 def test_tei_raw_scores_are_the_logits_whose_sigmoid_is_the_score(live_app):
-    raw = {r["index"]: r["score"] for r in post(live_app, "rerank", {"query": QUERY, "texts": DOCS,
-                                                                     "raw_scores": True}).json()}
+    raw = {r["index"]: r["score"] for r in post(live_app, "rerank", {"query": QUERY, "texts": DOCS, "raw_scores": True}).json()}
     expected = cohere_scores(live_app, QUERY, DOCS)
     assert {i: 1 / (1 + math.exp(-logit)) for i, logit in raw.items()} == pytest.approx(expected, abs=1e-6)
 
@@ -81,15 +80,17 @@ def test_tei_truncate_false_refuses_a_text_over_the_budget_and_true_cuts_it(tigh
     assert too_long_query.status_code == 413 and too_long_query.json()["field"] == "query"
 
 
-@pytest.mark.parametrize(("body", "status", "field", "words"), [
-    ({"query": "q"}, 422, "body", "{query, documents}"),
-    ({"query": "q", "texts": ["a"], "documents": ["a"]}, 422, "body", "both"),
-    ({"query": "q", "texts": ["a", 5]}, 422, "texts[1]", "string"),
-    ({"query": "q", "texts": ["a"], "truncation_direction": "Left"}, 400, "truncation_direction", "Right"),
-    ({"query": "q", "texts": ["a"] * 51}, 400, "texts", "at most 50"),
-])
-def test_a_request_rerank_cannot_read_gets_one_clear_error_and_the_server_keeps_serving(live_app, body, status, field,
-                                                                                       words):
+@pytest.mark.parametrize(
+    ("body", "status", "field", "words"),
+    [
+        ({"query": "q"}, 422, "body", "{query, documents}"),
+        ({"query": "q", "texts": ["a"], "documents": ["a"]}, 422, "body", "both"),
+        ({"query": "q", "texts": ["a", 5]}, 422, "texts[1]", "string"),
+        ({"query": "q", "texts": ["a"], "truncation_direction": "Left"}, 400, "truncation_direction", "Right"),
+        ({"query": "q", "texts": ["a"] * 51}, 400, "texts", "at most 50"),
+    ],
+)
+def test_a_request_rerank_cannot_read_gets_one_clear_error_and_the_server_keeps_serving(live_app, body, status, field, words):
     answer = post(live_app, "rerank", body)
     assert answer.status_code == status, answer.text
     assert answer.json()["field"] == field and words in answer.json()["message"]
@@ -112,8 +113,7 @@ def test_vllms_score_of_one_text_1_against_a_list_gives_v1_reranks_scores(live_a
     assert body["object"] == "list" and body["id"].startswith("score-") and body["usage"]["prompt_tokens"] > 0
     assert [d["index"] for d in body["data"]] == list(range(len(DOCS)))
     assert all(d["object"] == "score" for d in body["data"])
-    assert {d["index"]: d["score"] for d in body["data"]} == pytest.approx(cohere_scores(live_app, QUERY, DOCS),
-                                                                           abs=1e-6)
+    assert {d["index"]: d["score"] for d in body["data"]} == pytest.approx(cohere_scores(live_app, QUERY, DOCS), abs=1e-6)
 
 
 def test_vllms_equal_length_lists_are_scored_pair_by_pair(live_app):
@@ -138,8 +138,11 @@ def test_vllm_lists_of_different_lengths_are_refused_naming_both(live_app):
     answer = post(live_app, "v1/score", {"text_1": ["a", "b"], "text_2": ["a", "b", "c"]})
     assert answer.status_code == 400 and answer.json()["field"] == "text_1"
     assert "text_1 has 2 items and text_2 3" in answer.json()["message"]
-    bad_image = post(live_app, "v1/score", {"text_1": "q", "text_2": ["a", {"content": [
-        {"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]})
+    bad_image = post(
+        live_app,
+        "v1/score",
+        {"text_1": "q", "text_2": ["a", {"content": [{"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]},
+    )
     assert bad_image.status_code == 400 and bad_image.json()["field"].startswith("text_2[1]")
 
 
@@ -151,8 +154,11 @@ def keyed_app(scorer):
 
 
 def test_every_dialect_needs_the_api_key_when_one_is_set(keyed_app):
-    for path, body in (("rerank", {"query": "q", "texts": ["a"]}), ("v1/score", {"text_1": "q", "text_2": ["a"]}),
-                       ("score", {"text_1": "q", "text_2": "a"})):
+    for path, body in (
+        ("rerank", {"query": "q", "texts": ["a"]}),
+        ("v1/score", {"text_1": "q", "text_2": ["a"]}),
+        ("score", {"text_1": "q", "text_2": "a"}),
+    ):
         assert post(keyed_app, path, body).status_code == 401
         assert post(keyed_app, path, body, headers={"Authorization": "Bearer dialect-key"}).status_code == 200
     assert httpx.get(f"{keyed_app}info", timeout=30).status_code == 401
@@ -221,11 +227,11 @@ def test_haystacks_cohere_and_jina_rankers_rank_as_v1_rerank(live_app, monkeypat
 
     documents = [Document(content=text, id=str(i)) for i, text in enumerate(DOCS)]
     expected = cohere_order(live_app, QUERY, DOCS)[:3]
-    cohere = CohereRanker(model="lychee-rerank-mm", top_k=3, api_key=Secret.from_token("unused"),
-                          api_base_url=live_app.rstrip("/"))
+    cohere = CohereRanker(
+        model="lychee-rerank-mm", top_k=3, api_key=Secret.from_token("unused"), api_base_url=live_app.rstrip("/")
+    )
     assert [int(d.id) for d in cohere.run(query=QUERY, documents=documents)["documents"]] == expected
-    jina = JinaRanker(model="lychee-rerank-mm", top_k=3, api_key=Secret.from_token("unused"),
-                      base_url=live_app + "v1/rerank")
+    jina = JinaRanker(model="lychee-rerank-mm", top_k=3, api_key=Secret.from_token("unused"), base_url=live_app + "v1/rerank")
     assert [int(d.id) for d in jina.run(query=QUERY, documents=documents)["documents"]] == expected
 
 

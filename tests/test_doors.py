@@ -23,11 +23,11 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from lychee_gradio import app
+from lychee_gradio.config import Config, Limits
 from lychee_gradio.contract import RequestContext, ScoringCancelledError, ScoringTimeoutError
 from lychee_gradio.evaluation import BadLine, load_queries
 from lychee_gradio.inputs import Item
 from lychee_gradio.serving.image_urls import FETCHES_PER_CLIENT, public_address
-from lychee_gradio.settings import Config, Limits
 from lychee_gradio.ui.evaluate import evaluate_view
 
 from .conftest import CUP, MUG, TUMBLER, page
@@ -51,16 +51,20 @@ def secret_image(tmp_path_factory):
     return server_image(tmp_path_factory)
 
 
-@pytest.mark.parametrize(("api", "data"), [
-    ("score", lambda path: ["q", None, None, file_data(path), None, None]),
-    ("rank_images", lambda path: ["q", None, [file_data(path)], None, 0, None, 0]),
-    ("rerank", lambda path: ["q", None, "a text document", [file_data(path)], None, 0, None, 0]),
-    ("evaluate", lambda path: [file_data(path), None, "1", None, False]),
-])
+@pytest.mark.parametrize(
+    ("api", "data"),
+    [
+        ("score", lambda path: ["q", None, None, file_data(path), None, None]),
+        ("rank_images", lambda path: ["q", None, [file_data(path)], None, 0, None, 0]),
+        ("rerank", lambda path: ["q", None, "a text document", [file_data(path)], None, 0, None, 0]),
+        ("evaluate", lambda path: [file_data(path), None, "1", None, False]),
+    ],
+)
 def test_a_server_path_is_refused_alike_whether_or_not_the_file_exists(live_app, secret_image, api, data):
-    answers = {path: gradio_call(live_app, api, data(path))
-               for path in (secret_image, secret_image + ".missing", "/etc/hostname", "/nonexistent/x.png",
-                            "http://127.0.0.1:9/x.png")}
+    answers = {
+        path: gradio_call(live_app, api, data(path))
+        for path in (secret_image, secret_image + ".missing", "/etc/hostname", "/nonexistent/x.png", "http://127.0.0.1:9/x.png")
+    }
     messages = {json.loads(answer.removeprefix("data: "))["error"] for answer in answers.values()}
     assert len(messages) == 1, answers
     (message,) = messages
@@ -70,11 +74,11 @@ def test_a_server_path_is_refused_alike_whether_or_not_the_file_exists(live_app,
 
 def test_uploaded_files_still_work_and_answers_carry_no_server_path(live_app, scorer):
     client = Client(live_app, verbose=False)
-    _, ranking = client.predict(query_text="a blue mug", images=[handle_file(p) for p in (CUP, MUG, TUMBLER)],
-                                api_name="/rank_images")
+    _, ranking = client.predict(
+        query_text="a blue mug", images=[handle_file(p) for p in (CUP, MUG, TUMBLER)], api_name="/rank_images"
+    )
     expected = scorer.rerank("a blue mug", [{"image": p} for p in (CUP, MUG, TUMBLER)])
-    assert [(r["index"], r["score"]) for r in ranking] == [(r.index, pytest.approx(r.score, abs=1e-6))
-                                                           for r in expected]
+    assert [(r["index"], r["score"]) for r in ranking] == [(r.index, pytest.approx(r.score, abs=1e-6)) for r in expected]
     assert all("/" not in r["image"] for r in ranking)
 
 
@@ -96,9 +100,19 @@ def test_a_user_mistake_leaves_no_traceback_in_the_log(live_app, capfd):
 # -- Evaluate reads only what the caller uploaded -------------------------------------------------------
 
 
-@pytest.mark.parametrize("written", ["/" * 1100 + "etc/hostname", " /etc/hostname", "../../etc/hostname",
-                                     "~/.bashrc", "images/../../../etc/hostname", "\\\\server\\share\\x.png",
-                                     "C:\\Windows\\win.ini", "x" * 2000 + "/../../../../etc/hostname"])
+@pytest.mark.parametrize(
+    "written",
+    [
+        "/" * 1100 + "etc/hostname",
+        " /etc/hostname",
+        "../../etc/hostname",
+        "~/.bashrc",
+        "images/../../../etc/hostname",
+        "\\\\server\\share\\x.png",
+        "C:\\Windows\\win.ini",
+        "x" * 2000 + "/../../../../etc/hostname",
+    ],
+)
 def test_eval_refuses_padded_absolute_climbing_and_home_paths_alike(tmp_path, written):
     data = tmp_path / "data" / "set.jsonl"
     data.parent.mkdir()
@@ -110,10 +124,13 @@ def test_eval_refuses_padded_absolute_climbing_and_home_paths_alike(tmp_path, wr
 @pytest.mark.slow
 def test_lychee_eval_refuses_a_padded_path_outside_the_data_folder(tmp_path, tiny_model_dir):
     data = tmp_path / "set.jsonl"
-    data.write_text(json.dumps({"query": "q", "documents": [{"image": "/" * 1100 + "etc/hostname"}],
-                                "relevant": [0]}) + "\n")
-    result = subprocess.run([sys.executable, "-m", "lychee_gradio.cli", "eval", str(data), "--model",
-                             str(tiny_model_dir), "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    data.write_text(json.dumps({"query": "q", "documents": [{"image": "/" * 1100 + "etc/hostname"}], "relevant": [0]}) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "lychee_gradio.cli", "eval", str(data), "--model", str(tiny_model_dir), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert "image paths must be relative and stay inside" in result.stderr and "hostname" not in result.stdout
 
@@ -131,8 +148,9 @@ def test_a_zip_slip_member_is_refused(scorer, tmp_path):
 def _eval_lines(path: Path, count: int, documents: int = 3) -> Path:
     with path.open("w") as handle:
         for i in range(count):
-            handle.write(json.dumps({"query": f"cup {i}", "documents": [f"doc {i}-{j}" for j in range(documents)],
-                                     "relevant": [0]}) + "\n")
+            handle.write(
+                json.dumps({"query": f"cup {i}", "documents": [f"doc {i}-{j}" for j in range(documents)], "relevant": [0]}) + "\n"
+            )
     return path
 
 
@@ -216,8 +234,7 @@ def recorder():
 @pytest.fixture(scope="module")
 def keyed_mcp_app(scorer):
     limits = Limits(max_body_bytes=2 * 2**20)
-    running = app.start(scorer, app.ServerSettings(port=0, mcp=True, config=Config(limits=limits,
-                                                                                           api_key="sekrit")))
+    running = app.start(scorer, app.ServerSettings(port=0, mcp=True, config=Config(limits=limits, api_key="sekrit")))
     yield running.url
     running.close()
 
@@ -232,13 +249,15 @@ def test_mcp_tools_work_with_the_key_and_an_image_list_tool_ranks_images(keyed_m
     assert not result.isError, result.content
     expected = scorer.rerank("a blue mug", [{"image": p} for p in (CUP, MUG, TUMBLER)])
     assert [(r["index"], r["score"]) for r in result.structuredContent["results"]] == [
-        (r.index, pytest.approx(r.score, abs=1e-6)) for r in expected]
+        (r.index, pytest.approx(r.score, abs=1e-6)) for r in expected
+    ]
 
 
 def test_mcp_without_the_key_is_refused(keyed_mcp_app):
     listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
-    answer = httpx.post(f"{keyed_mcp_app}gradio_api/mcp/", json=listing, timeout=30,
-                        headers={"Accept": "application/json, text/event-stream"})
+    answer = httpx.post(
+        f"{keyed_mcp_app}gradio_api/mcp/", json=listing, timeout=30, headers={"Accept": "application/json, text/event-stream"}
+    )
     assert answer.status_code == 401
 
 
@@ -248,27 +267,57 @@ def test_a_forwarded_host_header_changes_nothing_about_where_calls_go(keyed_mcp_
     first = mcp_call(keyed_mcp_app, "score", {"query": "cup", "document": "a cup"}, headers=hijack)
     later = mcp_call(keyed_mcp_app, "score", {"query": "cup", "document": "a cup"}, headers=KEY)
     assert hits == []
-    assert first.structuredContent["score"] == later.structuredContent["score"] == pytest.approx(
-        scorer.score("cup", ["a cup"])[0], abs=1e-6)
+    assert (
+        first.structuredContent["score"]
+        == later.structuredContent["score"]
+        == pytest.approx(scorer.score("cup", ["a cup"])[0], abs=1e-6)
+    )
 
 
 def test_mcp_reads_no_server_path_and_takes_the_same_body_limit(keyed_mcp_app, secret_image):
     path = mcp_call(keyed_mcp_app, "score", {"query": "q", "document": {"image": secret_image}}, headers=KEY)
     assert path.isError and "file paths are not read" in path.content[0].text
-    big = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-           "params": {"name": "score", "arguments": {"query": "q", "document": "x" * (3 * 2**20)}}}
-    answer = httpx.post(f"{keyed_mcp_app}gradio_api/mcp/", json=big, timeout=60,
-                        headers={**KEY, "Accept": "application/json, text/event-stream"})
+    big = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "score", "arguments": {"query": "q", "document": "x" * (3 * 2**20)}},
+    }
+    answer = httpx.post(
+        f"{keyed_mcp_app}gradio_api/mcp/", json=big, timeout=60, headers={**KEY, "Accept": "application/json, text/event-stream"}
+    )
     assert answer.status_code == 413
 
 
 # -- image URLs --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "0.0.0.0", "10.1.2.3", "172.16.0.1", "192.168.1.1",
-                                     "169.254.169.254", "100.64.0.1", "224.0.0.1", "240.0.0.1", "255.255.255.255",
-                                     "::1", "::", "fe80::1", "fc00::1", "ff02::1", "::ffff:127.0.0.1",
-                                     "::ffff:10.0.0.1", "2002:7f00:1::", "64:ff9b::7f00:1", "2001:db8::1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "0.0.0.0",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "2002:7f00:1::",
+        "64:ff9b::7f00:1",
+        "2001:db8::1",
+    ],
+)
 def test_non_public_addresses_are_not_fetchable(address):
     assert not public_address(address)
 
@@ -324,8 +373,12 @@ def url_app(scorer):
 @pytest.fixture(scope="module")
 def listed_app(scorer):
     """--allow-image-urls --allowed-image-hosts 127.0.0.1, with a 2 s deadline per URL."""
-    running = app.start(scorer, app.ServerSettings(port=0, config=Config(
-        allow_image_urls=True, allowed_image_hosts=("127.0.0.1",), image_url_timeout=2.0)))
+    running = app.start(
+        scorer,
+        app.ServerSettings(
+            port=0, config=Config(allow_image_urls=True, allowed_image_hosts=("127.0.0.1",), image_url_timeout=2.0)
+        ),
+    )
     yield running.url
     running.close()
 
@@ -335,24 +388,35 @@ def rerank_url(app: str, url: str) -> httpx.Response:
 
 
 def test_loopback_private_and_link_local_urls_are_refused_with_one_message(url_app, image_host):
-    urls = [f"http://127.0.0.1:{image_host}/blue_mug.png", f"http://localhost:{image_host}/blue_mug.png",
-            f"http://0.0.0.0:{image_host}/blue_mug.png", f"http://2130706433:{image_host}/blue_mug.png",
-            f"http://0x7f.1:{image_host}/blue_mug.png", f"http://127.1:{image_host}/blue_mug.png",
-            f"http://[::1]:{image_host}/blue_mug.png", f"http://[::ffff:127.0.0.1]:{image_host}/blue_mug.png",
-            "http://10.0.0.1/x.png", "http://192.168.0.1/x.png", "http://169.254.169.254/latest/meta-data",
-            "http://127.0.0.1:1/closed-port.png", "https://127.0.0.1:9/x.png", "ftp://127.0.0.1/x.png"]
+    urls = [
+        f"http://127.0.0.1:{image_host}/blue_mug.png",
+        f"http://localhost:{image_host}/blue_mug.png",
+        f"http://0.0.0.0:{image_host}/blue_mug.png",
+        f"http://2130706433:{image_host}/blue_mug.png",
+        f"http://0x7f.1:{image_host}/blue_mug.png",
+        f"http://127.1:{image_host}/blue_mug.png",
+        f"http://[::1]:{image_host}/blue_mug.png",
+        f"http://[::ffff:127.0.0.1]:{image_host}/blue_mug.png",
+        "http://10.0.0.1/x.png",
+        "http://192.168.0.1/x.png",
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:1/closed-port.png",
+        "https://127.0.0.1:9/x.png",
+        "ftp://127.0.0.1/x.png",
+    ]
     answers = [rerank_url(url_app, url) for url in urls]
     assert {answer.status_code for answer in answers} == {400}
     messages = {answer.json()["message"] for answer in answers[:-1]}
-    assert messages == {"documents[0].image: the image URL could not be fetched (this server fetches public "
-                        "http(s) addresses only, within 10 s; send the image as base64 instead)"}
+    assert messages == {
+        "documents[0].image: the image URL could not be fetched (this server fetches public "
+        "http(s) addresses only, within 10 s; send the image as base64 instead)"
+    }
 
 
 def test_an_allow_listed_host_is_fetched_and_a_redirect_off_it_is_refused(listed_app, image_host, scorer):
     fetched = rerank_url(listed_app, f"http://127.0.0.1:{image_host}/blue_mug.png")
     assert fetched.status_code == 200
-    assert fetched.json()["results"][0]["relevance_score"] == pytest.approx(
-        scorer.score("q", [{"image": MUG}])[0], abs=1e-6)
+    assert fetched.json()["results"][0]["relevance_score"] == pytest.approx(scorer.score("q", [{"image": MUG}])[0], abs=1e-6)
     redirected = rerank_url(listed_app, f"http://127.0.0.1:{image_host}/to/{image_host}/blue_mug.png")
     assert redirected.status_code == 400 and "could not be fetched" in redirected.json()["message"]
 
@@ -362,9 +426,13 @@ def test_slow_drip_urls_end_at_the_deadline_while_health_answers_throughout(list
     results: list[httpx.Response] = []
     # One client for all callers: 45 clients of their own would spend the test's CPU making TLS contexts.
     with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=100)) as client:
+
         def slow_request():
-            results.append(client.post(f"{listed_app}v1/rerank", json={
-                "query": "q", "documents": [{"image": f"http://127.0.0.1:{port}/photo.png"}]}))
+            results.append(
+                client.post(
+                    f"{listed_app}v1/rerank", json={"query": "q", "documents": [{"image": f"http://127.0.0.1:{port}/photo.png"}]}
+                )
+            )
 
         callers = [threading.Thread(target=slow_request) for _ in range(45)]
         for caller in callers:
@@ -393,8 +461,7 @@ def test_slow_drip_urls_end_at_the_deadline_while_health_answers_throughout(list
 @pytest.mark.slow
 def test_thirty_two_huge_images_stay_within_the_memory_budget_and_memory_comes_back(tiny_model_dir):
     script = Path(__file__).parent / "memory_probe.py"
-    result = subprocess.run([sys.executable, str(script), str(tiny_model_dir)], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run([sys.executable, str(script), str(tiny_model_dir)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["status"] == 200
@@ -435,7 +502,8 @@ def test_plain_base64_images_of_every_common_format_are_scored(live_app, scorer,
     answer = httpx.post(f"{live_app}v1/rerank", json={"query": "cup", "documents": [{"image": encoded}]}, timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.json()["results"][0]["relevance_score"] == pytest.approx(
-        scorer.score("cup", [{"image": buffer.getvalue()}])[0], abs=1e-6)
+        scorer.score("cup", [{"image": buffer.getvalue()}])[0], abs=1e-6
+    )
 
 
 @pytest.fixture(scope="module")
@@ -447,12 +515,12 @@ def keyed_app(scorer):
 
 
 def test_the_key_is_checked_before_the_body_and_a_chunked_body_over_the_limit_is_413(keyed_app):
-    malformed = httpx.post(f"{keyed_app}v1/rerank", content=b"{not json", timeout=30,
-                           headers={"content-type": "application/json"})
+    malformed = httpx.post(
+        f"{keyed_app}v1/rerank", content=b"{not json", timeout=30, headers={"content-type": "application/json"}
+    )
     assert malformed.status_code == 401
     chunks = (b"x" * 65536 for _ in range(40))  # 2.5 MB, no Content-Length
-    chunked = httpx.post(f"{keyed_app}v1/rerank", content=chunks, headers={**KEY, "content-type": "application/json"},
-                         timeout=30)
+    chunked = httpx.post(f"{keyed_app}v1/rerank", content=chunks, headers={**KEY, "content-type": "application/json"}, timeout=30)
     assert chunked.status_code == 413 and chunked.json()["field"] == "body"
 
 
@@ -460,7 +528,8 @@ def test_a_request_over_the_decoded_pixel_budget_is_413_naming_the_image(keyed_a
     buffer = io.BytesIO()
     Image.new("RGB", (200, 200)).save(buffer, format="PNG")
     image = base64.b64encode(buffer.getvalue()).decode()
-    answer = httpx.post(f"{keyed_app}v1/rerank", json={"query": "q", "documents": [{"image": image}] * 2},
-                        headers=KEY, timeout=30)
+    answer = httpx.post(
+        f"{keyed_app}v1/rerank", json={"query": "q", "documents": [{"image": image}] * 2}, headers=KEY, timeout=30
+    )
     assert answer.status_code == 413 and answer.json()["field"] == "documents[1].image"
     assert "decoded pixels" in answer.json()["message"]

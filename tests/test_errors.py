@@ -54,12 +54,20 @@ def test_every_exception_class_the_package_defines_derives_from_the_one_base():
         assert kind.code in ERRORS, f"{module}:{name} has no known code"
 
 
-@pytest.mark.parametrize("error", [InputError("documents[2].image", "image_pixels", width=1, height=2, pixels=2,
-                                              limit=1),
-                                   ScoringTimeoutError(3.0), ScoringCancelledError(), ScorerBusyError(),
-                                   ScoringOutOfMemoryError(812), ModelLoadError("no weights in /x"),
-                                   WontFitError("needs 17 GB"), PageError("Document 3: no text"),
-                                   BadLine(4, InputError(None, "json_object"))])
+@pytest.mark.parametrize(
+    "error",
+    [
+        InputError("documents[2].image", "image_pixels", width=1, height=2, pixels=2, limit=1),
+        ScoringTimeoutError(3.0),
+        ScoringCancelledError(),
+        ScorerBusyError(),
+        ScoringOutOfMemoryError(812),
+        ModelLoadError("no weights in /x"),
+        WontFitError("needs 17 GB"),
+        PageError("Document 3: no text"),
+        BadLine(4, InputError(None, "json_object")),
+    ],
+)
 def test_an_error_keeps_its_code_status_words_and_type_when_pickled(error):
     again = pickle.loads(pickle.dumps(error))
     assert type(again) is type(error)
@@ -68,14 +76,26 @@ def test_an_error_keeps_its_code_status_words_and_type_when_pickled(error):
 
 
 def test_the_scoring_errors_have_the_statuses_the_doors_answer():
-    assert [e.status for e in (ScoringTimeoutError(1), ScoringCancelledError(), ScorerBusyError(),
-                               ScoringOutOfMemoryError(1))] == [504, 499, 503, 503]
+    assert [
+        e.status for e in (ScoringTimeoutError(1), ScoringCancelledError(), ScorerBusyError(), ScoringOutOfMemoryError(1))
+    ] == [504, 499, 503, 503]
     assert "timeout of 1 s" in str(ScoringTimeoutError(1))
 
 
 def test_every_code_a_caller_can_get_has_chinese_words_too():
-    worded_elsewhere = {"page", "model_load", "wont_fit", "url_refused", "bad_line", "internal", "replica_failed",
-                        "timeout", "stopped", "busy", "out_of_memory"}  # the page words these itself
+    worded_elsewhere = {
+        "page",
+        "model_load",
+        "wont_fit",
+        "url_refused",
+        "bad_line",
+        "internal",
+        "replica_failed",
+        "timeout",
+        "stopped",
+        "busy",
+        "out_of_memory",
+    }  # the page words these itself
     assert set(ERRORS) - set(ERRORS_ZH) - worded_elsewhere == set()
     chinese = reason(InputError("q", "image_aspect", width=1, height=300, limit=200), "zh")
     assert "200" in chinese and "倍" in chinese
@@ -83,7 +103,7 @@ def test_every_code_a_caller_can_get_has_chinese_words_too():
 
 def test_mcp_answers_the_same_code_and_message_as_v1_rerank(live_app, scorer):
     from lychee_gradio import app
-    from lychee_gradio.settings import Config
+    from lychee_gradio.config import Config
 
     from .helpers import mcp_call
 

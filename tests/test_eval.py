@@ -34,8 +34,7 @@ def test_binary_metrics_match_hand_computed_values():
     first_stage = [0, 1, 2, 3]  # relevant at ranks 2 and 4
     assert metrics.hit_at_k(first_stage, labels, 1) == 0.0 and metrics.hit_at_k(first_stage, labels, 2) == 1.0
     assert metrics.mrr_at_k(first_stage, labels, 4) == 0.5 and metrics.mrr_at_k(first_stage, labels, 1) == 0.0
-    assert metrics.ndcg_at_k(first_stage, labels, 4) == pytest.approx(
-        (1 / math.log2(3) + 1 / math.log2(5)) / ideal)
+    assert metrics.ndcg_at_k(first_stage, labels, 4) == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / ideal)
 
 
 def test_graded_ndcg_uses_linear_gain_and_the_ideal_order():
@@ -48,8 +47,14 @@ def test_graded_ndcg_uses_linear_gain_and_the_ideal_order():
 
 def test_a_query_with_no_relevant_document_scores_zero_everywhere():
     assert metrics.query_metrics([1, 0], [0, 0], [1, 10]) == {
-        "ndcg@1": 0.0, "ndcg@10": 0.0, "mrr@1": 0.0, "mrr@10": 0.0,
-        "recall@1": 0.0, "recall@10": 0.0, "hit@1": 0.0, "hit@10": 0.0,
+        "ndcg@1": 0.0,
+        "ndcg@10": 0.0,
+        "mrr@1": 0.0,
+        "mrr@10": 0.0,
+        "recall@1": 0.0,
+        "recall@10": 0.0,
+        "hit@1": 0.0,
+        "hit@10": 0.0,
     }
 
 
@@ -66,8 +71,7 @@ def test_means_average_each_metric_over_queries():
 
 def _run(tmp_path, tiny_model_dir, *extra) -> tuple[int, dict | None]:
     output = tmp_path / "report.json"
-    code = lychee(["eval", str(SAMPLE), "--model", str(tiny_model_dir), "--device", "cpu", "--output", str(output),
-                   *extra])
+    code = lychee(["eval", str(SAMPLE), "--model", str(tiny_model_dir), "--device", "cpu", "--output", str(output), *extra])
     return code, json.loads(output.read_text()) if output.exists() else None
 
 
@@ -77,8 +81,7 @@ def only_model(report: dict) -> dict:
     return entry
 
 
-def test_eval_reports_first_stage_and_reranked_metrics_from_the_engine_scores(tmp_path, tiny_model_dir, scorer,
-                                                                              capsys):
+def test_eval_reports_first_stage_and_reranked_metrics_from_the_engine_scores(tmp_path, tiny_model_dir, scorer, capsys):
     code, report = _run(tmp_path, tiny_model_dir, "--k", "1,5,10")
     assert code == 0
     queries, _ = load_queries(SAMPLE)
@@ -110,8 +113,11 @@ BAD_LINES = [
     ('{"query": "q", "documents": ["a", "b"], "labels": [1]}\n', 1, "one grade per document"),
     ('{"query": "q", "documents": ["a", "b"], "relevant": [2]}\n', 1, "indices outside 0..1: [2]"),
     ('{"query": "q", "documents": ["a"]}\n', 1, "give either 'relevant'"),
-    ('{"query": "q", "documents": [{"image": "missing.png"}], "relevant": [0]}\n', 1,
-     "line 1: documents[0].image: image file not found"),
+    (
+        '{"query": "q", "documents": [{"image": "missing.png"}], "relevant": [0]}\n',
+        1,
+        "line 1: documents[0].image: image file not found",
+    ),
     ('{"query": "q", "documents": ["a", ""], "relevant": [0]}\n', 1, "line 1: documents[1]: empty"),
 ]
 
@@ -128,8 +134,10 @@ def test_a_bad_line_stops_with_its_line_number(tmp_path, tiny_model_dir, capsys,
 
 def test_skip_bad_goes_on_and_counts_the_skipped_lines(tmp_path, tiny_model_dir, capsys):
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(content for content, _, _ in BAD_LINES[1:])
-                    + '{"query": "cup", "documents": ["a cup", "a plate"], "relevant": [0]}\n')
+    data.write_text(
+        "".join(content for content, _, _ in BAD_LINES[1:])
+        + '{"query": "cup", "documents": ["a cup", "a plate"], "relevant": [0]}\n'
+    )
     output = tmp_path / "report.json"
     assert lychee(["eval", str(data), "--demo", "--skip-bad", "--output", str(output)]) == 0
     report = json.loads(output.read_text())
@@ -138,8 +146,9 @@ def test_skip_bad_goes_on_and_counts_the_skipped_lines(tmp_path, tiny_model_dir,
 
 
 def test_eval_help_describes_the_data_format():
-    result = subprocess.run([sys.executable, "-m", "lychee_gradio.cli", "eval", "--help"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "lychee_gradio.cli", "eval", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and "relevant" in result.stdout and "--skip-bad" in result.stdout
 
 
@@ -172,8 +181,11 @@ def test_the_evaluate_tab_reports_a_bad_line_and_refuses_an_unsafe_zip(scorer, t
 def test_the_evaluate_tab_says_when_every_line_was_skipped_and_hints_at_the_zip(scorer, tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_text('{"query": "q", "documents": [{"image": "images/x.png"}], "relevant": [0]}\nnot json\n')
-    with pytest.raises(ValueError, match=r"Every one of the 2 lines was skipped.*line 1: .*image file not found.*"
-                                         r"upload its images \.zip too"):
+    with pytest.raises(
+        ValueError,
+        match=r"Every one of the 2 lines was skipped.*line 1: .*image file not found.*"
+        r"upload its images \.zip too",
+    ):
         page(evaluate_view, scorer, str(data), None, "1", None, skip_bad=True)
     with pytest.raises(ValueError, match=r"^Cutoffs k: give whole numbers"):
         page(evaluate_view, scorer, str(data), None, "1,x", None)

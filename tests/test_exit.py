@@ -31,7 +31,7 @@ def run_script(model_dir) -> subprocess.CompletedProcess:
 
 def alive_at_exit(result: subprocess.CompletedProcess) -> list[str]:
     line = next(line for line in result.stdout.splitlines() if line.startswith("ALIVE "))
-    return json.loads(line[len("ALIVE "):])
+    return json.loads(line[len("ALIVE ") :])
 
 
 @pytest.mark.slow
@@ -62,10 +62,8 @@ def test_lychee_eval_exits_0_in_every_run(tiny_model_dir, tmp_path):
     from .conftest import ASSETS
 
     data = ASSETS / "eval" / "sample.jsonl"
-    command = [sys.executable, "-m", "lychee_gradio.cli", "eval", str(data), "--model", str(tiny_model_dir),
-               "--device", "cpu"]
+    command = [sys.executable, "-m", "lychee_gradio.cli", "eval", str(data), "--model", str(tiny_model_dir), "--device", "cpu"]
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: subprocess.run(command, capture_output=True, text=True, timeout=300),
-                                range(4)))
+        results = list(pool.map(lambda _: subprocess.run(command, capture_output=True, text=True, timeout=300), range(4)))
     assert [result.returncode for result in results] == [0] * 4, [r.stderr[-500:] for r in results if r.returncode]
     assert all("ndcg@1" in result.stdout for result in results)

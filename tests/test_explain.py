@@ -53,8 +53,7 @@ def tiles(width: int, height: int, boxes: list) -> bool:
 
 def test_image_cells_and_text_segments_equal_the_references_differences(scorer, naive, photo, other_photo):
     query, document = ("a yellow card with a blue ball", other_photo), ("北欧风 white cup, 350 ml", photo)
-    found = scorer.explain({"text": query[0], "image": query[1]}, {"text": document[0], "image": document[1]},
-                           grid=4)
+    found = scorer.explain({"text": query[0], "image": query[1]}, {"text": document[0], "image": document[1]}, grid=4)
     base = naive.score(query, document)
     assert found.score == pytest.approx(base, abs=1e-5)
     maps = {image_map.target: image_map for image_map in found.images}
@@ -71,15 +70,16 @@ def test_image_cells_and_text_segments_equal_the_references_differences(scorer, 
         text, image = query if weights.target == "query" else document
         assert "".join(segment.text for segment in weights.segments) == text
         for segment in weights.segments[::3]:
-            assert text[segment.start:segment.end] == segment.text
+            assert text[segment.start : segment.end] == segment.text
             changed = (without(text, segment.start, segment.end), image)
             pair = (changed, document) if weights.target == "query" else (query, changed)
             assert segment.delta == pytest.approx(base - naive.score(*pair), abs=1e-5)
 
 
 def test_batched_prefix_reused_and_one_variant_at_a_time_explanations_are_equal(scorer, photo, other_photo):
-    one_at_a_time = LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu",
-                                 batch_size=1, reuse_prefix=False)
+    one_at_a_time = LycheeScorer(
+        scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu", batch_size=1, reuse_prefix=False
+    )
     pair = ({"text": "a ball", "image": other_photo}, {"text": "yellow card, blue ball", "image": photo})
     batched, single = scorer.explain(*pair, grid=3), one_at_a_time.explain(*pair, grid=3)
     for a, b in zip(batched.images + batched.text, single.images + single.text):
@@ -111,8 +111,7 @@ def test_chinese_is_cut_into_characters_and_long_texts_into_a_bounded_number_of_
 def test_the_raw_output_is_the_models_own_distribution(scorer):
     found = scorer.explain("cup", "a white cup")
     assert 0 < found.yes_no_mass <= 1 and len(found.next_tokens) == 5
-    assert [t.probability for t in found.next_tokens] == sorted((t.probability for t in found.next_tokens),
-                                                                reverse=True)
+    assert [t.probability for t in found.next_tokens] == sorted((t.probability for t in found.next_tokens), reverse=True)
     assert found.explanation is None and found.variants > 0
 
 
@@ -138,6 +137,7 @@ def test_the_models_words_come_through_the_literal_text_path_bounded_in_tokens(s
 def test_the_models_words_stop_at_the_timeout_and_at_stop(own_scorer):
     def slow(module, args, kwargs):
         import time
+
         time.sleep(0.05)
 
     handle = own_scorer.model.model.register_forward_pre_hook(slow, with_kwargs=True)
@@ -153,8 +153,9 @@ def test_the_models_words_stop_at_the_timeout_and_at_stop(own_scorer):
 
 
 def test_a_qwen3_checkpoint_explains_and_writes_too(qwen3_scorer):
-    found = qwen3_scorer.explain({"text": "cup", "image": Image.new("RGB", (64, 64), (9, 9, 9))}, "a cup",
-                                 explanation=True, grid=2)
+    found = qwen3_scorer.explain(
+        {"text": "cup", "image": Image.new("RGB", (64, 64), (9, 9, 9))}, "a cup", explanation=True, grid=2
+    )
     assert len(found.images) == 1 and len(found.images[0].cells) == 4 and isinstance(found.explanation, str)
 
 
@@ -179,8 +180,18 @@ def test_v1_explain_answers_exact_cells_and_segments(explain_app, naive, photo):
     answer = httpx.post(f"{explain_app}v1/explain", json=body, timeout=120)
     assert answer.status_code == 200
     found = answer.json()
-    assert {"id", "model", "score", "yes_logit", "no_logit", "yes_no_mass", "next_tokens", "images", "text",
-            "explanation"} <= set(found)
+    assert {
+        "id",
+        "model",
+        "score",
+        "yes_logit",
+        "no_logit",
+        "yes_no_mass",
+        "next_tokens",
+        "images",
+        "text",
+        "explanation",
+    } <= set(found)
     (image_map,) = found["images"]
     assert image_map["target"] == "document" and image_map["overlay"].startswith("data:image/png;base64,")
     assert tiles(photo.width, photo.height, [tuple(cell["box"]) for cell in image_map["cells"]])
@@ -206,13 +217,15 @@ def test_the_mcp_explain_tool_gives_the_same_numbers(explain_app, scorer):
     expected = scorer.explain("cup", "a white cup")
     assert result.structuredContent["score"] == pytest.approx(expected.score, abs=1e-6)
     assert [s["delta"] for s in result.structuredContent["text"][1]["segments"]] == pytest.approx(
-        [s.delta for s in expected.text[1].segments], abs=1e-6)
+        [s.delta for s in expected.text[1].segments], abs=1e-6
+    )
 
 
 def test_gradio_clients_explain_endpoint_gives_the_panel_and_the_json(explain_app):
     from gradio_client import Client, handle_file
 
     query_map, document_map, texts, raw, details = Client(explain_app, verbose=False).predict(
-        query_text="cup", document_text="a white cup", document_image=handle_file(CUP), grid=2, api_name="/explain")
+        query_text="cup", document_text="a white cup", document_image=handle_file(CUP), grid=2, api_name="/explain"
+    )
     assert query_map is None and document_map and "why-segment" in texts and "p(yes)" in raw
     assert len(details["images"][0]["cells"]) == 4 and "overlay" not in details["images"][0]

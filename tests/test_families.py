@@ -40,9 +40,11 @@ def test_the_family_comes_from_the_checkpoint(scorer, qwen3_scorer):
 
 def test_the_qwen3_prompt_is_the_official_format_with_its_default_instruction(qwen3_scorer):
     rendered = qwen3_scorer.encoder.render(Item(text="q"), Item(text="d"), QWEN3_VL.default_instruction)
-    assert rendered == (f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"
-                        "<Instruct>: Given a search query, retrieve relevant candidates that answer the query."
-                        "<Query>:q\n<Document>:d<|im_end|>\n<|im_start|>assistant\n")
+    assert rendered == (
+        f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"
+        "<Instruct>: Given a search query, retrieve relevant candidates that answer the query."
+        "<Query>:q\n<Document>:d<|im_end|>\n<|im_start|>assistant\n"
+    )
     # No instruction means the family's own default, not lychee's.
     assert qwen3_scorer.score("q", ["d"]) == qwen3_scorer.score("q", ["d"], QWEN3_VL.default_instruction)
     assert qwen3_scorer.score("q", ["d"]) != qwen3_scorer.score("q", ["d"], LYCHEE.default_instruction)
@@ -50,16 +52,16 @@ def test_the_qwen3_prompt_is_the_official_format_with_its_default_instruction(qw
 
 @pytest.mark.parametrize("query_kind", ["text", "image", "text+image"])
 @pytest.mark.parametrize("instruction", [None, CUSTOM])
-def test_qwen3_scores_equal_the_one_pair_per_forward_reference(qwen3_scorer, qwen3_naive, red_image, blue_image,
-                                                              query_kind, instruction):
+def test_qwen3_scores_equal_the_one_pair_per_forward_reference(
+    qwen3_scorer, qwen3_naive, red_image, blue_image, query_kind, instruction
+):
     query = {"text": "white cup 白瓷杯", "image": blue_image, "text+image": {"text": "cup", "image": blue_image}}[query_kind]
     documents = ["a short text", "北欧风手绘山形白瓷咖啡杯 " * 6, red_image, {"text": "mug", "image": red_image}]
     expected = [qwen3_naive.score(as_pair(query), as_pair(d), instruction) for d in documents]
     assert qwen3_scorer.score(query, documents, instruction) == pytest.approx(expected, abs=1e-5)
 
 
-def test_qwen3_batched_prefix_reused_and_one_at_a_time_scores_are_equal(qwen3_scorer, red_image, blue_image,
-                                                                       monkeypatch):
+def test_qwen3_batched_prefix_reused_and_one_at_a_time_scores_are_equal(qwen3_scorer, red_image, blue_image, monkeypatch):
     query = {"text": "cup", "image": blue_image}
     documents = ["one", "two " * 30, red_image, {"text": "three", "image": red_image}, "四五六"]
     together = qwen3_scorer.score(query, documents)
@@ -116,9 +118,11 @@ def test_a_missing_tensor_stops_the_load(tmp_path, tiny_model_dir):
 def test_the_qwen3_modelscope_ids_load_like_lychees(model_id, tiny_qwen3_dir, monkeypatch):
     calls = []
     monkeypatch.setattr(weights, "endpoint_problem", lambda: None)
-    monkeypatch.setattr(weights, "_modelscope_snapshot_download",
-                        lambda name, **kwargs: kwargs.get("local_files_only") or calls.append(name) or
-                        str(tiny_qwen3_dir))  # a look into the cache only (the memory check's) is not a download
+    monkeypatch.setattr(
+        weights,
+        "_modelscope_snapshot_download",
+        lambda name, **kwargs: kwargs.get("local_files_only") or calls.append(name) or str(tiny_qwen3_dir),
+    )  # a look into the cache only (the memory check's) is not a download
     # The stub hands over a tiny checkpoint; the memory check would plan for the published 8B's size.
     scorer = LycheeScorer.load(model_id, device="cpu", check_memory=False)
     assert calls == [model_id] and scorer.family is QWEN3_VL and scorer.model_name == model_id

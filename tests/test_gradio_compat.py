@@ -15,7 +15,8 @@ from lychee_gradio.ui import gradio_compat
 
 def test_the_module_says_which_gradio_it_was_checked_against():
     assert gr.__version__.startswith(gradio_compat.GRADIO_CHECKED), (
-        f"Gradio {gr.__version__}: check every touch in ui/gradio_compat.py, then update GRADIO_CHECKED")
+        f"Gradio {gr.__version__}: check every touch in ui/gradio_compat.py, then update GRADIO_CHECKED"
+    )
 
 
 def test_blocks_still_preprocess_event_data_in_the_method_page_overrides():

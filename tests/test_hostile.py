@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import app
+from lychee_gradio.config import Config, Limits
 from lychee_gradio.contract import RequestContext, ScoringTimeoutError
 from lychee_gradio.evaluation import BadLine, load_queries
 from lychee_gradio.inputs import ImageMemoryPool, PixelBudget, admit_images, image_memory, request_rules, to_item
 from lychee_gradio.serving.image_urls import public_address
-from lychee_gradio.settings import Config, Limits
 from lychee_gradio.ui.evaluate import evaluate_view
 
 from .conftest import page
@@ -118,14 +118,16 @@ def test_a_zip_that_cannot_be_unpacked_is_named_not_a_crash(scorer, eval_line, t
     raw = bytearray(archive.read_bytes())
     central = raw.index(b"PK\x01\x02")
     for offset in (8, central + 10):  # the compression method, local and central: one Python cannot read
-        raw[offset:offset + 2] = (97).to_bytes(2, "little")
+        raw[offset : offset + 2] = (97).to_bytes(2, "little")
     archive.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=r"Images zip: (cannot unpack it|not a zip file)"):
         page(evaluate_view, scorer, str(eval_line), str(archive), "1", None)
 
 
-@pytest.mark.parametrize("written", ["data:x/../../etc/hostname", "data:/../../etc/hostname", "data:image/png,abc",
-                                     "a" * 300 + ".png", "x/" * 200 + "y.png"])
+@pytest.mark.parametrize(
+    "written",
+    ["data:x/../../etc/hostname", "data:/../../etc/hostname", "data:image/png,abc", "a" * 300 + ".png", "x/" * 200 + "y.png"],
+)
 def test_text_that_only_looks_like_data_or_is_too_long_is_a_checked_path(tmp_path, written):
     data = tmp_path / "set.jsonl"
     data.write_text(json.dumps({"query": "q", "documents": [{"image": written}], "relevant": [0]}) + "\n")
@@ -145,25 +147,35 @@ def small_body_app(scorer):
 
 def test_the_gradio_api_refuses_bodies_over_the_limit_declared_or_chunked(small_body_app):
     body = json.dumps({"data": ["q", None, "x" * (2 * 2**20), None, "", None]}).encode()
-    declared = httpx.post(f"{small_body_app}gradio_api/call/score", content=body, timeout=30,
-                          headers={"content-type": "application/json"})
-    chunked = httpx.post(f"{small_body_app}gradio_api/call/score", content=iter([body[:2**19], body[2**19:]]),
-                         timeout=30, headers={"content-type": "application/json"})
+    declared = httpx.post(
+        f"{small_body_app}gradio_api/call/score", content=body, timeout=30, headers={"content-type": "application/json"}
+    )
+    chunked = httpx.post(
+        f"{small_body_app}gradio_api/call/score",
+        content=iter([body[: 2**19], body[2**19 :]]),
+        timeout=30,
+        headers={"content-type": "application/json"},
+    )
     assert declared.status_code == chunked.status_code == 413
     small = gradio_call(small_body_app, "score", ["q", None, "d", None, None, None])
     assert '"score"' in small
 
 
 def test_inline_image_data_in_a_file_input_is_refused_before_decoding(live_app):
-    inline = {"url": "data:image/png;base64," + base64.b64encode(png(40, 40)).decode(),
-              "meta": {"_type": "gradio.FileData"}}
+    inline = {"url": "data:image/png;base64," + base64.b64encode(png(40, 40)).decode(), "meta": {"_type": "gradio.FileData"}}
     answer = gradio_call(live_app, "score", ["q", inline, "d", None, None, None])
     assert "Query image (optional): this file was not uploaded to this server" in answer
 
 
-@pytest.mark.parametrize("data", [["q"], ["q", None, "d", None, None, None, "extra", "more"],
-                                  ["q", None, [{"path": 5}], None, "abc", None, "x"],
-                                  ["q", None, "d", {"path": "\x00"}, None, None]])
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["q"],
+        ["q", None, "d", None, None, None, "extra", "more"],
+        ["q", None, [{"path": 5}], None, "abc", None, "x"],
+        ["q", None, "d", {"path": "\x00"}, None, None],
+    ],
+)
 def test_values_gradio_cannot_read_get_a_message_not_a_traceback(live_app, capfd, data):
     capfd.readouterr()
     api = "rank_images" if len(data) == 7 else "score"
@@ -191,9 +203,10 @@ def test_ipv6_forms_that_carry_an_ipv4_address_are_not_fetchable(address):
 def test_malformed_urls_get_the_same_answer_as_any_other_refusal(scorer):
     running = app.start(scorer, app.ServerSettings(port=0, config=Config(allow_image_urls=True)))
     try:
-        answers = [httpx.post(f"{running.url}v1/rerank", timeout=30, json={"query": "q", "documents": [
-            {"image": url}]}) for url in ("http://[::1/x.png", "http://127.0.0.1:9/\x00", "http://0177.0.0.1/",
-                                          "http://127.000.000.001/")]
+        answers = [
+            httpx.post(f"{running.url}v1/rerank", timeout=30, json={"query": "q", "documents": [{"image": url}]})
+            for url in ("http://[::1/x.png", "http://127.0.0.1:9/\x00", "http://0177.0.0.1/", "http://127.000.000.001/")
+        ]
     finally:
         running.close()
     assert {a.status_code for a in answers} == {400}

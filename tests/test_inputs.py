@@ -22,8 +22,16 @@ def test_every_image_form_decodes_to_the_same_pixels(tmp_path, red_image):
     path = tmp_path / "red.png"
     path.write_bytes(data)
     b64 = base64.b64encode(data).decode()
-    forms = [red_image, data, path, f"data:image/png;base64,{b64}",
-             {"image": path}, {"image": str(path)}, {"image": b64}, {"image": data}]
+    forms = [
+        red_image,
+        data,
+        path,
+        f"data:image/png;base64,{b64}",
+        {"image": path},
+        {"image": str(path)},
+        {"image": b64},
+        {"image": data},
+    ]
     decoded = [to_item(form, "query").image for form in forms]
     assert all(image.mode == "RGB" and image.tobytes() == red_image.tobytes() for image in decoded)
 

@@ -19,9 +19,11 @@ PACKAGE = ROOT / "lychee_gradio"
 # The layers, read from docs/design.md's module map (the one copy of it): each layer's modules (a folder ends in
 # "/") and the layers it may import besides its own.
 MAP_RE = re.compile(r"^\| (\w+) \| ([^|]+) \|([^|]*)\|$", re.M)
-LAYERS = {layer: (modules.split(), set(allowed.split()))
-          for layer, modules, allowed in MAP_RE.findall((ROOT / "docs" / "design.md").read_text(encoding="utf-8"))
-          if layer != "layer"}
+LAYERS = {
+    layer: (modules.split(), set(allowed.split()))
+    for layer, modules, allowed in MAP_RE.findall((ROOT / "docs" / "design.md").read_text(encoding="utf-8"))
+    if layer != "layer"
+}
 ALLOWED = {layer: allowed for layer, (_, allowed) in LAYERS.items()}
 
 
@@ -108,8 +110,12 @@ def test_no_test_module_imports_another():
 
 
 def test_imports_point_one_way_and_nothing_imports_the_cli():
-    wrong = [(module, imported) for module in modules() for imported in package_imports(module)
-             if group(imported) != group(module) and group(imported) not in ALLOWED[group(module)]]
+    wrong = [
+        (module, imported)
+        for module in modules()
+        for imported in package_imports(module)
+        if group(imported) != group(module) and group(imported) not in ALLOWED[group(module)]
+    ]
     assert wrong == []
     assert [m for m in modules() if "cli" in package_imports(m)] == []
 
@@ -133,8 +139,9 @@ def test_the_import_graph_has_no_cycle():
 
 
 def test_no_module_of_the_package_is_over_450_lines_and_no_other_file_over_600():
-    package = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
-               if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
+    package = {
+        str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450
+    }
     assert package == {}
     files = [*ROOT.glob("*.py"), *(p for folder in ("tests", "examples", "docs") for p in (ROOT / folder).rglob("*.py"))]
     long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600}
@@ -146,15 +153,17 @@ def test_the_page_the_serving_side_and_the_contract_import_without_torch_or_tran
     # Every module a front end needs, imported with torch and transformers made unimportable.
     names = [m for m in modules() if group(m) in ("core", "application", "serving", "ui") or m == "app"]
     assert "service" in names and "serving.edge" in names
-    code = ("import importlib, sys\n"
-            "class Block:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] in ('torch', 'transformers', 'torchvision'):\n"
-            "            raise ImportError(f'{name} is blocked in this test')\n"
-            "sys.meta_path.insert(0, Block())\n"
-            f"for name in {[f'lychee_gradio.{m}' for m in names]!r}:\n"
-            "    importlib.import_module(name)\n"
-            "assert not {'torch', 'transformers'} & set(sys.modules)\n")
+    code = (
+        "import importlib, sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers', 'torchvision'):\n"
+        "            raise ImportError(f'{name} is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"for name in {[f'lychee_gradio.{m}' for m in names]!r}:\n"
+        "    importlib.import_module(name)\n"
+        "assert not {'torch', 'transformers'} & set(sys.modules)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -165,9 +174,11 @@ def test_every_module_imports_in_a_fresh_interpreter_without_pulling_in_the_cli(
     # else may.
     skip = ("cli", "serve_app", "serving.replica_routing", "__init__")
     names = ", ".join(repr(f"lychee_gradio.{m}") for m in modules() if m not in skip)
-    code = (f"import importlib, sys\nfor name in [{names}]:\n    importlib.import_module(name)\n"
-            "assert 'lychee_gradio.cli' not in sys.modules, 'a library module imported the CLI'\n"
-            "assert 'ray' not in sys.modules, 'importing the package imported ray'\n")
+    code = (
+        f"import importlib, sys\nfor name in [{names}]:\n    importlib.import_module(name)\n"
+        "assert 'lychee_gradio.cli' not in sys.modules, 'a library module imported the CLI'\n"
+        "assert 'ray' not in sys.modules, 'importing the package imported ray'\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
 
@@ -180,24 +191,28 @@ def installed(tmp_path_factory):
     """The wheel of this checkout installed (no -e) into a fresh venv with the runtime dependencies only."""
     work = tmp_path_factory.mktemp("wheel-install")
     wheels = work / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
-                   check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)], check=True, timeout=600
+    )
     (wheel,) = wheels.glob("lychee_gradio-*.whl")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     # --no-compile: byte-compiling every module of torch, transformers and gradio at install took ~55 s here;
     # the demo below compiles only what it imports (about 15 s): 40 s less in all.
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", "-r", str(ROOT / "requirements.txt"),
-                    str(wheel)],
-                   check=True, timeout=1200)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-compile", "-r", str(ROOT / "requirements.txt"), str(wheel)],
+        check=True,
+        timeout=1200,
+    )
     return venv
 
 
 @pytest.mark.slow
 def test_the_runtime_install_holds_no_test_tool(installed):
-    listed = subprocess.run([str(installed / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
-                            capture_output=True, text=True, check=True).stdout.lower()
+    listed = subprocess.run(
+        [str(installed / "bin" / "python"), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True, check=True
+    ).stdout.lower()
     names = {line.split("==")[0] for line in listed.splitlines()}
     assert {"pytest", "playwright", "cohere", "litellm", "langchain-cohere"} & names == set()
 
@@ -206,11 +221,14 @@ def test_the_runtime_install_holds_no_test_tool(installed):
 def test_the_installed_wheel_serves_the_demo_with_its_examples(installed, tmp_path):
     port = free_port()
     # Run outside the checkout, so that nothing can be imported from the source tree.
-    with served_command([str(installed / "bin" / "lychee"), "load", "--demo", "--port", str(port)], cwd=tmp_path,
-                        env={"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=300):
+    with served_command(
+        [str(installed / "bin" / "lychee"), "load", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+        timeout=300,
+    ):
         url = f"http://127.0.0.1:{port}"
-        response = httpx.post(f"{url}/v1/rerank", json={"query": "white cup", "documents": ["a cup", "a plate"]},
-                              timeout=60)
+        response = httpx.post(f"{url}/v1/rerank", json={"query": "white cup", "documents": ["a cup", "a plate"]}, timeout=60)
         assert response.status_code == 200
         assert sorted(r["index"] for r in response.json()["results"]) == [0, 1]
         # The page's examples are there: images, the cup descriptions and the evaluation sample ...
@@ -218,30 +236,48 @@ def test_the_installed_wheel_serves_the_demo_with_its_examples(installed, tmp_pa
         for shown in ("mountain_cup.png", "北欧风手绘山形白瓷咖啡杯", "sample.jsonl"):
             assert shown in config
         # ... and they come from the installed package, not from a checkout.
-        where = subprocess.run([str(installed / "bin" / "python"), "-c",
-                                "from lychee_gradio.ui.forms import ASSETS_DIR; print(ASSETS_DIR)"],
-                               capture_output=True, text=True, check=True, cwd=tmp_path).stdout.strip()
+        where = subprocess.run(
+            [str(installed / "bin" / "python"), "-c", "from lychee_gradio.ui.forms import ASSETS_DIR; print(ASSETS_DIR)"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+        ).stdout.strip()
         assert "site-packages" in where and (Path(where) / "eval" / "images.zip").is_file()
 
 
 # -- one road through the house ----------------------------------------------------------------------------------
 
 
-DOORS = ["serving/http_api.py", "serving/mcp_tools.py", "ui/handlers.py", "ui/single.py", "ui/batch.py",
-         "ui/images.py", "ui/compare.py", "ui/why.py", "ui/evaluate.py", "ui/forms.py"]
+DOORS = [
+    "serving/http_api.py",
+    "serving/mcp_tools.py",
+    "ui/handlers.py",
+    "ui/single.py",
+    "ui/batch.py",
+    "ui/images.py",
+    "ui/compare.py",
+    "ui/why.py",
+    "ui/evaluate.py",
+    "ui/forms.py",
+]
 
 
 def calls_of(path: Path) -> list[str]:
-    return [ast.unparse(node.func) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-            if isinstance(node, ast.Call)]
+    return [
+        ast.unparse(node.func) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.Call)
+    ]
 
 
 def test_no_door_builds_a_request_context_of_its_own_they_open_the_request_service():
     for door in DOORS:
         calls = calls_of(PACKAGE / door)
         assert not [call for call in calls if call.endswith("RequestContext")], door
-        assert not [call for call in calls if call.split(".")[-1] in ("admit_images", "request_rules", "to_item",
-                                                                      "to_items", "check_top_n")], door
+        assert not [
+            call
+            for call in calls
+            if call.split(".")[-1] in ("admit_images", "request_rules", "to_item", "to_items", "check_top_n")
+        ], door
     for door in ("serving/http_api.py", "serving/mcp_tools.py", "ui/handlers.py"):
         assert any(call.endswith("service.request") for call in calls_of(PACKAGE / door)), door
 
@@ -259,10 +295,8 @@ def test_no_module_reaches_into_a_scorers_private_members():
 
 def test_the_engine_has_one_out_of_memory_split_and_one_batch_budget():
     engine = {path.name: path.read_text(encoding="utf-8") for path in (PACKAGE / "engine").glob("*.py")}
-    assert [name for name, text in engine.items() if "_remember_fit(" in text and "def _split" in text] == \
-        ["scheduler.py"]
-    assert [name for name, text in engine.items() if "max_batch_tokens" in text and "def _choose" in text] == \
-        ["scheduler.py"]
+    assert [name for name, text in engine.items() if "_remember_fit(" in text and "def _split" in text] == ["scheduler.py"]
+    assert [name for name, text in engine.items() if "max_batch_tokens" in text and "def _choose" in text] == ["scheduler.py"]
     assert "def _batches" not in engine["scorer.py"] and "_score_pairs" not in engine["scorer.py"]
 
 

@@ -34,8 +34,7 @@ def rerank(url, **body):
     return httpx.post(f"{url}v1/rerank", json=body, timeout=60)
 
 
-def test_models_answer_to_their_folder_name_and_their_family_but_not_their_server_path(scorer, qwen3_scorer,
-                                                                                      tiny_qwen3_dir):
+def test_models_answer_to_their_folder_name_and_their_family_but_not_their_server_path(scorer, qwen3_scorer, tiny_qwen3_dir):
     models = ModelSet([scorer, qwen3_scorer])
     assert models.get(None) is scorer and models.get("") is scorer
     assert models.get(tiny_qwen3_dir.name) is qwen3_scorer
@@ -58,8 +57,7 @@ def test_v1_rerank_picks_the_model_by_its_standard_field(two_models, scorer, qwe
         body = {"query": "white cup", "documents": DOCS, **({"model": name} if name else {})}
         answer = rerank(two_models, **body).json()
         expected = engine.score("white cup", DOCS)
-        assert {r["index"]: r["relevance_score"] for r in answer["results"]} == pytest.approx(
-            dict(enumerate(expected)), abs=1e-6)
+        assert {r["index"]: r["relevance_score"] for r in answer["results"]} == pytest.approx(dict(enumerate(expected)), abs=1e-6)
         assert answer["model"] == ModelSet([scorer, qwen3_scorer]).name_of(engine)
 
 
@@ -73,7 +71,8 @@ def test_gradio_client_endpoints_take_an_optional_model(two_models, qwen3_scorer
     client = Client(two_models, verbose=False)
     _, rows = client.predict(query_text="保温杯", documents=CUPS_TEXT, model=tiny_qwen3_dir.name, api_name="/rerank")
     assert [(r["index"], r["score"]) for r in rows] == [
-        (r.index, pytest.approx(r.score, abs=1e-9)) for r in qwen3_scorer.rerank("保温杯", CUPS)]
+        (r.index, pytest.approx(r.score, abs=1e-9)) for r in qwen3_scorer.rerank("保温杯", CUPS)
+    ]
     _, details = client.predict(query_text="q", document_text="d", api_name="/score")
     assert details["score"] == pytest.approx(scorer.score("q", ["d"])[0], abs=1e-9)
 
@@ -129,23 +128,56 @@ def test_eval_with_two_models_equals_two_single_model_runs(tmp_path, tiny_model_
 @pytest.mark.slow
 def test_lychee_load_serves_two_model_folders_by_name(tiny_model_dir, tiny_qwen3_dir, scorer, qwen3_scorer):
     port = free_port()
-    with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--model", str(tiny_model_dir),
-                         "--model", str(tiny_qwen3_dir), "--port", str(port), "--device", "cpu"], cwd=ROOT):
+    with served_command(
+        [
+            sys.executable,
+            "-m",
+            "lychee_gradio.cli",
+            "load",
+            "--model",
+            str(tiny_model_dir),
+            "--model",
+            str(tiny_qwen3_dir),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
+        cwd=ROOT,
+    ):
         url = f"http://127.0.0.1:{port}/"
         for folder, engine in ((tiny_model_dir, scorer), (tiny_qwen3_dir, qwen3_scorer)):
             answer = rerank(url, model=folder.name, query="white cup", documents=DOCS).json()
             assert {r["index"]: r["relevance_score"] for r in answer["results"]} == pytest.approx(
-                dict(enumerate(engine.score("white cup", DOCS))), abs=1e-6)
+                dict(enumerate(engine.score("white cup", DOCS))), abs=1e-6
+            )
 
 
 @pytest.mark.slow
 def test_demo_serves_a_random_model_of_each_family_beside_a_real_one(tmp_path, tiny_model_dir):
     port = free_port()
-    with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--model", str(tiny_model_dir), "--demo",
-                         "--port", str(port), "--device", "cpu"], cwd=ROOT, env={"XDG_CACHE_HOME": str(tmp_path)}):
+    with served_command(
+        [
+            sys.executable,
+            "-m",
+            "lychee_gradio.cli",
+            "load",
+            "--model",
+            str(tiny_model_dir),
+            "--demo",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
+        cwd=ROOT,
+        env={"XDG_CACHE_HOME": str(tmp_path)},
+    ):
         url = f"http://127.0.0.1:{port}/"
-        served = {name: rerank(url, model=name, query="white cup", documents=DOCS).json()["model"]
-                  for name in (tiny_model_dir.name, "random-lychee-rerank-mm", "random-Qwen3-VL-Reranker")}
+        served = {
+            name: rerank(url, model=name, query="white cup", documents=DOCS).json()["model"]
+            for name in (tiny_model_dir.name, "random-lychee-rerank-mm", "random-Qwen3-VL-Reranker")
+        }
         assert served == {name: name for name in served}  # three models, each by its folder's name
         assert rerank(url, query="white cup", documents=DOCS).json()["model"] == tiny_model_dir.name  # --model first
         config = httpx.get(f"{url}config", timeout=30).text

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from lychee_gradio import LycheeScorer, app
+from lychee_gradio.config import Config
 from lychee_gradio.contract import ScoreStats, ScoringCancelledError, ScoringTimeoutError
 from lychee_gradio.serving import telemetry
-from lychee_gradio.settings import Config
 
 from .conftest import CUPS, MUG, TUMBLER
 from .helpers import metric
@@ -27,13 +27,20 @@ QUERY = "insulated steel mug for camping"
 
 def fresh(scorer, **options) -> LycheeScorer:
     """A scorer of its own (own caches, own batch memory) over the session's tiny model."""
-    return LycheeScorer(scorer.model, scorer.processor, model_name=options.pop("model_name", scorer.model_name),
-                        device="cpu", family=scorer.family, **options)
+    return LycheeScorer(
+        scorer.model,
+        scorer.processor,
+        model_name=options.pop("model_name", scorer.model_name),
+        device="cpu",
+        family=scorer.family,
+        **options,
+    )
 
 
 @contextlib.contextmanager
 def forward_hook(scorer, hook):
     """Run `hook(batch rows, tokens per row incl. the prefix)` before every forward pass of the model."""
+
     def pre_hook(module, args, kwargs):
         mask = kwargs["attention_mask"]
         hook(mask.shape[0], mask.shape[1])
@@ -47,9 +54,11 @@ def forward_hook(scorer, hook):
 
 def allocator_limit(max_rows: int | None = None, max_tokens: int | None = None, error=None):
     """A simulated GPU allocator: a forward pass over the limit fails the way CUDA fails."""
+
     def hook(rows: int, tokens_per_row: int) -> None:
         if (max_rows is not None and rows > max_rows) or (max_tokens is not None and rows * tokens_per_row > max_tokens):
             raise (error or torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)"))
+
     return hook
 
 
@@ -60,6 +69,7 @@ def close(scores, expected):
 
 def slow(seconds: float, started: threading.Event | None = None):
     """A hook that makes each forward pass take `seconds` more; `started` is set when the first one begins."""
+
     def hook(rows, tokens):
         if started is not None:
             started.set()
@@ -103,8 +113,12 @@ def test_a_change_of_what_the_score_depends_on_misses_the_cache(scorer, change):
     cached.score(QUERY, [{"text": "red cup", "image": image}], "Judge relevance.", max_pixels=200_000)
     changed_image = image.copy()
     changed_image.putpixel((5, 5), (201, 30, 30))
-    call = {"query": QUERY, "documents": [{"text": "red cup", "image": image}], "instruction": "Judge relevance.",
-            "max_pixels": 200_000}
+    call = {
+        "query": QUERY,
+        "documents": [{"text": "red cup", "image": image}],
+        "instruction": "Judge relevance.",
+        "max_pixels": 200_000,
+    }
     if change == "instruction":
         call["instruction"] = "Judge relevance!"
     elif change == "max_pixels":
@@ -257,8 +271,7 @@ def test_the_shared_prefix_copied_into_each_row_counts_in_the_token_budget(score
     stats = ScoreStats()
     # The allocator holds exactly the budget: every row's tokens, prefix included.
     with forward_hook(limited, allocator_limit(max_tokens=budget)):
-        scores = limited.score(QUERY, CUPS * 3, "Judge whether the document is a product that meets the query.",
-                               stats=stats)
+        scores = limited.score(QUERY, CUPS * 3, "Judge whether the document is a product that meets the query.", stats=stats)
     assert stats.oom_retries == 0
     assert close(scores, scorer.score(QUERY, CUPS * 3, "Judge whether the document is a product that meets the query."))
 
@@ -305,9 +318,11 @@ def test_health_and_metrics_answer_while_a_long_request_runs(operated):
     url, served = operated
     running = threading.Event()
     with forward_hook(served, slow(0.15, running)):
-        long = threading.Thread(target=httpx.post, args=(url + "v1/rerank",),
-                                kwargs={"json": {"query": "slow", "documents": [f"slow {i}" for i in range(5)]},
-                                        "headers": KEY, "timeout": 30})
+        long = threading.Thread(
+            target=httpx.post,
+            args=(url + "v1/rerank",),
+            kwargs={"json": {"query": "slow", "documents": [f"slow {i}" for i in range(5)]}, "headers": KEY, "timeout": 30},
+        )
         long.start()
         assert running.wait(30)  # the long request is in the model
         assert httpx.get(url + "health", timeout=5).status_code == 200
@@ -349,8 +364,7 @@ def test_every_rerank_answer_carries_its_request_id(operated, caplog):
     with caplog.at_level(logging.INFO, logger="lychee_gradio.access"):
         ok = httpx.post(url + "v1/rerank", json={"query": "q", "documents": ["d"]}, headers=KEY)
         bad = httpx.post(url + "v1/rerank", json={"query": "q", "documents": [7]}, headers=KEY)
-        mine = httpx.post(url + "v1/rerank", json={"query": "q", "documents": ["d"]},
-                          headers={**KEY, "X-Request-ID": "trace-42"})
+        mine = httpx.post(url + "v1/rerank", json={"query": "q", "documents": ["d"]}, headers={**KEY, "X-Request-ID": "trace-42"})
     assert ok.headers["x-request-id"] == ok.json()["id"]
     assert bad.status_code == 422 and bad.headers["x-request-id"] == bad.json()["id"]
     assert mine.headers["x-request-id"] == mine.json()["id"] == "trace-42"
@@ -363,8 +377,9 @@ def test_every_rerank_answer_carries_its_request_id(operated, caplog):
 def test_a_request_past_its_timeout_gets_504_and_the_next_one_is_answered(operated):
     url, served = operated
     with forward_hook(served, slow(0.3)):
-        late = httpx.post(url + "v1/rerank", json={"query": "late", "documents": [f"late {i}" for i in range(8)]},
-                          headers=KEY, timeout=30)
+        late = httpx.post(
+            url + "v1/rerank", json={"query": "late", "documents": [f"late {i}" for i in range(8)]}, headers=KEY, timeout=30
+        )
     assert late.status_code == 504
     assert "timeout" in late.json()["message"] and late.json()["id"] == late.headers["x-request-id"]
     on_time = httpx.post(url + "v1/rerank", json={"query": "on time", "documents": ["a", "b"]}, headers=KEY)
@@ -383,8 +398,7 @@ def test_the_page_api_is_counted_and_times_out_with_a_message(operated):
     assert metric(url, "lychee_requests_total", endpoint="/rerank", status="200") - before == 1
     with forward_hook(served, slow(0.3)):
         with pytest.raises(AppError, match="took longer than this server's limit of 1 s"):
-            client.predict(query_text="slow page", documents="\n---\n".join(f"p{i}" for i in range(8)),
-                           api_name="/rerank")
+            client.predict(query_text="slow page", documents="\n---\n".join(f"p{i}" for i in range(8)), api_name="/rerank")
     assert metric(url, "lychee_requests_total", endpoint="/rerank", status="504") >= 1
 
 

@@ -23,8 +23,9 @@ def photos():
 @pytest.fixture
 def piped(scorer):
     """A scorer of this test's own, 4 pairs a pass, so 30 photos make 8 chunks."""
-    own = LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu",
-                       family=scorer.family, batch_size=4)
+    own = LycheeScorer(
+        scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu", family=scorer.family, batch_size=4
+    )
     return own
 
 
@@ -43,8 +44,7 @@ def test_the_pool_prepares_images_in_order_and_as_one_after_another_would(piped,
     one_by_one = list(piped.encoder.encode_images(images))
     monkeypatch.setattr(encoding, "PREPARE_WORKERS", 2)
     pooled = list(piped.encoder.encode_images(images))
-    assert all(a.pixel_values.equal(b.pixel_values) and a.grid_thw.equal(b.grid_thw)
-               for a, b in zip(one_by_one, pooled))
+    assert all(a.pixel_values.equal(b.pixel_values) and a.grid_thw.equal(b.grid_thw) for a, b in zip(one_by_one, pooled))
 
 
 def test_a_corrupt_photo_in_the_middle_is_named_and_nothing_is_left_running(piped, photos):
@@ -76,8 +76,11 @@ def test_stop_ends_every_chunk_and_hands_up_what_was_scored(piped, photos):
     assert len(caught.value.partial) == len(photos) and 1 <= len(scored) < len(photos)
     assert not [thread for thread in threading.enumerate() if thread.name == "lychee-pipeline"]
     reference = piped.score_with_logits("a white cup", photos)
-    assert all(pair.score == pytest.approx(reference[i].score, abs=1e-5)
-               for i, pair in enumerate(caught.value.partial) if pair is not None)
+    assert all(
+        pair.score == pytest.approx(reference[i].score, abs=1e-5)
+        for i, pair in enumerate(caught.value.partial)
+        if pair is not None
+    )
 
 
 def test_progress_counts_photos_prepared_and_scored_up_to_all_of_them(piped, photos):

@@ -11,10 +11,10 @@ import torch
 
 from lychee_gradio import LycheeScorer, app
 from lychee_gradio.cli import main as cli_main
+from lychee_gradio.config import Config
 from lychee_gradio.engine import memory, weights
 from lychee_gradio.engine.random_model import build_checkpoint
 from lychee_gradio.engine.weights import ModelLoadError, Runtime, check_quantization, quantized_modules
-from lychee_gradio.settings import Config
 
 from .conftest import CUPS, free_port, served_command
 
@@ -38,9 +38,11 @@ def documents(red_image, blue_image):
 
 @pytest.fixture(scope="module")
 def precisions(small_dir):
-    return {"float32": LycheeScorer.load(small_dir, device="cpu", dtype="float32"),
-            "int8": LycheeScorer.load(small_dir, device="cpu", dtype="float32", quantize="int8"),
-            "nf4": LycheeScorer.load(f"{small_dir}@nf4", device="cpu", dtype="float32")}
+    return {
+        "float32": LycheeScorer.load(small_dir, device="cpu", dtype="float32"),
+        "int8": LycheeScorer.load(small_dir, device="cpu", dtype="float32", quantize="int8"),
+        "nf4": LycheeScorer.load(f"{small_dir}@nf4", device="cpu", dtype="float32"),
+    }
 
 
 def test_int8_and_nf4_scores_stay_close_to_full_precision(precisions, documents):
@@ -73,8 +75,15 @@ def test_batched_prefix_reused_and_one_at_a_time_scores_agree_when_quantized(pre
         scorer = precisions[name]
         batched = scorer.score(QUERY, documents)
         alone = [scorer.score(QUERY, [document])[0] for document in documents]
-        plain = LycheeScorer(scorer.model, scorer.processor, model_name="plain", device="cpu", family=scorer.family,
-                             reuse_prefix=False, batch_size=1).score(QUERY, documents)
+        plain = LycheeScorer(
+            scorer.model,
+            scorer.processor,
+            model_name="plain",
+            device="cpu",
+            family=scorer.family,
+            reuse_prefix=False,
+            batch_size=1,
+        ).score(QUERY, documents)
         assert batched == pytest.approx(alone, abs=QUANTIZED_BATCH_TOLERANCE)
         assert batched == pytest.approx(plain, abs=QUANTIZED_BATCH_TOLERANCE)
 
@@ -86,9 +95,18 @@ def metric(text: str, name: str, model: str) -> float:
 
 
 def test_one_server_serves_both_precisions_and_its_cache_never_mixes_them(precisions, small_dir):
-    served = [LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu",
-                           family=scorer.family, quantize=scorer.quantize, cache_size=1000)
-              for scorer in (precisions["float32"], precisions["nf4"])]
+    served = [
+        LycheeScorer(
+            scorer.model,
+            scorer.processor,
+            model_name=scorer.model_name,
+            device="cpu",
+            family=scorer.family,
+            quantize=scorer.quantize,
+            cache_size=1000,
+        )
+        for scorer in (precisions["float32"], precisions["nf4"])
+    ]
     running = app.start(served, app.ServerSettings(port=0, config=Config(cache_size=1000)))
     try:
         answers = {}
@@ -134,14 +152,12 @@ def test_a_model_that_will_not_fit_stops_before_loading_and_says_what_would(smal
 
 def test_check_prints_the_estimate_without_loading(small_dir, monkeypatch, capsys):
     monkeypatch.setattr(weights, "load_model_and_processor", lambda *a, **k: pytest.fail("--check loaded a model"))
-    assert cli_main(["load", "--model", str(small_dir), "--model", f"{small_dir}@nf4", "--device", "cpu",
-                     "--check"]) == 0
+    assert cli_main(["load", "--model", str(small_dir), "--model", f"{small_dir}@nf4", "--device", "cpu", "--check"]) == 0
     printed = capsys.readouterr().out
     assert f"{small_dir} (float32) on cpu: about" in printed and f"{small_dir}@nf4 (nf4) on cpu" in printed
     assert printed.count(": fits") == 2
     # The published model, before any download: from its published architecture.
-    assert cli_main(["load", "--model", "Qwen/Qwen3-VL-Reranker-8B", "--quantize", "nf4", "--device", "cpu",
-                     "--check"]) in (0, 1)
+    assert cli_main(["load", "--model", "Qwen/Qwen3-VL-Reranker-8B", "--quantize", "nf4", "--device", "cpu", "--check"]) in (0, 1)
     assert "Qwen/Qwen3-VL-Reranker-8B (nf4) on cpu" in capsys.readouterr().out
     monkeypatch.setattr(memory, "free_memory", lambda device: 1024)
     assert cli_main(["load", "--model", str(small_dir), "--device", "cpu", "--check"]) == 1
@@ -164,8 +180,22 @@ def test_a_missing_bitsandbytes_is_named_with_the_extra_that_installs_it(monkeyp
 @pytest.mark.slow
 def test_lychee_load_quantize_int8_serves_the_librarys_int8_scores(precisions, small_dir):
     port = free_port()
-    with served_command([sys.executable, "-m", "lychee_gradio.cli", "load", "--model", str(small_dir),
-                         "--quantize", "int8", "--device", "cpu", "--port", str(port)]):
+    with served_command(
+        [
+            sys.executable,
+            "-m",
+            "lychee_gradio.cli",
+            "load",
+            "--model",
+            str(small_dir),
+            "--quantize",
+            "int8",
+            "--device",
+            "cpu",
+            "--port",
+            str(port),
+        ]
+    ):
         url = f"http://127.0.0.1:{port}/"
         results = httpx.post(f"{url}v1/rerank", json={"query": QUERY, "documents": CUPS}, timeout=120).json()["results"]
         expected = precisions["int8"].score(QUERY, CUPS)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from lychee_gradio import app
-from lychee_gradio.settings import Config
+from lychee_gradio.config import Config
 
 pytestmark = [pytest.mark.slow]
 
@@ -34,8 +34,15 @@ def blocks() -> list[tuple[str, str, str, str | None]]:
     found = []
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
-        found += [(f"{page.relative_to(ROOT)} line {text[: m.start()].count(chr(10)) + 1}", m.group("lang"),
-                   m.group("code"), m.group("marker")) for m in BLOCK_RE.finditer(text)]
+        found += [
+            (
+                f"{page.relative_to(ROOT)} line {text[: m.start()].count(chr(10)) + 1}",
+                m.group("lang"),
+                m.group("code"),
+                m.group("marker"),
+            )
+            for m in BLOCK_RE.finditer(text)
+        ]
     return found
 
 
@@ -71,10 +78,13 @@ def test_the_readme_is_short_and_opens_with_the_two_commands():
 
 @pytest.mark.parametrize(("line", "lang", "code"), RUNNABLE, ids=[line for line, _, _ in RUNNABLE])
 def test_the_readme_block_runs_as_written(line, lang, code, readme_server, tiny_model_dir, workdir):
-    code = code.replace("http://127.0.0.1:7860", readme_server).replace("/models/lychee-rerank-mm",
-                                                                        str(tiny_model_dir))
-    env = {**os.environ, "LYCHEE_MODEL": str(tiny_model_dir), "GRADIO_ANALYTICS_ENABLED": "False",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    code = code.replace("http://127.0.0.1:7860", readme_server).replace("/models/lychee-rerank-mm", str(tiny_model_dir))
+    env = {
+        **os.environ,
+        "LYCHEE_MODEL": str(tiny_model_dir),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     command = [sys.executable, "-c", code] if lang == "python" else ["bash", "-euo", "pipefail", "-c", code]
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"{line} failed:\n{result.stdout}\n{result.stderr}"
@@ -82,4 +92,5 @@ def test_the_readme_block_runs_as_written(line, lang, code, readme_server, tiny_
         answers = [json.loads(out) for out in result.stdout.splitlines() if out.strip()]
         # each a ranking in its dialect: Cohere's results, TEI's list, vLLM's data (never an error body)
         assert len(answers) == code.count("curl ") and all(
-            answer if isinstance(answer, list) else answer.get("results") or answer.get("data") for answer in answers)
+            answer if isinstance(answer, list) else answer.get("results") or answer.get("data") for answer in answers
+        )

@@ -27,12 +27,14 @@ def seen_dtypes(scorer, run):
     """The dtypes of a run's residual stream (each decoder layer's output) and of what its linear layers multiply."""
     layers = scorer.model.model.language_model.layers
     stream, multiplied = set(), set()
-    handles = [layer.register_forward_hook(lambda _m, _a, output: stream.add(
-        (output[0] if isinstance(output, tuple) else output).dtype)) for layer in layers]
-    handles += [layer.mlp.down_proj.register_forward_pre_hook(lambda _m, args: multiplied.add(args[0].dtype))
-                for layer in layers]
-    handles += [layer.self_attn.q_proj.register_forward_pre_hook(lambda _m, args: multiplied.add(args[0].dtype))
-                for layer in layers]
+    handles = [
+        layer.register_forward_hook(lambda _m, _a, output: stream.add((output[0] if isinstance(output, tuple) else output).dtype))
+        for layer in layers
+    ]
+    handles += [layer.mlp.down_proj.register_forward_pre_hook(lambda _m, args: multiplied.add(args[0].dtype)) for layer in layers]
+    handles += [
+        layer.self_attn.q_proj.register_forward_pre_hook(lambda _m, args: multiplied.add(args[0].dtype)) for layer in layers
+    ]
     try:
         run()
     finally:
@@ -70,8 +72,15 @@ def test_prefix_reuse_batches_and_one_at_a_time_agree_in_bf16_within_its_noise(w
     scorer = request.getfixturevalue(which)
     documents = ["a red square", {"image": red_image}, {"text": "blue", "image": blue_image}, "a long text " * 20]
     together = scorer.score({"text": "red", "image": blue_image}, documents)
-    alone = LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu",
-                         family=scorer.family, batch_size=1, reuse_prefix=False)
+    alone = LycheeScorer(
+        scorer.model,
+        scorer.processor,
+        model_name=scorer.model_name,
+        device="cpu",
+        family=scorer.family,
+        batch_size=1,
+        reuse_prefix=False,
+    )
     one_by_one = [alone.score({"text": "red", "image": blue_image}, [document])[0] for document in documents]
     alone.close()
     assert max(abs(a - b) for a, b in zip(together, one_by_one)) < 1e-2  # bf16 noise (float32: 1e-5 elsewhere)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lychee_gradio import app
-from lychee_gradio.settings import Config, Limits
+from lychee_gradio.config import Config, Limits
 
 from .conftest import CUP, CUPS, MUG
 from .helpers import DOCS, b64, data_url
@@ -22,8 +22,7 @@ def post(url: str, body, path: str = "v1/rerank", **kwargs) -> httpx.Response:
 
 
 def expected_results(scorer, query, documents, top_n=None, instruction=None):
-    return [(r.index, pytest.approx(r.score, abs=1e-6))
-            for r in scorer.rerank(query, documents, instruction, top_n=top_n)]
+    return [(r.index, pytest.approx(r.score, abs=1e-6)) for r in scorer.rerank(query, documents, instruction, top_n=top_n)]
 
 
 # -- real clients -----------------------------------------------------------------------------------
@@ -40,8 +39,7 @@ def test_the_cohere_sdk_gets_the_engine_ranking(live_app, scorer):
 def test_langchains_cohere_reranker_gets_the_engine_ranking(live_app, scorer):
     from langchain_cohere import CohereRerank
 
-    reranker = CohereRerank(model="lychee-rerank-mm", cohere_api_key="unused", base_url=live_app.rstrip("/"),
-                            top_n=2)
+    reranker = CohereRerank(model="lychee-rerank-mm", cohere_api_key="unused", base_url=live_app.rstrip("/"), top_n=2)
     results = reranker.rerank(DOCS, "white cup")
     assert [(r["index"], r["relevance_score"]) for r in results] == expected_results(scorer, "white cup", DOCS, 2)
 
@@ -51,10 +49,15 @@ def test_litellm_rerank_gets_the_engine_ranking(live_app, scorer, provider, monk
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of LiteLLM's price list
     import litellm
 
-    response = litellm.rerank(model=f"{provider}/lychee-rerank-mm", query="white cup", documents=DOCS, top_n=3,
-                              api_base=live_app.rstrip("/"), api_key="unused")
-    assert [(r["index"], r["relevance_score"]) for r in response.results] == expected_results(
-        scorer, "white cup", DOCS, 3)
+    response = litellm.rerank(
+        model=f"{provider}/lychee-rerank-mm",
+        query="white cup",
+        documents=DOCS,
+        top_n=3,
+        api_base=live_app.rstrip("/"),
+        api_key="unused",
+    )
+    assert [(r["index"], r["relevance_score"]) for r in response.results] == expected_results(scorer, "white cup", DOCS, 3)
 
 
 # -- plain HTTP: formats ------------------------------------------------------------------------------
@@ -85,16 +88,15 @@ def test_base64_data_url_and_content_part_images_score_as_the_engine_scores(live
     ]
     query = {"content": [{"type": "text", "text": "white cup"}]}
     body = post(live_app, {"query": query, "documents": documents, "instruction": "Find cups."}).json()
-    engine_documents = [{"image": CUP}, {"text": "a blue mug", "image": MUG}, {"text": "a cup", "image": CUP},
-                        "just text"]
+    engine_documents = [{"image": CUP}, {"text": "a blue mug", "image": MUG}, {"text": "a cup", "image": CUP}, "just text"]
     assert [(r["index"], r["relevance_score"]) for r in body["results"]] == expected_results(
-        scorer, "white cup", engine_documents, instruction="Find cups.")
+        scorer, "white cup", engine_documents, instruction="Find cups."
+    )
 
 
 def test_an_image_query_works_and_top_n_is_honoured(live_app, scorer):
     body = post(live_app, {"query": {"image": b64(CUP)}, "documents": CUPS, "top_n": 3}).json()
-    assert [(r["index"], r["relevance_score"]) for r in body["results"]] == expected_results(
-        scorer, {"image": CUP}, CUPS, 3)
+    assert [(r["index"], r["relevance_score"]) for r in body["results"]] == expected_results(scorer, {"image": CUP}, CUPS, 3)
 
 
 def test_top_n_zero_means_all_documents_as_on_the_page(live_app):
@@ -103,15 +105,18 @@ def test_top_n_zero_means_all_documents_as_on_the_page(live_app):
 
 
 def test_v2_and_bare_rerank_paths_answer_the_same(live_app):
-    answers = [post(live_app, {"query": "cup", "documents": DOCS}, path).json()["results"]
-               for path in ("v1/rerank", "v2/rerank", "rerank")]
+    answers = [
+        post(live_app, {"query": "cup", "documents": DOCS}, path).json()["results"]
+        for path in ("v1/rerank", "v2/rerank", "rerank")
+    ]
     assert answers[0] == answers[1] == answers[2]
 
 
 def test_max_pixels_bounds_the_images_of_one_request(live_app, scorer):
     body = post(live_app, {"query": "cup", "documents": [{"image": b64(CUP)}], "max_pixels": 8 * 28 * 28}).json()
     assert body["results"][0]["relevance_score"] == pytest.approx(
-        scorer.score("cup", [{"image": CUP}], max_pixels=8 * 28 * 28)[0], abs=1e-6)
+        scorer.score("cup", [{"image": CUP}], max_pixels=8 * 28 * 28)[0], abs=1e-6
+    )
 
 
 def test_error_messages_say_what_to_do_instead(live_app):
@@ -139,8 +144,7 @@ def test_the_openapi_page_documents_the_endpoint(live_app):
         ({"query": "q", "documents": ["a", "b", {"image": "@@not base64@@"}]}, 400, "documents[2].image"),
         ({"query": "q", "documents": [{"image": "/etc/passwd"}]}, 400, "documents[0].image"),
         ({"query": "q", "documents": [{"image": "https://example.com/a.png"}]}, 400, "documents[0].image"),
-        ({"query": "q", "documents": [{"image": base64.b64encode(b"not an image").decode()}]}, 400,
-         "documents[0].image"),
+        ({"query": "q", "documents": [{"image": base64.b64encode(b"not an image").decode()}]}, 400, "documents[0].image"),
         ({"query": "q", "documents": ["a", ""]}, 400, "documents[1]"),
         ({"query": "q", "documents": ["a"], "top_n": -1}, 422, "top_n"),
         ({"query": "q", "documents": [{"content": [{"type": "video"}]}]}, 422, "documents[0].content[0]"),
@@ -156,8 +160,10 @@ def test_a_bad_request_gets_a_4xx_naming_the_field_and_the_server_keeps_serving(
 
 @pytest.fixture(scope="module")
 def strict_app(scorer):
-    settings = app.ServerSettings(port=0, config=Config(
-        limits=Limits(max_documents=3, max_body_bytes=200_000, max_image_pixels=150 * 150), api_key="sekrit"))
+    settings = app.ServerSettings(
+        port=0,
+        config=Config(limits=Limits(max_documents=3, max_body_bytes=200_000, max_image_pixels=150 * 150), api_key="sekrit"),
+    )
     running = app.start(scorer, settings)
     yield running.url
     running.close()
@@ -174,7 +180,8 @@ def test_the_api_key_is_required_when_set(strict_app):
 def test_a_bare_data_url_document_is_an_image_and_obeys_the_pixel_limit(live_app, strict_app, scorer):
     body = post(live_app, {"query": "cup", "documents": [data_url(CUP), "text"]}).json()
     assert [(r["index"], r["relevance_score"]) for r in body["results"]] == expected_results(
-        scorer, "cup", [{"image": CUP}, "text"])
+        scorer, "cup", [{"image": CUP}, "text"]
+    )
     big = io.BytesIO()
     Image.new("RGB", (200, 200)).save(big, format="PNG")
     too_big = f"data:image/png;base64,{base64.b64encode(big.getvalue()).decode()}"
@@ -189,8 +196,9 @@ def test_the_limits_refuse_with_a_clear_status(strict_app):
     big = Image.new("RGB", (200, 200))
     buffer = io.BytesIO()
     big.save(buffer, format="PNG")
-    too_big_image = post(strict_app, {"query": "q", "documents": ["a", {"image": base64.b64encode(
-        buffer.getvalue()).decode()}]}, headers=auth)
+    too_big_image = post(
+        strict_app, {"query": "q", "documents": ["a", {"image": base64.b64encode(buffer.getvalue()).decode()}]}, headers=auth
+    )
     assert too_big_image.status_code == 413 and too_big_image.json()["field"] == "documents[1].image"
     too_big_body = post(strict_app, {"query": "q", "documents": ["x" * 300_000]}, headers=auth)
     assert too_big_body.status_code == 413 and too_big_body.json()["field"] == "body"
@@ -218,15 +226,15 @@ def test_an_mcp_client_lists_the_tools_and_gets_the_engine_ranking(mcp_app, scor
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 tools = [tool.name for tool in (await session.list_tools()).tools]
-                result = await session.call_tool("rerank", {"query": "white cup",
-                                                            "documents": ["a cup", "a plate", "a mug"]})
+                result = await session.call_tool("rerank", {"query": "white cup", "documents": ["a cup", "a plate", "a mug"]})
                 return tools, result
 
     tools, result = asyncio.run(call())
     assert tools == ["explain", "score", "rerank", "rank_images"]
     expected = scorer.rerank("white cup", ["a cup", "a plate", "a mug"])
     assert [(r["index"], r["score"]) for r in result.structuredContent["results"]] == [
-        (r.index, pytest.approx(r.score, abs=1e-6)) for r in expected]
+        (r.index, pytest.approx(r.score, abs=1e-6)) for r in expected
+    ]
 
 
 # -- image URLs, when the server allows them (served from this machine's loopback) -----------------------
@@ -250,8 +258,9 @@ def image_host():
 def url_app(scorer):
     # The image host is this machine's loopback, which only an allow-listed host may be (test_doors.py
     # holds the refusals).
-    settings = app.ServerSettings(port=0, config=Config(allow_image_urls=True, limits=Limits(max_image_url_bytes=1500),
-                                                        allowed_image_hosts=("127.0.0.1",)))
+    settings = app.ServerSettings(
+        port=0, config=Config(allow_image_urls=True, limits=Limits(max_image_url_bytes=1500), allowed_image_hosts=("127.0.0.1",))
+    )
     running = app.start(scorer, settings)
     yield running.url
     running.close()
@@ -262,7 +271,8 @@ def test_allowed_image_urls_are_fetched_and_scored_and_capped_in_size(url_app, i
     mug = f"{image_host}/{Path(MUG).name}"  # 1.3 KB
     body = post(url_app, {"query": "cup", "documents": [{"image": mug}, "text"]}).json()
     assert [(r["index"], r["relevance_score"]) for r in body["results"]] == expected_results(
-        scorer, "cup", [{"image": MUG}, "text"])
+        scorer, "cup", [{"image": MUG}, "text"]
+    )
     too_big = post(url_app, {"query": "cup", "documents": ["a", {"image": cup}]})
     assert too_big.status_code == 413 and too_big.json()["field"] == "documents[1].image"
     missing = post(url_app, {"query": "cup", "documents": [{"image": f"{image_host}/nope.png"}]})

@@ -82,9 +82,7 @@ def test_a_pair_is_encoded_exactly_as_the_processor_encodes_it(scorer, naive, re
 
 @pytest.mark.parametrize("instruction", [None, CUSTOM_INSTRUCTION])
 @pytest.mark.parametrize("query_kind", ["text", "image", "text+image"])
-def test_scores_equal_the_naive_one_pair_per_forward_scorer(
-    scorer, naive, mixed_documents, red_image, instruction, query_kind
-):
+def test_scores_equal_the_naive_one_pair_per_forward_scorer(scorer, naive, mixed_documents, red_image, instruction, query_kind):
     query = query_of_kind(query_kind, "white ceramic cup 白瓷杯", red_image)
     scores = scorer.score(query, mixed_documents, instruction=instruction)
     expected = [naive.score(_as_pair(query), _as_pair(d), instruction) for d in mixed_documents]
@@ -121,8 +119,11 @@ def test_an_image_query_scores_text_documents(scorer, naive, red_image):
 
 def test_chinese_and_mixed_text_score_like_the_reference(scorer, naive):
     query = "北欧风 white 咖啡杯 with mountains"
-    documents = ["北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", "不锈钢真空保温旅行杯,双层设计,500ml,防漏硅胶圈",
-                 "Stainless 保温杯 500ml"]
+    documents = [
+        "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml",
+        "不锈钢真空保温旅行杯,双层设计,500ml,防漏硅胶圈",
+        "Stainless 保温杯 500ml",
+    ]
     scores = scorer.score(query, documents)
     assert scores == pytest.approx([naive.score((query, None), (d, None)) for d in documents], abs=1e-5)
 
@@ -226,8 +227,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_scores(own_scorer, mixed_d
     assert sizes[:3] == [7, 4, 2] and max(sizes[3:]) <= 2 and sum(sizes[2:]) == 7
 
 
-def test_out_of_memory_in_the_shared_prefix_falls_back_to_whole_prompts(own_scorer, mixed_documents, red_image,
-                                                                        monkeypatch):
+def test_out_of_memory_in_the_shared_prefix_falls_back_to_whole_prompts(own_scorer, mixed_documents, red_image, monkeypatch):
     expected = own_scorer.score(red_image, mixed_documents)
 
     def prefix_that_never_fits(groups):

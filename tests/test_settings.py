@@ -10,8 +10,9 @@ import pytest
 
 from lychee_gradio import settings
 from lychee_gradio.cli import _load_options, build_parser, server_settings
+from lychee_gradio.config import Config, Limits
 from lychee_gradio.explain import DEFAULT_GRID
-from lychee_gradio.settings import SETTINGS, Config, Limits
+from lychee_gradio.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,15 +64,42 @@ def test_lychee_eval_takes_the_model_settings():
 
 
 def test_serve_app_reads_the_same_names_with_the_same_parser_as_the_flags():
-    args = build_parser().parse_args(["load", "--api-key", "k", "--max-documents", "20", "--request-timeout", "0",
-                                      "--allow-image-urls", "--allowed-image-hosts", "a.example,b.example",
-                                      "--image-url-timeout", "2.5", "--max-request-pixels", "1000000",
-                                      "--max-body-mb", "2", "--cache-scope", "global"])
+    args = build_parser().parse_args(
+        [
+            "load",
+            "--api-key",
+            "k",
+            "--max-documents",
+            "20",
+            "--request-timeout",
+            "0",
+            "--allow-image-urls",
+            "--allowed-image-hosts",
+            "a.example,b.example",
+            "--image-url-timeout",
+            "2.5",
+            "--max-request-pixels",
+            "1000000",
+            "--max-body-mb",
+            "2",
+            "--cache-scope",
+            "global",
+        ]
+    )
     from_cli = server_settings(args, None).config
-    from_options = Config.from_options({"api_key": "k", "max_documents": "20", "request_timeout": "0",
-                                        "allow_image_urls": "true", "allowed_image_hosts": "a.example,b.example",
-                                        "image_url_timeout": "2.5", "max_request_pixels": "1000000",
-                                        "max_body_mb": 2, "cache_scope": "global"})
+    from_options = Config.from_options(
+        {
+            "api_key": "k",
+            "max_documents": "20",
+            "request_timeout": "0",
+            "allow_image_urls": "true",
+            "allowed_image_hosts": "a.example,b.example",
+            "image_url_timeout": "2.5",
+            "max_request_pixels": "1000000",
+            "max_body_mb": 2,
+            "cache_scope": "global",
+        }
+    )
     assert from_options == from_cli
     assert from_cli.request_timeout is None and from_cli.limits.max_documents == 20
     assert from_cli.limits.max_body_bytes == 2 * 2**20
@@ -81,8 +109,7 @@ def test_serve_app_reads_the_same_names_with_the_same_parser_as_the_flags():
 def test_a_boolean_is_read_one_way_everywhere(text):
     with pytest.raises(ValueError, match="expected true or false"):
         settings.parse_options({"allow_image_urls": text})
-    assert settings.parse_options({"allow_image_urls": "off", "mcp": "yes"}) == {"allow_image_urls": False,
-                                                                                 "mcp": True}
+    assert settings.parse_options({"allow_image_urls": "off", "mcp": "yes"}) == {"allow_image_urls": False, "mcp": True}
 
 
 def test_the_defaults_of_config_and_limits_are_the_tables():
@@ -127,7 +154,10 @@ def test_the_explain_grid_default_is_written_once():
     import re
 
     sources = [path for path in (ROOT / "lychee_gradio").rglob("*.py")]
-    literal = [str(path.relative_to(ROOT)) for path in sources
-               if re.search(r"grid[^\n=]{0,40}(=|:)\s*8\b|\bgrid or 8\b|value=8\b", path.read_text(encoding="utf-8"))]
+    literal = [
+        str(path.relative_to(ROOT))
+        for path in sources
+        if re.search(r"grid[^\n=]{0,40}(=|:)\s*8\b|\bgrid or 8\b|value=8\b", path.read_text(encoding="utf-8"))
+    ]
     assert literal == [], "the grid default is explain.DEFAULT_GRID"
     assert DEFAULT_GRID == 8

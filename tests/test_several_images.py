@@ -31,13 +31,19 @@ def family(request, scorer, qwen3_scorer, naives):
 
 def test_a_document_of_two_images_scores_as_the_processors_own_path(family, red_image, blue_image):
     _, engine, naive = family
-    documents = [{"text": "two cups", "images": [red_image, blue_image]}, {"images": [blue_image, red_image]},
-                 "a plain text", {"image": red_image}]
+    documents = [
+        {"text": "two cups", "images": [red_image, blue_image]},
+        {"images": [blue_image, red_image]},
+        "a plain text",
+        {"image": red_image},
+    ]
     scores = engine.score(QUERY, documents)
-    expected = [naive.score((QUERY, None), ("two cups", [red_image, blue_image])),
-                naive.score((QUERY, None), (None, [blue_image, red_image])),
-                naive.score((QUERY, None), ("a plain text", None)),
-                naive.score((QUERY, None), (None, red_image))]
+    expected = [
+        naive.score((QUERY, None), ("two cups", [red_image, blue_image])),
+        naive.score((QUERY, None), (None, [blue_image, red_image])),
+        naive.score((QUERY, None), ("a plain text", None)),
+        naive.score((QUERY, None), (None, red_image)),
+    ]
     assert scores == pytest.approx(expected, abs=1e-5)
 
 
@@ -46,7 +52,8 @@ def test_swapping_the_two_images_changes_the_prompt_and_the_score(family, red_im
     (first,) = engine.encoder.encode(Item(text=QUERY), [Item(images=(red_image, blue_image))], "inst")
     (second,) = engine.encoder.encode(Item(text=QUERY), [Item(images=(blue_image, red_image))], "inst")
     assert first.input_ids.tolist() != second.input_ids.tolist() or not all(
-        a.pixel_values.equal(b.pixel_values) for a, b in zip(first.images, second.images))
+        a.pixel_values.equal(b.pixel_values) for a, b in zip(first.images, second.images)
+    )
     forward, backward = engine.score(QUERY, [{"images": [red_image, blue_image]}, {"images": [blue_image, red_image]}])
     assert forward != pytest.approx(backward, abs=1e-7)
 
@@ -93,7 +100,8 @@ def test_each_image_of_a_document_gets_its_own_map(scorer, red_image, blue_image
 
     changed = Item(text="two cups", images=(red_image, occluded(blue_image, first_box, mean_colour(blue_image))))
     assert maps[1].cells[0].delta == pytest.approx(
-        found.score - scorer.score(QUERY, [changed], scorer.family.default_instruction)[0], abs=1e-5)
+        found.score - scorer.score(QUERY, [changed], scorer.family.default_instruction)[0], abs=1e-5
+    )
 
 
 # -- the doors ----------------------------------------------------------------------------------------------
@@ -106,12 +114,19 @@ def data_url(path: str) -> str:
 
 
 def test_v1_rerank_takes_several_images_as_a_vllm_content_list_or_as_images(live_app, scorer):
-    parts = [{"type": "text", "text": "two cups"}, {"type": "image_url", "image_url": {"url": data_url(CUP)}},
-             {"type": "image_url", "image_url": {"url": data_url(MUG)}}]
-    as_content = httpx.post(f"{live_app}v1/rerank", json={"query": QUERY, "documents": [{"content": parts}, "x"]},
-                            timeout=60).json()
-    as_images = httpx.post(f"{live_app}v1/rerank", json={"query": QUERY, "documents": [
-        {"text": "two cups", "images": [data_url(CUP), data_url(MUG)]}, "x"]}, timeout=60).json()
+    parts = [
+        {"type": "text", "text": "two cups"},
+        {"type": "image_url", "image_url": {"url": data_url(CUP)}},
+        {"type": "image_url", "image_url": {"url": data_url(MUG)}},
+    ]
+    as_content = httpx.post(
+        f"{live_app}v1/rerank", json={"query": QUERY, "documents": [{"content": parts}, "x"]}, timeout=60
+    ).json()
+    as_images = httpx.post(
+        f"{live_app}v1/rerank",
+        json={"query": QUERY, "documents": [{"text": "two cups", "images": [data_url(CUP), data_url(MUG)]}, "x"]},
+        timeout=60,
+    ).json()
     scores = {r["index"]: r["relevance_score"] for r in as_content["results"]}
     assert scores == {r["index"]: r["relevance_score"] for r in as_images["results"]}
     expected = scorer.score(QUERY, [{"text": "two cups", "images": [CUP, MUG]}, "x"])
@@ -119,8 +134,9 @@ def test_v1_rerank_takes_several_images_as_a_vllm_content_list_or_as_images(live
 
 
 def test_v1_rerank_names_the_image_at_fault_among_several(live_app):
-    answer = httpx.post(f"{live_app}v1/rerank", json={"query": QUERY, "documents": [
-        {"images": [data_url(CUP), "bm90IGFuIGltYWdl"]}]}, timeout=60)
+    answer = httpx.post(
+        f"{live_app}v1/rerank", json={"query": QUERY, "documents": [{"images": [data_url(CUP), "bm90IGFuIGltYWdl"]}]}, timeout=60
+    )
     assert answer.status_code == 400 and answer.json()["field"] == "documents[0].images[1]"
 
 
@@ -129,8 +145,9 @@ def test_the_batch_tab_attaches_several_uploads_to_a_block(scorer):
 
     from .conftest import page
 
-    _, rows = page(rerank_view, scorer, QUERY, None, "two [image: mountain_cup.png, blue_mug.png]\n---\nnone",
-                   [CUP, MUG, TUMBLER], "", 0)
+    _, rows = page(
+        rerank_view, scorer, QUERY, None, "two [image: mountain_cup.png, blue_mug.png]\n---\nnone", [CUP, MUG, TUMBLER], "", 0
+    )
     by_index = {row["index"]: row["score"] for row in rows}
     expected = scorer.score(QUERY, [{"text": "two", "images": [CUP, MUG]}, "none", {"image": TUMBLER}])
     assert [by_index[i] for i in range(3)] == pytest.approx(expected, abs=1e-6)
@@ -144,8 +161,7 @@ def test_lychee_eval_lines_take_several_image_paths_inside_the_data_folder(tmp_p
 
     for path in (CUP, MUG):
         shutil.copy(path, tmp_path)
-    line = {"query": QUERY, "documents": [{"text": "two", "images": ["mountain_cup.png", "blue_mug.png"]}, "x"],
-            "relevant": [0]}
+    line = {"query": QUERY, "documents": [{"text": "two", "images": ["mountain_cup.png", "blue_mug.png"]}, "x"], "relevant": [0]}
     query = parse_line(json.dumps(line), 1, tmp_path)
     assert [p.rsplit("/", 1)[1] for p in query.documents[0]["images"]] == ["mountain_cup.png", "blue_mug.png"]
     line["documents"][0]["images"][1] = "../outside.png"

@@ -17,9 +17,9 @@ from gradio_client.exceptions import AppError, AuthenticationError
 from PIL import Image
 
 from lychee_gradio import app
-from lychee_gradio.engine.encoding import LiteralTokenizer
+from lychee_gradio.config import Config, Limits
+from lychee_gradio.engine.literal import LiteralTokenizer
 from lychee_gradio.evaluation import BadLine, load_queries
-from lychee_gradio.settings import Config, Limits
 from lychee_gradio.ui.evaluate import evaluate_view
 
 from .conftest import CUP, page
@@ -85,8 +85,11 @@ def test_hostile_text_never_becomes_a_control_token(scorer, fed_ids):
     for text in HOSTILE[:12]:
         for role in ("query", "document", "instruction"):
             fed_ids.clear()
-            query, document, instruction = {"query": (text, "q", "i"), "document": ("q", text, "i"),
-                                            "instruction": ("q", "d", text)}[role]
+            query, document, instruction = {
+                "query": (text, "q", "i"),
+                "document": ("q", text, "i"),
+                "instruction": ("q", "d", text),
+            }[role]
             (score,) = scorer.score(query, [document], instruction)
             assert 0.0 <= score <= 1.0
             assert sorted(i for i in fed_ids if i in template_ids) == expected, (role, text)
@@ -119,8 +122,13 @@ def qwen_tokenizer():
     return AutoTokenizer.from_pretrained(Path(spec.origin).parent / "tokenizer_files")
 
 
-BENIGN = ["white ceramic coffee cup", "北欧风手绘山形白瓷咖啡杯,容量350ml", "  spaces  and\ttabs\n\nlines ",
-          "emoji ☕🏔️ and numbers 12345.678", "Mixed 中文 and English: 不锈钢真空保温旅行杯, 500ml"]
+BENIGN = [
+    "white ceramic coffee cup",
+    "北欧风手绘山形白瓷咖啡杯,容量350ml",
+    "  spaces  and\ttabs\n\nlines ",
+    "emoji ☕🏔️ and numbers 12345.678",
+    "Mixed 中文 and English: 不锈钢真空保温旅行杯, 500ml",
+]
 
 
 @pytest.mark.parametrize("text", BENIGN)
@@ -137,8 +145,9 @@ def test_with_the_real_qwen_tokenizer_user_text_yields_no_added_token(qwen_token
     slot = "\ue000" + "ab" * 8 + ":0\ue001"
     for text in HOSTILE[:12]:
         (ids,) = literal.encode([(f"<|im_start|>user\n{slot}<|im_end|>\n", {slot: text})], [[]])
-        assert [i for i in ids if i in added] == [qwen_tokenizer.convert_tokens_to_ids(t)
-                                                   for t in ("<|im_start|>", "<|im_end|>")], text
+        assert [i for i in ids if i in added] == [
+            qwen_tokenizer.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|im_end|>")
+        ], text
         assert qwen_tokenizer.decode(ids) == f"<|im_start|>user\n{text}<|im_end|>\n"
 
 
@@ -164,17 +173,22 @@ def _field_named(message: str) -> bool:
 
 @pytest.mark.parametrize("text", HOSTILE + [LONE_SURROGATE], ids=range(len(HOSTILE) + 1))
 def test_hostile_text_on_v1_rerank_is_a_score_or_a_4xx_naming_the_field(guarded_app, text):
-    for body in ({"query": text, "documents": ["a cup"]}, {"query": "cup", "documents": ["a", text]},
-                 {"query": "cup", "documents": ["a"], "instruction": text}):
+    for body in (
+        {"query": text, "documents": ["a cup"]},
+        {"query": "cup", "documents": ["a", text]},
+        {"query": "cup", "documents": ["a"], "instruction": text},
+    ):
         payload = json.dumps(body)  # lone surrogates travel as \\ud800 escapes, as JSON allows
-        answer = httpx.post(f"{guarded_app}v1/rerank", content=payload, headers={**KEY, "content-type": "application/json"},
-                            timeout=120)
+        answer = httpx.post(
+            f"{guarded_app}v1/rerank", content=payload, headers={**KEY, "content-type": "application/json"}, timeout=120
+        )
         if answer.status_code == 200:
             assert all(0.0 <= r["relevance_score"] <= 1.0 for r in answer.json()["results"])
         else:
             assert 400 <= answer.status_code < 500 and _field_named(answer.json()["message"]), answer.text
-    assert httpx.post(f"{guarded_app}v1/rerank", json={"query": "q", "documents": ["d"]}, headers=KEY,
-                      timeout=60).status_code == 200
+    assert (
+        httpx.post(f"{guarded_app}v1/rerank", json={"query": "q", "documents": ["d"]}, headers=KEY, timeout=60).status_code == 200
+    )
 
 
 @pytest.fixture(scope="module")
@@ -186,9 +200,11 @@ def test_a_lone_surrogate_from_the_page_is_an_error_naming_the_field(scorer):
     # (gradio_client itself refuses to send one; the page's JSON could.)
     from lychee_gradio.ui.single import score_view
 
-    for args, field in (((LONE_SURROGATE, None, "d", None, ""), "Query"),
-                        (("q", None, LONE_SURROGATE, None, ""), "Document"),
-                        (("q", None, "d", None, LONE_SURROGATE), "instruction")):
+    for args, field in (
+        ((LONE_SURROGATE, None, "d", None, ""), "Query"),
+        (("q", None, LONE_SURROGATE, None, ""), "Document"),
+        (("q", None, "d", None, LONE_SURROGATE), "instruction"),
+    ):
         with pytest.raises(ValueError, match=f"^{field}: not valid Unicode text"):
             page(score_view, scorer, *args)
 
@@ -207,19 +223,24 @@ def test_hostile_text_through_gradio_client_is_a_score_or_an_error_naming_the_fi
 
 def huge_png(path: Path, width: int = 10_000, height: int = 10_000) -> Path:
     """A valid PNG header that declares width x height pixels, with one tiny compressed row block."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
 def test_the_pixel_limit_holds_on_the_gradio_api_before_decoding(keyed_client, tmp_path):
     big = huge_png(tmp_path / "huge.png")
-    with pytest.raises(AppError, match=r"Document image \(huge.png\): image is 10000x10000 = 100,000,000 pixels, "
-                                        r"over this server's limit"):
+    with pytest.raises(
+        AppError,
+        match=r"Document image \(huge.png\): image is 10000x10000 = 100,000,000 pixels, "
+        r"over this server's limit",
+    ):
         keyed_client.predict(query_text="q", document_image=handle_file(str(big)), api_name="/score")
     with pytest.raises(AppError, match=r"Images to rank, image 2 \(huge.png\): .*over this server's limit"):
         keyed_client.predict(query_text="q", images=[handle_file(CUP), handle_file(str(big))], api_name="/rank_images")
@@ -235,8 +256,9 @@ def test_the_upload_size_limit_holds_on_the_gradio_api(guarded_app, tmp_path):
     Image.effect_noise((1400, 1400), 80).convert("RGB").save(large)  # noise does not compress: > 3 MB
     assert large.stat().st_size > 3 * 2**20
     with large.open("rb") as file:  # sent raw: gradio_client would refuse it itself, before sending
-        answer = httpx.post(f"{guarded_app}gradio_api/upload", files={"files": ("large.png", file, "image/png")},
-                            headers=KEY, timeout=60)
+        answer = httpx.post(
+            f"{guarded_app}gradio_api/upload", files={"files": ("large.png", file, "image/png")}, headers=KEY, timeout=60
+        )
     assert answer.status_code == 413
 
 
@@ -255,10 +277,10 @@ def test_a_file_that_is_not_an_image_is_named_without_a_server_path(keyed_client
 def test_the_api_key_guards_the_gradio_api(guarded_app):
     with pytest.raises(AuthenticationError):
         Client(guarded_app, verbose=False).predict(query_text="q", document_text="d", api_name="/score")
-    _, by_header = Client(guarded_app, headers=KEY, verbose=False).predict(query_text="q", document_text="d",
-                                                                           api_name="/score")
+    _, by_header = Client(guarded_app, headers=KEY, verbose=False).predict(query_text="q", document_text="d", api_name="/score")
     _, by_login = Client(guarded_app, auth=("lychee", "sekrit"), verbose=False).predict(
-        query_text="q", document_text="d", api_name="/score")
+        query_text="q", document_text="d", api_name="/score"
+    )
     assert by_header["score"] == by_login["score"]
 
 
@@ -278,8 +300,15 @@ def test_the_api_key_guards_the_mcp_server(guarded_app):
 
 # -- the server's files stay private -------------------------------------------------------------------
 
-PROBES = ["/etc/passwd", "/etc/no-such-file", "../../etc/passwd", "../outside.png", "~/.bashrc", "images/../../x.png",
-          "C:/Windows/win.ini"]
+PROBES = [
+    "/etc/passwd",
+    "/etc/no-such-file",
+    "../../etc/passwd",
+    "../outside.png",
+    "~/.bashrc",
+    "images/../../x.png",
+    "C:/Windows/win.ini",
+]
 
 
 @pytest.mark.parametrize("path", PROBES)

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from lychee_gradio import InputError, app
+from lychee_gradio.config import Config, Limits
 from lychee_gradio.contract import Item
 from lychee_gradio.engine.naive import NaiveScorer
-from lychee_gradio.settings import Config, Limits
 from lychee_gradio.video import MAX_FRAMES, load_video, targets_for
 
 from .helpers import make_clip
@@ -24,8 +24,12 @@ QUERY = "a red square moving to the right"
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
-    return {"mp4": make_clip(folder / "a.mp4"), "webm": make_clip(folder / "b.webm", codec="libvpx"),
-            "short": make_clip(folder / "short.mp4", seconds=2.5), "long": make_clip(folder / "long.mp4", 100, 2, (32, 32))}
+    return {
+        "mp4": make_clip(folder / "a.mp4"),
+        "webm": make_clip(folder / "b.webm", codec="libvpx"),
+        "short": make_clip(folder / "short.mp4", seconds=2.5),
+        "long": make_clip(folder / "long.mp4", 100, 2, (32, 32)),
+    }
 
 
 # -- the sampling rule ----------------------------------------------------------------------------------------
@@ -86,13 +90,19 @@ def test_a_video_document_scores_as_the_processors_video_path_fed_the_same_frame
     expected_inputs = naive.inputs((QUERY, None), ("a clip", None, video), "inst")
     assert pair.input_ids.tolist() == expected_inputs["input_ids"][0].tolist()
     assert pair.mm_token_type_ids.tolist() == expected_inputs["mm_token_type_ids"][0].tolist()
-    documents = [{"text": "a clip", "video": clips["mp4"]}, {"video": clips["webm"]}, "a red square",
-                 {"text": "both", "image": red_image, "video": clips["mp4"]}]
+    documents = [
+        {"text": "a clip", "video": clips["mp4"]},
+        {"video": clips["webm"]},
+        "a red square",
+        {"text": "both", "image": red_image, "video": clips["mp4"]},
+    ]
     scores = engine.score(QUERY, documents)
-    expected = [naive.score((QUERY, None), ("a clip", None, video)),
-                naive.score((QUERY, None), (None, None, load_video(clips["webm"], "d"))),
-                naive.score((QUERY, None), ("a red square", None)),
-                naive.score((QUERY, None), ("both", red_image, video))]
+    expected = [
+        naive.score((QUERY, None), ("a clip", None, video)),
+        naive.score((QUERY, None), (None, None, load_video(clips["webm"], "d"))),
+        naive.score((QUERY, None), ("a red square", None)),
+        naive.score((QUERY, None), ("both", red_image, video)),
+    ]
     assert scores == pytest.approx(expected, abs=1e-5)
 
 
@@ -102,8 +112,7 @@ def test_each_qwen3_frame_has_its_timestamp_and_wrapper_and_the_clip_no_outer_on
     video = load_video(clips["mp4"], "d")  # 4 frames: 2 temporal patches
     (pair,) = qwen3_scorer.encoder.encode(Item(text=QUERY), [Item(text="a clip", video=video)], "inst")
     text = qwen3_scorer.processor.tokenizer.decode(pair.input_ids.tolist()).replace("<|video_pad|>", "")
-    assert "<Document>:<0.5 seconds><|vision_start|><|vision_end|><2.5 seconds><|vision_start|><|vision_end|>a clip" \
-        in text
+    assert "<Document>:<0.5 seconds><|vision_start|><|vision_end|><2.5 seconds><|vision_start|><|vision_end|>a clip" in text
     (pair,) = qwen3_scorer.encoder.encode(Item(text="q", video=video), [Item(text="d", video=video)], "inst")
     text = qwen3_scorer.processor.tokenizer.decode(pair.input_ids.tolist()).replace("<|video_pad|>", "")
     frames = "<0.5 seconds><|vision_start|><|vision_end|><2.5 seconds><|vision_start|><|vision_end|>"
@@ -114,8 +123,13 @@ def test_each_qwen3_frame_has_its_timestamp_and_wrapper_and_the_clip_no_outer_on
 
 
 def test_a_video_scores_the_same_amid_images_and_texts_as_alone(scorer, clips, red_image, blue_image):
-    documents = [{"image": red_image}, {"video": clips["mp4"]}, "a red square", {"text": "x", "image": blue_image},
-                 {"video": clips["short"]}]
+    documents = [
+        {"image": red_image},
+        {"video": clips["mp4"]},
+        "a red square",
+        {"text": "x", "image": blue_image},
+        {"video": clips["short"]},
+    ]
     together = scorer.score(QUERY, documents)
     alone = [scorer.score(QUERY, [document])[0] for document in documents]
     assert together == pytest.approx(alone, abs=1e-5)
@@ -126,9 +140,11 @@ def test_a_query_holding_a_video_scores_as_the_reference_against_any_document(fa
     query, video = {"text": "this clip", "video": clips["mp4"]}, load_video(clips["mp4"], "q")
     documents = ["a red square", {"image": red_image}, {"text": "another", "video": clips["short"]}]
     scores = engine.score(query, documents)
-    expected = [naive.score(("this clip", None, video), ("a red square", None)),
-                naive.score(("this clip", None, video), (None, red_image)),
-                naive.score(("this clip", None, video), ("another", None, load_video(clips["short"], "d")))]
+    expected = [
+        naive.score(("this clip", None, video), ("a red square", None)),
+        naive.score(("this clip", None, video), (None, red_image)),
+        naive.score(("this clip", None, video), ("another", None, load_video(clips["short"], "d"))),
+    ]
     assert scores == pytest.approx(expected, abs=1e-5)
 
 
@@ -148,9 +164,14 @@ def video_app(scorer):
 
 def test_v1_rerank_takes_a_video_url_part_and_a_video_key_with_the_librarys_scores(video_app, scorer, clips):
     part = {"type": "video_url", "video_url": {"url": data_url(clips["mp4"])}}
-    body = {"query": QUERY, "documents": [{"content": [{"type": "text", "text": "a clip"}, part]},
-                                          {"text": "a clip", "video": base64.b64encode(open(clips["mp4"], "rb").read())
-                                           .decode()}, "a red square"]}
+    body = {
+        "query": QUERY,
+        "documents": [
+            {"content": [{"type": "text", "text": "a clip"}, part]},
+            {"text": "a clip", "video": base64.b64encode(open(clips["mp4"], "rb").read()).decode()},
+            "a red square",
+        ],
+    }
     answer = httpx.post(f"{video_app}v1/rerank", json=body, timeout=120)
     assert answer.status_code == 200, answer.text
     scores = {r["index"]: r["relevance_score"] for r in answer.json()["results"]}
@@ -165,14 +186,14 @@ def test_v1_rerank_refuses_a_truncated_video_a_long_one_and_a_path_naming_the_do
     cut = base64.b64encode(data[: len(data) // 2]).decode()
     broken = httpx.post(f"{video_app}v1/rerank", json={"query": "q", "documents": ["a", {"video": cut}]}, timeout=60)
     assert broken.status_code == 400 and broken.json()["field"] == "documents[1].video"
-    long = httpx.post(f"{video_app}v1/rerank", json={"query": "q", "documents": [{"video": data_url(clips["long"])}]},
-                      timeout=60)
+    long = httpx.post(f"{video_app}v1/rerank", json={"query": "q", "documents": [{"video": data_url(clips["long"])}]}, timeout=60)
     assert long.status_code == 413 and "30 s" in long.json()["message"]
     path = httpx.post(f"{video_app}v1/rerank", json={"query": "q", "documents": [{"video": clips["mp4"]}]}, timeout=60)
     assert path.status_code == 400 and path.json()["code"] == "file_path_http" and clips["mp4"] not in path.text
     two = {"content": [{"type": "video_url", "video_url": {"url": data_url(clips["mp4"])}}] * 2}
     assert httpx.post(f"{video_app}v1/rerank", json={"query": "q", "documents": [two]}, timeout=60).json()["code"] == (
-        "one_video")
+        "one_video"
+    )
     assert httpx.post(f"{video_app}v1/rerank", json={"query": "q", "documents": ["a"]}, timeout=60).status_code == 200
 
 
@@ -185,11 +206,11 @@ def test_the_batch_tab_takes_a_clip_attached_to_a_block_or_on_its_own(scorer, cl
     from .conftest import CUP, page
 
     uploads = [CUP, clips["mp4"], clips["short"]]
-    _, rows = page(rerank_view, scorer, QUERY, None, "a cup and its clip [image: 1] [video: a.mp4]\n---\nplain",
-                   uploads, "", 0)
+    _, rows = page(rerank_view, scorer, QUERY, None, "a cup and its clip [image: 1] [video: a.mp4]\n---\nplain", uploads, "", 0)
     by_index = {row["index"]: row["score"] for row in rows}
-    expected = scorer.score(QUERY, [{"text": "a cup and its clip", "image": CUP, "video": clips["mp4"]}, "plain",
-                                    {"video": clips["short"]}])
+    expected = scorer.score(
+        QUERY, [{"text": "a cup and its clip", "image": CUP, "video": clips["mp4"]}, "plain", {"video": clips["short"]}]
+    )
     assert [by_index[i] for i in range(3)] == pytest.approx(expected, abs=1e-6)
     assert {row["image"] for row in rows} >= {"mountain_cup.png, a.mp4", "short.mp4"}
 
@@ -228,10 +249,17 @@ def test_frames_over_the_pixel_limit_are_refused_from_the_header(clips, monkeypa
 def test_clips_are_prepared_while_the_model_runs_and_score_as_alone(scorer, clips):
     from lychee_gradio import LycheeScorer
 
-    small_batches = LycheeScorer(scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu",
-                                 batch_size=2, family=scorer.family)
-    documents = [{"video": clips["mp4"]}, "a red square", {"video": clips["short"]}, {"text": "x", "video": clips["webm"]},
-                 "plain", {"video": clips["mp4"]}]
+    small_batches = LycheeScorer(
+        scorer.model, scorer.processor, model_name=scorer.model_name, device="cpu", batch_size=2, family=scorer.family
+    )
+    documents = [
+        {"video": clips["mp4"]},
+        "a red square",
+        {"video": clips["short"]},
+        {"text": "x", "video": clips["webm"]},
+        "plain",
+        {"video": clips["mp4"]},
+    ]
     assert len(documents) > 2 * small_batches.batch_size  # the pipelined path (engine/pipeline.py)
     together = small_batches.score(QUERY, documents)
     alone = [scorer.score(QUERY, [document])[0] for document in documents]

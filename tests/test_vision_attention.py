@@ -61,8 +61,9 @@ def chunk_lengths(model, grid) -> dict[str, list[int]]:
     images = (grid[:, 0] * grid[:, 1] * grid[:, 2]).tolist()
     if not hasattr(visual, "window_size"):
         return {"image": images}
-    _, cu_windows = get_vision_window_index(grid, spatial_merge_size=visual.spatial_merge_size,
-                                            window_size=visual.window_size, patch_size=visual.patch_size)
+    _, cu_windows = get_vision_window_index(
+        grid, spatial_merge_size=visual.spatial_merge_size, window_size=visual.window_size, patch_size=visual.patch_size
+    )
     cu_windows = torch.as_tensor(cu_windows)
     return {"image": images, "window": (cu_windows[1:] - cu_windows[:-1]).tolist()}
 
@@ -101,9 +102,7 @@ def test_vision_outputs_equal_the_per_window_attention_within_1e_5_for_images_wi
     assert max_difference(batched, reference) <= 1e-5
 
 
-def test_eager_attention_is_batched_too_within_a_memory_bound_and_equals_the_per_window_sdpa_reference(
-    tiny, monkeypatch
-):
+def test_eager_attention_is_batched_too_within_a_memory_bound_and_equals_the_per_window_sdpa_reference(tiny, monkeypatch):
     _, processor, model = tiny
     pixels, grid = encode(processor, photos(MIXED_SIZES))
     reference = without_patch(model, lambda: tower(model, pixels, grid))
@@ -199,9 +198,7 @@ def test_in_bf16_the_batched_vision_attention_stays_close_to_the_per_window_atte
 
 
 @pytest.mark.parametrize("scorer_fixture", ["scorer", "qwen3_scorer"])
-def test_reranker_scores_of_image_documents_are_unchanged_within_1e_5_by_the_batched_attention(
-    scorer_fixture, request
-):
+def test_reranker_scores_of_image_documents_are_unchanged_within_1e_5_by_the_batched_attention(scorer_fixture, request):
     scorer = request.getfixturevalue(scorer_fixture)
     assert vision_attention.installed(scorer.model)  # weights.py's loader installed it
     documents = photos(MIXED_SIZES) + ["a white cup", photos([(210, 150)])[0]]

@@ -46,8 +46,7 @@ def partial_snapshot(folder, tiny_model_dir):
     return folder
 
 
-def test_a_modelscope_id_is_fetched_by_modelscopes_own_download_when_online(tiny_model_dir, monkeypatch,
-                                                                          reachable_endpoint):
+def test_a_modelscope_id_is_fetched_by_modelscopes_own_download_when_online(tiny_model_dir, monkeypatch, reachable_endpoint):
     calls = []
 
     def fake_snapshot_download(model_id, **kwargs):
@@ -63,8 +62,9 @@ def test_a_modelscope_id_is_fetched_by_modelscopes_own_download_when_online(tiny
     assert len(scorer.score("q", ["d"])) == 1
 
 
-def test_an_interrupted_download_resumes_instead_of_loading_the_partial_copy(tmp_path, tiny_model_dir, monkeypatch,
-                                                                          reachable_endpoint):
+def test_an_interrupted_download_resumes_instead_of_loading_the_partial_copy(
+    tmp_path, tiny_model_dir, monkeypatch, reachable_endpoint
+):
     partial = partial_snapshot(tmp_path / "partial", tiny_model_dir)
     calls = []
 
@@ -77,8 +77,7 @@ def test_an_interrupted_download_resumes_instead_of_loading_the_partial_copy(tmp
     assert calls == [{}]  # the cache-only lookup that returned partial copies is not used online
 
 
-def test_offline_an_interrupted_download_is_reported_not_loaded(tmp_path, tiny_model_dir, monkeypatch,
-                                                                 unreachable_endpoint):
+def test_offline_an_interrupted_download_is_reported_not_loaded(tmp_path, tiny_model_dir, monkeypatch, unreachable_endpoint):
     partial = partial_snapshot(tmp_path / "partial", tiny_model_dir)
 
     def cache_only(model_id, **kwargs):
@@ -152,6 +151,9 @@ def test_auto_runtime_on_a_cpu_machine_is_sdpa_in_the_dtype_the_cpu_computes_nat
     runtime = weights.choose_runtime()
     native = weights.cpu_bf16()[0]
     assert (runtime.device, runtime.dtype, runtime.attn_implementation) == (
-        "cpu", torch.bfloat16 if native else torch.float32, "sdpa")
+        "cpu",
+        torch.bfloat16 if native else torch.float32,
+        "sdpa",
+    )
     with pytest.raises(ModelLoadError, match="CUDA is not available"):
         weights.choose_runtime(device="cuda")

@@ -50,66 +50,115 @@ def torch_cuda() -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lychee_gradio.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--family", choices=sorted(SIZES), default="qwen2_5_vl",
-                        help="qwen2_5_vl (lychee-rerank-mm) or qwen3_vl (Qwen3-VL-Reranker)")
-    parser.add_argument("--model-size", default="small",
-                        help="tiny, small; 7b for qwen2_5_vl; 2b or 8b for qwen3_vl")
+    parser.add_argument(
+        "--family",
+        choices=sorted(SIZES),
+        default="qwen2_5_vl",
+        help="qwen2_5_vl (lychee-rerank-mm) or qwen3_vl (Qwen3-VL-Reranker)",
+    )
+    parser.add_argument("--model-size", default="small", help="tiny, small; 7b for qwen2_5_vl; 2b or 8b for qwen3_vl")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--attn", default="auto", help="auto, sdpa or flash_attention_2")
-    parser.add_argument("--docs", type=int, default=None,
-                        help="documents per text scenario (default 64; image docs: half); --caches: per request "
-                             "(default 32); --stability: default 32")
+    parser.add_argument(
+        "--docs",
+        type=int,
+        default=None,
+        help="documents per text scenario (default 64; image docs: half); --caches: per request "
+        "(default 32); --stability: default 32",
+    )
     parser.add_argument("--runs", type=int, default=3, help="timed runs per path (the median is reported)")
     parser.add_argument("--max-pixels", type=int, default=None)
     parser.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
-    parser.add_argument("--serving", action="store_true",
-                        help="instead: concurrent /v1/rerank clients against one process, 1 and 2 Ray replicas")
-    parser.add_argument("--batching", action="store_true",
-                        help="instead: many small concurrent requests with and without batching across requests")
+    parser.add_argument(
+        "--serving", action="store_true", help="instead: concurrent /v1/rerank clients against one process, 1 and 2 Ray replicas"
+    )
+    parser.add_argument(
+        "--batching",
+        action="store_true",
+        help="instead: many small concurrent requests with and without batching across requests",
+    )
     parser.add_argument("--max-batch-wait-ms", type=float, default=5.0, help="the scheduler's wait, for --batching")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients of --serving")
     parser.add_argument("--seconds", type=float, default=20, help="how long --serving drives each server")
-    parser.add_argument("--caches", action="store_true",
-                        help="instead: what the score cache and the image cache save on repeated requests")
-    parser.add_argument("--explain", action="store_true",
-                        help="instead: an image's 8x8 map and a text's weights through the engine vs. one variant "
-                             "per call")
-    parser.add_argument("--quantize", choices=("int8", "nf4", "all"), default=None,
-                        help="instead: the same checkpoint loaded in full precision and in int8, nf4 or both "
-                             "(bitsandbytes): weights bytes, pairs/s, peak memory, score differences")
-    parser.add_argument("--images", type=int, default=None, metavar="N",
-                        help="instead: N JPEG photos against one description, by stage (decode, prepare, vision "
-                             "tower, language model, the rest), before/after, and /rank_images end to end")
+    parser.add_argument(
+        "--caches", action="store_true", help="instead: what the score cache and the image cache save on repeated requests"
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="instead: an image's 8x8 map and a text's weights through the engine vs. one variant per call",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=("int8", "nf4", "all"),
+        default=None,
+        help="instead: the same checkpoint loaded in full precision and in int8, nf4 or both "
+        "(bitsandbytes): weights bytes, pairs/s, peak memory, score differences",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead: N JPEG photos against one description, by stage (decode, prepare, vision "
+        "tower, language model, the rest), before/after, and /rank_images end to end",
+    )
     parser.add_argument("--image-size", default="1600x1200", help="WxH of --images and --vision photos")
-    parser.add_argument("--vision", type=int, default=None, metavar="N",
-                        help="instead: N photos through the vision tower alone, transformers' per-window "
-                             "attention vs. one call per layer")
-    parser.add_argument("--stability", action="store_true",
-                        help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
-                             "reuse (use with --dtype bfloat16)")
-    parser.add_argument("--roofline", action="store_true",
-                        help="instead: float32 and --dtype auto on the same weights, text query x 16 text docs and "
-                             "x 8 512² image docs, against this machine's matmul rate at the model's shapes")
-    parser.add_argument("--compile", action="store_true",
-                        help="instead: the engine eager and with the language model's forward torch.compile'd "
-                             "(dynamic shapes), text query x --docs (16) text docs and x --image-docs 512² image docs")
+    parser.add_argument(
+        "--vision",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead: N photos through the vision tower alone, transformers' per-window attention vs. one call per layer",
+    )
+    parser.add_argument(
+        "--stability",
+        action="store_true",
+        help="instead of timing: the largest score difference between batch 1, batch 8 and prefix "
+        "reuse (use with --dtype bfloat16)",
+    )
+    parser.add_argument(
+        "--roofline",
+        action="store_true",
+        help="instead: float32 and --dtype auto on the same weights, text query x 16 text docs and "
+        "x 8 512² image docs, against this machine's matmul rate at the model's shapes",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="instead: the engine eager and with the language model's forward torch.compile'd "
+        "(dynamic shapes), text query x --docs (16) text docs and x --image-docs 512² image docs",
+    )
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile's backend for --compile")
-    parser.add_argument("--freezing", action="store_true",
-                        help="--compile: inductor's freezing (constant weights, oneDNN weight prepacking on the CPU)")
+    parser.add_argument(
+        "--freezing",
+        action="store_true",
+        help="--compile: inductor's freezing (constant weights, oneDNN weight prepacking on the CPU)",
+    )
     parser.add_argument("--roofline-tokens", type=int, default=1024, help="tokens of --roofline's matmul limit")
     parser.add_argument("--image-docs", type=int, default=8, help="image documents of --roofline and --compile")
-    parser.add_argument("--plain-stream", action="store_true",
-                        help="--roofline: also run bf16 with its residual stream in bf16 (the engine keeps it in float32)")
-    parser.add_argument("--fp32-weights", action="store_true",
-                        help="--roofline: random weights of float32 values (default: bf16 values, as the published "
-                             "checkpoints hold them, so float32 and bfloat16 start from the same weights)")
-    parser.add_argument("--video", type=int, default=None, metavar="N",
-                        help="instead: N generated clips (PyAV) against one description, by stage")
+    parser.add_argument(
+        "--plain-stream",
+        action="store_true",
+        help="--roofline: also run bf16 with its residual stream in bf16 (the engine keeps it in float32)",
+    )
+    parser.add_argument(
+        "--fp32-weights",
+        action="store_true",
+        help="--roofline: random weights of float32 values (default: bf16 values, as the published "
+        "checkpoints hold them, so float32 and bfloat16 start from the same weights)",
+    )
+    parser.add_argument(
+        "--video", type=int, default=None, metavar="N", help="instead: N generated clips (PyAV) against one description, by stage"
+    )
     parser.add_argument("--video-seconds", type=float, default=10.0, help="the length of --video's clips")
-    parser.add_argument("--admission", action="store_true",
-                        help="instead: large image requests against `lychee load --demo` (a process of its own): "
-                             "status, seconds and the server's peak memory, per --image-memory-mb of --pools")
+    parser.add_argument(
+        "--admission",
+        action="store_true",
+        help="instead: large image requests against `lychee load --demo` (a process of its own): "
+        "status, seconds and the server's peak memory, per --image-memory-mb of --pools",
+    )
     parser.add_argument("--pools", default="2048,8192", help="--admission: the --image-memory-mb values, in MB")
     args = parser.parse_args(argv)
     if args.admission:
@@ -121,15 +170,31 @@ def main(argv: list[str] | None = None) -> None:
     if args.model_size not in SIZES[args.family]:
         parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
     if args.video:
-        report = run_video(args.video, args.video_seconds, size=args.model_size, family=args.family,
-                           device=args.device, dtype=args.dtype, runs=args.runs)
+        report = run_video(
+            args.video,
+            args.video_seconds,
+            size=args.model_size,
+            family=args.family,
+            device=args.device,
+            dtype=args.dtype,
+            runs=args.runs,
+        )
         print(format_video(report))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name("video.json").write_text(json.dumps(report, indent=2))
         return
     if args.compile:
-        report = run_compile(args.model_size, args.family, args.device, args.dtype, args.runs, args.docs or 16,
-                             args.image_docs, backend=args.compile_backend, freezing=args.freezing)
+        report = run_compile(
+            args.model_size,
+            args.family,
+            args.device,
+            args.dtype,
+            args.runs,
+            args.docs or 16,
+            args.image_docs,
+            backend=args.compile_backend,
+            freezing=args.freezing,
+        )
         print(format_compile(report))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name(f"compile-{args.family}-{args.model_size}.json").write_text(json.dumps(report, indent=2))
@@ -139,9 +204,18 @@ def main(argv: list[str] | None = None) -> None:
         if device == "auto":
             device = "cuda"
         dtypes = ("float32", args.dtype) if args.dtype != "float32" else ("float32",)
-        report = run_roofline(args.model_size, args.family, device, args.runs, args.docs or 16, args.image_docs,
-                              tokens=args.roofline_tokens, dtypes=dtypes, bf16_weights=not args.fp32_weights,
-                              plain_stream=args.plain_stream)
+        report = run_roofline(
+            args.model_size,
+            args.family,
+            device,
+            args.runs,
+            args.docs or 16,
+            args.image_docs,
+            tokens=args.roofline_tokens,
+            dtypes=dtypes,
+            bf16_weights=not args.fp32_weights,
+            plain_stream=args.plain_stream,
+        )
         print(format_roofline(report))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name(f"roofline-{args.family}-{args.model_size}.json").write_text(json.dumps(report, indent=2))
@@ -161,13 +235,29 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError:
             parser.error("--image-size: WxH, e.g. 1600x1200")
         if args.images:
-            report = run_images(args.images, width, height, size=args.model_size, family=args.family,
-                                device=args.device, dtype=args.dtype, runs=args.runs)
+            report = run_images(
+                args.images,
+                width,
+                height,
+                size=args.model_size,
+                family=args.family,
+                device=args.device,
+                dtype=args.dtype,
+                runs=args.runs,
+            )
             print(format_images(report))
             name = "images.json"
         else:
-            report = run_vision(args.vision, width, height, size=args.model_size, family=args.family,
-                                device=args.device, dtype=args.dtype, runs=args.runs)
+            report = run_vision(
+                args.vision,
+                width,
+                height,
+                size=args.model_size,
+                family=args.family,
+                device=args.device,
+                dtype=args.dtype,
+                runs=args.runs,
+            )
             print(format_vision(report))
             name = "vision.json"
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -187,8 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         args.output.with_name("caches.json").write_text(json.dumps(report, indent=2))
         return
     if args.batching or args.serving:
-        batching = run_batching(args.model_size, args.device, args.dtype, args.seconds, args.family,
-                                args.max_batch_wait_ms)
+        batching = run_batching(args.model_size, args.device, args.dtype, args.seconds, args.family, args.max_batch_wait_ms)
         print(format_batching(batching))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name("batching.json").write_text(json.dumps(batching, indent=2))
@@ -202,8 +291,9 @@ def main(argv: list[str] | None = None) -> None:
         args.output.with_name("serving.json").write_text(json.dumps(report, indent=2))
         return
 
-    report = run_benchmark(args.model_size, args.device, args.dtype, args.docs or 64, args.runs, args.attn, args.max_pixels,
-                           args.family)
+    report = run_benchmark(
+        args.model_size, args.device, args.dtype, args.docs or 64, args.runs, args.attn, args.max_pixels, args.family
+    )
     print(format_table(report))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False))

@@ -63,11 +63,30 @@ class _Server:
 
     def __init__(self, image_memory_mb: int, request_timeout: float):
         self.port = _free_port()
-        command = [sys.executable, "-m", "lychee_gradio.cli", "load", "--demo", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--image-memory-mb", str(image_memory_mb),
-                   "--request-timeout", str(request_timeout), "--dtype", "float32"]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+        command = [
+            sys.executable,
+            "-m",
+            "lychee_gradio.cli",
+            "load",
+            "--demo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--image-memory-mb",
+            str(image_memory_mb),
+            "--request-timeout",
+            str(request_timeout),
+            "--dtype",
+            "float32",
+        ]
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+        )
         self.lines: list[str] = []
         threading.Thread(target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")), daemon=True).start()
         deadline = time.monotonic() + 300
@@ -136,8 +155,7 @@ def run_admission(pools: tuple[int, ...] = (2048, 8192), request_timeout: float 
 
                 def big() -> None:
                     started = time.perf_counter()
-                    answer = httpx.post(f"{server.url}v1/rerank", json={"query": "q", "documents": [*photos, clip]},
-                                        timeout=600)
+                    answer = httpx.post(f"{server.url}v1/rerank", json={"query": "q", "documents": [*photos, clip]}, timeout=600)
                     found.update(status=answer.status_code, seconds=round(time.perf_counter() - started, 2))
 
                 worker = threading.Thread(target=big)
@@ -145,8 +163,7 @@ def run_admission(pools: tuple[int, ...] = (2048, 8192), request_timeout: float 
                 time.sleep(1.0)
                 started = time.perf_counter()
                 small = httpx.post(f"{server.url}v1/rerank", json={"query": "q", "documents": one}, timeout=600)
-                found.update(one_photo_status=small.status_code,
-                             one_photo_seconds=round(time.perf_counter() - started, 2))
+                found.update(one_photo_status=small.status_code, one_photo_seconds=round(time.perf_counter() - started, 2))
                 worker.join()
                 return found
 
@@ -160,11 +177,15 @@ def run_admission(pools: tuple[int, ...] = (2048, 8192), request_timeout: float 
 
 
 def format_admission(report: dict) -> str:
-    lines = [f"admission on {report['machine']} (lychee load --demo, request timeout {report['request_timeout']:g} s)",
-             "| image memory | request | status | seconds | one photo meanwhile | peak rise |",
-             "| ---: | --- | ---: | ---: | --- | ---: |"]
+    lines = [
+        f"admission on {report['machine']} (lychee load --demo, request timeout {report['request_timeout']:g} s)",
+        "| image memory | request | status | seconds | one photo meanwhile | peak rise |",
+        "| ---: | --- | ---: | ---: | --- | ---: |",
+    ]
     for row in report["rows"]:
-        meanwhile = (f"{row['one_photo_status']} in {row['one_photo_seconds']:g} s" if "one_photo_status" in row else "–")
-        lines.append(f"| {row['pool_mb']} MB | {row['case']} | {row['status']} | {row['seconds']:g} | {meanwhile} | "
-                     f"{row['peak_rise_mb']} MB |")
+        meanwhile = f"{row['one_photo_status']} in {row['one_photo_seconds']:g} s" if "one_photo_status" in row else "–"
+        lines.append(
+            f"| {row['pool_mb']} MB | {row['case']} | {row['status']} | {row['seconds']:g} | {meanwhile} | "
+            f"{row['peak_rise_mb']} MB |"
+        )
     return "\n".join(lines)

@@ -39,7 +39,7 @@ class _Door:
         except ImportError:
             self.running, self.name = None, "in-process calls (Gradio not installed)"
             return
-        from ..settings import Config
+        from ..config import Config
 
         self.running = app.start(scorer, app.ServerSettings(port=0, concurrency=16, config=Config(cache_size=0)))
         self.name = "/v1/rerank on 127.0.0.1"
@@ -52,8 +52,9 @@ class _Door:
         http = getattr(self.local, "http", None)
         if http is None:
             http = self.local.http = httpx.Client(timeout=600)
-        answer = http.post(f"{self.running.url}v1/rerank", json={"query": query, "documents": documents,
-                                                                  "return_documents": False})
+        answer = http.post(
+            f"{self.running.url}v1/rerank", json={"query": query, "documents": documents, "return_documents": False}
+        )
         answer.raise_for_status()
         scores = [0.0] * len(documents)
         for result in answer.json()["results"]:
@@ -65,8 +66,7 @@ class _Door:
             self.running.close()
 
 
-def _load(door: _Door, texts: list[str], clients: int, documents: int, seconds: float, keep: list | None = None
-          ) -> dict:
+def _load(door: _Door, texts: list[str], clients: int, documents: int, seconds: float, keep: list | None = None) -> dict:
     """`clients` threads send requests of `documents` texts, each with a query of its own, for `seconds`."""
     numbers = itertools.count()
     latencies: list[float] = []
@@ -97,21 +97,41 @@ def _load(door: _Door, texts: list[str], clients: int, documents: int, seconds: 
     return load_summary(latencies, errors, wall, len(latencies) * documents)
 
 
-def run_batching(size: str = "small", device: str = "auto", dtype: str = "auto", seconds: float = 20.0,
-                 family: str = "qwen2_5_vl", wait_ms: float = 5.0) -> dict:
+def run_batching(
+    size: str = "small",
+    device: str = "auto",
+    dtype: str = "auto",
+    seconds: float = 20.0,
+    family: str = "qwen2_5_vl",
+    wait_ms: float = 5.0,
+) -> dict:
     runtime = choose_runtime(device, dtype, "auto")
     processor = build_processor(family)
     model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
     texts = text_documents(processor.tokenizer, 256, min_tokens=30, max_tokens=90)
-    report = {"model_size": size, "device": runtime.device, "dtype": str(runtime.dtype).replace("torch.", ""),
-              "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
-              "cpu_threads": torch.get_num_threads(), "seconds": seconds, "max_batch_wait_ms": wait_ms,
-              "rows": {}, "lone_p50_seconds": {}}
+    report = {
+        "model_size": size,
+        "device": runtime.device,
+        "dtype": str(runtime.dtype).replace("torch.", ""),
+        "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "seconds": seconds,
+        "max_batch_wait_ms": wait_ms,
+        "rows": {},
+        "lone_p50_seconds": {},
+    }
     kept: list = []
     for batching in (False, True):
         label = "batching across requests" if batching else "one request at a time"
-        scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device,
-                              family=FAMILIES[family], batch_across_requests=batching, max_batch_wait_ms=wait_ms)
+        scorer = LycheeScorer(
+            model,
+            processor,
+            model_name=f"random-{size}",
+            device=runtime.device,
+            family=FAMILIES[family],
+            batch_across_requests=batching,
+            max_batch_wait_ms=wait_ms,
+        )
         door = _Door(scorer)
         report["door"] = door.name
         try:
@@ -127,8 +147,9 @@ def run_batching(size: str = "small", device: str = "auto", dtype: str = "auto",
             report["lone_p50_seconds"][label] = statistics.median(lone)
             if batching:  # the requests answered under load, each again alone
                 report["largest_difference_alone"] = max(
-                    (abs(a - b) for query, chosen, scores in kept
-                     for a, b in zip(scores, door.send(query, chosen))), default=float("nan"))
+                    (abs(a - b) for query, chosen, scores in kept for a, b in zip(scores, door.send(query, chosen))),
+                    default=float("nan"),
+                )
                 report["compared_alone"] = len(kept)
         finally:
             door.close()
@@ -136,25 +157,34 @@ def run_batching(size: str = "small", device: str = "auto", dtype: str = "auto",
 
 
 def format_batching(report: dict) -> str:
-    lines = [f"model: random {report['model_size']} on {report['device_name']} ({report['device']}, {report['dtype']}, "
-             f"{report['cpu_threads']} threads); {report['door']}; {report['seconds']:.0f} s per row; every request "
-             f"with its own query; --max-batch-wait-ms {report['max_batch_wait_ms']:g}", "",
-             "| load | server | requests/s | pairs/s | p50 latency | p95 latency | errors |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"model: random {report['model_size']} on {report['device_name']} ({report['device']}, {report['dtype']}, "
+        f"{report['cpu_threads']} threads); {report['door']}; {report['seconds']:.0f} s per row; every request "
+        f"with its own query; --max-batch-wait-ms {report['max_batch_wait_ms']:g}",
+        "",
+        "| load | server | requests/s | pairs/s | p50 latency | p95 latency | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, configurations in report["rows"].items():
         for label, r in configurations.items():
-            lines.append(f"| {name} | {label} | {r['requests_per_second']:.2f} | {r['pairs_per_second']:.1f} | "
-                         f"{r['p50_seconds']:.3f} s | {r['p95_seconds']:.3f} s | {r['errors']} |")
+            lines.append(
+                f"| {name} | {label} | {r['requests_per_second']:.2f} | {r['pairs_per_second']:.1f} | "
+                f"{r['p50_seconds']:.3f} s | {r['p95_seconds']:.3f} s | {r['errors']} |"
+            )
     lines.append("")
     for name, configurations in report["rows"].items():
         off, on = configurations["one request at a time"], configurations["batching across requests"]
-        lines.append(f"{name}: batching across requests gives {on['requests_per_second'] / off['requests_per_second']:.2f}x "
-                     "the requests/s")
+        lines.append(
+            f"{name}: batching across requests gives {on['requests_per_second'] / off['requests_per_second']:.2f}x the requests/s"
+        )
     lone = report["lone_p50_seconds"]
     off, on = lone["one request at a time"], lone["batching across requests"]
-    lines.append(f"a lone request of 4 documents (median of {LONE_REQUESTS}): {off * 1000:.1f} ms one at a time, "
-                 f"{on * 1000:.1f} ms with the scheduler ({on / off:.2f}x)")
-    lines.append(f"{report.get('compared_alone', 0)} requests answered under load, sent again alone: largest score "
-                 f"difference {report.get('largest_difference_alone', float('nan')):.2e}")
+    lines.append(
+        f"a lone request of 4 documents (median of {LONE_REQUESTS}): {off * 1000:.1f} ms one at a time, "
+        f"{on * 1000:.1f} ms with the scheduler ({on / off:.2f}x)"
+    )
+    lines.append(
+        f"{report.get('compared_alone', 0)} requests answered under load, sent again alone: largest score "
+        f"difference {report.get('largest_difference_alone', float('nan')):.2e}"
+    )
     return "\n".join(lines)
-

@@ -15,8 +15,15 @@ from ..families import FAMILIES
 from .common import QUERY_TEXT, cpu_name, synthetic_image, text_documents
 
 
-def run_caches(size: str = "small", device: str = "auto", dtype: str = "auto", docs: int = 32, runs: int = 3,
-               photo_size: tuple[int, int] = (1600, 1200), family: str = "qwen2_5_vl") -> dict:
+def run_caches(
+    size: str = "small",
+    device: str = "auto",
+    dtype: str = "auto",
+    docs: int = 32,
+    runs: int = 3,
+    photo_size: tuple[int, int] = (1600, 1200),
+    family: str = "qwen2_5_vl",
+) -> dict:
     """What the caches save, each timing a median of `runs`, each "first" run on emptied caches:
 
     - a request sent again (every pair a score-cache hit), in the engine and over /v1/rerank;
@@ -32,8 +39,9 @@ def run_caches(size: str = "small", device: str = "auto", dtype: str = "auto", d
     model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
 
     def scorer_with(**options) -> LycheeScorer:
-        return LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device,
-                            family=FAMILIES[family], **options)
+        return LycheeScorer(
+            model, processor, model_name=f"random-{size}", device=runtime.device, family=FAMILIES[family], **options
+        )
 
     texts = text_documents(processor.tokenizer, docs)
     cached = scorer_with(cache_size=100_000)
@@ -64,8 +72,7 @@ def run_caches(size: str = "small", device: str = "auto", dtype: str = "auto", d
                 cached.cache.clear()
                 body = {"query": f"{QUERY_TEXT} {attempt}", "documents": texts}
                 http_first.append(timed(lambda: client.post(running.url + "v1/rerank", json=body).raise_for_status()))
-                http_repeated.append(timed(lambda: client.post(running.url + "v1/rerank", json=body)
-                                           .raise_for_status()))
+                http_repeated.append(timed(lambda: client.post(running.url + "v1/rerank", json=body).raise_for_status()))
     finally:
         running.close()
 
@@ -81,13 +88,22 @@ def run_caches(size: str = "small", device: str = "auto", dtype: str = "auto", d
         with_cache.append(timed(lambda: image_on.score(f"another description {attempt}", photos)))
     median = statistics.median
     return {
-        "model_size": size, "device": runtime.device, "dtype": str(runtime.dtype).replace("torch.", ""),
+        "model_size": size,
+        "device": runtime.device,
+        "dtype": str(runtime.dtype).replace("torch.", ""),
         "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
-        "cpu_threads": torch.get_num_threads(), "documents": docs, "runs": runs, "photo_size": list(photo_size),
-        "first_seconds": median(first), "repeated_seconds": median(repeated),
-        "http_first_seconds": median(http_first), "http_repeated_seconds": median(http_repeated),
-        "all_new_seconds": median(all_new), "half_repeated_seconds": median(half_new),
-        "images_cache_off_seconds": median(without), "images_cache_on_seconds": median(with_cache),
+        "cpu_threads": torch.get_num_threads(),
+        "documents": docs,
+        "runs": runs,
+        "photo_size": list(photo_size),
+        "first_seconds": median(first),
+        "repeated_seconds": median(repeated),
+        "http_first_seconds": median(http_first),
+        "http_repeated_seconds": median(http_repeated),
+        "all_new_seconds": median(all_new),
+        "half_repeated_seconds": median(half_new),
+        "images_cache_off_seconds": median(without),
+        "images_cache_on_seconds": median(with_cache),
         "image_cache_bytes": image_on.image_cache.bytes,
     }
 
@@ -98,12 +114,19 @@ def format_caches(report: dict) -> str:
         ("request sent again (engine)", r["first_seconds"], r["repeated_seconds"]),
         ("request sent again (/v1/rerank)", r["http_first_seconds"], r["http_repeated_seconds"]),
         ("half the documents seen before", r["all_new_seconds"], r["half_repeated_seconds"]),
-        (f"new query over the same {r['documents']} photos ({r['photo_size'][0]}x{r['photo_size'][1]}), "
-         "image cache off vs on", r["images_cache_off_seconds"], r["images_cache_on_seconds"]),
+        (
+            f"new query over the same {r['documents']} photos ({r['photo_size'][0]}x{r['photo_size'][1]}), image cache off vs on",
+            r["images_cache_off_seconds"],
+            r["images_cache_on_seconds"],
+        ),
     ]
-    lines = [f"model: random {r['model_size']}, {r['device']} ({r['device_name']}, {r['cpu_threads']} threads), "
-             f"{r['dtype']}, {r['documents']} documents, median of {r['runs']} runs", "",
-             "| case | without the cache | with it | speedup |", "| --- | ---: | ---: | ---: |"]
+    lines = [
+        f"model: random {r['model_size']}, {r['device']} ({r['device_name']}, {r['cpu_threads']} threads), "
+        f"{r['dtype']}, {r['documents']} documents, median of {r['runs']} runs",
+        "",
+        "| case | without the cache | with it | speedup |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, before, after in rows:
         lines.append(f"| {name} | {before * 1000:,.1f} ms | {after * 1000:,.1f} ms | {before / after:.1f}× |")
     lines.append(f"\nimage cache held {r['image_cache_bytes'] / 2**20:,.0f} MiB for {r['documents']} photos")

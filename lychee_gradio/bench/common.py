@@ -50,9 +50,7 @@ def scenarios(tokenizer, docs: int) -> dict[str, tuple[object, list]]:
     return {
         f"text query, {docs} text docs": (QUERY_TEXT, texts),
         f"512² image query, {docs} text docs": (synthetic_image(10_000), texts),
-        f"text query, {max(1, docs // 2)} 512² image docs": (
-            QUERY_TEXT, [synthetic_image(i) for i in range(max(1, docs // 2))]
-        ),
+        f"text query, {max(1, docs // 2)} 512² image docs": (QUERY_TEXT, [synthetic_image(i) for i in range(max(1, docs // 2))]),
     }
 
 
@@ -128,8 +126,15 @@ def load_summary(latencies: list[float], errors: int, wall: float, pairs: int) -
     def percentile(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
 
-    return {"requests": len(latencies), "errors": errors, "seconds": wall, "requests_per_second": len(latencies) / wall,
-            "pairs_per_second": pairs / wall, "p50_seconds": percentile(0.5), "p95_seconds": percentile(0.95)}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": wall,
+        "requests_per_second": len(latencies) / wall,
+        "pairs_per_second": pairs / wall,
+        "p50_seconds": percentile(0.5),
+        "p95_seconds": percentile(0.95),
+    }
 
 
 def cpu_name() -> str:

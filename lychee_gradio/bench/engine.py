@@ -15,16 +15,24 @@ from ..families import FAMILIES
 from .common import cpu_name, scenarios, time_path
 
 
-def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto", docs: int = 64,
-                  runs: int = 3, attn_implementation: str = "auto", max_pixels: int | None = None,
-                  family: str = "qwen2_5_vl") -> dict:
+def run_benchmark(
+    size: str = "small",
+    device: str = "auto",
+    dtype: str = "auto",
+    docs: int = 64,
+    runs: int = 3,
+    attn_implementation: str = "auto",
+    max_pixels: int | None = None,
+    family: str = "qwen2_5_vl",
+) -> dict:
     runtime = choose_runtime(device, dtype, attn_implementation)
     processor = build_processor(family)
     model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
     if runtime.attn_implementation != "sdpa":
         model.set_attn_implementation(runtime.attn_implementation)
-    scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device, max_pixels=max_pixels,
-                          family=FAMILIES[family])
+    scorer = LycheeScorer(
+        model, processor, model_name=f"random-{size}", device=runtime.device, max_pixels=max_pixels, family=FAMILIES[family]
+    )
     naive = NaiveScorer(model, processor, FAMILIES[family])
     torch_device = torch.device(runtime.device)
 
@@ -42,13 +50,10 @@ def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto"
         def run(query, documents):
             scorer.reuse_prefix = reuse_prefix
             return scorer.score(query, documents)
+
         return run
 
-    paths = {
-        "per-pair loop": per_pair_loop,
-        "engine, no prefix reuse": engine(False),
-        "engine, prefix reuse": engine(True),
-    }
+    paths = {"per-pair loop": per_pair_loop, "engine, no prefix reuse": engine(False), "engine, prefix reuse": engine(True)}
     report = {
         "family": FAMILIES[family].name,
         "model_size": size,
@@ -65,8 +70,7 @@ def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto"
         "scenarios": {},
     }
     for name, (query, documents) in scenarios(processor.tokenizer, docs).items():
-        results = {path: time_path(functools.partial(run, query, documents), runs, torch_device)
-                   for path, run in paths.items()}
+        results = {path: time_path(functools.partial(run, query, documents), runs, torch_device) for path, run in paths.items()}
         baseline = results["per-pair loop"]
         for result in results.values():
             result["pairs_per_second"] = len(documents) / result["median_seconds"]
@@ -76,8 +80,9 @@ def run_benchmark(size: str = "small", device: str = "auto", dtype: str = "auto"
     return report
 
 
-def run_stability(size: str = "small", device: str = "auto", dtype: str = "bfloat16", docs: int = 32,
-                  family: str = "qwen2_5_vl") -> dict:
+def run_stability(
+    size: str = "small", device: str = "auto", dtype: str = "bfloat16", docs: int = 32, family: str = "qwen2_5_vl"
+) -> dict:
     """The largest score difference between batch size 1, batch size 8 and prefix reuse, per scenario.
 
     Scores are pointwise in exact arithmetic; in low precision different batch shapes round
@@ -87,26 +92,37 @@ def run_stability(size: str = "small", device: str = "auto", dtype: str = "bfloa
     processor = build_processor(family)
     model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
     configurations = {"batch 1": (1, False), "batch 8": (8, False), "batch 8 + prefix reuse": (8, True)}
-    report = {"model_size": size, "device": runtime.device, "dtype": str(runtime.dtype).replace("torch.", ""),
-              "scenarios": {}}
+    report = {"model_size": size, "device": runtime.device, "dtype": str(runtime.dtype).replace("torch.", ""), "scenarios": {}}
     for name, (query, documents) in scenarios(processor.tokenizer, docs).items():
         scores = {}
         for label, (batch_size, reuse) in configurations.items():
-            scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device,
-                                  batch_size=batch_size, reuse_prefix=reuse, family=FAMILIES[family])
+            scorer = LycheeScorer(
+                model,
+                processor,
+                model_name=f"random-{size}",
+                device=runtime.device,
+                batch_size=batch_size,
+                reuse_prefix=reuse,
+                family=FAMILIES[family],
+            )
             scores[label] = scorer.score(query, documents)
         labels = list(scores)
         report["scenarios"][name] = {
             f"{a} vs {b}": max(abs(x - y) for x, y in zip(scores[a], scores[b]))
-            for i, a in enumerate(labels) for b in labels[i + 1:]
+            for i, a in enumerate(labels)
+            for b in labels[i + 1 :]
         }
     return report
 
 
 def format_stability(report: dict) -> str:
     pairs = list(next(iter(report["scenarios"].values())))
-    lines = [f"model: random {report['model_size']}, {report['device']}, {report['dtype']}: largest score difference",
-             "", "| scenario | " + " | ".join(pairs) + " |", "| --- |" + " ---: |" * len(pairs)]
+    lines = [
+        f"model: random {report['model_size']}, {report['device']}, {report['dtype']}: largest score difference",
+        "",
+        "| scenario | " + " | ".join(pairs) + " |",
+        "| --- |" + " ---: |" * len(pairs),
+    ]
     for name, diffs in report["scenarios"].items():
         lines.append(f"| {name} | " + " | ".join(f"{diffs[p]:.1e}" for p in pairs) + " |")
     return "\n".join(lines)

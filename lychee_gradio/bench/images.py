@@ -69,22 +69,39 @@ def random_scorer(size: str, family: str, device: str, dtype: str):
     runtime = choose_runtime(device, dtype, "auto")
     processor = build_processor(family)
     model = build_random_model(processor, size, dtype=runtime.dtype, device=runtime.device, family=family)
-    scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device,
-                          family=FAMILIES[family])
+    scorer = LycheeScorer(model, processor, model_name=f"random-{size}", device=runtime.device, family=FAMILIES[family])
     inner = model.model
     return runtime, scorer, _Timer(inner.visual, runtime.device), _Timer(inner.language_model, runtime.device)
 
 
-def run_images(photos: int = 60, width: int = 1600, height: int = 1200, *, size: str = "tiny",
-               family: str = "qwen2_5_vl", device: str = "auto", dtype: str = "auto", runs: int = 3,
-               through_page: bool = True) -> dict:
+def run_images(
+    photos: int = 60,
+    width: int = 1600,
+    height: int = 1200,
+    *,
+    size: str = "tiny",
+    family: str = "qwen2_5_vl",
+    device: str = "auto",
+    dtype: str = "auto",
+    runs: int = 3,
+    through_page: bool = True,
+) -> dict:
     runtime, scorer, vision, language = random_scorer(size, family, device, dtype)
     model = scorer.model
-    report = {"photos": photos, "image_size": [width, height], "model_size": size, "family": family,
-              "device": runtime.device, "dtype": str(runtime.dtype).replace("torch.", ""),
-              "attention": runtime.attn_implementation, "runs": runs,
-              "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
-              "cpu_threads": torch.get_num_threads(), "prepare_workers": encoding.PREPARE_WORKERS, "paths": {}}
+    report = {
+        "photos": photos,
+        "image_size": [width, height],
+        "model_size": size,
+        "family": family,
+        "device": runtime.device,
+        "dtype": str(runtime.dtype).replace("torch.", ""),
+        "attention": runtime.attn_implementation,
+        "runs": runs,
+        "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "prepare_workers": encoding.PREPARE_WORKERS,
+        "paths": {},
+    }
     workers = encoding.PREPARE_WORKERS
     with tempfile.TemporaryDirectory(prefix="lychee-bench-images-") as folder:
         paths = _photos(Path(folder), photos, width, height)
@@ -116,11 +133,12 @@ def run_images(photos: int = 60, width: int = 1600, height: int = 1200, *, size:
             with vision_attention.count_attention_calls(model) as calls:
                 scorer.score(QUERY_TEXT, to_items([{"image": p} for p in paths[: scorer.batch_size]], rules=rules))
             median = {stage: statistics.median(values) for stage, values in stages.items()}
-            median["outside"] = median["total"] - median["decode"] - median["prepare"] - median["vision"] \
-                - median["language"]
+            median["outside"] = median["total"] - median["decode"] - median["prepare"] - median["vision"] - median["language"]
             report["paths"][path_name] = {
-                "seconds": median, "calls_per_vision_layer": max(calls.values()) if calls else 0,
-                "images_per_pass": min(scorer.batch_size, photos)}
+                "seconds": median,
+                "calls_per_vision_layer": max(calls.values()) if calls else 0,
+                "images_per_pass": min(scorer.batch_size, photos),
+            }
         encoding.PREPARE_WORKERS = workers
         scorer.scheduler.pipeline = True
         vision_attention.install(model)
@@ -149,10 +167,15 @@ def _through_page(scorer, paths: list[str], runs: int, library_scores: list[floa
         def as_the_page_sends_it() -> list[int]:
             files = [("files", (Path(path).name, Path(path).read_bytes(), "image/jpeg")) for path in paths]
             uploaded = httpx.post(f"{running.url}gradio_api/upload", files=files, timeout=300).json()
-            images = [{"path": path, "orig_name": Path(original).name, "meta": {"_type": "gradio.FileData"}}
-                      for path, original in zip(uploaded, paths)]
-            event = httpx.post(f"{running.url}gradio_api/call/rank_images", timeout=60,
-                               json={"data": [QUERY_TEXT, None, images, None, 0, None, 0]}).json()
+            images = [
+                {"path": path, "orig_name": Path(original).name, "meta": {"_type": "gradio.FileData"}}
+                for path, original in zip(uploaded, paths)
+            ]
+            event = httpx.post(
+                f"{running.url}gradio_api/call/rank_images",
+                timeout=60,
+                json={"data": [QUERY_TEXT, None, images, None, 0, None, 0]},
+            ).json()
             answer = httpx.get(f"{running.url}gradio_api/call/rank_images/{event['event_id']}", timeout=600).text
             kind, data = answer.strip().splitlines()[-2:]
             if kind != "event: complete":
@@ -160,16 +183,17 @@ def _through_page(scorer, paths: list[str], runs: int, library_scores: list[floa
             return [row["index"] for row in json.loads(data.removeprefix("data: "))[1]]
 
         def through(client) -> list[int]:
-            _, ranking = client.predict(query_text=QUERY_TEXT, images=[handle_file(p) for p in paths],
-                                        api_name="/rank_images")
+            _, ranking = client.predict(query_text=QUERY_TEXT, images=[handle_file(p) for p in paths], api_name="/rank_images")
             return [row["index"] for row in ranking]
 
         # gradio_client uploads each photo in a request of its own, each with a new HTTP client (which loads
         # the CA certificates again), and downloads every image of the answer's gallery by default (a browser
         # loads them as they come into view): timed each way.
-        ways = {"seconds_as_the_page_sends_it": as_the_page_sends_it,
-                "seconds": lambda: through(Client(running.url, verbose=False, download_files=False)),
-                "seconds_with_gallery_download": lambda: through(Client(running.url, verbose=False))}
+        ways = {
+            "seconds_as_the_page_sends_it": as_the_page_sends_it,
+            "seconds": lambda: through(Client(running.url, verbose=False, download_files=False)),
+            "seconds_with_gallery_download": lambda: through(Client(running.url, verbose=False)),
+        }
         found = {"same_ranking": True}
         for name, call in ways.items():
             times = []
@@ -187,36 +211,54 @@ def _through_page(scorer, paths: list[str], runs: int, library_scores: list[floa
 
 def format_images(report: dict) -> str:
     r = report
-    lines = [f"Image ranking: {r['photos']} JPEG photos of {r['image_size'][0]}x{r['image_size'][1]}, "
-             f"{r['model_size']} random {r['family']} model on {r['device_name']} ({r['device']}, {r['dtype']}, "
-             f"{r['attention']}, {r['cpu_threads']} threads; {r['prepare_workers']} preparing threads after), "
-             f"median of {r['runs']} runs, image cache off",
-             "", "| stage | before | after |", "| --- | ---: | ---: |"]
-    names = {"decode": "decode the files (at the edge)", "prepare": "prepare: resize and patches",
-             "vision": "vision tower", "language": "language model", "outside": "outside the model (the rest)",
-             "total": "library call, end to end"}
+    lines = [
+        f"Image ranking: {r['photos']} JPEG photos of {r['image_size'][0]}x{r['image_size'][1]}, "
+        f"{r['model_size']} random {r['family']} model on {r['device_name']} ({r['device']}, {r['dtype']}, "
+        f"{r['attention']}, {r['cpu_threads']} threads; {r['prepare_workers']} preparing threads after), "
+        f"median of {r['runs']} runs, image cache off",
+        "",
+        "| stage | before | after |",
+        "| --- | ---: | ---: |",
+    ]
+    names = {
+        "decode": "decode the files (at the edge)",
+        "prepare": "prepare: resize and patches",
+        "vision": "vision tower",
+        "language": "language model",
+        "outside": "outside the model (the rest)",
+        "total": "library call, end to end",
+    }
     before, after = r["paths"]["before"], r["paths"]["after"]
     for key, name in names.items():
         overlapped = key == "outside"  # after, preparing overlaps the passes: nothing is left to attribute
-        lines.append(f"| {name} | {before['seconds'][key]:.2f} s | "
-                     f"{'(overlapped)' if overlapped else format(after['seconds'][key], '.2f') + ' s'} |")
-    lines.append(f"| vision attention calls per layer, {before['images_per_pass']} images per pass | "
-                 f"{before['calls_per_vision_layer']} | {after['calls_per_vision_layer']} |")
+        lines.append(
+            f"| {name} | {before['seconds'][key]:.2f} s | "
+            f"{'(overlapped)' if overlapped else format(after['seconds'][key], '.2f') + ' s'} |"
+        )
+    lines.append(
+        f"| vision attention calls per layer, {before['images_per_pass']} images per pass | "
+        f"{before['calls_per_vision_layer']} | {after['calls_per_vision_layer']} |"
+    )
     lines.append("")
-    lines.append("After, preparing overlaps the model's passes (a chunk of photos is prepared while the one before "
-                 "runs): its row is the time until the last photo was prepared, and the stages add up to more than "
-                 "the total.")
+    lines.append(
+        "After, preparing overlaps the model's passes (a chunk of photos is prepared while the one before "
+        "runs): its row is the time until the last photo was prepared, and the stages add up to more than "
+        "the total."
+    )
     lines.append(f"Library call: {r['speedup']:.2f}x faster; largest score difference {r['largest_difference']:.1e}.")
     page = r.get("page")
     if page:
         total = after["seconds"]["total"]
-        ways = (("as the page sends it (one upload request, then the call)", "seconds_as_the_page_sends_it"),
-                ("through gradio_client (one upload request per photo)", "seconds"),
-                ("through gradio_client, downloading the gallery's images too (its default)",
-                 "seconds_with_gallery_download"))
+        ways = (
+            ("as the page sends it (one upload request, then the call)", "seconds_as_the_page_sends_it"),
+            ("through gradio_client (one upload request per photo)", "seconds"),
+            ("through gradio_client, downloading the gallery's images too (its default)", "seconds_with_gallery_download"),
+        )
         lines.append("")
-        lines.append(f"/rank_images end to end, the same {r['photos']} photos, uploads included "
-                     f"(same ranking as the library: {page['same_ranking']}):")
+        lines.append(
+            f"/rank_images end to end, the same {r['photos']} photos, uploads included "
+            f"(same ranking as the library: {page['same_ranking']}):"
+        )
         for name, key in ways:
             lines.append(f"- {name}: {page[key]:.2f} s = {page[key] / total:.2f}x the library call")
     return "\n".join(lines)

@@ -63,8 +63,7 @@ def parameter_counts(model) -> dict[str, int]:
     inner = model.model
     language = sum(p.numel() for name, p in inner.language_model.named_parameters() if "embed_tokens" not in name)
     merger = sum(p.numel() for name, p in inner.visual.named_parameters() if "merger" in name)
-    vision = sum(p.numel() for name, p in inner.visual.named_parameters()
-                 if "merger" not in name and "pos_embed" not in name)
+    vision = sum(p.numel() for name, p in inner.visual.named_parameters() if "merger" not in name and "pos_embed" not in name)
     return {"language": language, "vision": vision, "merger": merger}
 
 
@@ -88,20 +87,32 @@ def matmul_rate(inputs: int, outputs: int, tokens: int, dtype: torch.dtype, devi
 def model_limit(config, dtype: torch.dtype, device: str, tokens: int) -> dict[str, float]:
     """The matmul rate at the model's shapes: the language model's h→h, h→i and i→h projections together,
     and the vision tower's."""
+
     def shapes_rate(hidden: int, intermediate: int) -> float:
         shapes = [(hidden, hidden), (hidden, intermediate), (intermediate, hidden)]
         seconds = sum(2 * tokens * a * b / matmul_rate(a, b, tokens, dtype, device) for a, b in shapes)
         return sum(2 * tokens * a * b for a, b in shapes) / seconds
 
     text, vision = config.text_config, config.vision_config
-    return {"language": shapes_rate(text.hidden_size, text.intermediate_size),
-            "vision": shapes_rate(vision.hidden_size, vision.intermediate_size)}
+    return {
+        "language": shapes_rate(text.hidden_size, text.intermediate_size),
+        "vision": shapes_rate(vision.hidden_size, vision.intermediate_size),
+    }
 
 
-def run_roofline(size: str = "small", family: str = "qwen2_5_vl", device: str = "cpu", runs: int = 3,
-                 text_docs: int = 16, image_docs: int = 8, image_side: int = 512, tokens: int = 1024,
-                 dtypes: tuple[str, ...] = ("float32", "auto"), bf16_weights: bool = True,
-                 plain_stream: bool = False) -> dict:
+def run_roofline(
+    size: str = "small",
+    family: str = "qwen2_5_vl",
+    device: str = "cpu",
+    runs: int = 3,
+    text_docs: int = 16,
+    image_docs: int = 8,
+    image_side: int = 512,
+    tokens: int = 1024,
+    dtypes: tuple[str, ...] = ("float32", "auto"),
+    bf16_weights: bool = True,
+    plain_stream: bool = False,
+) -> dict:
     """With `plain_stream`, each half-precision dtype also runs with its residual stream in that dtype (plain bf16,
     the engine's own float32 stream turned off: engine/precision.py), on the same pairs."""
     threads = fit_cpu_threads() if device == "cpu" else None
@@ -110,20 +121,29 @@ def run_roofline(size: str = "small", family: str = "qwen2_5_vl", device: str = 
     if bf16_weights:  # as a published checkpoint holds them: bf16 values, upcast for the float32 run
         model.to(torch.bfloat16).to(torch.float32)
     counts = parameter_counts(model)
-    merge = model.config.vision_config.spatial_merge_size ** 2
+    merge = model.config.vision_config.spatial_merge_size**2
     texts = text_documents(processor.tokenizer, text_docs)
     images = [synthetic_image(seed, image_side) for seed in range(image_docs)]
-    scenarios = {f"text query × {text_docs} text docs": texts,
-                 f"text query × {image_docs} {image_side}² image docs": images}
-    report = {"family": FAMILIES[family].name, "model_size": size, "device": device,
-              "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name(),
-              "cpu_threads": threads, "torch": torch.__version__, "runs": runs, "parameters": counts,
-              "limit_tokens": tokens, "bf16_weights": bf16_weights, "dtypes": {}}
+    scenarios = {f"text query × {text_docs} text docs": texts, f"text query × {image_docs} {image_side}² image docs": images}
+    report = {
+        "family": FAMILIES[family].name,
+        "model_size": size,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else cpu_name(),
+        "cpu_threads": threads,
+        "torch": torch.__version__,
+        "runs": runs,
+        "parameters": counts,
+        "limit_tokens": tokens,
+        "bf16_weights": bf16_weights,
+        "dtypes": {},
+    }
     scores_by_dtype: dict[str, dict[str, list[float]]] = {}
     variants = [(asked, False) for asked in dtypes]
     if plain_stream:
-        variants += [(asked, True) for asked in dtypes
-                     if choose_runtime(device, asked, "sdpa").dtype in (torch.bfloat16, torch.float16)]
+        variants += [
+            (asked, True) for asked in dtypes if choose_runtime(device, asked, "sdpa").dtype in (torch.bfloat16, torch.float16)
+        ]
     for asked, plain in variants:
         runtime = choose_runtime(device, asked, "sdpa")
         model.to(runtime.dtype)
@@ -148,50 +168,78 @@ def run_roofline(size: str = "small", family: str = "qwen2_5_vl", device: str = 
                         torch.cuda.synchronize()
                     times.append(time.perf_counter() - start)
             seconds = statistics.median(times)
-            flops = {"language": 2 * counts["language"] * language.count,
-                     "vision": 2 * (counts["vision"] * vision.count + counts["merger"] * vision.count // merge)}
+            flops = {
+                "language": 2 * counts["language"] * language.count,
+                "vision": 2 * (counts["vision"] * vision.count + counts["merger"] * vision.count // merge),
+            }
             needed = flops["language"] / limit["language"] + flops["vision"] / limit["vision"]
-            rows[name] = {"seconds": times, "median_seconds": seconds, "pairs_per_second": len(documents) / seconds,
-                          "language_tokens": language.count, "vision_patches": vision.count,
-                          "effective_flops": (flops["language"] + flops["vision"]) / seconds,
-                          "fraction_of_limit": needed / seconds, "rss_bytes": rss.peak_rss}
+            rows[name] = {
+                "seconds": times,
+                "median_seconds": seconds,
+                "pairs_per_second": len(documents) / seconds,
+                "language_tokens": language.count,
+                "vision_patches": vision.count,
+                "effective_flops": (flops["language"] + flops["vision"]) / seconds,
+                "fraction_of_limit": needed / seconds,
+                "rss_bytes": rss.peak_rss,
+            }
             scores_by_dtype[label][name] = scores
-        report["dtypes"][label] = {"dtype": runtime.dtype_name, "why": runtime.why, "limit_flops": limit,
-                                   "residual_float32": scorer.residual_float32, "scenarios": rows}
+        report["dtypes"][label] = {
+            "dtype": runtime.dtype_name,
+            "why": runtime.why,
+            "limit_flops": limit,
+            "residual_float32": scorer.residual_float32,
+            "scenarios": rows,
+        }
         scorer.close()
         keep_residual_float32(model)
     if len(variants) > 1:
         first, *others = scores_by_dtype
         report["largest_difference"] = {
-            other: {name: max(abs(a - b) for a, b in zip(scores_by_dtype[first][name], scores_by_dtype[other][name]))
-                    for name in scenarios} for other in others}
+            other: {
+                name: max(abs(a - b) for a, b in zip(scores_by_dtype[first][name], scores_by_dtype[other][name]))
+                for name in scenarios
+            }
+            for other in others
+        }
     return report
 
 
 def format_roofline(report: dict) -> str:
-    lines = [f"{report['family']} random-{report['model_size']} on {report['device_name']} ({report['device']}, "
-             f"{report['cpu_threads'] or '-'} threads, torch {report['torch']}), median of {report['runs']}; weights "
-             + ("bf16 values (as the published checkpoints hold them)" if report["bf16_weights"] else "float32 values"),
-             f"non-embedding parameters: language model {report['parameters']['language'] / 1e6:.0f} M, vision "
-             f"{(report['parameters']['vision'] + report['parameters']['merger']) / 1e6:.0f} M", ""]
+    lines = [
+        f"{report['family']} random-{report['model_size']} on {report['device_name']} ({report['device']}, "
+        f"{report['cpu_threads'] or '-'} threads, torch {report['torch']}), median of {report['runs']}; weights "
+        + ("bf16 values (as the published checkpoints hold them)" if report["bf16_weights"] else "float32 values"),
+        f"non-embedding parameters: language model {report['parameters']['language'] / 1e6:.0f} M, vision "
+        f"{(report['parameters']['vision'] + report['parameters']['merger']) / 1e6:.0f} M",
+        "",
+    ]
     for asked, row in report["dtypes"].items():
         limit = row["limit_flops"]
         stream = " (float32 residual stream)" if row.get("residual_float32") else ""
-        lines.append(f"--dtype {asked}: {row['why']}{stream}; matmul limit at the model's shapes "
-                     f"({report['limit_tokens']} tokens): language {limit['language'] / 1e9:.0f} GFLOP/s, "
-                     f"vision {limit['vision'] / 1e9:.0f} GFLOP/s")
+        lines.append(
+            f"--dtype {asked}: {row['why']}{stream}; matmul limit at the model's shapes "
+            f"({report['limit_tokens']} tokens): language {limit['language'] / 1e9:.0f} GFLOP/s, "
+            f"vision {limit['vision'] / 1e9:.0f} GFLOP/s"
+        )
         lines.append(f"  {'scenario':<34} {'pairs/s':>8} {'s':>8} {'GFLOP/s':>8} {'of limit':>9} {'RSS GB':>7}")
         for name, figures in row["scenarios"].items():
-            lines.append(f"  {name:<34} {figures['pairs_per_second']:>8.3f} {figures['median_seconds']:>8.2f} "
-                         f"{figures['effective_flops'] / 1e9:>8.1f} {figures['fraction_of_limit']:>8.0%} "
-                         f"{figures['rss_bytes'] / 2**30:>7.2f}")
+            lines.append(
+                f"  {name:<34} {figures['pairs_per_second']:>8.3f} {figures['median_seconds']:>8.2f} "
+                f"{figures['effective_flops'] / 1e9:>8.1f} {figures['fraction_of_limit']:>8.0%} "
+                f"{figures['rss_bytes'] / 2**30:>7.2f}"
+            )
     first, *others = list(report["dtypes"])
     if others:
         lines.append("")
     for second in others:
         for name in report["dtypes"][first]["scenarios"]:
-            ratio = (report["dtypes"][second]["scenarios"][name]["pairs_per_second"]
-                     / report["dtypes"][first]["scenarios"][name]["pairs_per_second"])
-            lines.append(f"{name}: {second} / {first} = {ratio:.2f}x pairs/s; largest score difference "
-                         f"{report['largest_difference'][second][name]:.4f}")
+            ratio = (
+                report["dtypes"][second]["scenarios"][name]["pairs_per_second"]
+                / report["dtypes"][first]["scenarios"][name]["pairs_per_second"]
+            )
+            lines.append(
+                f"{name}: {second} / {first} = {ratio:.2f}x pairs/s; largest score difference "
+                f"{report['largest_difference'][second][name]:.4f}"
+            )
     return "\n".join(lines)

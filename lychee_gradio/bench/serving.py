@@ -96,8 +96,15 @@ def run_serving(size: str = "small", clients: int = 8, seconds: float = 20.0, ru
     folder = build_checkpoint(Path(tempfile.mkdtemp(prefix="lychee-bench-")) / size, size)
     bodies = _serving_requests(build_processor().tokenizer)
     cores = os.cpu_count() or 1
-    report = {"model_size": size, "clients": clients, "seconds": seconds, "cores": cores, "cpu": cpu_name(),
-              "configurations": {}, "large_request_seconds": {}}
+    report = {
+        "model_size": size,
+        "clients": clients,
+        "seconds": seconds,
+        "cores": cores,
+        "cpu": cpu_name(),
+        "configurations": {},
+        "large_request_seconds": {},
+    }
 
     def measure(name: str, scorer, concurrency: int, large: bool) -> None:
         running = app.start(scorer, app.ServerSettings(port=0, concurrency=concurrency))
@@ -114,8 +121,9 @@ def run_serving(size: str = "small", clients: int = 8, seconds: float = 20.0, ru
     cluster = Cluster(ClusterSettings(replicas=1, cpus_per_replica=1, load_options={"device": "cpu"}), ScorerReplica)
     try:
         for replicas in (1, 2):
-            cluster.settings = ClusterSettings(replicas=replicas, cpus_per_replica=1, max_queued=1024,
-                                               load_options={"device": "cpu"})
+            cluster.settings = ClusterSettings(
+                replicas=replicas, cpus_per_replica=1, max_queued=1024, load_options={"device": "cpu"}
+            )
             scorer = cluster.deploy(str(folder), replicas)
             measure(f"{replicas} replica{'s' if replicas > 1 else ''} (1 core each)", scorer, replicas, True)
             from ray import serve
@@ -131,17 +139,25 @@ def format_serving(report: dict) -> str:
     names = list(report["configurations"])
     single, one, two = names
     rows = report["configurations"]
-    lines = [f"model: random {report['model_size']}, {report['cores']} cores ({report['cpu']}), {report['clients']} "
-             f"concurrent clients for {report['seconds']:.0f} s, /v1/rerank with 8-16 documents, text and image queries",
-             "", "| server | requests/s | pairs/s | p50 latency | p95 latency | errors |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"model: random {report['model_size']}, {report['cores']} cores ({report['cpu']}), {report['clients']} "
+        f"concurrent clients for {report['seconds']:.0f} s, /v1/rerank with 8-16 documents, text and image queries",
+        "",
+        "| server | requests/s | pairs/s | p50 latency | p95 latency | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name in names:
         r = rows[name]
-        lines.append(f"| {name} | {r['requests_per_second']:.2f} | {r['pairs_per_second']:.1f} | "
-                     f"{r['p50_seconds']:.2f} s | {r['p95_seconds']:.2f} s | {r['errors']} |")
+        lines.append(
+            f"| {name} | {r['requests_per_second']:.2f} | {r['pairs_per_second']:.1f} | "
+            f"{r['p50_seconds']:.2f} s | {r['p95_seconds']:.2f} s | {r['errors']} |"
+        )
     large = report["large_request_seconds"]
-    lines += ["", f"2 replicas vs 1 replica: {rows[two]['requests_per_second'] / rows[one]['requests_per_second']:.2f}x "
-              f"requests/s; vs the single process: {rows[two]['requests_per_second'] / rows[single]['requests_per_second']:.2f}x",
-              f"one request of 64 image documents (median of runs): 1 replica {large[one]:.2f} s, 2 replicas "
-              f"{large[two]:.2f} s ({large[two] / large[one]:.2f}x the latency)"]
+    lines += [
+        "",
+        f"2 replicas vs 1 replica: {rows[two]['requests_per_second'] / rows[one]['requests_per_second']:.2f}x "
+        f"requests/s; vs the single process: {rows[two]['requests_per_second'] / rows[single]['requests_per_second']:.2f}x",
+        f"one request of 64 image documents (median of runs): 1 replica {large[one]:.2f} s, 2 replicas "
+        f"{large[two]:.2f} s ({large[two] / large[one]:.2f}x the latency)",
+    ]
     return "\n".join(lines)

@@ -34,7 +34,7 @@ def make_clips(folder: Path, count: int, seconds: float, fps: int = 24, size=(32
             for i in range(frames):
                 pixels = np.full((size[1], size[0], 3), (seed * 37) % 256, dtype=np.uint8)
                 x = int(i * (size[0] - 40) / max(1, frames - 1))
-                pixels[60 + seed * 8:100 + seed * 8, x:x + 40] = (255, 60 + seed * 20, 40)
+                pixels[60 + seed * 8 : 100 + seed * 8, x : x + 40] = (255, 60 + seed * 20, 40)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
@@ -43,8 +43,16 @@ def make_clips(folder: Path, count: int, seconds: float, fps: int = 24, size=(32
     return paths
 
 
-def run_video(clips: int = 8, seconds: float = 10.0, *, size: str = "small", family: str = "qwen2_5_vl",
-              device: str = "auto", dtype: str = "auto", runs: int = 3) -> dict:
+def run_video(
+    clips: int = 8,
+    seconds: float = 10.0,
+    *,
+    size: str = "small",
+    family: str = "qwen2_5_vl",
+    device: str = "auto",
+    dtype: str = "auto",
+    runs: int = 3,
+) -> dict:
     runtime, scorer, vision, language = random_scorer(size, family, device, dtype)
     threads = fit_cpu_threads() if runtime.device == "cpu" else None
     query = "a red rectangle moving from left to right"
@@ -66,8 +74,9 @@ def run_video(clips: int = 8, seconds: float = 10.0, *, size: str = "small", fam
         with PeakMemory(torch.device(runtime.device)) as rss:
             for _ in range(runs):
                 start = time.perf_counter()
-                videos = [load_video(path, f"documents[{i}].video", keep_pixels=scorer.max_pixels)
-                          for i, path in enumerate(paths)]
+                videos = [
+                    load_video(path, f"documents[{i}].video", keep_pixels=scorer.max_pixels) for i, path in enumerate(paths)
+                ]
                 decoded = time.perf_counter()
                 vision.seconds = language.seconds = preparing["seconds"] = 0.0
                 scorer.score(query, [{"video": video} for video in videos])
@@ -81,24 +90,45 @@ def run_video(clips: int = 8, seconds: float = 10.0, *, size: str = "small", fam
     scorer.close()
     median = statistics.median
     total = median(totals)
-    return {"family": scorer.family.name, "model_size": size, "device": runtime.device, "dtype": runtime.dtype_name,
-            "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
-            "cpu_threads": threads, "clips": clips, "seconds": seconds, "frames_per_clip": frames,
-            "tokens_per_pair": pair.length, "runs": runs,
-            "stages": {"decode and sample": median(decode_times), "prepare (processor)": median(prepare_times),
-                       "vision tower": median(visions), "language model": median(languages),
-                       "rest": total - median(decode_times) - median(prepare_times) - median(visions)
-                       - median(languages)},
-            "total_seconds": total, "pairs_per_second": clips / total, "rss_bytes": rss.peak_rss}
+    return {
+        "family": scorer.family.name,
+        "model_size": size,
+        "device": runtime.device,
+        "dtype": runtime.dtype_name,
+        "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
+        "cpu_threads": threads,
+        "clips": clips,
+        "seconds": seconds,
+        "frames_per_clip": frames,
+        "tokens_per_pair": pair.length,
+        "runs": runs,
+        "stages": {
+            "decode and sample": median(decode_times),
+            "prepare (processor)": median(prepare_times),
+            "vision tower": median(visions),
+            "language model": median(languages),
+            "rest": total - median(decode_times) - median(prepare_times) - median(visions) - median(languages),
+        },
+        "total_seconds": total,
+        "pairs_per_second": clips / total,
+        "rss_bytes": rss.peak_rss,
+    }
 
 
 def format_video(report: dict) -> str:
-    lines = [f"{report['family']} random-{report['model_size']} on {report['device_name']} ({report['device']}, "
-             f"{report['dtype']}, {report['cpu_threads'] or '-'} threads), median of {report['runs']}: "
-             f"{report['clips']} clips of {report['seconds']:g} s, {report['frames_per_clip']} frames each, "
-             f"{report['tokens_per_pair']} tokens per pair", "", f"{'stage':<22} {'seconds':>8}"]
+    lines = [
+        f"{report['family']} random-{report['model_size']} on {report['device_name']} ({report['device']}, "
+        f"{report['dtype']}, {report['cpu_threads'] or '-'} threads), median of {report['runs']}: "
+        f"{report['clips']} clips of {report['seconds']:g} s, {report['frames_per_clip']} frames each, "
+        f"{report['tokens_per_pair']} tokens per pair",
+        "",
+        f"{'stage':<22} {'seconds':>8}",
+    ]
     for stage, seconds in report["stages"].items():
         lines.append(f"{stage:<22} {seconds:>8.2f}")
-    lines += [f"{'total':<22} {report['total_seconds']:>8.2f}", "",
-              f"pairs/s {report['pairs_per_second']:.2f}; RSS while scoring {report['rss_bytes'] / 2**30:.2f} GB"]
+    lines += [
+        f"{'total':<22} {report['total_seconds']:>8.2f}",
+        "",
+        f"pairs/s {report['pairs_per_second']:.2f}; RSS while scoring {report['rss_bytes'] / 2**30:.2f} GB",
+    ]
     return "\n".join(lines)

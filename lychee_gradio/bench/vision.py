@@ -22,9 +22,19 @@ from ..families import FAMILIES
 from .common import cpu_name, synthetic_image
 
 
-def run_vision(photos: int = 60, width: int = 1600, height: int = 1200, *, size: str = "small",
-               family: str = "qwen2_5_vl", device: str = "auto", dtype: str = "auto", runs: int = 3,
-               max_pixels: int | None = None, attn_implementation: str = "sdpa") -> dict:
+def run_vision(
+    photos: int = 60,
+    width: int = 1600,
+    height: int = 1200,
+    *,
+    size: str = "small",
+    family: str = "qwen2_5_vl",
+    device: str = "auto",
+    dtype: str = "auto",
+    runs: int = 3,
+    max_pixels: int | None = None,
+    attn_implementation: str = "sdpa",
+) -> dict:
     """Time `photos` photos through the vision tower of a random `size` model, both ways (median of `runs`)."""
     runtime = choose_runtime(device, dtype, attn_implementation)
     spec = FAMILIES[family]
@@ -34,8 +44,9 @@ def run_vision(photos: int = 60, width: int = 1600, height: int = 1200, *, size:
         model.set_attn_implementation(runtime.attn_implementation)
     images = [synthetic_image(seed, max(width, height)).resize((width, height)) for seed in range(photos)]
     bound = max_pixels or spec.max_pixels
-    encoded = processor.image_processor(images=images, return_tensors="pt",
-                                        size={"shortest_edge": spec.min_pixels, "longest_edge": bound})
+    encoded = processor.image_processor(
+        images=images, return_tensors="pt", size={"shortest_edge": spec.min_pixels, "longest_edge": bound}
+    )
     pixels = encoded["pixel_values"].to(runtime.device, runtime.dtype)
     grid = encoded["image_grid_thw"].to(runtime.device)
     visual = model.model.visual
@@ -65,17 +76,20 @@ def run_vision(photos: int = 60, width: int = 1600, height: int = 1200, *, size:
             def hook(_module, _args):
                 sync()
                 started[layer] = time.perf_counter()
+
             return hook
 
         def leave(layer):
             def hook(_module, _args, _output):
                 sync()
                 layer_seconds[layer] += time.perf_counter() - started[layer]
+
             return hook
 
         modules = vision_attention.vision_attention_modules(model)
-        return ([m.register_forward_pre_hook(enter(i)) for i, m in enumerate(modules)]
-                + [m.register_forward_hook(leave(i)) for i, m in enumerate(modules)])
+        return [m.register_forward_pre_hook(enter(i)) for i, m in enumerate(modules)] + [
+            m.register_forward_hook(leave(i)) for i, m in enumerate(modules)
+        ]
 
     ways = (("per_chunk", vision_attention.uninstall), ("batched", vision_attention.install))
     results, outputs = {}, {}
@@ -83,8 +97,12 @@ def run_vision(photos: int = 60, width: int = 1600, height: int = 1200, *, size:
         use(model)
         with vision_attention.count_attention_calls(model) as counts:
             outputs[key] = tower().float().cpu()  # also the warm-up
-        results[key] = {"calls_per_layer": [counts.get(layer, 0) for layer in range(layers)],
-                        "seconds": [], "attention_seconds": [], "windowed_attention_seconds": []}
+        results[key] = {
+            "calls_per_layer": [counts.get(layer, 0) for layer in range(layers)],
+            "seconds": [],
+            "attention_seconds": [],
+            "windowed_attention_seconds": [],
+        }
     patched = vision_attention.installed(model)
     handles = time_attention()
     try:
@@ -107,14 +125,27 @@ def run_vision(photos: int = 60, width: int = 1600, height: int = 1200, *, size:
     per_chunk, batched = results["per_chunk"], results["batched"]
     difference = (outputs["per_chunk"] - outputs["batched"]).abs().max().item()
     return {
-        "family": spec.name, "model_size": size, "photos": photos, "photo_size": f"{width}x{height}",
-        "max_pixels": bound, "patches": int(grid.prod(-1).sum()), "grid": grid[0].tolist(),
-        "vision_layers": layers, "windowed_layers": windowed, "device": runtime.device,
+        "family": spec.name,
+        "model_size": size,
+        "photos": photos,
+        "photo_size": f"{width}x{height}",
+        "max_pixels": bound,
+        "patches": int(grid.prod(-1).sum()),
+        "grid": grid[0].tolist(),
+        "vision_layers": layers,
+        "windowed_layers": windowed,
+        "device": runtime.device,
         "device_name": torch.cuda.get_device_name() if torch_device.type == "cuda" else cpu_name(),
-        "cpu_threads": torch.get_num_threads(), "dtype": str(runtime.dtype).replace("torch.", ""),
-        "attn_implementation": runtime.attn_implementation, "runs": runs, "torch": torch.__version__,
-        "batched_installed": patched, "per_chunk": per_chunk, "batched": batched,
-        "speedup": per_chunk["median_seconds"] / batched["median_seconds"], "max_abs_difference": difference,
+        "cpu_threads": torch.get_num_threads(),
+        "dtype": str(runtime.dtype).replace("torch.", ""),
+        "attn_implementation": runtime.attn_implementation,
+        "runs": runs,
+        "torch": torch.__version__,
+        "batched_installed": patched,
+        "per_chunk": per_chunk,
+        "batched": batched,
+        "speedup": per_chunk["median_seconds"] / batched["median_seconds"],
+        "max_abs_difference": difference,
     }
 
 
@@ -134,8 +165,10 @@ def format_vision(report: dict) -> str:
         calls = result["calls_per_layer"]
         speedup = report["speedup"] if key == "batched" else 1.0
         windowed = f"{result['median_windowed_attention_seconds']:.3f}" if report["windowed_layers"] else "-"
-        lines.append(f"| {label} | {', '.join(map(str, calls))} | {sum(calls):,} | {result['median_seconds']:.3f} | "
-                     f"{speedup:.2f}× | {result['median_attention_seconds']:.3f} | {windowed} |")
+        lines.append(
+            f"| {label} | {', '.join(map(str, calls))} | {sum(calls):,} | {result['median_seconds']:.3f} | "
+            f"{speedup:.2f}× | {result['median_attention_seconds']:.3f} | {windowed} |"
+        )
     lines.append(f"\nlargest output difference: {report['max_abs_difference']:.1e}")
     if not report["batched_installed"]:
         lines.append("(the batched attention was not installed: transformers version outside its range)")

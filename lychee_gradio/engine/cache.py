@@ -2,14 +2,14 @@
 
 Designers rerun a new description over the same photos: their resizing and patching is kept,
 by (image content, pixel bounds), in an LRU bounded by bytes. The score cache, which sits in
-front of every scorer (the Ray front end's too), is `scoring.ScoreCache`.
+front of every scorer (the Ray front end's too), is `score_cache.ScoreCache`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Hashable
 
-from ..scoring import Lru
+from ..score_cache import Lru
 
 
 class ImageCache(Lru):

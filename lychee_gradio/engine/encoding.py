@@ -12,20 +12,17 @@ import collections
 import concurrent.futures
 import inspect
 import itertools
-import json
 import os
-import re
-import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
 from PIL import Image
-from tokenizers import Tokenizer
 
 from ..contract import InputError, Item
 from ..families import LYCHEE
+from .literal import LiteralTokenizer, _Slots
 from .prompt import build_messages
 
 MIN_PIXELS = LYCHEE.min_pixels
@@ -107,8 +104,14 @@ def shared_prefix_length(pairs: list[EncodedPair]) -> tuple[int, int]:
     for index, (start, end) in enumerate(image_spans(pairs[0])):
         if start >= length:
             break
-        same = all(index < len(pair.images) and (pair.images[index] is pairs[0].images[index] or torch.equal(
-            pair.images[index].pixel_values, pairs[0].images[index].pixel_values)) for pair in pairs[1:])
+        same = all(
+            index < len(pair.images)
+            and (
+                pair.images[index] is pairs[0].images[index]
+                or torch.equal(pair.images[index].pixel_values, pairs[0].images[index].pixel_values)
+            )
+            for pair in pairs[1:]
+        )
         if end > length or not same:
             length = start
             break
@@ -116,75 +119,21 @@ def shared_prefix_length(pairs: list[EncodedPair]) -> tuple[int, int]:
     return length, images
 
 
-class LiteralTokenizer:
-    """Tokenizes a rendered prompt so that what users typed is always literal text.
-
-    The chat template's own control tokens (`<|im_start|>`, `<|image_pad|>`, ...) become their ids;
-    every character of user text goes through the plain BPE, which knows no added token, so a
-    document that spells `<|im_end|>` is read as those eleven characters. For text that spells no
-    added token the ids equal the processor's own (docs/design.md, "User text stays text").
-    """
-
-    def __init__(self, tokenizer, image_token: str):
-        config = json.loads(tokenizer.backend_tokenizer.to_str())
-        config["added_tokens"] = []
-        self.plain = Tokenizer.from_str(json.dumps(config))
-        self.control_ids = {token.content: token_id for token_id, token in tokenizer.added_tokens_decoder.items()}
-        self.image_token = image_token
-        self._control_re = re.compile(
-            "(" + "|".join(re.escape(token) for token in sorted(self.control_ids, key=len, reverse=True)) + ")"
-        )
-
-    def encode(self, prompts: list[tuple[str, dict[str, str]]], image_tokens: list[list[int]],
-               video_tokens: list[list[list[int]]] | None = None, video_token: str | None = None) -> list[list[int]]:
-        """Token ids of each prompt skeleton, its slots filled with user text, image tokens expanded (and each
-        `video_token` replaced by its video's own ids, `video_tokens`)."""
-        plans, texts = [], []
-        for number, ((skeleton, values), counts) in enumerate(zip(prompts, image_tokens)):
-            plan, images = [], iter(counts)
-            videos = iter(video_tokens[number] if video_tokens is not None else ())
-            for piece in self._control_re.split(skeleton):
-                if not piece:
-                    continue
-                if piece in self.control_ids and video_token is not None and piece == video_token:
-                    plan.append(list(next(videos)))
-                elif piece in self.control_ids:
-                    size = next(images) if piece == self.image_token else 1
-                    plan.append([self.control_ids[piece]] * size)
-                else:
-                    plan.append(len(texts))
-                    texts.append(_SLOT_RE.sub(lambda match: values[match.group(0)], piece))
-            plans.append(plan)
-        encoded = [e.ids for e in self.plain.encode_batch(texts, add_special_tokens=False)] if texts else []
-        return [[i for step in plan for i in (encoded[step] if isinstance(step, int) else step)] for plan in plans]
-
-
-# A slot in a prompt skeleton where user text goes: private-use delimiters around a per-call random
-# nonce, which no user text can guess, and which holds no control token.
-_SLOT_RE = re.compile("\ue000[0-9a-f]{16}:[0-9]+\ue001")
-
-
-class _Slots:
-    """Stands in for user text while the chat template renders; remembers what goes where."""
-
-    def __init__(self):
-        self._nonce = secrets.token_hex(8)
-        self.values: dict[str, str] = {}
-
-    def __call__(self, text: str | None) -> str | None:
-        if text is None:
-            return None
-        slot = f"\ue000{self._nonce}:{len(self.values)}\ue001"
-        self.values[slot] = text
-        return slot
-
-
 class PairEncoder:
     """Renders the prompt of each pair, processes its images and tokenises it."""
 
-    def __init__(self, processor, rope_index, *, min_pixels: int = MIN_PIXELS,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
-                 image_cache=None, pixel_dtype: torch.dtype | None = None, clip_frames_wrapped: bool = False):
+    def __init__(
+        self,
+        processor,
+        rope_index,
+        *,
+        min_pixels: int = MIN_PIXELS,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_text_tokens: int = DEFAULT_MAX_TEXT_TOKENS,
+        image_cache=None,
+        pixel_dtype: torch.dtype | None = None,
+        clip_frames_wrapped: bool = False,
+    ):
         # The image processor resizes to multiples of its patch x merge size (28 for Qwen2.5-VL,
         # 32 for Qwen3-VL); the bounds come from the model family (families.py).
         if max_pixels < min_pixels:
@@ -200,7 +149,7 @@ class PairEncoder:
         self.image_token_id = processor.image_token_id
         self.video_token = getattr(processor, "video_token", None)
         self.video_token_id = getattr(processor, "video_token_id", None)
-        self.merge_length = self.image_processor.merge_size ** 2
+        self.merge_length = self.image_processor.merge_size**2
         self.literal = LiteralTokenizer(self.tokenizer, self.image_token)
         # A clip whose frames come each in <|vision_start|>...<|vision_end|> takes the place of the template's
         # wrapper around it (families.ModelFamily.clip_frames_wrapped).
@@ -217,8 +166,9 @@ class PairEncoder:
         read once. A checkpoint without one answers a clip with a clear refusal, not the processor's mismatch."""
         if getattr(self, "_takes_video", None) is None:
             try:
-                text = self.processor.apply_chat_template([{"role": "user", "content": [{"type": "video"}]}],
-                                                          tokenize=False, add_generation_prompt=True)
+                text = self.processor.apply_chat_template(
+                    [{"role": "user", "content": [{"type": "video"}]}], tokenize=False, add_generation_prompt=True
+                )
                 self._takes_video = self.video_token is not None and self.video_token in text
             except Exception:  # noqa: BLE001 - a template that cannot render a video part has no slot for one
                 self._takes_video = False
@@ -245,8 +195,9 @@ class PairEncoder:
                 return item
             chars *= 2
 
-    def encode_image(self, image: Image.Image, max_pixels: int | None = None,
-                     digest: Callable[[Image.Image], bytes] | None = None) -> EncodedImage:
+    def encode_image(
+        self, image: Image.Image, max_pixels: int | None = None, digest: Callable[[Image.Image], bytes] | None = None
+    ) -> EncodedImage:
         """The image as the model's pixel patches; from the image cache when `digest` names it and it is there."""
         key = None
         if self.image_cache is not None and digest is not None:
@@ -271,17 +222,26 @@ class PairEncoder:
         """A sampled clip (`contract.Video`) through the processor's own video path: the frames as given (no
         further sampling), their indices and the clip's frame rate as its metadata, each frame resized within
         the video processor's bounds (and the caller's `max_pixels`)."""
-        out = self.processor(text=[self.video_token], videos=[list(video.frames)],
-                             videos_kwargs=video_kwargs(self.processor, video, max_pixels), return_tensors="pt")
+        out = self.processor(
+            text=[self.video_token],
+            videos=[list(video.frames)],
+            videos_kwargs=video_kwargs(self.processor, video, max_pixels),
+            return_tensors="pt",
+        )
         pixel_values = out["pixel_values_videos"]
         if self.pixel_dtype is not None:
             pixel_values = pixel_values.to(self.pixel_dtype)
         seconds = out.get("second_per_grid_ts")
-        return EncodedVideo(pixel_values, out["video_grid_thw"][0],
-                            float(seconds[0]) if seconds is not None else None, out["input_ids"][0].tolist())
+        return EncodedVideo(
+            pixel_values,
+            out["video_grid_thw"][0],
+            float(seconds[0]) if seconds is not None else None,
+            out["input_ids"][0].tolist(),
+        )
 
-    def encode_images(self, images: list, max_pixels: int | None = None,
-                      digest: Callable[[Image.Image], bytes] | None = None) -> Iterator[EncodedImage]:
+    def encode_images(
+        self, images: list, max_pixels: int | None = None, digest: Callable[[Image.Image], bytes] | None = None
+    ) -> Iterator[EncodedImage]:
         """`encode_image` of each image (None: skipped), in order, several at once in a small pool of threads
         (Pillow's resizing and the processor's array work release the GIL), a few ahead of the one asked
         for: memory stays bounded, and a caller that stops asking (Stop, an error) leaves at most those."""
@@ -306,25 +266,31 @@ class PairEncoder:
 
         return ordered()
 
-    def render(self, query: Item, document: Item, instruction: str,
-               followup: tuple[str, str] | None = None) -> str:
+    def render(self, query: Item, document: Item, instruction: str, followup: tuple[str, str] | None = None) -> str:
         """The prompt text of one pair, with one `<|image_pad|>` per image (before expansion); with
         `followup` (answer, question), the model's answer and a further question as two more turns."""
         messages = build_messages(query, document, instruction)
         if followup is not None:
             answer, question = followup
-            messages += [{"role": "assistant", "content": [{"type": "text", "text": answer}]},
-                         {"role": "user", "content": [{"type": "text", "text": question}]}]
+            messages += [
+                {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+                {"role": "user", "content": [{"type": "text", "text": question}]},
+            ]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         if self.clip_frames_wrapped and self.video_token is not None:  # user text is in slots: only the template's
             text = text.replace(f"<|vision_start|>{self.video_token}<|vision_end|>", self.video_token)
         return text
 
-    def encode(self, query: Item, documents: list[Item], instruction: str,
-               max_pixels: int | None = None,
-               digest: Callable[[Image.Image], bytes] | None = None,
-               on_document: Callable[[], None] | None = None,
-               followup: tuple[str, str] | None = None) -> list[EncodedPair]:
+    def encode(
+        self,
+        query: Item,
+        documents: list[Item],
+        instruction: str,
+        max_pixels: int | None = None,
+        digest: Callable[[Image.Image], bytes] | None = None,
+        on_document: Callable[[], None] | None = None,
+        followup: tuple[str, str] | None = None,
+    ) -> list[EncodedPair]:
         """Encode every (query, document) pair; `max_pixels` overrides the image bound for this call.
 
         `digest` hashes an image's content: images are then looked up in the image cache.
@@ -351,27 +317,29 @@ class PairEncoder:
         followup_slots = (slots(followup[0]), slots(followup[1])) if followup is not None else None
         skeletons: dict[tuple[bool, int, bool], str] = {}
         prompts, pair_images, image_tokens, pair_videos = [], [], [], []
-        encoded_images = self.encode_images([image for document in documents for image in document.images],
-                                            max_pixels, digest)
+        encoded_images = self.encode_images([image for document in documents for image in document.images], max_pixels, digest)
         for document in documents:
             if on_document is not None:
                 on_document()
             document_images = [next(encoded_images) for _ in document.images]
             images = query_images + document_images
-            videos = query_videos + ([self.encode_video(document.video, max_pixels)] if document.video is not None
-                                     else [])
+            videos = query_videos + ([self.encode_video(document.video, max_pixels)] if document.video is not None else [])
             shape = (document.text is not None, len(document.images), document.video is not None)
             if shape not in skeletons:
                 skeletons[shape] = self.render(
-                    query_slot, Item(text=document_slot if shape[0] else None, images=document.images,
-                                     video=document.video), instruction_slot, followup_slots)
+                    query_slot,
+                    Item(text=document_slot if shape[0] else None, images=document.images, video=document.video),
+                    instruction_slot,
+                    followup_slots,
+                )
             pair_videos.append(videos)
             prompts.append((skeletons[shape], {**slots.values, document_slot: document.text}))
             pair_images.append(images)
             image_tokens.append([self._token_count(image) for image in images])
 
-        token_ids = self.literal.encode(prompts, image_tokens, [[v.token_ids for v in videos] for videos in pair_videos],
-                                        self.video_token)
+        token_ids = self.literal.encode(
+            prompts, image_tokens, [[v.token_ids for v in videos] for videos in pair_videos], self.video_token
+        )
         query_image_tokens = sum(self._token_count(image) for image in query_images)
         pairs = []
         for ids, images, videos in zip(token_ids, pair_images, pair_videos):
@@ -389,10 +357,13 @@ class PairEncoder:
             )
             image_positions = torch.nonzero(mm_token_type_ids).flatten()
             document_start = (
-                int(image_positions[query_image_tokens]) if len(image_positions) > query_image_tokens else len(ids)
-            ) if not query_videos else 0
-            pairs.append(EncodedPair(input_ids, mm_token_type_ids, position_ids[:, 0], images,
-                                     len(query_images), document_start, videos))
+                (int(image_positions[query_image_tokens]) if len(image_positions) > query_image_tokens else len(ids))
+                if not query_videos
+                else 0
+            )
+            pairs.append(
+                EncodedPair(input_ids, mm_token_type_ids, position_ids[:, 0], images, len(query_images), document_start, videos)
+            )
         return pairs
 
     def _token_count(self, image: EncodedImage) -> int:
@@ -410,9 +381,20 @@ def video_kwargs(processor, video, max_pixels: int | None = None) -> dict:
         bounds["longest_edge"] = max(bounds["shortest_edge"], min(bounds["longest_edge"], max_pixels))
     total = max(len(video.indices), round(video.duration * video.fps)) if video.fps else len(video.indices)
     width, height = video.frames[0].size
-    kwargs = {"video_metadata": [VideoMetadata(total_num_frames=total, fps=video.fps, frames_indices=list(video.indices),
-                                               duration=video.duration, width=width, height=height)],
-              "do_sample_frames": False, "size": bounds}
+    kwargs = {
+        "video_metadata": [
+            VideoMetadata(
+                total_num_frames=total,
+                fps=video.fps,
+                frames_indices=list(video.indices),
+                duration=video.duration,
+                width=width,
+                height=height,
+            )
+        ],
+        "do_sample_frames": False,
+        "size": bounds,
+    }
     if "cap_pixels_per_frame" in inspect.signature(processor.video_processor.resize).parameters:
         kwargs["cap_pixels_per_frame"] = True  # qwen-vl-utils' per-frame cap, transformers' coming default
     return kwargs

@@ -28,8 +28,14 @@ def _prompt_inputs(scorer, pair: EncodedPair) -> dict:
         "mm_token_type_ids": pair.mm_token_type_ids[None].to(device),
         "pixel_values": torch.cat([image.pixel_values for image in images]).to(device) if images else None,
         "image_grid_thw": torch.stack([image.grid_thw for image in images]).to(device) if images else None,
-        **({"pixel_values_videos": torch.cat([video.pixel_values for video in pair.videos]).to(device),
-            "video_grid_thw": torch.stack([video.grid_thw for video in pair.videos]).to(device)} if pair.videos else {}),
+        **(
+            {
+                "pixel_values_videos": torch.cat([video.pixel_values for video in pair.videos]).to(device),
+                "video_grid_thw": torch.stack([video.grid_thw for video in pair.videos]).to(device),
+            }
+            if pair.videos
+            else {}
+        ),
     }
 
 
@@ -58,8 +64,9 @@ def generate(scorer, pair: EncodedPair, max_new_tokens: int, context: RequestCon
     """Greedy decoding after the pair's prompt, until the end of the turn or `max_new_tokens`."""
     tokenizer = scorer.processor.tokenizer
     stops = {tokenizer.convert_tokens_to_ids(token) for token in ("<|im_end|>", "<|endoftext|>")}
-    outputs = scorer.model.model(**_prompt_inputs(scorer, pair), use_cache=True,
-                                 **kv_cache.passing(scorer.model.model, kv_cache.new_cache(scorer.model)))
+    outputs = scorer.model.model(
+        **_prompt_inputs(scorer, pair), use_cache=True, **kv_cache.passing(scorer.model.model, kv_cache.new_cache(scorer.model))
+    )
     cache = kv_cache.returned(outputs)
     token = int(torch.argmax(_vocabulary_logits(scorer, outputs.last_hidden_state[0, -1])))
     position = int(pair.position_ids.max()) + 1  # text after the prompt: one position on all three axes
@@ -75,7 +82,9 @@ def generate(scorer, pair: EncodedPair, max_new_tokens: int, context: RequestCon
             attention_mask=torch.ones((1, pair.length + step + 1), dtype=torch.long, device=device),
             position_ids=torch.full((3, 1, 1), position + step, dtype=torch.long, device=device),
             mm_token_type_ids=torch.zeros((1, 1), dtype=torch.long, device=device),
-            **kv_cache.passing(scorer.model.model, cache), use_cache=True)
+            **kv_cache.passing(scorer.model.model, cache),
+            use_cache=True,
+        )
         cache = kv_cache.returned(outputs)
         token = int(torch.argmax(_vocabulary_logits(scorer, outputs.last_hidden_state[0, -1])))
     return tokenizer.decode(generated, skip_special_tokens=True).strip()

@@ -63,10 +63,12 @@ class MemoryEstimate:
     def describe(self) -> str:
         free = "not known" if self.free_bytes is None else f"{self.free_bytes / GB:.1f} GB free"
         verdict = {True: "fits", False: "does NOT fit", None: "cannot tell"}[self.fits]
-        return (f"{self.model} ({self.precision}) on {self.device}: about {self.total_bytes / GB:.1f} GB = weights "
-                f"{self.weights_bytes / GB:.1f} GB + working memory {self.working_bytes / GB:.1f} GB (at "
-                f"{self.budget_tokens:,} tokens per pass) + overhead {self.overhead_bytes / GB:.1f} GB; {free}: "
-                f"{verdict} (parameters from {self.source})")
+        return (
+            f"{self.model} ({self.precision}) on {self.device}: about {self.total_bytes / GB:.1f} GB = weights "
+            f"{self.weights_bytes / GB:.1f} GB + working memory {self.working_bytes / GB:.1f} GB (at "
+            f"{self.budget_tokens:,} tokens per pass) + overhead {self.overhead_bytes / GB:.1f} GB; {free}: "
+            f"{verdict} (parameters from {self.source})"
+        )
 
 
 def architecture(model: str) -> tuple[Architecture, str] | None:
@@ -117,14 +119,24 @@ def _count_parameters(folder: Path) -> Architecture | None:
     with torch.device("meta"):
         model = getattr(transformers, family.model_class)._from_config(config)
     total = sum(parameter.numel() for parameter in model.parameters())
-    quantizable = sum(module.weight.numel() for name, module in model.named_modules()
-                      if isinstance(module, torch.nn.Linear) and name.startswith("model.language_model."))
+    quantizable = sum(
+        module.weight.numel()
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name.startswith("model.language_model.")
+    )
     text = config.text_config
     return Architecture(family.model_type, total, quantizable, text.hidden_size, text.intermediate_size)
 
 
-def estimate_for(shape: Architecture, model: str, quantize: str | None, runtime: Runtime,
-                 budget_tokens: int | None = None, free_bytes: int | None = None, source: str = "") -> MemoryEstimate:
+def estimate_for(
+    shape: Architecture,
+    model: str,
+    quantize: str | None,
+    runtime: Runtime,
+    budget_tokens: int | None = None,
+    free_bytes: int | None = None,
+    source: str = "",
+) -> MemoryEstimate:
     import torch
 
     width = torch.empty((), dtype=runtime.dtype).element_size()
@@ -159,8 +171,9 @@ def free_memory(device: str) -> int | None:
     return None
 
 
-def estimate(model: str | os.PathLike, runtime: Runtime, quantize: str | None = None,
-             budget_tokens: int | None = None) -> MemoryEstimate | None:
+def estimate(
+    model: str | os.PathLike, runtime: Runtime, quantize: str | None = None, budget_tokens: int | None = None
+) -> MemoryEstimate | None:
     """The estimate for `model` (a `X@nf4` suffix sets the precision), or None when its size is not known yet."""
     name, suffix = split_precision(model)
     quantize = quantize or suffix
@@ -171,8 +184,9 @@ def estimate(model: str | os.PathLike, runtime: Runtime, quantize: str | None = 
     return estimate_for(shape, os.fspath(model), quantize, runtime, budget_tokens, free_memory(runtime.device), source)
 
 
-def check(model: str | os.PathLike, runtime: Runtime, quantize: str | None = None,
-          budget_tokens: int | None = None) -> MemoryEstimate | None:
+def check(
+    model: str | os.PathLike, runtime: Runtime, quantize: str | None = None, budget_tokens: int | None = None
+) -> MemoryEstimate | None:
     """Raise `WontFitError` before loading when the model would not fit; the estimate (None: not known)."""
     found = estimate(model, runtime, quantize, budget_tokens)
     if found is None:
@@ -196,8 +210,7 @@ def wont_fit_message(found: MemoryEstimate, runtime: Runtime) -> str:
         import torch
 
         if runtime.dtype == torch.float32 and not found.precision.endswith(("int8", "nf4")):
-            half = estimate_for(shape, name, None, dataclasses.replace(runtime, dtype=torch.bfloat16),
-                                found.budget_tokens, free)
+            half = estimate_for(shape, name, None, dataclasses.replace(runtime, dtype=torch.bfloat16), found.budget_tokens, free)
             if half.fits:
                 slower = ""
                 if runtime.device == "cpu":
@@ -213,9 +226,11 @@ def wont_fit_message(found: MemoryEstimate, runtime: Runtime) -> str:
         room = free - found.weights_bytes - found.overhead_bytes
         budget = (room // max(1, per_token)) // 1024 * 1024
         if 2048 <= budget < found.budget_tokens:
-            options.append(f"--max-batch-tokens {budget} (smaller forward passes; a smaller --max-pixels makes "
-                           f"each image fewer tokens; about "
-                           f"{(found.weights_bytes + found.overhead_bytes + budget * per_token) / GB:.1f} GB)")
+            options.append(
+                f"--max-batch-tokens {budget} (smaller forward passes; a smaller --max-pixels makes "
+                f"each image fewer tokens; about "
+                f"{(found.weights_bytes + found.overhead_bytes + budget * per_token) / GB:.1f} GB)"
+            )
     small = PUBLISHED["Qwen/Qwen3-VL-Reranker-2B"]
     if name != "Qwen/Qwen3-VL-Reranker-2B":
         for quantize in (None, "int8", "nf4"):
@@ -226,10 +241,9 @@ def wont_fit_message(found: MemoryEstimate, runtime: Runtime) -> str:
                 break
     where = "this GPU" if runtime.device.startswith("cuda") else "this machine's RAM"
     advice = ("; would fit: " + ", or ".join(options)) if options else "; nothing smaller would fit either"
-    return (f"{found.model} in {found.precision} needs about {found.total_bytes / GB:.1f} GB (weights "
-            f"{found.weights_bytes / GB:.1f} GB + working memory {found.working_bytes / GB:.1f} GB + overhead "
-            f"{found.overhead_bytes / GB:.1f} GB) and {where} has {free / GB:.1f} GB free{advice}. Not loaded. "
-            "`lychee load --check` prints this estimate without loading; --skip-memory-check loads anyway.")
-
-
-
+    return (
+        f"{found.model} in {found.precision} needs about {found.total_bytes / GB:.1f} GB (weights "
+        f"{found.weights_bytes / GB:.1f} GB + working memory {found.working_bytes / GB:.1f} GB + overhead "
+        f"{found.overhead_bytes / GB:.1f} GB) and {where} has {free / GB:.1f} GB free{advice}. Not loaded. "
+        "`lychee load --check` prints this estimate without loading; --skip-memory-check loads anyway."
+    )

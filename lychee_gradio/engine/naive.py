@@ -17,7 +17,7 @@ from transformers import AutoProcessor
 from ..families import FAMILIES, LYCHEE  # the contract's numbers (class, bounds, default), not engine code
 
 SYSTEM = (
-    'Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
+    "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
     'Note that the answer can only be "yes" or "no".'
 )
 
@@ -49,22 +49,27 @@ class NaiveScorer:
     def load(cls, folder):
         family = FAMILIES[json.loads((Path(folder) / "config.json").read_text())["model_type"]]
         processor = AutoProcessor.from_pretrained(folder)
-        model = getattr(transformers, family.model_class).from_pretrained(
-            folder, dtype=torch.float32, attn_implementation="sdpa", use_kernels=False
-        ).eval()
+        model = (
+            getattr(transformers, family.model_class)
+            .from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa", use_kernels=False)
+            .eval()
+        )
         return cls(model, processor, family)
 
     def prompt(self, query, document, instruction=None):
         """query/document: (text or None, a PIL image, a list of them, or None[, a sampled `contract.Video`])."""
         messages = [
             {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
-            {"role": "user", "content": [
-                {"type": "text", "text": f"<Instruct>: {instruction or self.family.default_instruction}"},
-                {"type": "text", "text": "<Query>:"},
-                *_parts(*query),
-                {"type": "text", "text": "\n<Document>:"},
-                *_parts(*document),
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": f"<Instruct>: {instruction or self.family.default_instruction}"},
+                    {"type": "text", "text": "<Query>:"},
+                    *_parts(*query),
+                    {"type": "text", "text": "\n<Document>:"},
+                    *_parts(*document),
+                ],
+            },
         ]
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
@@ -80,23 +85,31 @@ class NaiveScorer:
             def metadata(clip):
                 width, height = clip.frames[0].size
                 total = max(len(clip.indices), round(clip.duration * clip.fps))
-                return VideoMetadata(total_num_frames=total, fps=clip.fps, frames_indices=list(clip.indices),
-                                     duration=clip.duration, width=width, height=height)
+                return VideoMetadata(
+                    total_num_frames=total,
+                    fps=clip.fps,
+                    frames_indices=list(clip.indices),
+                    duration=clip.duration,
+                    width=width,
+                    height=height,
+                )
 
-            extra = {"videos": [list(clip.frames) for clip in clips], "videos_kwargs": {
-                "video_metadata": [metadata(clip) for clip in clips], "do_sample_frames": False,
-                "cap_pixels_per_frame": True, "size": dict(self.processor.video_processor.size)}}
+            extra = {
+                "videos": [list(clip.frames) for clip in clips],
+                "videos_kwargs": {
+                    "video_metadata": [metadata(clip) for clip in clips],
+                    "do_sample_frames": False,
+                    "cap_pixels_per_frame": True,
+                    "size": dict(self.processor.video_processor.size),
+                },
+            }
         bounds = {"shortest_edge": self.family.min_pixels, "longest_edge": self.family.max_pixels}
         sizes = {"images_kwargs": {"size": bounds}} if video is not None else {"size": bounds}
         text = self.prompt(query, document, instruction)
         if clips and self.family.clip_frames_wrapped:  # as Qwen's processor does (families.py)
             wrapped = f"<|vision_start|>{self.processor.video_token}<|vision_end|>"
             text = text.replace(wrapped, self.processor.video_token)
-        return self.processor(
-            text=[text],
-            images=images or None,
-            return_tensors="pt", **sizes, **extra,
-        ).to(self.model.device)
+        return self.processor(text=[text], images=images or None, return_tensors="pt", **sizes, **extra).to(self.model.device)
 
     @torch.inference_mode()
     def score(self, query, document, instruction=None) -> float:

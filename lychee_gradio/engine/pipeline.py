@@ -16,8 +16,14 @@ from ..contract import PairScore, ProgressCallback, RequestContext, ScoringCance
 PIPELINE_AHEAD = 3
 
 
-def pipelined(scheduler, chunk_encoder: Callable[[list[int], RequestContext], Callable], count: int, size: int,
-              on_progress: ProgressCallback | None, context: RequestContext) -> list[PairScore]:
+def pipelined(
+    scheduler,
+    chunk_encoder: Callable[[list[int], RequestContext], Callable],
+    count: int,
+    size: int,
+    on_progress: ProgressCallback | None,
+    context: RequestContext,
+) -> list[PairScore]:
     """A call of `count` documents, many of them images, in chunks of `size` (a pass) each: a chunk's images
     are prepared (`chunk_encoder(indices, its context)` gives its encoding) while the model runs the chunks
     before it, instead of all of them first. At most `PIPELINE_AHEAD` chunks are prepared and not yet scored
@@ -32,8 +38,10 @@ def pipelined(scheduler, chunk_encoder: Callable[[list[int], RequestContext], Ca
     room = threading.Semaphore(PIPELINE_AHEAD)
     scored, prepared = [0] * len(chunks), [0] * len(chunks)
     outcome: dict[int, object] = {}
-    subcontexts = [RequestContext(cancel=halt, deadline=context.deadline, request_id=context.request_id,
-                                  language=context.language) for _ in chunks]
+    subcontexts = [
+        RequestContext(cancel=halt, deadline=context.deadline, request_id=context.request_id, language=context.language)
+        for _ in chunks
+    ]
     running: set[int] = set()
     peak = 0
 

@@ -35,8 +35,7 @@ def keep_residual_float32(model, on: bool = True) -> None:
     (the hooks are installed once; `on=False` makes them do nothing)."""
     switch = getattr(model, "_lychee_residual_float32", None)
     if switch is None:
-        reference = next((module for module in model.model.language_model.modules()
-                          if type(module) is torch.nn.Linear), None)
+        reference = next((module for module in model.model.language_model.modules() if type(module) is torch.nn.Linear), None)
         if reference is None:
             return  # quantized throughout (bitsandbytes): left as it is
         switch = model._lychee_residual_float32 = _Switch()

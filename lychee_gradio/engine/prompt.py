@@ -32,11 +32,7 @@ def _parts(item: Item) -> list[dict]:
 
 def query_parts(query: Item, instruction: str) -> list[dict]:
     """The user-turn content that every document of a request shares, up to `<Query>:` and the query."""
-    return [
-        {"type": "text", "text": f"<Instruct>: {instruction}"},
-        {"type": "text", "text": "<Query>:"},
-        *_parts(query),
-    ]
+    return [{"type": "text", "text": f"<Instruct>: {instruction}"}, {"type": "text", "text": "<Query>:"}, *_parts(query)]
 
 
 def document_parts(document: Item) -> list[dict]:

@@ -61,8 +61,13 @@ SPECIAL_TOKENS = [
 # Enough English, Chinese and prompt text that the trained BPE merges the words the prompt uses,
 # and makes "yes" and "no" single tokens as they are in the real Qwen vocabulary.
 _CORPUS = [
-    "yes", "no", "Yes", "No",
-    "system", "user", "assistant",
+    "yes",
+    "no",
+    "Yes",
+    "No",
+    "system",
+    "user",
+    "assistant",
     "Judge whether the Document meets the requirements based on the Query and the Instruct provided.",
     'Note that the answer can only be "yes" or "no".',
     "<Instruct>: <Query>: <Document>:",
@@ -90,11 +95,7 @@ def _train_tokenizer():
         ]
     )
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
+    trainer = trainers.BpeTrainer(vocab_size=600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(_CORPUS * 20, trainer=trainer)
     model = json.loads(tokenizer.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
@@ -105,23 +106,44 @@ def _train_tokenizer():
 # architecture of lychee-rerank-mm): random weights of that shape cost the same compute as the real ones.
 MODEL_SIZES: dict[str, dict] = {
     "tiny": {
-        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                 "num_attention_heads": 4, "num_key_value_heads": 2, "mrope_section": [2, 3, 3]},
-        "vision": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-                   "fullatt_block_indexes": [1]},
+        "text": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "mrope_section": [2, 3, 3],
+        },
+        "vision": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "fullatt_block_indexes": [1]},
     },
     "small": {
-        "text": {"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 6,
-                 "num_attention_heads": 8, "num_key_value_heads": 2, "mrope_section": [8, 12, 12]},
-        "vision": {"depth": 6, "hidden_size": 256, "intermediate_size": 512, "num_heads": 4,
-                   "fullatt_block_indexes": [2, 5]},
+        "text": {
+            "hidden_size": 512,
+            "intermediate_size": 1376,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "mrope_section": [8, 12, 12],
+        },
+        "vision": {"depth": 6, "hidden_size": 256, "intermediate_size": 512, "num_heads": 4, "fullatt_block_indexes": [2, 5]},
     },
     "7b": {
-        "text": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-                 "num_attention_heads": 28, "num_key_value_heads": 4, "mrope_section": [16, 24, 24],
-                 "vocab_size": 152064},
-        "vision": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-                   "fullatt_block_indexes": [7, 15, 23, 31]},
+        "text": {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "mrope_section": [16, 24, 24],
+            "vocab_size": 152064,
+        },
+        "vision": {
+            "depth": 32,
+            "hidden_size": 1280,
+            "intermediate_size": 3420,
+            "num_heads": 16,
+            "fullatt_block_indexes": [7, 15, 23, 31],
+        },
     },
 }
 
@@ -129,28 +151,82 @@ MODEL_SIZES: dict[str, dict] = {
 # Qwen3-VL-Reranker-2B / -8B).
 QWEN3_VL_SIZES: dict[str, dict] = {
     "tiny": {
-        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                 "num_key_value_heads": 2, "head_dim": 16, "mrope_section": [2, 3, 3]},
-        "vision": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-                   "deepstack_visual_indexes": [0], "num_position_embeddings": 256},
+        "text": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "mrope_section": [2, 3, 3],
+        },
+        "vision": {
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "deepstack_visual_indexes": [0],
+            "num_position_embeddings": 256,
+        },
     },
     "small": {
-        "text": {"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 6, "num_attention_heads": 8,
-                 "num_key_value_heads": 2, "head_dim": 64, "mrope_section": [12, 10, 10]},
-        "vision": {"depth": 6, "hidden_size": 256, "intermediate_size": 512, "num_heads": 4,
-                   "deepstack_visual_indexes": [1, 3, 5], "num_position_embeddings": 2304},
+        "text": {
+            "hidden_size": 512,
+            "intermediate_size": 1376,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "head_dim": 64,
+            "mrope_section": [12, 10, 10],
+        },
+        "vision": {
+            "depth": 6,
+            "hidden_size": 256,
+            "intermediate_size": 512,
+            "num_heads": 4,
+            "deepstack_visual_indexes": [1, 3, 5],
+            "num_position_embeddings": 2304,
+        },
     },
     "2b": {
-        "text": {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
-                 "num_key_value_heads": 8, "head_dim": 128, "mrope_section": [24, 20, 20], "vocab_size": 151936},
-        "vision": {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16,
-                   "deepstack_visual_indexes": [5, 11, 17], "num_position_embeddings": 2304},
+        "text": {
+            "hidden_size": 2048,
+            "intermediate_size": 6144,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "mrope_section": [24, 20, 20],
+            "vocab_size": 151936,
+        },
+        "vision": {
+            "depth": 24,
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_heads": 16,
+            "deepstack_visual_indexes": [5, 11, 17],
+            "num_position_embeddings": 2304,
+        },
     },
     "8b": {
-        "text": {"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32,
-                 "num_key_value_heads": 8, "head_dim": 128, "mrope_section": [24, 20, 20], "vocab_size": 151936},
-        "vision": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
-                   "deepstack_visual_indexes": [8, 16, 24], "num_position_embeddings": 2304},
+        "text": {
+            "hidden_size": 4096,
+            "intermediate_size": 12288,
+            "num_hidden_layers": 36,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "mrope_section": [24, 20, 20],
+            "vocab_size": 151936,
+        },
+        "vision": {
+            "depth": 27,
+            "hidden_size": 1152,
+            "intermediate_size": 4304,
+            "num_heads": 16,
+            "deepstack_visual_indexes": [8, 16, 24],
+            "num_position_embeddings": 2304,
+        },
     },
 }
 
@@ -191,17 +267,25 @@ def build_processor(family: str = "qwen2_5_vl", tokenizer=None):
         from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
         image_processor = Qwen2VLImageProcessor(
-            min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=patch, merge_size=2,
-            temporal_patch_size=2, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+            min_pixels=spec.min_pixels,
+            max_pixels=spec.max_pixels,
+            patch_size=patch,
+            merge_size=2,
+            temporal_patch_size=2,
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
         )
-        return Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                video_processor=Qwen3VLVideoProcessor(), chat_template=QWEN3_VL_CHAT_TEMPLATE)
+        return Qwen3VLProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=Qwen3VLVideoProcessor(),
+            chat_template=QWEN3_VL_CHAT_TEMPLATE,
+        )
     from transformers import Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     image_processor = Qwen2VLImageProcessor(
-        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=patch, merge_size=2,
-        temporal_patch_size=2,
+        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=patch, merge_size=2, temporal_patch_size=2
     )
     return Qwen2_5_VLProcessor(
         image_processor=image_processor,
@@ -231,14 +315,27 @@ def _config(family: str, dims: dict, tokenizer):
 
         return Qwen3VLConfig(
             text_config={
-                **text, "max_position_embeddings": 32768, "tie_word_embeddings": False,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 5000000.0,
-                                    "mrope_section": dims["text"]["mrope_section"], "mrope_interleaved": True},
+                **text,
+                "max_position_embeddings": 32768,
+                "tie_word_embeddings": False,
+                "rope_parameters": {
+                    "rope_type": "default",
+                    "rope_theta": 5000000.0,
+                    "mrope_section": dims["text"]["mrope_section"],
+                    "mrope_interleaved": True,
+                },
                 **special,
             },
-            vision_config={**dims["vision"], "out_hidden_size": dims["text"]["hidden_size"], "patch_size": 16,
-                           "spatial_merge_size": 2, "temporal_patch_size": 2},
-            tie_word_embeddings=False, **vision_tokens, **special,
+            vision_config={
+                **dims["vision"],
+                "out_hidden_size": dims["text"]["hidden_size"],
+                "patch_size": 16,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+            },
+            tie_word_embeddings=False,
+            **vision_tokens,
+            **special,
         )
     from transformers import Qwen2_5_VLConfig
 
@@ -246,8 +343,7 @@ def _config(family: str, dims: dict, tokenizer):
         text_config={
             **text,
             "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
-                                "mrope_section": dims["text"]["mrope_section"]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": dims["text"]["mrope_section"]},
             "tie_word_embeddings": False,
             **special,
         },
@@ -266,8 +362,9 @@ def _config(family: str, dims: dict, tokenizer):
     )
 
 
-def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str = "cpu", seed: int = 0,
-                       family: str = "qwen2_5_vl"):
+def build_random_model(
+    processor, size: str = "tiny", *, dtype=None, device: str = "cpu", seed: int = 0, family: str = "qwen2_5_vl"
+):
     """A model of the family and size with random weights, matching `processor`'s special tokens."""
     import torch
     import transformers
@@ -296,8 +393,9 @@ def build_random_model(processor, size: str = "tiny", *, dtype=None, device: str
     return model
 
 
-def build_checkpoint(folder: str | Path, size: str = "tiny", seed: int = 0, *, family: str = "qwen2_5_vl",
-                     tokenizer=None) -> Path:
+def build_checkpoint(
+    folder: str | Path, size: str = "tiny", seed: int = 0, *, family: str = "qwen2_5_vl", tokenizer=None
+) -> Path:
     """Write a random checkpoint of the family and size (model, tokenizer, processor, chat template) to `folder`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,18 @@ class ModelRunner:
     per pass at most (defaults: 32 / 32,768 on CUDA, 8 / 8,192 elsewhere); `reuse_prefix`: a request's shared
     prompt prefix is computed once."""
 
-    def __init__(self, model, device: torch.device, *, yes_token_id: int, no_token_id: int, pad_token_id: int,
-                 batch_size: int | None = None, max_batch_tokens: int | None = None, reuse_prefix: bool = True):
+    def __init__(
+        self,
+        model,
+        device: torch.device,
+        *,
+        yes_token_id: int,
+        no_token_id: int,
+        pad_token_id: int,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+        reuse_prefix: bool = True,
+    ):
         self.model = model
         self.device = device
         on_cuda = device.type == "cuda"
@@ -70,8 +80,15 @@ class ModelRunner:
             return True
         text = str(error)
         return isinstance(error, RuntimeError) and any(
-            sign in text for sign in ("CUBLAS_STATUS_ALLOC_FAILED", "CUDA out of memory", "CUDA error: out of memory",
-                                      "CUDNN_STATUS_ALLOC_FAILED", "MPS backend out of memory"))
+            sign in text
+            for sign in (
+                "CUBLAS_STATUS_ALLOC_FAILED",
+                "CUDA out of memory",
+                "CUDA error: out of memory",
+                "CUDNN_STATUS_ALLOC_FAILED",
+                "MPS backend out of memory",
+            )
+        )
 
     def release_memory(self) -> None:
         """Give cached blocks back after an out-of-memory error (called outside the except block)."""
@@ -122,15 +139,16 @@ class ModelRunner:
             if size == 1:
                 key_values = [(layer.keys, layer.values) for layer in layers]
             else:
-                key_values = [(layer.keys[row:row + 1, :, :length].clone(), layer.values[row:row + 1, :, :length].clone())
-                              for layer in layers]
+                key_values = [
+                    (layer.keys[row : row + 1, :, :length].clone(), layer.values[row : row + 1, :, :length].clone())
+                    for layer in layers
+                ]
             prefixes.append(SharedPrefix(length, key_values, count))
             row += 1
         return prefixes
 
     @torch.inference_mode()
-    def forward(self, batch: list[EncodedPair], prefix: SharedPrefix | list[SharedPrefix | None] | None = None
-                ) -> torch.Tensor:
+    def forward(self, batch: list[EncodedPair], prefix: SharedPrefix | list[SharedPrefix | None] | None = None) -> torch.Tensor:
         """(no, yes) logits at the last position of each pair, as a float32 (B, 2) tensor on the CPU.
 
         With a prefix, only each pair's tail (the tokens after the prefix) runs, attending to the
@@ -153,9 +171,9 @@ class ModelRunner:
             input_ids[row, start:] = pair.input_ids[skip:]
             mm_token_type_ids[row, start:] = pair.mm_token_type_ids[skip:]
             attention_mask[row, :skip] = 1
-            attention_mask[row, padded + start:] = 1
+            attention_mask[row, padded + start :] = 1
             position_ids[:, row, start:] = pair.position_ids[:, skip:]
-        images = [image for pair, row in zip(batch, rows) for image in pair.images[row.image_count if row else 0:]]
+        images = [image for pair, row in zip(batch, rows) for image in pair.images[row.image_count if row else 0 :]]
         videos = [video for pair in batch for video in pair.videos]  # a document's: never in a shared prefix
         device = self.device
         cache = None
@@ -200,6 +218,6 @@ def _prefix_rows(rows: list[SharedPrefix | None], padded: int, size: int):
             sample = template[layer][part]
             pad = sample.new_zeros((len(distinct) + 1, sample.shape[1], padded, sample.shape[3]))
             for position, row in enumerate(distinct, start=1):
-                pad[position, :, :row.length] = row.key_values[layer][part][0]
+                pad[position, :, : row.length] = row.key_values[layer][part][0]
             stacked.append(pad.index_select(0, index.to(pad.device)))
         yield stacked[0], stacked[1]

@@ -104,8 +104,9 @@ class Scheduler:
         with self._changed:
             self._changed.notify_all()
 
-    def score(self, encode: Callable[[], list[EncodedPair]], context: RequestContext,
-              on_progress: ProgressCallback | None = None) -> list[PairScore]:
+    def score(
+        self, encode: Callable[[], list[EncodedPair]], context: RequestContext, on_progress: ProgressCallback | None = None
+    ) -> list[PairScore]:
         """Encode one call's pairs (`encode()`, one call at a time, while the model runs other calls' passes),
         queue them and wait for their scores, in input order."""
         self._arriving.add(1)
@@ -133,8 +134,9 @@ class Scheduler:
         finally:
             self._waiting_to_encode.add(-1)
 
-    def run(self, pairs: list[EncodedPair], context: RequestContext,
-            on_progress: ProgressCallback | None = None, arrived=None) -> list[PairScore]:
+    def run(
+        self, pairs: list[EncodedPair], context: RequestContext, on_progress: ProgressCallback | None = None, arrived=None
+    ) -> list[PairScore]:
         """Queue one request's pairs and wait for their scores (in input order). `arrived` is called once
         they are in the queue (with the queue's lock held, so the worker sees both changes together)."""
         order = sorted(range(len(pairs)), key=lambda i: -pairs[i].length)
@@ -335,8 +337,7 @@ class Scheduler:
         if len(jobs) == 1:
             self._fail(jobs, error)
             return
-        logger.warning("a forward pass shared by %d requests failed (%r); running each request's rows alone",
-                       len(jobs), error)
+        logger.warning("a forward pass shared by %d requests failed (%r); running each request's rows alone", len(jobs), error)
         for job in jobs:
             self._run([(owner, index) for owner, index in rows if owner is job])
 

@@ -25,7 +25,8 @@ import torch
 
 from ..contract import InputError, Item, PairScore, ProgressCallback, RequestContext
 from ..families import LYCHEE, ModelFamily
-from ..scoring import DigestMemo, ScoreCache, ScorerBase
+from ..score_cache import DigestMemo, ScoreCache
+from ..scoring import ScorerBase
 from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder
 from .pipeline import PIPELINE_AHEAD, pipelined
@@ -45,7 +46,6 @@ from .weights import (
 logger = logging.getLogger(__name__)
 
 
-
 def _cut_sides(query: bool, document: bool) -> str:
     return " and ".join(side for side, cut in (("query", query), ("document", document)) if cut)
 
@@ -54,13 +54,25 @@ class LycheeScorer(ScorerBase):
     """A loaded yes/no reranker on a Qwen vision-language backbone (any family of families.py). Build it with
     `LycheeScorer.load(...)`; thread-safe."""
 
-    def __init__(self, model, processor, *, model_name: str, device: str,
-                 max_pixels: int | None = None, batch_size: int | None = None,
-                 max_batch_tokens: int | None = None, max_text_tokens: int | None = None,
-                 reuse_prefix: bool = True, family: ModelFamily = LYCHEE,
-                 cache_size: int = 0, image_cache_bytes: int = 0,
-                 batch_across_requests: bool = True, max_batch_wait_ms: float = 5.0,
-                 quantize: str | None = None):
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        model_name: str,
+        device: str,
+        max_pixels: int | None = None,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+        max_text_tokens: int | None = None,
+        reuse_prefix: bool = True,
+        family: ModelFamily = LYCHEE,
+        cache_size: int = 0,
+        image_cache_bytes: int = 0,
+        batch_across_requests: bool = True,
+        max_batch_wait_ms: float = 5.0,
+        quantize: str | None = None,
+    ):
         self.family = family
         self.quantize = quantize  # "int8", "nf4" (bitsandbytes), or None: the weights in the compute dtype
         self.model = model
@@ -71,19 +83,29 @@ class LycheeScorer(ScorerBase):
         self.cache = ScoreCache(cache_size)
         self.image_cache = ImageCache(image_cache_bytes, size_of=lambda encoded: encoded.nbytes)
         self.encoder = PairEncoder(
-            processor, model.model.get_rope_index,
-            min_pixels=family.min_pixels, max_pixels=max_pixels or family.max_pixels,
+            processor,
+            model.model.get_rope_index,
+            min_pixels=family.min_pixels,
+            max_pixels=max_pixels or family.max_pixels,
             max_text_tokens=max_text_tokens or family.max_text_tokens,
-            image_cache=self.image_cache if image_cache_bytes else None, pixel_dtype=model.dtype,
+            image_cache=self.image_cache if image_cache_bytes else None,
+            pixel_dtype=model.dtype,
             clip_frames_wrapped=family.clip_frames_wrapped,
         )
         tokenizer = processor.tokenizer
         self.yes_token_id = _single_token_id(tokenizer, "yes")
         self.no_token_id = _single_token_id(tokenizer, "no")
         # The model's passes, apart from this library front: forward, the shared prefixes, the score formula.
-        self.runner = ModelRunner(model, self.device, yes_token_id=self.yes_token_id, no_token_id=self.no_token_id,
-                                  pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-                                  batch_size=batch_size, max_batch_tokens=max_batch_tokens, reuse_prefix=reuse_prefix)
+        self.runner = ModelRunner(
+            model,
+            self.device,
+            yes_token_id=self.yes_token_id,
+            no_token_id=self.no_token_id,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            reuse_prefix=reuse_prefix,
+        )
         # On the CPU, a bf16 language model keeps its residual stream in float32 (engine/precision.py): the
         # multiplies stay bf16 and the scores come closer to float32's (docs/performance.md). A model quantized
         # throughout is left as it is (precision.py decides).
@@ -97,13 +119,25 @@ class LycheeScorer(ScorerBase):
         self.threads: int | None = None  # torch's CPU threads, set by load() on the CPU
 
     @classmethod
-    def load(cls, model: str | os.PathLike | None = None, device: str = "auto", dtype: Any = "auto",
-             max_pixels: int | None = None, batch_size: int | None = None, *,
-             attn_implementation: str = "auto", max_batch_tokens: int | None = None,
-             max_text_tokens: int | None = None, reuse_prefix: bool = True, cache_size: int = 0,
-             image_cache_bytes: int = 0, batch_across_requests: bool = True,
-             max_batch_wait_ms: float = 5.0, quantize: str | None = None,
-             check_memory: bool = True) -> "LycheeScorer":
+    def load(
+        cls,
+        model: str | os.PathLike | None = None,
+        device: str = "auto",
+        dtype: Any = "auto",
+        max_pixels: int | None = None,
+        batch_size: int | None = None,
+        *,
+        attn_implementation: str = "auto",
+        max_batch_tokens: int | None = None,
+        max_text_tokens: int | None = None,
+        reuse_prefix: bool = True,
+        cache_size: int = 0,
+        image_cache_bytes: int = 0,
+        batch_across_requests: bool = True,
+        max_batch_wait_ms: float = 5.0,
+        quantize: str | None = None,
+        check_memory: bool = True,
+    ) -> "LycheeScorer":
         """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm).
 
         The checkpoint's config.json picks the family: `qwen2_5_vl` (lychee-rerank-mm) or
@@ -140,16 +174,35 @@ class LycheeScorer(ScorerBase):
             memory.check(name, runtime, quantize, max_batch_tokens)
         folder = resolve_model_dir(name)
         threads = fit_cpu_threads() if runtime.device == "cpu" else None
-        logger.info("loading %s from %s on %s (%s, %s%s%s)", name, folder, runtime.device, runtime.why,
-                    runtime.attn_implementation, f", {quantize} weights" if quantize else "",
-                    f", {threads} threads" if threads else "")
+        logger.info(
+            "loading %s from %s on %s (%s, %s%s%s)",
+            name,
+            folder,
+            runtime.device,
+            runtime.why,
+            runtime.attn_implementation,
+            f", {quantize} weights" if quantize else "",
+            f", {threads} threads" if threads else "",
+        )
         hf_model, processor, family = load_model_and_processor(folder, runtime, quantize)
         served = f"{name}@{quantize}" if quantize else name
-        scorer = cls(hf_model, processor, model_name=served, device=runtime.device, max_pixels=max_pixels,
-                     batch_size=batch_size, max_batch_tokens=max_batch_tokens, max_text_tokens=max_text_tokens,
-                     reuse_prefix=reuse_prefix, family=family, cache_size=cache_size,
-                     image_cache_bytes=image_cache_bytes, batch_across_requests=batch_across_requests,
-                     max_batch_wait_ms=max_batch_wait_ms, quantize=quantize)
+        scorer = cls(
+            hf_model,
+            processor,
+            model_name=served,
+            device=runtime.device,
+            max_pixels=max_pixels,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            max_text_tokens=max_text_tokens,
+            reuse_prefix=reuse_prefix,
+            family=family,
+            cache_size=cache_size,
+            image_cache_bytes=image_cache_bytes,
+            batch_across_requests=batch_across_requests,
+            max_batch_wait_ms=max_batch_wait_ms,
+            quantize=quantize,
+        )
         scorer.load_seconds = time.monotonic() - started
         why = runtime.why
         if scorer.residual_float32:
@@ -198,37 +251,61 @@ class LycheeScorer(ScorerBase):
 
     def check_items(self, query: Item, documents: Sequence[Item]) -> None:
         clips = (["query.video"] if query.video is not None else []) + [
-            f"documents[{i}].video" for i, document in enumerate(documents) if document.video is not None]
+            f"documents[{i}].video" for i, document in enumerate(documents) if document.video is not None
+        ]
         if clips and not self.encoder.takes_video():
             from ..registry import display_name  # a folder by its last part: answers name no server path
 
             raise InputError(clips[0], "no_video_slot", model=display_name(self.model_name))
 
-    def score_uncached(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
-                     on_progress: ProgressCallback, context: RequestContext,
-                     digest: DigestMemo) -> list[PairScore]:
+    def score_uncached(
+        self,
+        query: Item,
+        documents: list[Item],
+        instruction: str,
+        max_pixels: int | None,
+        on_progress: ProgressCallback,
+        context: RequestContext,
+        digest: DigestMemo,
+    ) -> list[PairScore]:
         # Texts are cut to their budget first (cheap: see encoding.truncate); the images are processed by
         # one request at a time, so that few requests hold pixel patches at once.
         cut_query, cut = self.encoder.truncate(query), [self.encoder.truncate(d) for d in documents]
         size = max(1, self.batch_size)
-        if (self.scheduler.pipeline and len(cut) > 2 * size
-                and sum(len(document.images) + (document.video is not None) for document in cut) >= size):
+        if (
+            self.scheduler.pipeline
+            and len(cut) > 2 * size
+            and sum(len(document.images) + (document.video is not None) for document in cut) >= size
+        ):
+
             def chunk_encoder(indices: list[int], sub: RequestContext):
                 return self.encoder_of(cut_query, [cut[i] for i in indices], instruction, max_pixels, sub, digest)
 
             results = pipelined(self.scheduler, chunk_encoder, len(cut), size, on_progress, context)
         else:
-            results = self.scheduler.score(self.encoder_of(cut_query, cut, instruction, max_pixels, context, digest),
-                                           context, on_progress)
+            results = self.scheduler.score(
+                self.encoder_of(cut_query, cut, instruction, max_pixels, context, digest), context, on_progress
+            )
         # Which side of each pair had its text cut (a TEI caller's `truncate: false` refuses them).
-        return [dataclasses.replace(result, truncated=_cut_sides(cut_query is not query, shortened is not document))
-                if cut_query is not query or shortened is not document else result
-                for result, shortened, document in zip(results, cut, documents)]
+        return [
+            dataclasses.replace(result, truncated=_cut_sides(cut_query is not query, shortened is not document))
+            if cut_query is not query or shortened is not document
+            else result
+            for result, shortened, document in zip(results, cut, documents)
+        ]
 
-    def encoder_of(self, query: Item, documents: list[Item], instruction: str, max_pixels: int | None,
-                   context: RequestContext, digest: DigestMemo | None = None):
+    def encoder_of(
+        self,
+        query: Item,
+        documents: list[Item],
+        instruction: str,
+        max_pixels: int | None,
+        context: RequestContext,
+        digest: DigestMemo | None = None,
+    ):
         """The encoding of a call's pairs, as a function (the scheduler runs it, one call at a time): progress
         per document through `context.on_prepared`, its Stop and deadline checked before each."""
+
         def encode() -> list[EncodedPair]:
             hits, misses = self.image_cache.hits, self.image_cache.misses
             prepared = iter(range(len(documents)))
@@ -248,22 +325,37 @@ class LycheeScorer(ScorerBase):
 
         return encode
 
-    def score_uncached_pairs(self, pairs: list[tuple[Item, Item]], instruction: str, max_pixels: int | None,
-                           on_progress: ProgressCallback | None, context: RequestContext,
-                           digest: DigestMemo) -> list[PairScore]:
+    def score_uncached_pairs(
+        self,
+        pairs: list[tuple[Item, Item]],
+        instruction: str,
+        max_pixels: int | None,
+        on_progress: ProgressCallback | None,
+        context: RequestContext,
+        digest: DigestMemo,
+    ) -> list[PairScore]:
         """Pairs whose queries differ (an explanation's query variants): encoded one by one, scored in
         shared batches; the part of the prompt they all share is still computed once."""
         pairs = [(self.encoder.truncate(query), self.encoder.truncate(document)) for query, document in pairs]
 
         def encode() -> list[EncodedPair]:
-            return [pair for query, document in pairs
-                    for pair in self.encoder.encode(query, [document], instruction, max_pixels, digest,
-                                                    on_document=context.check)]
+            return [
+                pair
+                for query, document in pairs
+                for pair in self.encoder.encode(query, [document], instruction, max_pixels, digest, on_document=context.check)
+            ]
 
         return self.scheduler.score(encode, context, on_progress)
 
-    def inspect(self, query: Item, document: Item, instruction: str, max_pixels: int | None,
-                context: RequestContext, explain_tokens: int = 0) -> tuple[float, list, str | None, str | None]:
+    def inspect(
+        self,
+        query: Item,
+        document: Item,
+        instruction: str,
+        max_pixels: int | None,
+        context: RequestContext,
+        explain_tokens: int = 0,
+    ) -> tuple[float, list, str | None, str | None]:
         """The pair's yes+no share of next-token probability and its likeliest next tokens; with
         `explain_tokens`, the model's own words (at most that many tokens), or why there are none."""
         from . import introspect
@@ -279,18 +371,19 @@ class LycheeScorer(ScorerBase):
                 return mass, top, None, "this checkpoint has no language-model head: it cannot write"
             yes, no = self.runner.forward([pair]).tolist()[0][::-1]
             answer = "yes" if yes >= no else "no"
-            (followup,) = self.encoder.encode(query, [document], instruction, max_pixels,
-                                              followup=(answer, introspect.QUESTION.format(answer=answer)))
+            (followup,) = self.encoder.encode(
+                query, [document], instruction, max_pixels, followup=(answer, introspect.QUESTION.format(answer=answer))
+            )
             return mass, top, introspect.generate(self, followup, explain_tokens, context), None
         finally:
             self.runner.lock.release()
 
     # The runner's settings, as the library has always offered them (`scorer.batch_size = 2`).
     batch_size = property(lambda self: self.runner.batch_size, lambda self, v: setattr(self.runner, "batch_size", v))
-    max_batch_tokens = property(lambda self: self.runner.max_batch_tokens,
-                                lambda self, v: setattr(self.runner, "max_batch_tokens", v))
-    reuse_prefix = property(lambda self: self.runner.reuse_prefix,
-                            lambda self, v: setattr(self.runner, "reuse_prefix", v))
+    max_batch_tokens = property(
+        lambda self: self.runner.max_batch_tokens, lambda self, v: setattr(self.runner, "max_batch_tokens", v)
+    )
+    reuse_prefix = property(lambda self: self.runner.reuse_prefix, lambda self, v: setattr(self.runner, "reuse_prefix", v))
     lock = property(lambda self: self.runner.lock)
 
     @property
@@ -320,4 +413,3 @@ def _acquire(context: RequestContext, lock: threading.Lock) -> None:
         remaining = context.remaining()
         if lock.acquire(timeout=0.1 if remaining is None else max(0.0, min(0.1, remaining))):
             return
-

@@ -106,8 +106,10 @@ def _target_classes() -> tuple[type, ...]:
     import importlib
 
     classes = []
-    for module_name, class_name in (("qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VLVisionAttention"),
-                                    ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLVisionAttention")):
+    for module_name, class_name in (
+        ("qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VLVisionAttention"),
+        ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLVisionAttention"),
+    ):
         try:
             classes.append(getattr(importlib.import_module(f"transformers.models.{module_name}"), class_name))
         except (ImportError, AttributeError):  # another transformers: install() will not patch it
@@ -131,9 +133,14 @@ def install(model) -> int:
         import transformers
 
         low, high = SUPPORTED_TRANSFORMERS
-        _warn_once("transformers %s is outside %s..%s, which lychee_gradio's batched vision attention was written "
-                   "against: the vision tower runs transformers' own per-window attention (slower without "
-                   "flash-attention)", transformers.__version__, low, high)
+        _warn_once(
+            "transformers %s is outside %s..%s, which lychee_gradio's batched vision attention was written "
+            "against: the vision tower runs transformers' own per-window attention (slower without "
+            "flash-attention)",
+            transformers.__version__,
+            low,
+            high,
+        )
         return 0
     for module in modules:
         if not getattr(module, _MARK, False):
@@ -215,9 +222,16 @@ def _make_plan(lengths: list[int], device: torch.device) -> _Plan:
         gather = chunk_start + torch.minimum(slots[None, :], chunk_length - 1)
         source = keep.flatten().nonzero().flatten()
         target = gather.flatten()[source]
-        groups.append(_Group(length=length, count=len(members), gather=gather.to(device),
-                             keep=keep[:, None, None, :].to(device), source=source.to(device),
-                             target=target.to(device)))
+        groups.append(
+            _Group(
+                length=length,
+                count=len(members),
+                gather=gather.to(device),
+                keep=keep[:, None, None, :].to(device),
+                source=source.to(device),
+                target=target.to(device),
+            )
+        )
     return _Plan(total=total, equal=None, groups=tuple(groups))
 
 
@@ -254,9 +268,14 @@ def _plan_for(cu_seqlens: torch.Tensor, device: torch.device) -> _Plan:
 # --- the forward --------------------------------------------------------------------------------------------
 
 
-def _packed_forward(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
-                    position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-                    max_seqlen: int | None = None, **kwargs) -> torch.Tensor:
+def _packed_forward(
+    self,
+    hidden_states: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+    max_seqlen: int | None = None,
+    **kwargs,
+) -> torch.Tensor:
     """transformers 5.23-5.25's Qwen2_5_VLVisionAttention.forward (= Qwen3VLVisionAttention.forward) with its
     non-flash per-chunk loop replaced by one attention call per group of chunks."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -265,8 +284,9 @@ def _packed_forward(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
     implementation = self.config._attn_implementation or "eager"
     if is_flash_attention_requested(self.config) or implementation not in _BATCHED_IMPLEMENTATIONS:
         # flash-attention (its varlen kernel is one call already) and anything else: transformers' own code
-        return type(self).forward(self, hidden_states, cu_seqlens=cu_seqlens,
-                                  position_embeddings=position_embeddings, max_seqlen=max_seqlen, **kwargs)
+        return type(self).forward(
+            self, hidden_states, cu_seqlens=cu_seqlens, position_embeddings=position_embeddings, max_seqlen=max_seqlen, **kwargs
+        )
 
     modeling = sys.modules[type(self).__module__]  # the model's own rotary helper and eager attention
     seq_length = hidden_states.shape[0]
@@ -289,8 +309,17 @@ def _packed_forward(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
             part = slice(start, start + step)
             # (chunks, heads, length, dim), as transformers' (1, heads, length, dim) per chunk
             q_part, k_part, v_part = (tensor[part].transpose(1, 2) for tensor in (q, k, v))
-            out = attention(self, q_part, k_part, v_part, attention_mask=None if mask is None else mask[part],
-                            scaling=self.scaling, dropout=dropout, is_causal=False, **kwargs)[0]
+            out = attention(
+                self,
+                q_part,
+                k_part,
+                v_part,
+                attention_mask=None if mask is None else mask[part],
+                scaling=self.scaling,
+                dropout=dropout,
+                is_causal=False,
+                **kwargs,
+            )[0]
             outputs.append(out.reshape(-1, width))
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
@@ -299,8 +328,7 @@ def _packed_forward(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
         raise ValueError(f"cu_seqlens covers {plan.total} tokens, the hidden states hold {seq_length}")
     if plan.equal is not None:  # (seq, heads, dim) -> (chunks, length, heads, dim): a view
         chunks, length = plan.equal
-        attn_output = call(*(tensor.reshape(chunks, length, *tensor.shape[1:]) for tensor in (query, key, value)),
-                           None)
+        attn_output = call(*(tensor.reshape(chunks, length, *tensor.shape[1:]) for tensor in (query, key, value)), None)
     else:
         outputs = []
         for group in plan.groups:
@@ -332,6 +360,7 @@ def count_attention_calls(model):
     current = threading.local()
     handles = []
     for index, module in enumerate(vision_attention_modules(model)):
+
         def enter(_module, _args, index=index):
             current.layer = index
 

@@ -86,16 +86,16 @@ def endpoint_problem(timeout: float = 5.0) -> str | None:
         requests.head(endpoint, timeout=timeout, allow_redirects=False)
         return None  # any HTTP answer means the endpoint is there
     except requests.exceptions.ProxyError:
-        return (f"the proxy {proxy} did not get through to {endpoint}: check HTTPS_PROXY / HTTP_PROXY "
-                "(and NO_PROXY)")
+        return f"the proxy {proxy} did not get through to {endpoint}: check HTTPS_PROXY / HTTP_PROXY (and NO_PROXY)"
     except requests.exceptions.SSLError:
-        return (f"the TLS connection to {endpoint} failed: a proxy that inspects TLS needs its certificate in "
-                "REQUESTS_CA_BUNDLE")
+        return f"the TLS connection to {endpoint} failed: a proxy that inspects TLS needs its certificate in REQUESTS_CA_BUNDLE"
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
         via = f" through the proxy {proxy}" if proxy else ""
         if from_env:
-            return (f"{endpoint} (from MODELSCOPE_DOMAIN) is not reachable{via}: check that variable, "
-                    "or unset it to use ModelScope's own site")
+            return (
+                f"{endpoint} (from MODELSCOPE_DOMAIN) is not reachable{via}: check that variable, "
+                "or unset it to use ModelScope's own site"
+            )
         if "resolve" in str(error).lower() or "name or service" in str(error).lower():
             return f"{endpoint} cannot be resolved: this machine has no network (or no DNS)"
         return f"{endpoint} is not reachable{via} (no network, or a firewall?)"
@@ -129,8 +129,7 @@ def download_model(model_id: str) -> Path:
     """
     problem = endpoint_problem()
     if problem is None:
-        logger.info("fetching %s from ModelScope (about 17 GB the first time; a partial download resumes) ...",
-                    model_id)
+        logger.info("fetching %s from ModelScope (about 17 GB the first time; a partial download resumes) ...", model_id)
         try:
             return Path(_modelscope_snapshot_download(model_id))
         except Exception as error:
@@ -150,8 +149,7 @@ def download_model(model_id: str) -> Path:
             "Run again with network access: the download continues where it stopped."
         )
     raise ModelLoadError(
-        f"{model_id!r} is not a local folder and cannot be downloaded from ModelScope: {problem}. "
-        f"{_local_folder_hint(model_id)}"
+        f"{model_id!r} is not a local folder and cannot be downloaded from ModelScope: {problem}. {_local_folder_hint(model_id)}"
     )
 
 
@@ -170,9 +168,14 @@ class Runtime:
 
 
 _DTYPES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
 }
 
 
@@ -312,13 +315,16 @@ def check_quantization(quantize: str | None, runtime: Runtime) -> None:
     if quantize not in QUANTIZATIONS:
         raise ModelLoadError(f"unknown quantize={quantize!r}; use one of {', '.join(QUANTIZATIONS)} (or none)")
     if runtime.device == "mps":
-        raise ModelLoadError(f"--quantize {quantize} needs bitsandbytes, which does not run on Apple's GPUs (MPS); "
-                             "use --device cpu with it, or load the model unquantized")
+        raise ModelLoadError(
+            f"--quantize {quantize} needs bitsandbytes, which does not run on Apple's GPUs (MPS); "
+            "use --device cpu with it, or load the model unquantized"
+        )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise ModelLoadError(f"--quantize {quantize} needs the bitsandbytes package: pip install -e '.[quantize]' "
-                             "(or pip install bitsandbytes)") from None
+        raise ModelLoadError(
+            f"--quantize {quantize} needs the bitsandbytes package: pip install -e '.[quantize]' (or pip install bitsandbytes)"
+        ) from None
 
 
 def quantization_config(quantize: str, runtime: Runtime, family):
@@ -329,14 +335,14 @@ def quantization_config(quantize: str, runtime: Runtime, family):
     skip = list(family.unquantized_modules)
     if quantize == "int8":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=runtime.dtype,
-                              llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=runtime.dtype, llm_int8_skip_modules=skip
+    )
 
 
 def quantized_modules(model) -> list[str]:
     """Names of the modules bitsandbytes replaced (8-bit or 4-bit linear layers)."""
-    return [name for name, module in model.named_modules()
-            if type(module).__module__.startswith("bitsandbytes")]
+    return [name for name, module in model.named_modules() if type(module).__module__.startswith("bitsandbytes")]
 
 
 def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | None = None):
@@ -365,24 +371,28 @@ def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | Non
             **extra,
         )
     except Exception as error:
-        raise ModelLoadError(f"cannot load a {family.name} checkpoint ({family.model_class}) from {folder}: "
-                             f"{error}") from error
+        raise ModelLoadError(f"cannot load a {family.name} checkpoint ({family.model_class}) from {folder}: {error}") from error
     if quantize:
         quantized = quantized_modules(model)
-        wrong = [name for name in quantized if any(name == kept or name.startswith(kept + ".")
-                                                   for kept in family.unquantized_modules)]
+        wrong = [
+            name for name in quantized if any(name == kept or name.startswith(kept + ".") for kept in family.unquantized_modules)
+        ]
         if wrong or not quantized:
-            raise ModelLoadError(f"--quantize {quantize}: transformers quantized {len(wrong)} modules that must stay "
-                                 f"in {runtime.dtype} (e.g. {wrong[0]})" if wrong else
-                                 f"--quantize {quantize}: no layer was quantized; this transformers version does not "
-                                 "apply the quantization as expected")
+            raise ModelLoadError(
+                f"--quantize {quantize}: transformers quantized {len(wrong)} modules that must stay "
+                f"in {runtime.dtype} (e.g. {wrong[0]})"
+                if wrong
+                else f"--quantize {quantize}: no layer was quantized; this transformers version does not "
+                "apply the quantization as expected"
+            )
     problems = {kind: list(info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     if any(problems.values()):
-        found = "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]})" for kind, keys in problems.items()
-                          if keys)
-        raise ModelLoadError(f"{folder} does not hold the weights of a {family.name} model ({family.model_class}): "
-                             f"{found}. Loading it would serve random weights; check that the folder is complete "
-                             "and of the family its config.json names.")
+        found = "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]})" for kind, keys in problems.items() if keys)
+        raise ModelLoadError(
+            f"{folder} does not hold the weights of a {family.name} model ({family.model_class}): "
+            f"{found}. Loading it would serve random weights; check that the folder is complete "
+            "and of the family its config.json names."
+        )
     if quantize and runtime.device == "cpu":
         _avoid_cpu_packing_bug(model)
     if not runtime.device.startswith("cuda") and not quantize:  # bitsandbytes models stay where they were loaded

@@ -8,5 +8,14 @@
 from .data import BadLine, EvalQuery, load_queries, parse_ks, parse_line
 from .run import DEFAULT_KS, evaluate, metric_keys, report_table
 
-__all__ = ["BadLine", "EvalQuery", "load_queries", "parse_ks", "parse_line", "DEFAULT_KS", "evaluate", "metric_keys",
-           "report_table"]
+__all__ = [
+    "BadLine",
+    "EvalQuery",
+    "load_queries",
+    "parse_ks",
+    "parse_line",
+    "DEFAULT_KS",
+    "evaluate",
+    "metric_keys",
+    "report_table",
+]

@@ -61,6 +61,7 @@ def _resolve(value: Any, base_dir: Path, field: str) -> Any:
         return value
     if not isinstance(value, dict):
         raise InputError(field, "eval_item")
+
     def resolved(image: Any, where: str) -> Any:
         if isinstance(image, str) and not is_data_url(image) and base64_image(image) is None:
             return str(_image_path(image, base_dir, where))
@@ -137,8 +138,7 @@ def parse_line(text: str, line: int, base_dir: Path) -> EvalQuery:
     return EvalQuery(line, query, resolved, labels, instruction)
 
 
-def load_queries(path: Path, *, skip_bad: bool = False,
-                 base_dir: Path | None = None) -> tuple[list[EvalQuery], list[BadLine]]:
+def load_queries(path: Path, *, skip_bad: bool = False, base_dir: Path | None = None) -> tuple[list[EvalQuery], list[BadLine]]:
     """The file's queries, and the lines skipped (with `skip_bad`; otherwise the first bad line raises)."""
     base_dir = base_dir or path.parent
     queries, skipped = [], []

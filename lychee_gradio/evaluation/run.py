@@ -13,20 +13,24 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..config import Limits
 from ..contract import InputError, RequestContext
 from ..ranking import best_first
 from ..registry import display_name
-from ..settings import Limits
 from .data import BadLine, EvalQuery
 from .metrics import METRICS, mean_metrics, query_metrics
 
 DEFAULT_KS = (1, 5, 10)
 
 # The table's words in English: `lychee eval` prints these; the page passes its own (both languages).
-ENGLISH = {"col_metric": "metric", "col_first_stage": "first stage", "col_change_of": "change {name}",
-           "eval_queries": "{count} queries",
-           "eval_no_relevant": "{count} with no relevant document (they score 0)",
-           "eval_skipped": "{count} lines skipped"}
+ENGLISH = {
+    "col_metric": "metric",
+    "col_first_stage": "first stage",
+    "col_change_of": "change {name}",
+    "eval_queries": "{count} queries",
+    "eval_no_relevant": "{count} with no relevant document (they score 0)",
+    "eval_skipped": "{count} lines skipped",
+}
 
 
 def english(key: str, **values: Any) -> str:
@@ -44,9 +48,18 @@ def metric_keys(ks) -> list[str]:
     return [f"{name}@{k}" for name in METRICS for k in ks]
 
 
-def _one_model(scorer, queries: list[EvalQuery], ks, instruction: str | None, skip_bad: bool,
-               skipped: list[BadLine], progress: Callable[[int], None], limits: Limits,
-               context: RequestContext, read: Callable) -> list[dict]:
+def _one_model(
+    scorer,
+    queries: list[EvalQuery],
+    ks,
+    instruction: str | None,
+    skip_bad: bool,
+    skipped: list[BadLine],
+    progress: Callable[[int], None],
+    limits: Limits,
+    context: RequestContext,
+    read: Callable,
+) -> list[dict]:
     """Each query's scores and metrics for one scorer (a line that fails is skipped or raises)."""
     per_query = []
     for done, item in enumerate(queries, start=1):
@@ -63,24 +76,35 @@ def _one_model(scorer, queries: list[EvalQuery], ks, instruction: str | None, sk
         finally:
             line.close()
         reranked = best_first(scores)
-        per_query.append({
-            "line": item.line,
-            "query": _preview(item.query),
-            "documents": len(item.documents),
-            "relevant": sum(1 for grade in item.labels if grade > 0),
-            "scores": scores,
-            "ranking": reranked,
-            "first_stage": query_metrics(list(range(len(item.documents))), item.labels, ks),
-            "reranked": query_metrics(reranked, item.labels, ks),
-        })
+        per_query.append(
+            {
+                "line": item.line,
+                "query": _preview(item.query),
+                "documents": len(item.documents),
+                "relevant": sum(1 for grade in item.labels if grade > 0),
+                "scores": scores,
+                "ranking": reranked,
+                "first_stage": query_metrics(list(range(len(item.documents))), item.labels, ks),
+                "reranked": query_metrics(reranked, item.labels, ks),
+            }
+        )
         progress(done)
     return per_query
 
 
-def evaluate(scorers, queries: list[EvalQuery], ks=DEFAULT_KS, *, instruction: str | None = None,
-             skip_bad: bool = False, skipped: list[BadLine] | None = None,
-             on_progress: Callable[[int, int], None] | None = None, limits: Limits | None = None,
-             context: RequestContext | None = None, read: Callable | None = None) -> dict:
+def evaluate(
+    scorers,
+    queries: list[EvalQuery],
+    ks=DEFAULT_KS,
+    *,
+    instruction: str | None = None,
+    skip_bad: bool = False,
+    skipped: list[BadLine] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    limits: Limits | None = None,
+    context: RequestContext | None = None,
+    read: Callable | None = None,
+) -> dict:
     """Score every query's documents with each model and compare its order with the first stage.
 
     `scorers`: one scorer, or `{name: scorer}` (several side by side; each model's entry is what it
@@ -101,12 +125,12 @@ def evaluate(scorers, queries: list[EvalQuery], ks=DEFAULT_KS, *, instruction: s
     total = len(queries) * len(scorers)
     runs = {}
     for position, (name, scorer) in enumerate(scorers.items()):
+
         def progress(done: int, offset: int = position * len(queries)) -> None:
             if on_progress is not None:
                 on_progress(offset + done, total)
 
-        runs[name] = (scorer, _one_model(scorer, queries, ks, instruction, skip_bad, skipped, progress, limits,
-                                         context, read))
+        runs[name] = (scorer, _one_model(scorer, queries, ks, instruction, skip_bad, skipped, progress, limits, context, read))
     kept = set.intersection(*({q["line"] for q in per_query} for _, per_query in runs.values()))
     models = {}
     first = None
@@ -114,8 +138,12 @@ def evaluate(scorers, queries: list[EvalQuery], ks=DEFAULT_KS, *, instruction: s
         per_query = [q for q in per_query if q["line"] in kept]
         first = mean_metrics([q["first_stage"] for q in per_query])
         after = mean_metrics([q["reranked"] for q in per_query])
-        models[name] = {"model": display_name(scorer.model_name), "reranked": after,
-                        "difference": {key: after[key] - first[key] for key in first}, "per_query": per_query}
+        models[name] = {
+            "model": display_name(scorer.model_name),
+            "reranked": after,
+            "difference": {key: after[key] - first[key] for key in first},
+            "per_query": per_query,
+        }
     some = next(iter(runs.values()))[1]
     kept_queries = [q for q in some if q["line"] in kept]
     return {
@@ -135,14 +163,23 @@ def report_table(report: dict, words: Callable[..., str] = english) -> str:
     """
     names = list(report["models"])
     keys = [key for key in metric_keys(report["k"]) if key in report["first_stage"]]
-    lines = [f"| {words('col_metric')} | {words('col_first_stage')} | " + " | ".join(names) + " | "
-             + " | ".join(words("col_change_of", name=name) for name in names) + " |",
-             "| --- |" + " ---: |" * (1 + 2 * len(names))]
+    lines = [
+        f"| {words('col_metric')} | {words('col_first_stage')} | "
+        + " | ".join(names)
+        + " | "
+        + " | ".join(words("col_change_of", name=name) for name in names)
+        + " |",
+        "| --- |" + " ---: |" * (1 + 2 * len(names)),
+    ]
     for key in keys:
         entries = [report["models"][name] for name in names]
-        lines.append(f"| {key} | {report['first_stage'][key]:.4f} | "
-                     + " | ".join(f"{m['reranked'][key]:.4f}" for m in entries) + " | "
-                     + " | ".join(f"{m['difference'][key]:+.4f}" for m in entries) + " |")
+        lines.append(
+            f"| {key} | {report['first_stage'][key]:.4f} | "
+            + " | ".join(f"{m['reranked'][key]:.4f}" for m in entries)
+            + " | "
+            + " | ".join(f"{m['difference'][key]:+.4f}" for m in entries)
+            + " |"
+        )
     notes = [words("eval_queries", count=report["queries"])]
     if report["queries_without_relevant"]:
         notes.append(words("eval_no_relevant", count=report["queries_without_relevant"]))

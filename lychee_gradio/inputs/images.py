@@ -62,8 +62,7 @@ _BASE64_RE = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 _DATA_URL_RE = re.compile(r"^data:(?P<mime>[\w/+.-]*)?(;[\w=.-]+)*;base64,(?P<data>.*)$", re.DOTALL)
 
 
-def load_image(value: Any, field: str, max_image_pixels: int | None = None, *,
-               rules: ImageRules | None = None) -> Image.Image:
+def load_image(value: Any, field: str, max_image_pixels: int | None = None, *, rules: ImageRules | None = None) -> Image.Image:
     """Decode an image given as a PIL image, a path, raw bytes, base64 or a data URL, as RGB.
 
     EXIF orientation is applied, so a photo shows the way the camera held it. With `max_image_pixels`
@@ -169,8 +168,7 @@ def _open_path(path: Path, field: str, rules: ImageRules = NO_RULES) -> Image.Im
 def _check_size(image: Image.Image, field: str, max_image_pixels: int | None) -> None:
     width, height = image.size
     if max_image_pixels is not None and width * height > max_image_pixels:
-        raise InputError(field, "image_pixels", width=width, height=height, pixels=width * height,
-                         limit=max_image_pixels)
+        raise InputError(field, "image_pixels", width=width, height=height, pixels=width * height, limit=max_image_pixels)
     if width >= 1 and height >= 1 and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
         raise InputError(field, "image_aspect", width=width, height=height, limit=MAX_ASPECT_RATIO)
 

@@ -51,8 +51,7 @@ def to_item(value: Any, field: str, *, max_image_pixels: int | None = None, rule
                 raise InputError(f"{field}.images", "images_list", type=type(images).__name__)
             if rules is not None and rules.max_images is not None and len(images) > rules.max_images:
                 raise InputError(f"{field}.images", "too_many_images", count=len(images), limit=rules.max_images)
-            loaded = tuple(load_image(one, f"{field}.images[{k}]", max_image_pixels, rules=rules)
-                           for k, one in enumerate(images))
+            loaded = tuple(load_image(one, f"{field}.images[{k}]", max_image_pixels, rules=rules) for k, one in enumerate(images))
             return _make_item(text, loaded, field, video)
         loaded = load_image(image, f"{field}.image", max_image_pixels, rules=rules) if image is not None else None
         return _make_item(text, (loaded,) if loaded is not None else (), field, video)
@@ -87,18 +86,27 @@ def read_video(value: Any, field: str, rules: ImageRules | None = None) -> Video
     from ..video import load_video
 
     rules = rules or NO_RULES
-    return load_video(video_value(value, field), field, keep_pixels=rules.keep_pixels,
-                      max_seconds=rules.max_video_seconds, max_bytes=rules.max_video_bytes,
-                      max_frame_pixels=rules.max_image_pixels, budget=rules.budget)
+    return load_video(
+        video_value(value, field),
+        field,
+        keep_pixels=rules.keep_pixels,
+        max_seconds=rules.max_video_seconds,
+        max_bytes=rules.max_video_bytes,
+        max_frame_pixels=rules.max_image_pixels,
+        budget=rules.budget,
+    )
 
 
-def to_items(documents: Sequence[Any], field: str = "documents", *,
-             max_image_pixels: int | None = None, rules: ImageRules | None = None) -> list[Item]:
+def to_items(
+    documents: Sequence[Any], field: str = "documents", *, max_image_pixels: int | None = None, rules: ImageRules | None = None
+) -> list[Item]:
     """Normalise a list of documents; errors name the document's 0-based index."""
     if isinstance(documents, (str, bytes, dict, Image.Image)) or not isinstance(documents, Sequence):
         raise InputError(field, "expected_list", type=type(documents).__name__)
-    return [to_item(document, f"{field}[{index}]", max_image_pixels=max_image_pixels, rules=rules)
-            for index, document in enumerate(documents)]
+    return [
+        to_item(document, f"{field}[{index}]", max_image_pixels=max_image_pixels, rules=rules)
+        for index, document in enumerate(documents)
+    ]
 
 
 def resolve_instruction(instruction: str | None, default: str) -> str:

@@ -14,15 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 from PIL import Image
 
 from ..contract import ImagesBusyError, InputError, Item, Video
-from .images import (
-    ImageRules,
-    base64_image,
-    decode_image_data,
-    is_data_url,
-    open_image,
-    reduction_factor,
-    video_value,
-)
+from .images import ImageRules, base64_image, decode_image_data, is_data_url, open_image, reduction_factor, video_value
 
 
 class ImageMemoryPool:
@@ -42,11 +34,17 @@ class ImageMemoryPool:
         self.used = 0
         self._changed = threading.Condition()
 
-    def acquire(self, amount: int, check: Callable[[], None] | None = None, *, field: str = "documents",
-                fits: int | None = None) -> None:
+    def acquire(
+        self, amount: int, check: Callable[[], None] | None = None, *, field: str = "documents", fits: int | None = None
+    ) -> None:
         if amount > self.limit:
-            raise InputError(field, "request_memory", need_mb=math.ceil(amount / 2**20),
-                             limit_mb=self.limit // 2**20, fits=fits if fits is not None else 0)
+            raise InputError(
+                field,
+                "request_memory",
+                need_mb=math.ceil(amount / 2**20),
+                limit_mb=self.limit // 2**20,
+                fits=fits if fits is not None else 0,
+            )
         deadline = time.monotonic() + self.wait
         with self._changed:
             while self.used + amount > self.limit:
@@ -111,8 +109,7 @@ class PixelBudget:
     between images.
     """
 
-    def __init__(self, limit: int | None, pool: ImageMemoryPool | None = None,
-                 check: Callable[[], None] | None = None):
+    def __init__(self, limit: int | None, pool: ImageMemoryPool | None = None, check: Callable[[], None] | None = None):
         self.limit, self.pool, self.check = limit, pool, check
         self.used = 0  # pixels of the request's decoded images
         self._held = 0  # bytes admitted from the pool
@@ -153,8 +150,9 @@ class PixelBudget:
             return_memory()
 
 
-def admit_images(values: Sequence[Any], rules: "ImageRules", field: str = "documents",
-                 documents_in_flight: int | None = None) -> None:
+def admit_images(
+    values: Sequence[Any], rules: "ImageRules", field: str = "documents", documents_in_flight: int | None = None
+) -> None:
     """Admit, at once, the memory that the images and clips among `values` (the query, then the documents, in any
     form) will hold, read from their headers (a clip's: its frame size and the frames the rule keeps); nothing is
     decoded here, and an image that cannot be read counts nothing (decoding it names the problem).
@@ -174,8 +172,11 @@ def admit_images(values: Sequence[Any], rules: "ImageRules", field: str = "docum
             need = _video_memory(value, where, rules)
         else:
             size = _header_size(value)
-            need = None if size is None else (*image_parts(*size, rules.keep_pixels),
-                                              image_parts(*size, rules.keep_pixels)[0] // DECODED_BYTES_PER_PIXEL)
+            need = (
+                None
+                if size is None
+                else (*image_parts(*size, rules.keep_pixels), image_parts(*size, rules.keep_pixels)[0] // DECODED_BYTES_PER_PIXEL)
+            )
         if need is None:
             continue
         decoded, patch, count = need
@@ -222,8 +223,13 @@ def _video_memory(value: Any, field: str, rules: "ImageRules") -> tuple[int, int
     if isinstance(value, Video):
         return None
     try:
-        header = video_header(video_value(value, field), field, max_seconds=rules.max_video_seconds,
-                              max_bytes=rules.max_video_bytes, max_frame_pixels=rules.max_image_pixels)
+        header = video_header(
+            video_value(value, field),
+            field,
+            max_seconds=rules.max_video_seconds,
+            max_bytes=rules.max_video_bytes,
+            max_frame_pixels=rules.max_image_pixels,
+        )
     except InputError:
         return None
     decoded, patch = image_parts(header.width, header.height, rules.keep_pixels)  # each frame is scaled, not reduced
@@ -253,15 +259,20 @@ def _header_size(value: Any) -> tuple[int, int] | None:
 
 
 def request_rules(limits, keep_pixels: int, context) -> "ImageRules":
-    """The `ImageRules` of one request at a door: the server's `limits` (settings.Limits), images decoded
+    """The `ImageRules` of one request at a door: the server's `limits` (config.Limits), images decoded
     down to `keep_pixels`, a decoded-pixel budget drawn from the process's pool and given back when the
     request's `context` (contract.RequestContext) closes, the request's deadline checked between images."""
     pool = image_memory_pool(limits.image_memory_in_flight, limits.image_memory_wait)
     budget = PixelBudget(limits.max_request_pixels, pool, context.check)
     context.on_close(budget.release)
-    return ImageRules(max_image_pixels=limits.max_image_pixels, keep_pixels=keep_pixels, budget=budget,
-                      max_images=limits.max_images_per_item, max_video_seconds=limits.max_video_seconds,
-                      max_video_bytes=limits.max_video_bytes)
+    return ImageRules(
+        max_image_pixels=limits.max_image_pixels,
+        keep_pixels=keep_pixels,
+        budget=budget,
+        max_images=limits.max_images_per_item,
+        max_video_seconds=limits.max_video_seconds,
+        max_video_bytes=limits.max_video_bytes,
+    )
 
 
 # A request whose images add up to this many decoded pixels hands freed memory back afterwards.

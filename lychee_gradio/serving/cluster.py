@@ -28,7 +28,8 @@ from typing import Any
 
 from ..contract import InputError, LycheeError, PairScore, RequestContext, ScorerBusyError
 from ..families import FAMILIES
-from ..scoring import Counter, ScoreCache, ScorerBase
+from ..score_cache import ScoreCache
+from ..scoring import Counter, ScorerBase
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,15 @@ class RayScorer(ScorerBase):
 
     WATCH_SECONDS = 2.0
 
-    def __init__(self, handle, description: dict, replicas: int, cache_size: int = 0, application: str | None = None,
-                 min_alive: int | None = None):
+    def __init__(
+        self,
+        handle,
+        description: dict,
+        replicas: int,
+        cache_size: int = 0,
+        application: str | None = None,
+        min_alive: int | None = None,
+    ):
         self.handle = handle
         self.min_alive = min_alive or replicas  # fewer running replicas than this: /ready answers 503
         self.model_name = description["model_name"]
@@ -80,8 +88,7 @@ class RayScorer(ScorerBase):
         self.replicas_alive: int | None = None  # running replicas, as Ray Serve last reported (None: not known)
         self._closed = threading.Event()
         if application is not None:
-            threading.Thread(target=self._watch, args=(application,), name="lychee-replica-watch",
-                             daemon=True).start()
+            threading.Thread(target=self._watch, args=(application,), name="lychee-replica-watch", daemon=True).start()
 
     def _watch(self, application: str) -> None:
         import ray
@@ -94,8 +101,7 @@ class RayScorer(ScorerBase):
             try:
                 status = serve.status().applications.get(application)
                 deployment = status.deployments.get("scorer") if status is not None else None
-                self.replicas_alive = (deployment.replica_states.get("RUNNING", 0) if deployment is not None
-                                       else 0)
+                self.replicas_alive = deployment.replica_states.get("RUNNING", 0) if deployment is not None else 0
             except Exception:  # noqa: BLE001 - Ray going away (shutdown) or not answering: not known
                 self.replicas_alive = None
             self._closed.wait(self.WATCH_SECONDS)
@@ -109,8 +115,9 @@ class RayScorer(ScorerBase):
         """Chunks sent to the replicas and not answered yet (for /metrics)."""
         return self._waiting.value
 
-    def score_uncached(self, query_item, items, instruction, max_pixels, on_progress, context: RequestContext,
-                     digest=None) -> list[PairScore]:
+    def score_uncached(
+        self, query_item, items, instruction, max_pixels, on_progress, context: RequestContext, digest=None
+    ) -> list[PairScore]:
         """Spread the pairs over the replicas in chunks (retried once when a replica dies), merged in order.
 
         The chunks are awaited together on one event loop that serves every request of this process
@@ -118,22 +125,26 @@ class RayScorer(ScorerBase):
         """
         self._waiting.add(1)
         try:
-            return _RayLoop.shared().run(self._score_chunks(query_item, items, instruction, max_pixels, on_progress,
-                                                            context))
+            return _RayLoop.shared().run(self._score_chunks(query_item, items, instruction, max_pixels, on_progress, context))
         finally:
             self._waiting.add(-1)
 
-    async def _score_chunks(self, query_item, items, instruction, max_pixels, on_progress,
-                            context: RequestContext) -> list[PairScore]:
+    async def _score_chunks(
+        self, query_item, items, instruction, max_pixels, on_progress, context: RequestContext
+    ) -> list[PairScore]:
         results: list[PairScore | None] = [None] * len(items)
         pending: dict[asyncio.Future, tuple[list[int], int, Any]] = {}
 
         def submit(chunk: list[int], attempt: int) -> None:
             # The replica stops its own work at the request's deadline, between batches.
             remaining = context.remaining()
-            response = self.handle.score_with_logits.remote(query_item, [items[i] for i in chunk], instruction,
-                                                            max_pixels,
-                                                            None if remaining is None else max(remaining, 0.001))
+            response = self.handle.score_with_logits.remote(
+                query_item,
+                [items[i] for i in chunk],
+                instruction,
+                max_pixels,
+                None if remaining is None else max(remaining, 0.001),
+            )
             pending[asyncio.ensure_future(_answer(response))] = (chunk, attempt, response)
 
         for chunk in self._chunks(len(items)):
@@ -143,8 +154,11 @@ class RayScorer(ScorerBase):
             while pending:
                 context.check()
                 remaining = context.remaining()
-                finished, _ = await asyncio.wait(list(pending), return_when=asyncio.FIRST_COMPLETED,
-                                                 timeout=0.2 if remaining is None else max(0.0, min(0.2, remaining)))
+                finished, _ = await asyncio.wait(
+                    list(pending),
+                    return_when=asyncio.FIRST_COMPLETED,
+                    timeout=0.2 if remaining is None else max(0.0, min(0.2, remaining)),
+                )
                 for future in finished:
                     chunk, attempt, _ = pending.pop(future)
                     try:
@@ -178,8 +192,9 @@ class RayScorer(ScorerBase):
     def inspect(self, query, document, instruction, max_pixels, context: RequestContext, explain_tokens: int = 0):
         """A replica's look inside the model for one pair (next tokens, the model's own words)."""
         remaining = context.remaining()
-        response = self.handle.inspect.remote(query, document, instruction, max_pixels, explain_tokens,
-                                              None if remaining is None else max(remaining, 0.001))
+        response = self.handle.inspect.remote(
+            query, document, instruction, max_pixels, explain_tokens, None if remaining is None else max(remaining, 0.001)
+        )
         try:
             return _RayLoop.shared().run(_answer(response))
         except Exception as error:  # noqa: BLE001 - sorted by _user_facing
@@ -190,7 +205,6 @@ class RayScorer(ScorerBase):
         pieces = max(1, spread, math.ceil(count / MAX_CHUNK))
         size = math.ceil(count / pieces)
         return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
-
 
 
 async def _answer(response):
@@ -242,25 +256,44 @@ def _user_facing(error: BaseException) -> BaseException:
     return LycheeError(None, "replica_failed")
 
 
-def scorer_deployment(replica: type, *, replicas: int, min_replicas: int | None, max_replicas: int | None,
-                      actor_options: dict, max_queued: int, batch_across_requests: bool = True):
+def scorer_deployment(
+    replica: type,
+    *,
+    replicas: int,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    actor_options: dict,
+    max_queued: int,
+    batch_across_requests: bool = True,
+):
     """The Serve deployment of the model replicas, fixed or autoscaled: the one place its config is written."""
     from ray import serve
 
     scaling: dict[str, Any] = {"num_replicas": replicas}
     if min_replicas is not None or max_replicas is not None:
-        scaling = {"autoscaling_config": {"min_replicas": min_replicas or 1,
-                                          "max_replicas": max_replicas or max(replicas, 1),
-                                          "initial_replicas": replicas, "target_ongoing_requests": 1}}
+        scaling = {
+            "autoscaling_config": {
+                "min_replicas": min_replicas or 1,
+                "max_replicas": max_replicas or max(replicas, 1),
+                "initial_replicas": replicas,
+                "target_ongoing_requests": 1,
+            }
+        }
     # Each replica batches what it receives (its scorer's scheduler): it takes several calls at once, or one
     # at a time when batching across requests is off.
     ongoing = REPLICA_CONCURRENCY if batch_across_requests else 1
     from ray.serve.config import RequestRouterConfig
 
     router = RequestRouterConfig(request_router_class="lychee_gradio.serving.replica_routing.LeastLoadedRouter")
-    return serve.deployment(replica, name="scorer", ray_actor_options=actor_options, max_ongoing_requests=ongoing,
-                            request_router_config=router,
-                            max_queued_requests=max_queued, **scaling)
+    return serve.deployment(
+        replica,
+        name="scorer",
+        ray_actor_options=actor_options,
+        max_ongoing_requests=ongoing,
+        request_router_config=router,
+        max_queued_requests=max_queued,
+        **scaling,
+    )
 
 
 def local_only() -> None:
@@ -327,15 +360,27 @@ class Cluster:
 
         s = self.settings
         options, threads = self.resources(s.load_options.get("device", "auto"))
-        deployment = scorer_deployment(self.replica, replicas=s.replicas, min_replicas=s.min_replicas,
-                                       max_replicas=s.max_replicas, actor_options=options, max_queued=s.max_queued,
-                                       batch_across_requests=s.load_options.get("batch_across_requests", True))
+        deployment = scorer_deployment(
+            self.replica,
+            replicas=s.replicas,
+            min_replicas=s.min_replicas,
+            max_replicas=s.max_replicas,
+            actor_options=options,
+            max_queued=s.max_queued,
+            batch_across_requests=s.load_options.get("batch_across_requests", True),
+        )
         name = f"lychee-{index}"
         handle = serve.run(deployment.bind(os.fspath(model), s.load_options, threads), name=name, route_prefix=None)
         self.applications.append(name)
         description = handle.describe.remote().result()
-        scorer = RayScorer(handle, description, self.replica_count, cache_size=s.cache_size, application=name,
-                           min_alive=s.min_replicas or s.replicas)
+        scorer = RayScorer(
+            handle,
+            description,
+            self.replica_count,
+            cache_size=s.cache_size,
+            application=name,
+            min_alive=s.min_replicas or s.replicas,
+        )
         self.scorers.append(scorer)
         return scorer
 

@@ -42,8 +42,7 @@ class TeiRerankRequest(BaseModel):
     texts: list[str] = Field(..., description="the texts to rank")
     raw_scores: bool = Field(False, description="the yes − no logit instead of p(yes)")
     return_text: bool = Field(False, description="echo each text")
-    truncate: bool | None = Field(None, description="false: refuse a text over the model's budget (413); "
-                                                    "absent or true: cut it")
+    truncate: bool | None = Field(None, description="false: refuse a text over the model's budget (413); absent or true: cut it")
     truncation_direction: str | None = Field(None, description="Right (the only one supported)")
     model: str | None = Field(None, description="which served model (default: the first)")
     instruction: str | None = Field(None, description="the task (default: the model's own)")
@@ -62,11 +61,15 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = Field(None, description="which served model (default: the first)")
-    text_1: str | dict[str, Any] | list[Any] = Field(..., description="the query: a string, {content: [...]} or "
-                                                                      "a list (one, or one per text_2)")
-    text_2: str | dict[str, Any] | list[Any] = Field(..., description="the documents: a string, a list of strings "
-                                                                      "or {content: [...]} objects, or one "
-                                                                      "{content: [...]} whose parts are documents")
+    text_1: str | dict[str, Any] | list[Any] = Field(
+        ..., description="the query: a string, {content: [...]} or a list (one, or one per text_2)"
+    )
+    text_2: str | dict[str, Any] | list[Any] = Field(
+        ...,
+        description="the documents: a string, a list of strings "
+        "or {content: [...]} objects, or one "
+        "{content: [...]} whose parts are documents",
+    )
     instruction: str | None = Field(None, description="the task (default: the model's own)")
     max_pixels: int | None = Field(None, ge=1, description="bound on each image's pixels for this request")
     truncate_prompt_tokens: int | None = Field(None, description="taken, not used")
@@ -133,17 +136,21 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
             echo = req.limits.max_echo_chars
 
             def work() -> bytes:  # TEI's texts are text, whatever they spell (a "data:image/..." string included)
-                query, items = req.read({"text": body.query}, [{"text": text} for text in body.texts], scorer,
-                                        field="texts")
+                query, items = req.read({"text": body.query}, [{"text": text} for text in body.texts], scorer, field="texts")
                 ranked = req.rerank(scorer, query, items, body.instruction)
                 if body.truncate is False:
                     for i, pair in sorted(ranked.results):
                         if pair.truncated:
                             field = "query" if pair.truncated.startswith("query") else f"texts[{i}]"
                             raise InputError(field, "text_too_long", limit=getattr(scorer, "max_text_tokens", "?"))
-                answer = [{"index": i, "score": pair.yes_logit - pair.no_logit if body.raw_scores else pair.score,
-                           **({"text": body.texts[i][:echo]} if body.return_text else {})}
-                          for i, pair in ranked.results]
+                answer = [
+                    {
+                        "index": i,
+                        "score": pair.yes_logit - pair.no_logit if body.raw_scores else pair.score,
+                        **({"text": body.texts[i][:echo]} if body.return_text else {}),
+                    }
+                    for i, pair in ranked.results
+                ]
                 return json.dumps(answer, ensure_ascii=False).encode("utf-8")
 
             return Response(await run_in_threadpool(work), media_type="application/json")
@@ -151,11 +158,19 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
     async def info(request: Request) -> dict:
         """text-embeddings-inference's `/info`, as far as its clients read it: the default model, as a reranker."""
         scorer = models.get(None)
-        return {"model_id": models.name_of(scorer), "model_sha": None, "model_dtype": getattr(scorer, "precision", None),
-                "model_type": {"reranker": {"id2label": {"0": "yes"}, "label2id": {"yes": 0}}},
-                "max_concurrent_requests": None, "max_input_length": getattr(scorer, "max_text_tokens", None),
-                "max_batch_tokens": None, "max_client_batch_size": service.config.limits.max_documents,
-                "tokenization_workers": None, "version": "lychee-gradio", "models": list(models.names)}
+        return {
+            "model_id": models.name_of(scorer),
+            "model_sha": None,
+            "model_dtype": getattr(scorer, "precision", None),
+            "model_type": {"reranker": {"id2label": {"0": "yes"}, "label2id": {"yes": 0}}},
+            "max_concurrent_requests": None,
+            "max_input_length": getattr(scorer, "max_text_tokens", None),
+            "max_batch_tokens": None,
+            "max_client_batch_size": service.config.limits.max_documents,
+            "tokenization_workers": None,
+            "version": "lychee-gradio",
+            "models": list(models.names),
+        }
 
     router.add_api_route(INFO_PATH, info, methods=["GET"], summary="TEI's /info: the default model, as a reranker")
 
@@ -178,28 +193,43 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
                 read_queries = [request_item(query, query_field(k), fetched) for k, query in enumerate(queries)]
                 read_documents = [request_item(d, f"text_2[{i}]", fetched) for i, d in enumerate(documents)]
                 # One read of every query and document: one pixel budget and one share of the memory pool.
-                first, items = req.read(read_queries[0], read_queries[1:] + read_documents, scorer, field="text_2",
-                                        max_pixels=body.max_pixels, query_field=query_field(0),
-                                        fields=[query_field(k) for k in range(1, len(queries))]
-                                        + [f"text_2[{i}]" for i in range(len(documents))])
-                query_items, items = [first] + items[:len(queries) - 1], items[len(queries) - 1:]
+                first, items = req.read(
+                    read_queries[0],
+                    read_queries[1:] + read_documents,
+                    scorer,
+                    field="text_2",
+                    max_pixels=body.max_pixels,
+                    query_field=query_field(0),
+                    fields=[query_field(k) for k in range(1, len(queries))] + [f"text_2[{i}]" for i in range(len(documents))],
+                )
+                query_items, items = [first] + items[: len(queries) - 1], items[len(queries) - 1 :]
                 scores: list[float] = [0.0] * len(items)
                 for k, query_item in enumerate(query_items):
                     mine = [i for i, o in enumerate(owner) if o == k]
-                    pairs = req.score(scorer, query_item, [items[i] for i in mine], body.instruction,
-                                      max_pixels=body.max_pixels)
+                    pairs = req.score(scorer, query_item, [items[i] for i in mine], body.instruction, max_pixels=body.max_pixels)
                     for i, pair in zip(mine, pairs):
                         scores[i] = pair.score
                 tokens = req.context.use(scorer).stats.tokens
-                return json.dumps({"id": f"score-{req.record.request_id}", "object": "list",
-                                   "created": int(time.time()), "model": models.name_of(scorer),
-                                   "data": [{"index": i, "object": "score", "score": s} for i, s in enumerate(scores)],
-                                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens,
-                                             "completion_tokens": 0}}).encode("utf-8")
+                return json.dumps(
+                    {
+                        "id": f"score-{req.record.request_id}",
+                        "object": "list",
+                        "created": int(time.time()),
+                        "model": models.name_of(scorer),
+                        "data": [{"index": i, "object": "score", "score": s} for i, s in enumerate(scores)],
+                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
+                    }
+                ).encode("utf-8")
 
             return Response(await run_in_threadpool(work), media_type="application/json")
 
     for path in SCORE_PATHS:
-        router.add_api_route(path, score, methods=["POST"], response_model=ScoreResponse,
-                             include_in_schema=path == SCORE_PATHS[0], summary="Score pairs (vLLM's score API)")
+        router.add_api_route(
+            path,
+            score,
+            methods=["POST"],
+            response_model=ScoreResponse,
+            include_in_schema=path == SCORE_PATHS[0],
+            summary="Score pairs (vLLM's score API)",
+        )
     return router, tei_rerank

@@ -19,10 +19,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..config import caller_identity
 from ..contract import InputError, LycheeError, ScorerBusyError, is_expected
 from ..explain import DEFAULT_GRID, MAX_GRID
 from ..service import Service
-from ..settings import caller_identity
 from . import telemetry
 from .dialects import INFO_PATH, SCORE_PATHS, TeiRerankRequest, create_dialect_router
 from .edge import error_response
@@ -32,8 +32,11 @@ RERANK_PATHS = ("/v1/rerank", "/v2/rerank")
 SHARED_RERANK_PATH = "/rerank"  # Cohere / Jina (documents) or TEI (texts): `rerank_any` picks
 EXPLAIN_PATH = "/v1/explain"
 # The JSON endpoints, by path, and the name each is counted under in metrics and logs.
-JSON_ENDPOINTS = {**{path: RERANK_PATHS[0] for path in (*RERANK_PATHS, SHARED_RERANK_PATH)},
-                  **{path: SCORE_PATHS[0] for path in SCORE_PATHS}, EXPLAIN_PATH: EXPLAIN_PATH}
+JSON_ENDPOINTS = {
+    **{path: RERANK_PATHS[0] for path in (*RERANK_PATHS, SHARED_RERANK_PATH)},
+    **{path: SCORE_PATHS[0] for path in SCORE_PATHS},
+    EXPLAIN_PATH: EXPLAIN_PATH,
+}
 GET_ENDPOINTS = (INFO_PATH,)
 logger = logging.getLogger(__name__)
 
@@ -75,8 +78,7 @@ class ExplainRequest(BaseModel):
     query: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
     document: str | dict[str, Any] = Field(..., description="text, {text, image} or {content: [...]}")
     instruction: str | None = Field(None, description="the task (default: the model's own)")
-    grid: Any = Field(DEFAULT_GRID, description=f"cells per side of each image's map, at most: a whole number, 1 to "
-                                                f"{MAX_GRID}")
+    grid: Any = Field(DEFAULT_GRID, description=f"cells per side of each image's map, at most: a whole number, 1 to {MAX_GRID}")
     explanation: bool = Field(False, description="also the model's own words (slower; can be wrong)")
 
 
@@ -102,8 +104,9 @@ def create_router(service: Service) -> APIRouter:
     models = service.models
 
     def opened(request: Request):
-        return service.request(_record(request).endpoint, record=_record(request),
-                               identity=caller_identity(request.headers, _client(request)))
+        return service.request(
+            _record(request).endpoint, record=_record(request), identity=caller_identity(request.headers, _client(request))
+        )
 
     async def rerank(body: RerankRequest, request: Request) -> RerankResponse:
         """Rerank documents against a query, best first (Cohere / Jina / vLLM compatible)."""
@@ -117,32 +120,47 @@ def create_router(service: Service) -> APIRouter:
             def work() -> bytes:
                 query, documents = read_json(body.query, body.documents, fetched)
                 query_item, items = req.read(query, documents, scorer, max_pixels=body.max_pixels)
-                ranked = req.rerank(scorer, query_item, items, body.instruction, body.top_n,
-                                    max_pixels=body.max_pixels)
-                results = [{"index": i, "relevance_score": pair.score,
-                            **({"document": {"text": text_of(documents[i])[:echo]}} if body.return_documents else {})}
-                           for i, pair in ranked.results]
+                ranked = req.rerank(scorer, query_item, items, body.instruction, body.top_n, max_pixels=body.max_pixels)
+                results = [
+                    {
+                        "index": i,
+                        "relevance_score": pair.score,
+                        **({"document": {"text": text_of(documents[i])[:echo]}} if body.return_documents else {}),
+                    }
+                    for i, pair in ranked.results
+                ]
                 tokens = req.context.use(scorer).stats.tokens
                 # The answer is written here, on the worker thread: a large one never holds up the event loop.
-                return json.dumps({"id": req.record.request_id, "model": models.name_of(scorer), "results": results,
-                                   "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
-                                   "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}},
-                                  ensure_ascii=False).encode("utf-8")
+                return json.dumps(
+                    {
+                        "id": req.record.request_id,
+                        "model": models.name_of(scorer),
+                        "results": results,
+                        "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
+                        "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+                    },
+                    ensure_ascii=False,
+                ).encode("utf-8")
 
             return Response(await run_in_threadpool(work), media_type="application/json")
 
     for path in RERANK_PATHS:
-        router.add_api_route(path, rerank, methods=["POST"], response_model=RerankResponse,
-                             response_model_exclude_none=True, include_in_schema=path == RERANK_PATHS[0],
-                             summary="Rerank documents against a query")
+        router.add_api_route(
+            path,
+            rerank,
+            methods=["POST"],
+            response_model=RerankResponse,
+            response_model_exclude_none=True,
+            include_in_schema=path == RERANK_PATHS[0],
+            summary="Rerank documents against a query",
+        )
 
     dialects, tei_rerank = create_dialect_router(service, opened, _client)
 
     async def rerank_any(request: Request, body: dict[str, Any] = Body(...)) -> Response:
         """Rerank in the Cohere / Jina format (a body with `documents`) or TEI's (a body with `texts`)."""
         if ("texts" in body) == ("documents" in body):
-            raise InputError("body", "dialect", reason="this one has both" if "texts" in body else "this one has "
-                                                                                                   "neither")
+            raise InputError("body", "dialect", reason="this one has both" if "texts" in body else "this one has neither")
         kind = TeiRerankRequest if "texts" in body else RerankRequest
         if kind is TeiRerankRequest:
             request.state.dialect = "tei"  # its errors carry TEI's keys too
@@ -156,9 +174,13 @@ def create_router(service: Service) -> APIRouter:
         return answer
 
     schemas = [RerankRequest.model_json_schema(), TeiRerankRequest.model_json_schema()]
-    router.add_api_route(SHARED_RERANK_PATH, rerank_any, methods=["POST"], summary="Rerank: Cohere / Jina or TEI",
-                         openapi_extra={"requestBody": {"required": True, "content": {
-                             "application/json": {"schema": {"oneOf": schemas}}}}})
+    router.add_api_route(
+        SHARED_RERANK_PATH,
+        rerank_any,
+        methods=["POST"],
+        summary="Rerank: Cohere / Jina or TEI",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": schemas}}}}},
+    )
     router.include_router(dialects)
 
     async def explain(body: ExplainRequest, request: Request) -> dict:
@@ -171,8 +193,9 @@ def create_router(service: Service) -> APIRouter:
             def work() -> dict:
                 query, (document,) = read_json(body.query, [body.document], fetched)
                 query_item, (item,) = req.read(query, [document], scorer)
-                return req.explain(scorer, query_item, item, body.instruction, grid=body.grid,
-                                   explanation=body.explanation).as_dict()
+                return req.explain(
+                    scorer, query_item, item, body.instruction, grid=body.grid, explanation=body.explanation
+                ).as_dict()
 
             found = await run_in_threadpool(work)
             return {"id": req.record.request_id, "model": models.name_of(scorer), **found}
@@ -190,10 +213,8 @@ def install(app: FastAPI, service: Service) -> None:
         if not is_expected(error):  # ours, but not the caller's to read (it may name server paths)
             logger.error("error on %s (request %s)", request.url.path, _request_id(request), exc_info=error)
             error = LycheeError(None, "internal")
-        headers = {"Retry-After": str(ScorerBusyError.retry_after_seconds)} if isinstance(
-            error, ScorerBusyError) else None
-        return error_response(error, headers=headers, request_id=_request_id(request), extra=_dialect_extra(request,
-                                                                                                          error))
+        headers = {"Retry-After": str(ScorerBusyError.retry_after_seconds)} if isinstance(error, ScorerBusyError) else None
+        return error_response(error, headers=headers, request_id=_request_id(request), extra=_dialect_extra(request, error))
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception):

@@ -171,8 +171,9 @@ class ImageFetcher:
                 blocked = [address for address in addresses if not public_address(address)]
                 if blocked:
                     raise _Refused(f"{target.host!r} resolves to a non-public address ({blocked[0]})")
-            async with httpx.AsyncClient(transport=_PinnedTransport(addresses[0]), trust_env=False,
-                                         follow_redirects=False, timeout=None) as client:
+            async with httpx.AsyncClient(
+                transport=_PinnedTransport(addresses[0]), trust_env=False, follow_redirects=False, timeout=None
+            ) as client:
                 async with client.stream("GET", target, headers={"Accept": "image/*", "Accept-Encoding": "identity"}) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = str(target.join(response.headers["location"]))
@@ -198,4 +199,3 @@ class ImageFetcher:
 
 def _short(url: str) -> str:
     return url if len(url) <= 120 else url[:117] + "..."
-

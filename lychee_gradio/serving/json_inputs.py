@@ -15,15 +15,19 @@ import asyncio
 import re
 from typing import Any
 
+from ..config import Config
 from ..contract import InputError, RequestContext
 from ..inputs import base64_image, decode_image_data
-from ..settings import Config
 from .image_urls import FETCHES_PER_REQUEST, ImageFetcher, UrlPolicy
 
 
 def url_policy(config: Config) -> UrlPolicy:
-    return UrlPolicy(allow=config.allow_image_urls, allowed_hosts=tuple(config.allowed_image_hosts),
-                     timeout=config.image_url_timeout, max_bytes=config.limits.max_image_url_bytes)
+    return UrlPolicy(
+        allow=config.allow_image_urls,
+        allowed_hosts=tuple(config.allowed_image_hosts),
+        timeout=config.image_url_timeout,
+        max_bytes=config.limits.max_image_url_bytes,
+    )
 
 
 def image_fields(value: Any, field: str) -> list[tuple[str, Any]]:
@@ -47,11 +51,11 @@ def image_fields(value: Any, field: str) -> list[tuple[str, Any]]:
     return found + ([(f"{field}.video", value["video"])] if value.get("video") is not None else [])
 
 
-def request_images(query: Any, documents: list[Any], *, query_field: str = "query",
-                   field: str = "documents") -> list[tuple[str, Any]]:
+def request_images(
+    query: Any, documents: list[Any], *, query_field: str = "query", field: str = "documents"
+) -> list[tuple[str, Any]]:
     """Every (field, image value) of a request, the query's first."""
-    return image_fields(query, query_field) + [pair for i, d in enumerate(documents)
-                                               for pair in image_fields(d, f"{field}[{i}]")]
+    return image_fields(query, query_field) + [pair for i, d in enumerate(documents) for pair in image_fields(d, f"{field}[{i}]")]
 
 
 def _is_url(value: Any) -> bool:
@@ -71,8 +75,9 @@ def url_fetcher(config: Config, fetcher: ImageFetcher | None = None):
     return fetch
 
 
-async def fetch_urls(values: list[tuple[str, Any]], config: Config, fetcher: ImageFetcher,
-                     deadline: float | None, client: str = "-") -> dict[str, bytes]:
+async def fetch_urls(
+    values: list[tuple[str, Any]], config: Config, fetcher: ImageFetcher, deadline: float | None, client: str = "-"
+) -> dict[str, bytes]:
     """The bytes of every image URL among the request's (field, value) pairs, by field.
 
     Without `--allow-image-urls` a URL is refused by name; with it, each is fetched under the
@@ -193,8 +198,11 @@ def _content_parts(parts: Any, field: str, fetched: dict[str, bytes] | None) -> 
         raise InputError(field, "one_video")
     # Several image parts are the document's images in their order, then its video (the text parts joined,
     # after them).
-    return {"text": "\n".join(texts) or None, **({"images": images} if images else {}),
-            **({"video": videos[0]} if videos else {})}
+    return {
+        "text": "\n".join(texts) or None,
+        **({"images": images} if images else {}),
+        **({"video": videos[0]} if videos else {}),
+    }
 
 
 def text_of(item: str | bytes | dict) -> str:
@@ -204,10 +212,15 @@ def text_of(item: str | bytes | dict) -> str:
     return (item.get("text") or "") if isinstance(item, dict) else ""
 
 
-def read_json(query: Any, documents: list[Any], fetched: dict[str, bytes] | None = None, *,
-              query_field: str = "query", field: str = "documents") -> tuple[Any, list]:
+def read_json(
+    query: Any,
+    documents: list[Any],
+    fetched: dict[str, bytes] | None = None,
+    *,
+    query_field: str = "query",
+    field: str = "documents",
+) -> tuple[Any, list]:
     """The request's query and documents in the shapes the scorer takes (images as bytes, not yet decoded:
     the request service decodes them under its limits), errors naming `query_field` and `field[i]`. CPU work
     (base64): on a worker thread."""
-    return request_item(query, query_field, fetched), [request_item(d, f"{field}[{i}]", fetched)
-                                                       for i, d in enumerate(documents)]
+    return request_item(query, query_field, fetched), [request_item(d, f"{field}[{i}]", fetched) for i, d in enumerate(documents)]

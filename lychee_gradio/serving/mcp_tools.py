@@ -20,18 +20,18 @@ from typing import Any
 
 import anyio
 
+from ..config import caller_identity
 from ..contract import InputError, LycheeError, is_expected, reading
 from ..explain import DEFAULT_GRID
 from ..service import Service
-from ..settings import caller_identity
 from .json_inputs import read_json, request_images
 
 logger = logging.getLogger(__name__)
 
 
 _ITEM = {
-    "description": "text, or {\"text\": ..., \"image\": data URL or base64 (an http(s) URL if the server allows "
-                   "it)}, or {\"content\": [{\"type\": \"text\", ...}, {\"type\": \"image_url\", ...}]}",
+    "description": 'text, or {"text": ..., "image": data URL or base64 (an http(s) URL if the server allows '
+    'it)}, or {"content": [{"type": "text", ...}, {"type": "image_url", ...}]}',
     "anyOf": [{"type": "string"}, {"type": "object"}],
 }
 _COMMON = {
@@ -41,38 +41,66 @@ _COMMON = {
 TOOLS = {
     "explain": {
         "description": "Why a document scored what it did against a query: each image's map by occlusion (cells "
-                       "with score(pair) - score(pair with the cell filled with the mean colour)), each text's "
-                       "segments by leaving out, the model's likeliest next tokens and, with explanation=true, its "
-                       "own words (which can be wrong).",
-        "schema": {"type": "object", "required": ["query", "document"],
-                   "properties": {"query": _ITEM, "document": _ITEM,
-                                  "grid": {"type": "integer", "minimum": 1, "maximum": 16,
-                                           "description": "cells per side of each image's map, at most (8)"},
-                                  "explanation": {"type": "boolean", "description": "also the model's own words"},
-                                  **_COMMON}},
+        "with score(pair) - score(pair with the cell filled with the mean colour)), each text's "
+        "segments by leaving out, the model's likeliest next tokens and, with explanation=true, its "
+        "own words (which can be wrong).",
+        "schema": {
+            "type": "object",
+            "required": ["query", "document"],
+            "properties": {
+                "query": _ITEM,
+                "document": _ITEM,
+                "grid": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 16,
+                    "description": "cells per side of each image's map, at most (8)",
+                },
+                "explanation": {"type": "boolean", "description": "also the model's own words"},
+                **_COMMON,
+            },
+        },
     },
     "score": {
         "description": "Score how well one document (text, image or both) meets a query, 0..1 (p(yes) of a "
-                       "multimodal reranker). Returns score, verdict, colour and the yes/no logits.",
-        "schema": {"type": "object", "required": ["query", "document"],
-                   "properties": {"query": _ITEM, "document": _ITEM, **_COMMON}},
+        "multimodal reranker). Returns score, verdict, colour and the yes/no logits.",
+        "schema": {
+            "type": "object",
+            "required": ["query", "document"],
+            "properties": {"query": _ITEM, "document": _ITEM, **_COMMON},
+        },
     },
     "rerank": {
         "description": "Rerank documents (text, images or both) against a query, best first. Returns "
-                       "[{index, score, verdict}] (index: 0-based position in the input).",
-        "schema": {"type": "object", "required": ["query", "documents"],
-                   "properties": {"query": _ITEM, "documents": {"type": "array", "items": _ITEM},
-                                  "top_n": {"type": "integer", "minimum": 0, "description": "keep the best n (0: all)"},
-                                  **_COMMON}},
+        "[{index, score, verdict}] (index: 0-based position in the input).",
+        "schema": {
+            "type": "object",
+            "required": ["query", "documents"],
+            "properties": {
+                "query": _ITEM,
+                "documents": {"type": "array", "items": _ITEM},
+                "top_n": {"type": "integer", "minimum": 0, "description": "keep the best n (0: all)"},
+                **_COMMON,
+            },
+        },
     },
     "rank_images": {
         "description": "Rank images against a query (text and/or image), best first. Images as data URLs or "
-                       "base64. Returns [{rank, index, score, verdict}].",
-        "schema": {"type": "object", "required": ["query", "images"],
-                   "properties": {"query": _ITEM,
-                                  "images": {"type": "array", "items": {"type": "string"},
-                                             "description": "data URLs or base64 (http(s) URLs if allowed)"},
-                                  "top_n": {"type": "integer", "minimum": 0}, **_COMMON}},
+        "base64. Returns [{rank, index, score, verdict}].",
+        "schema": {
+            "type": "object",
+            "required": ["query", "images"],
+            "properties": {
+                "query": _ITEM,
+                "images": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "data URLs or base64 (http(s) URLs if allowed)",
+                },
+                "top_n": {"type": "integer", "minimum": 0},
+                **_COMMON,
+            },
+        },
     },
 }
 
@@ -100,15 +128,17 @@ class McpTools:
 
         @self.server.list_tools()
         async def list_tools():
-            return [types.Tool(name=name, description=tool["description"], inputSchema=tool["schema"])
-                    for name, tool in TOOLS.items()]
+            return [
+                types.Tool(name=name, description=tool["description"], inputSchema=tool["schema"]) for name, tool in TOOLS.items()
+            ]
 
         @self.server.call_tool()
         async def call_tool(name: str, arguments: dict[str, Any]):
             return await self.call(name, arguments)
 
-        self.manager = StreamableHTTPSessionManager(app=self.server, json_response=True, stateless=True,
-                                                    max_request_body_size=config.limits.max_body_bytes)
+        self.manager = StreamableHTTPSessionManager(
+            app=self.server, json_response=True, stateless=True, max_request_body_size=config.limits.max_body_bytes
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self):
@@ -158,8 +188,14 @@ class McpTools:
             raw_query, raw_documents = read_json(query, documents, fetched)
             query_item, items = req.read(raw_query, raw_documents, scorer, field=field)
             if name == "explain":
-                return req.explain(scorer, query_item, items[0], instruction, grid=arguments.get("grid", DEFAULT_GRID),
-                                   explanation=bool(arguments.get("explanation")))
+                return req.explain(
+                    scorer,
+                    query_item,
+                    items[0],
+                    instruction,
+                    grid=arguments.get("grid", DEFAULT_GRID),
+                    explanation=bool(arguments.get("explanation")),
+                )
             if name == "score":
                 return req.score(scorer, query_item, items, instruction)
             return req.rerank(scorer, query_item, items, instruction, arguments.get("top_n"))
@@ -170,7 +206,17 @@ class McpTools:
             return {"model": shown, **found.as_dict(overlays=False)}
         if name == "score":
             (pair,) = found
-            return {"score": pair.score, **reading(pair.score), "yes_logit": pair.yes_logit,
-                    "no_logit": pair.no_logit, "model": shown}
-        return {"model": shown, "results": [{"rank": rank, "index": i, "score": pair.score, **reading(pair.score)}
-                                            for rank, (i, pair) in enumerate(found.results, start=1)]}
+            return {
+                "score": pair.score,
+                **reading(pair.score),
+                "yes_logit": pair.yes_logit,
+                "no_logit": pair.no_logit,
+                "model": shown,
+            }
+        return {
+            "model": shown,
+            "results": [
+                {"rank": rank, "index": i, "score": pair.score, **reading(pair.score)}
+                for rank, (i, pair) in enumerate(found.results, start=1)
+            ],
+        }

@@ -20,8 +20,9 @@ from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, R
 class LeastLoadedRouter(FIFOMixin, RequestRouter):
     _turns = itertools.count()
 
-    async def choose_replicas(self, candidate_replicas: list[RunningReplica],
-                              pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
+    async def choose_replicas(
+        self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
+    ) -> list[list[RunningReplica]]:
         known = self.replica_queue_len_cache
         turn = next(self._turns) % max(len(candidate_replicas), 1)
         rotated = candidate_replicas[turn:] + candidate_replicas[:turn]

@@ -28,9 +28,9 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ..config import Config
 from ..registry import ModelSet
 from ..service import Service
-from ..settings import Config
 from . import http_api, telemetry
 from .edge import Edge, EdgePolicy, HostRule, McpDoor, RequestTracking, Route, UploadSpace, server_routes
 from .json_inputs import url_fetcher
@@ -69,8 +69,9 @@ class Page(Protocol):
 
     mcp_paths: tuple[str, ...]
 
-    def mount(self, app: FastAPI, *, auth: tuple[str, str] | None, host: str, port: int, max_file_size: int,
-              api_key: str | None) -> Any: ...
+    def mount(
+        self, app: FastAPI, *, auth: tuple[str, str] | None, host: str, port: int, max_file_size: int, api_key: str | None
+    ) -> Any: ...
 
 
 logger = logging.getLogger(__name__)
@@ -113,19 +114,31 @@ def add_operations(app: FastAPI, readiness: Readiness) -> None:
 
     @app.get("/ready", tags=["operations"], summary="Every model is loaded and has scored its warm-up pair")
     async def ready():
-        short = [f"{name}: {scorer.replicas_alive} of {scorer.min_alive} replicas running"
-                 for name, scorer in zip(readiness.models.names, readiness.models.scorers)
-                 if getattr(scorer, "replicas_alive", None) is not None and scorer.replicas_alive < scorer.min_alive]
+        short = [
+            f"{name}: {scorer.replicas_alive} of {scorer.min_alive} replicas running"
+            for name, scorer in zip(readiness.models.names, readiness.models.scorers)
+            if getattr(scorer, "replicas_alive", None) is not None and scorer.replicas_alive < scorer.min_alive
+        ]
         if readiness.ready and short:
-            return JSONResponse(status_code=503, content={"status": "degraded", "models": readiness.models.names,
-                                                          "message": "; ".join(short)})
+            return JSONResponse(
+                status_code=503, content={"status": "degraded", "models": readiness.models.names, "message": "; ".join(short)}
+            )
         if readiness.ready:
-            return {"status": "ready", "models": readiness.models.names,
-                    "runtime": {name: telemetry.runtime_of(scorer)
-                                for name, scorer in zip(readiness.models.names, readiness.models.scorers)}}
-        return JSONResponse(status_code=503, content={
-            "status": "failed" if readiness.problem else "warming up", "models": readiness.models.names,
-            **({"message": readiness.problem} if readiness.problem else {})})
+            return {
+                "status": "ready",
+                "models": readiness.models.names,
+                "runtime": {
+                    name: telemetry.runtime_of(scorer) for name, scorer in zip(readiness.models.names, readiness.models.scorers)
+                },
+            }
+        return JSONResponse(
+            status_code=503,
+            content={
+                "status": "failed" if readiness.problem else "warming up",
+                "models": readiness.models.names,
+                **({"message": readiness.problem} if readiness.problem else {}),
+            },
+        )
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics():
@@ -171,7 +184,7 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, *, s
         title="lychee-gradio",
         version=_version(),
         description="Rerank text and image candidates with lychee-rerank-mm. `POST /v1/rerank` speaks the "
-                    "Cohere / Jina / vLLM rerank format; the web page is at `/`.",
+        "Cohere / Jina / vLLM rerank format; the web page is at `/`.",
         docs_url="/docs",
         redoc_url=None,
     )
@@ -182,26 +195,49 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, *, s
     routes = server_routes(json_paths, mcp_paths if tools is not None else (), http_api.GET_ENDPOINTS)
     mounted = None
     if page is not None:
-        mounted = page.mount(app, auth=settings.page_auth, host=settings.host, port=settings.port,
-                             max_file_size=config.limits.max_upload_bytes, api_key=config.api_key)
+        mounted = page.mount(
+            app,
+            auth=settings.page_auth,
+            host=settings.host,
+            port=settings.port,
+            max_file_size=config.limits.max_upload_bytes,
+            api_key=config.api_key,
+        )
         app = mounted.app
         routes += [Route(tuple(methods.split(",")), paths, kind, public) for methods, paths, kind, public in mounted.routes]
     # Our own CORS policy: none unless --allowed-origins lists origins (Gradio then adds none of its own).
-    app.add_middleware(CORSMiddleware, allow_origins=list(config.allowed_origins), allow_methods=["GET", "POST"],
-                       allow_headers=["*"], allow_credentials=False)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(config.allowed_origins),
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+        allow_credentials=False,
+    )
     if tools is not None:
         app.add_middleware(McpDoor, paths=mcp_paths, endpoint=tools.asgi)
     limits = config.limits
     keep = config.temp_file_minutes * 60
-    policy = EdgePolicy(routes=routes, hosts=HostRule(settings.host, config.allowed_hosts), api_key=config.api_key,
-                        allowed_origins=config.allowed_origins, max_body_bytes=limits.max_body_bytes,
-                        max_upload_request_bytes=limits.max_upload_request_bytes,
-                        uploads=UploadSpace(limits.upload_space_bytes, limits.upload_client_bytes, keep),
-                        login_user=settings.page_auth[0] if settings.page_auth else None,
-                        logged_in=mounted.logged_in if mounted is not None else (lambda scope: False),
-                        key_cookie=mounted.key_cookie if mounted is not None else None,
-                        **({"steering_prefix": mounted.steering_prefix, "login_user_field": mounted.login_user_field,
-                            "login_refusal": mounted.login_refusal} if mounted is not None else {}))
+    policy = EdgePolicy(
+        routes=routes,
+        hosts=HostRule(settings.host, config.allowed_hosts),
+        api_key=config.api_key,
+        allowed_origins=config.allowed_origins,
+        max_body_bytes=limits.max_body_bytes,
+        max_upload_request_bytes=limits.max_upload_request_bytes,
+        uploads=UploadSpace(limits.upload_space_bytes, limits.upload_client_bytes, keep),
+        login_user=settings.page_auth[0] if settings.page_auth else None,
+        logged_in=mounted.logged_in if mounted is not None else (lambda scope: False),
+        key_cookie=mounted.key_cookie if mounted is not None else None,
+        **(
+            {
+                "steering_prefix": mounted.steering_prefix,
+                "login_user_field": mounted.login_user_field,
+                "login_refusal": mounted.login_refusal,
+            }
+            if mounted is not None
+            else {}
+        ),
+    )
     app.add_middleware(Edge, policy=policy)
     app.add_middleware(RequestTracking, paths=http_api.JSON_ENDPOINTS)
     app.state.edge = policy
@@ -246,8 +282,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def _headers_too_slow(self) -> None:
         self._header_timer = None
         if not self.transport.is_closing():
-            logger.info("closed a connection from %s: its request headers took over %g s",
-                        (self.client or ("-",))[0], self.header_timeout)
+            logger.info(
+                "closed a connection from %s: its request headers took over %g s", (self.client or ("-",))[0], self.header_timeout
+            )
             self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
             self.transport.close()
 

@@ -9,24 +9,24 @@ import gradio as gr
 from ..contract import Scorer
 from .downloads import ranking_downloads
 from .forms import above, cell, document_items, hidden_note, move, preview, rerank_page, stopped_note, verdict
-from .layout import (
-    I18N,
-    MODEL_WORK,
-    asset_image,
-    asset_text,
-    checked,
-    examples,
-    query_column,
-    run_buttons,
-    swipe_hint,
-    wire,
-)
+from .layout import I18N, MODEL_WORK, asset_image, asset_text, checked, examples, query_column, run_buttons, swipe_hint, wire
 from .translations import text
 from .why import show_maps, why_panel
 
 
-def rerank_view(req, scorer: Scorer, query_text, query_image, documents, document_images, instruction,
-                top_n, min_score: float | None = 0, *, kept: list | None = None) -> tuple[str, list[dict]]:
+def rerank_view(
+    req,
+    scorer: Scorer,
+    query_text,
+    query_image,
+    documents,
+    document_images,
+    instruction,
+    top_n,
+    min_score: float | None = 0,
+    *,
+    kept: list | None = None,
+) -> tuple[str, list[dict]]:
     """The documents best-first (a request of the service's, `req`): a Markdown table and a row per document for
     the JSON. `kept` (a list) gets the whole ranking, for `filter_ranking` to show it again under another "Hide
     scores below" without scoring."""
@@ -35,12 +35,22 @@ def rerank_view(req, scorer: Scorer, query_text, query_image, documents, documen
     ranked = rerank_page(req, scorer, query, items, instruction, top_n)
     stopped = stopped_note(ranked, lang)
     rows = [
-        {"rank": rank, "index": index, "score": pair.score, "verdict": verdict(pair.score)["verdict"],
-         "text": parsed[index]["text"], "image": parsed[index]["name"], "move": move(index, rank)}
+        {
+            "rank": rank,
+            "index": index,
+            "score": pair.score,
+            "verdict": verdict(pair.score)["verdict"],
+            "text": parsed[index]["text"],
+            "image": parsed[index]["name"],
+            "move": move(index, rank),
+        }
         for rank, (index, pair) in enumerate(ranked.results, start=1)
     ]
-    lines = [f"| {row['rank']} | {verdict(row['score'])['mark']} {row['score']:.3f} | "
-             f"{cell(preview(parsed[row['index']]))} | {row['index'] + 1} | {row['move']} |" for row in rows]
+    lines = [
+        f"| {row['rank']} | {verdict(row['score'])['mark']} {row['score']:.3f} | "
+        f"{cell(preview(parsed[row['index']]))} | {row['index'] + 1} | {row['move']} |"
+        for row in rows
+    ]
     if stopped:
         gr.Warning(stopped, title=text("stopped_title", lang))
     ranking = {"rows": rows, "lines": lines, "stopped": stopped, "lang": lang}
@@ -67,10 +77,16 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
         with gr.Row():
             query_text, query_image, top_n, min_score = query_column("batch-query")
             with gr.Column(scale=2):
-                documents = gr.Textbox(label=I18N("documents"), info=I18N("documents_info"), lines=12,
-                                       elem_id="batch-documents")
-                images = checked(gr.File(label=I18N("document_files"), file_count="multiple",
-                                         file_types=["image", "video"], height=160, elem_id="batch-files"))
+                documents = gr.Textbox(label=I18N("documents"), info=I18N("documents_info"), lines=12, elem_id="batch-documents")
+                images = checked(
+                    gr.File(
+                        label=I18N("document_files"),
+                        file_count="multiple",
+                        file_types=["image", "video"],
+                        height=160,
+                        elem_id="batch-files",
+                    )
+                )
         button, stop = run_buttons("rerank_button", "rerank-button")
         gr.Markdown(I18N("shortcut_hint"))
         table = gr.Markdown(label=I18N("ranking"), elem_id="batch-table")
@@ -82,25 +98,44 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
         # The whole ranking of the last run: "Hide scores below" filters it live. Inside the tab: a component
         # directly under gr.Tabs would count as a tab of its own.
         ranking = gr.State(None)
-        examples([["", asset_image("mountain_cup.png"), asset_text("cups.txt"), None, 0, "E-commerce"],
-                  ["保温杯 500ml", None, asset_text("cups.txt"), None, 3, "Product search"]],
-                 [query_text, query_image, documents, images, top_n, preset],
-                 ["example_batch_photo", "example_batch_text"])
-    event = wire(button, stop, handlers.rerank, [query_text, query_image, documents, images, instruction, top_n, model,
-                                                 min_score],
-                 [table, details, ranking], "rerank", handlers,
-                 downloads=(ranking_downloads("ranking"), [ranking, min_score], files))
-    min_score.change(filter_ranking, [ranking, min_score], [table, details], api_visibility="private",
-                     queue=False, show_progress="hidden").then(
-        ranking_downloads("ranking"), [ranking, min_score], files, api_visibility="private", queue=False)
+        examples(
+            [
+                ["", asset_image("mountain_cup.png"), asset_text("cups.txt"), None, 0, "E-commerce"],
+                ["保温杯 500ml", None, asset_text("cups.txt"), None, 3, "Product search"],
+            ],
+            [query_text, query_image, documents, images, top_n, preset],
+            ["example_batch_photo", "example_batch_text"],
+        )
+    event = wire(
+        button,
+        stop,
+        handlers.rerank,
+        [query_text, query_image, documents, images, instruction, top_n, model, min_score],
+        [table, details, ranking],
+        "rerank",
+        handlers,
+        downloads=(ranking_downloads("ranking"), [ranking, min_score], files),
+    )
+    min_score.change(
+        filter_ranking, [ranking, min_score], [table, details], api_visibility="private", queue=False, show_progress="hidden"
+    ).then(ranking_downloads("ranking"), [ranking, min_score], files, api_visibility="private", queue=False)
     event.then(result_choices, details, chosen, queue=False, api_visibility="private")
-    show_maps(chosen.input(handlers.explain_document, [query_text, query_image, documents, images, instruction, model,
-                                                        chosen], panel.outputs, api_visibility="private", **MODEL_WORK),
-              panel)
+    show_maps(
+        chosen.input(
+            handlers.explain_document,
+            [query_text, query_image, documents, images, instruction, model, chosen],
+            panel.outputs,
+            api_visibility="private",
+            **MODEL_WORK,
+        ),
+        panel,
+    )
 
 
 def result_choices(rows: list[dict] | None):
     """The ranking's results to choose from for the Why? panel: "#rank · preview", valued by input number."""
-    choices = [(f"#{row['rank']} · " + " · ".join(part for part in (row.get("image"), row.get("text")) if part)[:60],
-                row["index"] + 1) for row in (rows or [])]
+    choices = [
+        (f"#{row['rank']} · " + " · ".join(part for part in (row.get("image"), row.get("text")) if part)[:60], row["index"] + 1)
+        for row in (rows or [])
+    ]
     return gr.update(choices=choices, value=None)

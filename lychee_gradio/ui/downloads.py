@@ -49,10 +49,15 @@ def write_downloads(rows: list[dict] | dict | None, stem: str) -> list[str] | No
     json_path.write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
     if isinstance(rows, dict):  # an evaluation report: the page's table, every column of it
         models = rows["models"]
-        table = [{"metric": key, "first_stage": value,
-                  **{name: entry["reranked"][key] for name, entry in models.items()},
-                  **{f"change {name}": entry["difference"][key] for name, entry in models.items()}}
-                 for key, value in rows["first_stage"].items()]
+        table = [
+            {
+                "metric": key,
+                "first_stage": value,
+                **{name: entry["reranked"][key] for name, entry in models.items()},
+                **{f"change {name}": entry["difference"][key] for name, entry in models.items()},
+            }
+            for key, value in rows["first_stage"].items()
+        ]
     else:
         table = rows
     with csv_path.open("w", newline="", encoding="utf-8-sig") as file:  # the BOM lets Excel read UTF-8

@@ -11,19 +11,19 @@ from typing import Any, Callable
 import gradio as gr
 
 from .. import evaluation
+from ..config import Limits
 from ..contract import InputError, ScoringCancelledError, ScoringTimeoutError
-from ..settings import Limits
 from .downloads import write_downloads
 from .forms import ASSETS_DIR, PageError, cell
 from .layout import I18N, examples, run_buttons, swipe_hint, wire
 from .translations import reason, text
 
 
-def extract_images(archive: str, target: Path, limits: Limits = Limits(), lang: str = "en",
-                   check=None) -> Path:
+def extract_images(archive: str, target: Path, limits: Limits = Limits(), lang: str = "en", check=None) -> Path:
     """Unpack an uploaded zip of images into `target`, refusing paths that climb out of it, more members
     or bytes than the limits allow, and what cannot be unpacked; `check` (the request's deadline and
     Stop) is called between members."""
+
     def refused(reason: str) -> PageError:
         return PageError(text("error_zip", lang, reason=reason))
 
@@ -53,9 +53,10 @@ def extract_images(archive: str, target: Path, limits: Limits = Limits(), lang: 
 
 def _eval_table(report: dict, lang: str) -> str:
     """The metrics table and its summary line, in the page's language (the one renderer, translated words)."""
-    return evaluation.report_table({**report, "models": {cell(name, 40): entry
-                                                         for name, entry in report["models"].items()}},
-                                   lambda key, **values: text(key, lang, **values))
+    return evaluation.report_table(
+        {**report, "models": {cell(name, 40): entry for name, entry in report["models"].items()}},
+        lambda key, **values: text(key, lang, **values),
+    )
 
 
 def _eval_detail(line: evaluation.BadLine, has_zip: bool, lang: str) -> str:
@@ -71,8 +72,9 @@ def _eval_problem(line: evaluation.BadLine, has_zip: bool, lang: str) -> PageErr
     return PageError(text("error_eval_line", lang, line=line.line, reason=_eval_detail(line, has_zip, lang)))
 
 
-def evaluate_view(req, data_file, images_zip, ks_text, instruction, skip_bad=False, *,
-                  on_progress: Callable[[int, int], None] | None = None) -> tuple[str, Any, dict]:
+def evaluate_view(
+    req, data_file, images_zip, ks_text, instruction, skip_bad=False, *, on_progress: Callable[[int, int], None] | None = None
+) -> tuple[str, Any, dict]:
     """The Evaluate tab (a request of the service's, `req`): the metrics table, a chart's data (first stage vs.
     each served model, side by side) and the report. Each line is one request of its own under the server's
     limits; the request's deadline covers the whole run, its Stop event ends it.
@@ -90,28 +92,46 @@ def evaluate_view(req, data_file, images_zip, ks_text, instruction, skip_bad=Fal
     data = Path(data_file)
     models = req.service.models
     with tempfile.TemporaryDirectory(prefix="lychee-eval-") as unpacked:
-        base_dir = (extract_images(images_zip, Path(unpacked), limits, lang, context.check) if images_zip
-                    else data.parent)
+        base_dir = extract_images(images_zip, Path(unpacked), limits, lang, context.check) if images_zip else data.parent
         try:
             queries, skipped = evaluation.load_queries(data, skip_bad=bool(skip_bad), base_dir=base_dir)
         except evaluation.BadLine as line:
             raise _eval_problem(line, bool(images_zip), lang) from None
         if not queries:
             if skipped:
-                raise PageError(text("error_eval_all_skipped", lang, count=len(skipped), line=skipped[0].line,
-                                     reason=_eval_detail(skipped[0], bool(images_zip), lang)))
+                raise PageError(
+                    text(
+                        "error_eval_all_skipped",
+                        lang,
+                        count=len(skipped),
+                        line=skipped[0].line,
+                        reason=_eval_detail(skipped[0], bool(images_zip), lang),
+                    )
+                )
             raise PageError(text("error_eval_empty", lang))
         try:
             # A line's own instruction wins; the page's box applies to lines without one.
-            report = req.evaluate(dict(zip(models.names, models.scorers)), queries, ks, instruction=instruction or None,
-                                  skip_bad=bool(skip_bad), skipped=skipped, on_progress=on_progress)
+            report = req.evaluate(
+                dict(zip(models.names, models.scorers)),
+                queries,
+                ks,
+                instruction=instruction or None,
+                skip_bad=bool(skip_bad),
+                skipped=skipped,
+                on_progress=on_progress,
+            )
         except evaluation.BadLine as line:
             raise _eval_problem(line, bool(images_zip), lang) from None
     stages = [(text("stage_first", lang), report["first_stage"])]
-    stages += [(name if len(models) > 1 else text("stage_reranked", lang), entry["reranked"])
-               for name, entry in report["models"].items()]
-    rows = [{"bar": f"{key} · {label}", "metric": key, "stage": label, "value": values[key]}
-            for key in evaluation.metric_keys(ks) if key in report["first_stage"] for label, values in stages]
+    stages += [
+        (name if len(models) > 1 else text("stage_reranked", lang), entry["reranked"]) for name, entry in report["models"].items()
+    ]
+    rows = [
+        {"bar": f"{key} · {label}", "metric": key, "stage": label, "value": values[key]}
+        for key in evaluation.metric_keys(ks)
+        if key in report["first_stage"]
+        for label, values in stages
+    ]
     # The chart's bars in the table's order. Gradio sorts only the x axis of a bar chart, and these bars are
     # horizontal (their labels on the y axis), which Vega sorts by text; so each label starts with as many
     # zero-width spaces as bars come before it: invisible, and in order as text. `bar` keeps the plain label.
@@ -135,15 +155,37 @@ def evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
         # Horizontal bars grouped by metric: each bar's label names its metric and stage (first stage, or the
         # model) on one line, on a phone too (rotated labels overlapped); the colour is the stage's. No
         # legend: Gradio draws only its title here, and the labels already say it.
-        chart = gr.BarPlot(x="value", y="label", color="stage", label=I18N("eval_chart"), x_lim=[0, 1],
-                           x_title="Score", y_title="Metric at k", colors_in_legend=[], elem_id="eval-chart")
+        chart = gr.BarPlot(
+            x="value",
+            y="label",
+            color="stage",
+            label=I18N("eval_chart"),
+            x_lim=[0, 1],
+            x_title="Score",
+            y_title="Metric at k",
+            colors_in_legend=[],
+            elem_id="eval-chart",
+        )
         files = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False, elem_id="eval-downloads")
         details = gr.JSON(label=I18N("details"))
         kept = gr.State(None)  # the last report, as the run produced it: the downloads are written from it
         sample = ASSETS_DIR / "eval" / "sample.jsonl"
         if sample.is_file():
-            gr.File([str(sample), str(sample.parent / "images.zip")], label=I18N("sample_download"),
-                    file_count="multiple", interactive=False, elem_id="eval-sample")
+            gr.File(
+                [str(sample), str(sample.parent / "images.zip")],
+                label=I18N("sample_download"),
+                file_count="multiple",
+                interactive=False,
+                elem_id="eval-sample",
+            )
             examples([[str(sample), str(sample.parent / "images.zip"), "1,5,10"]], [data, images, k], ["example_eval"])
-    wire(button, stop, handlers.evaluate, [data, images, k, instruction, skip_bad], [table, chart, details, kept],
-          "evaluate", handlers, downloads=(lambda report: write_downloads(report, "evaluation"), [kept], files))
+    wire(
+        button,
+        stop,
+        handlers.evaluate,
+        [data, images, k, instruction, skip_bad],
+        [table, chart, details, kept],
+        "evaluate",
+        handlers,
+        downloads=(lambda report: write_downloads(report, "evaluation"), [kept], files),
+    )

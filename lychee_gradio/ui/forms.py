@@ -88,8 +88,15 @@ def parse_documents(documents: str | None, document_images: list[str] | None, la
             for reference in [tag] if whole is not None else [part.strip() for part in tag.split(",") if part.strip()]:
                 position = find_image(reference, names)
                 if position is None:
-                    raise PageError(text("error_document", lang, number=number, name="", reason=text(
-                        "error_attach_missing", lang, reference=reference, uploaded=", ".join(names) or "—")))
+                    raise PageError(
+                        text(
+                            "error_document",
+                            lang,
+                            number=number,
+                            name="",
+                            reason=text("error_attach_missing", lang, reference=reference, uploaded=", ".join(names) or "—"),
+                        )
+                    )
                 positions.append(position)
         attached.update(positions)
         block_text = _IMAGE_REF_RE.sub("", block).strip() or None
@@ -97,14 +104,27 @@ def parse_documents(documents: str | None, document_images: list[str] | None, la
         if len(clips) > 1:
             raise PageError(text("error_document", lang, number=number, name="", reason=text("error_one_video", lang)))
         pictures = [p for p in positions if p not in clips]
-        parsed.append({"text": block_text, "image": images[pictures[0]] if pictures else None,
-                       "images": [images[p] for p in pictures], "video": images[clips[0]] if clips else None,
-                       "name": ", ".join(names[p] for p in pictures + clips) or None})
+        parsed.append(
+            {
+                "text": block_text,
+                "image": images[pictures[0]] if pictures else None,
+                "images": [images[p] for p in pictures],
+                "video": images[clips[0]] if clips else None,
+                "name": ", ".join(names[p] for p in pictures + clips) or None,
+            }
+        )
     for position, (path, name) in enumerate(zip(images, names)):
         if position not in attached:
             clip = is_video(name)
-            parsed.append({"text": None, "image": None if clip else path, "images": [] if clip else [path],
-                           "video": path if clip else None, "name": name})
+            parsed.append(
+                {
+                    "text": None,
+                    "image": None if clip else path,
+                    "images": [] if clip else [path],
+                    "video": path if clip else None,
+                    "name": name,
+                }
+            )
     if not parsed:
         raise PageError(text("error_documents_missing", lang))
     return parsed
@@ -160,27 +180,33 @@ class Wording:
         where = error.field or ""
         image = ".image" in where or error.code in UNREADABLE_CODES
         if where.startswith("query"):
-            return PageError(text("error_query_image", lang, name=self.query_name, reason=why) if image
-                             else text("error_query", lang, reason=why))
+            return PageError(
+                text("error_query_image", lang, name=self.query_name, reason=why)
+                if image
+                else text("error_query", lang, reason=why)
+            )
         found = re.match(r"documents\[(\d+)\]", where)
         if found:
             index = int(found.group(1))
             name = self.names[index] if index < len(self.names) else ""
             if self.document_key == "single":
-                return PageError(text("error_document_image", lang, name=name, reason=why) if image
-                                 else text("error_single_document", lang, reason=why))
+                return PageError(
+                    text("error_document_image", lang, name=name, reason=why)
+                    if image
+                    else text("error_single_document", lang, reason=why)
+                )
             if self.document_key == "error_image":
                 return PageError(text("error_image", lang, number=index + 1, name=name, reason=why))
-            return PageError(text("error_document", lang, number=index + 1, name=f" ({name})" if name else "",
-                                  reason=why))
+            return PageError(text("error_document", lang, number=index + 1, name=f" ({name})" if name else "", reason=why))
         return PageError(f"{where}: {why}" if where else why)
 
 
 def read_page(req, scorers, query: dict, documents: list[dict], wording: Wording, on_read=None):
     """A tab's query and documents (plain values) read by the request service, its errors in the page's words."""
     try:
-        return req.read(scorable(query), [scorable(document) for document in documents], *scorers,
-                        field="documents", on_read=on_read)
+        return req.read(
+            scorable(query), [scorable(document) for document in documents], *scorers, field="documents", on_read=on_read
+        )
     except InputError as error:
         raise wording.error(error, req.context.language) from None
 
@@ -210,8 +236,7 @@ def pair_items(req, scorer, query_text, query_image, document_text, document_ima
     if document["text"] is None and document["image"] is None and document.get("video") is None:
         raise PageError(text("error_document_missing", lang))
     name = upload_name(document_image) if document_image else ""
-    query_item, (item,) = read_page(req, [scorer], query, [document], Wording(query_name, [name],
-                                                                               document_key="single"))
+    query_item, (item,) = read_page(req, [scorer], query, [document], Wording(query_name, [name], document_key="single"))
     return query_item, item
 
 
@@ -235,7 +260,7 @@ def preview(document: dict) -> str:
 
 
 def stopped_note(ranked, lang: str) -> str | None:
-    """"Stopped after N of M" in the page's language when the page's Stop ended a ranking (`service.Ranked`)."""
+    """ "Stopped after N of M" in the page's language when the page's Stop ended a ranking (`service.Ranked`)."""
     if ranked.stopped_after is None:
         return None
     return text("stopped_after", lang, done=ranked.stopped_after, total=ranked.total)

@@ -37,24 +37,66 @@ def page_routes(named: list[str]) -> list[tuple[str, tuple[str, ...], str, bool]
     return [
         # The page, its assets, and the login page (Gradio answers /config per login).
         ("GET,HEAD", ("/",), "none", True),
-        ("GET,HEAD", ("/config", "/config/", "/assets/*", "/static/*", "/svelte/*", "/favicon.ico", "/theme.css",
-                      "/gradio_api/theme.css", "/robots.txt", "/gradio_api/login_check",
-                      "/gradio_api/login_check/", "/logout"), "none", True),
+        (
+            "GET,HEAD",
+            (
+                "/config",
+                "/config/",
+                "/assets/*",
+                "/static/*",
+                "/svelte/*",
+                "/favicon.ico",
+                "/theme.css",
+                "/gradio_api/theme.css",
+                "/robots.txt",
+                "/gradio_api/login_check",
+                "/gradio_api/login_check/",
+                "/logout",
+            ),
+            "none",
+            True,
+        ),
         ("POST", ("/login", "/login/"), "login", True),
         # The "Use via API" page, served files (Gradio lets only uploads and cached outputs through).
-        ("GET,HEAD", ("/gradio_api/info", "/gradio_api/info/", "/gradio_api/openapi.json", "/gradio_api/file=*",
-                      "/gradio_api/startup-events", "/gradio_api/heartbeat/*", "/gradio_api/queue/data",
-                      "/gradio_api/upload_progress", f"^/gradio_api/call/({names})/[A-Za-z0-9_-]+"), "none", False),
+        (
+            "GET,HEAD",
+            (
+                "/gradio_api/info",
+                "/gradio_api/info/",
+                "/gradio_api/openapi.json",
+                "/gradio_api/file=*",
+                "/gradio_api/startup-events",
+                "/gradio_api/heartbeat/*",
+                "/gradio_api/queue/data",
+                "/gradio_api/upload_progress",
+                f"^/gradio_api/call/({names})/[A-Za-z0-9_-]+",
+            ),
+            "none",
+            False,
+        ),
         # Runs of the page's events (the queue), the named endpoints over plain HTTP, uploads.
         # /run/predict: the page's unqueued events (queue=False) by index. Each of them takes only what is safe
         # from a caller: uploads (checked by Page), the session's server-side State, or plain values.
-        ("POST", ("/gradio_api/queue/join", "/gradio_api/cancel", "/gradio_api/reset", "/gradio_api/reset/",
-                  "/gradio_api/run/predict", f"^/gradio_api/call/({names})/?"), "json", False),
+        (
+            "POST",
+            (
+                "/gradio_api/queue/join",
+                "/gradio_api/cancel",
+                "/gradio_api/reset",
+                "/gradio_api/reset/",
+                "/gradio_api/run/predict",
+                f"^/gradio_api/call/({names})/?",
+            ),
+            "json",
+            False,
+        ),
         ("POST", ("/gradio_api/upload",), "upload", False),
     ]
 
 
 # Gradio's routes that this app refuses (404), each for a reason.
+# A table laid out by hand, one entry a row: the formatter leaves it as it is.
+# fmt: off
 REFUSED = {
     "/gradio_api/run-history/*": "calls the Hub with the operator's token; no login check",
     "/gradio_api/runs": "Gradio's run history",
@@ -81,12 +123,14 @@ REFUSED = {
     "/manifest.json": "progressive web app (off)",
     "/pwa_icon*": "progressive web app (off)",
 }
+# fmt: on
 
 
 def named_endpoints(blocks) -> list[str]:
     """The page's public API names (`api_name` of its events, the private ones left out)."""
-    return sorted({fn.api_name for fn in blocks.fns.values()
-                   if fn.api_name and getattr(fn, "api_visibility", "public") != "private"})
+    return sorted(
+        {fn.api_name for fn in blocks.fns.values() if fn.api_name and getattr(fn, "api_visibility", "public") != "private"}
+    )
 
 
 def login_cookie_names(gradio_app) -> tuple[str, str]:
@@ -191,8 +235,11 @@ class Page(gr.Blocks):
         for block, value in zip(block_fn.inputs, inputs or []):
             if any(not uploaded(file.get("path")) for file in files_of(value)):
                 self._refused(block_fn, "not an upload")
-                raise gr.Error(text("error_not_uploaded", lang, input=label_of(block, lang)), title=text("error_title", lang),
-                               print_exception=False)
+                raise gr.Error(
+                    text("error_not_uploaded", lang, input=label_of(block, lang)),
+                    title=text("error_title", lang),
+                    print_exception=False,
+                )
         try:
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except gr.Error as error:  # Gradio's own check of a value (a slider's range, a file's type): said as it is
@@ -201,8 +248,9 @@ class Page(gr.Blocks):
         except Exception:  # noqa: BLE001 - the caller sent something Gradio cannot read: say where
             self._refused(block_fn, "unreadable values")
             names = ", ".join(label_of(block, lang) for block in block_fn.inputs if not getattr(block, "stateful", False))
-            raise gr.Error(text("error_bad_arguments", lang, inputs=names), title=text("error_title", lang),
-                           print_exception=False) from None
+            raise gr.Error(
+                text("error_bad_arguments", lang, inputs=names), title=text("error_title", lang), print_exception=False
+            ) from None
 
     def _refused(self, block_fn, why: str) -> None:
         """A caller's mistake caught before the handler ran: one access-log line (status 400), no traceback."""
@@ -230,8 +278,6 @@ def label_of(block, lang: str) -> str:
     return text(label.key, lang) if isinstance(label, I18nData) else str(label or type(block).__name__)
 
 
-
-
 # -- labels, examples and the API page ----------------------------------------------------------------------------
 
 
@@ -245,8 +291,14 @@ def clear_unset_on_example(found) -> None:
     and `load_input_event`): Gradio otherwise keeps what they held, e.g. an image uploaded before."""
     unset = [box for box in found.inputs if box not in found.inputs_with_examples]
     if unset:
-        found.load_input_event.then(lambda: [None] * len(unset) if len(unset) > 1 else None, None, unset,
-                                    queue=False, api_visibility="private", show_progress="hidden")
+        found.load_input_event.then(
+            lambda: [None] * len(unset) if len(unset) > 1 else None,
+            None,
+            unset,
+            queue=False,
+            api_visibility="private",
+            show_progress="hidden",
+        )
 
 
 def english(value: Any) -> Any:
@@ -256,7 +308,7 @@ def english(value: Any) -> Any:
         return ENGLISH.get(value.key, value.key)
     if isinstance(value, str) and value.startswith("__i18n__"):
         try:
-            value = json.loads(value[len("__i18n__"):])
+            value = json.loads(value[len("__i18n__") :])
         except ValueError:
             return value
     if isinstance(value, dict) and "translation_metadata" in (value.get("_type"), value.get("__type__")):
@@ -309,87 +361,36 @@ def open_share_link(port: int) -> str:
 # default title), in Chinese; a browser whose language is Chinese gets them through the script below, as
 # Gradio's own translations are picked (navigator.language).
 GRADIO_WORDS_ZH = {
-    "Click to upload or drop files": "点击上传或拖放文件", "Close": "关闭", "Empty value": "空值",
-    "File upload": "文件上传", "More tabs": "更多标签页", "Paste from clipboard": "从剪贴板粘贴",
-    "Remove this file": "移除此文件", "Reset to default value": "恢复默认值", "Upload file": "上传文件",
-    "Capture from camera": "用摄像头拍摄", "Gradio footer navigation": "Gradio 页脚导航",
-    "View runs saved in this browser": "查看此浏览器中保存的运行记录", "Runs": "运行记录", "Error": "错误",
-    "Warning": "提示", "Clear": "清除", "Download": "下载", "Fullscreen": "全屏", "Share": "分享",
+    "Click to upload or drop files": "点击上传或拖放文件",
+    "Close": "关闭",
+    "Empty value": "空值",
+    "File upload": "文件上传",
+    "More tabs": "更多标签页",
+    "Paste from clipboard": "从剪贴板粘贴",
+    "Remove this file": "移除此文件",
+    "Reset to default value": "恢复默认值",
+    "Upload file": "上传文件",
+    "Capture from camera": "用摄像头拍摄",
+    "Gradio footer navigation": "Gradio 页脚导航",
+    "View runs saved in this browser": "查看此浏览器中保存的运行记录",
+    "Runs": "运行记录",
+    "Error": "错误",
+    "Warning": "提示",
+    "Clear": "清除",
+    "Download": "下载",
+    "Fullscreen": "全屏",
+    "Share": "分享",
 }
 GRADIO_PATTERNS_ZH = [["^number input for (.+)$", "$1 的数字输入"], ["^range slider for (.+)$", "$1 的滑块"]]
 
 
 def head_script(examples: dict) -> str:
     """The page's <head> script, with Gradio's words in Chinese and the examples' labels in both languages."""
-    words = json.dumps({"zh": GRADIO_WORDS_ZH, "patterns": GRADIO_PATTERNS_ZH, "examples": examples},
-                       ensure_ascii=False)
+    words = json.dumps({"zh": GRADIO_WORDS_ZH, "patterns": GRADIO_PATTERNS_ZH, "examples": examples}, ensure_ascii=False)
     return HEAD_TEMPLATE.replace("__WORDS__", words)
 
 
 # Ctrl+Enter (Cmd+Enter on a Mac) runs the open tab: the one run button that is on screen. Example labels
 # (Gradio prints them as given, both languages) show the browser's half; on a Chinese page, Gradio's own
 # English words are put in Chinese as they appear.
-HEAD_TEMPLATE = """
-<script>
-(() => {
-  const WORDS = __WORDS__;
-  const zh = (navigator.language || "").toLowerCase().startsWith("zh");
-  const lang = zh ? "zh" : "en";
-  const say = (value) => {
-    if (!zh || !value) return null;
-    const trimmed = value.trim();
-    if (WORDS.zh[trimmed]) return WORDS.zh[trimmed];
-    for (const [pattern, replacement] of WORDS.patterns) {
-      const found = new RegExp(pattern);
-      if (found.test(trimmed)) return trimmed.replace(found, replacement);
-    }
-    return null;
-  };
-  const translate = (root) => {
-    for (const element of root.querySelectorAll ? root.querySelectorAll("[aria-label], [title]") : []) {
-      for (const name of ["aria-label", "title"]) {
-        const said = say(element.getAttribute(name));
-        if (said) element.setAttribute(name, said);
-      }
-    }
-    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-    let node;
-    while ((node = walker.nextNode())) {
-      const text = node.textContent.trim();
-      if (!text) continue;
-      // Gradio may cut a long example label short ("..."): it is then known by its beginning.
-      const cut = text.endsWith("...") ? text.slice(0, -3) : text.endsWith("…") ? text.slice(0, -1) : null;
-      const label = WORDS.examples[text] ? text
-        : cut ? Object.keys(WORDS.examples).find((known) => known.startsWith(cut)) : null;
-      if (label) { node.textContent = WORDS.examples[label][lang]; continue; }
-      if (node.parentElement && node.parentElement.closest("textarea, .prose, .md, code, pre")) continue;
-      const said = say(text);
-      if (said) node.textContent = said;
-    }
-  };
-  const start = () => {
-    translate(document.body);
-    new MutationObserver((changes) => {
-      for (const change of changes) {
-        if (change.type === "attributes") translate(change.target.parentNode || change.target);
-        for (const added of change.addedNodes) translate(added.nodeType === 1 ? added : added.parentNode || document.body);
-      }
-    }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ["aria-label", "title"]});
-  };
-  if (document.body) start(); else document.addEventListener("DOMContentLoaded", start);
-})();
-document.addEventListener("keydown", (event) => {
-  if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
-  for (const id of ["score-button", "rerank-button", "rank-button", "compare-button", "eval-button"]) {
-    const button = document.getElementById(id);
-    if (button && button.offsetParent !== null && !button.disabled) {
-      event.preventDefault();
-      button.click();
-      return;
-    }
-  }
-});
-</script>
-"""
-
-
+HEAD_TEMPLATE = (Path(__file__).resolve().parent.parent / "assets" / "page" / "head.html").read_text(encoding="utf-8")

@@ -19,11 +19,11 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from ..config import Config
 from ..contract import LycheeError, NullObserver, Observer, is_expected
 from ..explain import DEFAULT_GRID
 from ..registry import ModelSet
 from ..service import Service
-from ..settings import Config
 from .batch import rerank_view
 from .compare import compare_view
 from .evaluate import evaluate_view
@@ -35,8 +35,12 @@ from .why import explain_view
 
 # The page's own words for some codes (longer than the API's: what to do next); every other code is worded by
 # its entry in translations.ERRORS_ZH or the contract's English.
-_PAGE_WORDS = {"timeout": "error_timeout", "busy": "error_busy", "stopped": "error_stopped",
-               "out_of_memory": "error_out_of_memory"}
+_PAGE_WORDS = {
+    "timeout": "error_timeout",
+    "busy": "error_busy",
+    "stopped": "error_stopped",
+    "out_of_memory": "error_out_of_memory",
+}
 
 
 class PageRuns:
@@ -105,8 +109,9 @@ class PageRuns:
             event.set()
 
 
-def make_handlers(models: ModelSet, config: Config, observer: Observer | None = None, *,
-                  service: Service | None = None) -> SimpleNamespace:
+def make_handlers(
+    models: ModelSet, config: Config, observer: Observer | None = None, *, service: Service | None = None
+) -> SimpleNamespace:
     """The endpoints' functions: plain functions whose parameter names are the API's.
 
     `model` picks one of the served models by name (empty: the first); see registry.py.
@@ -115,20 +120,32 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
     """
     requests = PageRuns(service or Service(models, config, observer or NullObserver()))
 
-    def score(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
-              document_image: str | None = None, instruction: str | None = None, model: str | None = None,
-              request: gr.Request = None):
+    def score(
+        query_text: str | None = None,
+        query_image: str | None = None,
+        document_text: str | None = None,
+        document_image: str | None = None,
+        instruction: str | None = None,
+        model: str | None = None,
+        request: gr.Request = None,
+    ):
         """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}.
         Example: client.predict(query_text="white cup", document_text="白瓷咖啡杯", api_name="/score"); leave
         out what you do not send (the snippet below lists every parameter with its default)."""
         with requests.open("/score", request) as req:
-            return score_view(req, req.model(model), query_text, query_image, document_text, document_image,
-                              instruction)
+            return score_view(req, req.model(model), query_text, query_image, document_text, document_image, instruction)
 
-    def rerank(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
-               document_images: list[str] | None = None, instruction: str | None = None,
-               top_n: float | None = None, model: str | None = None, min_score: float | None = 0,
-               request: gr.Request = None):
+    def rerank(
+        query_text: str | None = None,
+        query_image: str | None = None,
+        documents: str | None = None,
+        document_images: list[str] | None = None,
+        instruction: str | None = None,
+        top_n: float | None = None,
+        model: str | None = None,
+        min_score: float | None = 0,
+        request: gr.Request = None,
+    ):
         """Rerank documents (text blocks separated by '---' lines, plus images) best-first; min_score hides lower
         scores. Returns a Markdown table and [{rank, index, score, verdict, text, image, move}]. Example:
         client.predict(query_text="保温杯 500ml", documents="steel tumbler 500ml\\n---\\nblue mug", top_n=3,
@@ -137,13 +154,31 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         with requests.open("/rerank", request) as req:
             check_min_score(min_score, req.context.language)
             kept: list = []
-            table, rows = rerank_view(req, req.model(model), query_text, query_image, documents, document_images,
-                                      instruction, top_n, min_score, kept=kept)
+            table, rows = rerank_view(
+                req,
+                req.model(model),
+                query_text,
+                query_image,
+                documents,
+                document_images,
+                instruction,
+                top_n,
+                min_score,
+                kept=kept,
+            )
             return table, rows, kept[0]  # the last: the page's State (not part of the API's answer)
 
-    def rank_images(query_text: str | None = None, query_image: str | None = None, images: list[str] | None = None,
-                    instruction: str | None = None, top_n: float | None = None, model: str | None = None,
-                    min_score: float | None = 0, progress=gr.Progress(), request: gr.Request = None):
+    def rank_images(
+        query_text: str | None = None,
+        query_image: str | None = None,
+        images: list[str] | None = None,
+        instruction: str | None = None,
+        top_n: float | None = None,
+        model: str | None = None,
+        min_score: float | None = 0,
+        progress=gr.Progress(),
+        request: gr.Request = None,
+    ):
         """Rank images against a query, best first. Returns a gallery and [{rank, index, score, image}]. Example:
         client.predict(query_text="a blue mug", images=[handle_file("a.png"), handle_file("b.png")],
         api_name="/rank_images")."""
@@ -155,42 +190,80 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
 
             report(0, 1, text("progress_reading", req.context.language, done=0, total=len(images or [])))
             kept: list = []
-            gallery, rows = rank_images_view(req, req.model(model), query_text, query_image, images, instruction, top_n,
-                                             min_score, on_progress=report, kept=kept)
+            gallery, rows = rank_images_view(
+                req,
+                req.model(model),
+                query_text,
+                query_image,
+                images,
+                instruction,
+                top_n,
+                min_score,
+                on_progress=report,
+                kept=kept,
+            )
             return gallery, rows, kept[0]  # the last: the page's State (not part of the API's answer)
 
-    def compare(query_text: str | None = None, query_image: str | None = None, documents: str | None = None,
-                document_images: list[str] | None = None, instruction: str | None = None,
-                model_a: str | None = None, model_b: str | None = None, request: gr.Request = None):
+    def compare(
+        query_text: str | None = None,
+        query_image: str | None = None,
+        documents: str | None = None,
+        document_images: list[str] | None = None,
+        instruction: str | None = None,
+        model_a: str | None = None,
+        model_b: str | None = None,
+        request: gr.Request = None,
+    ):
         """Rank the same documents with two served models side by side, with Kendall's tau and top-5 overlap.
         Returns a Markdown table and {models, kendall_tau, top_k, top_k_overlap, rows, disagreements}."""
         with requests.open("/compare", request) as req:
             first = req.model(model_a)
             second = req.model(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
             names = (models.name_of(first), models.name_of(second))
-            return compare_view(req, first, second, names, query_text, query_image, documents, document_images,
-                                instruction)
+            return compare_view(req, first, second, names, query_text, query_image, documents, document_images, instruction)
 
-    def evaluate(data: str | None = None, images_zip: str | None = None, k: str | None = None,
-                 instruction: str | None = None, skip_bad: bool = False, progress=gr.Progress(),
-                 request: gr.Request = None):
+    def evaluate(
+        data: str | None = None,
+        images_zip: str | None = None,
+        k: str | None = None,
+        instruction: str | None = None,
+        skip_bad: bool = False,
+        progress=gr.Progress(),
+        request: gr.Request = None,
+    ):
         """Evaluate a labelled JSONL set with every served model: NDCG, MRR, Recall and Hit before and after
         reranking. Returns a Markdown table, the chart data and the full report."""
         with requests.open("/evaluate", request) as req:
+
             def report(done: int, total: int) -> None:
                 progress(done / total, desc=text("progress_query", req.context.language, done=done, total=total))
 
-            table, chart, details = evaluate_view(req, data, images_zip, k, instruction, skip_bad,
-                                                  on_progress=report)
+            table, chart, details = evaluate_view(req, data, images_zip, k, instruction, skip_bad, on_progress=report)
             # Bars in the table's order, each metric's "first stage" beside each model's (evaluate_view). The
             # last: the page's State (the report its downloads are written from; not part of the API's answer).
-            return table, gr.BarPlot(value=chart, x_title=text("chart_y", req.context.language),
-                                     y_title=text("chart_x", req.context.language),
-                                     height=140 + 24 * len(chart)), details, details  # a line per bar, the axes
+            return (
+                table,
+                gr.BarPlot(
+                    value=chart,
+                    x_title=text("chart_y", req.context.language),
+                    y_title=text("chart_x", req.context.language),
+                    height=140 + 24 * len(chart),
+                ),
+                details,
+                details,
+            )  # a line per bar, the axes
 
-    def explain(query_text: str | None = None, query_image: str | None = None, document_text: str | None = None,
-                document_image: str | None = None, instruction: str | None = None, grid: float | None = DEFAULT_GRID,
-                explanation: bool = False, model: str | None = None, request: gr.Request = None):
+    def explain(
+        query_text: str | None = None,
+        query_image: str | None = None,
+        document_text: str | None = None,
+        document_image: str | None = None,
+        instruction: str | None = None,
+        grid: float | None = DEFAULT_GRID,
+        explanation: bool = False,
+        model: str | None = None,
+        request: gr.Request = None,
+    ):
         """Why this score: each image of the pair as a heatmap (a cell's value is score(pair) - score(pair with
         that box filled with the image's mean colour)), each text's segments (score(pair) - score(pair without
         that segment)), the raw output, and with explanation=True the model's own words (which can be wrong).
@@ -198,11 +271,13 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         and the details as JSON.
         Example: client.predict(query_text="white cup", document_image=handle_file("cup.png"), api_name="/explain")."""
         with requests.open("/explain", request) as req:
-            return explain_view(req, req.model(model), query_text, query_image, document_text, document_image,
-                                instruction, grid, explanation)
+            return explain_view(
+                req, req.model(model), query_text, query_image, document_text, document_image, instruction, grid, explanation
+            )
 
-    def explain_image(query_text, query_image, images, instruction, model, ranking, min_score, evt: gr.SelectData,
-                      request: gr.Request = None):
+    def explain_image(
+        query_text, query_image, images, instruction, model, ranking, min_score, evt: gr.SelectData, request: gr.Request = None
+    ):
         """Image ranking: the chosen result's Why? panel (the session's kept ranking, as the gallery shows it under
         "Hide scores below"), without ranking again."""
         with requests.open("/explain", request) as req:
@@ -210,21 +285,41 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(shown):
                 return None, None, "", "", None
             row = shown[evt.index]
-            return explain_view(req, req.model(model), query_text, query_image, None, (images or [])[row["index"]],
-                                instruction, DEFAULT_GRID, False)
+            return explain_view(
+                req,
+                req.model(model),
+                query_text,
+                query_image,
+                None,
+                (images or [])[row["index"]],
+                instruction,
+                DEFAULT_GRID,
+                False,
+            )
 
-    def explain_document(query_text, query_image, documents, document_images, instruction, model, chosen,
-                         request: gr.Request = None):
+    def explain_document(
+        query_text, query_image, documents, document_images, instruction, model, chosen, request: gr.Request = None
+    ):
         """Batch rerank: the chosen result's (input number `chosen`) Why? panel, without ranking again."""
         with requests.open("/explain", request) as req:
             if not chosen:
                 return None, None, "", "", None
             document = parse_documents(documents, document_images, req.context.language)[int(chosen) - 1]
-            return explain_view(req, req.model(model), query_text, query_image, document["text"], document["image"],
-                                instruction, DEFAULT_GRID, False)
+            return explain_view(
+                req,
+                req.model(model),
+                query_text,
+                query_image,
+                document["text"],
+                document["image"],
+                instruction,
+                DEFAULT_GRID,
+                False,
+            )
 
-    def explain_both(query_text, query_image, documents, document_images, instruction, model_a, model_b, chosen,
-                     request: gr.Request = None):
+    def explain_both(
+        query_text, query_image, documents, document_images, instruction, model_a, model_b, chosen, request: gr.Request = None
+    ):
         """Compare: the chosen document's Why? panel for both models, side by side."""
         with requests.open("/explain", request) as req:
             if not chosen:
@@ -232,8 +327,13 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
             document = parse_documents(documents, document_images, req.context.language)[int(chosen) - 1]
             first = req.model(model_a)
             second = req.model(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
-            return tuple(part for scorer in (first, second) for part in explain_view(
-                req, scorer, query_text, query_image, document["text"], document["image"], instruction, DEFAULT_GRID, False))
+            return tuple(
+                part
+                for scorer in (first, second)
+                for part in explain_view(
+                    req, scorer, query_text, query_image, document["text"], document["image"], instruction, DEFAULT_GRID, False
+                )
+            )
 
     def stop(request: gr.Request):
         """Stop this browser session's run in progress (between two batches)."""
@@ -244,6 +344,16 @@ def make_handlers(models: ModelSet, config: Config, observer: Observer | None = 
         """A run of this browser session was clicked (the page calls this before the run itself)."""
         requests.queue(getattr(request, "session_hash", None))
 
-    return SimpleNamespace(score=score, rerank=rerank, rank_images=rank_images, compare=compare, evaluate=evaluate,
-                           explain=explain, explain_image=explain_image, explain_document=explain_document,
-                           explain_both=explain_both, stop=stop, queued=queued)
+    return SimpleNamespace(
+        score=score,
+        rerank=rerank,
+        rank_images=rank_images,
+        compare=compare,
+        evaluate=evaluate,
+        explain=explain,
+        explain_image=explain_image,
+        explain_document=explain_document,
+        explain_both=explain_both,
+        stop=stop,
+        queued=queued,
+    )

@@ -28,9 +28,19 @@ from .translations import text
 from .why import show_maps, why_panel
 
 
-def rank_images_view(req, scorer: Scorer, query_text, query_image, images, instruction, top_n,
-                     min_score: float | None = 0, *, on_progress: Callable[[int, int, str], None] | None = None,
-                     kept: list | None = None) -> tuple[list, list[dict]]:
+def rank_images_view(
+    req,
+    scorer: Scorer,
+    query_text,
+    query_image,
+    images,
+    instruction,
+    top_n,
+    min_score: float | None = 0,
+    *,
+    on_progress: Callable[[int, int, str], None] | None = None,
+    kept: list | None = None,
+) -> tuple[list, list[dict]]:
     """Rank uploaded images (a request of the service's, `req`); `on_progress(done, total, description)` counts
     reading each image, preparing it, then scoring. `kept` (a list) gets the whole ranking, for
     `filter_gallery` (the live "Hide scores below")."""
@@ -57,8 +67,9 @@ def rank_images_view(req, scorer: Scorer, query_text, query_image, images, instr
             on_progress(2 * count + done, 3 * count, text("progress_scoring", lang, done=done, total=total))
 
     wording = Wording(query_name, names, what="what_images", document_key="error_image")
-    documents = [{"text": None, "video": path} if is_video(name) else {"text": None, "image": path}
-                 for path, name in zip(paths, names)]  # a clip among the photos is ranked with them
+    documents = [
+        {"text": None, "video": path} if is_video(name) else {"text": None, "image": path} for path, name in zip(paths, names)
+    ]  # a clip among the photos is ranked with them
     query_item, items = read_page(req, [scorer], query, documents, wording, on_read=read)
     req.context_for(scorer).on_prepared = prepared
     ranked = rerank_page(req, scorer, query_item, items, instruction, top_n, on_progress=scored)
@@ -91,34 +102,69 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         with gr.Row():
             query_text, query_image, top_n, min_score = query_column("images-query")
             with gr.Column(scale=2):
-                files = checked(gr.File(label=I18N("images"), file_count="multiple", file_types=["image", "video"], height=150,
-                                        elem_id="images-files"))
-                preview = gr.Gallery(label=I18N("uploaded_images"), columns=6, height=220, allow_preview=False,
-                                     interactive=False, elem_id="images-preview")
+                files = checked(
+                    gr.File(
+                        label=I18N("images"),
+                        file_count="multiple",
+                        file_types=["image", "video"],
+                        height=150,
+                        elem_id="images-files",
+                    )
+                )
+                preview = gr.Gallery(
+                    label=I18N("uploaded_images"),
+                    columns=6,
+                    height=220,
+                    allow_preview=False,
+                    interactive=False,
+                    elem_id="images-preview",
+                )
         button, stop = run_buttons("rank_button", "rank-button")
         gallery = gr.Gallery(label=I18N("gallery"), columns=5, height="auto", elem_id="images-gallery")
         gr.Markdown(I18N("why_pick_image"))
         panel = why_panel("images-why")
-        downloads = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False,
-                            elem_id="images-downloads")
+        downloads = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False, elem_id="images-downloads")
         details = gr.JSON(label=I18N("details"))
         # The whole ranking of the last run: "Hide scores below" filters it live. Inside the tab: a component
         # directly under gr.Tabs would count as a tab of its own.
         ranking = gr.State(None)
         example_images = sorted(str(p) for p in (ASSETS_DIR / "images").glob("*.png"))
         if example_images:
-            examples([["a white cup with a mountain line pattern", None, example_images, 0, "Product search"]],
-                     [query_text, query_image, files, top_n, preset], ["example_images"])
+            examples(
+                [["a white cup with a mountain line pattern", None, example_images, 0, "Product search"]],
+                [query_text, query_image, files, top_n, preset],
+                ["example_images"],
+            )
     # Thumbnails of what was uploaded, before ranking (the file list itself stays a small scrolling box).
-    files.change(lambda paths: [(path, upload_name(path)) for path in (paths or [])], files, preview,
-                 api_visibility="private", queue=False, show_progress="hidden")
-    wire(button, stop, handlers.rank_images, [query_text, query_image, files, instruction, top_n, model, min_score],
-          [gallery, details, ranking], "rank_images", handlers,
-          downloads=(ranking_downloads("image-ranking"), [ranking, min_score], downloads),
-          show_progress_on=[gallery])
-    min_score.change(filter_gallery, [ranking, min_score], [gallery, details], api_visibility="private",
-                     queue=False, show_progress="hidden").then(
-        ranking_downloads("image-ranking"), [ranking, min_score], downloads, api_visibility="private", queue=False)
-    show_maps(gallery.select(handlers.explain_image, [query_text, query_image, files, instruction, model, ranking,
-                                                      min_score],
-                             panel.outputs, api_visibility="private", **MODEL_WORK), panel)
+    files.change(
+        lambda paths: [(path, upload_name(path)) for path in (paths or [])],
+        files,
+        preview,
+        api_visibility="private",
+        queue=False,
+        show_progress="hidden",
+    )
+    wire(
+        button,
+        stop,
+        handlers.rank_images,
+        [query_text, query_image, files, instruction, top_n, model, min_score],
+        [gallery, details, ranking],
+        "rank_images",
+        handlers,
+        downloads=(ranking_downloads("image-ranking"), [ranking, min_score], downloads),
+        show_progress_on=[gallery],
+    )
+    min_score.change(
+        filter_gallery, [ranking, min_score], [gallery, details], api_visibility="private", queue=False, show_progress="hidden"
+    ).then(ranking_downloads("image-ranking"), [ranking, min_score], downloads, api_visibility="private", queue=False)
+    show_maps(
+        gallery.select(
+            handlers.explain_image,
+            [query_text, query_image, files, instruction, model, ranking, min_score],
+            panel.outputs,
+            api_visibility="private",
+            **MODEL_WORK,
+        ),
+        panel,
+    )

@@ -62,10 +62,14 @@ CSS = """
 }
 """
 
+
 def example_words() -> dict[str, dict[str, str]]:
     """Each bilingual example label (`both`) with its English and Chinese halves."""
-    return {both(key): {"en": TRANSLATIONS["en"][key], "zh": TRANSLATIONS["zh"][key]}
-            for key in TRANSLATIONS["en"] if key.startswith("example_")}
+    return {
+        both(key): {"en": TRANSLATIONS["en"][key], "zh": TRANSLATIONS["zh"][key]}
+        for key in TRANSLATIONS["en"]
+        if key.startswith("example_")
+    }
 
 
 def head() -> str:
@@ -93,8 +97,9 @@ def query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number, gr.Slid
         image = checked(ImageBox(label=I18N("query_image"), type="filepath", height=200), "error_query_image")
         with gr.Row():
             top_n = gr.Number(0, label=I18N("top_n"), precision=0, minimum=0, min_width=120)
-            min_score = gr.Slider(0, 1, value=0, step=0.05, label=I18N("min_score"), min_width=120,
-                                  elem_id=f"{elem_id}-min-score")
+            min_score = gr.Slider(
+                0, 1, value=0, step=0.05, label=I18N("min_score"), min_width=120, elem_id=f"{elem_id}-min-score"
+            )
     return text_box, image, top_n, min_score
 
 
@@ -105,8 +110,17 @@ def run_buttons(run_key: str, elem_id: str) -> tuple[gr.Button, gr.Button]:
     return run, stop
 
 
-def wire(run: gr.Button, stop: gr.Button, handler: Callable, inputs: list, outputs: list, api_name: str,
-          handlers: SimpleNamespace, downloads: tuple[Callable, list, gr.File] | None = None, **options):
+def wire(
+    run: gr.Button,
+    stop: gr.Button,
+    handler: Callable,
+    inputs: list,
+    outputs: list,
+    api_name: str,
+    handlers: SimpleNamespace,
+    downloads: tuple[Callable, list, gr.File] | None = None,
+    **options,
+):
     """Run `handler` from the button (and Ctrl+Enter): first clear the previous results, so a failed
     run never leaves them beside its error; then the results' downloads.
 
@@ -130,9 +144,14 @@ def wire(run: gr.Button, stop: gr.Button, handler: Callable, inputs: list, outpu
 
 MODEL_DEFAULT = "Model default"  # the preset that leaves the instruction empty: each model's own default
 CUSTOM = "Custom"  # the preset shown once the instruction was edited by hand
-_PRESET_LABELS = {"Web search": "preset_web", "E-commerce": "preset_ecommerce", "Product search": "preset_product",
-                  "Academic figures": "preset_academic", "Education": "preset_education",
-                  "Design assets": "preset_design"}
+_PRESET_LABELS = {
+    "Web search": "preset_web",
+    "E-commerce": "preset_ecommerce",
+    "Product search": "preset_product",
+    "Academic figures": "preset_academic",
+    "Education": "preset_education",
+    "Design assets": "preset_design",
+}
 
 
 def instruction_row(models: ModelSet) -> tuple[gr.Textbox, gr.Dropdown, gr.Dropdown]:
@@ -159,20 +178,35 @@ def instruction_row(models: ModelSet) -> tuple[gr.Textbox, gr.Dropdown, gr.Dropd
         return (match or CUSTOM), (custom if match else instruction)
 
     with gr.Row():
-        picker = gr.Dropdown(models.names, value=models.names[0], label=I18N("model"), scale=1,
-                             visible=len(models) > 1, elem_id="model-picker")
-        preset = gr.Dropdown(choices, value=MODEL_DEFAULT, label=I18N("instruction_preset"), scale=1,
-                             elem_id="preset")
-        instruction = gr.Textbox("", placeholder=placeholder(None), label=I18N("instruction"), lines=2, scale=4,
-                                 elem_id="instruction")
+        picker = gr.Dropdown(
+            models.names, value=models.names[0], label=I18N("model"), scale=1, visible=len(models) > 1, elem_id="model-picker"
+        )
+        preset = gr.Dropdown(choices, value=MODEL_DEFAULT, label=I18N("instruction_preset"), scale=1, elem_id="preset")
+        instruction = gr.Textbox(
+            "", placeholder=placeholder(None), label=I18N("instruction"), lines=2, scale=4, elem_id="instruction"
+        )
     custom = gr.State("")
     preset.change(chosen, preset, instruction, api_visibility="private", queue=False, show_progress="hidden")
-    preset.input(lambda value, kept: kept if value == CUSTOM else gr.update(), [preset, custom], instruction,
-                 api_visibility="private", queue=False, show_progress="hidden")
-    instruction.input(typed, [instruction, custom], [preset, custom], api_visibility="private", queue=False,
-                      show_progress="hidden", trigger_mode="always_last")  # the last keystroke always counts
-    picker.change(lambda name: gr.update(placeholder=placeholder(name)), picker, instruction,
-                  api_visibility="private", queue=False)
+    preset.input(
+        lambda value, kept: kept if value == CUSTOM else gr.update(),
+        [preset, custom],
+        instruction,
+        api_visibility="private",
+        queue=False,
+        show_progress="hidden",
+    )
+    instruction.input(
+        typed,
+        [instruction, custom],
+        [preset, custom],
+        api_visibility="private",
+        queue=False,
+        show_progress="hidden",
+        trigger_mode="always_last",
+    )  # the last keystroke always counts
+    picker.change(
+        lambda name: gr.update(placeholder=placeholder(name)), picker, instruction, api_visibility="private", queue=False
+    )
     return instruction, picker, preset
 
 
@@ -231,5 +265,3 @@ def both(key: str) -> str:
     """An example's label in both languages: Gradio prints example labels as they are (no gr.I18n there)."""
     english, chinese = TRANSLATIONS["en"][key], TRANSLATIONS["zh"][key]
     return english if english == chinese else f"{english} · {chinese}"
-
-

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from ..config import Config
 from ..contract import NullObserver, Observer
 from ..registry import ModelSet, is_random
-from ..settings import Config
 from . import downloads, gradio_compat
 from .batch import batch_tab
 from .compare import compare_tab
@@ -32,8 +32,15 @@ from .single import single_tab
 from .translations import language, text
 
 
-def build_demo(scorers, config: Config = Config(), *, demo_mode: bool = False, concurrency: int = 1,
-               observer: Observer | None = None, service=None) -> gr.Blocks:
+def build_demo(
+    scorers,
+    config: Config = Config(),
+    *,
+    demo_mode: bool = False,
+    concurrency: int = 1,
+    observer: Observer | None = None,
+    service=None,
+) -> gr.Blocks:
     """The whole page, over one scorer or several (a list or a ModelSet; the first is the default).
 
     Nothing is loaded here: the scorers come in ready. The Compare tab shows with two models or more.
@@ -88,8 +95,9 @@ class PageApp:
     def __init__(self, blocks: gr.Blocks):
         self.blocks = blocks
 
-    def mount(self, app, *, auth: tuple[str, str] | None, host: str, port: int, max_file_size: int,
-              api_key: str | None) -> SimpleNamespace:
+    def mount(
+        self, app, *, auth: tuple[str, str] | None, host: str, port: int, max_file_size: int, api_key: str | None
+    ) -> SimpleNamespace:
         """Mount the page at `/` of `app`: the app, the Gradio routes the page serves (for the server's
         allow-list), a login check, and with `api_key` the cookie of a session the page knows as logged in
         (for requests that carry the key instead of logging in)."""
@@ -97,14 +105,28 @@ class PageApp:
         # "Error", never its text (which may hold server paths); our own errors are gr.Error and show.
         # enable_monitoring=False: Gradio times a streaming event to its first update, so the API page
         # said "p50: 0 ms" for every run of ours (they stream progress); /metrics has the real latencies.
-        app, gradio_app = gradio_compat.mount(app, self.blocks, auth=auth, i18n=I18N, mcp_server=False,
-                                              server_name=host, server_port=port, show_error=False,
-                                              enable_monitoring=False, max_file_size=max_file_size, css=CSS,
-                                              head=head())
+        app, gradio_app = gradio_compat.mount(
+            app,
+            self.blocks,
+            auth=auth,
+            i18n=I18N,
+            mcp_server=False,
+            server_name=host,
+            server_port=port,
+            show_error=False,
+            enable_monitoring=False,
+            max_file_size=max_file_size,
+            css=CSS,
+            head=head(),
+        )
         app.add_middleware(gradio_compat.FreshApiInfo, gradio_app=gradio_app)
         cookie = gradio_compat.session_for_key(gradio_app, secrets.token_urlsafe(32)) if api_key else None
-        return SimpleNamespace(app=app, routes=gradio_compat.page_routes(gradio_compat.named_endpoints(self.blocks)),
-                               logged_in=lambda scope: gradio_compat.logged_in(gradio_app, scope), key_cookie=cookie,
-                               steering_prefix=gradio_compat.STEERING_HEADER_PREFIX,
-                               login_user_field=gradio_compat.LOGIN_USER_FIELD,
-                               login_refusal=gradio_compat.LOGIN_REFUSAL)
+        return SimpleNamespace(
+            app=app,
+            routes=gradio_compat.page_routes(gradio_compat.named_endpoints(self.blocks)),
+            logged_in=lambda scope: gradio_compat.logged_in(gradio_app, scope),
+            key_cookie=cookie,
+            steering_prefix=gradio_compat.STEERING_HEADER_PREFIX,
+            login_user_field=gradio_compat.LOGIN_USER_FIELD,
+            login_refusal=gradio_compat.LOGIN_REFUSAL,
+        )

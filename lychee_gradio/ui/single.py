@@ -13,15 +13,19 @@ from .layout import I18N, MODEL_WORK, ImageBox, asset_image, checked, examples
 from .why import show_maps, why_panel
 
 
-def score_view(req, scorer: Scorer, query_text, query_image, document_text, document_image,
-               instruction) -> tuple[str, dict]:
+def score_view(req, scorer: Scorer, query_text, query_image, document_text, document_image, instruction) -> tuple[str, dict]:
     """One pair (a request of the service's, `req`): Markdown (score, verdict, logits) and the JSON details."""
     lang = req.context.language
     query, item = pair_items(req, scorer, query_text, query_image, document_text, document_image)
     (pair,) = req.score(scorer, query, [item], instruction or None)
     reading = verdict(pair.score, lang)
-    details = {"score": pair.score, "verdict": verdict(pair.score)["verdict"], "colour": reading["colour"],
-               "yes_logit": pair.yes_logit, "no_logit": pair.no_logit}
+    details = {
+        "score": pair.score,
+        "verdict": verdict(pair.score)["verdict"],
+        "colour": reading["colour"],
+        "yes_logit": pair.yes_logit,
+        "no_logit": pair.no_logit,
+    }
     markdown = (
         f"## {reading['mark']} {pair.score:.3f}\n"
         f"**{reading['verdict'][:1].upper() + reading['verdict'][1:]}**\n\n"
@@ -35,12 +39,12 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         with gr.Row(equal_height=True):
             with gr.Column():
                 query_text = gr.Textbox(label=I18N("query_text"), lines=4, elem_id="single-query")
-                query_image = checked(ImageBox(label=I18N("query_image"), type="filepath", height=220),
-                                      "error_query_image")
+                query_image = checked(ImageBox(label=I18N("query_image"), type="filepath", height=220), "error_query_image")
             with gr.Column():
                 document_text = gr.Textbox(label=I18N("document_text"), lines=4, elem_id="single-document")
-                document_image = checked(ImageBox(label=I18N("document_image"), type="filepath", height=220),
-                                         "error_document_image")
+                document_image = checked(
+                    ImageBox(label=I18N("document_image"), type="filepath", height=220), "error_document_image"
+                )
         button = gr.Button(I18N("score_button"), variant="primary", elem_id="score-button")
         with gr.Row():
             result = gr.Markdown(label=I18N("result"), elem_id="single-result")
@@ -50,14 +54,31 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
             grid = gr.Slider(1, MAX_GRID, value=DEFAULT_GRID, step=1, label=I18N("why_grid"), scale=2)
             ask = gr.Checkbox(False, label=I18N("why_ask"), scale=2)
         panel = why_panel("single-why")
-        examples([["white ceramic coffee cup with a minimalist mountain line pattern", None,
-                   "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml", asset_image("mountain_cup.png"), "E-commerce"]],
-                 [query_text, query_image, document_text, document_image, preset], ["example_single"])
+        examples(
+            [
+                [
+                    "white ceramic coffee cup with a minimalist mountain line pattern",
+                    None,
+                    "北欧风手绘山形白瓷咖啡杯,高温釉下彩工艺,容量350ml",
+                    asset_image("mountain_cup.png"),
+                    "E-commerce",
+                ]
+            ],
+            [query_text, query_image, document_text, document_image, preset],
+            ["example_single"],
+        )
     button.click(lambda: [None, None], None, [result, details], queue=False, api_visibility="private").then(
-        handlers.score, [query_text, query_image, document_text, document_image, instruction, model],
-        [result, details], api_name="score", **MODEL_WORK)
-    explained = why.click(lambda: [None] * len(panel.outputs), None, panel.outputs, queue=False,
-                          api_visibility="private").then(
-        handlers.explain, [query_text, query_image, document_text, document_image, instruction, grid, ask, model],
-        panel.outputs, api_name="explain", **MODEL_WORK)
+        handlers.score,
+        [query_text, query_image, document_text, document_image, instruction, model],
+        [result, details],
+        api_name="score",
+        **MODEL_WORK,
+    )
+    explained = why.click(lambda: [None] * len(panel.outputs), None, panel.outputs, queue=False, api_visibility="private").then(
+        handlers.explain,
+        [query_text, query_image, document_text, document_image, instruction, grid, ask, model],
+        panel.outputs,
+        api_name="explain",
+        **MODEL_WORK,
+    )
     show_maps(explained, panel)

@@ -3,6 +3,8 @@ write (tables, verdicts, errors, progress) through `text()` with the browser's l
 
 from __future__ import annotations
 
+# A table laid out by hand, one entry a row: the formatter leaves it as it is.
+# fmt: off
 EN = {
     "title": "# 🍒 Lychee reranker\nScore how well documents (text, images, or both) meet a query.",
     "swipe_hint": "↔ Swipe the table sideways to see every column.",
@@ -87,8 +89,11 @@ EN = {
     "why_choose": "Why? Choose a result",
     "why_choose_both": "Why? Choose a document (both models)",
 }
+# fmt: on
 
 # What the handlers write, in the browser's language (`text(key, language, ...)`).
+# A table laid out by hand, one entry a row: the formatter leaves it as it is.
+# fmt: off
 EN_OUTPUT = {
     "served": "Scoring with **{model}** ({family}){random}.", "served_random": ", random weights",
     "why_query_image": "Query image", "why_document_image": "Document image", "why_query_text": "Query text",
@@ -154,7 +159,10 @@ EN_OUTPUT = {
     "error_not_uploaded": "{input}: this file was not uploaded to this server. Upload the file itself "
                           "(gradio_client: handle_file(path)); server paths and URLs are not read.",
 }
+# fmt: on
 
+# A table laid out by hand, one entry a row: the formatter leaves it as it is.
+# fmt: off
 ZH_EXTRA = {
     "preset_default": "模型默认",
     "preset_custom": "自定义(已编辑)",
@@ -189,7 +197,10 @@ ZH_EXTRA = {
     "why_choose": "为什么?选择一个结果",
     "why_choose_both": "为什么?选择一个文档(两个模型)",
 }
+# fmt: on
 
+# A table laid out by hand, one entry a row: the formatter leaves it as it is.
+# fmt: off
 ZH_OUTPUT = {
     "served": "当前模型:**{model}**({family}){random}。", "served_random": ",随机权重",
     "why_query_image": "查询图片", "why_document_image": "文档图片", "why_query_text": "查询文本",
@@ -250,7 +261,10 @@ ZH_OUTPUT = {
     "error_not_uploaded": "{input}:该文件不是上传到本服务器的文件。请上传文件本身(gradio_client:handle_file(path));"
                           "服务器路径和网址不会被读取。",
 }
+# fmt: on
 
+# A table laid out by hand, one entry a row: the formatter leaves it as it is.
+# fmt: off
 ZH = {
     "title": "# 🍒 荔枝重排序\n评估文档(文本、图片或图文)与查询的相关程度。",
     "swipe_hint": "↔ 左右滑动表格可查看所有列。",
@@ -298,6 +312,7 @@ ZH = {
     "model_b": "模型 B",
     "compare_button": "对比",
 }
+# fmt: on
 
 ZH.update(ZH_EXTRA)
 
@@ -308,7 +323,7 @@ _OUTPUT = {"en": {**EN, **EN_OUTPUT}, "zh": {**ZH, **ZH_OUTPUT}}
 
 
 def language(accept_language: str | None) -> str:
-    """"zh" when the browser's first preferred language is Chinese, else "en" (gradio_client sends none)."""
+    """ "zh" when the browser's first preferred language is Chinese, else "en" (gradio_client sends none)."""
     first = (accept_language or "").split(",")[0].strip().lower()
     return "zh" if first.startswith("zh") else "en"
 
@@ -321,6 +336,8 @@ def text(key: str, lang: str = "en", **values) -> str:
 
 
 # The input errors (contract.ERRORS, by code) in Chinese; English comes from the contract itself.
+# A table laid out by hand, one entry a row: the formatter leaves it as it is.
+# fmt: off
 ERRORS_ZH = {
     "missing": "缺失(收到 None);请给出文本、图片或两者",
     "empty": "为空(没有文本也没有图片)",
@@ -417,6 +434,7 @@ ERRORS_ZH = {
     "cutoffs": "应为以逗号分隔的整数,收到 {text}",
     "cutoffs_low": "截断位置必须大于等于 1",
 }
+# fmt: on
 
 
 def reason(error, lang: str = "en") -> str:

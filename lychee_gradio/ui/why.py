@@ -20,8 +20,17 @@ from .layout import I18N
 from .translations import text
 
 
-def explain_view(req, scorer: Scorer, query_text, query_image, document_text, document_image, instruction,
-                 grid: int = DEFAULT_GRID, explanation: bool = False) -> tuple:
+def explain_view(
+    req,
+    scorer: Scorer,
+    query_text,
+    query_image,
+    document_text,
+    document_image,
+    instruction,
+    grid: int = DEFAULT_GRID,
+    explanation: bool = False,
+) -> tuple:
     """One pair explained: the query's and the document's heatmaps (None where that item has no image),
     the weighted texts (HTML), the raw output (Markdown) and the JSON details (`/v1/explain`'s answer
     without the pictures)."""
@@ -29,8 +38,13 @@ def explain_view(req, scorer: Scorer, query_text, query_image, document_text, do
     query, item = pair_items(req, scorer, query_text, query_image, document_text, document_image)
     found = req.explain(scorer, query, item, instruction or None, grid=grid, explanation=explanation)
     overlays = {image_map.target: Image.open(io.BytesIO(image_map.overlay_png())) for image_map in found.images}
-    return (overlays.get("query"), overlays.get("document"), weighted_texts(found, lang), raw_output(found, lang),
-            found.as_dict(overlays=False))
+    return (
+        overlays.get("query"),
+        overlays.get("document"),
+        weighted_texts(found, lang),
+        raw_output(found, lang),
+        found.as_dict(overlays=False),
+    )
 
 
 def weighted_texts(found: Explanation, lang: str) -> str:
@@ -38,28 +52,35 @@ def weighted_texts(found: Explanation, lang: str) -> str:
     if not found.text and not found.images:
         return ""
     legend = base64.b64encode(legend_png()).decode()
-    parts = [f'<div class="why-legend"><span>{html.escape(text("why_lowers", lang))}</span>'
-             f'<img alt="{html.escape(text("why_legend", lang))}" src="data:image/png;base64,{legend}">'
-             f'<span>{html.escape(text("why_raises", lang))}</span></div>']
+    parts = [
+        f'<div class="why-legend"><span>{html.escape(text("why_lowers", lang))}</span>'
+        f'<img alt="{html.escape(text("why_legend", lang))}" src="data:image/png;base64,{legend}">'
+        f"<span>{html.escape(text('why_raises', lang))}</span></div>"
+    ]
     for weights in found.text:
         largest = max((abs(s.delta) for s in weights.segments), default=0.0) or 1.0
         spans = []
         for segment in weights.segments:
             strength = abs(segment.delta) / largest
             colour = "34, 160, 80" if segment.delta > 0 else "220, 50, 60"
-            spans.append(f'<span class="why-segment" title="{segment.delta:+.4f}" '
-                         f'style="background: rgba({colour}, {0.75 * strength:.2f})">'
-                         f'{html.escape(segment.text)}</span>')
-        parts.append(f'<p class="why-text"><b>{html.escape(text(f"why_{weights.target}_text", lang))}</b><br>'
-                     + "".join(spans) + "</p>")
+            spans.append(
+                f'<span class="why-segment" title="{segment.delta:+.4f}" '
+                f'style="background: rgba({colour}, {0.75 * strength:.2f})">'
+                f"{html.escape(segment.text)}</span>"
+            )
+        parts.append(
+            f'<p class="why-text"><b>{html.escape(text(f"why_{weights.target}_text", lang))}</b><br>' + "".join(spans) + "</p>"
+        )
     return "\n".join(parts)
 
 
 def raw_output(found: Explanation, lang: str) -> str:
     """The score, its two logits, the share of next-token probability on yes+no, the likeliest next tokens,
     and the model's own words when asked for."""
-    lines = [f"**{text('why_raw', lang)}** · p(yes) = {found.score:.4f} · logit(yes) = {found.yes_logit:.3f} · "
-             f"logit(no) = {found.no_logit:.3f} · {text('why_mass', lang)} = {found.yes_no_mass:.1%}"]
+    lines = [
+        f"**{text('why_raw', lang)}** · p(yes) = {found.score:.4f} · logit(yes) = {found.yes_logit:.3f} · "
+        f"logit(no) = {found.no_logit:.3f} · {text('why_mass', lang)} = {found.yes_no_mass:.1%}"
+    ]
     if found.yes_no_mass < LOW_MASS:
         lines.append(f"⚠️ {text('why_low_mass', lang)}")
     lines += ["", f"| {text('why_token', lang)} | {text('why_probability', lang)} |", "| --- | ---: |"]
@@ -76,7 +97,7 @@ def raw_output(found: Explanation, lang: str) -> str:
 
 
 def _visible(token: str) -> str:
-    return (token.replace("`", "ˋ").replace("\n", "⏎").replace("|", "¦") or "∅")
+    return token.replace("`", "ˋ").replace("\n", "⏎").replace("|", "¦") or "∅"
 
 
 def why_panel(elem_id: str) -> SimpleNamespace:
@@ -91,12 +112,18 @@ def why_panel(elem_id: str) -> SimpleNamespace:
                 texts = gr.HTML(label=I18N("why_texts"), show_label=False, elem_id=f"{elem_id}-texts")
                 raw = gr.Markdown(label=I18N("why_raw"), show_label=False, elem_id=f"{elem_id}-raw")
         details = gr.JSON(label=I18N("details"), visible=False)
-    return SimpleNamespace(outputs=[query_map, document_map, texts, raw, details], maps=[query_map, document_map],
-                           texts=texts, raw=raw, details=details)
+    return SimpleNamespace(
+        outputs=[query_map, document_map, texts, raw, details],
+        maps=[query_map, document_map],
+        texts=texts,
+        raw=raw,
+        details=details,
+    )
 
 
 def show_maps(event, panel: SimpleNamespace) -> None:
     """After `event` filled the panel, show only the heatmaps the pair has (a text query has none)."""
+
     def visible(details: dict | None):
         targets = {image["target"] for image in (details or {}).get("images", [])}
         return [gr.update(visible=target in targets) for target in ("query", "document")]

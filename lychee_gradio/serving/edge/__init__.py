@@ -29,6 +29,22 @@ from .middleware import Edge, EdgePolicy, JsonShape
 from .routes import OPERATIONS, Route, route, server_routes
 from .tracking import McpDoor, RequestTracking
 
-__all__ = ["Edge", "EdgePolicy", "HostRule", "JsonShape", "LoginThrottle", "McpDoor", "OPERATIONS", "RequestTracking",
-           "Route", "LOOPBACK_NAMES", "UploadSpace", "error_response", "has_api_key",
-           "machine_names", "route", "same_origin", "server_routes"]
+__all__ = [
+    "Edge",
+    "EdgePolicy",
+    "HostRule",
+    "JsonShape",
+    "LoginThrottle",
+    "McpDoor",
+    "OPERATIONS",
+    "RequestTracking",
+    "Route",
+    "LOOPBACK_NAMES",
+    "UploadSpace",
+    "error_response",
+    "has_api_key",
+    "machine_names",
+    "route",
+    "same_origin",
+    "server_routes",
+]

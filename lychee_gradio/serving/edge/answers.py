@@ -17,8 +17,9 @@ def has_api_key(headers, api_key: str) -> bool:
     return scheme.lower() == "bearer" and secrets.compare_digest(token.strip().encode(), api_key.encode())
 
 
-def error_response(error: LycheeError, *, headers: dict | None = None, request_id: str | None = None,
-                   extra: dict | None = None) -> JSONResponse:
+def error_response(
+    error: LycheeError, *, headers: dict | None = None, request_id: str | None = None, extra: dict | None = None
+) -> JSONResponse:
     """The JSON error body of every door: `{"message", "field", "code", "id"}` with the error's own status (and a
     dialect's own keys beside them, `extra`)."""
     content: dict[str, Any] = {**error.as_dict(), **({"id": request_id} if request_id else {}), **(extra or {})}

@@ -17,6 +17,7 @@ from .routes import OPERATIONS, Route
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class EdgePolicy:
     """What the edge enforces; built by `server.create_app` from the settings and the page."""
@@ -103,15 +104,17 @@ class Edge:
         if policy.steering_prefix:
             scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if not k.startswith(policy.steering_prefix)]}
         origin = headers.get(b"origin", b"").decode("latin-1")
-        if (origin and (method not in ("GET", "HEAD", "OPTIONS") or scope["type"] == "websocket")
-                and not policy.origin_allowed(origin, host)):
+        if (
+            origin
+            and (method not in ("GET", "HEAD", "OPTIONS") or scope["type"] == "websocket")
+            and not policy.origin_allowed(origin, host)
+        ):
             return await self._refuse(scope, send, InputError("Origin", "cross_origin", origin=repr(origin[:80])))
         if policy.api_key is not None:
             if has_api_key(scope["headers"], policy.api_key):
                 scope = self._with_key_cookie(scope)
             elif not entry.public and not policy.logged_in(scope):
-                return await self._refuse(scope, send, InputError("Authorization", "api_key"),
-                                          {"WWW-Authenticate": "Bearer"})
+                return await self._refuse(scope, send, InputError("Authorization", "api_key"), {"WWW-Authenticate": "Bearer"})
         if scope["type"] == "websocket" or method in ("GET", "HEAD", "OPTIONS") or entry.kind == "none":
             return await self.app(scope, receive, send)
         if entry.kind == "login":
@@ -122,8 +125,17 @@ class Edge:
 
     # -- bodies ------------------------------------------------------------------------------------------
 
-    async def _guarded(self, scope, receive, send, limit: int, *, on_done: Callable[[int], None] | None = None,
-                       room: int | None = None, room_error: InputError | None = None):
+    async def _guarded(
+        self,
+        scope,
+        receive,
+        send,
+        limit: int,
+        *,
+        on_done: Callable[[int], None] | None = None,
+        room: int | None = None,
+        room_error: InputError | None = None,
+    ):
         """Run the app with the body counted as it is read: over `limit` (or `room`) the app's answer is
         dropped and 413 (or `room_error`) is sent; a client gone mid-request is one INFO line."""
         too_large = InputError("body", "body_too_large", limit=limit)
@@ -168,8 +180,9 @@ class Edge:
             if not state["gone"] and state["refused"] is None:
                 raise
         if state["gone"]:
-            logger.info("client disconnected during %s %s (after %d body bytes)", scope.get("method"),
-                        scope["path"][:80], state["size"])
+            logger.info(
+                "client disconnected during %s %s (after %d body bytes)", scope.get("method"), scope["path"][:80], state["size"]
+            )
             return
         if state["refused"] is not None and not state["started"]:
             extra = {"Retry-After": "60"} if state["refused"] is room_error else None
@@ -183,16 +196,18 @@ class Edge:
         room = policy.uploads.room(client) if policy.uploads is not None else None
         full = InputError("files", "upload_space")
         done = (lambda size: policy.uploads.add(client, size)) if policy.uploads is not None else None
-        return await self._guarded(scope, receive, send, policy.max_upload_request_bytes, on_done=done, room=room,
-                                   room_error=full)
+        return await self._guarded(
+            scope, receive, send, policy.max_upload_request_bytes, on_done=done, room=room, room_error=full
+        )
 
     async def _login(self, scope, receive, send):
         """The login form: small, its failures throttled per address, the user name compared exactly."""
         policy, client = self.policy, _client(scope)
         wait = policy.throttle.wait_for(client)
         if wait > 0:
-            return await self._refuse(scope, send, InputError(None, "login_throttled", seconds=round(wait)),
-                                      {"Retry-After": str(max(1, round(wait)))})
+            return await self._refuse(
+                scope, send, InputError(None, "login_throttled", seconds=round(wait)), {"Retry-After": str(max(1, round(wait)))}
+            )
         body, size = [], 0
         while True:
             message = await receive()
@@ -245,8 +260,15 @@ class Edge:
         record = scope.get("state", {}).get("record")
         if record is None:  # (a JSON endpoint's refusal is its access-log line, with its request id)
             level = logging.INFO if error.status == 404 else logging.WARNING
-            logger.log(level, "refused %s %s from %s: %s (%d)", scope.get("method", "GET"), scope["path"][:120],
-                       _client(scope), error, error.status)
+            logger.log(
+                level,
+                "refused %s %s from %s: %s (%d)",
+                scope.get("method", "GET"),
+                scope["path"][:120],
+                _client(scope),
+                error,
+                error.status,
+            )
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})
         response = error_response(error, headers=headers, request_id=record.request_id if record else None)

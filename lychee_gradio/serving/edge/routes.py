@@ -38,14 +38,14 @@ def route(methods: str, *paths: str, kind: str = "json", public: bool = False) -
     return Route(tuple(methods.split(",")), paths, kind, public)
 
 
-def server_routes(json_paths: tuple[str, ...], mcp_paths: tuple[str, ...] = (),
-                  get_paths: tuple[str, ...] = ()) -> list[Route]:
+def server_routes(json_paths: tuple[str, ...], mcp_paths: tuple[str, ...] = (), get_paths: tuple[str, ...] = ()) -> list[Route]:
     """What the server itself serves: operations, the docs, the JSON endpoints (and the API's GET ones, behind the
     key), MCP when on."""
-    routes = [route("GET,HEAD", *OPERATIONS, kind="none", public=True),
-              route("GET,HEAD", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/static-offline-docs/*",
-                    kind="none"),
-              route("POST", *json_paths)]
+    routes = [
+        route("GET,HEAD", *OPERATIONS, kind="none", public=True),
+        route("GET,HEAD", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/static-offline-docs/*", kind="none"),
+        route("POST", *json_paths),
+    ]
     if get_paths:
         routes.append(route("GET,HEAD", *get_paths, kind="none"))
     if mcp_paths:

@@ -23,8 +23,10 @@ class RequestTracking:
         async def tracked_send(message):
             if message["type"] == "http.response.start":
                 record.status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"x-request-id", record.request_id.encode("latin-1"))]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", record.request_id.encode("latin-1"))],
+                }
             await send(message)
 
         with record:

@@ -17,9 +17,7 @@ from pathlib import Path
 from . import config as configs
 from . import settings
 from .config import Config, Limits
-
-# --demo's random models, one per family, by the folder name they are served under.
-DEMO_MODELS = {"qwen2_5_vl": "random-lychee-rerank-mm", "qwen3_vl": "random-Qwen3-VL-Reranker"}
+from .families import DEMO_MODELS  # --demo's random models, one per family, by the folder name they are served under
 
 
 def _demo_families(text: str) -> list[str]:
@@ -125,14 +123,10 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def demo_model_dir(family: str = "qwen2_5_vl") -> Path:
-    """The tiny random checkpoint of a family for --demo, built once into the user's cache. Its folder's name
-    (what the page and /v1/rerank call it) says it is random."""
-    from .engine.random_model import build_tiny_checkpoint
+    """The tiny random checkpoint of a family for --demo, built once into the user's cache."""
+    from .engine.random_model import demo_model_dir as built
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lychee-gradio" / DEMO_MODELS[family]
-    if not (cache / "config.json").is_file():
-        build_tiny_checkpoint(cache, family=family)
-    return cache
+    return built(family)
 
 
 def model_names(args: argparse.Namespace) -> list:

@@ -86,3 +86,9 @@ def family_for(model_type: str | None) -> ModelFamily:
         return FAMILIES[model_type]
     served = ", ".join(f"{f.model_type} ({f.name})" for f in FAMILIES.values())
     raise ValueError(f"unsupported checkpoint: config.json has model_type {model_type!r}; this app serves {served}")
+
+
+# The tiny random checkpoints `lychee load --demo` and `LycheeScorer.load("demo")` build offline, one per family, by
+# the folder name they are served under (it says they are random), and the names the library takes for them.
+DEMO_MODELS = {"qwen2_5_vl": "random-lychee-rerank-mm", "qwen3_vl": "random-Qwen3-VL-Reranker"}
+DEMO_NAMES = {"demo": "qwen2_5_vl", "demo-qwen2_5_vl": "qwen2_5_vl", "demo-qwen3_vl": "qwen3_vl"}

@@ -6,6 +6,7 @@ import contextlib
 import http.server
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -207,3 +208,72 @@ def image_host():
     yield httpd.server_address[1]
     httpd.shutdown()
     httpd.server_close()
+
+
+# -- the page in a real browser (tests/test_browser*.py) --------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package is not installed (pip install playwright)"
+    if missing is None and not shutil.which(CHROMIUM):
+        missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
+    if missing:
+        if os.environ.get("LYCHEE_REQUIRE_BROWSER"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+class Slowdown:
+    """Makes the served model sleep before each forward pass while `seconds` is set (for Stop)."""
+
+    def __init__(self, scorer):
+        self.seconds = 0.0
+        self.forwards = 0
+
+        def hook(module, args, kwargs):
+            self.forwards += 1
+            if self.seconds:
+                time.sleep(self.seconds)
+
+        scorer.model.model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@pytest.fixture(scope="module")
+def page_app(tiny_model_dir):
+    """A server of this module's own (its own copy of the tiny model, so slowing it touches no other test)."""
+    own = LycheeScorer.load(tiny_model_dir, device="cpu", dtype="float32", batch_size=1)
+    slowdown = Slowdown(own)
+    running = app.start(own, app.ServerSettings(port=0, demo_mode=True))
+    yield running.url, own, slowdown
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def two_model_app(scorer, qwen3_scorer):
+    """Both families side by side, as `lychee load --demo` serves them."""
+    running = app.start([scorer, qwen3_scorer], app.ServerSettings(port=0, demo_mode=True))
+    yield running.url
+    running.close()

@@ -77,3 +77,25 @@ def make_clip(path, seconds: float = 3.0, fps: int = 10, size=(96, 64), codec: s
         for packet in stream.encode():
             container.mux(packet)
     return str(path)
+
+
+# -- the page in a real browser ------------------------------------------------------------------------------
+
+
+def open_page(browser, url: str, tab: str | None = None, **options):
+    """A new browser page on the app, on `tab` when given (locale en-US unless said)."""
+    page = browser.new_page(**{"locale": "en-US", **options})
+    page.goto(url)
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+    return page
+
+
+def upload_images(page, files: list[str]) -> None:
+    """Image ranking: upload `files` and wait for their thumbnails."""
+    page.locator("#images-files input[type=file]").set_input_files(files)
+    page.locator("#images-preview img").nth(len(files) - 1).wait_for(timeout=30_000)
+
+
+def within(box: dict, width: int) -> bool:
+    return box is not None and box["x"] >= -1 and box["x"] + box["width"] <= width + 1

@@ -45,7 +45,7 @@ def test_a_block_attaches_several_uploads_in_the_order_it_names_them():
 
 
 def test_an_image_reference_that_matches_no_upload_names_the_document_counted_from_one():
-    with pytest.raises(ValueError, match=r"Document 2: \[image: nope.png\] matches no uploaded image"):
+    with pytest.raises(ValueError, match=r"Document 2: \[image: nope.png\] matches no uploaded file"):
         parse_documents("a\n---\nb [image: nope.png]", [CUP])
     with pytest.raises(ValueError, match="Documents: give at least one"):
         parse_documents("\n---\n", [])
@@ -185,7 +185,7 @@ def test_the_rank_images_endpoint_answers_what_the_engine_ranks(client, scorer):
 
 
 def test_bad_input_raises_in_the_client_and_the_next_call_still_works(client):
-    with pytest.raises(AppError, match=r"Document 2: \[image: missing.png\] matches no uploaded image"):
+    with pytest.raises(AppError, match=r"Document 2: \[image: missing.png\] matches no uploaded file"):
         client.predict(query_text="cup", documents="a\n---\nb [image: missing.png]", api_name="/rerank")
     with pytest.raises(AppError, match="Query: give a query text"):
         client.predict(document_text="doc", api_name="/score")

@@ -2,45 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from .conftest import CUPS, CUPS_TEXT
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package is not installed (pip install playwright)"
-    if missing is None and not shutil.which(CHROMIUM):
-        missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
-    if missing:
-        if os.environ.get("LYCHEE_REQUIRE_BROWSER"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 def test_the_batch_tab_ranks_pasted_documents_best_first(browser, live_app, scorer):
@@ -77,58 +41,13 @@ import re  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from lychee_gradio import LycheeScorer, app  # noqa: E402
-
 from .conftest import ASSETS, CUP, MUG, TUMBLER  # noqa: E402
+from .helpers import open_page, upload_images, within  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PHONE = {"width": 390, "height": 844}
 SAMPLE = ASSETS / "eval" / "sample.jsonl"
-
-
-class Slowdown:
-    """Makes the served model sleep before each forward pass while `seconds` is set (for Stop)."""
-
-    def __init__(self, scorer):
-        self.seconds = 0.0
-        self.forwards = 0
-
-        def hook(module, args, kwargs):
-            self.forwards += 1
-            if self.seconds:
-                time.sleep(self.seconds)
-
-        scorer.model.model.register_forward_pre_hook(hook, with_kwargs=True)
-
-
-@pytest.fixture(scope="module")
-def page_app(tiny_model_dir):
-    """A server of this module's own (its own copy of the tiny model, so slowing it touches no other test)."""
-    own = LycheeScorer.load(tiny_model_dir, device="cpu", dtype="float32", batch_size=1)
-    slowdown = Slowdown(own)
-    running = app.start(own, app.ServerSettings(port=0, demo_mode=True))
-    yield running.url, own, slowdown
-    running.close()
-
-
-def open_page(browser, url: str, tab: str | None = None, **options):
-    """A new browser page on the app, on `tab` when given (locale en-US unless said)."""
-    page = browser.new_page(**{"locale": "en-US", **options})
-    page.goto(url)
-    if tab:
-        page.get_by_role("tab", name=tab).click()
-    return page
-
-
-def upload_images(page, files: list[str]) -> None:
-    """Image ranking: upload `files` and wait for their thumbnails."""
-    page.locator("#images-files input[type=file]").set_input_files(files)
-    page.locator("#images-preview img").nth(len(files) - 1).wait_for(timeout=30_000)
-
-
-def within(box: dict, width: int) -> bool:
-    return box is not None and box["x"] >= -1 and box["x"] + box["width"] <= width + 1
 
 
 def test_a_phone_shows_every_tab_the_whole_gallery_and_a_readable_evaluate_table(browser, page_app):
@@ -356,14 +275,6 @@ def test_clicking_a_ranked_image_opens_its_why_panel(browser, page_app):
 
 
 # -- the second pass: every model in view, Stop, live filter, examples, uploads, phone, Chinese --------------
-
-
-@pytest.fixture(scope="module")
-def two_model_app(scorer, qwen3_scorer):
-    """Both families side by side, as `lychee load --demo` serves them."""
-    running = app.start([scorer, qwen3_scorer], app.ServerSettings(port=0, demo_mode=True))
-    yield running.url
-    running.close()
 
 
 # Latin-script words a Chinese page may show: names, formats, keys, the [image: ...] and [video: ...] tags one types,

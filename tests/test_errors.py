@@ -24,8 +24,8 @@ from lychee_gradio.contract import (
 from lychee_gradio.engine.memory import WontFitError
 from lychee_gradio.engine.weights import ModelLoadError
 from lychee_gradio.evaluation import BadLine
+from lychee_gradio.ui.error_words import ERRORS_ZH, reason
 from lychee_gradio.ui.forms import PageError
-from lychee_gradio.ui.translations import ERRORS_ZH, reason
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lychee_gradio"
 

@@ -224,8 +224,25 @@ def test_the_mcp_explain_tool_gives_the_same_numbers(explain_app, scorer):
 def test_gradio_clients_explain_endpoint_gives_the_panel_and_the_json(explain_app):
     from gradio_client import Client, handle_file
 
-    query_map, document_map, texts, raw, details = Client(explain_app, verbose=False).predict(
+    maps, texts, raw, details = Client(explain_app, verbose=False).predict(
         query_text="cup", document_text="a white cup", document_image=handle_file(CUP), grid=2, api_name="/explain"
     )
-    assert query_map is None and document_map and "why-segment" in texts and "p(yes)" in raw
+    assert [m["caption"] for m in maps] == ["Document image: heatmap"] and "why-segment" in texts and "p(yes)" in raw
     assert len(details["images"][0]["cells"]) == 4 and "overlay" not in details["images"][0]
+
+
+def test_the_why_panel_of_a_ranked_document_maps_every_image_and_gives_a_clips_timeline(scorer, tmp_path):
+    from lychee_gradio.service import Service
+    from lychee_gradio.ui.why import explain_document_view
+
+    from .conftest import MUG
+    from .helpers import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", seconds=3)
+    document = {"text": "two cups", "images": [CUP, MUG], "video": clip, "name": "mountain_cup.png, blue_mug.png, clip.mp4"}
+    with Service(scorer).request("/explain") as req:
+        maps, texts, raw, details = explain_document_view(req, scorer, "a cup", None, document, "", grid=2)
+    assert [caption for _, caption in maps] == ["Document image 1: heatmap", "Document image 2: heatmap"]
+    assert [(m["target"], m["index"]) for m in details["images"]] == [("document", 0), ("document", 1)]
+    assert details["timeline"] and "The clip, second by second" in raw
+    assert "–0.0 s" not in raw and " s |" in raw

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file, save_file
@@ -148,3 +149,16 @@ def test_with_the_real_qwen3_tokenizer_hostile_text_adds_no_control_token(qwen3_
         assert sorted(i for i in seen if i in added) == template
     finally:
         handle.remove()
+
+
+def test_the_demo_model_loads_by_name_offline_and_is_built_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with LycheeScorer.load("demo", dtype="float32") as scorer:
+        assert Path(scorer.model_name).name == "random-lychee-rerank-mm"
+        assert all(0 <= score <= 1 for score in scorer.score("white cup", ["a white cup", "a steel tumbler"]))
+    weights = next((tmp_path / "lychee-gradio" / "random-lychee-rerank-mm").glob("*.safetensors"))
+    built = weights.stat().st_mtime_ns
+    with LycheeScorer.load("demo-qwen3_vl", dtype="float32") as other:
+        assert other.family.model_type == "qwen3_vl"
+    with LycheeScorer.load("demo", dtype="float32"):
+        assert weights.stat().st_mtime_ns == built  # reused, not built again

@@ -82,6 +82,7 @@ def test_the_readme_block_runs_as_written(line, lang, code, readme_server, tiny_
     env = {
         **os.environ,
         "LYCHEE_MODEL": str(tiny_model_dir),
+        "XDG_CACHE_HOME": str(workdir / ".cache"),  # where LycheeScorer.load("demo") builds the demo model
         "GRADIO_ANALYTICS_ENABLED": "False",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }

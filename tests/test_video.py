@@ -278,3 +278,25 @@ def test_why_this_score_gives_a_clip_a_timeline_of_its_frame_pairs(scorer, clips
     alone = scorer.score(QUERY, [Item(text="a clip", video=without_first)])[0]
     assert found.timeline[0].delta == pytest.approx(found.score - alone, abs=1e-5)
     assert found.as_dict()["timeline"][1]["start"] == 2.0
+
+
+def test_the_compare_tab_ranks_a_clip_attached_to_a_block_with_both_models(scorer, qwen3_scorer, clips):
+    from lychee_gradio.service import Service
+    from lychee_gradio.ui.compare import compare_view
+
+    with Service([scorer, qwen3_scorer]).request("/compare") as req:
+        _, details = compare_view(
+            req, scorer, qwen3_scorer, ("a", "b"), QUERY, None, "the clip [video: a.mp4]\n---\nplain", [clips["mp4"]], ""
+        )
+    documents = [{"text": "the clip", "video": clips["mp4"]}, "plain"]
+    rows = {row["index"]: row for row in details["rows"]}
+    assert [rows[i]["score_a"] for i in range(2)] == pytest.approx(scorer.score(QUERY, documents), abs=1e-6)
+    assert [rows[i]["score_b"] for i in range(2)] == pytest.approx(qwen3_scorer.score(QUERY, documents), abs=1e-6)
+    assert rows[0]["image"] == "a.mp4"
+
+
+def test_a_tag_that_matches_no_upload_is_quoted_as_the_user_wrote_it():
+    from lychee_gradio.ui.forms import PageError, parse_documents
+
+    with pytest.raises(PageError, match=r"\[video: clip.mp4\] matches no uploaded file"):
+        parse_documents("a [video: clip.mp4]", [])

@@ -408,3 +408,17 @@ def build_checkpoint(
 def build_tiny_checkpoint(folder: str | Path, seed: int = 0, *, family: str = "qwen2_5_vl", tokenizer=None) -> Path:
     """Write a 2-layer random checkpoint of the family (model, tokenizer, processor, chat template) to `folder`."""
     return build_checkpoint(folder, "tiny", seed, family=family, tokenizer=tokenizer)
+
+
+def demo_model_dir(family: str = "qwen2_5_vl") -> Path:
+    """The tiny random checkpoint of a family (`lychee load --demo`, `LycheeScorer.load("demo")`), built once into
+    the user's cache (`$XDG_CACHE_HOME/lychee-gradio/`, else `~/.cache/lychee-gradio/`). Its folder's name (what
+    the page and the API call it) says it is random: its scores mean nothing."""
+    import os
+
+    from ..families import DEMO_MODELS
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lychee-gradio" / DEMO_MODELS[family]
+    if not (cache / "config.json").is_file():
+        build_tiny_checkpoint(cache, family=family)
+    return cache

@@ -19,12 +19,13 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from ..contract import InputError, Item, PairScore, ProgressCallback, RequestContext
-from ..families import LYCHEE, ModelFamily
+from ..families import DEMO_NAMES, LYCHEE, ModelFamily
 from ..score_cache import DigestMemo, ScoreCache
 from ..scoring import ScorerBase
 from .cache import ImageCache
@@ -138,7 +139,9 @@ class LycheeScorer(ScorerBase):
         quantize: str | None = None,
         check_memory: bool = True,
     ) -> "LycheeScorer":
-        """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm).
+        """Load from a local folder or a ModelScope id (default: $LYCHEE_MODEL or vec-ai/lychee-rerank-mm);
+        `"demo"` (or `"demo-qwen3_vl"`) is the tiny random model `lychee load --demo` serves, built offline once
+        into the user's cache: it loads anywhere, and its scores mean nothing.
 
         The checkpoint's config.json picks the family: `qwen2_5_vl` (lychee-rerank-mm) or
         `qwen3_vl` (Qwen3-VL-Reranker-2B/8B); any other is refused, and so is a checkpoint whose
@@ -165,6 +168,10 @@ class LycheeScorer(ScorerBase):
 
         started = time.monotonic()
         name, suffix = split_precision(os.fspath(model) if model is not None else default_model())
+        if name in DEMO_NAMES and not Path(name).is_dir():  # "demo": the tiny random model, built offline once
+            from .random_model import demo_model_dir
+
+            name = str(demo_model_dir(DEMO_NAMES[name]))
         if quantize and suffix and quantize != suffix:
             raise ValueError(f"the model name asks for {suffix} and quantize= for {quantize}; give one")
         quantize = quantize or suffix

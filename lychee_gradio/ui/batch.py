@@ -87,7 +87,7 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
                         elem_id="batch-files",
                     )
                 )
-        button, stop = run_buttons("rerank_button", "rerank-button")
+        button, stop, message = run_buttons("rerank_button", "rerank-button")
         gr.Markdown(I18N("shortcut_hint"))
         table = gr.Markdown(label=I18N("ranking"), elem_id="batch-table")
         swipe_hint()
@@ -114,6 +114,7 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
         [table, details, ranking],
         "rerank",
         handlers,
+        message=message,
         downloads=(ranking_downloads("ranking"), [ranking, min_score], files),
     )
     min_score.change(
@@ -121,7 +122,7 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
     ).then(ranking_downloads("ranking"), [ranking, min_score], files, api_visibility="private", queue=False)
     event.then(result_choices, details, chosen, queue=False, api_visibility="private")
     show_maps(
-        chosen.input(
+        chosen.select(
             handlers.explain_document,
             [query_text, query_image, documents, images, instruction, model, chosen],
             panel.outputs,

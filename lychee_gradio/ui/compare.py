@@ -105,8 +105,17 @@ def compare_tab(handlers: SimpleNamespace, instruction: gr.Textbox, models: Mode
                 documents = gr.Textbox(
                     label=I18N("documents"), info=I18N("documents_info"), lines=12, elem_id="compare-documents"
                 )
-                images = checked(gr.File(label=I18N("document_images"), file_count="multiple", file_types=["image"], height=160))
-        button, stop = run_buttons("compare_button", "compare-button")
+                # The same uploads as Batch rerank: images and clips, attached with [image: ...] / [video: ...].
+                images = checked(
+                    gr.File(
+                        label=I18N("document_files"),
+                        file_count="multiple",
+                        file_types=["image", "video"],
+                        height=160,
+                        elem_id="compare-files",
+                    )
+                )
+        button, stop, message = run_buttons("compare_button", "compare-button")
         table = gr.Markdown(label=I18N("ranking"), elem_id="compare-table")
         swipe_hint()
         chosen = gr.Dropdown([], label=I18N("why_choose_both"), interactive=True, elem_id="compare-why-choose")
@@ -129,6 +138,7 @@ def compare_tab(handlers: SimpleNamespace, instruction: gr.Textbox, models: Mode
         [table, details],
         "compare",
         handlers,
+        message=message,
     )
     event.then(
         lambda found: result_choices([{**row, "rank": row["rank_a"]} for row in (found or {}).get("rows", [])]),
@@ -137,7 +147,7 @@ def compare_tab(handlers: SimpleNamespace, instruction: gr.Textbox, models: Mode
         queue=False,
         api_visibility="private",
     )
-    both_explained = chosen.input(
+    both_explained = chosen.select(
         handlers.explain_both,
         [query_text, query_image, documents, images, instruction, model_a, model_b, chosen],
         first_panel.outputs + second_panel.outputs,

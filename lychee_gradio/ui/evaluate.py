@@ -14,9 +14,10 @@ from .. import evaluation
 from ..config import Limits
 from ..contract import InputError, ScoringCancelledError, ScoringTimeoutError
 from .downloads import write_downloads
+from .error_words import reason
 from .forms import ASSETS_DIR, PageError, cell
 from .layout import I18N, examples, run_buttons, swipe_hint, wire
-from .translations import reason, text
+from .translations import text
 
 
 def extract_images(archive: str, target: Path, limits: Limits = Limits(), lang: str = "en", check=None) -> Path:
@@ -149,7 +150,7 @@ def evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
             with gr.Column():
                 k = gr.Textbox("1,5,10", label=I18N("eval_k"))
                 skip_bad = gr.Checkbox(False, label=I18N("eval_skip_bad"))
-        button, stop = run_buttons("eval_button", "eval-button")
+        button, stop, message = run_buttons("eval_button", "eval-button")
         table = gr.Markdown(label=I18N("result"), elem_id="eval-table")
         swipe_hint()
         # Horizontal bars grouped by metric: each bar's label names its metric and stage (first stage, or the
@@ -187,5 +188,6 @@ def evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
         [table, chart, details, kept],
         "evaluate",
         handlers,
+        message=message,
         downloads=(lambda report: write_downloads(report, "evaluation"), [kept], files),
     )

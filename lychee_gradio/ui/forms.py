@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ..contract import InputError, WordedError, colour_of
-from .translations import reason, text
+from .error_words import reason
+from .translations import text
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"  # sample images and data, shipped in the package
 
 _SEPARATOR_RE = re.compile(r"^[ \t]*---+[ \t]*$", re.MULTILINE)
-_IMAGE_REF_RE = re.compile(r"\[(?:image|video):\s*([^\]]+?)\s*\]", re.IGNORECASE)
+_IMAGE_REF_RE = re.compile(r"\[(image|video):\s*([^\]]+?)\s*\]", re.IGNORECASE)
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi")  # uploads read as a clip (video.py)
 
 
@@ -83,7 +84,7 @@ def parse_documents(documents: str | None, document_images: list[str] | None, la
     for block in (block for block in blocks if block):
         number = len(parsed) + 1
         positions = []
-        for tag in _IMAGE_REF_RE.findall(block):
+        for kind, tag in _IMAGE_REF_RE.findall(block):
             whole = find_image(tag, names)
             for reference in [tag] if whole is not None else [part.strip() for part in tag.split(",") if part.strip()]:
                 position = find_image(reference, names)
@@ -94,7 +95,13 @@ def parse_documents(documents: str | None, document_images: list[str] | None, la
                             lang,
                             number=number,
                             name="",
-                            reason=text("error_attach_missing", lang, reference=reference, uploaded=", ".join(names) or "—"),
+                            reason=text(
+                                "error_attach_missing",
+                                lang,
+                                kind=kind.lower(),
+                                reference=reference,
+                                uploaded=", ".join(names) or "—",
+                            ),
                         )
                     )
                 positions.append(position)
@@ -228,15 +235,25 @@ def query_values(query_text, query_image, lang: str) -> tuple[dict, str]:
 def pair_items(req, scorer, query_text, query_image, document_text, document_image) -> tuple:
     """The Single tab's query and its one document (text and/or image) as scorer items; errors name the box
     (query image, document image, document)."""
+    return pair_of(req, scorer, query_text, query_image, {"text": document_text, "image": document_image})
+
+
+def pair_of(req, scorer, query_text, query_image, document: dict) -> tuple:
+    """A query and one document as a tab holds it (`{"text", "image", "images", "video", "name"}`, as
+    `parse_documents` gives it; an "image" that is a clip is read as one) as scorer items; errors name the box."""
     lang = req.context.language
     query, query_name = query_values(query_text, query_image, lang)
-    document = {"text": (document_text or "").strip() or None, "image": document_image or None}
-    if document_image and is_video(upload_name(document_image)):  # Image ranking's Why? of a clip
-        document = {"text": document["text"], "image": None, "video": document_image}
-    if document["text"] is None and document["image"] is None and document.get("video") is None:
+    image = document.get("image") or None
+    images = [path for path in (document.get("images") or ([image] if image else []))]
+    clips = [path for path in images if is_video(upload_name(path))]  # Image ranking's Why? of a clip
+    video = document.get("video") or (clips[0] if clips else None)
+    images = [path for path in images if path not in clips]
+    found = {"text": (document.get("text") or "").strip() or None, "image": images[0] if images else None}
+    found.update(images=images, video=video)
+    if found["text"] is None and not images and video is None:
         raise PageError(text("error_document_missing", lang))
-    name = upload_name(document_image) if document_image else ""
-    query_item, (item,) = read_page(req, [scorer], query, [document], Wording(query_name, [name], document_key="single"))
+    name = document.get("name") or ", ".join(upload_name(path) for path in [*images, *([video] if video else [])])
+    query_item, (item,) = read_page(req, [scorer], query, [found], Wording(query_name, [name], document_key="single"))
     return query_item, item
 
 

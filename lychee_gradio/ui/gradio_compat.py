@@ -3,7 +3,7 @@ and how a login is recognised. Checked against Gradio 6.31 (`tests/test_gradio_c
 routes and fails on any this table neither allows nor refuses, so a new release is looked at, not
 silently served).
 
-The server (`serving/edge.py`) enforces the table; this module only describes the page. Each entry is
+The server (`serving/edge/`) enforces the table; this module only describes the page. Each entry is
 `(methods, paths, kind, public)`: paths are exact, end in `*` (a prefix) or start with `^` (a regular
 expression); `kind` is the body rule ("json": the JSON body limit, "upload", "login", "none"); `public`
 routes are open without the API key (the login page and its assets).

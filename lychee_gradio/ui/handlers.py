@@ -26,15 +26,16 @@ from ..registry import ModelSet
 from ..service import Service
 from .batch import rerank_view
 from .compare import compare_view
+from .error_words import reason
 from .evaluate import evaluate_view
 from .forms import above, check_min_score, parse_documents
 from .images import rank_images_view
 from .single import score_view
-from .translations import language, reason, text
-from .why import explain_view
+from .translations import language, text
+from .why import EMPTY, explain_document_view, explain_view
 
 # The page's own words for some codes (longer than the API's: what to do next); every other code is worded by
-# its entry in translations.ERRORS_ZH or the contract's English.
+# its entry in error_words.ERRORS_ZH or the contract's English.
 _PAGE_WORDS = {
     "timeout": "error_timeout",
     "busy": "error_busy",
@@ -52,6 +53,7 @@ class PageRuns:
         self._events: dict[str, threading.Event] = {}
         self._queued: dict[str, list[float]] = {}  # per session: when each run clicked but not started was queued
         self._stopped: dict[str, float] = {}  # per session: when Stop was pressed with no run started
+        self._messages: dict[str, tuple[str, bool]] = {}  # per session: its last run's error (words, stopped)
         self._lock = threading.Lock()
 
     def queue(self, session: str | None) -> None:
@@ -84,13 +86,30 @@ class PageRuns:
         except LycheeError as error:
             if not is_expected(error):
                 raise
-            # A user's mistake or a stopped run: one access-log line with its status, no traceback.
-            raise gr.Error(self.words(error, lang), title=text("error_title", lang), print_exception=False) from None
+            # A user's mistake or a stopped run: one access-log line with its status, no traceback. The words stay
+            # on the page where the result would be (`message`), until the next run; a Stop is no error: no toast.
+            stopped = error.code == "stopped"
+            words = text("stopped_before", lang) if stopped else self.words(error, lang)
+            if session:
+                with self._lock:
+                    self._messages[session] = (words, stopped)
+                    while len(self._messages) > 4096:  # sessions that never ask again
+                        del self._messages[next(iter(self._messages))]
+            raise gr.Error(words, title=text("error_title", lang), print_exception=False, visible=not stopped) from None
         finally:
             if session:
                 with self._lock:
                     if self._events.get(session) is cancel:
                         del self._events[session]
+
+    def message(self, request: gr.Request | None):
+        """The session's last run's error, for the tab's message box (shown until the next run clears it)."""
+        session = getattr(request, "session_hash", None)
+        with self._lock:
+            words, stopped = self._messages.pop(session, (None, False)) if session else (None, False)
+        if words is None:
+            return gr.update(value="", visible=False)
+        return gr.update(value=f"**{'⏹' if stopped else '⚠️'} {words}**", visible=True)
 
     def words(self, error: LycheeError, lang: str) -> str:
         """An error in the page's language, by its code."""
@@ -267,8 +286,8 @@ def make_handlers(
         """Why this score: each image of the pair as a heatmap (a cell's value is score(pair) - score(pair with
         that box filled with the image's mean colour)), each text's segments (score(pair) - score(pair without
         that segment)), the raw output, and with explanation=True the model's own words (which can be wrong).
-        Returns the query's and the document's heatmaps, the weighted texts (HTML), the raw output (Markdown)
-        and the details as JSON.
+        Returns every image's heatmap (a gallery of picture and caption, the query's first), the weighted texts
+        (HTML), the raw output (Markdown; a clip's timeline in it) and the details as JSON.
         Example: client.predict(query_text="white cup", document_image=handle_file("cup.png"), api_name="/explain")."""
         with requests.open("/explain", request) as req:
             return explain_view(
@@ -283,7 +302,7 @@ def make_handlers(
         with requests.open("/explain", request) as req:
             shown = above(ranking["rows"], ranking["rows"], min_score)[0] if ranking else []
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(shown):
-                return None, None, "", "", None
+                return EMPTY
             row = shown[evt.index]
             return explain_view(
                 req,
@@ -303,19 +322,9 @@ def make_handlers(
         """Batch rerank: the chosen result's (input number `chosen`) Why? panel, without ranking again."""
         with requests.open("/explain", request) as req:
             if not chosen:
-                return None, None, "", "", None
+                return EMPTY
             document = parse_documents(documents, document_images, req.context.language)[int(chosen) - 1]
-            return explain_view(
-                req,
-                req.model(model),
-                query_text,
-                query_image,
-                document["text"],
-                document["image"],
-                instruction,
-                DEFAULT_GRID,
-                False,
-            )
+            return explain_document_view(req, req.model(model), query_text, query_image, document, instruction)
 
     def explain_both(
         query_text, query_image, documents, document_images, instruction, model_a, model_b, chosen, request: gr.Request = None
@@ -323,16 +332,14 @@ def make_handlers(
         """Compare: the chosen document's Why? panel for both models, side by side."""
         with requests.open("/explain", request) as req:
             if not chosen:
-                return (None, None, "", "", None) * 2
+                return EMPTY * 2
             document = parse_documents(documents, document_images, req.context.language)[int(chosen) - 1]
             first = req.model(model_a)
             second = req.model(model_b) if model_b else models.scorers[1 if len(models) > 1 else 0]
             return tuple(
                 part
                 for scorer in (first, second)
-                for part in explain_view(
-                    req, scorer, query_text, query_image, document["text"], document["image"], instruction, DEFAULT_GRID, False
-                )
+                for part in explain_document_view(req, scorer, query_text, query_image, document, instruction)
             )
 
     def stop(request: gr.Request):
@@ -343,6 +350,10 @@ def make_handlers(
     def queued(request: gr.Request):
         """A run of this browser session was clicked (the page calls this before the run itself)."""
         requests.queue(getattr(request, "session_hash", None))
+
+    def failed(request: gr.Request):
+        """A run of this browser session failed or was stopped before scoring: its words, for the message box."""
+        return requests.message(request)
 
     return SimpleNamespace(
         score=score,
@@ -356,4 +367,5 @@ def make_handlers(
         explain_both=explain_both,
         stop=stop,
         queued=queued,
+        failed=failed,
     )

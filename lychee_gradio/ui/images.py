@@ -119,7 +119,7 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
                     interactive=False,
                     elem_id="images-preview",
                 )
-        button, stop = run_buttons("rank_button", "rank-button")
+        button, stop, message = run_buttons("rank_button", "rank-button")
         gallery = gr.Gallery(label=I18N("gallery"), columns=5, height="auto", elem_id="images-gallery")
         gr.Markdown(I18N("why_pick_image"))
         panel = why_panel("images-why")
@@ -152,6 +152,7 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         [gallery, details, ranking],
         "rank_images",
         handlers,
+        message=message,
         downloads=(ranking_downloads("image-ranking"), [ranking, min_score], downloads),
         show_progress_on=[gallery],
     )

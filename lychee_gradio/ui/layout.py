@@ -103,11 +103,14 @@ def query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number, gr.Slid
     return text_box, image, top_n, min_score
 
 
-def run_buttons(run_key: str, elem_id: str) -> tuple[gr.Button, gr.Button]:
+def run_buttons(run_key: str, elem_id: str) -> tuple[gr.Button, gr.Button, gr.Markdown]:
+    """The run and Stop buttons, and under them the box where a run's mistake (or a Stop before scoring) stays
+    written until the next run (`wire`)."""
     with gr.Row():
         run = gr.Button(I18N(run_key), variant="primary", elem_id=elem_id, scale=4)
         stop = gr.Button(I18N("stop_button"), variant="stop", elem_id=f"{elem_id}-stop", scale=1)
-    return run, stop
+    message = gr.Markdown(visible=False, elem_id=f"{elem_id}-message", elem_classes=["run-message"])
+    return run, stop, message
 
 
 def wire(
@@ -119,6 +122,7 @@ def wire(
     api_name: str,
     handlers: SimpleNamespace,
     downloads: tuple[Callable, list, gr.File] | None = None,
+    message: gr.Markdown | None = None,
     **options,
 ):
     """Run `handler` from the button (and Ctrl+Enter): first clear the previous results, so a failed
@@ -126,15 +130,18 @@ def wire(
 
     Stop does not cancel the event (Gradio would throw away what it answers): it sets the run's Stop
     event (`handlers.stop`), the scorer stops at its next batch, and the run answers what it has, so
-    the page can say "Stopped after N of M" and show the part scored, with its downloads."""
-    cleared = [*outputs, downloads[2]] if downloads else outputs
+    the page can say "Stopped after N of M" and show the part scored, with its downloads. A run that fails (or is
+    stopped before scoring began) writes its words in `message`, where they stay until the next run."""
+    cleared = [*outputs, downloads[2]] if downloads else list(outputs)
 
     def clear(request: gr.Request):
         handlers.queued(request)
-        return [None] * len(cleared)
+        return [None] * len(cleared) + ([gr.update(value="", visible=False)] if message is not None else [])
 
-    event = run.click(clear, None, cleared, queue=False, api_visibility="private")
+    event = run.click(clear, None, cleared + ([message] if message is not None else []), queue=False, api_visibility="private")
     event = event.then(handler, inputs, outputs, api_name=api_name, **MODEL_WORK, **options)
+    if message is not None:
+        event.failure(handlers.failed, None, message, queue=False, api_visibility="private", show_progress="hidden")
     if downloads is not None:  # written from the run's server-side State, never from what a caller sends
         write, kept, files = downloads
         event.then(write, kept, files, api_visibility="private", queue=False)

@@ -67,13 +67,15 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
             [query_text, query_image, document_text, document_image, preset],
             ["example_single"],
         )
-    button.click(lambda: [None, None], None, [result, details], queue=False, api_visibility="private").then(
+    scored = button.click(lambda: [None, None], None, [result, details], queue=False, api_visibility="private").then(
         handlers.score,
         [query_text, query_image, document_text, document_image, instruction, model],
         [result, details],
         api_name="score",
         **MODEL_WORK,
     )
+    # A mistake stays written where the score would be (and the Why? panel's), until the next run.
+    scored.failure(handlers.failed, None, result, queue=False, api_visibility="private", show_progress="hidden")
     explained = why.click(lambda: [None] * len(panel.outputs), None, panel.outputs, queue=False, api_visibility="private").then(
         handlers.explain,
         [query_text, query_image, document_text, document_image, instruction, grid, ask, model],
@@ -82,3 +84,4 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         **MODEL_WORK,
     )
     show_maps(explained, panel)
+    explained.failure(handlers.failed, None, panel.raw, queue=False, api_visibility="private", show_progress="hidden")

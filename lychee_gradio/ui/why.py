@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..contract import Scorer
 from ..explain import DEFAULT_GRID, LOW_MASS, Explanation, legend_png
-from .forms import pair_items
+from .forms import pair_of
 from .layout import I18N
 from .translations import text
 
@@ -31,20 +31,37 @@ def explain_view(
     grid: int = DEFAULT_GRID,
     explanation: bool = False,
 ) -> tuple:
-    """One pair explained: the query's and the document's heatmaps (None where that item has no image),
-    the weighted texts (HTML), the raw output (Markdown) and the JSON details (`/v1/explain`'s answer
-    without the pictures)."""
+    """One pair explained: every image's heatmap (a gallery of (picture, caption), the query's first), the
+    weighted texts (HTML), the raw output (Markdown, a clip's timeline in it) and the JSON details
+    (`/v1/explain`'s answer without the pictures)."""
+    document = {"text": document_text, "image": document_image}
+    return explain_document_view(req, scorer, query_text, query_image, document, instruction, grid, explanation)
+
+
+def explain_document_view(
+    req, scorer: Scorer, query_text, query_image, document: dict, instruction, grid: int = DEFAULT_GRID, explanation=False
+) -> tuple:
+    """`explain_view` for a document as a ranking tab holds it (`forms.parse_documents`: text, several images, a
+    clip), so that the Why? of Batch rerank, Compare and Image ranking shows what Single shows."""
     lang = req.context.language
-    query, item = pair_items(req, scorer, query_text, query_image, document_text, document_image)
+    query, item = pair_of(req, scorer, query_text, query_image, document)
     found = req.explain(scorer, query, item, instruction or None, grid=grid, explanation=explanation)
-    overlays = {image_map.target: Image.open(io.BytesIO(image_map.overlay_png())) for image_map in found.images}
-    return (
-        overlays.get("query"),
-        overlays.get("document"),
-        weighted_texts(found, lang),
-        raw_output(found, lang),
-        found.as_dict(overlays=False),
-    )
+    return maps_of(found, lang), weighted_texts(found, lang), raw_output(found, lang), found.as_dict(overlays=False)
+
+
+EMPTY = ([], "", "", None)  # the panel with nothing chosen
+
+
+def maps_of(found: Explanation, lang: str) -> list[tuple[Image.Image, str]]:
+    """Every image's heatmap with its caption ("Document image 2: heatmap" where the item has several)."""
+    counts = {target: sum(1 for m in found.images if m.target == target) for target in ("query", "document")}
+    maps = []
+    for image_map in sorted(found.images, key=lambda m: (m.target != "query", m.index)):
+        caption = text(f"why_{image_map.target}_map", lang)
+        if counts[image_map.target] > 1:
+            caption = text(f"why_{image_map.target}_map_n", lang, number=image_map.index + 1)
+        maps.append((Image.open(io.BytesIO(image_map.overlay_png())), caption))
+    return maps
 
 
 def weighted_texts(found: Explanation, lang: str) -> str:
@@ -87,7 +104,7 @@ def raw_output(found: Explanation, lang: str) -> str:
     lines += [f"| `{_visible(token.token)}` | {token.probability:.4f} |" for token in found.next_tokens]
     if found.timeline:  # the clip, frame pair by frame pair: what leaving those frames out costs the score
         lines += ["", f"**{text('why_timeline', lang)}**", "", f"| {text('why_seconds', lang)} | Δ |", "| --- | ---: |"]
-        lines += [f"| {step.start:.1f}–{step.end:.1f} s | {step.delta:+.4f} |" for step in found.timeline]
+        lines += [f"| {_seconds(step.start, step.end)} | {step.delta:+.4f} |" for step in found.timeline]
     if found.explanation is not None:
         lines += ["", f"**{text('why_words', lang)}**", "", "> " + html.escape(found.explanation or "…")]
     elif found.explanation_note and found.explanation_note != "not asked for":
@@ -96,36 +113,42 @@ def raw_output(found: Explanation, lang: str) -> str:
     return "\n".join(lines)
 
 
+def _seconds(start: float, end: float) -> str:
+    """A timeline row's time: "2.0–4.0 s", or "7.9 s" for the last frame of a clip repeated to make a pair."""
+    return f"{start:.1f} s" if round(end, 1) <= round(start, 1) else f"{start:.1f}–{end:.1f} s"
+
+
 def _visible(token: str) -> str:
     return token.replace("`", "ˋ").replace("\n", "⏎").replace("|", "¦") or "∅"
 
 
 def why_panel(elem_id: str) -> SimpleNamespace:
-    """The panel's components (inside an open accordion): the two heatmaps, weighted texts, raw output, details."""
+    """The panel's components (inside an accordion): every image's heatmap in one gallery, the weighted texts, the
+    raw output (with a clip's timeline), the details."""
     with gr.Accordion(I18N("why_title"), open=True, elem_id=elem_id):
         gr.Markdown(I18N("why_intro"))
         with gr.Row():
-            with gr.Column(scale=1, elem_id=f"{elem_id}-maps"):
-                query_map = gr.Image(label=I18N("why_query_map"), type="pil", height=260, interactive=False)
-                document_map = gr.Image(label=I18N("why_document_map"), type="pil", height=260, interactive=False)
+            with gr.Column(scale=1):
+                maps = gr.Gallery(
+                    label=I18N("why_maps"),
+                    columns=2,
+                    height=300,
+                    object_fit="contain",
+                    interactive=False,
+                    visible=False,
+                    elem_id=f"{elem_id}-maps",
+                )
             with gr.Column(scale=1):
                 texts = gr.HTML(label=I18N("why_texts"), show_label=False, elem_id=f"{elem_id}-texts")
                 raw = gr.Markdown(label=I18N("why_raw"), show_label=False, elem_id=f"{elem_id}-raw")
         details = gr.JSON(label=I18N("details"), visible=False)
-    return SimpleNamespace(
-        outputs=[query_map, document_map, texts, raw, details],
-        maps=[query_map, document_map],
-        texts=texts,
-        raw=raw,
-        details=details,
-    )
+    return SimpleNamespace(outputs=[maps, texts, raw, details], maps=maps, texts=texts, raw=raw, details=details)
 
 
 def show_maps(event, panel: SimpleNamespace) -> None:
-    """After `event` filled the panel, show only the heatmaps the pair has (a text query has none)."""
+    """After `event` filled the panel, show the heatmaps only when the pair has an image (text alone has none)."""
 
     def visible(details: dict | None):
-        targets = {image["target"] for image in (details or {}).get("images", [])}
-        return [gr.update(visible=target in targets) for target in ("query", "document")]
+        return gr.update(visible=bool((details or {}).get("images")))
 
     event.then(visible, panel.details, panel.maps, queue=False, api_visibility="private", show_progress="hidden")

@@ -180,6 +180,9 @@ class RequestContext:
     # identity (its API key, its page session) so that no caller learns from answer times what another
     # asked, or None: no cache at all (`config.Config.cache_scope`).
     cache_scope: str | None = ""
+    # What the request is doing, for a timeout's words: "reading its images" while the service decodes them,
+    # else "scoring" (waiting for the model included).
+    stage: str = "scoring"
 
     def __post_init__(self):
         if self.timeout is not None and self.timeout <= 0:
@@ -224,7 +227,7 @@ class RequestContext:
             raise ScoringCancelledError()
         if self.deadline is not None and time.monotonic() >= self.deadline:
             allowed = self.timeout if self.timeout is not None else 0
-            raise ScoringTimeoutError(allowed)
+            raise ScoringTimeoutError(allowed, self.stage)
 
     def __call__(self) -> None:
         self.check()

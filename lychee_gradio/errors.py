@@ -130,7 +130,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "cutoffs_low": (400, "cutoffs must be 1 or more"),
     "bad_line": (400, "line {line}: {reason}"),
     # scoring
-    "timeout": (504, "the request took longer than its timeout of {seconds:g} s and was stopped"),
+    "timeout": (504, "the request took longer than its timeout of {seconds:g} s ({stage}) and was stopped"),
     "stopped": (499, "stopped"),
     "busy": (503, "every model replica is busy and the queue is full; try again in a few seconds"),
     "images_busy": (503, "the server's memory for images is taken by other requests and did not come free within "
@@ -200,8 +200,8 @@ class ScoringTimeoutError(LycheeError, RuntimeError):
     code = "timeout"
     partial: list | None = None
 
-    def __init__(self, seconds: float = 0.0):
-        super().__init__(None, "timeout", seconds=seconds)
+    def __init__(self, seconds: float = 0.0, stage: str = "scoring"):
+        super().__init__(None, "timeout", seconds=seconds, stage=stage)
 
 
 class ScoringCancelledError(LycheeError, RuntimeError):

@@ -134,12 +134,25 @@ class Request:
         if documents:
             self.record.fields["documents"] = len(documents)
         keep = max_pixels or max(scorer.max_pixels for scorer in scorers)
+        self.context.stage = "reading its images"  # a timeout now names what took the time
         # Whose patches a scorer holds at once (a pipelined request: a few chunks'); None when any scorer says not.
         in_flight = [getattr(scorer, "documents_in_flight", None) for scorer in scorers]
         at_once = None if not in_flight or None in in_flight else max(in_flight)
-        return read_items(
-            self.limits, self.context, query, documents, keep, field, on_read, query_field, fields, documents_in_flight=at_once
-        )
+        try:
+            return read_items(
+                self.limits,
+                self.context,
+                query,
+                documents,
+                keep,
+                field,
+                on_read,
+                query_field,
+                fields,
+                documents_in_flight=at_once,
+            )
+        finally:
+            self.context.stage = "scoring"
 
     def score(
         self,

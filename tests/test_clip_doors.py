@@ -261,3 +261,18 @@ def test_a_checkpoint_without_a_video_slot_answers_a_clip_with_a_400_naming_the_
         assert scorer.score("q", ["text"])  # text still scores
     assert refused.value.field == "documents[1].video" and refused.value.code == "no_video_slot"
     assert refused.value.status == 400 and "no-video" in str(refused.value) and str(tmp_path) not in str(refused.value)
+
+
+def test_a_timeout_names_what_took_the_time(scorer):
+    from lychee_gradio.contract import ScoringTimeoutError
+    from lychee_gradio.service import Service
+
+    service = Service(scorer, Config(request_timeout=1e-6))
+    with pytest.raises(ScoringTimeoutError, match=r"\(reading its images\)"):
+        with service.request("/test") as req:
+            req.read("q", [{"image": MUG}], scorer)
+    with Service(scorer).request("/test") as req:
+        query, documents = req.read("q", ["a document"], scorer)
+    with pytest.raises(ScoringTimeoutError, match=r"\(scoring\)"):
+        with service.request("/test") as req:
+            req.score(scorer, query, documents)

@@ -114,7 +114,9 @@ class PageRuns:
     def words(self, error: LycheeError, lang: str) -> str:
         """An error in the page's language, by its code."""
         if error.code in _PAGE_WORDS:
-            return text(_PAGE_WORDS[error.code], lang, seconds=self.config.request_timeout or 0)
+            reading = error.params.get("stage") == "reading its images"
+            stage = text("stage_reading" if reading else "stage_scoring", lang)
+            return text(_PAGE_WORDS[error.code], lang, seconds=self.config.request_timeout or 0, stage=stage)
         return f"{error.field}: {reason(error, lang)}" if error.field else reason(error, lang)
 
     def stop(self, session: str) -> None:

@@ -147,8 +147,10 @@ EN_OUTPUT = {
     "error_top_n": "Show the best N: give a whole number, 0 or more (0 shows all).",
     "error_min_score": "Hide scores below: give a number from 0 to 1, got {value}.",
     "error_k": "Cutoffs k: give whole numbers of 1 or more separated by commas, like 1,5,10.",
-    "error_timeout": "This run took longer than this server's limit of {seconds:g} s and was stopped. Try fewer "
-                     "documents or smaller images.",
+    "error_timeout": "This run took longer than this server's limit of {seconds:g} s ({stage}) and was stopped. "
+                     "Try fewer documents or smaller images.",
+    "stage_reading": "while reading its images",
+    "stage_scoring": "while scoring",
     "error_busy": "Every model replica is busy; try again in a few seconds.",
     "error_out_of_memory": "Out of GPU memory even for a single pair: use smaller images (max_pixels) or shorter texts.",
     "error_stopped": "Stopped.",
@@ -255,7 +257,9 @@ ZH_OUTPUT = {
     "error_top_n": "只显示前 N 个:请输入 0 或正整数(0 表示全部)。",
     "error_min_score": "隐藏低于此分数的结果:请给出 0 到 1 之间的数,收到 {value}。",
     "error_k": "截断位置 k:请输入以逗号分隔的正整数,例如 1,5,10。",
-    "error_timeout": "本次运行超过了服务器 {seconds:g} 秒的时限,已停止。请减少文档数量或使用更小的图片。",
+    "error_timeout": "本次运行超过了服务器 {seconds:g} 秒的时限({stage}),已停止。请减少文档数量或使用更小的图片。",
+    "stage_reading": "读取图片时",
+    "stage_scoring": "打分时",
     "error_busy": "所有模型副本都在忙,请几秒后重试。",
     "error_out_of_memory": "显存不足,连单个文档对都放不下:请使用更小的图片(max_pixels)或更短的文本。",
     "error_stopped": "已停止。",

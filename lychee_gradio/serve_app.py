@@ -70,8 +70,13 @@ def build(args: dict[str, Any]):
     if unknown:
         raise ValueError(f"unknown settings {', '.join(unknown)}; see docs/configuration.md")
     given = settings.parse_options(args)
-    values = {setting.name: given.get(setting.name, settings.env_default_of(setting.name)) for setting in settings.SETTINGS}
-    values["host"] = given.get("host", "0.0.0.0")
+    values = {
+        setting.name: given.get(setting.name, settings.env_default_of(setting.name))
+        for setting in settings.SETTINGS
+        if setting.name != "model"  # $LYCHEE_MODEL is one folder or id, whole (as `lychee load` reads it)
+    }
+    values["model"] = given.get("model") or []
+    values["host"] = given.get("host") or os.environ.get("LYCHEE_HOST") or "0.0.0.0"
     values["replicas"] = values["replicas"] or 1
     values["model"] = values["model"] or [os.environ.get("LYCHEE_MODEL") or default_model()]
     values["api_key"] = values["api_key"] or os.environ.get("LYCHEE_API_KEY")

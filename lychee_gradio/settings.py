@@ -47,6 +47,14 @@ class Setting:
     def option(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
 
+    @property
+    def opposite_option(self) -> str:
+        """A boolean's flag for the other direction (`--no-mcp`; `--check-memory` for `--skip-memory-check`)."""
+        plain = "--" + self.name.replace("_", "-")
+        if self.option != plain:
+            return plain
+        return "--no-" + self.name.replace("_", "-")
+
 
 S = Setting
 # A table laid out by hand, one entry a row: the formatter leaves it as it is.
@@ -229,7 +237,13 @@ def add_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eva
         except ValueError as error:  # a variable set to something the setting cannot take: said before anything runs
             raise SystemExit(f"${setting.env}: {error}") from None
         if setting.kind == "bool":
+            # Both directions, so that a flag wins over the variable either way: `--mcp` / `--no-mcp`,
+            # `--no-batch-across-requests` / `--batch-across-requests`, `--skip-memory-check` / `--check-memory`.
             action = "store_false" if setting.default else "store_true"
+            opposite = "store_true" if setting.default else "store_false"
+            parser.add_argument(
+                setting.opposite_option, dest=setting.name, action=opposite, default=default, help=argparse.SUPPRESS
+            )
             parser.add_argument(setting.option, dest=setting.name, action=action, default=default, help=help_text)
             continue
         if setting.kind == "list" and setting.name == "model":

@@ -33,7 +33,7 @@ import io
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 
@@ -183,11 +183,10 @@ def load_video(
     max_bytes: int | None = None,
     max_frame_pixels: int | None = None,
     budget=None,
-    admit: Callable[[int, int, int], None] | None = None,
 ) -> Video:
     """A clip (a path, bytes, or a `Video` already sampled) as the rule's frames; `InputError`s name `field_name`.
-    Before decoding: its bytes, its duration and its frame size (`max_frame_pixels`) from the header, and
-    `admit(width, height, frames)` (the request's share of the image memory pool for what it will keep).
+    Before decoding: its bytes, its duration and its frame size (`max_frame_pixels`) from the header (its memory was
+    admitted with the request's images, from the same header: `inputs.admit_images`).
     `budget`: the request's `inputs.PixelBudget` (each kept frame counts; its deadline checked between frames)."""
     if isinstance(value, Video):
         for frame in value.frames:
@@ -197,8 +196,6 @@ def load_video(
     container, source = _open(value, field_name, max_bytes)
     with source, container:
         header = _header(container, field_name, max_seconds, max_frame_pixels)
-        if admit is not None:
-            admit(header.width, header.height, header.frames)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = DECODE_THREADS

@@ -276,3 +276,14 @@ def test_a_timeout_names_what_took_the_time(scorer):
     with pytest.raises(ScoringTimeoutError, match=r"\(scoring\)"):
         with service.request("/test") as req:
             req.score(scorer, query, documents)
+
+
+def test_a_jpeg_counts_the_size_its_decoder_scales_to_and_every_image_counts_past_the_pixel_limit():
+    buffer = io.BytesIO()
+    Image.new("RGB", (3500, 3500), (90, 120, 200)).save(buffer, format="JPEG")
+    rules = request_rules(Limits(max_request_pixels=1_000_000), 1_000_000, RequestContext())
+    admit_images(["q", {"image": buffer.getvalue()}, {"image": buffer.getvalue()}], rules)
+    # factor 3, but a JPEG's decoder scales by 1/2: 1750 x 1750 decoded; both images count though the first
+    # already passes the request's pixel limit (decoding refuses it; nothing decodes without its memory taken).
+    assert rules.budget.pool.used == 2 * (3 * 1750 * 1750 + 48 * 1_000_000)
+    rules.budget.release()

@@ -53,6 +53,9 @@ def test_a_variable_overrides_the_default_and_a_flag_overrides_the_variable(monk
     args = build_parser().parse_args(["load"])
     assert (args.max_body_mb, args.mcp) == (16.0, True)
     assert build_parser().parse_args(["load", "--max-body-mb", "8"]).max_body_mb == 8.0
+    assert build_parser().parse_args(["load", "--no-mcp"]).mcp is False  # a flag wins either way
+    monkeypatch.setenv("LYCHEE_CHECK_MEMORY", "no")
+    assert build_parser().parse_args(["load", "--check-memory"]).check_memory is True
     monkeypatch.setenv("LYCHEE_PORT", "eighty")
     with pytest.raises(SystemExit, match="LYCHEE_PORT"):
         build_parser()

@@ -63,16 +63,14 @@ class ImageMemoryPool:
                 self._changed.notify_all()
 
 
-_POOLS: dict[int, ImageMemoryPool] = {}
+_POOLS: dict[tuple[int, float], ImageMemoryPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
 def image_memory_pool(limit: int, wait: float = 10.0) -> ImageMemoryPool:
     """The process's pool for a limit: every door of a server (same `Limits`) shares one."""
     with _POOLS_LOCK:
-        pool = _POOLS.setdefault(limit, ImageMemoryPool(limit, wait))
-        pool.wait = wait
-        return pool
+        return _POOLS.setdefault((limit, wait), ImageMemoryPool(limit, wait))
 
 
 # What one image holds while its request runs, per pixel: 3 bytes decoded (RGB), and the model's patches of it
@@ -82,6 +80,17 @@ def image_memory_pool(limit: int, wait: float = 10.0) -> ImageMemoryPool:
 # bytes a pixel. float32 is counted: a bf16 model's patches take half.
 DECODED_BYTES_PER_PIXEL = 3
 PATCH_BYTES_PER_PIXEL = 48
+
+
+def decoded_size(width: int, height: int, image_format: str | None, keep_pixels: int | None) -> tuple[int, int]:
+    """The size an image of width x height is decoded to (`images._decode_bytes`): a JPEG is first scaled in its
+    decoder by 1/2, 1/4 or 1/8 (the largest not past the whole factor), then reduced by what is left."""
+    factor = reduction_factor(width, height, keep_pixels)
+    if factor > 1 and image_format == "JPEG":
+        scale = max(s for s in (1, 2, 4, 8) if s <= factor)
+        width, height = -(-width // scale), -(-height // scale)  # the decoder rounds up
+    rest = reduction_factor(width, height, keep_pixels)
+    return width // rest, height // rest
 
 
 def image_parts(width: int, height: int, keep_pixels: int | None) -> tuple[int, int]:
@@ -129,10 +138,19 @@ class PixelBudget:
             self.check()
 
     def settle(self, reserved: int, image: Image.Image, field: str) -> None:
-        """After decoding: count what the image holds; refuse past the request's limit."""
+        """After decoding: count what the image holds; refuse past the request's limit, and (with a pool) past
+        what the request admitted: an image that decodes to more than its header said is not kept."""
         self.used += image.width * image.height
         if self.limit is not None and self.used > self.limit:
             raise InputError(field, "request_pixels", limit=self.limit)
+        if self.pool is not None and DECODED_BYTES_PER_PIXEL * self.used > self._held:
+            raise InputError(
+                field,
+                "request_memory",
+                need_mb=math.ceil(DECODED_BYTES_PER_PIXEL * self.used / 2**20),
+                limit_mb=self.pool.limit // 2**20,
+                fits=0,
+            )
 
     def take(self, image: Image.Image, field: str) -> None:
         """An image decoded elsewhere (a PIL image given by a caller)."""
@@ -160,8 +178,8 @@ def admit_images(
     Every image counts its decoded pixels; patches are counted for the query and for the `documents_in_flight`
     documents with the most (a scorer that pipelines a large request holds the patches of a few chunks at once,
     never all: `Scorer.documents_in_flight`; None: every document's at once). The request's own pixel limit caps
-    what it takes: past it, it is refused anyway. `fits`, for a refusal's words: how many of the request's images
-    and clips, in order, would fit the pool."""
+    what it takes. `fits`, for a refusal's words: how many of the request's images and clips, in order, would fit
+    the pool. Every image and clip counts, however many come: nothing is decoded that was not admitted."""
     if rules.budget is None or rules.budget.pool is None:
         return
     limit = rules.budget.pool.limit
@@ -171,18 +189,17 @@ def admit_images(
         if kind == "video":
             need = _video_memory(value, where, rules)
         else:
-            size = _header_size(value)
-            need = (
-                None
-                if size is None
-                else (*image_parts(*size, rules.keep_pixels), image_parts(*size, rules.keep_pixels)[0] // DECODED_BYTES_PER_PIXEL)
-            )
+            header = _header_size(value)
+            if header is None:
+                need = None
+            else:
+                width, height = decoded_size(*header, rules.keep_pixels)
+                decoded, patch = image_parts(width, height, rules.keep_pixels)
+                need = (decoded, patch, width * height)
         if need is None:
             continue
         decoded, patch, count = need
-        pixels += count
-        if rules.budget.limit is not None and pixels > rules.budget.limit:
-            break
+        pixels += count  # (past the request's pixel limit decoding refuses it; its memory is admitted all the same)
         decoded_total += decoded
         patches[index] = patches.get(index, 0) + patch
         fits += _held(decoded_total, patches, documents_in_flight) <= limit
@@ -238,10 +255,11 @@ def _video_memory(value: Any, field: str, rules: "ImageRules") -> tuple[int, int
     return header.frames * decoded, header.kept * patch, header.frames * kept
 
 
-def _header_size(value: Any) -> tuple[int, int] | None:
+def _header_size(value: Any) -> tuple[int, int, str | None] | None:
+    """(width, height, Pillow's format name) from an image's header, or None when it cannot be read."""
     try:
         if isinstance(value, Image.Image):
-            return value.size
+            return (*value.size, None)
         if isinstance(value, (bytes, bytearray, memoryview)):
             source: Any = io.BytesIO(bytes(value))
         elif isinstance(value, os.PathLike):
@@ -253,7 +271,7 @@ def _header_size(value: Any) -> tuple[int, int] | None:
         else:
             return None
         with open_image(source) as image:
-            return image.size
+            return (*image.size, image.format)
     except Exception:  # noqa: BLE001 - unreadable here: decoding reports it with the field's name
         return None
 

@@ -35,11 +35,15 @@ def asset_image(name: str) -> str | None:
 # single process, so concurrent users wait in line instead of running the GPU out of memory.
 MODEL_WORK = {"concurrency_id": "model"}
 
+# Chinese text and emoji in the fonts a system has (Gradio's own font names none), the run's message box marked.
 # Phones (a 390-px screen): tables scroll sideways instead of squeezing each cell to a letter (their
 # first column stays put, and a line under them says to swipe),
 # headers and scores never break mid-word, the result gallery shows two columns and whole
 # captions, the tab bar fits every tab (no "•••" menu), and long upload lists scroll in a box.
 CSS = """
+.gradio-container { font-family: var(--font), "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", "Hiragino Sans GB",
+  "Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", sans-serif; }
+.run-message { border-left: 3px solid var(--color-accent); padding-left: 10px; }
 #batch-table table, #eval-table table, #compare-table table { display: block; overflow-x: auto; max-width: 100%; }
 #batch-table th, #eval-table th, #compare-table th, #eval-table td, #compare-table td { white-space: nowrap; }
 #batch-table td:nth-child(1), #batch-table td:nth-child(2), #batch-table td:nth-child(4),

@@ -300,3 +300,15 @@ def test_a_tag_that_matches_no_upload_is_quoted_as_the_user_wrote_it():
 
     with pytest.raises(PageError, match=r"\[video: clip.mp4\] matches no uploaded file"):
         parse_documents("a [video: clip.mp4]", [])
+
+
+def test_the_single_tab_takes_several_images_and_a_clip_as_the_api_does(scorer, clips):
+    from lychee_gradio.ui.single import score_view
+
+    from .conftest import CUP, MUG, page
+
+    _, details = page(score_view, scorer, QUERY, None, "a cup", CUP, "", [MUG, clips["mp4"]])
+    expected = scorer.score(QUERY, [{"text": "a cup", "images": [CUP, MUG], "video": clips["mp4"]}])[0]
+    assert details["score"] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(Exception, match="at most one video"):
+        page(score_view, scorer, QUERY, None, "a cup", None, "", [clips["mp4"], clips["short"]])

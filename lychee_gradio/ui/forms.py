@@ -232,12 +232,6 @@ def query_values(query_text, query_image, lang: str) -> tuple[dict, str]:
     return query, upload_name(query["image"]) if query["image"] else ""
 
 
-def pair_items(req, scorer, query_text, query_image, document_text, document_image) -> tuple:
-    """The Single tab's query and its one document (text and/or image) as scorer items; errors name the box
-    (query image, document image, document)."""
-    return pair_of(req, scorer, query_text, query_image, {"text": document_text, "image": document_image})
-
-
 def pair_of(req, scorer, query_text, query_image, document: dict) -> tuple:
     """A query and one document as a tab holds it (`{"text", "image", "images", "video", "name"}`, as
     `parse_documents` gives it; an "image" that is a clip is read as one) as scorer items; errors name the box."""

@@ -30,7 +30,7 @@ from .error_words import reason
 from .evaluate import evaluate_view
 from .forms import above, check_min_score, parse_documents
 from .images import rank_images_view
-from .single import score_view
+from .single import score_view, single_document
 from .translations import language, text
 from .why import EMPTY, explain_document_view, explain_view
 
@@ -148,13 +148,16 @@ def make_handlers(
         document_image: str | None = None,
         instruction: str | None = None,
         model: str | None = None,
+        document_files: list[str] | None = None,
         request: gr.Request = None,
     ):
         """Score one document against a query. Returns Markdown and {score, verdict, colour, yes_logit, no_logit}.
         Example: client.predict(query_text="white cup", document_text="白瓷咖啡杯", api_name="/score"); leave
         out what you do not send (the snippet below lists every parameter with its default)."""
         with requests.open("/score", request) as req:
-            return score_view(req, req.model(model), query_text, query_image, document_text, document_image, instruction)
+            return score_view(
+                req, req.model(model), query_text, query_image, document_text, document_image, instruction, document_files
+            )
 
     def rerank(
         query_text: str | None = None,
@@ -283,6 +286,7 @@ def make_handlers(
         grid: float | None = DEFAULT_GRID,
         explanation: bool = False,
         model: str | None = None,
+        document_files: list[str] | None = None,
         request: gr.Request = None,
     ):
         """Why this score: each image of the pair as a heatmap (a cell's value is score(pair) - score(pair with
@@ -292,9 +296,8 @@ def make_handlers(
         (HTML), the raw output (Markdown; a clip's timeline in it) and the details as JSON.
         Example: client.predict(query_text="white cup", document_image=handle_file("cup.png"), api_name="/explain")."""
         with requests.open("/explain", request) as req:
-            return explain_view(
-                req, req.model(model), query_text, query_image, document_text, document_image, instruction, grid, explanation
-            )
+            document = single_document(document_text, document_image, document_files, req.context.language)
+            return explain_document_view(req, req.model(model), query_text, query_image, document, instruction, grid, explanation)
 
     def explain_image(
         query_text, query_image, images, instruction, model, ranking, min_score, evt: gr.SelectData, request: gr.Request = None

@@ -8,15 +8,31 @@ import gradio as gr
 
 from ..contract import Scorer
 from ..explain import DEFAULT_GRID, MAX_GRID
-from .forms import pair_items, verdict
+from .forms import PageError, is_video, pair_of, upload_name, verdict
 from .layout import I18N, MODEL_WORK, ImageBox, asset_image, checked, examples
+from .translations import text
 from .why import show_maps, why_panel
 
 
-def score_view(req, scorer: Scorer, query_text, query_image, document_text, document_image, instruction) -> tuple[str, dict]:
-    """One pair (a request of the service's, `req`): Markdown (score, verdict, logits) and the JSON details."""
+def single_document(document_text, document_image, document_files, lang: str = "en") -> dict:
+    """The Single tab's document as the other tabs hold one: its text, its images (the image box's, then the uploaded
+    images, in order) and at most one clip among the uploads."""
+    files = [str(path) for path in (document_files or [])]
+    clips = [path for path in files if is_video(upload_name(path))]
+    if len(clips) > 1:
+        raise PageError(text("error_one_video", lang))
+    images = ([document_image] if document_image else []) + [path for path in files if path not in clips]
+    return {"text": document_text, "images": images, "image": images[0] if images else None, "video": clips[0] if clips else None}
+
+
+def score_view(
+    req, scorer: Scorer, query_text, query_image, document_text, document_image, instruction, document_files=None
+) -> tuple[str, dict]:
+    """One pair (a request of the service's, `req`): Markdown (score, verdict, logits) and the JSON details. The
+    document: its text, its image and `document_files` (more images, a clip), as every tab takes them."""
     lang = req.context.language
-    query, item = pair_items(req, scorer, query_text, query_image, document_text, document_image)
+    document = single_document(document_text, document_image, document_files, lang)
+    query, item = pair_of(req, scorer, query_text, query_image, document)
     (pair,) = req.score(scorer, query, [item], instruction or None)
     reading = verdict(pair.score, lang)
     details = {
@@ -45,6 +61,16 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
                 document_image = checked(
                     ImageBox(label=I18N("document_image"), type="filepath", height=220), "error_document_image"
                 )
+                # More images and a clip, as every other tab takes them (the image box's image comes first).
+                document_files = checked(
+                    gr.File(
+                        label=I18N("document_more"),
+                        file_count="multiple",
+                        file_types=["image", "video"],
+                        height=110,
+                        elem_id="single-files",
+                    )
+                )
         button = gr.Button(I18N("score_button"), variant="primary", elem_id="score-button")
         with gr.Row():
             result = gr.Markdown(label=I18N("result"), elem_id="single-result")
@@ -69,7 +95,7 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         )
     scored = button.click(lambda: [None, None], None, [result, details], queue=False, api_visibility="private").then(
         handlers.score,
-        [query_text, query_image, document_text, document_image, instruction, model],
+        [query_text, query_image, document_text, document_image, instruction, model, document_files],
         [result, details],
         api_name="score",
         **MODEL_WORK,
@@ -78,7 +104,7 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
     scored.failure(handlers.failed, None, result, queue=False, api_visibility="private", show_progress="hidden")
     explained = why.click(lambda: [None] * len(panel.outputs), None, panel.outputs, queue=False, api_visibility="private").then(
         handlers.explain,
-        [query_text, query_image, document_text, document_image, instruction, grid, ask, model],
+        [query_text, query_image, document_text, document_image, instruction, grid, ask, model, document_files],
         panel.outputs,
         api_name="explain",
         **MODEL_WORK,

@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..contract import Scorer
 from .downloads import ranking_downloads
-from .forms import above, cell, document_items, hidden_note, move, preview, rerank_page, stopped_note, verdict
+from .forms import above, cell, document_items, hidden_note, media_names, move, preview, rerank_page, stopped_note, verdict
 from .layout import I18N, MODEL_WORK, asset_image, asset_text, checked, examples, query_column, run_buttons, swipe_hint, wire
 from .translations import text
 from .why import show_maps, why_panel
@@ -41,7 +41,7 @@ def rerank_view(
             "score": pair.score,
             "verdict": verdict(pair.score)["verdict"],
             "text": parsed[index]["text"],
-            "image": parsed[index]["name"],
+            **media_names(parsed[index]),
             "move": move(index, rank),
         }
         for rank, (index, pair) in enumerate(ranked.results, start=1)
@@ -136,7 +136,11 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
 def result_choices(rows: list[dict] | None):
     """The ranking's results to choose from for the Why? panel: "#rank · preview", valued by input number."""
     choices = [
-        (f"#{row['rank']} · " + " · ".join(part for part in (row.get("image"), row.get("text")) if part)[:60], row["index"] + 1)
+        (
+            f"#{row['rank']} · "
+            + " · ".join(part for part in (row.get("image"), row.get("video"), row.get("text")) if part)[:60],
+            row["index"] + 1,
+        )
         for row in (rows or [])
     ]
     return gr.update(choices=choices, value=None)

@@ -11,7 +11,7 @@ from ..evaluation.metrics import kendall_tau, top_k_overlap
 from ..ranking import best_first
 from ..registry import ModelSet
 from .batch import result_choices
-from .forms import cell, document_items, preview, verdict
+from .forms import cell, document_items, media_names, preview, verdict
 from .layout import I18N, MODEL_WORK, ImageBox, asset_text, checked, examples, run_buttons, swipe_hint, wire
 from .translations import text
 from .why import show_maps, why_panel
@@ -47,7 +47,7 @@ def compare_view(
         {
             "index": i,
             "text": parsed[i]["text"],
-            "image": parsed[i]["name"],
+            **media_names(parsed[i]),
             "score_a": scores_a[i],
             "rank_a": rank_a[i],
             "score_b": scores_b[i],

@@ -261,6 +261,13 @@ def document_items(req, scorers, query_text, query_image, documents, document_im
     return query_item, items, parsed
 
 
+def media_names(document: dict) -> dict:
+    """A parsed document's media by kind, for its row (and the CSV's columns): `image` the names of its images,
+    `video` its clip's (None where it has none)."""
+    images = ", ".join(upload_name(path) for path in document.get("images") or []) or None
+    return {"image": images, "video": upload_name(document["video"]) if document.get("video") else None}
+
+
 def preview(document: dict) -> str:
     parts = []
     if document.get("name"):

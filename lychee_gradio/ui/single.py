@@ -110,4 +110,6 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         **MODEL_WORK,
     )
     show_maps(explained, panel)
-    explained.failure(handlers.failed, None, panel.raw, queue=False, api_visibility="private", show_progress="hidden")
+    explained.failure(handlers.failed, None, panel.raw, queue=False, api_visibility="private", show_progress="hidden").then(
+        lambda: gr.update(open=True), None, panel.accordion, queue=False, api_visibility="private", show_progress="hidden"
+    )

@@ -125,7 +125,8 @@ def _visible(token: str) -> str:
 def why_panel(elem_id: str) -> SimpleNamespace:
     """The panel's components (inside an accordion): every image's heatmap in one gallery, the weighted texts, the
     raw output (with a clip's timeline), the details."""
-    with gr.Accordion(I18N("why_title"), open=True, elem_id=elem_id):
+    # Closed until something is explained (an open, empty panel sat under the button of the same name).
+    with gr.Accordion(I18N("why_title"), open=False, elem_id=elem_id) as accordion:
         gr.Markdown(I18N("why_intro"))
         with gr.Row():
             with gr.Column(scale=1):
@@ -142,13 +143,17 @@ def why_panel(elem_id: str) -> SimpleNamespace:
                 texts = gr.HTML(label=I18N("why_texts"), show_label=False, elem_id=f"{elem_id}-texts")
                 raw = gr.Markdown(label=I18N("why_raw"), show_label=False, elem_id=f"{elem_id}-raw")
         details = gr.JSON(label=I18N("details"), visible=False)
-    return SimpleNamespace(outputs=[maps, texts, raw, details], maps=maps, texts=texts, raw=raw, details=details)
+    return SimpleNamespace(
+        outputs=[maps, texts, raw, details], maps=maps, texts=texts, raw=raw, details=details, accordion=accordion
+    )
 
 
 def show_maps(event, panel: SimpleNamespace) -> None:
     """After `event` filled the panel, show the heatmaps only when the pair has an image (text alone has none)."""
 
     def visible(details: dict | None):
-        return gr.update(visible=bool((details or {}).get("images")))
+        return gr.update(visible=bool((details or {}).get("images"))), gr.update(open=details is not None)
 
-    event.then(visible, panel.details, panel.maps, queue=False, api_visibility="private", show_progress="hidden")
+    event.then(
+        visible, panel.details, [panel.maps, panel.accordion], queue=False, api_visibility="private", show_progress="hidden"
+    )

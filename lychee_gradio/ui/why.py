@@ -133,8 +133,9 @@ def why_panel(elem_id: str) -> SimpleNamespace:
                 maps = gr.Gallery(
                     label=I18N("why_maps"),
                     columns=2,
-                    height=300,
+                    height="auto",
                     object_fit="contain",
+                    preview=False,
                     interactive=False,
                     visible=False,
                     elem_id=f"{elem_id}-maps",

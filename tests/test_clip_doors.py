@@ -244,7 +244,7 @@ def test_photos_and_a_clip_over_the_pool_are_refused_at_once_and_others_are_not_
 def test_a_page_input_mistake_is_counted_as_a_4xx_in_the_metrics(live_app):
     before = metric(live_app, "lychee_requests_total", endpoint="/score", status="400")
     five_before = metric(live_app, "lychee_requests_total", endpoint="/score", status="500")
-    kind, _ = gradio_call(live_app, "score", ["", None, "a document", None, None, None], with_event=True)
+    kind, _ = gradio_call(live_app, "score", ["", None, "a document", None, None, None, None], with_event=True)
     assert kind == "error"
     assert metric(live_app, "lychee_requests_total", endpoint="/score", status="400") == before + 1
     assert metric(live_app, "lychee_requests_total", endpoint="/score", status="500") == five_before

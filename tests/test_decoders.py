@@ -61,7 +61,7 @@ def test_an_eps_upload_on_the_page_api_is_named_as_unreadable(live_app, tmp_path
     path = tmp_path / "drawing.eps"
     path.write_bytes(ENDLESS_EPS)
     uploaded = httpx.post(f"{live_app}gradio_api/upload", files={"files": ("drawing.eps", ENDLESS_EPS)}, timeout=30).json()[0]
-    kind, message = gradio_call(live_app, "score", ["q", None, "doc", file_data(uploaded), None, None], with_event=True)
+    kind, message = gradio_call(live_app, "score", ["q", None, "doc", file_data(uploaded), None, None, None], with_event=True)
     assert kind == "error" and "drawing.eps" in message and "Ghostscript" not in message
     assert ghostscripts() == []
 
@@ -135,5 +135,5 @@ def test_an_extreme_aspect_ratio_is_a_400_on_rerank_and_a_message_on_the_page(li
     )
     assert answer.status_code == 400 and answer.json()["field"] == "documents[0].image"
     uploaded = httpx.post(f"{live_app}gradio_api/upload", files={"files": ("strip.png", data)}, timeout=30).json()[0]
-    kind, message = gradio_call(live_app, "score", ["q", None, "doc", file_data(uploaded), None, None], with_event=True)
+    kind, message = gradio_call(live_app, "score", ["q", None, "doc", file_data(uploaded), None, None, None], with_event=True)
     assert kind == "error" and "200" in message and "null" not in message

@@ -83,7 +83,7 @@ def test_uploaded_files_still_work_and_answers_carry_no_server_path(live_app, sc
 
 
 def test_gradios_traffic_figures_are_not_served_to_callers(live_app):
-    gradio_call(live_app, "score", ["q", None, "a text document", None, None, None])
+    gradio_call(live_app, "score", ["q", None, "a text document", None, None, None, None])
     for path in ("monitoring/summary", "gradio_api/monitoring/summary", "monitoring"):
         answer = httpx.get(f"{live_app}{path}", timeout=30)
         assert answer.status_code in (403, 404), path
@@ -92,8 +92,8 @@ def test_gradios_traffic_figures_are_not_served_to_callers(live_app):
 
 def test_a_user_mistake_leaves_no_traceback_in_the_log(live_app, capfd):
     capfd.readouterr()
-    gradio_call(live_app, "score", ["", None, "", None, None, None])
-    gradio_call(live_app, "score", ["q", None, None, file_data("/etc/hostname"), None, None])
+    gradio_call(live_app, "score", ["", None, "", None, None, None, None])
+    gradio_call(live_app, "score", ["q", None, None, file_data("/etc/hostname"), None, None, None])
     assert "Traceback" not in capfd.readouterr().err
 
 

@@ -172,7 +172,10 @@ def test_origins_compare_by_host_and_port():
 def test_steering_headers_do_not_reach_gradio(open_app):
     # A run asked to be filed in someone's Hub bucket runs as any other (the header is dropped at the edge).
     answer = gradio_call(
-        open_app, "score", ["q", None, "a text document", None, None, None], headers={"x-gradio-history-bucket": "attacker/loot"}
+        open_app,
+        "score",
+        ["q", None, "a text document", None, None, None, None],
+        headers={"x-gradio-history-bucket": "attacker/loot"},
     )
     assert '"score"' in answer
 
@@ -375,11 +378,11 @@ def test_user_mistakes_on_every_door_are_one_warning_line_each_and_no_traceback(
     capfd.readouterr()
     deep = "[" * 50_000 + "]" * 50_000
     mistakes = [
-        lambda: gradio_call(open_app, "explain", ["q", None, "d", None, None, 100, False, None]),  # slider range
+        lambda: gradio_call(open_app, "explain", ["q", None, "d", None, None, 100, False, None, None]),  # slider range
         lambda: httpx.post(
             f"{open_app}gradio_api/call/explain",
             headers={"content-type": "application/json"},
-            content=b'{"data": ["q", null, "d", null, null, NaN, false, null]}',
+            content=b'{"data": ["q", null, "d", null, null, NaN, false, null, null]}',
             timeout=30,
         ),
         lambda: httpx.post(

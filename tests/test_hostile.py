@@ -146,7 +146,7 @@ def small_body_app(scorer):
 
 
 def test_the_gradio_api_refuses_bodies_over_the_limit_declared_or_chunked(small_body_app):
-    body = json.dumps({"data": ["q", None, "x" * (2 * 2**20), None, "", None]}).encode()
+    body = json.dumps({"data": ["q", None, "x" * (2 * 2**20), None, "", None, None]}).encode()
     declared = httpx.post(
         f"{small_body_app}gradio_api/call/score", content=body, timeout=30, headers={"content-type": "application/json"}
     )
@@ -157,13 +157,13 @@ def test_the_gradio_api_refuses_bodies_over_the_limit_declared_or_chunked(small_
         headers={"content-type": "application/json"},
     )
     assert declared.status_code == chunked.status_code == 413
-    small = gradio_call(small_body_app, "score", ["q", None, "d", None, None, None])
+    small = gradio_call(small_body_app, "score", ["q", None, "d", None, None, None, None])
     assert '"score"' in small
 
 
 def test_inline_image_data_in_a_file_input_is_refused_before_decoding(live_app):
     inline = {"url": "data:image/png;base64," + base64.b64encode(png(40, 40)).decode(), "meta": {"_type": "gradio.FileData"}}
-    answer = gradio_call(live_app, "score", ["q", inline, "d", None, None, None])
+    answer = gradio_call(live_app, "score", ["q", inline, "d", None, None, None, None])
     assert "Query image (optional): this file was not uploaded to this server" in answer
 
 

@@ -360,7 +360,7 @@ def test_no_caller_reaches_the_hub_with_the_operators_token(tmp_path):
             answer = gradio_call(
                 url,
                 "score",
-                ["q", None, "a document", None, None, None],
+                ["q", None, "a document", None, None, None, None],
                 headers={**local, "x-gradio-history-bucket": "attacker/loot"},
             )
             assert '"score"' in answer

@@ -85,6 +85,21 @@ def served_command(
             exit_codes.append(process.returncode)
 
 
+def pytest_collection_modifyitems(config, items):
+    """CI runs the lanes on two workers (pytest-xdist, `--dist loadgroup`). A module's tests stay on one worker, so
+    that its module fixtures (a server, an installed venv) are made once; the tests that start Ray share one
+    worker, so that two local Ray clusters never start side by side; the two that measure a server's peak memory
+    share another, so that neither is measured while the other fills the machine."""
+    for item in items:
+        if item.get_closest_marker("ray"):
+            group = "ray"
+        elif item.get_closest_marker("memory"):
+            group = "memory"
+        else:
+            group = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def root_logging_restored():
     """A `lychee` command run in-process points the root logger at the stderr of that moment (this test's

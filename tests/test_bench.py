@@ -140,6 +140,7 @@ def test_the_video_benchmark_times_each_stage_of_clips_made_on_the_spot(tmp_path
     assert report["pairs_per_second"] > 0 and "pairs/s" in capsys.readouterr().out
 
 
+@pytest.mark.ray
 def test_the_serving_benchmark_compares_one_process_with_one_and_two_replicas(tmp_path, capsys):
     pytest.importorskip("ray", reason="the serving benchmark runs Ray Serve replicas: pip install -e '.[cluster]'")
     bench_main(

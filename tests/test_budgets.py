@@ -132,6 +132,7 @@ def test_one_caller_looping_slow_urls_leaves_fetch_slots_for_another(fetching_ap
 
 
 @pytest.mark.slow
+@pytest.mark.memory
 def test_concurrent_requests_of_large_images_share_the_image_memory_pool(tiny_model_dir):
     script = Path(__file__).parent / "memory_probe.py"
     runs = {}

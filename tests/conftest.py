@@ -85,11 +85,14 @@ def served_command(
             exit_codes.append(process.returncode)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """CI runs the lanes on two workers (pytest-xdist, `--dist loadgroup`). A module's tests stay on one worker, so
     that its module fixtures (a server, an installed venv) are made once; the tests that start Ray share one
     worker, so that two local Ray clusters never start side by side; the two that measure a server's peak memory
     share another, so that neither is measured while the other fills the machine."""
+    if not getattr(config.option, "loadgroup", False):
+        return
     for item in items:
         if item.get_closest_marker("ray"):
             group = "ray"
@@ -98,6 +101,12 @@ def pytest_collection_modifyitems(config, items):
         else:
             group = item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))
+        # pytest-xdist 3.8 names the group in the test's id (`item._nodeid`), which pytest 9.2 no longer reads (its
+        # id is `item._id` now): name it there too, so that the groups hold on either.
+        if hasattr(item, "_id") and "@" not in item.nodeid:
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
 @pytest.fixture(autouse=True)

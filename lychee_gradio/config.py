@@ -32,6 +32,10 @@ class Limits:
     max_images_per_item: int = default_of("max_images_per_item")
     max_video_seconds: float = default_of("max_video_seconds")
     max_video_bytes: int = _mb("max_video_mb")
+    max_pdf_pages: int = default_of("max_pdf_pages")
+    max_pdf_bytes: int = _mb("max_pdf_mb")
+    max_parts: int = default_of("max_parts")
+    pdf_text: bool = default_of("pdf_text")  # how every door reads a PDF: a page's text layer with its image
     max_request_pixels: int = default_of("max_request_pixels")
     image_memory_in_flight: int = _mb("image_memory_mb")
     image_memory_wait: float = default_of("image_memory_wait")
@@ -68,6 +72,8 @@ class Config:
     allowed_origins: tuple[str, ...] = ()
     temp_file_minutes: float = default_of("temp_file_minutes")
     header_timeout: float = default_of("header_timeout")
+    long_documents: str = default_of("long_documents")
+    chunk_tokens: int | None = default_of("chunk_tokens")
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "Config":
@@ -79,6 +85,10 @@ class Config:
             max_images_per_item=value["max_images_per_item"],
             max_video_seconds=value["max_video_seconds"],
             max_video_bytes=int(value["max_video_mb"] * MB),
+            max_pdf_pages=value["max_pdf_pages"],
+            max_pdf_bytes=int(value["max_pdf_mb"] * MB),
+            max_parts=value["max_parts"],
+            pdf_text=value["pdf_text"],
             max_request_pixels=value["max_request_pixels"],
             image_memory_in_flight=int(value["image_memory_mb"] * MB),
             image_memory_wait=value["image_memory_wait"],
@@ -107,6 +117,8 @@ class Config:
             allowed_origins=tuple(value["allowed_origins"]),
             temp_file_minutes=value["temp_file_minutes"],
             header_timeout=value["header_timeout"],
+            long_documents=value["long_documents"],
+            chunk_tokens=value["chunk_tokens"],
         )
 
     @classmethod

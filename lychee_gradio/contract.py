@@ -49,6 +49,42 @@ class Video:
 
 
 @dataclass(frozen=True)
+class Pages:
+    """A PDF as the model sees it (`inputs.pdf.read_pdf`): each page rendered (RGB), its 1-based number, and its
+    text layer where the server takes it (`--pdf-text`; else empty)."""
+
+    images: tuple = field(repr=False)
+    numbers: tuple = ()
+    texts: tuple = ()
+    count: int = 0  # the PDF's pages
+
+
+@dataclass(frozen=True)
+class Part:
+    """Which part of a long or many-part document a score is for (docs/design.md, "Long documents"): a PDF's
+    page, a long text's chunk or a long clip's segment; `index` counts from 0 among the document's `count` parts.
+    `page` is 1-based; `chars` is [start, end) into the document's text; `seconds` is [start, end) of the clip."""
+
+    kind: str  # "page" | "chunk" | "segment"
+    index: int
+    count: int
+    page: int | None = None
+    chars: tuple[int, int] | None = None
+    seconds: tuple[float, float] | None = None
+
+    def as_dict(self) -> dict:
+        """The part as the JSON doors answer it."""
+        answer: dict = {"kind": self.kind, "index": self.index, "count": self.count}
+        if self.page is not None:
+            answer["page"] = self.page
+        if self.chars is not None:
+            answer["chars"] = list(self.chars)
+        if self.seconds is not None:
+            answer["seconds"] = [round(self.seconds[0], 3), round(self.seconds[1], 3)]
+        return answer
+
+
+@dataclass(frozen=True)
 class Item:
     """One query or document: text, RGB images (any number, in the caller's order), a video, or several of
     these (never none).
@@ -60,6 +96,7 @@ class Item:
     image: Image.Image | None = None
     images: tuple = ()
     video: Video | None = None  # at most one; in a document (after its images, before its text)
+    pages: Pages | None = None  # a PDF: each page becomes a part of its own before scoring (`parts.py`)
 
     def __post_init__(self):
         if self.images:
@@ -82,6 +119,8 @@ class PairScore:
     no_logit: float
     tokens: int = 0
     truncated: str = ""
+    part: Part | None = None  # which part of a long document this is the score of (None: the whole document)
+    parts: tuple = ()  # a split document's best part: every part's `PairScore`, in the document's order
 
 
 @dataclass(frozen=True)
@@ -97,6 +136,7 @@ class RerankResult:
     document: Any
     id: Any = None
     metadata: Any = None
+    part: Part | None = None  # the best part of a long document (`long_documents="split"`: this row's own part)
 
 
 @dataclass
@@ -117,6 +157,8 @@ class ScoreStats:
     queue_seconds: float = 0.0  # waiting for its first forward pass
     chunks_in_flight: int = 0  # a call of many images in a pipeline: the most chunks prepared at once
     replicas: list = field(default_factory=list)  # on Ray: the replica processes (pids) that scored its chunks
+    split: int = 0  # long documents scored as parts (pages, chunks)
+    parts: int = 0  # the parts of those documents, scored as documents of their own
 
     def add(self, other: "ScoreStats") -> None:
         for name in (

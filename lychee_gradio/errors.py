@@ -62,10 +62,10 @@ ERRORS: dict[str, tuple[int, str]] = {
                              "only, within {timeout:g} s; send the image as base64 instead)"),
     "url_too_large": (413, "the image at the URL is over this server's limit of {limit:,} bytes"),
     "expected_string_or_object": (422, "expected a string or an object, got {type}"),
-    "object_keys": (422, "an object needs 'text' and/or 'image' (or 'content')"),
+    "object_keys": (422, "an object needs 'text', 'image', 'video' or 'pdf' (or 'content')"),
     "content_list": (422, "expected a list of parts"),
-    "content_part": (422, "expected {{type: text, text}}, {{type: image_url, image_url: {{url}}}} or "
-                          "{{type: video_url, video_url: {{url}}}}"),
+    "content_part": (422, "expected {{type: text, text}}, {{type: image_url, image_url: {{url}}}}, "
+                          "{{type: video_url, video_url: {{url}}}} or {{type: file, file: {{file_data}}}}"),
     "video_empty": (400, "video data is empty"),
     "video_bytes": (413, "video is over this server's limit of {limit:,} bytes"),
     "video_not_found": (400, "video file not found: {path}"),
@@ -79,11 +79,32 @@ ERRORS: dict[str, tuple[int, str]] = {
     "video_decode": (400, "cannot decode video (not a video FFmpeg can read, or cut short)"),
     "video_pixels": (413, "video frames are {width}x{height} = {pixels:,} pixels, over this server's limit of "
                           "{limit:,}"),
+    # PDFs and long documents (parts.py, inputs/pdf.py)
+    "pdf_value": (422, "a PDF must be a non-empty string: a data URL or base64 of a PDF file"),
+    "pdf_not_found": (400, "PDF file not found: {path}"),
+    "pdf_not_pdf": (400, "not a PDF (it does not start with %PDF-)"),
+    "pdf_broken": (400, "cannot read the PDF (damaged, cut short, or with no pages)"),
+    "pdf_encrypted": (400, "the PDF is encrypted (password-protected); send a copy without a password"),
+    "pdf_bytes": (413, "PDF is over this server's limit of {limit:,} bytes"),
+    "pdf_page_shape": (400, "page {page} is {width}x{height} points: its longer side is more than 200 times its shorter "
+                            "one (or it is empty), which the model cannot take"),
+    "pdf_page_size": (400, "page {page} is {width}x{height} points, larger than PDF allows ({limit:,} a side)"),
+    "pdf_active": (400, "the PDF holds JavaScript or actions that open other files or programs, which this server "
+                        "does not take; send a copy without them (print it to PDF)"),
+    "pdf_page_number": (400, "expected a page number of the PDF (1 to its pages), got {value}"),
+    "pdf_query": (400, "a PDF can be a document, not a query; send a page as an image"),
+    "too_many_pages": (413, "{count} PDF pages in the request, at most {limit} on this server"),
+    "too_many_parts": (413, "the request's long documents make more than {limit} parts (pages and chunks) on this "
+                            "server; send fewer or shorter documents"),
+    "long_document": (413, "the document is {parts} {kind} long and long_documents is \"refuse\"; send "
+                           "long_documents: \"max\" to score it by its best part"),
+    "long_documents": (400, "expected one of {choices}, got {value}"),
     "too_many_urls": (400, "{count} media URLs in one request, at most {limit} on this server"),
     "score_empty": (400, "give at least one text_1"),
     "video_seconds": (413, "video is {seconds:g} s long, over this server's limit of {limit:g} s"),
     "video_truncated": (400, "video ends at {seconds:g} s but says it lasts {stated:g} s (cut short?)"),
     "one_video": (400, "at most one video per document"),
+    "one_pdf": (400, "at most one PDF per document"),
     "too_many_images": (400, "{count} images, at most {limit} per query or document on this server"),
     "image_and_images": (422, "give 'image' or 'images', not both"),
     "images_list": (422, "expected a list of images, got {type}"),

@@ -141,6 +141,7 @@ class Explanation:
     explanation_note: str | None = None  # why there is no explanation (not asked, or the model cannot generate)
     variants: int = 0  # pairs scored to make the maps and weights
     timeline: list[VideoStep] = field(default_factory=list)  # the document's clip, frame pair by frame pair
+    part: Any = None  # a long document's best part (`contract.Part`), the one explained; None: the whole document
 
     @property
     def low_mass(self) -> bool:
@@ -158,6 +159,7 @@ class Explanation:
             "text": [weights.as_dict() for weights in self.text],
             "timeline": [step.as_dict() for step in self.timeline],
             "explanation": self.explanation,
+            **({"part": self.part.as_dict()} if self.part is not None else {}),
         }
 
 

@@ -9,31 +9,48 @@ The score cache in front of every scorer is `score_cache.py`.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any, Sequence
 
-from .contract import InputError, Item, PairScore, ProgressCallback, RequestContext, RerankResult, ScoreStats
+from .contract import (
+    InputError,
+    Item,
+    PairScore,
+    ProgressCallback,
+    RequestContext,
+    RerankResult,
+    ScoreStats,
+    ScoringCancelledError,
+    ScoringTimeoutError,
+)
 from .explain import DEFAULT_GRID, DEFAULT_SEGMENTS, MAX_GRID, MAX_SEGMENTS, whole_number
 from .families import ModelFamily
 from .inputs import RETURN_MEMORY_AFTER_PIXELS, ImageRules, image_pixels, resolve_instruction, return_memory, to_item, to_items
+from .parts import DEFAULT_OVERLAP, Chunking, Parted, best_of, check_mode, check_query, parts_of, rows
 from .ranking import best_first, check_top_n
 from .score_cache import DigestMemo, ScoreCache, through_cache
 
 
-def ranked(documents: Sequence[Any], scores: list[float], top_n: int | None) -> list[RerankResult]:
-    """Documents best-first as results, with the id and metadata each dict document carried."""
+def ranked(
+    documents: Sequence[Any], pairs: list[PairScore], top_n: int | None, long_documents: str = "max"
+) -> list[RerankResult]:
+    """Documents best-first as results, with the id and metadata each dict document carried and the part each
+    score is for (with "split", one result a part: several may share an index)."""
 
     def attached(document: Any, key: str) -> Any:
         return document.get(key) if isinstance(document, dict) else None
 
+    found = rows(pairs, long_documents)
     return [
         RerankResult(
-            index=i,
-            score=scores[i],
-            document=documents[i],
-            id=attached(documents[i], "id"),
-            metadata=attached(documents[i], "metadata"),
+            index=found[k][0],
+            score=found[k][1].score,
+            document=documents[found[k][0]],
+            id=attached(documents[found[k][0]], "id"),
+            metadata=attached(documents[found[k][0]], "metadata"),
+            part=found[k][1].part,
         )
-        for i in best_first(scores)[:top_n]
+        for k in best_first([pair.score for _, pair in found])[:top_n]
     ]
 
 
@@ -59,6 +76,22 @@ class Counter:
     @property
     def value(self) -> int:
         return self._value
+
+
+def partial_documents(parted: Parted, partial: list | None) -> list | None:
+    """A stopped call's scores by part as scores by document: a document whose parts were all scored gets its
+    best part's; the others None."""
+    if partial is None:
+        return None
+    answers: list = []
+    for span in parted.ranges:
+        own = [partial[i] if i < len(partial) else None for i in span]
+        if any(pair is None for pair in own):
+            answers.append(None)
+        else:
+            one = Parted(own, [range(len(own))], [parted.parts[i] for i in span])
+            answers.append(best_of(one, own)[0])
+    return answers
 
 
 # -- the shared scorer ------------------------------------------------------------------------------------
@@ -92,10 +125,13 @@ class ScorerBase:
         timeout: float | None = None,
         cancel=None,
         stats: ScoreStats | None = None,
+        long_documents: str | None = None,
     ) -> list[float]:
         """The score (0..1) of each document against the query, in input order.
 
-        `max_pixels` bounds the images of this call only (default: the scorer's).
+        `max_pixels` bounds the images of this call only (default: the scorer's). A long document (a PDF, a text
+        over the chunk size) scores as its best part (`long_documents`: "max", the default; "truncate": cut at
+        the model's budget; "refuse": an `InputError`); `score_with_logits` names the part.
         """
         pairs = self.score_with_logits(
             query,
@@ -107,6 +143,7 @@ class ScorerBase:
             timeout=timeout,
             cancel=cancel,
             stats=stats,
+            long_documents=long_documents,
         )
         return [pair.score for pair in pairs]
 
@@ -122,9 +159,15 @@ class ScorerBase:
         timeout: float | None = None,
         cancel=None,
         stats: ScoreStats | None = None,
+        long_documents: str | None = None,
+        chunk_tokens: int | None = None,
+        max_parts: int | None = None,
     ) -> list[PairScore]:
-        """Like `score`, with the yes/no logits and the prompt length of each pair."""
+        """Like `score`, with the yes/no logits and the prompt length of each pair, and for a document of several
+        parts its best part (`PairScore.part`) and every part's score (`PairScore.parts`). `chunk_tokens`: a
+        smaller chunk size than the model's text budget, for this call; `max_parts`: the most parts it may score."""
         context = request_context(context, timeout, cancel, stats)
+        mode = check_mode(long_documents if long_documents is not None else self.long_documents)
         if max_pixels is not None and max_pixels < self.family.min_pixels:
             raise InputError("max_pixels", "max_pixels_low", minimum=self.family.min_pixels, value=max_pixels)
         # Inputs are checked here, at the edge, so that a bad document is named before any work starts.
@@ -136,32 +179,67 @@ class ScorerBase:
         instruction_text = resolve_instruction(instruction, self.family.default_instruction)
         if not document_items:
             return []
-        self.check_items(query_item, document_items)
+        check_query(query_item)
+        parted = parts_of(document_items, mode, self.chunking(chunk_tokens, max_parts))
+        self.check_items(query_item, parted.items)
+        context.stats.split += parted.split
+        context.stats.parts += parted.split_parts
         digest = DigestMemo()
+        parts = parted.items
 
         def compute(missing: list[int], progress: ProgressCallback) -> list[PairScore]:
             return self.score_uncached(
-                query_item, [document_items[i] for i in missing], instruction_text, max_pixels, progress, context, digest
+                query_item, [parts[i] for i in missing], instruction_text, max_pixels, progress, context, digest
             )
 
         try:
-            return through_cache(
-                self.cache,
-                self.model_name,
-                query_item,
-                document_items,
-                instruction_text,
-                max_pixels or self.max_pixels,
-                compute,
-                on_progress,
-                context.stats,
-                digest,
-                context.cache_scope,
+            return best_of(
+                parted,
+                through_cache(
+                    self.cache,
+                    self.model_name,
+                    query_item,
+                    parts,
+                    instruction_text,
+                    max_pixels or self.max_pixels,
+                    compute,
+                    on_progress,
+                    context.stats,
+                    digest,
+                    context.cache_scope,
+                ),
             )
+        except (ScoringCancelledError, ScoringTimeoutError) as error:
+            error.partial = partial_documents(parted, error.partial)
+            raise
         finally:
-            if image_pixels([query_item, *document_items]) >= RETURN_MEMORY_AFTER_PIXELS:
-                del compute, document_items, digest
+            if image_pixels([query_item, *document_items, *parts]) >= RETURN_MEMORY_AFTER_PIXELS:
+                del compute, document_items, digest, parts, parted
                 return_memory()
+
+    # How long documents are taken when a call does not say (`long_documents`; the server's --long-documents), and
+    # the chunk size when smaller than the model's text budget (None: the budget).
+    long_documents: str = "max"
+    chunk_tokens: int | None = None
+
+    def token_offsets(self, text: str) -> Sequence[tuple[int, int]] | None:
+        """Each token's [start, end) in `text`, by the model's tokenizer; None where this scorer has none (then
+        long texts are cut at the model's budget, never split)."""
+        return None
+
+    def chunking(self, chunk_tokens: int | None = None, max_parts: int | None = None) -> Chunking | None:
+        """How this scorer cuts long texts (`parts.Chunking`), or None where it cannot count tokens."""
+        budget = getattr(self, "max_text_tokens", None)
+        if not budget or self.token_offsets("a") is None:
+            return None
+        size = min(budget, chunk_tokens or self.chunk_tokens or budget)
+        return Chunking(
+            max_tokens=size,
+            offsets=self.token_offsets,
+            overlap=min(DEFAULT_OVERLAP, size // 4),
+            max_parts=max_parts,
+            budget=budget,
+        )
 
     def check_items(self, query: Item, documents: Sequence[Item]) -> None:
         """Refuse, naming the field, what this model cannot take (a clip, for a checkpoint whose chat template has
@@ -180,10 +258,14 @@ class ScorerBase:
         timeout: float | None = None,
         cancel=None,
         stats: ScoreStats | None = None,
+        long_documents: str | None = None,
     ) -> list[RerankResult]:
-        """Documents best-first, each with its input index and score; `top_n` keeps the best n (0 or None: all)."""
+        """Documents best-first, each with its input index, score and best part; `top_n` keeps the best n (0 or
+        None: all). `long_documents="split"`: one result per part of a long document (a PDF's pages among other
+        documents), best first."""
         top_n = check_top_n(top_n)
-        scores = self.score(
+        mode = check_mode(long_documents if long_documents is not None else self.long_documents)
+        pairs = self.score_with_logits(
             query,
             documents,
             instruction,
@@ -193,8 +275,9 @@ class ScorerBase:
             timeout=timeout,
             cancel=cancel,
             stats=stats,
+            long_documents=mode,
         )
-        return ranked(documents, scores, top_n)
+        return ranked(documents, pairs, top_n, mode)
 
     def explain(
         self,
@@ -213,6 +296,7 @@ class ScorerBase:
         stats: ScoreStats | None = None,
         max_variants: int | None = None,
         max_text_chars: int | None = None,
+        max_parts: int | None = None,
     ):
         """Why `document` scored what it did against `query` (`explain.Explanation`): each image of the
         pair as a map of `grid` x `grid` cells at most, each text as at most `max_segments` weighted
@@ -235,7 +319,9 @@ class ScorerBase:
         query_item = to_item(query, "query", rules=rules)
         document_item = to_item(document, "document", rules=rules)
         instruction_text = resolve_instruction(instruction, self.family.default_instruction)
-        return explain_pair(
+        check_query(query_item)
+        document_item, part = self.best_part(query_item, document_item, instruction_text, max_pixels, context, max_parts)
+        found = explain_pair(
             self,
             query_item,
             document_item,
@@ -249,6 +335,26 @@ class ScorerBase:
             max_variants=max_variants,
             max_text_chars=max_text_chars,
         )
+        return found if part is None else replace(found, part=part)
+
+    def best_part(
+        self,
+        query: Item,
+        document: Item,
+        instruction: str,
+        max_pixels: int | None,
+        context: RequestContext,
+        max_parts: int | None = None,
+    ) -> tuple[Item, Any]:
+        """A long document's best part (the one an explanation explains) and its `Part`; else the document itself."""
+        parted = parts_of([document], "max", self.chunking(None, max_parts), "document")
+        if not parted.split:
+            return document, None
+        scores = self.score_with_logits(
+            query, parted.items, instruction, max_pixels=max_pixels, context=context, long_documents="truncate"
+        )
+        best = max(range(len(scores)), key=lambda k: (scores[k].score, -k))
+        return parted.items[best], parted.parts[best]
 
     def score_pairs(
         self,

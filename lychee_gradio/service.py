@@ -25,6 +25,7 @@ from .config import Config, Limits, cache_scope
 from .contract import InputError, Item, LycheeError, NullObserver, Observer, PairScore, RequestContext, ScoringCancelledError
 from .explain import DEFAULT_GRID
 from .inputs import admit_images, request_rules, to_item
+from .parts import check_mode, rows
 from .ranking import best_first, check_top_n
 from .registry import ModelSet
 
@@ -154,6 +155,10 @@ class Request:
         finally:
             self.context.stage = "scoring"
 
+    def long_documents(self, value: Any = None) -> str:
+        """The request's `long_documents` (`parts.py`): the caller's, checked, else the server's."""
+        return check_mode(value if value not in (None, "") else self.service.config.long_documents)
+
     def score(
         self,
         scorer,
@@ -163,10 +168,26 @@ class Request:
         *,
         max_pixels: int | None = None,
         on_progress=None,
+        long_documents: str | None = None,
+        chunk_tokens: int | None = None,
     ) -> list[PairScore]:
-        return scorer.score_with_logits(
-            query, items, instruction, max_pixels=max_pixels, on_progress=on_progress, context=self.context_for(scorer)
+        """Each document's score (a long document's best part's, `PairScore.part`), in input order. `chunk_tokens`:
+        the caller's own chunk (or truncation) length, within the server's."""
+        context = self.context_for(scorer)
+        pairs = scorer.score_with_logits(
+            query,
+            items,
+            instruction,
+            max_pixels=max_pixels,
+            on_progress=on_progress,
+            context=context,
+            long_documents=self.long_documents(long_documents),
+            chunk_tokens=min(x for x in (chunk_tokens, self.service.config.chunk_tokens, 1 << 30) if x),
+            max_parts=self.limits.max_parts,
         )
+        if context.stats.split:
+            self.record.fields.update(split=context.stats.split, parts=context.stats.parts)
+        return pairs
 
     def rerank(
         self,
@@ -179,20 +200,35 @@ class Request:
         max_pixels: int | None = None,
         on_progress=None,
         partial: bool = False,
+        long_documents: str | None = None,
+        chunk_tokens: int | None = None,
     ) -> Ranked:
-        """The documents best-first, the best `top_n` (0 or None: all). With `partial`, a Stop hands back the
-        documents scored before it, ranked among themselves (the page shows them); else it raises."""
+        """The documents best-first, the best `top_n` (0 or None: all); with `long_documents="split"` one row a
+        part of a long document (several rows may share an index). With `partial`, a Stop hands back the documents
+        scored before it, ranked among themselves (the page shows them); else it raises."""
         top_n = check_top_n(top_n)
+        mode = self.long_documents(long_documents)
         try:
-            pairs = self.score(scorer, query, items, instruction, max_pixels=max_pixels, on_progress=on_progress)
+            pairs = self.score(
+                scorer,
+                query,
+                items,
+                instruction,
+                max_pixels=max_pixels,
+                on_progress=on_progress,
+                long_documents=mode,
+                chunk_tokens=chunk_tokens,
+            )
         except ScoringCancelledError as error:
             scored = {i: pair for i, pair in enumerate(error.partial or []) if pair is not None}
             if not partial or not scored:
                 raise
-            order = sorted(scored, key=lambda i: (-scored[i].score, i))[:top_n]
-            return Ranked([(i, scored[i]) for i in order], stopped_after=len(scored), total=len(items))
-        order = best_first([pair.score for pair in pairs])[:top_n]
-        return Ranked([(i, pairs[i]) for i in order], total=len(items))
+            found = [(i, part) for i in sorted(scored) for _, part in rows([scored[i]], mode)]
+            order = sorted(range(len(found)), key=lambda k: (-found[k][1].score, k))[:top_n]
+            return Ranked([found[k] for k in order], stopped_after=len(scored), total=len(items))
+        found = rows(pairs, mode)
+        order = best_first([pair.score for _, pair in found])[:top_n]
+        return Ranked([found[k] for k in order], total=len(items))
 
     def explain(
         self,
@@ -214,6 +250,7 @@ class Request:
             context=self.context_for(scorer),
             max_variants=self.limits.max_explain_variants,
             max_text_chars=self.limits.max_explain_text_chars,
+            max_parts=self.limits.max_parts,
         )
 
     def evaluate(

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 MB = 2**20
 CACHE_SCOPES = ("user", "global", "request")
+LONG_DOCUMENTS = ("max", "split", "truncate", "refuse")  # parts.py's modes (the core states them; parts imports them)
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,23 @@ SETTINGS: list[Setting] = [
       "doors", minimum=1),
     S("header_timeout", "float", 10.0, "seconds a connection has to send its request headers (then 408)", "doors",
       minimum=0.1),
+    S("long_documents", "choice", "max", "how a PDF or a text longer than the chunk size is scored when a request "
+      "does not say: max (by its best page or chunk, named in the answer), split (a row per part), truncate (the "
+      "text cut at the model's budget, a PDF's first page), refuse (413)", "doors", choices=LONG_DOCUMENTS),
+    S("chunk_tokens", "int", None, "cut long texts into chunks of at most this many tokens (default: the model's "
+      "text budget, 4096 or 10240)", "doors", minimum=16),
+    S("pdf_text", "bool", False, "send each PDF page's text layer with its image (default: the image alone, as page "
+      "rerankers are trained and as a scanned page has it)", "doors"),
     # -- limits, the same on every door
     S("max_documents", "int", 200, "documents (or images) per request", "limits", minimum=1),
     S("max_images_per_item", "int", 16, "images in one query or document", "limits", minimum=1),
     S("max_video_seconds", "float", 600, "a video's duration, checked from its header before decoding (at most 64 "
       "frames are sampled, 1 per second)", "limits", minimum=1),
     S("max_video_mb", "float", 64, "one video file (its bytes, before decoding)", "limits", minimum=0.01),
+    S("max_pdf_pages", "int", 100, "PDF pages of one request, counted before any is rendered", "limits", minimum=1),
+    S("max_pdf_mb", "float", 64, "one PDF file (its bytes, before it is read)", "limits", minimum=0.01),
+    S("max_parts", "int", 1000, "parts one request scores: the pages and chunks of its long documents, each scored as "
+      "a document", "limits", minimum=1),
     S("max_image_pixels", "int", 50_000_000, "pixels of one image, checked before it is decoded", "limits",
       minimum=1),
     S("max_request_pixels", "int", 400_000_000, "decoded pixels of one request's images together (413 past it)",

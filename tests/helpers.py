@@ -99,3 +99,37 @@ def upload_images(page, files: list[str]) -> None:
 
 def within(box: dict, width: int) -> bool:
     return box is not None and box["x"] >= -1 and box["x"] + box["width"] <= width + 1
+
+
+def make_pdf(images, resolution: float = 72.0) -> bytes:
+    """A PDF of one page per image (Pillow writes it: each page the image at `resolution` dpi)."""
+    import io
+
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="PDF", save_all=True, append_images=list(images[1:]), resolution=resolution)
+    return buffer.getvalue()
+
+
+def pdf_of_objects(objects: list[bytes], root: int = 1, trailer_extra: bytes = b"") -> bytes:
+    """A PDF written by hand from its objects (object k+1 is objects[k]), with a correct cross-reference table."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    table = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root %d 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, root, trailer_extra, table)
+    return bytes(out)
+
+
+def pages_pdf(count: int, width: float = 200, height: float = 200, catalog_extra: bytes = b"", page_extra: bytes = b"") -> bytes:
+    """A PDF of `count` empty pages of `width` x `height` points (written by hand: 10,000 pages in a few hundred KB)."""
+    kids = b" ".join(b"%d 0 R" % (3 + k) for k in range(count))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R " + catalog_extra + b">>",
+        b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % count,
+    ]
+    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %g %g] " % (width, height) + page_extra + b">>"] * count
+    return pdf_of_objects(objects)

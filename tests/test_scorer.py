@@ -198,7 +198,7 @@ def test_long_document_text_is_cut_to_the_token_budget_keeping_the_prompt_end(sc
     assert pair.length <= short.length + 20
     tokenizer = scorer.processor.tokenizer
     assert tokenizer.decode(pair.input_ids[-5:]) == "<|im_end|>\n<|im_start|>assistant\n"
-    cut = scorer.score("q", [long_text])
+    cut = scorer.score("q", [long_text], long_documents="truncate")  # (by default a long text scores by its chunks)
     assert cut == scorer.score("q", [scorer.encoder.truncate(Item(text=long_text)).text])
 
 

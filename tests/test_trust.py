@@ -157,7 +157,8 @@ def test_with_the_real_qwen_tokenizer_user_text_yields_no_added_token(qwen_token
 @pytest.fixture(scope="module")
 def guarded_app(scorer):
     """The app with an API key, small limits and MCP on, as `lychee load --api-key ... --mcp` serves it."""
-    limits = Limits(max_documents=20, max_image_pixels=2_000_000, max_upload_bytes=3 * 2**20)
+    # (At most 50 parts a request: a megabyte of text is then refused naming it rather than scored as 250 chunks.)
+    limits = Limits(max_documents=20, max_image_pixels=2_000_000, max_upload_bytes=3 * 2**20, max_parts=50)
     settings = app.ServerSettings(port=0, config=Config(limits=limits, api_key="sekrit"), mcp=True)
     running = app.start(scorer, settings)
     yield running.url

@@ -7,6 +7,7 @@
     python -m lychee_gradio.bench --serving               # concurrent /v1/rerank clients: batching, replicas
     python -m lychee_gradio.bench --batching              # only the batching-across-requests rows of --serving
     python -m lychee_gradio.bench --caches                # repeated requests: score cache and image cache
+    python -m lychee_gradio.bench --documents             # a PDF, a long text, a long clip: scored by their parts
     python -m lychee_gradio.bench --explain               # why this score: maps and weights vs. one call each
     python -m lychee_gradio.bench --quantize all          # int8 and nf4 weights vs. full precision
     python -m lychee_gradio.bench --images 60 --image-size 1600x1200 --model-size tiny   # image ranking, by stage
@@ -32,6 +33,7 @@ from .admission import format_admission, run_admission
 from .batching import format_batching, run_batching
 from .caches import format_caches, run_caches
 from .compiled import format_compile, run_compile
+from .documents import format_documents, run_documents
 from .engine import format_stability, format_table, run_benchmark, run_stability
 from .explain import format_explain, run_explain
 from .images import format_images, run_images
@@ -160,6 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         "status, seconds and the server's peak memory, per --image-memory-mb of --pools",
     )
     parser.add_argument("--pools", default="2048,8192", help="--admission: the --image-memory-mb values, in MB")
+    parser.add_argument(
+        "--documents",
+        action="store_true",
+        help="instead: a 30-page PDF, a 12,000-token text and a 5-minute clip against one query, scored by their "
+        "parts: parts/s, time a part, shared passes against one call a part, peak RSS",
+    )
     args = parser.parse_args(argv)
     if args.admission:
         report = run_admission(tuple(int(mb) for mb in args.pools.split(",")))
@@ -269,6 +277,12 @@ def main(argv: list[str] | None = None) -> None:
         print(format_quantize(report))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.with_name("quantize.json").write_text(json.dumps(report, indent=2))
+        return
+    if args.documents:
+        report = run_documents(args.model_size, args.device, args.dtype, args.runs, args.family)
+        print(format_documents(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("documents.json").write_text(json.dumps(report, indent=2))
         return
     if args.caches:
         report = run_caches(args.model_size, args.device, args.dtype, args.docs or 32, args.runs, family=args.family)

@@ -256,6 +256,10 @@ class LycheeScorer(ScorerBase):
 
     # -- scoring, through the scheduler ---------------------------------------------------------------
 
+    def token_offsets(self, text: str):
+        """Each token's [start, end) in `text`, by the model's own tokenizer (how long texts are cut into chunks)."""
+        return self.encoder.literal.plain.encode(text, add_special_tokens=False).offsets
+
     def check_items(self, query: Item, documents: Sequence[Item]) -> None:
         clips = (["query.video"] if query.video is not None else []) + [
             f"documents[{i}].video" for i, document in enumerate(documents) if document.video is not None

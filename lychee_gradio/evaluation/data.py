@@ -4,7 +4,8 @@ One query per line:
     {"query": "text" | {"text", "image"}, "documents": ["text" | {"text", "image"}, ...],
      "relevant": [0, 3]}                 # or graded: "labels": [2, 0, 0, 1, ...], one per document
      "instruction": "..."                # optional, this query's task
-Image paths are relative to the data file. The documents' order is the first-stage order (the
+Image paths are relative to the data file; a document may be a PDF, `{"pdf": "paper.pdf"}` (scored by its best
+page), or one page of it, `{"pdf": "paper.pdf#page=3"}`. The documents' order is the first-stage order (the
 baseline). A bad line is a `BadLine` that carries the `InputError` naming the field at fault.
 """
 
@@ -73,6 +74,13 @@ def _resolve(value: Any, base_dir: Path, field: str) -> Any:
         value = {**value, "image": resolved(value["image"], f"{field}.image")}
     if value.get("video") is not None:  # a clip: a path (or data), checked as an image's
         value = {**value, "video": resolved(value["video"], f"{field}.video")}
+    if isinstance(value.get("pdf"), str) and not is_data_url(value["pdf"]):  # a PDF: a path, "paper.pdf#page=3" a page
+        written, _, page = value["pdf"].partition("#page=")
+        value = {**value, "pdf": _image_path(written, base_dir, f"{field}.pdf")}
+        if page:
+            if not page.isdigit() or int(page) < 1:
+                raise InputError(f"{field}.pdf", "pdf_page_number", value=page[:20])
+            value["page"] = int(page)
     if isinstance(value.get("images"), list):  # several images: each a path (or data), checked alike
         value = {**value, "images": [resolved(image, f"{field}.images[{k}]") for k, image in enumerate(value["images"])]}
     return value

@@ -54,6 +54,9 @@ class ImageRules:
     max_images: int | None = None  # images in one query or document (`Limits.max_images_per_item`)
     max_video_seconds: float | None = None  # a video's duration (`Limits.max_video_seconds`)
     max_video_bytes: int | None = None  # a video file's size (`Limits.max_video_bytes`)
+    max_pdf_bytes: int | None = None  # a PDF file's size (`Limits.max_pdf_bytes`)
+    max_pdf_pages: int | None = None  # PDF pages of the request (`Limits.max_pdf_pages`)
+    pdf_text: bool = False  # a PDF page's text layer goes with its image (`Limits.pdf_text`)
 
 
 NO_RULES = ImageRules()

@@ -8,8 +8,9 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from ..contract import InputError, Item, Video
+from ..contract import InputError, Item, Pages, Video
 from .images import NO_RULES, ImageRules, load_image, video_value
+from .pdf import looks_like_pdf, read_pdf
 
 # Keys a document dict may carry besides its content: they never reach the model, and `rerank()`
 # hands them back on each result.
@@ -23,7 +24,8 @@ def to_item(value: Any, field: str, *, max_image_pixels: int | None = None, rule
     `Path` or `bytes` is an image. A dict takes `text` and/or `image` (any image form `load_image`
     accepts: a path or base64 string goes there), plus optional `id` and `metadata` that are
     carried through, not scored. An `Item` passes through. `rules` (or `max_image_pixels`) say how
-    images are decoded (`ImageRules`).
+    images are decoded (`ImageRules`). A PDF (bytes or a path whose bytes are one, or a dict's `pdf`) is read
+    as its rendered pages (`Item.pages`; `inputs/pdf.py`).
     """
     if isinstance(value, Item):
         return value
@@ -31,18 +33,23 @@ def to_item(value: Any, field: str, *, max_image_pixels: int | None = None, rule
         return Item(image=load_image(value, field, max_image_pixels, rules=rules))
     if isinstance(value, str):
         return _make_item(value, (), field)
+    if isinstance(value, (bytes, bytearray, memoryview, os.PathLike)) and looks_like_pdf(value):
+        return Item(pages=read_pdf(value, field, rules))
     if isinstance(value, (Image.Image, bytes, bytearray, memoryview, os.PathLike)):
         return Item(image=load_image(value, field, max_image_pixels, rules=rules))
     if isinstance(value, Video):
         return Item(video=read_video(value, field, rules))
     if isinstance(value, dict):
-        unknown = set(value) - {"text", "image", "images", "video", *PASSTHROUGH_KEYS}
+        unknown = set(value) - {"text", "image", "images", "video", "pdf", "page", *PASSTHROUGH_KEYS}
         if unknown:
             raise InputError(field, "unknown_keys", keys=sorted(unknown))
         text = value.get("text")
         if text is not None and not isinstance(text, str):
             raise InputError(f"{field}.text", "expected_string", type=type(text).__name__)
         video = read_video(value["video"], f"{field}.video", rules) if value.get("video") is not None else None
+        pages = read_pdf(value["pdf"], f"{field}.pdf", rules) if value.get("pdf") is not None else None
+        if pages is not None and value.get("page") is not None:  # one page of it (1-based): that page's image alone
+            pages = _one_page(pages, value["page"], f"{field}.page")
         image, images = value.get("image"), value.get("images")
         if images is not None and image is not None:
             raise InputError(field, "image_and_images")
@@ -52,12 +59,19 @@ def to_item(value: Any, field: str, *, max_image_pixels: int | None = None, rule
             if rules is not None and rules.max_images is not None and len(images) > rules.max_images:
                 raise InputError(f"{field}.images", "too_many_images", count=len(images), limit=rules.max_images)
             loaded = tuple(load_image(one, f"{field}.images[{k}]", max_image_pixels, rules=rules) for k, one in enumerate(images))
-            return _make_item(text, loaded, field, video)
+            return _make_item(text, loaded, field, video, pages)
         loaded = load_image(image, f"{field}.image", max_image_pixels, rules=rules) if image is not None else None
-        return _make_item(text, (loaded,) if loaded is not None else (), field, video)
+        return _make_item(text, (loaded,) if loaded is not None else (), field, video, pages)
     if value is None:
         raise InputError(field, "missing")
     raise InputError(field, "unsupported_type", type=type(value).__name__)
+
+
+def _one_page(pages: Pages, number: Any, field: str) -> Pages:
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= pages.count:
+        raise InputError(field, "pdf_page_number", value=str(number)[:20])
+    k = pages.numbers.index(number)
+    return Pages(images=(pages.images[k],), numbers=(number,), texts=pages.texts[k : k + 1], count=pages.count)
 
 
 def check_text(text: str, field: str) -> str:
@@ -69,14 +83,14 @@ def check_text(text: str, field: str) -> str:
     return text
 
 
-def _make_item(text: str | None, images: tuple, field: str, video: Video | None = None) -> Item:
+def _make_item(text: str | None, images: tuple, field: str, video: Video | None = None, pages=None) -> Item:
     if text is not None:
-        check_text(text, f"{field}.text" if images or video is not None else field)
+        check_text(text, f"{field}.text" if images or video is not None or pages is not None else field)
     if text is not None and not text.strip():
         text = None
-    if text is None and not images and video is None:
+    if text is None and not images and video is None and pages is None:
         raise InputError(field, "empty")
-    return Item(text=text, images=images, video=video)
+    return Item(text=text, images=images, video=video, pages=pages)
 
 
 def read_video(value: Any, field: str, rules: ImageRules | None = None) -> Video:

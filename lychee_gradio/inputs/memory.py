@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..contract import ImagesBusyError, InputError, Item, Video
 from .images import ImageRules, base64_image, decode_image_data, is_data_url, open_image, reduction_factor, video_value
+from .pdf import looks_like_pdf
 
 
 class ImageMemoryPool:
@@ -183,9 +184,19 @@ def admit_images(
     if rules.budget is None or rules.budget.pool is None:
         return
     limit = rules.budget.pool.limit
-    decoded_total = pixels = fits = 0
-    patches: dict[int, int] = {}  # per value (0: the query), the patch bytes of its images and clip
+    decoded_total = pixels = fits = pages = 0
+    patches: dict = {}  # per value (0: the query; a PDF's page: a part of its own), the patch bytes of its media
     for index, kind, value, where in _media(values, field):
+        if kind == "pdf":
+            sizes = _pdf_pages(value, where, rules, pages)
+            pages += len(sizes)
+            for page, (width, height) in enumerate(sizes):
+                decoded, patch = image_parts(width, height, rules.keep_pixels)
+                pixels += width * height
+                decoded_total += decoded
+                patches[(index, page)] = patch
+                fits += _held(decoded_total, patches, documents_in_flight) <= limit
+            continue
         if kind == "video":
             need = _video_memory(value, where, rules)
         else:
@@ -206,7 +217,7 @@ def admit_images(
     rules.budget.admit(_held(decoded_total, patches, documents_in_flight), field=field, fits=fits)
 
 
-def _held(decoded: int, patches: dict[int, int], documents_in_flight: int | None) -> int:
+def _held(decoded: int, patches: dict, documents_in_flight: int | None) -> int:
     """What a request holds at its peak: every decoded image, the query's patches and those of the documents in
     flight at once (the ones with the most)."""
     query = patches.get(0, 0)
@@ -220,6 +231,8 @@ def _media(values: Sequence[Any], field: str) -> Iterator[tuple[int, str, Any, s
     for index, value in enumerate(values):
         where = "query" if index == 0 else f"{field}[{index - 1}]"
         if isinstance(value, dict):
+            if value.get("pdf") is not None:
+                yield index, "pdf", value["pdf"], f"{where}.pdf"
             if value.get("image") is not None:
                 yield index, "image", value["image"], f"{where}.image"
             for k, image in enumerate(value.get("images") or []):
@@ -228,8 +241,28 @@ def _media(values: Sequence[Any], field: str) -> Iterator[tuple[int, str, Any, s
                 yield index, "video", value["video"], f"{where}.video"
         elif isinstance(value, Video):
             continue  # already decoded: its frames count as they are taken
+        elif looks_like_pdf(value):
+            yield index, "pdf", value, where
         elif not isinstance(value, str) or value.lstrip().startswith("data:image/"):
             yield index, "image", value, where  # a plain string is text (to_item's rule): never looked up as a path
+
+
+def _pdf_pages(value: Any, field: str, rules: "ImageRules", before: int) -> tuple:
+    """The rendered size of each page of a PDF, from the file, before anything is rendered; a PDF that takes the
+    request past its pages (`before` counted already) is refused here, naming it. () when it cannot be read (reading
+    it names the problem)."""
+    from .pdf import pdf_data, pdf_header
+
+    limit = None if rules.max_pdf_pages is None else rules.max_pdf_pages - before
+    try:
+        header = pdf_header(pdf_data(value, field, rules.max_pdf_bytes), field, keep_pixels=rules.keep_pixels, max_pages=limit)
+    except InputError as error:
+        if error.code == "too_many_pages":
+            raise InputError(field, "too_many_pages", count=before + error.params["count"], limit=rules.max_pdf_pages) from None
+        if error.code == "pdf_bytes":
+            raise
+        return ()
+    return header.sizes
 
 
 def _video_memory(value: Any, field: str, rules: "ImageRules") -> tuple[int, int, int] | None:
@@ -290,6 +323,9 @@ def request_rules(limits, keep_pixels: int, context) -> "ImageRules":
         max_images=limits.max_images_per_item,
         max_video_seconds=limits.max_video_seconds,
         max_video_bytes=limits.max_video_bytes,
+        max_pdf_bytes=limits.max_pdf_bytes,
+        max_pdf_pages=limits.max_pdf_pages,
+        pdf_text=limits.pdf_text,
     )
 
 

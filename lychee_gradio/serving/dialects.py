@@ -42,7 +42,11 @@ class TeiRerankRequest(BaseModel):
     texts: list[str] = Field(..., description="the texts to rank")
     raw_scores: bool = Field(False, description="the yes − no logit instead of p(yes)")
     return_text: bool = Field(False, description="echo each text")
-    truncate: bool | None = Field(None, description="false: refuse a text over the model's budget (413); absent or true: cut it")
+    truncate: bool | None = Field(
+        None,
+        description="false: refuse a text over the model's budget (413); true: cut it; absent: the server's "
+        "--long-documents (by default a long text scores as its best chunk)",
+    )
     truncation_direction: str | None = Field(None, description="Right (the only one supported)")
     model: str | None = Field(None, description="which served model (default: the first)")
     instruction: str | None = Field(None, description="the task (default: the model's own)")
@@ -55,8 +59,8 @@ class TeiRank(BaseModel):
 
 
 class ScoreRequest(BaseModel):
-    """vLLM's score request. `instruction` and `max_pixels` are lychee extensions; `truncate_prompt_tokens` is
-    taken and not used (texts are cut to the model's budget, as on /v1/rerank)."""
+    """vLLM's score request. `instruction` and `max_pixels` are lychee extensions; `truncate_prompt_tokens` cuts
+    each document's text at that many tokens (absent: the server's --long-documents, as on /v1/rerank)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -72,7 +76,7 @@ class ScoreRequest(BaseModel):
     )
     instruction: str | None = Field(None, description="the task (default: the model's own)")
     max_pixels: int | None = Field(None, ge=1, description="bound on each image's pixels for this request")
-    truncate_prompt_tokens: int | None = Field(None, description="taken, not used")
+    truncate_prompt_tokens: int | None = Field(None, ge=1, description="cut each document's text at this many tokens")
 
 
 class ScoreData(BaseModel):
@@ -137,7 +141,10 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
 
             def work() -> bytes:  # TEI's texts are text, whatever they spell (a "data:image/..." string included)
                 query, items = req.read({"text": body.query}, [{"text": text} for text in body.texts], scorer, field="texts")
-                ranked = req.rerank(scorer, query, items, body.instruction)
+                # TEI's truncate (true: cut, false: refuse) is "truncate" with the refusal below; absent: the server's.
+                ranked = req.rerank(
+                    scorer, query, items, body.instruction, long_documents="truncate" if body.truncate is not None else None
+                )
                 if body.truncate is False:
                     for i, pair in sorted(ranked.results):
                         if pair.truncated:
@@ -206,7 +213,15 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
                 scores: list[float] = [0.0] * len(items)
                 for k, query_item in enumerate(query_items):
                     mine = [i for i, o in enumerate(owner) if o == k]
-                    pairs = req.score(scorer, query_item, [items[i] for i in mine], body.instruction, max_pixels=body.max_pixels)
+                    pairs = req.score(
+                        scorer,
+                        query_item,
+                        [items[i] for i in mine],
+                        body.instruction,
+                        max_pixels=body.max_pixels,
+                        long_documents="truncate" if body.truncate_prompt_tokens else None,
+                        chunk_tokens=body.truncate_prompt_tokens,
+                    )
                     for i, pair in zip(mine, pairs):
                         scores[i] = pair.score
                 tokens = req.context.use(scorer).stats.tokens

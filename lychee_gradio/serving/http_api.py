@@ -53,12 +53,19 @@ class RerankRequest(BaseModel):
     return_documents: bool = Field(False, description="echo each document's text (images are never echoed)")
     instruction: str | None = Field(None, description="the task, e.g. 'Given a product image and description, ...'")
     max_pixels: int | None = Field(None, ge=1, description="bound on each image's pixels for this request")
+    long_documents: str | None = Field(
+        None,
+        description="a PDF or a text over the chunk size: max (scored by its best part, the default), split (a row "
+        "per part), truncate (cut at the model's budget), refuse (413)",
+    )
+    max_tokens_per_doc: int | None = Field(None, ge=1, description="Cohere's: cut each document's text at this many tokens")
 
 
 class RerankedDocument(BaseModel):
     index: int
     relevance_score: float
     document: dict[str, str] | None = None
+    part: dict[str, Any] | None = None
 
 
 class RerankResponse(BaseModel):
@@ -117,19 +124,40 @@ def create_router(service: Service) -> APIRouter:
             fetched = await req.fetch(request_images(body.query, body.documents), _client(request))
             echo = req.limits.max_echo_chars
 
+            # Cohere's max_tokens_per_doc is "truncate" at its own length.
+            mode, chunk = ("truncate", body.max_tokens_per_doc) if body.max_tokens_per_doc else (body.long_documents, None)
+
             def work() -> bytes:
                 query, documents = read_json(body.query, body.documents, fetched)
                 query_item, items = req.read(query, documents, scorer, max_pixels=body.max_pixels)
-                ranked = req.rerank(scorer, query_item, items, body.instruction, body.top_n, max_pixels=body.max_pixels)
+                ranked = req.rerank(
+                    scorer,
+                    query_item,
+                    items,
+                    body.instruction,
+                    body.top_n,
+                    max_pixels=body.max_pixels,
+                    long_documents=mode,
+                    chunk_tokens=chunk,
+                )
                 results = [
                     {
                         "index": i,
                         "relevance_score": pair.score,
                         **({"document": {"text": text_of(documents[i])[:echo]}} if body.return_documents else {}),
+                        **({"part": pair.part.as_dict()} if pair.part is not None else {}),
                     }
                     for i, pair in ranked.results
                 ]
-                tokens = req.context.use(scorer).stats.tokens
+                stats = req.context.use(scorer).stats
+                tokens = stats.tokens
+                meta: dict[str, Any] = {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}
+                if stats.split:
+                    meta["long_documents"] = {
+                        "mode": req.long_documents(mode),
+                        "documents_split": stats.split,
+                        "parts_scored": stats.parts,
+                    }
                 # The answer is written here, on the worker thread: a large one never holds up the event loop.
                 return json.dumps(
                     {
@@ -137,7 +165,7 @@ def create_router(service: Service) -> APIRouter:
                         "model": models.name_of(scorer),
                         "results": results,
                         "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
-                        "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+                        "meta": meta,
                     },
                     ensure_ascii=False,
                 ).encode("utf-8")

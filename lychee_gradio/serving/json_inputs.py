@@ -18,6 +18,7 @@ from typing import Any
 from ..config import Config
 from ..contract import InputError, RequestContext
 from ..inputs import base64_image, decode_image_data
+from ..inputs.pdf import pdf_data
 from .image_urls import FETCHES_PER_REQUEST, ImageFetcher, UrlPolicy
 
 
@@ -141,7 +142,7 @@ def request_item(value: Any, field: str, fetched: dict[str, bytes] | None = None
         raise InputError(field, "expected_string_or_object", type=type(value).__name__)
     if "content" in value:
         return _content_parts(value["content"], field, fetched)
-    if "text" not in value and "image" not in value and "images" not in value and "video" not in value:
+    if not {"text", "image", "images", "video", "pdf"} & set(value):
         raise InputError(field, "object_keys")
     text = value.get("text")
     if text is not None and not isinstance(text, str):
@@ -157,7 +158,20 @@ def request_item(value: Any, field: str, fetched: dict[str, bytes] | None = None
         item["image"] = image_bytes(value["image"], f"{field}.image", fetched)
     if value.get("video") is not None:
         item["video"] = video_bytes(value["video"], f"{field}.video", fetched)
+    if value.get("pdf") is not None:
+        item["pdf"] = pdf_bytes(value["pdf"], f"{field}.pdf")
     return item
+
+
+def pdf_bytes(value: Any, field: str) -> bytes:
+    """A PDF sent as JSON, as bytes: a data URL or base64 (read under the request's PDF limits by the service).
+    File paths and URLs are never read."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(field, "pdf_value")
+    value = value.strip()
+    if _is_url(value) or value.startswith(("/", "./", "../", "~", "file:")) or re.match(r"^[A-Za-z]:[\\/]", value):
+        raise InputError(field, "pdf_value")
+    return pdf_data(value, field)
 
 
 def video_bytes(value: Any, field: str, fetched: dict[str, bytes] | None = None) -> bytes:
@@ -178,7 +192,7 @@ def video_bytes(value: Any, field: str, fetched: dict[str, bytes] | None = None)
 def _content_parts(parts: Any, field: str, fetched: dict[str, bytes] | None) -> dict:
     if not isinstance(parts, list):
         raise InputError(f"{field}.content", "content_list")
-    texts, images, videos = [], [], []
+    texts, images, videos, pdfs = [], [], [], []
     for position, part in enumerate(parts):
         where = f"{field}.content[{position}]"
         kind = part.get("type") if isinstance(part, dict) else None
@@ -192,16 +206,21 @@ def _content_parts(parts: Any, field: str, fetched: dict[str, bytes] | None) -> 
             images.append(image_bytes(part["image_url"].get("url"), f"{where}.image_url.url", fetched))
         elif kind == "image" and part.get("image") is not None:
             images.append(image_bytes(part["image"], f"{where}.image", fetched))
+        elif kind == "file" and isinstance(part.get("file"), dict):  # OpenAI's file part: a PDF as a data URL
+            pdfs.append(pdf_bytes(part["file"].get("file_data"), f"{where}.file.file_data"))
         else:
             raise InputError(where, "content_part")
     if len(videos) > 1:
         raise InputError(field, "one_video")
+    if len(pdfs) > 1:
+        raise InputError(field, "one_pdf")
     # Several image parts are the document's images in their order, then its video (the text parts joined,
     # after them).
     return {
         "text": "\n".join(texts) or None,
         **({"images": images} if images else {}),
         **({"video": videos[0]} if videos else {}),
+        **({"pdf": pdfs[0]} if pdfs else {}),
     }
 
 

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 _ITEM = {
     "description": 'text, or {"text": ..., "image": data URL or base64 (an http(s) URL if the server allows '
-    'it)}, or {"content": [{"type": "text", ...}, {"type": "image_url", ...}]}',
+    'it)}, or {"pdf": data URL or base64} (a PDF: its pages), or {"content": [{"type": "text", ...}, '
+    '{"type": "image_url", ...}]}',
     "anyOf": [{"type": "string"}, {"type": "object"}],
 }
 _COMMON = {
@@ -71,8 +72,9 @@ TOOLS = {
         },
     },
     "rerank": {
-        "description": "Rerank documents (text, images or both) against a query, best first. Returns "
-        "[{index, score, verdict}] (index: 0-based position in the input).",
+        "description": "Rerank documents (text, images, PDFs or any of them) against a query, best first. Returns "
+        "[{index, score, verdict, part}] (index: 0-based position in the input; part: a long document's best page "
+        "or chunk).",
         "schema": {
             "type": "object",
             "required": ["query", "documents"],
@@ -80,6 +82,12 @@ TOOLS = {
                 "query": _ITEM,
                 "documents": {"type": "array", "items": _ITEM},
                 "top_n": {"type": "integer", "minimum": 0, "description": "keep the best n (0: all)"},
+                "long_documents": {
+                    "type": "string",
+                    "enum": ["max", "split", "truncate", "refuse"],
+                    "description": "a PDF or a long text: max (scored by its best page or chunk, named as 'part'), "
+                    "split (a result per part), truncate (cut at the model's budget), refuse",
+                },
                 **_COMMON,
             },
         },
@@ -198,7 +206,9 @@ class McpTools:
                 )
             if name == "score":
                 return req.score(scorer, query_item, items, instruction)
-            return req.rerank(scorer, query_item, items, instruction, arguments.get("top_n"))
+            return req.rerank(
+                scorer, query_item, items, instruction, arguments.get("top_n"), long_documents=arguments.get("long_documents")
+            )
 
         found = await anyio.to_thread.run_sync(work)
         shown = self.service.models.name_of(scorer)
@@ -211,12 +221,19 @@ class McpTools:
                 **reading(pair.score),
                 "yes_logit": pair.yes_logit,
                 "no_logit": pair.no_logit,
+                **({"part": pair.part.as_dict()} if pair.part is not None else {}),
                 "model": shown,
             }
         return {
             "model": shown,
             "results": [
-                {"rank": rank, "index": i, "score": pair.score, **reading(pair.score)}
+                {
+                    "rank": rank,
+                    "index": i,
+                    "score": pair.score,
+                    **reading(pair.score),
+                    **({"part": pair.part.as_dict()} if pair.part is not None else {}),
+                }
                 for rank, (i, pair) in enumerate(found.results, start=1)
             ],
         }

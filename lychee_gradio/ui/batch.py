@@ -8,7 +8,19 @@ import gradio as gr
 
 from ..contract import Scorer
 from .downloads import ranking_downloads
-from .forms import above, cell, document_items, hidden_note, media_names, move, preview, rerank_page, stopped_note, verdict
+from .forms import (
+    above,
+    cell,
+    document_items,
+    hidden_note,
+    media_names,
+    move,
+    part_words,
+    preview,
+    rerank_page,
+    stopped_note,
+    verdict,
+)
 from .layout import I18N, MODEL_WORK, asset_image, asset_text, checked, examples, query_column, run_buttons, swipe_hint, wire
 from .translations import text
 from .why import show_maps, why_panel
@@ -42,13 +54,20 @@ def rerank_view(
             "verdict": verdict(pair.score)["verdict"],
             "text": parsed[index]["text"],
             **media_names(parsed[index]),
+            **({"part": pair.part.as_dict()} if pair.part is not None else {}),
             "move": move(index, rank),
         }
         for rank, (index, pair) in enumerate(ranked.results, start=1)
     ]
+    # A long document's best part (a PDF's page, a long text's chunk) beside its preview.
+    parts = {index: part_words(pair.part, lang) for index, pair in ranked.results}
+
+    def shown(index: int) -> str:
+        return preview(parsed[index]) + (f" · ⟨{parts[index]}⟩" if parts[index] else "")
+
     lines = [
         f"| {row['rank']} | {verdict(row['score'])['mark']} {row['score']:.3f} | "
-        f"{cell(preview(parsed[row['index']]))} | {row['index'] + 1} | {row['move']} |"
+        f"{cell(shown(row['index']))} | {row['index'] + 1} | {row['move']} |"
         for row in rows
     ]
     if stopped:
@@ -82,7 +101,7 @@ def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Drop
                     gr.File(
                         label=I18N("document_files"),
                         file_count="multiple",
-                        file_types=["image", "video"],
+                        file_types=["image", "video", ".pdf"],
                         height=160,
                         elem_id="batch-files",
                     )

@@ -110,7 +110,7 @@ def compare_tab(handlers: SimpleNamespace, instruction: gr.Textbox, models: Mode
                     gr.File(
                         label=I18N("document_files"),
                         file_count="multiple",
-                        file_types=["image", "video"],
+                        file_types=["image", "video", ".pdf"],
                         height=160,
                         elem_id="compare-files",
                     )

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..contract import InputError, WordedError, colour_of
+from ..contract import InputError, Item, WordedError, colour_of
 from .error_words import reason
 from .translations import text
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"  # sample images and data, shipped in the package
 
 _SEPARATOR_RE = re.compile(r"^[ \t]*---+[ \t]*$", re.MULTILINE)
-_IMAGE_REF_RE = re.compile(r"\[(image|video):\s*([^\]]+?)\s*\]", re.IGNORECASE)
+_IMAGE_REF_RE = re.compile(r"\[(image|video|pdf):\s*([^\]]+?)\s*\]", re.IGNORECASE)
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi")  # uploads read as a clip (video.py)
 
 
@@ -72,8 +72,9 @@ def parse_documents(documents: str | None, document_images: list[str] | None, la
 
     A block attaches uploaded images with `[image: name.jpg]` (file name) or `[image: 2]` (1-based upload
     order); several with `[image: a.jpg, b.jpg]` or several tags, in that order (the document's images, as
-    the model reads them); one uploaded clip with `[video: clip.mp4]`. Uploads attached to no block follow the
-    blocks as documents of their own. Each document is `{"text", "image", "images", "video", "name"}`: `image`
+    the model reads them); one uploaded clip with `[video: clip.mp4]`, one PDF with `[pdf: paper.pdf]` (its pages,
+    scored by the best). Uploads attached to no block follow the blocks as documents of their own. Each document is
+    `{"text", "image", "images", "video", "pdf", "name"}`: `image`
     the first of `images` (None without), `name` the attached files' names, for display. Errors count
     documents from 1, as the table's Input # does.
     """
@@ -110,25 +111,30 @@ def parse_documents(documents: str | None, document_images: list[str] | None, la
         clips = [p for p in positions if is_video(names[p])]
         if len(clips) > 1:
             raise PageError(text("error_document", lang, number=number, name="", reason=text("error_one_video", lang)))
-        pictures = [p for p in positions if p not in clips]
+        pdfs = [p for p in positions if is_pdf(names[p])]
+        if len(pdfs) > 1:
+            raise PageError(text("error_document", lang, number=number, name="", reason=text("error_one_pdf", lang)))
+        pictures = [p for p in positions if p not in clips and p not in pdfs]
         parsed.append(
             {
                 "text": block_text,
                 "image": images[pictures[0]] if pictures else None,
                 "images": [images[p] for p in pictures],
                 "video": images[clips[0]] if clips else None,
-                "name": ", ".join(names[p] for p in pictures + clips) or None,
+                "pdf": images[pdfs[0]] if pdfs else None,
+                "name": ", ".join(names[p] for p in pictures + clips + pdfs) or None,
             }
         )
     for position, (path, name) in enumerate(zip(images, names)):
         if position not in attached:
-            clip = is_video(name)
+            clip, pdf = is_video(name), is_pdf(name)
             parsed.append(
                 {
                     "text": None,
-                    "image": None if clip else path,
-                    "images": [] if clip else [path],
+                    "image": None if clip or pdf else path,
+                    "images": [] if clip or pdf else [path],
                     "video": path if clip else None,
+                    "pdf": path if pdf else None,
                     "name": name,
                 }
             )
@@ -150,8 +156,11 @@ def find_image(reference: str, names: list[str]) -> int | None:
 
 
 def scorable(document: dict) -> dict:
-    """A page's document as the service reads it: its text, its image (or its images when several), its clip."""
+    """A page's document as the service reads it: its text, its image (or its images when several), its clip, its
+    PDF (an upload's path, read as a file: `Path`)."""
     found = {key: document[key] for key in ("text", "image", "video") if document.get(key) is not None}
+    if document.get("pdf"):
+        found["pdf"] = Path(document["pdf"])
     if len(document.get("images") or []) > 1:
         found.pop("image", None)
         found["images"] = document["images"]
@@ -160,6 +169,10 @@ def scorable(document: dict) -> dict:
 
 def is_video(name: str) -> bool:
     return name.lower().endswith(VIDEO_SUFFIXES)
+
+
+def is_pdf(name: str) -> bool:
+    return name.lower().endswith(".pdf")
 
 
 # What a file that is not a readable image gets from the decoder: one message for all, on every tab.
@@ -218,10 +231,12 @@ def read_page(req, scorers, query: dict, documents: list[dict], wording: Wording
         raise wording.error(error, req.context.language) from None
 
 
-def rerank_page(req, scorer, query, items, instruction, top_n, on_progress=None):
+def rerank_page(req, scorer, query, items, instruction, top_n, on_progress=None, long_documents=None):
     """The service's rerank as the page asks it: a Stop hands back what was scored; a bad top_n in its words."""
     try:
-        return req.rerank(scorer, query, items, instruction or None, top_n, on_progress=on_progress, partial=True)
+        return req.rerank(
+            scorer, query, items, instruction or None, top_n, on_progress=on_progress, partial=True, long_documents=long_documents
+        )
     except InputError as error:
         raise Wording().error(error, req.context.language) from None
 
@@ -241,13 +256,18 @@ def pair_of(req, scorer, query_text, query_image, document: dict) -> tuple:
     images = [path for path in (document.get("images") or ([image] if image else []))]
     clips = [path for path in images if is_video(upload_name(path))]  # Image ranking's Why? of a clip
     video = document.get("video") or (clips[0] if clips else None)
-    images = [path for path in images if path not in clips]
+    pdfs = [path for path in images if is_pdf(upload_name(path))]  # Image ranking's Why? of a PDF's page
+    pdf = document.get("pdf") or (pdfs[0] if pdfs else None)
+    images = [path for path in images if path not in clips and path not in pdfs]
     found = {"text": (document.get("text") or "").strip() or None, "image": images[0] if images else None}
-    found.update(images=images, video=video)
-    if found["text"] is None and not images and video is None:
+    found.update(images=images, video=video, pdf=pdf)
+    if found["text"] is None and not images and video is None and pdf is None:
         raise PageError(text("error_document_missing", lang))
     name = document.get("name") or ", ".join(upload_name(path) for path in [*images, *([video] if video else [])])
     query_item, (item,) = read_page(req, [scorer], query, [found], Wording(query_name, [name], document_key="single"))
+    if item.pages is not None and document.get("page"):  # one page chosen (a row of a split ranking)
+        number = int(document["page"])
+        item = Item(text=item.text, images=(*item.images, item.pages.images[item.pages.numbers.index(number)]))
     return query_item, item
 
 
@@ -263,9 +283,20 @@ def document_items(req, scorers, query_text, query_image, documents, document_im
 
 def media_names(document: dict) -> dict:
     """A parsed document's media by kind, for its row (and the CSV's columns): `image` the names of its images,
-    `video` its clip's (None where it has none)."""
+    `video` its clip's, `pdf` its PDF's (None where it has none)."""
     images = ", ".join(upload_name(path) for path in document.get("images") or []) or None
-    return {"image": images, "video": upload_name(document["video"]) if document.get("video") else None}
+    found = {"image": images, "video": upload_name(document["video"]) if document.get("video") else None}
+    return {**found, "pdf": upload_name(document["pdf"])} if document.get("pdf") else found
+
+
+def part_words(part, lang: str) -> str:
+    """A long document's part as the page says it: "p. 3 of 12", "characters 4096–8120 (chunk 2 of 3)"."""
+    if part is None:
+        return ""
+    if part.kind == "page":
+        return text("part_page", lang, page=part.page, count=part.count)
+    start, end = part.chars
+    return text("part_chunk", lang, start=start, end=end, number=part.index + 1, count=part.count)
 
 
 def preview(document: dict) -> str:

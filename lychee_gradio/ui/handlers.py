@@ -32,7 +32,7 @@ from .forms import above, check_min_score, parse_documents
 from .images import rank_images_view
 from .single import score_view, single_document
 from .translations import language, text
-from .why import EMPTY, explain_document_view, explain_view
+from .why import EMPTY, explain_document_view
 
 # The page's own words for some codes (longer than the API's: what to do next); every other code is worded by
 # its entry in error_words.ERRORS_ZH or the contract's English.
@@ -309,17 +309,8 @@ def make_handlers(
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(shown):
                 return EMPTY
             row = shown[evt.index]
-            return explain_view(
-                req,
-                req.model(model),
-                query_text,
-                query_image,
-                None,
-                (images or [])[row["index"]],
-                instruction,
-                DEFAULT_GRID,
-                False,
-            )
+            document = {"text": None, "image": (images or [])[row["index"]], "page": row.get("page")}  # a PDF: its page
+            return explain_document_view(req, req.model(model), query_text, query_image, document, instruction)
 
     def explain_document(
         query_text, query_image, documents, document_images, instruction, model, chosen, request: gr.Request = None

@@ -1,5 +1,5 @@
-"""The Image ranking tab: one query, many uploaded images (and clips: shown by their first frame), a gallery
-best-first."""
+"""The Image ranking tab: one query, many uploaded images (and clips: shown by their first frame; PDFs: each page
+ranked on its own, "paper.pdf, p. 3"), a gallery best-first."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .forms import (
     PageError,
     Wording,
     above,
+    is_pdf,
     is_video,
     query_values,
     read_page,
@@ -67,12 +68,18 @@ def rank_images_view(
             on_progress(2 * count + done, 3 * count, text("progress_scoring", lang, done=done, total=total))
 
     wording = Wording(query_name, names, what="what_images", document_key="error_image")
+    # A clip among the photos is ranked with them; a PDF's pages are ranked with them, each on its own ("split").
     documents = [
-        {"text": None, "video": path} if is_video(name) else {"text": None, "image": path} for path, name in zip(paths, names)
-    ]  # a clip among the photos is ranked with them
+        {"text": None, "video": path}
+        if is_video(name)
+        else {"text": None, "pdf": path}
+        if is_pdf(name)
+        else {"text": None, "image": path}
+        for path, name in zip(paths, names)
+    ]
     query_item, items = read_page(req, [scorer], query, documents, wording, on_read=read)
     req.context_for(scorer).on_prepared = prepared
-    ranked = rerank_page(req, scorer, query_item, items, instruction, top_n, on_progress=scored)
+    ranked = rerank_page(req, scorer, query_item, items, instruction, top_n, on_progress=scored, long_documents="split")
     stopped = stopped_note(ranked, lang)
     if stopped:
         gr.Warning(stopped, title=text("stopped_title", lang))
@@ -80,9 +87,15 @@ def rank_images_view(
     for rank, (index, pair) in enumerate(ranked.results, start=1):
         reading = verdict(pair.score)
         best = "★ " if rank == 1 and reading["colour"] != "red" else ""
-        shown = items[index].video.frames[0] if items[index].video is not None else paths[index]  # a clip: its first frame
-        gallery.append((shown, f"{best}#{rank} · {reading['mark']} {pair.score:.3f} · {names[index]}"))
-        rows.append({"rank": rank, "index": index, "score": pair.score, "image": names[index]})
+        item, name, page = items[index], names[index], None
+        shown = item.video.frames[0] if item.video is not None else paths[index]  # a clip: its first frame
+        if item.pages is not None:  # a PDF's page: its rendering, named by its number
+            shown, page = item.pages.images[pair.part.index], pair.part.page
+            name = text("pdf_page", lang, name=name, page=page)
+        gallery.append((shown, f"{best}#{rank} · {reading['mark']} {pair.score:.3f} · {name}"))
+        rows.append(
+            {"rank": rank, "index": index, "score": pair.score, "image": names[index], **({"page": page} if page else {})}
+        )
     ranking = {"gallery": gallery, "rows": rows}
     if kept is not None:
         kept.append(ranking)
@@ -106,7 +119,7 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
                     gr.File(
                         label=I18N("images"),
                         file_count="multiple",
-                        file_types=["image", "video"],
+                        file_types=["image", "video", ".pdf"],
                         height=150,
                         elem_id="images-files",
                     )
@@ -136,8 +149,8 @@ def images_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
                 ["example_images"],
             )
     # Thumbnails of what was uploaded, before ranking (the file list itself stays a small scrolling box).
-    files.change(
-        lambda paths: [(path, upload_name(path)) for path in (paths or [])],
+    files.change(  # (a PDF is not shown here: its pages are read, under the request's limits, when it is ranked)
+        lambda paths: [(path, upload_name(path)) for path in (paths or []) if not is_pdf(upload_name(path))],
         files,
         preview,
         api_visibility="private",

@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..contract import Scorer
 from ..explain import DEFAULT_GRID, MAX_GRID
-from .forms import PageError, is_video, pair_of, upload_name, verdict
+from .forms import PageError, is_pdf, is_video, pair_of, part_words, upload_name, verdict
 from .layout import I18N, MODEL_WORK, ImageBox, asset_image, checked, examples
 from .translations import text
 from .why import show_maps, why_panel
@@ -21,8 +21,17 @@ def single_document(document_text, document_image, document_files, lang: str = "
     clips = [path for path in files if is_video(upload_name(path))]
     if len(clips) > 1:
         raise PageError(text("error_one_video", lang))
-    images = ([document_image] if document_image else []) + [path for path in files if path not in clips]
-    return {"text": document_text, "images": images, "image": images[0] if images else None, "video": clips[0] if clips else None}
+    pdfs = [path for path in files if is_pdf(upload_name(path))]
+    if len(pdfs) > 1:
+        raise PageError(text("error_one_pdf", lang))
+    images = ([document_image] if document_image else []) + [path for path in files if path not in clips and path not in pdfs]
+    return {
+        "text": document_text,
+        "images": images,
+        "image": images[0] if images else None,
+        "video": clips[0] if clips else None,
+        "pdf": pdfs[0] if pdfs else None,
+    }
 
 
 def score_view(
@@ -47,6 +56,13 @@ def score_view(
         f"**{reading['verdict'][:1].upper() + reading['verdict'][1:]}**\n\n"
         f"logit(yes) = {pair.yes_logit:.3f} · logit(no) = {pair.no_logit:.3f}"
     )
+    if pair.part is not None:  # a long document: its best part named (and quoted, a chunk), every part's score below
+        details.update(part=pair.part.as_dict(), parts=[{**p.part.as_dict(), "score": p.score} for p in pair.parts])
+        markdown += f"\n\n**{text('best_part', lang)}:** {part_words(pair.part, lang)}"
+        if pair.part.chars is not None:
+            start, end = pair.part.chars
+            quoted = item.text[start:end].strip()
+            markdown += "\n\n> " + (quoted[:600] + (" …" if len(quoted) > 600 else "")).replace("\n", "\n> ")
     return markdown, details
 
 
@@ -66,7 +82,7 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
                     gr.File(
                         label=I18N("document_more"),
                         file_count="multiple",
-                        file_types=["image", "video"],
+                        file_types=["image", "video", ".pdf"],
                         height=110,
                         elem_id="single-files",
                     )

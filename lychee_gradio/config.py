@@ -5,7 +5,7 @@ Every default comes from the table (`settings.SETTINGS`); torch-free, no I/O but
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from .errors import InputError
@@ -18,8 +18,25 @@ CALLS_PER_REPLICA = 8
 # -- what the doors share ------------------------------------------------------------------------------------
 
 
-def _mb(name: str) -> int:
-    return int(default_of(name) * MB)
+def _setting(name: str) -> Any:
+    """A field that holds the table's setting `name`: its default, in bytes where the table says MB. `from_values`
+    reads the field's setting by this name: each is written once, here."""
+    return field(default=_converted(name, default_of(name)), metadata={"setting": name})
+
+
+def _converted(name: str, value: Any) -> Any:
+    """A setting's value as the doors hold it: bytes for MB, a tuple for a list."""
+    if name.endswith("_mb") and value is not None:
+        return int(value * MB)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _from_table(cls, value: Mapping[str, Any], **given: Any):
+    """`cls` (Limits, Config) with each field that names a setting read from `value`, and `given` for the rest."""
+    read = {
+        f.name: _converted(f.metadata["setting"], value[f.metadata["setting"]]) for f in fields(cls) if "setting" in f.metadata
+    }
+    return cls(**read, **given)
 
 
 @dataclass(frozen=True)
@@ -27,29 +44,29 @@ class Limits:
     """Input limits that every door enforces alike (the page, the Gradio API, MCP, /v1/*, Evaluate), in bytes
     where the table says MB. Defaults: `SETTINGS`."""
 
-    max_documents: int = default_of("max_documents")
-    max_image_pixels: int = default_of("max_image_pixels")
-    max_images_per_item: int = default_of("max_images_per_item")
-    max_video_seconds: float = default_of("max_video_seconds")
-    max_video_bytes: int = _mb("max_video_mb")
-    max_pdf_pages: int = default_of("max_pdf_pages")
-    max_pdf_bytes: int = _mb("max_pdf_mb")
-    max_parts: int = default_of("max_parts")
-    pdf_text: bool = default_of("pdf_text")  # how every door reads a PDF: a page's text layer with its image
-    max_request_pixels: int = default_of("max_request_pixels")
-    image_memory_in_flight: int = _mb("image_memory_mb")
-    image_memory_wait: float = default_of("image_memory_wait")
-    max_body_bytes: int = _mb("max_body_mb")
-    max_upload_bytes: int = _mb("max_upload_mb")
-    max_upload_request_bytes: int = _mb("max_upload_request_mb")
-    upload_space_bytes: int = _mb("upload_space_mb")
-    upload_client_bytes: int = _mb("upload_client_mb")
-    max_image_url_bytes: int = _mb("max_image_url_mb")
-    max_explain_variants: int = default_of("max_explain_variants")
-    max_explain_text_chars: int = default_of("max_explain_text_chars")
-    max_echo_chars: int = default_of("max_echo_chars")
-    max_zip_bytes: int = _mb("max_zip_mb")
-    max_zip_members: int = default_of("max_zip_members")
+    max_documents: int = _setting("max_documents")
+    max_image_pixels: int = _setting("max_image_pixels")
+    max_images_per_item: int = _setting("max_images_per_item")
+    max_video_seconds: float = _setting("max_video_seconds")
+    max_video_bytes: int = _setting("max_video_mb")
+    max_pdf_pages: int = _setting("max_pdf_pages")
+    max_pdf_bytes: int = _setting("max_pdf_mb")
+    max_parts: int = _setting("max_parts")
+    pdf_text: bool = _setting("pdf_text")  # how every door reads a PDF: a page's text layer with its image
+    max_request_pixels: int = _setting("max_request_pixels")
+    image_memory_in_flight: int = _setting("image_memory_mb")
+    image_memory_wait: float = _setting("image_memory_wait")
+    max_body_bytes: int = _setting("max_body_mb")
+    max_upload_bytes: int = _setting("max_upload_mb")
+    max_upload_request_bytes: int = _setting("max_upload_request_mb")
+    upload_space_bytes: int = _setting("upload_space_mb")
+    upload_client_bytes: int = _setting("upload_client_mb")
+    max_image_url_bytes: int = _setting("max_image_url_mb")
+    max_explain_variants: int = _setting("max_explain_variants")
+    max_explain_text_chars: int = _setting("max_explain_text_chars")
+    max_echo_chars: int = _setting("max_echo_chars")
+    max_zip_bytes: int = _setting("max_zip_mb")
+    max_zip_members: int = _setting("max_zip_members")
 
     def check_documents(self, count: int, field: str = "documents") -> None:
         if count > self.max_documents:
@@ -61,65 +78,26 @@ class Config:
     """What every door shares (`doors` and `limits` of the table). Defaults: `SETTINGS`."""
 
     limits: Limits = Limits()
-    request_timeout: float | None = default_of("request_timeout")  # None: no limit
+    request_timeout: float | None = _setting("request_timeout")  # None: no limit
     api_key: str | None = None
-    cache_size: int = default_of("cache_size")
-    cache_scope: str = default_of("cache_scope")
-    allow_image_urls: bool = default_of("allow_image_urls")
-    allowed_image_hosts: tuple[str, ...] = ()
-    image_url_timeout: float = default_of("image_url_timeout")
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    temp_file_minutes: float = default_of("temp_file_minutes")
-    header_timeout: float = default_of("header_timeout")
-    long_documents: str = default_of("long_documents")
-    chunk_tokens: int | None = default_of("chunk_tokens")
+    cache_size: int = _setting("cache_size")
+    cache_scope: str = _setting("cache_scope")
+    allow_image_urls: bool = _setting("allow_image_urls")
+    allowed_image_hosts: tuple[str, ...] = _setting("allowed_image_hosts")
+    image_url_timeout: float = _setting("image_url_timeout")
+    allowed_hosts: tuple[str, ...] = _setting("allowed_hosts")
+    allowed_origins: tuple[str, ...] = _setting("allowed_origins")
+    temp_file_minutes: float = _setting("temp_file_minutes")
+    header_timeout: float = _setting("header_timeout")
+    long_documents: str = _setting("long_documents")
+    chunk_tokens: int | None = _setting("chunk_tokens")
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "Config":
         """A config from the table's values by name (missing ones: their defaults)."""
         value = {setting.name: values.get(setting.name, default_of(setting.name)) for setting in SETTINGS}
-        limits = Limits(
-            max_documents=value["max_documents"],
-            max_image_pixels=value["max_image_pixels"],
-            max_images_per_item=value["max_images_per_item"],
-            max_video_seconds=value["max_video_seconds"],
-            max_video_bytes=int(value["max_video_mb"] * MB),
-            max_pdf_pages=value["max_pdf_pages"],
-            max_pdf_bytes=int(value["max_pdf_mb"] * MB),
-            max_parts=value["max_parts"],
-            pdf_text=value["pdf_text"],
-            max_request_pixels=value["max_request_pixels"],
-            image_memory_in_flight=int(value["image_memory_mb"] * MB),
-            image_memory_wait=value["image_memory_wait"],
-            max_body_bytes=int(value["max_body_mb"] * MB),
-            max_upload_bytes=int(value["max_upload_mb"] * MB),
-            max_upload_request_bytes=int(value["max_upload_request_mb"] * MB),
-            upload_space_bytes=int(value["upload_space_mb"] * MB),
-            upload_client_bytes=int(value["upload_client_mb"] * MB),
-            max_image_url_bytes=int(value["max_image_url_mb"] * MB),
-            max_explain_variants=value["max_explain_variants"],
-            max_explain_text_chars=value["max_explain_text_chars"],
-            max_echo_chars=value["max_echo_chars"],
-            max_zip_bytes=int(value["max_zip_mb"] * MB),
-            max_zip_members=value["max_zip_members"],
-        )
-        return cls(
-            limits=limits,
-            request_timeout=value["request_timeout"] or None,
-            api_key=api_key_of(value),
-            cache_size=value["cache_size"],
-            cache_scope=value["cache_scope"],
-            allow_image_urls=value["allow_image_urls"],
-            allowed_image_hosts=tuple(value["allowed_image_hosts"]),
-            image_url_timeout=value["image_url_timeout"],
-            allowed_hosts=tuple(value["allowed_hosts"]),
-            allowed_origins=tuple(value["allowed_origins"]),
-            temp_file_minutes=value["temp_file_minutes"],
-            header_timeout=value["header_timeout"],
-            long_documents=value["long_documents"],
-            chunk_tokens=value["chunk_tokens"],
-        )
+        config = _from_table(cls, value, limits=_from_table(Limits, value), api_key=api_key_of(value))
+        return replace(config, request_timeout=config.request_timeout or None)  # 0: no limit
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> "Config":
@@ -137,22 +115,18 @@ def api_key_of(values: Mapping[str, Any]) -> str | None:
 
 
 def load_options(values: Mapping[str, Any], *, cache: bool = True) -> dict[str, Any]:
-    """`LycheeScorer.load`'s keyword arguments from the table's values (`model` section, and the score cache
-    when the engine keeps it: `cache=False` for Ray replicas, whose cache sits in front of them)."""
+    """`LycheeScorer.load`'s keyword arguments from the table's values: every setting of the `model` section by its
+    name (`image_cache_mb` as `image_cache_bytes`), and the score cache when the engine keeps it (`cache=False` for
+    Ray replicas, whose cache sits in front of them)."""
     value = {setting.name: values.get(setting.name, default_of(setting.name)) for setting in SETTINGS}
-    return {
-        "device": value["device"],
-        "dtype": value["dtype"],
-        "max_pixels": value["max_pixels"],
-        "batch_size": value["batch_size"],
-        "max_batch_tokens": value["max_batch_tokens"],
-        "cache_size": value["cache_size"] if cache else 0,
-        "image_cache_bytes": int(value["image_cache_mb"] * MB),
-        "batch_across_requests": value["batch_across_requests"],
-        "max_batch_wait_ms": value["max_batch_wait_ms"],
-        "quantize": value["quantize"],
-        "check_memory": value["check_memory"],
+    options = {
+        setting.name.removesuffix("_mb") + ("_bytes" if setting.name.endswith("_mb") else ""): _converted(
+            setting.name, value[setting.name]
+        )
+        for setting in SETTINGS
+        if setting.section == "model" and setting.name != "model"
     }
+    return {**options, "cache_size": value["cache_size"] if cache else 0}
 
 
 def page_concurrency(values: Mapping[str, Any], replicas: int = 1) -> int:

@@ -149,13 +149,24 @@ def through_cache(
     """Scores of `documents`, from `cache` where it has them (in `scope`: None reads and keeps nothing);
     `compute(missing indices, progress)` scores the rest."""
     digest = digest or DigestMemo()
-    total = len(documents)
-    results: list[PairScore | None] = [None] * total
     keys: list[bytes] = []
     if cache.max_entries and scope is not None:
         request_key = ScoreCache.request_key(model, instruction, query, max_pixels, digest, scope)
         keys = [ScoreCache.pair_key(request_key, document, digest) for document in documents]
-        results = [cache.get(key) for key in keys]
+    return through_keys(cache, keys, len(documents), compute, on_progress, stats)
+
+
+def through_keys(
+    cache: ScoreCache,
+    keys: list[bytes],
+    total: int,
+    compute: Callable[[list[int], ProgressCallback], list[PairScore]],
+    on_progress: ProgressCallback | None,
+    stats: ScoreStats,
+) -> list[PairScore]:
+    """The one cache path: `total` pairs by their `keys` (empty: the cache is not used), the cache's where it has
+    them, `compute(missing indices, progress)` for the rest (kept in the cache, those of a stopped call too)."""
+    results: list[PairScore | None] = [cache.get(key) for key in keys] if keys else [None] * total
     missing = [i for i, result in enumerate(results) if result is None]
     stats.pairs += total
     stats.cached += total - len(missing)

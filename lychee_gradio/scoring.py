@@ -28,7 +28,7 @@ from .families import ModelFamily
 from .inputs import RETURN_MEMORY_AFTER_PIXELS, ImageRules, image_pixels, resolve_instruction, return_memory, to_item, to_items
 from .parts import DEFAULT_OVERLAP, Chunking, Parted, best_of, check_mode, check_query, parts_of, rows
 from .ranking import best_first, check_top_n
-from .score_cache import DigestMemo, ScoreCache, through_cache
+from .score_cache import DigestMemo, ScoreCache, through_cache, through_keys
 
 
 def ranked(
@@ -173,7 +173,7 @@ class ScorerBase:
         # Inputs are checked here, at the edge, so that a bad document is named before any work starts.
         # Images larger than the model will look at are decoded straight down (inputs.ImageRules); the
         # doors pass items already decoded under their limits, the same way.
-        rules = ImageRules(keep_pixels=max_pixels or self.max_pixels)
+        rules = ImageRules(keep_pixels=max_pixels or self.max_pixels, clip_segments=mode != "truncate")
         query_item = to_item(query, "query", rules=rules)
         document_items = to_items(documents, rules=rules)
         instruction_text = resolve_instruction(instruction, self.family.default_instruction)
@@ -315,7 +315,7 @@ class ScorerBase:
         max_segments = whole_number(max_segments, "max_segments", "segments", MAX_SEGMENTS)
         if max_pixels is not None and max_pixels < self.family.min_pixels:
             raise InputError("max_pixels", "max_pixels_low", minimum=self.family.min_pixels, value=max_pixels)
-        rules = ImageRules(keep_pixels=max_pixels or self.max_pixels)
+        rules = ImageRules(keep_pixels=max_pixels or self.max_pixels, clip_segments=True)
         query_item = to_item(query, "query", rules=rules)
         document_item = to_item(document, "document", rules=rules)
         instruction_text = resolve_instruction(instruction, self.family.default_instruction)
@@ -377,18 +377,11 @@ class ScorerBase:
             if self.cache.max_entries and scope is not None
             else []
         )
-        results: list[PairScore | None] = [self.cache.get(key) for key in keys] if keys else [None] * len(pairs)
-        missing = [i for i, found in enumerate(results) if found is None]
-        context.stats.pairs += len(pairs)
-        context.stats.cached += len(pairs) - len(missing)
-        if missing:
-            fresh = self.score_uncached_pairs([pairs[i] for i in missing], instruction, max_pixels, None, context, digest)
-            for i, pair in zip(missing, fresh):
-                results[i] = pair
-                if keys:
-                    self.cache.put(keys[i], pair)
-        context.stats.tokens += sum(pair.tokens for pair in results)  # type: ignore[union-attr]
-        return results  # type: ignore[return-value]
+
+        def compute(missing: list[int], progress: ProgressCallback) -> list[PairScore]:
+            return self.score_uncached_pairs([pairs[i] for i in missing], instruction, max_pixels, None, context, digest)
+
+        return through_keys(self.cache, keys, len(pairs), compute, None, context.stats)
 
     def score_uncached(
         self,

@@ -28,6 +28,7 @@ from ..contract import InputError, Item, PairScore, ProgressCallback, RequestCon
 from ..families import DEMO_NAMES, LYCHEE, ModelFamily
 from ..score_cache import DigestMemo, ScoreCache
 from ..scoring import ScorerBase
+from ..settings import default_of
 from .cache import ImageCache
 from .encoding import EncodedPair, PairEncoder
 from .pipeline import PIPELINE_AHEAD, pipelined
@@ -71,7 +72,7 @@ class LycheeScorer(ScorerBase):
         cache_size: int = 0,
         image_cache_bytes: int = 0,
         batch_across_requests: bool = True,
-        max_batch_wait_ms: float = 5.0,
+        max_batch_wait_ms: float = default_of("max_batch_wait_ms"),
         quantize: str | None = None,
     ):
         self.family = family
@@ -135,7 +136,7 @@ class LycheeScorer(ScorerBase):
         cache_size: int = 0,
         image_cache_bytes: int = 0,
         batch_across_requests: bool = True,
-        max_batch_wait_ms: float = 5.0,
+        max_batch_wait_ms: float = default_of("max_batch_wait_ms"),
         quantize: str | None = None,
         check_memory: bool = True,
     ) -> "LycheeScorer":

@@ -30,6 +30,7 @@ from ..contract import InputError, LycheeError, PairScore, RequestContext, Score
 from ..families import FAMILIES
 from ..score_cache import ScoreCache
 from ..scoring import Counter, ScorerBase
+from ..settings import default_of
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class ClusterSettings:
     min_replicas: int | None = None  # with max_replicas: Ray Serve autoscaling
     max_replicas: int | None = None
     ray_address: str | None = None  # None: a local Ray instance, started and stopped here
-    max_queued: int = 64  # requests waiting for a replica before ScorerBusyError (503)
+    max_queued: int = default_of("max_queued")  # requests waiting for a replica before ScorerBusyError (503)
     load_options: dict = field(default_factory=dict)  # LycheeScorer.load keyword arguments
     cpus_per_replica: float | None = None  # default: the CPU cores shared equally among the replicas
     gpus_per_replica: float | None = None  # default: 1 where GPUs are present, else 0

@@ -31,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from ..config import Config
 from ..registry import ModelSet
 from ..service import Service
+from ..settings import default_of
 from . import http_api, telemetry
 from .edge import Edge, EdgePolicy, HostRule, McpDoor, RequestTracking, Route, UploadSpace, server_routes
 from .json_inputs import url_fetcher
@@ -40,8 +41,8 @@ from .json_inputs import url_fetcher
 class ServerSettings:
     """Where and how the one process serves: address, the shared `Config`, the page's login, MCP."""
 
-    host: str = "127.0.0.1"
-    port: int = 7860
+    host: str = default_of("host")
+    port: int = default_of("port")
     demo_mode: bool = False
     config: Config = Config()
     auth: tuple[str, str] | None = None
@@ -245,7 +246,7 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, *, s
     return app
 
 
-HEADER_TIMEOUT = 10.0  # seconds a connection has to send a request's headers
+HEADER_TIMEOUT = default_of("header_timeout")  # seconds a connection has to send a request's headers
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):

@@ -5,6 +5,8 @@ alone), and the document's score is its best part's; the answer names that part 
 
 - a PDF (`Item.pages`): one part per page, the page's rendered image (with the document's text, and with the
   page's text layer where the server takes it);
+- a clip of more than 64 sampled frames (read at one frame a second all the way, unless "truncate"): consecutive
+  segments of 64 frames, each a clip of its own (its times and frame numbers counted from its first frame);
 - a text longer than the chunk size (the model's text budget, or `--chunk-tokens` when smaller): chunks of at
   most that many tokens, cut at a paragraph, line, sentence or word boundary where there is one in the chunk's
   last quarter, each starting `overlap` tokens before the previous one ended (at a word's start); a chunk is the
@@ -19,12 +21,14 @@ the scorer (`offsets(text)`: each token's [start, end) in `text`).
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
-from .contract import InputError, Item, PairScore, Part
+from .contract import InputError, Item, PairScore, Part, Video
 from .settings import LONG_DOCUMENTS
+from .video import MAX_FRAMES
 
 # Tokens each chunk repeats of the one before it, so that a sentence cut by a chunk's end is seen whole in the next.
 DEFAULT_OVERLAP = 32
@@ -175,6 +179,8 @@ def _parts(document: Item, mode: str, chunking: Chunking | None, field: str) -> 
             page_item = Item(text="\n\n".join(texts) or None, images=(*document.images, pages.images[k]))
             found.append((page_item, Part("page", k, len(pages.images), page=pages.numbers[k])))
         return found
+    if document.video is not None and len(document.video.frames) > MAX_FRAMES:
+        return [(replace(document, video=clip), part) for clip, part in segments_of(document.video)]
     if document.text is None or chunking is None:
         return [(document, None)]
     if mode == "truncate":
@@ -193,10 +199,27 @@ def _parts(document: Item, mode: str, chunking: Chunking | None, field: str) -> 
     ]
 
 
+def segments_of(video: Video) -> list[tuple[Video, Part]]:
+    """A long clip's consecutive segments of `MAX_FRAMES` frames, each a clip of its own, with its [start, end)
+    seconds in the whole clip."""
+    count = math.ceil(len(video.frames) / MAX_FRAMES)
+    found = []
+    for k in range(count):
+        a, b = k * MAX_FRAMES, min(len(video.frames), (k + 1) * MAX_FRAMES)
+        frames, times, indices = list(video.frames[a:b]), list(video.timestamps[a:b]), list(video.indices[a:b])
+        if len(frames) % 2:  # the model's temporal patch is 2 frames (video.py, rule 4)
+            frames, times, indices = frames + frames[-1:], times + times[-1:], indices + indices[-1:]
+        start = times[0]
+        end = video.timestamps[b] if b < len(video.frames) else max(video.duration, times[-1])
+        clip = Video(
+            tuple(frames), tuple(t - start for t in times), tuple(i - indices[0] for i in indices), video.fps, end - start
+        )
+        found.append((clip, Part("segment", k, count, seconds=(start, end))))
+    return found
+
+
 def best_of(parted: Parted, scores: Sequence[PairScore]) -> list[PairScore]:
     """Each document's score: its best part's (the first of equals), naming the part, with every part's score."""
-    from dataclasses import replace
-
     answers = []
     for span in parted.ranges:
         own = [replace(scores[i], part=parted.parts[i]) for i in span]

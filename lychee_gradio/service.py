@@ -41,6 +41,7 @@ def read_items(
     query_field: str = "query",
     fields: Sequence[str] | None = None,
     documents_in_flight: int | None = None,
+    clip_segments: bool = False,
 ) -> tuple[Item, list[Item]]:
     """A request's query and documents (plain values: text, `{"text", "image"}`, image bytes or an upload's
     path, an `Item`) as scorer items, under `limits`: the number of documents, then every image's pixels
@@ -49,7 +50,7 @@ def read_items(
     never on an event loop."""
     if fields is None:
         limits.check_documents(len(documents), field)  # `fields` (each document's own name): counted by the door
-    rules = request_rules(limits, keep_pixels, context)
+    rules = request_rules(limits, keep_pixels, context, clip_segments)
     admit_images([query, *documents], rules, field, documents_in_flight)
     query_item = to_item(query, query_field, rules=rules)
     items = []
@@ -129,9 +130,11 @@ class Request:
         on_read: Callable[[int, int], None] | None = None,
         query_field: str = "query",
         fields: Sequence[str] | None = None,
+        long_documents: str | None = None,
     ) -> tuple[Item, list[Item]]:
         """The request's query and documents as items (`read_items`), decoded down to the largest bound of the
-        models that will score them (or the caller's `max_pixels`); errors name `query_field` and `field[i]`."""
+        models that will score them (or the caller's `max_pixels`); errors name `query_field` and `field[i]`. A long
+        clip keeps a frame a second for its segments unless the request's `long_documents` is "truncate"."""
         if documents:
             self.record.fields["documents"] = len(documents)
         keep = max_pixels or max(scorer.max_pixels for scorer in scorers)
@@ -151,6 +154,7 @@ class Request:
                 query_field,
                 fields,
                 documents_in_flight=at_once,
+                clip_segments=self.long_documents(long_documents) != "truncate",
             )
         finally:
             self.context.stage = "scoring"

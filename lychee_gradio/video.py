@@ -4,7 +4,8 @@ The sampling rule (docs/design.md, "Video"), so that anyone can reproduce a scor
 
 1. the clip's duration `D` (seconds) from its header (a clip without one is decoded to its end);
 2. target times at 1 frame per second from the start, `0, 1, 2, ...` up to `D`; when that is more than
-   `MAX_FRAMES` (64), `MAX_FRAMES` targets evenly spaced from 0 to the last whole second instead;
+   `MAX_FRAMES` (64), `MAX_FRAMES` targets evenly spaced from 0 to the last whole second instead (a request's
+   `long_documents: "truncate"`), or by default all of them, for the clip's segments of 64 frames (parts.py);
 3. for each target, the first decoded frame whose timestamp is at or after it (the last frame for a target
    past the end); the same frame may serve two targets of a very short clip;
 4. an even number of frames (the model's temporal patch is 2 frames): an odd count repeats the last frame;
@@ -44,10 +45,11 @@ MAX_FRAMES = 64
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi")
 
 
-def targets_for(duration: float) -> list[float]:
-    """The times the rule samples at, for a clip of `duration` seconds."""
+def targets_for(duration: float, segments: bool = False) -> list[float]:
+    """The times the rule samples at, for a clip of `duration` seconds; with `segments` (a long clip scored as
+    consecutive segments of `MAX_FRAMES` frames: parts.py) one a second all the way."""
     last = max(0, math.floor(duration + 1e-9))
-    if last + 1 <= MAX_FRAMES:
+    if last + 1 <= MAX_FRAMES or segments:
         return [float(t) for t in range(last + 1)]
     return [last * k / (MAX_FRAMES - 1) for k in range(MAX_FRAMES)]
 
@@ -137,7 +139,9 @@ class Header:
     kept: int
 
 
-def _header(container, field_name: str, max_seconds: float | None, max_frame_pixels: int | None) -> Header:
+def _header(
+    container, field_name: str, max_seconds: float | None, max_frame_pixels: int | None, segments: bool = False
+) -> Header:
     streams = list(container.streams.video)
     if not streams:
         raise InputError(field_name, "video_decode")
@@ -156,7 +160,7 @@ def _header(container, field_name: str, max_seconds: float | None, max_frame_pix
         raise InputError(field_name, "video_seconds", seconds=round(duration, 1), limit=max_seconds)
     if duration is None:  # decoded to its end, thinned to every other frame past 2 x 64
         return Header(width, height, None, 2 * MAX_FRAMES + 1, MAX_FRAMES)
-    count = len(targets_for(duration))
+    count = len(targets_for(duration, segments))
     return Header(width, height, duration, count + 1, count + 1)
 
 
@@ -167,11 +171,12 @@ def video_header(
     max_seconds: float | None = None,
     max_bytes: int | None = None,
     max_frame_pixels: int | None = None,
+    segments: bool = False,
 ) -> Header:
     """A clip's `Header`, read without decoding a frame, under the same checks as `load_video`."""
     container, source = _open(value, field_name, max_bytes)
     with source, container:
-        return _header(container, field_name, max_seconds, max_frame_pixels)
+        return _header(container, field_name, max_seconds, max_frame_pixels, segments)
 
 
 def load_video(
@@ -183,11 +188,14 @@ def load_video(
     max_bytes: int | None = None,
     max_frame_pixels: int | None = None,
     budget=None,
+    segments: bool = False,
 ) -> Video:
     """A clip (a path, bytes, or a `Video` already sampled) as the rule's frames; `InputError`s name `field_name`.
     Before decoding: its bytes, its duration and its frame size (`max_frame_pixels`) from the header (its memory was
     admitted with the request's images, from the same header: `inputs.admit_images`).
-    `budget`: the request's `inputs.PixelBudget` (each kept frame counts; its deadline checked between frames)."""
+    `budget`: the request's `inputs.PixelBudget` (each kept frame counts; its deadline checked between frames).
+    `segments`: a clip with a stated duration keeps one frame a second all the way (its segments are scored as
+    clips of their own: parts.py), not 64 spread over it."""
     if isinstance(value, Video):
         for frame in value.frames:
             if budget is not None:
@@ -195,7 +203,7 @@ def load_video(
         return value
     container, source = _open(value, field_name, max_bytes)
     with source, container:
-        header = _header(container, field_name, max_seconds, max_frame_pixels)
+        header = _header(container, field_name, max_seconds, max_frame_pixels, segments)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = DECODE_THREADS
@@ -204,9 +212,9 @@ def load_video(
         reader = _Reader(stream, fps, field_name, keep_pixels, max_seconds, header, budget)
         try:
             if duration is not None and duration > SEEK_AFTER_SECONDS:
-                reader.seeking(container, targets_for(duration))
+                reader.seeking(container, targets_for(duration, segments))
             else:
-                reader.in_order(container, targets_for(duration) if duration is not None else None)
+                reader.in_order(container, targets_for(duration, segments) if duration is not None else None)
         except av_errors():
             if not reader.frames:
                 raise InputError(field_name, "video_decode") from None

@@ -15,8 +15,10 @@ from lychee_gradio import LycheeScorer, app
 from lychee_gradio.config import Config, Limits
 from lychee_gradio.contract import InputError
 from lychee_gradio.engine.naive import NaiveScorer
+from lychee_gradio.parts import segments_of
+from lychee_gradio.video import load_video
 
-from .helpers import make_pdf, pages_pdf, pdf_of_objects
+from .helpers import make_clip, make_pdf, pages_pdf, pdf_of_objects
 
 BUDGET = 64  # the text budget these tests give the tiny model, so that a long text is a few hundred tokens
 LONG_TEXT = "\n\n".join(
@@ -242,3 +244,44 @@ def test_long_documents_truncate_and_refuse_on_v1_rerank(pdf_app, scorer):
         f"{pdf_app}v1/rerank", json={"query": "q", "documents": ["d", long_text], "long_documents": "refuse"}, timeout=60
     )
     assert (refused.status_code, refused.json()["field"]) == (413, "documents[1]")
+
+
+# -- long clips ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_minutes(tmp_path_factory):
+    pytest.importorskip("av")
+    return make_clip(tmp_path_factory.mktemp("clips") / "three-minutes.mp4", seconds=180, fps=1, size=(32, 32))
+
+
+def test_a_three_minute_clip_is_three_segments_each_scored_as_a_clip_of_its_own(scorer, naive, three_minutes):
+    rows = sorted(scorer.rerank("a red square", [{"video": three_minutes}], long_documents="split"), key=lambda r: r.part.index)
+    assert [row.part.seconds for row in rows] == [(0.0, 64.0), (64.0, 128.0), (128.0, 180.0)]
+    assert {row.part.kind for row in rows} == {"segment"} and {row.part.count for row in rows} == {3}
+    whole = load_video(three_minutes, "clip", keep_pixels=scorer.max_pixels, segments=True)
+    for row, (segment, part) in zip(rows, segments_of(whole)):
+        assert part == row.part and len(segment.frames) <= 64 and segment.timestamps[0] == 0.0
+        assert row.score == pytest.approx(
+            scorer.score("a red square", [{"video": segment}], long_documents="truncate")[0], abs=1e-6
+        )
+    first, _ = segments_of(whole)[0]
+    assert rows[0].score == pytest.approx(naive.score(("a red square", None), (None, None, first)), abs=1e-5)
+    (best,) = scorer.rerank("a red square", [{"video": three_minutes}])
+    assert best.score == max(row.score for row in rows) and best.part == max(rows, key=lambda r: r.score).part
+
+
+def test_truncate_thins_a_long_clip_to_64_frames_as_before(scorer, three_minutes):
+    (pair,) = scorer.score_with_logits("a red square", [{"video": three_minutes}], long_documents="truncate")
+    thinned = load_video(three_minutes, "clip", keep_pixels=scorer.max_pixels)
+    assert pair.part is None and len(thinned.frames) == 64
+    assert pair.score == pytest.approx(scorer.score("a red square", [{"video": thinned}])[0], abs=1e-6)
+
+
+def test_v1_rerank_answers_a_long_clips_segments_with_their_seconds(pdf_app, three_minutes):
+    clip = {"video": "data:video/mp4;base64," + base64.b64encode(open(three_minutes, "rb").read()).decode()}
+    split = httpx.post(f"{pdf_app}v1/rerank", json={"query": "q", "documents": [clip], "long_documents": "split"}, timeout=120)
+    seconds = sorted(row["part"]["seconds"] for row in split.json()["results"])
+    assert seconds == [[0.0, 64.0], [64.0, 128.0], [128.0, 180.0]]
+    refused = httpx.post(f"{pdf_app}v1/rerank", json={"query": "q", "documents": [clip], "long_documents": "refuse"}, timeout=120)
+    assert (refused.status_code, refused.json()["code"], refused.json()["field"]) == (413, "long_document", "documents[0]")

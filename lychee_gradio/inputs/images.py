@@ -57,6 +57,7 @@ class ImageRules:
     max_pdf_bytes: int | None = None  # a PDF file's size (`Limits.max_pdf_bytes`)
     max_pdf_pages: int | None = None  # PDF pages of the request (`Limits.max_pdf_pages`)
     pdf_text: bool = False  # a PDF page's text layer goes with its image (`Limits.pdf_text`)
+    clip_segments: bool = False  # a long clip keeps 1 frame a second, for its segments (not "truncate": parts.py)
 
 
 NO_RULES = ImageRules()

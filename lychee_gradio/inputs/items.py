@@ -108,6 +108,7 @@ def read_video(value: Any, field: str, rules: ImageRules | None = None) -> Video
         max_bytes=rules.max_video_bytes,
         max_frame_pixels=rules.max_image_pixels,
         budget=rules.budget,
+        segments=rules.clip_segments,
     )
 
 

@@ -279,6 +279,7 @@ def _video_memory(value: Any, field: str, rules: "ImageRules") -> tuple[int, int
             max_seconds=rules.max_video_seconds,
             max_bytes=rules.max_video_bytes,
             max_frame_pixels=rules.max_image_pixels,
+            segments=rules.clip_segments,
         )
     except InputError:
         return None
@@ -309,7 +310,7 @@ def _header_size(value: Any) -> tuple[int, int, str | None] | None:
         return None
 
 
-def request_rules(limits, keep_pixels: int, context) -> "ImageRules":
+def request_rules(limits, keep_pixels: int, context, clip_segments: bool = False) -> "ImageRules":
     """The `ImageRules` of one request at a door: the server's `limits` (config.Limits), images decoded
     down to `keep_pixels`, a decoded-pixel budget drawn from the process's pool and given back when the
     request's `context` (contract.RequestContext) closes, the request's deadline checked between images."""
@@ -326,6 +327,7 @@ def request_rules(limits, keep_pixels: int, context) -> "ImageRules":
         max_pdf_bytes=limits.max_pdf_bytes,
         max_pdf_pages=limits.max_pdf_pages,
         pdf_text=limits.pdf_text,
+        clip_segments=clip_segments,
     )
 
 

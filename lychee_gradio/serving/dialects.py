@@ -208,6 +208,7 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
                     max_pixels=body.max_pixels,
                     query_field=query_field(0),
                     fields=[query_field(k) for k in range(1, len(queries))] + [f"text_2[{i}]" for i in range(len(documents))],
+                    long_documents="truncate" if body.truncate_prompt_tokens else None,
                 )
                 query_items, items = [first] + items[: len(queries) - 1], items[len(queries) - 1 :]
                 scores: list[float] = [0.0] * len(items)

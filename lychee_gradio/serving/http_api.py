@@ -129,7 +129,7 @@ def create_router(service: Service) -> APIRouter:
 
             def work() -> bytes:
                 query, documents = read_json(body.query, body.documents, fetched)
-                query_item, items = req.read(query, documents, scorer, max_pixels=body.max_pixels)
+                query_item, items = req.read(query, documents, scorer, max_pixels=body.max_pixels, long_documents=mode)
                 ranked = req.rerank(
                     scorer,
                     query_item,

@@ -190,11 +190,11 @@ class McpTools:
         field = "images" if name == "rank_images" else "documents"
         req.check_count(len(documents), field)
         fetched = await req.fetch(request_images(query, documents), client)
-        instruction = arguments.get("instruction")
+        instruction, mode = arguments.get("instruction"), arguments.get("long_documents")
 
         def work():
             raw_query, raw_documents = read_json(query, documents, fetched)
-            query_item, items = req.read(raw_query, raw_documents, scorer, field=field)
+            query_item, items = req.read(raw_query, raw_documents, scorer, field=field, long_documents=mode)
             if name == "explain":
                 return req.explain(
                     scorer,
@@ -206,9 +206,7 @@ class McpTools:
                 )
             if name == "score":
                 return req.score(scorer, query_item, items, instruction)
-            return req.rerank(
-                scorer, query_item, items, instruction, arguments.get("top_n"), long_documents=arguments.get("long_documents")
-            )
+            return req.rerank(scorer, query_item, items, instruction, arguments.get("top_n"), long_documents=mode)
 
         found = await anyio.to_thread.run_sync(work)
         shown = self.service.models.name_of(scorer)

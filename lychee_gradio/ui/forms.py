@@ -10,11 +10,12 @@ from 1, with the upload's file name), never a server path (`Wording`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..contract import InputError, Item, WordedError, colour_of
+from ..parts import segments_of
 from .error_words import reason
 from .translations import text
 
@@ -268,6 +269,9 @@ def pair_of(req, scorer, query_text, query_image, document: dict) -> tuple:
     if item.pages is not None and document.get("page"):  # one page chosen (a row of a split ranking)
         number = int(document["page"])
         item = Item(text=item.text, images=(*item.images, item.pages.images[item.pages.numbers.index(number)]))
+    if item.video is not None and document.get("segment") is not None:  # one segment of a long clip chosen
+        segments = segments_of(item.video)
+        item = replace(item, video=segments[min(int(document["segment"]), len(segments) - 1)][0])
     return query_item, item
 
 
@@ -290,11 +294,15 @@ def media_names(document: dict) -> dict:
 
 
 def part_words(part, lang: str) -> str:
-    """A long document's part as the page says it: "p. 3 of 12", "characters 4096–8120 (chunk 2 of 3)"."""
+    """A long document's part as the page says it: "p. 3 of 12", "characters 4096–8120 (chunk 2 of 3)",
+    "64–128 s (segment 2 of 3)"."""
     if part is None:
         return ""
     if part.kind == "page":
         return text("part_page", lang, page=part.page, count=part.count)
+    if part.kind == "segment":
+        start, end = (f"{value:.1f}".removesuffix(".0") for value in part.seconds)
+        return text("part_segment", lang, start=start, end=end, number=part.index + 1, count=part.count)
     start, end = part.chars
     return text("part_chunk", lang, start=start, end=end, number=part.index + 1, count=part.count)
 

@@ -309,7 +309,13 @@ def make_handlers(
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(shown):
                 return EMPTY
             row = shown[evt.index]
-            document = {"text": None, "image": (images or [])[row["index"]], "page": row.get("page")}  # a PDF: its page
+            # A PDF's page, a long clip's segment: that one.
+            document = {
+                "text": None,
+                "image": (images or [])[row["index"]],
+                "page": row.get("page"),
+                "segment": row.get("segment"),
+            }
             return explain_document_view(req, req.model(model), query_text, query_image, document, instruction)
 
     def explain_document(

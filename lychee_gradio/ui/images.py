@@ -9,6 +9,7 @@ from typing import Callable
 import gradio as gr
 
 from ..contract import Scorer
+from ..video import MAX_FRAMES
 from .downloads import ranking_downloads
 from .forms import (
     ASSETS_DIR,
@@ -17,6 +18,7 @@ from .forms import (
     above,
     is_pdf,
     is_video,
+    part_words,
     query_values,
     read_page,
     rerank_page,
@@ -92,10 +94,14 @@ def rank_images_view(
         if item.pages is not None:  # a PDF's page: its rendering, named by its number
             shown, page = item.pages.images[pair.part.index], pair.part.page
             name = text("pdf_page", lang, name=name, page=page)
+        elif pair.part is not None and pair.part.kind == "segment":  # a long clip's segment: its first frame, its seconds
+            shown = item.video.frames[pair.part.index * MAX_FRAMES]
+            name = f"{name}, {part_words(pair.part, lang)}"
         gallery.append((shown, f"{best}#{rank} · {reading['mark']} {pair.score:.3f} · {name}"))
-        rows.append(
-            {"rank": rank, "index": index, "score": pair.score, "image": names[index], **({"page": page} if page else {})}
-        )
+        row = {"rank": rank, "index": index, "score": pair.score, "image": names[index]}
+        if pair.part is not None:  # which page or segment the row is (its Why? explains that one)
+            row[pair.part.kind] = page if page else pair.part.index
+        rows.append(row)
     ranking = {"gallery": gallery, "rows": rows}
     if kept is not None:
         kept.append(ranking)

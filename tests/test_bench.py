@@ -304,3 +304,16 @@ def test_the_compile_probe_times_eager_and_compiled_on_the_same_pairs(tmp_path, 
         assert row["eager_pairs_per_second"] > 0 and row["compiled_pairs_per_second"] > 0
         assert row["largest_difference"] < 1e-5
     assert "torch.compile(backend=eager" in capsys.readouterr().out
+
+
+def test_the_documents_benchmark_scores_a_pdf_a_long_text_and_a_long_clip_by_their_parts(capsys):
+    pytest.importorskip("av")
+    from lychee_gradio.bench.documents import format_documents, run_documents
+
+    report = run_documents("tiny", "cpu", "float32", runs=1, pages=3, text_tokens=9000, clip_seconds=70)
+    rows = report["documents"]
+    assert rows["a PDF of 3 pages"]["parts"] == 3 and rows["a PDF of 3 pages"]["kind"] == "page"
+    assert rows["a text of 9,000 tokens"]["kind"] == "chunk" and rows["a text of 9,000 tokens"]["parts"] >= 3
+    assert rows["a clip of 70 s"]["parts"] == 2
+    assert all(row["max_difference"] < 1e-5 for row in rows.values())
+    assert "| a PDF of 3 pages | 3 pages |" in format_documents(report)

@@ -4,6 +4,7 @@ alone; the document's score is its best part's, and the answer names that part (
 from __future__ import annotations
 
 import base64
+import json
 import math
 
 import httpx
@@ -285,3 +286,29 @@ def test_v1_rerank_answers_a_long_clips_segments_with_their_seconds(pdf_app, thr
     assert seconds == [[0.0, 64.0], [64.0, 128.0], [128.0, 180.0]]
     refused = httpx.post(f"{pdf_app}v1/rerank", json={"query": "q", "documents": [clip], "long_documents": "refuse"}, timeout=120)
     assert (refused.status_code, refused.json()["code"], refused.json()["field"]) == (413, "long_document", "documents[0]")
+
+
+# -- lychee eval ---------------------------------------------------------------------------------------------------
+
+
+def test_lychee_eval_takes_a_pdf_and_one_of_its_pages_as_labelled_documents(tmp_path, tiny_model_dir, three_pages, capsys):
+    from lychee_gradio.cli import main as lychee
+
+    (tmp_path / "paper.pdf").write_bytes(three_pages)
+    line = {"query": "a green page", "documents": [{"pdf": "paper.pdf"}, {"pdf": "paper.pdf#page=2"}, "a text"], "relevant": [1]}
+    (tmp_path / "set.jsonl").write_text(json.dumps(line) + "\n")
+    assert lychee(["eval", str(tmp_path / "set.jsonl"), "--model", str(tiny_model_dir), "--device", "cpu"]) == 0
+    assert "ndcg@1" in capsys.readouterr().out
+    (tmp_path / "bad.jsonl").write_text(json.dumps({**line, "documents": [{"pdf": "paper.pdf#page=9"}, "a text"]}) + "\n")
+    assert lychee(["eval", str(tmp_path / "bad.jsonl"), "--model", str(tiny_model_dir), "--device", "cpu"]) == 2
+    assert "documents[0].page" in capsys.readouterr().err
+
+
+def test_v1_rerank_splits_a_long_text_into_chunks_each_scored_as_its_span_alone(pdf_app, scorer):
+    text = "\n\n".join(f"Section {k}. " + "A white cup with a mountain line, glazed and fired. " * 30 for k in range(12))
+    answer = httpx.post(f"{pdf_app}v1/rerank", json={"query": "cup", "documents": [text], "long_documents": "split"}, timeout=120)
+    rows = answer.json()["results"]
+    assert len(rows) >= 2 and {row["part"]["kind"] for row in rows} == {"chunk"}
+    spans = [tuple(row["part"]["chars"]) for row in rows]
+    alone = scorer.score("cup", [text[start:end] for start, end in spans], long_documents="truncate")
+    assert [row["relevance_score"] for row in rows] == pytest.approx(alone, abs=1e-5)

@@ -120,6 +120,20 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=None, help="write the report as JSON here")
     parser.add_argument("--instruction", default=None, help="the task, for lines without their own instruction")
     parser.add_argument("--skip-bad", action="store_true", help="skip bad lines (counted) instead of stopping")
+    parser.add_argument(
+        "--calibrate",
+        type=Path,
+        default=None,
+        metavar="OUT.json",
+        help="also fit each model's thresholds per modality pair on these labels and write them here (docs/calibration.md)",
+    )
+    parser.add_argument("--target-precision", type=float, default=0.9, help="--calibrate: 'show it first' precision (0.9)")
+    parser.add_argument(
+        "--relevant-missed",
+        type=float,
+        default=0.05,
+        help="--calibrate: share of relevant pairs 'safe to filter out' may drop (0.05)",
+    )
 
 
 def demo_model_dir(family: str = "qwen2_5_vl") -> Path:
@@ -393,6 +407,18 @@ def evaluate(args: argparse.Namespace) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         print(f"wrote {args.output}")
+    if args.calibrate:
+        from .calibration import from_report, summary
+
+        details = {
+            name: {"model": report["models"][name]["model"], "precision": scorer.precision}
+            for name, scorer in zip(models.names, models.scorers)
+        }
+        found = from_report(report, precision=args.target_precision, miss=args.relevant_missed, details=details)
+        print("\n" + summary(found))
+        args.calibrate.parent.mkdir(parents=True, exist_ok=True)
+        args.calibrate.write_text(json.dumps(found, indent=2, ensure_ascii=False), encoding="utf-8")
+        print(f"wrote {args.calibrate}")
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..calibration import kind_of
 from ..config import Limits
 from ..contract import InputError, RequestContext
 from ..ranking import best_first
@@ -66,7 +67,10 @@ def _one_model(
         line = context.use(scorer)  # one line is one request: its own pixel budget, the run's deadline
         try:
             query, documents = read(limits, line, item.query, item.documents, scorer.max_pixels)
-            scores = scorer.score(query, documents, item.instruction or instruction, context=line)
+            pairs = scorer.score_with_logits(query, documents, item.instruction or instruction, context=line)
+            scores = [pair.score for pair in pairs]
+            # Each pair's modalities, for calibration (`lychee eval --calibrate`): a long document's by its best part.
+            kinds = [f"{kind_of(query)}->{kind_of(document, pair.part)}" for document, pair in zip(documents, pairs)]
         except InputError as error:
             if not skip_bad:
                 raise BadLine(item.line, error) from None
@@ -83,6 +87,8 @@ def _one_model(
                 "documents": len(item.documents),
                 "relevant": sum(1 for grade in item.labels if grade > 0),
                 "scores": scores,
+                "labels": list(item.labels),
+                "kinds": kinds,
                 "ranking": reranked,
                 "first_stage": query_metrics(list(range(len(item.documents))), item.labels, ks),
                 "reranked": query_metrics(reranked, item.labels, ks),

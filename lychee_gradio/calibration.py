@@ -1,0 +1,143 @@
+"""Thresholds calibrated on the user's own labels, per model and modality pair (`lychee eval --calibrate`).
+
+For each model and each modality pair of a labelled set (`text->image`, `image->page`, ...), on the labelled pairs'
+own scores:
+
+- **show_first**: the lowest score t such that the pairs scored >= t are relevant at least at the target precision
+  (default 0.9): "show it first";
+- **filter_below**: the highest score t such that at most the target share of the relevant pairs (default 5 %)
+  score below t: "safe to filter out" below it;
+
+each with the number of labelled pairs and relevant ones behind it, and `null` with a reason where there are too
+few (fewer than `MIN_PAIRS` pairs or `MIN_RELEVANT` relevant ones). A pair is relevant when its grade is above 0.
+
+The file (JSON): `{"models": {"<model name as the API reports it>": {"<query kind>-><document kind>": {"show_first",
+"filter_below", "pairs", "relevant"}, ...}}, "model_details": {"<name>": {"model", "precision"}}, "source": {...},
+"targets": {...}}`: it names each model and the precision it ran in, and the data it came from, so that it is never
+applied to another model silently. Torch-free.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import Any, Iterable, Sequence
+
+from .contract import Item, Part
+
+MIN_PAIRS = 20
+MIN_RELEVANT = 5
+DEFAULT_PRECISION = 0.9
+DEFAULT_MISS = 0.05
+FORMAT = "lychee-calibration/1"
+
+
+def kind_of(item: Item, part: Part | None = None) -> str:
+    """An item's modality as the calibration file names it: text, image, text+image, page, chunk, clip."""
+    if part is not None:
+        return {"page": "page", "chunk": "chunk", "segment": "clip"}[part.kind]
+    if item.pages is not None:
+        return "page"
+    if item.video is not None:
+        return "clip"
+    if item.images:
+        return "text+image" if item.text else "image"
+    return "text"
+
+
+def show_first(scores: Sequence[float], relevant: Sequence[bool], precision: float) -> float | None:
+    """The lowest of the pairs' scores t whose pairs scored >= t are relevant at least at `precision` (None: none)."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    best, hits = None, 0
+    for count, i in enumerate(order, start=1):
+        hits += relevant[i]
+        # Only where the next pair scores lower: pairs of equal score are taken together.
+        if count == len(order) or scores[order[count]] < scores[i]:
+            if hits / count >= precision:
+                best = scores[i]
+    return best
+
+
+def filter_below(scores: Sequence[float], relevant: Sequence[bool], miss: float) -> float | None:
+    """The highest score t such that at most `miss` of the relevant pairs score below t (None: no relevant pair)."""
+    kept = sorted(score for score, good in zip(scores, relevant) if good)
+    if not kept:
+        return None
+    allowed = math.floor(miss * len(kept) + 1e-9)  # relevant pairs that may fall below
+    return kept[allowed]
+
+
+def fit(
+    scores: Sequence[float], relevant: Sequence[bool], precision: float = DEFAULT_PRECISION, miss: float = DEFAULT_MISS
+) -> dict:
+    """One model's thresholds on one modality pair's labelled pairs (see the module's docstring)."""
+    pairs, good = len(scores), sum(1 for flag in relevant if flag)
+    entry: dict[str, Any] = {"show_first": None, "filter_below": None, "pairs": pairs, "relevant": good}
+    if pairs < MIN_PAIRS or good < MIN_RELEVANT:
+        entry["note"] = (
+            f"too few labels: {pairs} pairs, {good} relevant (calibrating needs {MIN_PAIRS} pairs and {MIN_RELEVANT} relevant)"
+        )
+        return entry
+    entry["show_first"] = show_first(scores, relevant, precision)
+    entry["filter_below"] = filter_below(scores, relevant, miss)
+    if entry["show_first"] is None:
+        entry["note"] = f"no score has the pairs above it relevant at {precision:.0%}"
+    return entry
+
+
+def calibrate(
+    labelled: Iterable[tuple[str, str, float, int]],
+    *,
+    precision: float = DEFAULT_PRECISION,
+    miss: float = DEFAULT_MISS,
+    models: dict[str, dict] | None = None,
+    source: dict | None = None,
+) -> dict:
+    """The calibration file's content from (model, modality pair, score, grade) of every labelled pair.
+    `models`: what each model is (its precision), by name; `source`: the data it came from."""
+    grouped: dict[str, dict[str, tuple[list, list]]] = {}
+    for model, pair_kind, score, grade in labelled:
+        scores, relevant = grouped.setdefault(model, {}).setdefault(pair_kind, ([], []))
+        scores.append(score)
+        relevant.append(grade > 0)
+    return {
+        "format": FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "targets": {"precision": precision, "relevant_missed": miss, "min_pairs": MIN_PAIRS, "min_relevant": MIN_RELEVANT},
+        "source": source or {},
+        # What each model is (its checkpoint and the precision it ran in), apart from its thresholds.
+        "model_details": {model: (models or {}).get(model, {}) for model in grouped},
+        "models": {
+            model: {kind: fit(scores, relevant, precision, miss) for kind, (scores, relevant) in sorted(kinds.items())}
+            for model, kinds in grouped.items()
+        },
+    }
+
+
+def from_report(report: dict, *, precision: float = DEFAULT_PRECISION, miss: float = DEFAULT_MISS, details=None) -> dict:
+    """The calibration of an evaluation report (`evaluation.evaluate`: each query's scores, grades and modalities,
+    for each model); `details`: each model's {"model", "precision"} by name."""
+    labelled = [
+        (name, kind, score, grade)
+        for name, model in report["models"].items()
+        for query in model["per_query"]
+        for kind, score, grade in zip(query["kinds"], query["scores"], query["labels"])
+    ]
+    source = {key: report[key] for key in ("data", "queries") if key in report}
+    return calibrate(labelled, precision=precision, miss=miss, models=details, source=source)
+
+
+def summary(calibration: dict) -> str:
+    """The thresholds as a table, for the terminal."""
+    lines = ["| model | pair | pairs | relevant | show first at | filter below |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for model, kinds in calibration["models"].items():
+        for kind, entry in kinds.items():
+            shown = [f"{entry[key]:.4f}" if entry[key] is not None else "—" for key in ("show_first", "filter_below")]
+            lines.append(f"| {model} | {kind} | {entry['pairs']} | {entry['relevant']} | {shown[0]} | {shown[1]} |")
+    notes = [
+        f"{model} {kind}: {entry['note']}"
+        for model, kinds in calibration["models"].items()
+        for kind, entry in kinds.items()
+        if "note" in entry
+    ]
+    return "\n".join(lines + ([""] + notes if notes else []))

@@ -1,0 +1,91 @@
+"""Thresholds calibrated on the user's own labels (calibration.py, `lychee eval --calibrate`): each meets its target
+on the labelled pairs exactly as stated, falls back with "too few labels", and differs by modality when the data does."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from PIL import Image
+
+from lychee_gradio.calibration import MIN_PAIRS, calibrate, filter_below, fit, show_first
+from lychee_gradio.cli import main as lychee
+
+
+def labelled(seed: int, count: int, shift: float) -> tuple[list[float], list[bool]]:
+    """Scores whose relevant pairs sit `shift` higher on average (a stub scorer's known scores)."""
+    rng = random.Random(seed)
+    relevant = [rng.random() < 0.4 for _ in range(count)]
+    scores = [min(1.0, max(0.0, rng.gauss(0.35 + shift * good, 0.15))) for good in relevant]
+    return scores, relevant
+
+
+def precision_at(scores, relevant, t) -> float:
+    kept = [good for score, good in zip(scores, relevant) if score >= t]
+    return sum(kept) / len(kept)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_show_first_is_the_smallest_score_whose_pairs_above_meet_the_precision(seed):
+    scores, relevant = labelled(seed, 200, 0.4)
+    t = show_first(scores, relevant, 0.9)
+    assert precision_at(scores, relevant, t) >= 0.9
+    assert all(precision_at(scores, relevant, lower) < 0.9 for lower in scores if lower < t)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_filter_below_is_the_highest_score_that_drops_at_most_the_share_of_relevant_pairs(seed):
+    scores, relevant = labelled(seed, 200, 0.4)
+    t = filter_below(scores, relevant, 0.05)
+    good = [score for score, flag in zip(scores, relevant) if flag]
+    assert sum(score < t for score in good) <= 0.05 * len(good)
+    assert all(sum(score < higher for score in good) > 0.05 * len(good) for higher in scores if higher > t)
+
+
+def test_too_few_labels_gives_no_threshold_and_says_how_many():
+    scores, relevant = labelled(0, MIN_PAIRS - 1, 0.4)
+    entry = fit(scores, relevant)
+    assert entry["show_first"] is None and entry["filter_below"] is None
+    assert entry["pairs"] == MIN_PAIRS - 1 and f"{MIN_PAIRS - 1} pairs" in entry["note"]
+
+
+def test_thresholds_differ_by_modality_when_the_scores_do():
+    text_scores, text_relevant = labelled(1, 300, 0.45)
+    image_scores, image_relevant = labelled(2, 300, 0.15)
+    image_scores = [score * 0.5 for score in image_scores]  # image documents score lower for this model
+    rows = [("m", "text->text", s, int(r)) for s, r in zip(text_scores, text_relevant)]
+    rows += [("m", "text->image", s, int(r)) for s, r in zip(image_scores, image_relevant)]
+    found = calibrate(rows)["models"]["m"]
+    assert found["text->image"]["filter_below"] < found["text->text"]["filter_below"]
+    assert found["text->text"]["pairs"] == 300 and found["text->image"]["relevant"] == sum(image_relevant)
+
+
+def test_lychee_eval_calibrate_writes_each_models_thresholds_on_the_sets_own_scores(tmp_path, tiny_model_dir):
+    rng = random.Random(3)
+    for k in range(6):
+        Image.new("RGB", (64, 48), (40 * k, 200 - 30 * k, 90)).save(tmp_path / f"{k}.png")
+    lines = []
+    for q in range(6):
+        documents = [f"a note about cups number {q}-{d}" for d in range(5)] + [{"image": f"{d}.png"} for d in range(6)]
+        lines.append({"query": f"cup {q}", "documents": documents, "relevant": sorted(rng.sample(range(11), 4))})
+    data = tmp_path / "set.jsonl"
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out, report_file = tmp_path / "calibration.json", tmp_path / "report.json"
+    command = ["eval", str(data), "--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]
+    assert lychee([*command, "--calibrate", str(out), "--output", str(report_file)]) == 0
+    calibration, report = json.loads(out.read_text()), json.loads(report_file.read_text())
+    (name,) = calibration["models"]
+    assert calibration["model_details"][name]["precision"] == "float32"
+    assert set(calibration["models"][name]) == {"text->text", "text->image"}
+    for kind, entry in calibration["models"][name].items():
+        pairs = [
+            (score, grade > 0)
+            for query in report["models"][name]["per_query"]
+            for k, score, grade in zip(query["kinds"], query["scores"], query["labels"])
+            if k == kind
+        ]
+        scores, relevant = [s for s, _ in pairs], [r for _, r in pairs]
+        assert (entry["pairs"], entry["relevant"]) == (len(pairs), sum(relevant))
+        assert entry["show_first"] == show_first(scores, relevant, 0.9)
+        assert entry["filter_below"] == filter_below(scores, relevant, 0.05)

@@ -20,10 +20,12 @@ applied to another model silently. Torch-free.
 from __future__ import annotations
 
 import datetime
+import json
 import math
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from .contract import Item, Part
+from .contract import Item, Part, WordedError
 
 MIN_PAIRS = 20
 MIN_RELEVANT = 5
@@ -141,3 +143,84 @@ def summary(calibration: dict) -> str:
         if "note" in entry
     ]
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+# -- using a calibration: a server started with --calibration FILE ---------------------------------------------------
+
+DEFAULT_BANDS = {"relevant": 0.7, "partly": 0.4}  # the uncalibrated bands: show it first, safe to filter out below
+_BAND_KEY = {"relevant": "show_first", "partly": "filter_below"}
+
+
+class CalibrationError(WordedError, ValueError):
+    """A calibration file that cannot be used (unreadable, or for models this server does not serve)."""
+
+    code = "calibration_file"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The thresholds of one or several calibration files: for each model, each modality pair's entry."""
+
+    models: dict = field(default_factory=dict)  # model name -> "q->d" -> {"show_first", "filter_below", "pairs", ...}
+    details: dict = field(default_factory=dict)  # model name -> {"model", "precision"}
+    files: tuple = ()
+
+    @classmethod
+    def load(cls, paths: Sequence[str]) -> "Calibration":
+        """The files' thresholds (a later file's entry for a model replaces an earlier one's)."""
+        models: dict = {}
+        details: dict = {}
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    found = json.load(handle)
+            except (OSError, ValueError) as error:
+                raise CalibrationError(f"cannot read the calibration file {path}: {error}") from None
+            if not isinstance(found, dict) or found.get("format") != FORMAT or not isinstance(found.get("models"), dict):
+                raise CalibrationError(f"{path} is not a calibration file (lychee eval --calibrate writes one)")
+            models.update(found["models"])
+            details.update(found.get("model_details") or {})
+        return cls(models, details, tuple(str(path) for path in paths))
+
+    def check(self, served: dict[str, str]) -> list[str]:
+        """Refuse a calibration for no model this server serves (`served`: name -> precision); the warnings for a
+        model calibrated in another precision."""
+        unknown = sorted(set(self.models) - set(served))
+        if unknown:
+            raise CalibrationError(
+                f"the calibration in {', '.join(self.files)} is for {', '.join(unknown)}; this server serves "
+                f"{', '.join(served)} (calibrate each served model with lychee eval --calibrate, by the name the API reports)"
+            )
+        return [
+            f"{name} was calibrated in {self.details[name]['precision']} and is served in {precision}: its thresholds may be off"
+            for name, precision in served.items()
+            if name in self.details and self.details[name].get("precision") not in (None, precision)
+        ]
+
+    def threshold(self, model: str, kind: str, band: str) -> tuple[float, int | None]:
+        """The score a row of `model` and modality pair `kind` needs for `band` ("relevant": show it first; "partly":
+        not safe to filter out), and the labelled pairs it was calibrated on (None: the default band)."""
+        entry = self.models.get(model, {}).get(kind) or {}
+        value = entry.get(_BAND_KEY[band])
+        if value is None:
+            return DEFAULT_BANDS[band], None
+        return float(value), int(entry.get("pairs", 0))
+
+
+def min_score_of(value: Any) -> float | str | None:
+    """A caller's `min_score`: a number (0..1), "relevant" or "partly" (the calibrated bands), or None."""
+    from .errors import InputError
+
+    if value is None or isinstance(value, bool):
+        if isinstance(value, bool):
+            raise InputError("min_score", "min_score", value=str(value))
+        return None
+    if isinstance(value, str) and value in DEFAULT_BANDS:
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError("min_score", "min_score", value=str(value)[:40]) from None
+    if not 0.0 <= number <= 1.0:
+        raise InputError("min_score", "min_score", value=str(value)[:40])
+    return number

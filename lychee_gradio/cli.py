@@ -303,6 +303,11 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
     )
     try:
         running = app.start(scorers, served)
+    except ValueError as error:  # a --calibration file for models this server does not serve
+        print(f"lychee {args.command}: {error}", file=sys.stderr)
+        if cluster:
+            cluster.close()
+        return 2
     except OSError as error:
         print(
             f"lychee {args.command}: cannot listen on {args.host}:{args.port} ({error}). "

@@ -91,6 +91,7 @@ class Config:
     header_timeout: float = _setting("header_timeout")
     long_documents: str = _setting("long_documents")
     chunk_tokens: int | None = _setting("chunk_tokens")
+    calibration: tuple[str, ...] = _setting("calibration")  # the files: the request service reads them
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "Config":

@@ -48,6 +48,7 @@ ERRORS: dict[str, tuple[int, str]] = {
                             "pixels; send fewer or smaller images"),
     # request options
     "too_many": (400, "{count} given, at most {limit} per request on this server"),
+    "min_score": (400, "expected a score from 0 to 1, \"relevant\" or \"partly\", got {value}"),
     "top_n": (400, "expected 0 (all) or a positive whole number, got {value}"),
     "max_pixels_low": (400, "must be at least {minimum}, got {value}"),
     "max_pixels_high": (400, "at most {limit} on this server"),
@@ -161,6 +162,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     # worded where they are raised
     "page": (400, "{message}"),
     "model_load": (500, "{message}"),
+    "calibration_file": (500, "{message}"),
     "wont_fit": (500, "{message}"),
     "url_refused": (400, "{message}"),
     "replica_failed": (500, "a model replica failed while scoring; the server's log has the details"),

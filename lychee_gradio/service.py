@@ -18,9 +18,11 @@ Torch-free: it is handed scorers (`contract.Scorer`) and knows no HTTP, no Gradi
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
+from .calibration import Calibration, kind_of, min_score_of
 from .config import Config, Limits, cache_scope
 from .contract import InputError, Item, LycheeError, NullObserver, Observer, PairScore, RequestContext, ScoringCancelledError
 from .explain import DEFAULT_GRID
@@ -28,6 +30,8 @@ from .inputs import admit_images, request_rules, to_item
 from .parts import check_mode, rows
 from .ranking import best_first, check_top_n
 from .registry import ModelSet
+
+logger = logging.getLogger(__name__)
 
 
 def read_items(
@@ -64,11 +68,14 @@ def read_items(
 @dataclass
 class Ranked:
     """A rerank's answer: the results best-first (index, pair score), and when a Stop ended it early, how
-    many documents it had scored (the results then rank those among themselves)."""
+    many documents it had scored (the results then rank those among themselves). With a `min_score`: how many
+    rows it left out, and the threshold each modality pair used (`{"q->d": {"min_score", "calibrated_pairs"}}`)."""
 
     results: list[tuple[int, PairScore]]
     stopped_after: int | None = None
     total: int = 0
+    filtered_out: int = 0
+    thresholds: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -206,6 +213,7 @@ class Request:
         partial: bool = False,
         long_documents: str | None = None,
         chunk_tokens: int | None = None,
+        min_score: Any = None,
     ) -> Ranked:
         """The documents best-first, the best `top_n` (0 or None: all); with `long_documents="split"` one row a
         part of a long document (several rows may share an index). With `partial`, a Stop hands back the documents
@@ -231,8 +239,31 @@ class Request:
             order = sorted(range(len(found)), key=lambda k: (-found[k][1].score, k))[:top_n]
             return Ranked([found[k] for k in order], stopped_after=len(scored), total=len(items))
         found = rows(pairs, mode)
-        order = best_first([pair.score for _, pair in found])[:top_n]
-        return Ranked([found[k] for k in order], total=len(items))
+        order = best_first([pair.score for _, pair in found])
+        kept, thresholds = self.above(scorer, query, items, found, order, min_score)
+        return Ranked(
+            [found[k] for k in kept[:top_n]], total=len(items), filtered_out=len(order) - len(kept), thresholds=thresholds
+        )
+
+    def above(self, scorer, query: Item, items: list[Item], found: list, order: list[int], min_score: Any):
+        """The rows of `order` at or above `min_score` (a number, or "relevant" / "partly": each row's model and
+        modality pair's calibrated threshold, else the default band), and the thresholds used by modality pair."""
+        wanted = min_score_of(min_score)
+        if wanted is None:
+            return order, {}
+        model, used = self.service.models.name_of(scorer), {}
+        kept = []
+        for k in order:
+            index, pair = found[k]
+            kind = f"{kind_of(query)}->{kind_of(items[index], pair.part)}"
+            if kind not in used:
+                value, pairs = (
+                    (wanted, None) if isinstance(wanted, float) else self.service.calibration.threshold(model, kind, wanted)
+                )
+                used[kind] = {"min_score": value, "calibrated_pairs": pairs}
+            if pair.score >= used[kind]["min_score"]:
+                kept.append(k)
+        return kept, used
 
     def explain(
         self,
@@ -300,6 +331,11 @@ class Service:
         self.config = config
         self.observer = observer or NullObserver()
         self.fetch = fetch
+        # --calibration: thresholds by model and modality pair; a file for a model not served is refused here.
+        self.calibration = Calibration.load(config.calibration) if config.calibration else Calibration()
+        served = {name: getattr(scorer, "precision", None) for name, scorer in zip(self.models.names, self.models.scorers)}
+        for warning in self.calibration.check(served):
+            logger.warning(warning)
 
     @contextlib.contextmanager
     def request(

@@ -121,6 +121,9 @@ SETTINGS: list[Setting] = [
       "text cut at the model's budget, a PDF's first page), refuse (413)", "doors", choices=LONG_DOCUMENTS),
     S("chunk_tokens", "int", None, "cut long texts into chunks of at most this many tokens (default: the model's "
       "text budget, 4096 or 10240)", "doors", minimum=16),
+    S("calibration", "list", [], "thresholds from lychee eval --calibrate (JSON; several files comma-separated, or one "
+      "with each model): min_score's \"relevant\" and \"partly\" and the verdicts use them where one exists for the "
+      "model and modality pair, the default bands elsewhere", "doors"),
     S("pdf_text", "bool", False, "send each PDF page's text layer with its image (default: the image alone, as page "
       "rerankers are trained and as a scanned page has it)", "doors"),
     # -- limits, the same on every door

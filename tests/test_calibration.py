@@ -89,3 +89,72 @@ def test_lychee_eval_calibrate_writes_each_models_thresholds_on_the_sets_own_sco
         assert (entry["pairs"], entry["relevant"]) == (len(pairs), sum(relevant))
         assert entry["show_first"] == show_first(scores, relevant, 0.9)
         assert entry["filter_below"] == filter_below(scores, relevant, 0.05)
+
+
+# -- a server started with a calibration file ----------------------------------------------------------------------
+
+
+def calibration_file(path, model: str, show_first: float, filter_below: float):
+    entry = {"show_first": show_first, "filter_below": filter_below, "pairs": 312, "relevant": 97}
+    path.write_text(json.dumps({"format": "lychee-calibration/1", "models": {model: {"text->text": entry}}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def calibrated(scorer, tmp_path_factory):
+    from lychee_gradio import app
+    from lychee_gradio.config import Config
+    from lychee_gradio.registry import ModelSet
+
+    (name,) = ModelSet.of(scorer).names
+    scores = scorer.score("white cup", DOCUMENTS)
+    middle = sorted(scores)[len(scores) // 2]  # a threshold that keeps about half
+    path = calibration_file(tmp_path_factory.mktemp("calibration") / "calibration.json", name, middle, min(scores) + 1e-9)
+    running = app.start(scorer, app.ServerSettings(port=0, mcp=True, config=Config(calibration=(str(path),))))
+    yield running.url, scores, middle
+    running.close()
+
+
+DOCUMENTS = ["a white cup", "a plate", "a blue mug", "a steel tumbler", "a white mountain cup", "a teapot", "a bowl"]
+
+
+def test_min_score_relevant_keeps_exactly_the_documents_at_or_above_the_calibrated_threshold(calibrated):
+    import httpx
+
+    url, scores, middle = calibrated
+    body = {"query": "white cup", "documents": DOCUMENTS, "min_score": "relevant"}
+    answer = httpx.post(f"{url}v1/rerank", json=body, timeout=60).json()
+    expected = sorted((i for i, score in enumerate(scores) if score >= middle), key=lambda i: -scores[i])
+    assert [row["index"] for row in answer["results"]] == expected
+    assert answer["meta"]["min_score"]["filtered_out"] == len(DOCUMENTS) - len(expected)
+    assert answer["meta"]["min_score"]["thresholds"] == {"text->text": {"min_score": middle, "calibrated_pairs": 312}}
+    top = httpx.post(f"{url}v1/rerank", json={**body, "top_n": 1}, timeout=60).json()  # top_n after the filter
+    assert [row["index"] for row in top["results"]] == expected[:1]
+    assert top["meta"]["min_score"]["filtered_out"] == len(DOCUMENTS) - len(expected)
+
+
+def test_min_score_takes_a_number_on_tei_and_mcp_and_a_bad_one_is_refused_by_name(calibrated):
+    import httpx
+
+    from .helpers import mcp_call
+
+    url, scores, _ = calibrated
+    tei = httpx.post(f"{url}rerank", json={"query": "white cup", "texts": DOCUMENTS, "min_score": 0.5}, timeout=60).json()
+    assert sorted(row["index"] for row in tei) == [i for i, score in enumerate(scores) if score >= 0.5]
+    result = mcp_call(url, "rerank", {"query": "white cup", "documents": DOCUMENTS, "min_score": 0.5})
+    found = json.loads(result.content[0].text)
+    assert sorted(row["index"] for row in found["results"]) == [i for i, score in enumerate(scores) if score >= 0.5]
+    assert found["filtered_out"] + len(found["results"]) == len(DOCUMENTS)
+    bad = httpx.post(f"{url}v1/rerank", json={"query": "q", "documents": ["d"], "min_score": "high"}, timeout=60)
+    assert (bad.status_code, bad.json()["field"]) == (400, "min_score")
+
+
+def test_another_models_calibration_is_refused_with_a_clear_message(scorer, tmp_path):
+    from lychee_gradio import app
+    from lychee_gradio.calibration import CalibrationError
+    from lychee_gradio.config import Config
+
+    path = calibration_file(tmp_path / "other.json", "Qwen3-VL-Reranker-8B", 0.8, 0.2)
+    with pytest.raises(CalibrationError) as refused:
+        app.start(scorer, app.ServerSettings(port=0, config=Config(calibration=(str(path),))))
+    assert "is for Qwen3-VL-Reranker-8B" in str(refused.value) and "this server serves" in str(refused.value)

@@ -50,6 +50,7 @@ class TeiRerankRequest(BaseModel):
     truncation_direction: str | None = Field(None, description="Right (the only one supported)")
     model: str | None = Field(None, description="which served model (default: the first)")
     instruction: str | None = Field(None, description="the task (default: the model's own)")
+    min_score: float | str | None = Field(None, description='leave out the texts below: a score, "relevant" or "partly"')
 
 
 class TeiRank(BaseModel):
@@ -143,7 +144,12 @@ def create_dialect_router(service: Service, opened: Callable, client_of: Callabl
                 query, items = req.read({"text": body.query}, [{"text": text} for text in body.texts], scorer, field="texts")
                 # TEI's truncate (true: cut, false: refuse) is "truncate" with the refusal below; absent: the server's.
                 ranked = req.rerank(
-                    scorer, query, items, body.instruction, long_documents="truncate" if body.truncate is not None else None
+                    scorer,
+                    query,
+                    items,
+                    body.instruction,
+                    long_documents="truncate" if body.truncate is not None else None,
+                    min_score=body.min_score,
                 )
                 if body.truncate is False:
                     for i, pair in sorted(ranked.results):

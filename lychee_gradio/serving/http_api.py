@@ -59,6 +59,11 @@ class RerankRequest(BaseModel):
         "per part), truncate (cut at the model's budget), refuse (413)",
     )
     max_tokens_per_doc: int | None = Field(None, ge=1, description="Cohere's: cut each document's text at this many tokens")
+    min_score: float | str | None = Field(
+        None,
+        description='leave out the results below: a score (0..1), or "relevant" / "partly" (the server\'s '
+        "calibrated thresholds for the model and modality pair, else 0.7 / 0.4); applied before top_n",
+    )
 
 
 class RerankedDocument(BaseModel):
@@ -139,6 +144,7 @@ def create_router(service: Service) -> APIRouter:
                     max_pixels=body.max_pixels,
                     long_documents=mode,
                     chunk_tokens=chunk,
+                    min_score=body.min_score,
                 )
                 results = [
                     {
@@ -152,6 +158,12 @@ def create_router(service: Service) -> APIRouter:
                 stats = req.context.use(scorer).stats
                 tokens = stats.tokens
                 meta: dict[str, Any] = {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}
+                if body.min_score is not None:
+                    meta["min_score"] = {
+                        "asked": body.min_score,
+                        "filtered_out": ranked.filtered_out,
+                        "thresholds": ranked.thresholds,
+                    }
                 if stats.split:
                     meta["long_documents"] = {
                         "mode": req.long_documents(mode),

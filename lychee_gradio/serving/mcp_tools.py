@@ -82,6 +82,11 @@ TOOLS = {
                 "query": _ITEM,
                 "documents": {"type": "array", "items": _ITEM},
                 "top_n": {"type": "integer", "minimum": 0, "description": "keep the best n (0: all)"},
+                "min_score": {
+                    "anyOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "string", "enum": ["relevant", "partly"]}],
+                    "description": "leave out the results below: a score, or the server's calibrated 'relevant' / "
+                    "'partly' thresholds (else 0.7 / 0.4); applied before top_n",
+                },
                 "long_documents": {
                     "type": "string",
                     "enum": ["max", "split", "truncate", "refuse"],
@@ -206,7 +211,15 @@ class McpTools:
                 )
             if name == "score":
                 return req.score(scorer, query_item, items, instruction)
-            return req.rerank(scorer, query_item, items, instruction, arguments.get("top_n"), long_documents=mode)
+            return req.rerank(
+                scorer,
+                query_item,
+                items,
+                instruction,
+                arguments.get("top_n"),
+                long_documents=mode,
+                min_score=arguments.get("min_score"),
+            )
 
         found = await anyio.to_thread.run_sync(work)
         shown = self.service.models.name_of(scorer)
@@ -224,6 +237,7 @@ class McpTools:
             }
         return {
             "model": shown,
+            **({"filtered_out": found.filtered_out, "thresholds": found.thresholds} if found.thresholds else {}),
             "results": [
                 {
                     "rank": rank,

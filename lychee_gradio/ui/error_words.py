@@ -30,6 +30,7 @@ ERRORS_ZH = {
     "image_pixels": "图片为 {width}x{height} = {pixels:,} 像素,超过本服务器上限 {limit:,}",
     "request_pixels": "本次请求的图片解码后合计超过本服务器 {limit:,} 像素的上限,请减少图片数量或使用更小的图片",
     "too_many": "给出了 {count} 个,本服务器每次请求最多 {limit} 个",
+    "min_score": "应为 0 到 1 之间的分数、\"relevant\" 或 \"partly\",收到 {value}",
     "top_n": "应为 0(全部)或正整数,收到 {value}",
     "max_pixels_low": "至少为 {minimum},收到 {value}",
     "max_pixels_high": "本服务器最多 {limit}",

@@ -93,6 +93,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "pdf_active": (400, "the PDF holds JavaScript or actions that open other files or programs, which this server "
                         "does not take; send a copy without them (print it to PDF)"),
     "pdf_page_number": (400, "expected a page number of the PDF (1 to its pages), got {value}"),
+    "pdf_bomb": (413, "a stream of the PDF inflates past {limit:,} bytes (a decompression bomb?)"),
     "pdf_query": (400, "a PDF can be a document, not a query; send a page as an image"),
     "too_many_pages": (413, "{count} PDF pages in the request, at most {limit} on this server"),
     "too_many_parts": (413, "the request's long documents make more than {limit} parts (pages and chunks) on this "

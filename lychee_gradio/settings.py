@@ -134,8 +134,8 @@ SETTINGS: list[Setting] = [
     S("max_video_mb", "float", 64, "one video file (its bytes, before decoding)", "limits", minimum=0.01),
     S("max_pdf_pages", "int", 100, "PDF pages of one request, counted before any is rendered", "limits", minimum=1),
     S("max_pdf_mb", "float", 64, "one PDF file (its bytes, before it is read)", "limits", minimum=0.01),
-    S("max_parts", "int", 1000, "parts one request scores: the pages and chunks of its long documents, each scored as "
-      "a document", "limits", minimum=1),
+    S("max_parts", "int", 200, "parts one request scores: the pages, chunks and segments of its long documents, each "
+      "scored as a document", "limits", minimum=1),
     S("max_image_pixels", "int", 50_000_000, "pixels of one image, checked before it is decoded", "limits",
       minimum=1),
     S("max_request_pixels", "int", 400_000_000, "decoded pixels of one request's images together (413 past it)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import zlib
 
 import httpx
 import pypdfium2
@@ -155,6 +156,35 @@ def encrypted_pdf() -> bytes:
     )
 
 
+def hidden_in_object_stream(action: bytes) -> bytes:
+    """A PDF whose catalog's /OpenAction is packed in an object stream encoded as ASCIIHex (no Flate to inflate)."""
+    packed = b"5 0 " + action
+    stream = packed.hex().encode() + b">"
+    return pdf_of_objects(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+            b"<< /Type /ObjStm /N 1 /First 4 /Filter /ASCIIHexDecode /Length %d >>\nstream\n" % len(stream)
+            + stream
+            + b"\nendstream",
+        ]
+    )
+
+
+def flate_bomb() -> bytes:
+    """One page whose content stream inflates to 70 MB of zeros (a few tens of KB in the file)."""
+    content = zlib.compress(bytes(70 * 2**20), 9)
+    return pdf_of_objects(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>",
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
+        ]
+    )
+
+
 HOSTILE_PDFS = {
     "truncated": (lambda pdf: pdf[: len(pdf) // 2], 400, "pdf_broken"),
     "encrypted": (lambda pdf: encrypted_pdf(), 400, "pdf_encrypted"),
@@ -176,7 +206,33 @@ HOSTILE_PDFS = {
         "pdf_active",
     ),
     "a program to launch": (lambda pdf: pages_pdf(1, catalog_extra=b"/OpenAction << /S /Launch /F (sh) >> "), 400, "pdf_active"),
+    "JavaScript in an ASCIIHex object stream": (
+        lambda pdf: hidden_in_object_stream(b"<< /S /JavaScript /JS (app.alert\\(1\\)) >>"),
+        400,
+        "pdf_active",
+    ),
+    "a page tree that loops": (
+        lambda pdf: pdf_of_objects([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R] /Count 1 >>"]),
+        400,
+        "pdf_broken",
+    ),
+    "more pages counted than held": (lambda pdf: pages_pdf(1).replace(b"/Count 1", b"/Count 2"), 400, "pdf_broken"),
+    "a content stream that inflates to 70 MB": (lambda pdf: flate_bomb(), 413, "pdf_bomb"),
 }
+
+
+def test_a_page_that_merely_shows_the_words_of_an_action_is_no_action(pdf_app):
+    content = b"BT /F1 12 Tf 20 100 Td (see /JS and /Launch in the manual) Tj ET"
+    pdf = pdf_of_objects(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>",
+            b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        ]
+    )
+    answer = httpx.post(f"{pdf_app}v1/rerank", json={"query": "q", "documents": [pdf_document(pdf)]}, timeout=60)
+    assert answer.status_code == 200, answer.text
 
 
 @pytest.fixture(scope="module")

@@ -20,30 +20,20 @@ import base64
 import binascii
 import math
 import os
-import re
 import threading
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..contract import InputError, Pages
 from .images import MAX_ASPECT_RATIO
+from .pdf_scan import check_pdf_bytes
 
 PDF_MAGIC = b"%PDF-"
 # A page is rendered at no more than 300 dots per inch (PDF's unit is 1/72 inch), however small it is.
 MAX_SCALE = 300 / 72
 # The largest page PDF allows (ISO 32000-1, Annex C: 14,400 units a side, 200 inches); a larger one is refused.
 MAX_PAGE_POINTS = 14_400
-# Actions that run code or open other files or programs (ISO 32000-1, 12.6.4): a PDF naming one is refused.
-# PDFium runs none of them here (no form environment: no JavaScript; a document read from memory opens no other
-# file), and the refusal says so to the caller rather than render a document whose author meant it to do more.
-ACTIVE_NAMES = {b"JavaScript", b"JS", b"Launch", b"GoToR", b"GoToE", b"ImportData", b"SubmitForm", b"RichMedia"}
-# Bytes of compressed streams (object streams hide dictionaries) inflated to look for those names, per PDF.
-MAX_INFLATED = 32 * 2**20
-_NAME = re.compile(rb"/([^\s/<>\[\]()%{}]{1,127})")
-_STREAM = re.compile(rb"(?<!end)stream\r?\n")
-_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
 # Characters of one page's text layer kept (with --pdf-text).
 MAX_PAGE_TEXT_CHARS = 32_768
 # PDFium is not thread-safe: every call into it holds this lock (pypdfium2's advice).
@@ -91,7 +81,8 @@ def pdf_data(value: Any, field: str, max_bytes: int | None = None) -> bytes:
         text = value.strip()
         if text.startswith("data:"):
             head, _, text = text.partition(",")
-            if not head.endswith(";base64"):
+            mime = head[5:].split(";", 1)[0].strip().lower()
+            if not head.endswith(";base64") or mime not in ("", "application/pdf", "application/octet-stream"):
                 raise InputError(field, "pdf_value")
         if max_bytes is not None and len(text) * 3 // 4 > max_bytes + 3:
             raise InputError(field, "pdf_bytes", limit=max_bytes)
@@ -110,29 +101,6 @@ def pdf_data(value: Any, field: str, max_bytes: int | None = None) -> bytes:
     return data
 
 
-def _names(data: bytes) -> set[bytes]:
-    return {_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), name) for name in _NAME.findall(data)}
-
-
-def check_passive(data: bytes, field: str) -> None:
-    """Refuse a PDF that names an action running code or opening other files (`ACTIVE_NAMES`), in its bytes or in
-    its compressed streams (inflated up to `MAX_INFLATED` bytes in all)."""
-    if _names(data) & ACTIVE_NAMES:
-        raise InputError(field, "pdf_active")
-    budget, view = MAX_INFLATED, memoryview(data)
-    for match in _STREAM.finditer(data):
-        if budget <= 0:
-            break
-        inflater = zlib.decompressobj()
-        try:
-            inflated = inflater.decompress(view[match.end() : match.end() + budget], budget)
-        except zlib.error:
-            continue
-        budget -= len(inflated)
-        if _names(inflated) & ACTIVE_NAMES:
-            raise InputError(field, "pdf_active")
-
-
 def _open(data: bytes, field: str):
     import pypdfium2 as pdfium
 
@@ -143,6 +111,17 @@ def _open(data: bytes, field: str):
             raise InputError(field, "pdf_encrypted") from None
         raise InputError(field, "pdf_broken") from None
     return document
+
+
+def _page(document, index: int, field: str):
+    """Page `index` of an open document; a page PDFium cannot load (a page tree that loops, is nested beyond its
+    limits, or counts more pages than it holds) is a damaged PDF."""
+    import pypdfium2 as pdfium
+
+    try:
+        return document[index]
+    except pdfium.PdfiumError:
+        raise InputError(field, "pdf_broken") from None
 
 
 def render_scale(width: float, height: float, keep_pixels: int | None) -> float:
@@ -164,8 +143,9 @@ def _size(page, field: str, keep_pixels: int | None, number: int) -> tuple[int, 
 
 def pdf_header(data: bytes, field: str, *, keep_pixels: int | None = None, max_pages: int | None = None) -> PdfHeader:
     """The page count and rendered sizes of a PDF, refusing (naming `field`) a PDF over `max_pages` or a page the
-    model cannot take, or one that names an action (`check_passive`), before anything is rendered."""
-    check_passive(data, field)
+    model cannot take, one that names an action or holds a decompression bomb (`pdf_scan.py`), before anything is
+    rendered."""
+    check_pdf_bytes(data, field)
     with _PDFIUM:
         document = _open(data, field)
         try:
@@ -176,7 +156,7 @@ def pdf_header(data: bytes, field: str, *, keep_pixels: int | None = None, max_p
                 raise InputError(field, "too_many_pages", count=count, limit=max_pages)
             sizes = []
             for index in range(count):
-                page = document[index]
+                page = _page(document, index, field)
                 try:
                     sizes.append(_size(page, field, keep_pixels, index + 1))
                 finally:
@@ -189,6 +169,8 @@ def pdf_header(data: bytes, field: str, *, keep_pixels: int | None = None, max_p
 def read_pdf(value: Any, field: str, rules=None) -> Pages:
     """A PDF's pages rendered (`Pages`) under `rules` (`ImageRules`: the pixel bound, the PDF limits, the
     request's budget and deadline), errors naming `field`."""
+    import pypdfium2 as pdfium
+
     from .images import NO_RULES
 
     rules = rules or NO_RULES
@@ -199,14 +181,17 @@ def read_pdf(value: Any, field: str, rules=None) -> Pages:
         document = _open(data, field)
         try:
             for index in range(header.pages):
-                page = document[index]
+                page = _page(document, index, field)
                 try:
                     width, height = page.get_size()
                     scale = render_scale(width, height, rules.keep_pixels)
                     expected = _size(page, field, rules.keep_pixels, index + 1)
                     if rules.budget is not None:
                         rules.budget.reserve(expected[0] * expected[1])  # the request's deadline and Stop, first
-                    bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255), may_draw_forms=False)
+                    try:
+                        bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255), may_draw_forms=False)
+                    except pdfium.PdfiumError:
+                        raise InputError(field, "pdf_broken") from None
                     image = bitmap.to_pil().convert("RGB")
                     bitmap.close()
                     if image.width * image.height > 2 * expected[0] * expected[1] + 64:

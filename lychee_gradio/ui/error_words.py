@@ -64,6 +64,7 @@ ERRORS_ZH = {
     "pdf_page_size": "第 {page} 页为 {width}x{height} 点,超过 PDF 允许的大小(每边 {limit:,})",
     "pdf_active": "PDF 含有 JavaScript 或会打开其他文件、程序的动作,本服务器不接受;请发送不含这些内容的副本(打印为 PDF)",
     "pdf_page_number": "应为 PDF 的页码(1 到总页数),收到 {value}",
+    "pdf_bomb": "PDF 中的某个数据流解压后超过 {limit:,} 字节(疑似解压炸弹)",
     "pdf_query": "PDF 只能作为文档,不能作为查询;请把某一页作为图片发送",
     "too_many_pages": "请求中有 {count} 页 PDF,本服务器最多 {limit} 页",
     "too_many_parts": "请求中的长文档超过本服务器 {limit} 个部分(页与文本块)的上限;请发送更少或更短的文档",

@@ -15,7 +15,10 @@ stamp=.venv/.lychee-test-installed
 if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "installing the app and its test tools ..."
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -r requirements.txt -e ".[test,cluster,quantize,video]"
+    # --no-compile: byte-compiling every module of torch, transformers, gradio and Ray at install costs most of a
+    # minute (~55 s for the runtime packages alone, measured for tests/test_layout.py's install); Python compiles
+    # what the tests import, when they import it.
+    .venv/bin/python -m pip install -q --no-compile -r requirements.txt -e ".[test,cluster,quantize,video]"
     touch "$stamp"
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -368,3 +368,14 @@ def test_v1_rerank_splits_a_long_text_into_chunks_each_scored_as_its_span_alone(
     spans = [tuple(row["part"]["chars"]) for row in rows]
     alone = scorer.score("cup", [text[start:end] for start, end in spans], long_documents="truncate")
     assert [row["relevance_score"] for row in rows] == pytest.approx(alone, abs=1e-5)
+
+
+def test_v1_explain_explains_a_pdfs_best_page_and_names_its_own_field(pdf_app, three_pages):
+    explained = httpx.post(
+        f"{pdf_app}v1/explain", json={"query": "a red page", "document": pdf_document(three_pages), "grid": 1}, timeout=120
+    )
+    assert explained.status_code == 200 and explained.json()["part"]["kind"] == "page"
+    broken = httpx.post(
+        f"{pdf_app}v1/explain", json={"query": "q", "document": pdf_document(three_pages[:200]), "grid": 1}, timeout=60
+    )
+    assert (broken.status_code, broken.json()["field"]) == (400, "document.pdf")

@@ -26,7 +26,7 @@ from ..service import Service
 from . import telemetry
 from .dialects import INFO_PATH, SCORE_PATHS, TeiRerankRequest, create_dialect_router
 from .edge import error_response
-from .json_inputs import read_json, request_images, text_of
+from .json_inputs import image_fields, read_json, request_images, request_item, text_of
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank")
 SHARED_RERANK_PATH = "/rerank"  # Cohere / Jina (documents) or TEI (texts): `rerank_any` picks
@@ -228,11 +228,14 @@ def create_router(service: Service) -> APIRouter:
         next-token view and (asked for) its own words. Every value is score(pair) - score(changed pair)."""
         with opened(request) as req:
             scorer = req.model(body.model)
-            fetched = await req.fetch(request_images(body.query, [body.document]), _client(request))
+            # Errors name this door's own fields: `query`, `document` (`document.pdf`, `document.image`).
+            fetched = await req.fetch(
+                image_fields(body.query, "query") + image_fields(body.document, "document"), _client(request)
+            )
 
             def work() -> dict:
-                query, (document,) = read_json(body.query, [body.document], fetched)
-                query_item, (item,) = req.read(query, [document], scorer)
+                query, document = request_item(body.query, "query", fetched), request_item(body.document, "document", fetched)
+                query_item, (item,) = req.read(query, [document], scorer, fields=["document"])
                 return req.explain(
                     scorer, query_item, item, body.instruction, grid=body.grid, explanation=body.explanation
                 ).as_dict()

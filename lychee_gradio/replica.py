@@ -58,6 +58,8 @@ class ScorerReplica:
             "dtype_why": scorer.dtype_why,
             "threads": scorer.threads,
             "max_text_tokens": scorer.max_text_tokens,
+            # The plain tokenizer (JSON), so that the front end cuts long texts into the chunks a local scorer cuts.
+            "tokenizer": scorer.encoder.literal.plain.to_str(),
         }
 
     async def inspect(

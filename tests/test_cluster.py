@@ -79,6 +79,19 @@ def test_the_replicated_scorer_scores_what_the_local_scorer_scores(replicated, s
         assert replicated.score(query, documents) == pytest.approx(scorer.score(query, documents), abs=1e-5)
 
 
+def test_a_replicated_scorer_splits_long_documents_into_the_parts_the_local_scorer_does(replicated, scorer):
+    long_text = "\n\n".join(f"Part {k}. " + "A white cup with a mountain line, glazed and fired. " * 40 for k in range(30))
+
+    def in_order(rows):
+        return sorted(rows, key=lambda r: (r.index, r.part.index if r.part else 0))
+
+    remote = in_order(replicated.rerank("white cup", [long_text, "a plate"], long_documents="split"))
+    local = in_order(scorer.rerank("white cup", [long_text, "a plate"], long_documents="split"))
+    assert [(r.index, r.part) for r in remote] == [(r.index, r.part) for r in local]
+    assert [r.score for r in remote] == pytest.approx([r.score for r in local], abs=1e-5)
+    assert sum(1 for r in remote if r.part is not None) >= 2
+
+
 def test_a_replicated_scorer_explains_what_the_local_scorer_explains(replicated, scorer, red_image):
     pair = ({"text": "a red card", "image": red_image}, "a red card on a table")
     remote, local = replicated.explain(*pair, grid=2), scorer.explain(*pair, grid=2)

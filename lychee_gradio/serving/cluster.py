@@ -83,6 +83,7 @@ class RayScorer(ScorerBase):
         self.dtype_why = description.get("dtype_why")
         self.threads = description.get("threads")  # one replica's
         self.max_text_tokens = description.get("max_text_tokens")
+        self._tokenizer = _tokenizer(description.get("tokenizer"))
         self.replicas = replicas
         self.cache = ScoreCache(cache_size)
         self._waiting = Counter()  # chunks sent to the replicas and not answered yet
@@ -90,6 +91,13 @@ class RayScorer(ScorerBase):
         self._closed = threading.Event()
         if application is not None:
             threading.Thread(target=self._watch, args=(application,), name="lychee-replica-watch", daemon=True).start()
+
+    def token_offsets(self, text: str):
+        """Each token's [start, end) in `text` by the replicas' own tokenizer: long texts are cut into the chunks
+        a local scorer cuts (parts.py), here in the front end, before any replica is asked."""
+        if self._tokenizer is None:
+            return None
+        return self._tokenizer.encode(text, add_special_tokens=False).offsets
 
     def _watch(self, application: str) -> None:
         import ray
@@ -231,6 +239,15 @@ class _RayLoop:
 
     def run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
+def _tokenizer(text: str | None):
+    """The replicas' plain tokenizer from its JSON (the `tokenizers` library: no torch), or None."""
+    if not text:
+        return None
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(text)
 
 
 def _replica_lost(error: BaseException) -> bool:

@@ -86,13 +86,7 @@ def text_chunks(text: str, chunking: Chunking, field: str = "documents") -> list
     spans: list[tuple[int, int]] = []
     start = 0
     while True:
-        chars = limit * 8
-        while True:  # a window of the text holding more than `limit` tokens, or the rest of it
-            window = text[start : start + chars]
-            offsets = chunking.offsets(window)
-            if len(offsets) > limit or start + len(window) >= len(text):
-                break
-            chars *= 2
+        offsets = _window(text, start, limit, chunking.offsets)
         if len(offsets) <= limit:  # the rest fits
             if not spans:
                 return None
@@ -115,18 +109,22 @@ def text_chunks(text: str, chunking: Chunking, field: str = "documents") -> list
         start = max(next_start, spans[-1][0] + 1)
 
 
+def _window(text: str, start: int, limit: int, offsets: Offsets) -> Sequence[tuple[int, int]]:
+    """The token offsets of a window of `text` from `start` that holds more than `limit` tokens, or of the rest of
+    it: a few characters a token are read, doubled until enough (megabytes are never tokenized whole)."""
+    chars = limit * 8
+    while True:
+        window = text[start : start + chars]
+        found = offsets(window)
+        if len(found) > limit or start + len(window) >= len(text):
+            return found
+        chars *= 2
+
+
 def cut_text(text: str, chunking: Chunking) -> str:
     """`text` cut at the end of its `chunking.max_tokens`-th token (the engine's rule, at another length)."""
-    return text[: _token_end(text, chunking)]
-
-
-def _token_end(text: str, chunking: Chunking) -> int:
-    chars = chunking.max_tokens * 8
-    while True:
-        offsets = chunking.offsets(text[:chars])
-        if len(offsets) > chunking.max_tokens or chars >= len(text):
-            return offsets[chunking.max_tokens - 1][1] if len(offsets) > chunking.max_tokens else len(text)
-        chars *= 2
+    offsets = _window(text, 0, chunking.max_tokens, chunking.offsets)
+    return text[: offsets[chunking.max_tokens - 1][1]] if len(offsets) > chunking.max_tokens else text
 
 
 @dataclass(frozen=True)
@@ -138,15 +136,18 @@ class Parted:
     ranges: list[range]
     parts: list[Part | None]
 
+    def _split(self) -> list[range]:
+        return [span for span in self.ranges if len(span) > 1 or self.parts[span.start] is not None]
+
     @property
     def split(self) -> int:
-        """Documents that became several parts."""
-        return sum(1 for span in self.ranges if len(span) > 1 or self.parts[span.start] is not None)
+        """Documents that became parts."""
+        return len(self._split())
 
     @property
     def split_parts(self) -> int:
-        """The parts of the documents that became several."""
-        return sum(len(span) for span in self.ranges if len(span) > 1 or self.parts[span.start] is not None)
+        """The parts of the documents that became parts."""
+        return sum(len(span) for span in self._split())
 
 
 def parts_of(documents: Sequence[Item], mode: str, chunking: Chunking | None, field: str = "documents", fields=None) -> Parted:
@@ -218,17 +219,25 @@ def segments_of(video: Video) -> list[tuple[Video, Part]]:
     return found
 
 
-def best_of(parted: Parted, scores: Sequence[PairScore]) -> list[PairScore]:
-    """Each document's score: its best part's (the first of equals), naming the part, with every part's score."""
-    answers = []
+def best_of(parted: Parted, scores: Sequence[PairScore | None]) -> list[PairScore | None]:
+    """Each document's score: its best part's (the first of equals), naming the part, with every part's score.
+    A document with a part not scored (None: a stopped call's) has none."""
+    answers: list[PairScore | None] = []
     for span in parted.ranges:
+        if any(i >= len(scores) or scores[i] is None for i in span):
+            answers.append(None)
+            continue
         own = [replace(scores[i], part=parted.parts[i]) for i in span]
         if len(own) == 1 and own[0].part is None:
             answers.append(own[0])
             continue
-        best = max(range(len(own)), key=lambda k: (own[k].score, -k))
-        answers.append(replace(own[best], tokens=sum(p.tokens for p in own), parts=tuple(own)))
+        answers.append(replace(own[best_index(own)], tokens=sum(p.tokens for p in own), parts=tuple(own)))
     return answers
+
+
+def best_index(scores: Sequence[PairScore]) -> int:
+    """Which of a document's parts is its best: the highest score, the first of equals."""
+    return max(range(len(scores)), key=lambda k: (scores[k].score, -k))
 
 
 def rows(pairs: Sequence[PairScore], mode: str) -> list[tuple[int, PairScore]]:

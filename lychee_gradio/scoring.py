@@ -26,7 +26,7 @@ from .contract import (
 from .explain import DEFAULT_GRID, DEFAULT_SEGMENTS, MAX_GRID, MAX_SEGMENTS, whole_number
 from .families import ModelFamily
 from .inputs import RETURN_MEMORY_AFTER_PIXELS, ImageRules, image_pixels, resolve_instruction, return_memory, to_item, to_items
-from .parts import DEFAULT_OVERLAP, Chunking, Parted, best_of, check_mode, check_query, parts_of, rows
+from .parts import DEFAULT_OVERLAP, Chunking, best_index, best_of, check_mode, check_query, parts_of, rows
 from .ranking import best_first, check_top_n
 from .score_cache import DigestMemo, ScoreCache, through_cache, through_keys
 
@@ -76,22 +76,6 @@ class Counter:
     @property
     def value(self) -> int:
         return self._value
-
-
-def partial_documents(parted: Parted, partial: list | None) -> list | None:
-    """A stopped call's scores by part as scores by document: a document whose parts were all scored gets its
-    best part's; the others None."""
-    if partial is None:
-        return None
-    answers: list = []
-    for span in parted.ranges:
-        own = [partial[i] if i < len(partial) else None for i in span]
-        if any(pair is None for pair in own):
-            answers.append(None)
-        else:
-            one = Parted(own, [range(len(own))], [parted.parts[i] for i in span])
-            answers.append(best_of(one, own)[0])
-    return answers
 
 
 # -- the shared scorer ------------------------------------------------------------------------------------
@@ -210,7 +194,7 @@ class ScorerBase:
                 ),
             )
         except (ScoringCancelledError, ScoringTimeoutError) as error:
-            error.partial = partial_documents(parted, error.partial)
+            error.partial = None if error.partial is None else best_of(parted, error.partial)
             raise
         finally:
             if image_pixels([query_item, *document_items, *parts]) >= RETURN_MEMORY_AFTER_PIXELS:
@@ -353,7 +337,7 @@ class ScorerBase:
         scores = self.score_with_logits(
             query, parted.items, instruction, max_pixels=max_pixels, context=context, long_documents="truncate"
         )
-        best = max(range(len(scores)), key=lambda k: (scores[k].score, -k))
+        best = best_index(scores)
         return parted.items[best], parted.parts[best]
 
     def score_pairs(

@@ -193,7 +193,7 @@ class Request:
             on_progress=on_progress,
             context=context,
             long_documents=self.long_documents(long_documents),
-            chunk_tokens=min(x for x in (chunk_tokens, self.service.config.chunk_tokens, 1 << 30) if x),
+            chunk_tokens=min((x for x in (chunk_tokens, self.service.config.chunk_tokens) if x), default=None),
             max_parts=self.limits.max_parts,
         )
         if context.stats.split:
@@ -220,6 +220,7 @@ class Request:
         scored before it, ranked among themselves (the page shows them); else it raises."""
         top_n = check_top_n(top_n)
         mode = self.long_documents(long_documents)
+        wanted = min_score_of(min_score)  # checked before any scoring
         try:
             pairs = self.score(
                 scorer,
@@ -236,19 +237,19 @@ class Request:
             if not partial or not scored:
                 raise
             found = [(i, part) for i in sorted(scored) for _, part in rows([scored[i]], mode)]
-            order = sorted(range(len(found)), key=lambda k: (-found[k][1].score, k))[:top_n]
+            order = best_first([pair.score for _, pair in found])[:top_n]
             return Ranked([found[k] for k in order], stopped_after=len(scored), total=len(items))
         found = rows(pairs, mode)
         order = best_first([pair.score for _, pair in found])
-        kept, thresholds = self.above(scorer, query, items, found, order, min_score)
+        kept, thresholds = self.above(scorer, query, items, found, order, wanted)
         return Ranked(
             [found[k] for k in kept[:top_n]], total=len(items), filtered_out=len(order) - len(kept), thresholds=thresholds
         )
 
-    def above(self, scorer, query: Item, items: list[Item], found: list, order: list[int], min_score: Any):
-        """The rows of `order` at or above `min_score` (a number, or "relevant" / "partly": each row's model and
-        modality pair's calibrated threshold, else the default band), and the thresholds used by modality pair."""
-        wanted = min_score_of(min_score)
+    def above(self, scorer, query: Item, items: list[Item], found: list, order: list[int], wanted: float | str | None):
+        """The rows of `order` at or above `wanted` (`calibration.min_score_of`: a number, or "relevant" / "partly":
+        each row's model and modality pair's calibrated threshold, else the default band), and the thresholds used
+        by modality pair."""
         if wanted is None:
             return order, {}
         model, used = self.service.models.name_of(scorer), {}

@@ -16,13 +16,11 @@ import statistics
 import threading
 import time
 
-import torch
-
 from ..engine.random_model import build_processor, build_random_model
 from ..engine.scorer import LycheeScorer
 from ..engine.weights import choose_runtime
 from ..families import FAMILIES
-from .common import QUERY_TEXT, cpu_name, drive_clients, load_summary, text_documents
+from .common import QUERY_TEXT, drive_clients, load_summary, machine_of, text_documents
 
 CASES = (("16 clients x 4 documents", 16, 4), ("4 clients x 64 documents", 4, 64))
 LONE_REQUESTS = 30
@@ -111,10 +109,7 @@ def run_batching(
     texts = text_documents(processor.tokenizer, 256, min_tokens=30, max_tokens=90)
     report = {
         "model_size": size,
-        "device": runtime.device,
-        "dtype": str(runtime.dtype).replace("torch.", ""),
-        "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
+        **machine_of(runtime),
         "seconds": seconds,
         "max_batch_wait_ms": wait_ms,
         "rows": {},

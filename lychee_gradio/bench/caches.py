@@ -6,13 +6,11 @@ import statistics
 import time
 from typing import Callable
 
-import torch
-
 from ..engine.random_model import build_processor, build_random_model
 from ..engine.scorer import LycheeScorer
 from ..engine.weights import choose_runtime
 from ..families import FAMILIES
-from .common import QUERY_TEXT, cpu_name, synthetic_image, text_documents
+from .common import QUERY_TEXT, machine_of, synthetic_image, text_documents
 
 
 def run_caches(
@@ -89,10 +87,7 @@ def run_caches(
     median = statistics.median
     return {
         "model_size": size,
-        "device": runtime.device,
-        "dtype": str(runtime.dtype).replace("torch.", ""),
-        "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
+        **machine_of(runtime),
         "documents": docs,
         "runs": runs,
         "photo_size": list(photo_size),

@@ -137,6 +137,16 @@ def load_summary(latencies: list[float], errors: int, wall: float, pairs: int) -
     }
 
 
+def machine_of(runtime) -> dict:
+    """What a report says of where it ran: the device, dtype, the device's name and the CPU threads."""
+    return {
+        "device": runtime.device,
+        "dtype": str(runtime.dtype).replace("torch.", ""),
+        "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

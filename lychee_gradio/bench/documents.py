@@ -19,7 +19,7 @@ from ..families import FAMILIES
 from ..inputs import to_item
 from ..inputs.images import ImageRules
 from ..parts import parts_of
-from .common import QUERY_TEXT, PeakMemory, cpu_name, synthetic_image, text_documents
+from .common import QUERY_TEXT, PeakMemory, machine_of, synthetic_image, text_documents
 
 
 def pdf_of(pages: int, size: tuple[int, int] = (612, 792)) -> bytes:
@@ -64,15 +64,7 @@ def run_documents(
         length = f"{clip_seconds / 60:g} minutes" if clip_seconds % 60 == 0 else f"{clip_seconds:g} s"
         documents[f"a clip of {length}"] = to_item({"video": clip}, "clip", rules=rules)
     scorer.score("warm-up", ["a short text"])
-    report = {
-        "model_size": size,
-        "device": runtime.device,
-        "dtype": str(runtime.dtype).replace("torch.", ""),
-        "device_name": torch.cuda.get_device_name() if runtime.device.startswith("cuda") else cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
-        "runs": runs,
-        "documents": {},
-    }
+    report = {"model_size": size, **machine_of(runtime), "runs": runs, "documents": {}}
     for name, document in documents.items():
         item = to_item(document, "document", rules=rules)
         parted = parts_of([item], "max", scorer.chunking())

@@ -123,6 +123,9 @@ class PixelBudget:
         self.limit, self.pool, self.check = limit, pool, check
         self.used = 0  # pixels of the request's decoded images
         self._held = 0  # bytes admitted from the pool
+        # PDFs checked and measured at admission (`inputs.pdf.PdfHeader`), by the id of the value the request holds,
+        # so that reading them does not scan and measure them again.
+        self.pdf_headers: dict[int, Any] = {}
 
     def admit(self, amount: int, *, field: str = "documents", fits: int | None = None) -> None:
         """Take `amount` bytes from the pool, once per request (`ImageMemoryPool.acquire`: refused when it can
@@ -262,6 +265,7 @@ def _pdf_pages(value: Any, field: str, rules: "ImageRules", before: int) -> tupl
         if error.code == "pdf_bytes":
             raise
         return ()
+    rules.budget.pdf_headers[id(value)] = header
     return header.sizes
 
 

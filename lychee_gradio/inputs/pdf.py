@@ -175,7 +175,10 @@ def read_pdf(value: Any, field: str, rules=None) -> Pages:
 
     rules = rules or NO_RULES
     data = pdf_data(value, field, rules.max_pdf_bytes)
-    header = pdf_header(data, field, keep_pixels=rules.keep_pixels, max_pages=rules.max_pdf_pages)
+    # Checked and measured at admission already (a request's PDFs are), or here (a library call's).
+    header = rules.budget.pdf_headers.pop(id(value), None) if rules.budget is not None else None
+    if header is None:
+        header = pdf_header(data, field, keep_pixels=rules.keep_pixels, max_pages=rules.max_pdf_pages)
     images, texts = [], []
     with _PDFIUM:
         document = _open(data, field)

@@ -10,12 +10,12 @@ from 1, with the upload's file name), never a server path (`Wording`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..contract import InputError, Item, WordedError, colour_of
-from ..parts import segments_of
+from ..contract import InputError, WordedError, colour_of
+from ..parts import parts_of
 from .error_words import reason
 from .translations import text
 
@@ -266,12 +266,12 @@ def pair_of(req, scorer, query_text, query_image, document: dict) -> tuple:
         raise PageError(text("error_document_missing", lang))
     name = document.get("name") or ", ".join(upload_name(path) for path in [*images, *([video] if video else [])])
     query_item, (item,) = read_page(req, [scorer], query, [found], Wording(query_name, [name], document_key="single"))
-    if item.pages is not None and document.get("page"):  # one page chosen (a row of a split ranking)
-        number = int(document["page"])
-        item = Item(text=item.text, images=(*item.images, item.pages.images[item.pages.numbers.index(number)]))
-    if item.video is not None and document.get("segment") is not None:  # one segment of a long clip chosen
-        segments = segments_of(item.video)
-        item = replace(item, video=segments[min(int(document["segment"]), len(segments) - 1)][0])
+    # One page or segment chosen (a row of a split ranking): that part, as the ranking scored it (parts.py).
+    if item.pages is not None and document.get("page"):
+        item = parts_of([item], "split", None).items[item.pages.numbers.index(int(document["page"]))]
+    elif item.video is not None and document.get("segment") is not None:
+        parts = parts_of([item], "split", None).items
+        item = parts[min(int(document["segment"]), len(parts) - 1)]
     return query_item, item
 
 

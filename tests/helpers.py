@@ -91,6 +91,13 @@ def open_page(browser, url: str, tab: str | None = None, **options):
     return page
 
 
+def upload_files(page, box: str, files: list[str]) -> None:
+    """Put `files` in the file box `box` and wait until all of them are uploaded: the box lists them as its value.
+    (While they upload, Gradio shows each file's name beside a progress bar: a name alone proves nothing.)"""
+    page.locator(f"{box} input[type=file]").set_input_files(files)
+    page.locator(f"{box} table.file-preview tr.file").nth(len(files) - 1).wait_for(timeout=30_000)
+
+
 def upload_images(page, files: list[str]) -> None:
     """Image ranking: upload `files` and wait for their thumbnails."""
     page.locator("#images-files input[type=file]").set_input_files(files)

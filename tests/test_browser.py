@@ -42,7 +42,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from .conftest import ASSETS, CUP, MUG, TUMBLER  # noqa: E402
-from .helpers import open_page, upload_images, within  # noqa: E402
+from .helpers import open_page, upload_files, upload_images, within  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -475,8 +475,7 @@ def test_a_batch_block_with_two_images_and_a_clip_ranks_as_the_library_does(brow
     page.locator("#batch-documents textarea").fill(
         "two photos and a clip [image: mountain_cup.png, blue_mug.png] [video: clip.mp4]\n---\na steel tumbler"
     )
-    page.locator("#batch-files input[type=file]").set_input_files([CUP, MUG, clip])
-    page.locator("#batch-files").get_by_text(".mp4").wait_for(timeout=30_000)  # uploaded before the run
+    upload_files(page, "#batch-files", [CUP, MUG, clip])  # uploaded before the run
     page.locator("#rerank-button").click()
     rows = page.locator("#batch-table table tbody tr")
     rows.nth(1).wait_for(timeout=60_000)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from .conftest import CUP
-from .helpers import make_pdf, open_page
+from .helpers import make_pdf, open_page, upload_files
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -18,8 +18,7 @@ def test_image_ranking_ranks_a_pdfs_pages_beside_photos_with_their_captions(brow
     pdf.write_bytes(make_pdf([Image.new("RGB", (300, 400), colour) for colour in ("red", "green", "blue")]))
     page = open_page(browser, url, "Image ranking", viewport={"width": 1400, "height": 1000})
     page.locator("#images-query textarea").fill("a green page")
-    page.locator("#images-files input[type=file]").set_input_files([CUP, str(pdf)])
-    page.locator("#images-files").get_by_text(".pdf").wait_for(timeout=30_000)
+    upload_files(page, "#images-files", [CUP, str(pdf)])
     page.locator("#rank-button").click()
     items = page.locator("#images-gallery .thumbnail-item, #images-gallery button.thumbnail-item")
     items.nth(3).wait_for(timeout=60_000)

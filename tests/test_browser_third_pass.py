@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from .conftest import CUP, MUG
-from .helpers import make_clip, open_page
+from .helpers import make_clip, open_page, upload_files
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -36,8 +36,7 @@ def test_the_batch_why_maps_every_image_and_a_clips_seconds_with_one_request_a_c
     page.locator("#batch-documents textarea").fill(
         "two photos [image: mountain_cup.png, blue_mug.png]\n---\na clip [video: clip.mp4]"
     )
-    page.locator("#batch-files input[type=file]").set_input_files([CUP, MUG, clip])
-    page.locator("#batch-files").get_by_text(".mp4").wait_for(timeout=30_000)
+    upload_files(page, "#batch-files", [CUP, MUG, clip])
     page.locator("#rerank-button").click()
     page.locator("#batch-table table tbody tr").nth(1).wait_for(timeout=60_000)
     log = ExplainLog()
@@ -75,8 +74,7 @@ def test_compare_takes_a_clip_upload_and_ranks_its_document(browser, two_model_a
     page = open_page(browser, two_model_app, "Compare", viewport={"width": 1400, "height": 1000})
     page.locator("#compare-query textarea").fill("a red square")
     page.locator("#compare-documents textarea").fill("the clip [video: clip.mp4]\n---\na steel tumbler")
-    page.locator("#compare-files input[type=file]").set_input_files([clip])
-    page.locator("#compare-files").get_by_text(".mp4").wait_for(timeout=30_000)
+    upload_files(page, "#compare-files", [clip])
     page.locator("#compare-button").click()
     page.locator("#compare-table table tbody tr").nth(1).wait_for(timeout=60_000)
     assert "clip.mp4" in page.locator("#compare-table").inner_text()

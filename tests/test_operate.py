@@ -290,9 +290,10 @@ def test_memory_is_released_after_the_exception_is_gone(scorer, monkeypatch):
 
 @pytest.fixture(scope="module")
 def operated(scorer):
-    """A server with an API key, a 1 s request timeout and a cache, over a scorer a test may slow down."""
+    """A server with an API key, a 3 s request timeout and a cache, over a scorer a test may slow down (3 s: an
+    unslowed request on a busy 2-core machine took over 1 s)."""
     served = fresh(scorer, cache_size=1000, batch_size=1, reuse_prefix=False)
-    settings = app.ServerSettings(port=0, config=Config(api_key="sekrit", request_timeout=1.0))
+    settings = app.ServerSettings(port=0, config=Config(api_key="sekrit", request_timeout=3.0))
     running = app.start(served, settings)
     deadline = time.monotonic() + 30
     while httpx.get(running.url + "ready").status_code != 200 and time.monotonic() < deadline:
@@ -376,7 +377,7 @@ def test_every_rerank_answer_carries_its_request_id(operated, caplog):
 
 def test_a_request_past_its_timeout_gets_504_and_the_next_one_is_answered(operated):
     url, served = operated
-    with forward_hook(served, slow(0.3)):
+    with forward_hook(served, slow(0.5)):  # 8 forward passes of 0.5 s: past 3 s
         late = httpx.post(
             url + "v1/rerank", json={"query": "late", "documents": [f"late {i}" for i in range(8)]}, headers=KEY, timeout=30
         )
@@ -396,8 +397,8 @@ def test_the_page_api_is_counted_and_times_out_with_a_message(operated):
     before = metric(url, "lychee_requests_total", endpoint="/rerank", status="200")
     client.predict(query_text="q", documents="a\n---\nb", api_name="/rerank")
     assert metric(url, "lychee_requests_total", endpoint="/rerank", status="200") - before == 1
-    with forward_hook(served, slow(0.3)):
-        with pytest.raises(AppError, match="took longer than this server's limit of 1 s"):
+    with forward_hook(served, slow(0.5)):
+        with pytest.raises(AppError, match="took longer than this server's limit of 3 s"):
             client.predict(query_text="slow page", documents="\n---\n".join(f"p{i}" for i in range(8)), api_name="/rerank")
     assert metric(url, "lychee_requests_total", endpoint="/rerank", status="504") >= 1
 

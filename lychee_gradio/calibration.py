@@ -22,10 +22,10 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
-from .contract import Item, Part, WordedError
+from .contract import DEFAULT_BANDS, Bands, Item, Part, WordedError
 
 MIN_PAIRS = 20
 MIN_RELEVANT = 5
@@ -45,6 +45,11 @@ def kind_of(item: Item, part: Part | None = None) -> str:
     if item.images:
         return "text+image" if item.text else "image"
     return "text"
+
+
+def pair_kind(query: Item, item: Item, part: Part | None = None) -> str:
+    """A query-document pair's modality pair as the file names it: "text->image", "image->page", ..."""
+    return f"{kind_of(query)}->{kind_of(item, part)}"
 
 
 def show_first(scores: Sequence[float], relevant: Sequence[bool], precision: float) -> float | None:
@@ -116,17 +121,35 @@ def calibrate(
     }
 
 
-def from_report(report: dict, *, precision: float = DEFAULT_PRECISION, miss: float = DEFAULT_MISS, details=None) -> dict:
-    """The calibration of an evaluation report (`evaluation.evaluate`: each query's scores, grades and modalities,
-    for each model); `details`: each model's {"model", "precision"} by name."""
-    labelled = [
+def labelled_of(report: dict) -> list[tuple[str, str, float, int]]:
+    """(model, modality pair, score, grade) of every labelled pair of an evaluation report (`evaluation.evaluate`:
+    each query's scores, grades and modalities, for each model)."""
+    return [
         (name, kind, score, grade)
         for name, model in report["models"].items()
         for query in model["per_query"]
         for kind, score, grade in zip(query["kinds"], query["scores"], query["labels"])
     ]
+
+
+def from_report(report: dict, *, precision: float = DEFAULT_PRECISION, miss: float = DEFAULT_MISS, details=None) -> dict:
+    """The calibration of an evaluation report; `details`: each model's {"model", "precision"} by name."""
     source = {key: report[key] for key in ("data", "queries") if key in report}
-    return calibrate(labelled, precision=precision, miss=miss, models=details, source=source)
+    return calibrate(labelled_of(report), precision=precision, miss=miss, models=details, source=source)
+
+
+def curves(scores: Sequence[float], relevant: Sequence[bool], points: int = 200) -> list[tuple[float, float, float]]:
+    """(t, precision, recall) of "show the pairs scored >= t" at each distinct score t of the labelled pairs,
+    highest first (at most `points` of them, evenly by rank, the lowest kept): the curve a cut-off is chosen on."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    good = sum(1 for flag in relevant if flag)
+    found, hits = [], 0
+    for count, i in enumerate(order, start=1):
+        hits += bool(relevant[i])
+        if count == len(order) or scores[order[count]] < scores[i]:  # equal scores are taken together
+            found.append((scores[i], hits / count, hits / good if good else 0.0))
+    step = max(1, math.ceil(len(found) / points))
+    return found[::step] + ([found[-1]] if found and (len(found) - 1) % step else [])
 
 
 def summary(calibration: dict) -> str:
@@ -147,8 +170,7 @@ def summary(calibration: dict) -> str:
 
 # -- using a calibration: a server started with --calibration FILE ---------------------------------------------------
 
-DEFAULT_BANDS = {"relevant": 0.7, "partly": 0.4}  # the uncalibrated bands: show it first, safe to filter out below
-_BAND_KEY = {"relevant": "show_first", "partly": "filter_below"}
+BANDS = ("relevant", "partly")  # min_score's words: at or above show_first, at or above filter_below
 
 
 class CalibrationError(WordedError, ValueError):
@@ -197,14 +219,24 @@ class Calibration:
             if name in self.details and self.details[name].get("precision") not in (None, precision)
         ]
 
-    def threshold(self, model: str, kind: str, band: str) -> tuple[float, int | None]:
-        """The score a row of `model` and modality pair `kind` needs for `band` ("relevant": show it first; "partly":
-        not safe to filter out), and the labelled pairs it was calibrated on (None: the default band)."""
+    def bands(self, model: str, kind: str) -> Bands:
+        """The thresholds that read a score of `model` for modality pair `kind` ("text->image", ...): the
+        calibrated ones where the file has them (a `null` one, too few labels, keeps its default), else the
+        defaults; `pairs` says how many labelled pairs they were fitted on (None: not calibrated)."""
         entry = self.models.get(model, {}).get(kind) or {}
-        value = entry.get(_BAND_KEY[band])
-        if value is None:
-            return DEFAULT_BANDS[band], None
-        return float(value), int(entry.get("pairs", 0))
+        show, below = entry.get("show_first"), entry.get("filter_below")
+        if show is None and below is None:
+            return replace(DEFAULT_BANDS, kind=kind)
+        show = DEFAULT_BANDS.show_first if show is None else float(show)
+        below = DEFAULT_BANDS.filter_below if below is None else float(below)
+        # Where "safe to filter out" lies above "show it first" (noisy labels), green wins and nothing is yellow.
+        return Bands(show, below, int(entry.get("pairs", 0)), kind)
+
+    def threshold(self, model: str, kind: str, band: str) -> tuple[float, int | None]:
+        """The score a row of `model` and modality pair `kind` needs for `band` ("relevant": show it first;
+        "partly": not safe to filter out), and the labelled pairs it was calibrated on (None: the default band)."""
+        bands = self.bands(model, kind)
+        return bands.threshold(band), bands.pairs
 
 
 def min_score_of(value: Any) -> float | str | None:
@@ -215,7 +247,7 @@ def min_score_of(value: Any) -> float | str | None:
         if isinstance(value, bool):
             raise InputError("min_score", "min_score", value=str(value))
         return None
-    if isinstance(value, str) and value in DEFAULT_BANDS:
+    if isinstance(value, str) and value in BANDS:
         return value
     try:
         number = float(value)

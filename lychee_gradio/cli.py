@@ -413,13 +413,9 @@ def evaluate(args: argparse.Namespace) -> int:
         args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         print(f"wrote {args.output}")
     if args.calibrate:
-        from .calibration import from_report, summary
+        from .calibration import summary
 
-        details = {
-            name: {"model": report["models"][name]["model"], "precision": scorer.precision}
-            for name, scorer in zip(models.names, models.scorers)
-        }
-        found = from_report(report, precision=args.target_precision, miss=args.relevant_missed, details=details)
+        found = service.calibrate(report, precision=args.target_precision, miss=args.relevant_missed)
         print("\n" + summary(found))
         args.calibrate.parent.mkdir(parents=True, exist_ok=True)
         args.calibrate.write_text(json.dumps(found, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -179,19 +179,51 @@ class ScoreStats:
         self.chunks_in_flight = max(self.chunks_in_flight, other.chunks_in_flight)
 
 
-# Reading a score (docs/design.md, "Reading a score"): the one place the thresholds are written.
+# Reading a score (docs/design.md, "Reading a score"): the one place the default thresholds are written.
 VERDICTS = {"green": "highly relevant", "yellow": "partly relevant", "red": "not relevant"}
 
 
-def colour_of(score: float) -> str:
-    """ "green" (>= 0.7, show it first), "yellow" (0.4 to 0.7, a detail is off) or "red" (< 0.4, not relevant)."""
-    return "green" if score >= 0.7 else "yellow" if score >= 0.4 else "red"
+@dataclass(frozen=True)
+class Bands:
+    """The two thresholds that read a score: at or above `show_first` green ("highly relevant": show it first),
+    below `filter_below` red ("not relevant": safe to filter out), yellow between. The defaults come from one model's
+    tutorial; a calibration file (`lychee eval --calibrate`) gives each model and modality pair its own, fitted on
+    `pairs` labelled pairs (None: the defaults), for the modality pair `kind` ("text->image": calibration.pair_kind).
+    """
+
+    show_first: float = 0.7
+    filter_below: float = 0.4
+    pairs: int | None = None
+    kind: str = ""
+
+    def colour(self, score: float) -> str:
+        return "green" if score >= self.show_first else "yellow" if score >= self.filter_below else "red"
+
+    def threshold(self, band: str) -> float:
+        """The score `band` asks for: "relevant" (show it first) or "partly" (not safe to filter out)."""
+        return self.show_first if band == "relevant" else self.filter_below
+
+    def reading(self, score: float) -> dict[str, Any]:
+        """The English verdict and colour of a score, as the JSON answers carry them (with the labelled pairs
+        behind the thresholds where they are calibrated)."""
+        colour = self.colour(score)
+        return {"verdict": VERDICTS[colour], "colour": colour, **({"calibrated_pairs": self.pairs} if self.pairs else {})}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"show_first": self.show_first, "filter_below": self.filter_below, "calibrated_pairs": self.pairs}
 
 
-def reading(score: float) -> dict[str, str]:
-    """The English verdict and colour of a score, as the JSON answers carry them."""
-    colour = colour_of(score)
-    return {"verdict": VERDICTS[colour], "colour": colour}
+DEFAULT_BANDS = Bands()
+
+
+def colour_of(score: float, bands: Bands = DEFAULT_BANDS) -> str:
+    """ "green" (>= 0.7 by default: show it first), "yellow" (a detail is off) or "red" (< 0.4: not relevant)."""
+    return bands.colour(score)
+
+
+def reading(score: float, bands: Bands = DEFAULT_BANDS) -> dict[str, Any]:
+    """The English verdict and colour of a score (`Bands.reading`)."""
+    return bands.reading(score)
 
 
 # -- one request's context ----------------------------------------------------------------------------------

@@ -22,9 +22,20 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from .calibration import Calibration, kind_of, min_score_of
+from .calibration import DEFAULT_MISS, DEFAULT_PRECISION, Calibration, from_report, min_score_of, pair_kind
 from .config import Config, Limits, cache_scope
-from .contract import InputError, Item, LycheeError, NullObserver, Observer, PairScore, RequestContext, ScoringCancelledError
+from .contract import (
+    Bands,
+    InputError,
+    Item,
+    LycheeError,
+    NullObserver,
+    Observer,
+    PairScore,
+    Part,
+    RequestContext,
+    ScoringCancelledError,
+)
 from .explain import DEFAULT_GRID
 from .inputs import admit_images, request_rules, to_item
 from .parts import check_mode, rows
@@ -69,13 +80,15 @@ def read_items(
 class Ranked:
     """A rerank's answer: the results best-first (index, pair score), and when a Stop ended it early, how
     many documents it had scored (the results then rank those among themselves). With a `min_score`: how many
-    rows it left out, and the threshold each modality pair used (`{"q->d": {"min_score", "calibrated_pairs"}}`)."""
+    rows it left out, and the threshold each modality pair used (`{"q->d": {"min_score", "calibrated_pairs"}}`).
+    `bands`: the thresholds that read each result's score (`Request.bands`), in the results' order."""
 
     results: list[tuple[int, PairScore]]
     stopped_after: int | None = None
     total: int = 0
     filtered_out: int = 0
     thresholds: dict = field(default_factory=dict)
+    bands: list[Bands] = field(default_factory=list)
 
 
 @dataclass
@@ -238,13 +251,28 @@ class Request:
                 raise
             found = [(i, part) for i in sorted(scored) for _, part in rows([scored[i]], mode)]
             order = best_first([pair.score for _, pair in found])[:top_n]
-            return Ranked([found[k] for k in order], stopped_after=len(scored), total=len(items))
+            results = [found[k] for k in order]
+            return Ranked(results, len(scored), len(items), bands=self.bands_of(scorer, query, items, results))
         found = rows(pairs, mode)
         order = best_first([pair.score for _, pair in found])
         kept, thresholds = self.above(scorer, query, items, found, order, wanted)
+        results = [found[k] for k in kept[:top_n]]
         return Ranked(
-            [found[k] for k in kept[:top_n]], total=len(items), filtered_out=len(order) - len(kept), thresholds=thresholds
+            results,
+            total=len(items),
+            filtered_out=len(order) - len(kept),
+            thresholds=thresholds,
+            bands=self.bands_of(scorer, query, items, results),
         )
+
+    def bands(self, scorer, query: Item, item: Item, part: Part | None = None) -> Bands:
+        """The thresholds that read `scorer`'s score of `item` (its `part`) for `query`: the calibrated ones of the
+        model and modality pair where `--calibration` has them, else the defaults (`contract.Bands`)."""
+        return self.service.calibration.bands(self.service.models.name_of(scorer), pair_kind(query, item, part))
+
+    def bands_of(self, scorer, query: Item, items: list[Item], results: list[tuple[int, PairScore]]) -> list[Bands]:
+        """`bands` of each (index, pair) of `results`."""
+        return [self.bands(scorer, query, items[index], pair.part) for index, pair in results]
 
     def above(self, scorer, query: Item, items: list[Item], found: list, order: list[int], wanted: float | str | None):
         """The rows of `order` at or above `wanted` (`calibration.min_score_of`: a number, or "relevant" / "partly":
@@ -252,15 +280,14 @@ class Request:
         by modality pair."""
         if wanted is None:
             return order, {}
-        model, used = self.service.models.name_of(scorer), {}
+        used: dict = {}
         kept = []
         for k in order:
             index, pair = found[k]
-            kind = f"{kind_of(query)}->{kind_of(items[index], pair.part)}"
+            kind = pair_kind(query, items[index], pair.part)
             if kind not in used:
-                value, pairs = (
-                    (wanted, None) if isinstance(wanted, float) else self.service.calibration.threshold(model, kind, wanted)
-                )
+                bands = self.bands(scorer, query, items[index], pair.part)
+                value, pairs = (wanted, None) if isinstance(wanted, float) else (bands.threshold(wanted), bands.pairs)
                 used[kind] = {"min_score": value, "calibrated_pairs": pairs}
             if pair.score >= used[kind]["min_score"]:
                 kept.append(k)
@@ -337,6 +364,16 @@ class Service:
         served = {name: getattr(scorer, "precision", None) for name, scorer in zip(self.models.names, self.models.scorers)}
         for warning in self.calibration.check(served):
             logger.warning(warning)
+
+    def calibrate(self, report: dict, precision: float = DEFAULT_PRECISION, miss: float = DEFAULT_MISS) -> dict:
+        """The calibration file of an evaluation report of the served models (`lychee eval --calibrate`, the
+        Evaluate tab's download): each model named as the API reports it, with its checkpoint and precision."""
+        details = {
+            name: {"model": report["models"][name]["model"], "precision": getattr(scorer, "precision", None)}
+            for name, scorer in zip(self.models.names, self.models.scorers)
+            if name in report["models"]
+        }
+        return from_report(report, precision=precision, miss=miss, details=details)
 
     @contextlib.contextmanager
     def request(

@@ -61,16 +61,22 @@ def test_thresholds_differ_by_modality_when_the_scores_do():
     assert found["text->text"]["pairs"] == 300 and found["text->image"]["relevant"] == sum(image_relevant)
 
 
-def test_lychee_eval_calibrate_writes_each_models_thresholds_on_the_sets_own_scores(tmp_path, tiny_model_dir):
+def two_modality_set(folder):
+    """A labelled set of 6 queries, each with 5 texts and 6 images, 4 of them relevant (drawn at random)."""
     rng = random.Random(3)
     for k in range(6):
-        Image.new("RGB", (64, 48), (40 * k, 200 - 30 * k, 90)).save(tmp_path / f"{k}.png")
+        Image.new("RGB", (64, 48), (40 * k, 200 - 30 * k, 90)).save(folder / f"{k}.png")
     lines = []
     for q in range(6):
         documents = [f"a note about cups number {q}-{d}" for d in range(5)] + [{"image": f"{d}.png"} for d in range(6)]
         lines.append({"query": f"cup {q}", "documents": documents, "relevant": sorted(rng.sample(range(11), 4))})
-    data = tmp_path / "set.jsonl"
+    data = folder / "set.jsonl"
     data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return data
+
+
+def test_lychee_eval_calibrate_writes_each_models_thresholds_on_the_sets_own_scores(tmp_path, tiny_model_dir):
+    data = two_modality_set(tmp_path)
     out, report_file = tmp_path / "calibration.json", tmp_path / "report.json"
     command = ["eval", str(data), "--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]
     assert lychee([*command, "--calibrate", str(out), "--output", str(report_file)]) == 0
@@ -89,6 +95,33 @@ def test_lychee_eval_calibrate_writes_each_models_thresholds_on_the_sets_own_sco
         assert (entry["pairs"], entry["relevant"]) == (len(pairs), sum(relevant))
         assert entry["show_first"] == show_first(scores, relevant, 0.9)
         assert entry["filter_below"] == filter_below(scores, relevant, 0.05)
+
+
+def test_the_evaluate_tab_gives_the_same_thresholds_draws_them_and_offers_the_file(tmp_path, tiny_model_dir, scorer):
+    from lychee_gradio.ui.evaluate import evaluate_view, results_of
+
+    from .conftest import page
+
+    data = two_modality_set(tmp_path)
+    assert lychee(["eval", str(data), "--model", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32",
+                   "--calibrate", str(tmp_path / "cli.json")]) == 0  # fmt: skip
+    _, _, report = page(evaluate_view, scorer, str(data), None, "1,5", None)
+    from_cli = json.loads((tmp_path / "cli.json").read_text())
+    (name,) = from_cli["models"]
+    assert report["calibration"]["models"][name] == from_cli["models"][name]
+    files, plot, table = results_of(report)
+    (written,) = [path for path in files if path.endswith("calibration.json")]
+    assert json.loads(open(written).read())["models"] == from_cli["models"]
+    for kind, entry in from_cli["models"][name].items():
+        for key, words in (("show_first", "show first at"), ("filter_below", "filter below")):
+            marks = plot[plot["curve"].str.startswith(f"{kind} · {words} ")]  # a vertical line where there is one
+            assert list(marks["threshold"]) == ([entry[key]] * 2 if entry[key] is not None else [])
+        recall = plot[plot["curve"] == f"{kind} · recall"]
+        assert recall["value"].max() == 1.0  # the lowest threshold keeps every pair
+        shown = [f"{entry[key]:.4f}" if entry[key] is not None else "—" for key in ("show_first", "filter_below")]
+        assert f"| {kind} | {entry['pairs']} | {entry['relevant']} | {shown[0]} | {shown[1]} |" in table
+    # The random tiny model ranks no better than chance: no threshold reaches 90 % precision, and the page says so.
+    assert "no score" in json.dumps(from_cli["models"][name]) and "no threshold keeps the pairs above it relevant 90%" in table
 
 
 # -- a server started with a calibration file ----------------------------------------------------------------------
@@ -158,3 +191,30 @@ def test_another_models_calibration_is_refused_with_a_clear_message(scorer, tmp_
     with pytest.raises(CalibrationError) as refused:
         app.start(scorer, app.ServerSettings(port=0, config=Config(calibration=(str(path),))))
     assert "is for Qwen3-VL-Reranker-8B" in str(refused.value) and "this server serves" in str(refused.value)
+
+
+def test_a_calibrated_server_reads_every_answer_by_the_calibrated_bands_and_says_so(calibrated):
+    import httpx
+    from gradio_client import Client
+
+    from .helpers import mcp_call
+
+    url, scores, middle = calibrated
+    colour = {i: "green" if s >= middle else "yellow" if s >= min(scores) + 1e-9 else "red" for i, s in enumerate(scores)}
+    found = json.loads(mcp_call(url, "rerank", {"query": "white cup", "documents": DOCUMENTS}).content[0].text)
+    assert {row["index"]: row["colour"] for row in found["results"]} == colour
+    assert {row["calibrated_pairs"] for row in found["results"]} == {312}
+    answer = httpx.post(f"{url}v1/rerank", json={"query": "white cup", "documents": DOCUMENTS}, timeout=60).json()
+    assert answer["meta"]["calibration"] == {
+        "text->text": {"show_first": middle, "filter_below": min(scores) + 1e-9, "calibrated_pairs": 312}
+    }
+    client = Client(url, verbose=False)
+    table, rows = client.predict(
+        query_text="white cup", documents="\n---\n".join(DOCUMENTS), min_score="relevant", api_name="/rerank"
+    )
+    assert [row["index"] for row in rows] == [i for i in sorted(colour, key=lambda i: -scores[i]) if colour[i] == "green"]
+    assert {row["colour"] for row in rows} == {"green"}
+    hidden = sum(c != "green" for c in colour.values())
+    assert f'{hidden} more below "highly relevant" hidden' in table and "text->text: calibrated on 312 labelled pairs" in table
+    markdown, details = client.predict(query_text="white cup", document_text=DOCUMENTS[0], api_name="/score")
+    assert (details["colour"], details["calibrated_pairs"]) == (colour[0], 312)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..calibration import kind_of
+from ..calibration import pair_kind
 from ..config import Limits
 from ..contract import InputError, RequestContext
 from ..ranking import best_first
@@ -70,7 +70,7 @@ def _one_model(
             pairs = scorer.score_with_logits(query, documents, item.instruction or instruction, context=line)
             scores = [pair.score for pair in pairs]
             # Each pair's modalities, for calibration (`lychee eval --calibrate`): a long document's by its best part.
-            kinds = [f"{kind_of(query)}->{kind_of(document, pair.part)}" for document, pair in zip(documents, pairs)]
+            kinds = [pair_kind(query, document, pair.part) for document, pair in zip(documents, pairs)]
         except InputError as error:
             if not skip_bad:
                 raise BadLine(item.line, error) from None

@@ -164,6 +164,9 @@ def create_router(service: Service) -> APIRouter:
                         "filtered_out": ranked.filtered_out,
                         "thresholds": ranked.thresholds,
                     }
+                calibrated = {bands.kind: bands.as_dict() for bands in ranked.bands if bands.pairs}
+                if calibrated:  # the thresholds --calibration gave this model for the modality pairs answered
+                    meta["calibration"] = calibrated
                 if stats.split:
                     meta["long_documents"] = {
                         "mode": req.long_documents(mode),

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from ..config import caller_identity
-from ..contract import InputError, LycheeError, is_expected, reading
+from ..contract import InputError, LycheeError, is_expected
 from ..explain import DEFAULT_GRID
 from ..service import Service
 from .json_inputs import read_json, request_images
@@ -210,7 +210,8 @@ class McpTools:
                     explanation=bool(arguments.get("explanation")),
                 )
             if name == "score":
-                return req.score(scorer, query_item, items, instruction)
+                pairs = req.score(scorer, query_item, items, instruction)
+                return pairs, req.bands_of(scorer, query_item, items, list(enumerate(pairs)))
             return req.rerank(
                 scorer,
                 query_item,
@@ -226,10 +227,10 @@ class McpTools:
         if name == "explain":  # the maps' numbers; the overlay pictures are POST /v1/explain's
             return {"model": shown, **found.as_dict(overlays=False)}
         if name == "score":
-            (pair,) = found
+            (pair,), (bands,) = found
             return {
                 "score": pair.score,
-                **reading(pair.score),
+                **bands.reading(pair.score),
                 "yes_logit": pair.yes_logit,
                 "no_logit": pair.no_logit,
                 **({"part": pair.part.as_dict()} if pair.part is not None else {}),
@@ -243,9 +244,9 @@ class McpTools:
                     "rank": rank,
                     "index": i,
                     "score": pair.score,
-                    **reading(pair.score),
+                    **bands.reading(pair.score),
                     **({"part": pair.part.as_dict()} if pair.part is not None else {}),
                 }
-                for rank, (i, pair) in enumerate(found.results, start=1)
+                for rank, ((i, pair), bands) in enumerate(zip(found.results, found.bands), start=1)
             ],
         }

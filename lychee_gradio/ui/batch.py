@@ -13,6 +13,7 @@ from .forms import (
     cell,
     document_items,
     hidden_note,
+    legend,
     media_names,
     move,
     part_words,
@@ -51,13 +52,13 @@ def rerank_view(
             "rank": rank,
             "index": index,
             "score": pair.score,
-            "verdict": verdict(pair.score)["verdict"],
+            **bands.reading(pair.score),
             "text": parsed[index]["text"],
             **media_names(parsed[index]),
             **({"part": pair.part.as_dict()} if pair.part is not None else {}),
             "move": move(index, rank),
         }
-        for rank, (index, pair) in enumerate(ranked.results, start=1)
+        for rank, ((index, pair), bands) in enumerate(zip(ranked.results, ranked.bands), start=1)
     ]
     # A long document's best part (a PDF's page, a long text's chunk) beside its preview.
     parts = {index: part_words(pair.part, lang) for index, pair in ranked.results}
@@ -66,13 +67,13 @@ def rerank_view(
         return preview(parsed[index]) + (f" · ⟨{parts[index]}⟩" if parts[index] else "")
 
     lines = [
-        f"| {row['rank']} | {verdict(row['score'])['mark']} {row['score']:.3f} | "
+        f"| {row['rank']} | {verdict(row['score'], lang, bands)['mark']} {row['score']:.3f} | "
         f"{cell(shown(row['index']))} | {row['index'] + 1} | {row['move']} |"
-        for row in rows
+        for row, bands in zip(rows, ranked.bands)
     ]
     if stopped:
         gr.Warning(stopped, title=text("stopped_title", lang))
-    ranking = {"rows": rows, "lines": lines, "stopped": stopped, "lang": lang}
+    ranking = {"rows": rows, "lines": lines, "stopped": stopped, "lang": lang, "bands": ranked.bands}
     if kept is not None:
         kept.append(ranking)
     return filter_ranking(ranking, min_score)
@@ -83,12 +84,13 @@ def filter_ranking(ranking: dict | None, min_score: float | None):
     if not ranking:
         return gr.update(), gr.update()
     lang = ranking["lang"]
-    rows, shown, hidden = above(ranking["rows"], ranking["lines"], min_score)
+    rows, shown, hidden = above(ranking["rows"], ranking["lines"], min_score, ranking.get("bands"))
     header = [text(key, lang) for key in ("col_rank", "col_score", "col_document", "col_input", "col_move")]
     lines = ["| " + " | ".join(header) + " |", "| ---: | --- | --- | ---: | :---: |", *shown]
     if ranking["stopped"]:
         lines.insert(0, f"**⏹ {ranking['stopped']}**\n")
-    return "\n".join(lines) + hidden_note(hidden, len(rows), min_score, lang), rows
+    note = hidden_note(hidden, len(rows), min_score, lang)
+    return "\n".join(lines) + note + (legend(ranking.get("bands") or [], lang) if rows else ""), rows
 
 
 def batch_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dropdown, preset: gr.Dropdown) -> None:

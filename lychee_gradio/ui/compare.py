@@ -38,8 +38,12 @@ def compare_view(
     """
     lang = req.context.language
     query, items, parsed = document_items(req, [first, second], query_text, query_image, documents, document_images)
-    scores_a = [pair.score for pair in req.score(first, query, items, instruction or None)]
-    scores_b = [pair.score for pair in req.score(second, query, items, instruction or None)]
+    pairs_a = req.score(first, query, items, instruction or None)
+    pairs_b = req.score(second, query, items, instruction or None)
+    scores_a, scores_b = [pair.score for pair in pairs_a], [pair.score for pair in pairs_b]
+    # Each model's score read by its own thresholds (calibrated per model and modality pair, where they are).
+    bands_a = req.bands_of(first, query, items, list(enumerate(pairs_a)))
+    bands_b = req.bands_of(second, query, items, list(enumerate(pairs_b)))
     order_a, order_b = best_first(scores_a), best_first(scores_b)
     rank_a = {index: rank for rank, index in enumerate(order_a, start=1)}
     rank_b = {index: rank for rank, index in enumerate(order_b, start=1)}
@@ -80,8 +84,8 @@ def compare_view(
     for row in rows:
         lines.append(
             f"| {cell(preview(parsed[row['index']]), 60)} | {row['rank_a']} | "
-            f"{verdict(row['score_a'])['mark']} {row['score_a']:.3f} | {row['rank_b']} | "
-            f"{verdict(row['score_b'])['mark']} {row['score_b']:.3f} | {row['index'] + 1} |"
+            f"{verdict(row['score_a'], lang, bands_a[row['index']])['mark']} {row['score_a']:.3f} | {row['rank_b']} | "
+            f"{verdict(row['score_b'], lang, bands_b[row['index']])['mark']} {row['score_b']:.3f} | {row['index'] + 1} |"
         )
     if disagreements:
         lines += ["", f"**{text('disagree', lang)}**", ""]

@@ -41,10 +41,15 @@ def _folder() -> Path:
 
 
 def write_downloads(rows: list[dict] | dict | None, stem: str) -> list[str] | None:
-    """The results as `<stem>.json` and `<stem>.csv` (one row per result; an evaluation report: its metrics)."""
+    """The results as `<stem>.json` and `<stem>.csv` (one row per result; an evaluation report: its metrics, and
+    its thresholds as `calibration.json`, the file `lychee load --calibration` reads)."""
     if not rows:
         return None
     folder = _folder()
+    extra = []
+    if isinstance(rows, dict) and rows.get("calibration"):
+        extra.append(folder / "calibration.json")
+        extra[0].write_text(json.dumps(rows["calibration"], indent=2, ensure_ascii=False), encoding="utf-8")
     json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
     json_path.write_text(json.dumps(rows, indent=2, ensure_ascii=False), encoding="utf-8")
     if isinstance(rows, dict):  # an evaluation report: the page's table, every column of it
@@ -64,7 +69,7 @@ def write_downloads(rows: list[dict] | dict | None, stem: str) -> list[str] | No
         writer = csv.DictWriter(file, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
-    return [str(csv_path), str(json_path)]
+    return [str(csv_path), str(json_path), *map(str, extra)]
 
 
 def ranking_downloads(stem: str):
@@ -75,7 +80,7 @@ def ranking_downloads(stem: str):
     def write(ranking: dict | None, min_score=0) -> list[str] | None:
         if not ranking:
             return None
-        rows, _, _ = above(ranking["rows"], ranking["rows"], min_score)
+        rows, _, _ = above(ranking["rows"], ranking["rows"], min_score, ranking.get("bands"))
         return write_downloads(rows, stem)
 
     return write

@@ -11,13 +11,14 @@ from typing import Any, Callable
 import gradio as gr
 
 from .. import evaluation
+from ..calibration import curves, labelled_of
 from ..config import Limits
 from ..contract import InputError, ScoringCancelledError, ScoringTimeoutError
 from .downloads import write_downloads
 from .error_words import reason
 from .forms import ASSETS_DIR, PageError, cell
 from .layout import I18N, examples, run_buttons, swipe_hint, wire
-from .translations import text
+from .translations import language, text
 
 
 def extract_images(archive: str, target: Path, limits: Limits = Limits(), lang: str = "en", check=None) -> Path:
@@ -123,6 +124,7 @@ def evaluate_view(
             )
         except evaluation.BadLine as line:
             raise _eval_problem(line, bool(images_zip), lang) from None
+    report["calibration"] = req.service.calibrate(report)  # the thresholds these labels give (lychee eval --calibrate)
     stages = [(text("stage_first", lang), report["first_stage"])]
     stages += [
         (name if len(models) > 1 else text("stage_reranked", lang), entry["reranked"]) for name, entry in report["models"].items()
@@ -139,6 +141,47 @@ def evaluate_view(
     for position, row in enumerate(rows):
         row["label"] = "\u200b" * position + row["bar"]
     return _eval_table(report, lang), pd.DataFrame(rows), report
+
+
+def calibration_view(report: dict | None, lang: str = "en"):
+    """The thresholds of a run (its report's `calibration`): precision and recall of "show the pairs scored >= t"
+    against t, for each model and modality pair, the chosen thresholds drawn as vertical lines; and their table
+    (with "too few labels" where there were)."""
+    import pandas as pd
+
+    found = (report or {}).get("calibration")
+    if not found:
+        return None, ""
+    several = len(found["models"]) > 1
+    grouped: dict = {}
+    for model, kind, score, grade in labelled_of(report):
+        scores, relevant = grouped.setdefault((model, kind), ([], []))
+        scores.append(score)
+        relevant.append(grade > 0)
+    rows, targets = [], found["targets"]
+    header = [
+        text(key, lang) for key in ("col_model", "col_pair", "col_pairs", "col_relevant", "col_show_first", "col_filter_below")
+    ]
+    table = ["| " + " | ".join(header) + " |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for (model, kind), (scores, relevant) in grouped.items():
+        name = f"{model} · {kind}" if several else kind
+        for t, precision, recall in curves(scores, relevant):
+            rows.append({"threshold": t, "value": precision, "curve": f"{name} · {text('curve_precision', lang)}"})
+            rows.append({"threshold": t, "value": recall, "curve": f"{name} · {text('curve_recall', lang)}"})
+        entry = found["models"][model][kind]
+        for key in ("show_first", "filter_below"):
+            if entry[key] is not None:  # a vertical line at the chosen threshold
+                label = f"{name} · {text(f'col_{key}', lang)} {entry[key]:.3f}"
+                rows += [{"threshold": entry[key], "value": value, "curve": label} for value in (0.0, 1.0)]
+        shown = [f"{entry[key]:.4f}" if entry[key] is not None else "—" for key in ("show_first", "filter_below")]
+        table.append(f"| {cell(model, 40)} | {kind} | {entry['pairs']} | {entry['relevant']} | {shown[0]} | {shown[1]} |")
+        if entry.get("note"):  # too few labels, or no threshold reaches the precision
+            few = entry["pairs"] < targets["min_pairs"] or entry["relevant"] < targets["min_relevant"]
+            note = "too_few_labels" if few else "no_precision"
+            words = text(note, lang, pairs=entry["pairs"], relevant=entry["relevant"], precision=targets["precision"])
+            table.append(f"| | {words} | | | | |")
+    intro = text("calibration_intro", lang, precision=targets["precision"], missed=targets["relevant_missed"])
+    return pd.DataFrame(rows), intro + "\n\n" + "\n".join(table)
 
 
 def evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
@@ -167,6 +210,18 @@ def evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
             colors_in_legend=[],
             elem_id="eval-chart",
         )
+        # The thresholds the labels give (lychee eval --calibrate's file, among the downloads).
+        curves_plot = gr.LinePlot(
+            x="threshold",
+            y="value",
+            color="curve",
+            label=I18N("eval_curves"),
+            y_lim=[0, 1],
+            x_title="Threshold",
+            y_title="Precision / recall",
+            elem_id="eval-curves",
+        )
+        thresholds = gr.Markdown(elem_id="eval-thresholds")
         files = gr.File(label=I18N("downloads"), file_count="multiple", interactive=False, elem_id="eval-downloads")
         details = gr.JSON(label=I18N("details"))
         kept = gr.State(None)  # the last report, as the run produced it: the downloads are written from it
@@ -189,5 +244,13 @@ def evaluate_tab(handlers: SimpleNamespace, instruction: gr.Textbox) -> None:
         "evaluate",
         handlers,
         message=message,
-        downloads=(lambda report: write_downloads(report, "evaluation"), [kept], files),
+        downloads=(results_of, [kept], [files, curves_plot, thresholds]),
     )
+
+
+def results_of(report: dict | None, request: gr.Request = None):
+    """After a run: its downloads (the report, its metrics, its calibration file), the precision and recall
+    against the threshold and the thresholds' table (`calibration_view`)."""
+    lang = language(request.headers.get("accept-language") if request is not None else None)
+    plot, table = calibration_view(report, lang)
+    return write_downloads(report, "evaluation"), plot, table

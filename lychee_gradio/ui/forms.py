@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..contract import InputError, WordedError, colour_of
+from ..calibration import BANDS
+from ..contract import DEFAULT_BANDS, Bands, InputError, WordedError
 from ..parts import parts_of
 from .error_words import reason
 from .translations import text
@@ -35,10 +36,36 @@ class PageError(WordedError, ValueError):
 # -- reading a score (docs/design.md, "Reading a score") ---------------------------------------------
 
 
-def verdict(score: float, lang: str = "en") -> dict[str, str]:
-    colour = colour_of(score)
-    mark = {"green": "🟢", "yellow": "🟡", "red": "🔴"}[colour]
-    return {"colour": colour, "mark": mark, "verdict": text(f"verdict_{colour}", lang)}
+MARKS = {"green": "🟢", "yellow": "🟡", "red": "🔴"}
+
+
+def verdict(score: float, lang: str = "en", bands: Bands = DEFAULT_BANDS) -> dict[str, str]:
+    """A score's colour, mark and verdict in the page's language, read by `bands` (the model and modality pair's
+    calibrated thresholds where --calibration has them: `Request.bands`)."""
+    colour = bands.colour(score)
+    return {"colour": colour, "mark": MARKS[colour], "verdict": text(f"verdict_{colour}", lang)}
+
+
+def legend(bands: list[Bands], lang: str) -> str:
+    """The colours' meaning under a ranking: the default thresholds, or for each modality pair calibrated by
+    --calibration its own, with the labelled pairs it was fitted on."""
+    calibrated = {b.kind: b for b in bands if b.pairs}
+    if not calibrated or len(calibrated) < len({b.kind for b in bands}):
+        calibrated[""] = DEFAULT_BANDS
+    lines = []
+    for kind, b in calibrated.items():
+        marks = text(
+            "legend",
+            lang,
+            show=b.show_first,
+            below=b.filter_below,
+            green=MARKS["green"],
+            yellow=MARKS["yellow"],
+            red=MARKS["red"],
+        )
+        note = text("legend_calibrated", lang, kind=kind, pairs=b.pairs) if b.pairs else text("legend_default", lang)
+        lines.append(f"{marks} · {note}")
+    return "\n\n" + "<br>".join(f"<small>{line}</small>" for line in lines)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|~$])")
@@ -323,8 +350,11 @@ def stopped_note(ranked, lang: str) -> str | None:
     return text("stopped_after", lang, done=ranked.stopped_after, total=ranked.total)
 
 
-def threshold_of(min_score: Any) -> float:
-    """The "Hide scores below" value: a number from 0 to 1 (empty: 0); anything else keeps every row."""
+def threshold_of(min_score: Any, bands: Bands = DEFAULT_BANDS) -> float:
+    """The "Hide scores below" value: a number from 0 to 1 (empty: 0), or "relevant" / "partly" (an API caller's:
+    the row's `bands`); anything else keeps every row."""
+    if isinstance(min_score, str) and min_score in BANDS:
+        return bands.threshold(min_score)
     try:
         value = float(min_score or 0)
     except (TypeError, ValueError):
@@ -332,8 +362,11 @@ def threshold_of(min_score: Any) -> float:
     return value if 0.0 <= value <= 1.0 else 0.0
 
 
-def check_min_score(min_score: Any, lang: str) -> float:
-    """`min_score` as an endpoint's parameter: a number from 0 to 1 (empty: 0), else a clear error."""
+def check_min_score(min_score: Any, lang: str) -> float | str:
+    """`min_score` as an endpoint's parameter: a number from 0 to 1 (empty: 0) or "relevant" / "partly", else a
+    clear error."""
+    if isinstance(min_score, str) and min_score in BANDS:
+        return min_score
     try:
         value = float(min_score or 0)
     except (TypeError, ValueError):
@@ -343,16 +376,20 @@ def check_min_score(min_score: Any, lang: str) -> float:
     return value
 
 
-def above(rows: list[dict], shown: list, min_score: float | None) -> tuple[list[dict], list, int]:
-    """The ranking's rows at or above `min_score` (the page's "Hide scores below"; 0 or empty keeps all), what
-    the page shows for each of them (`shown`, one per row), and how many were hidden."""
-    threshold = threshold_of(min_score)
-    kept = [(row, item) for row, item in zip(rows, shown) if row["score"] >= threshold]
+def above(rows: list[dict], shown: list, min_score: Any, bands: list[Bands] | None = None) -> tuple[list[dict], list, int]:
+    """The ranking's rows at or above `min_score` (the page's "Hide scores below"; 0 or empty keeps all; a band's
+    word: each row's `bands`), what the page shows for each of them (`shown`, one per row), and how many were
+    hidden."""
+    bands = bands or [DEFAULT_BANDS] * len(rows)
+    kept = [(row, item) for row, item, b in zip(rows, shown, bands) if row["score"] >= threshold_of(min_score, b)]
     return [row for row, _ in kept], [item for _, item in kept], len(rows) - len(kept)
 
 
 def hidden_note(hidden: int, kept: int, min_score: float | None, lang: str) -> str:
     if not hidden:
         return ""
+    if isinstance(min_score, str) and min_score in BANDS:
+        key = "hidden_band" if kept else "nothing_in_band"
+        return "\n\n" + text(key, lang, count=hidden, band=text(f"band_{min_score}", lang))
     key = "hidden_below" if kept else "nothing_above"
     return "\n\n" + text(key, lang, count=hidden, threshold=threshold_of(min_score))

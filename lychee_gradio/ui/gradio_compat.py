@@ -190,6 +190,22 @@ def path_only_image(image):
     return image
 
 
+def band_words_slider(slider, words: tuple[str, ...]):
+    """`slider` (a `gr.Slider` of scores) also taking one of `words` ("relevant", "partly": the calibrated bands)
+    from an API caller, passed to its handler as it is; the page's own slider sends numbers. An instance's method,
+    as above; the API description says so."""
+    original, info = slider.preprocess, slider.api_info
+
+    def preprocess(payload):
+        return payload if isinstance(payload, str) and payload in words else original(payload)
+
+    def api_info():
+        return {**info(), "description": f"{info()['description']}, or one of {', '.join(map(repr, words))}"}
+
+    slider.preprocess, slider.api_info = preprocess, api_info
+    return slider
+
+
 # -- the page's Blocks: file inputs checked before Gradio reads them ----------------------------------------------
 
 

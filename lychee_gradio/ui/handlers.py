@@ -167,12 +167,13 @@ def make_handlers(
         instruction: str | None = None,
         top_n: float | None = None,
         model: str | None = None,
-        min_score: float | None = 0,
+        min_score: float | str | None = 0,
         request: gr.Request = None,
     ):
         """Rerank documents (text blocks separated by '---' lines, plus images) best-first; min_score hides lower
-        scores. Returns a Markdown table and [{rank, index, score, verdict, text, image, move}]. Example:
-        client.predict(query_text="保温杯 500ml", documents="steel tumbler 500ml\\n---\\nblue mug", top_n=3,
+        scores (a number, or "relevant" / "partly": the model's calibrated bands, lychee load --calibration).
+        Returns a Markdown table and [{rank, index, score, verdict, colour, text, image, move}]. Example:
+        client.predict(query_text="保温杯 500ml", documents="steel tumbler 500ml\n---\nblue mug", top_n=3,
         api_name="/rerank"). Pipelines: POST /v1/rerank on this server takes the Cohere / Jina / vLLM rerank format
         (see /docs)."""
         with requests.open("/rerank", request) as req:
@@ -199,7 +200,7 @@ def make_handlers(
         instruction: str | None = None,
         top_n: float | None = None,
         model: str | None = None,
-        min_score: float | None = 0,
+        min_score: float | str | None = 0,
         progress=gr.Progress(),
         request: gr.Request = None,
     ):
@@ -305,7 +306,7 @@ def make_handlers(
         """Image ranking: the chosen result's Why? panel (the session's kept ranking, as the gallery shows it under
         "Hide scores below"), without ranking again."""
         with requests.open("/explain", request) as req:
-            shown = above(ranking["rows"], ranking["rows"], min_score)[0] if ranking else []
+            shown = above(ranking["rows"], ranking["rows"], min_score, ranking.get("bands"))[0] if ranking else []
             if not isinstance(evt.index, int) or not 0 <= evt.index < len(shown):
                 return EMPTY
             row = shown[evt.index]

@@ -86,8 +86,8 @@ def rank_images_view(
     if stopped:
         gr.Warning(stopped, title=text("stopped_title", lang))
     gallery, rows = [], []
-    for rank, (index, pair) in enumerate(ranked.results, start=1):
-        reading = verdict(pair.score)
+    for rank, ((index, pair), bands) in enumerate(zip(ranked.results, ranked.bands), start=1):
+        reading = verdict(pair.score, lang, bands)
         best = "★ " if rank == 1 and reading["colour"] != "red" else ""
         item, name, page = items[index], names[index], None
         shown = item.video.frames[0] if item.video is not None else paths[index]  # a clip: its first frame
@@ -102,7 +102,7 @@ def rank_images_view(
         if pair.part is not None:  # which page or segment the row is (its Why? explains that one)
             row[pair.part.kind] = page if page else pair.part.index
         rows.append(row)
-    ranking = {"gallery": gallery, "rows": rows}
+    ranking = {"gallery": gallery, "rows": rows, "bands": ranked.bands}
     if kept is not None:
         kept.append(ranking)
     return filter_gallery(ranking, min_score)
@@ -112,7 +112,7 @@ def filter_gallery(ranking: dict | None, min_score: float | None):
     """A ranking's gallery and rows with the scores below `min_score` hidden (the page's live filter)."""
     if not ranking:
         return gr.update(), gr.update()
-    rows, gallery, _ = above(ranking["rows"], ranking["gallery"], min_score)
+    rows, gallery, _ = above(ranking["rows"], ranking["gallery"], min_score, ranking.get("bands"))
     return gallery, rows
 
 

@@ -12,6 +12,7 @@ from typing import Callable
 
 import gradio as gr
 
+from ..calibration import BANDS
 from ..presets import INSTRUCTION_PRESETS
 from ..registry import ModelSet
 from . import gradio_compat
@@ -101,8 +102,8 @@ def query_column(elem_id: str) -> tuple[gr.Textbox, gr.Image, gr.Number, gr.Slid
         image = checked(ImageBox(label=I18N("query_image"), type="filepath", height=200), "error_query_image")
         with gr.Row():
             top_n = gr.Number(0, label=I18N("top_n"), precision=0, minimum=0, min_width=120)
-            min_score = gr.Slider(
-                0, 1, value=0, step=0.05, label=I18N("min_score"), min_width=120, elem_id=f"{elem_id}-min-score"
+            min_score = gradio_compat.band_words_slider(
+                gr.Slider(0, 1, value=0, step=0.05, label=I18N("min_score"), min_width=120, elem_id=f"{elem_id}-min-score"), BANDS
             )
     return text_box, image, top_n, min_score
 
@@ -125,18 +126,20 @@ def wire(
     outputs: list,
     api_name: str,
     handlers: SimpleNamespace,
-    downloads: tuple[Callable, list, gr.File] | None = None,
+    downloads: tuple[Callable, list, gr.File | list] | None = None,
     message: gr.Markdown | None = None,
     **options,
 ):
     """Run `handler` from the button (and Ctrl+Enter): first clear the previous results, so a failed
-    run never leaves them beside its error; then the results' downloads.
+    run never leaves them beside its error; then the results' downloads (`downloads`: the function that writes them
+    from the run's kept State, its inputs and its outputs: the file box, or a list of it and more).
 
     Stop does not cancel the event (Gradio would throw away what it answers): it sets the run's Stop
     event (`handlers.stop`), the scorer stops at its next batch, and the run answers what it has, so
     the page can say "Stopped after N of M" and show the part scored, with its downloads. A run that fails (or is
     stopped before scoring began) writes its words in `message`, where they stay until the next run."""
-    cleared = [*outputs, downloads[2]] if downloads else list(outputs)
+    after = (downloads[2] if isinstance(downloads[2], list) else [downloads[2]]) if downloads else []
+    cleared = [*outputs, *after]
 
     def clear(request: gr.Request):
         handlers.queued(request)
@@ -148,7 +151,7 @@ def wire(
         event.failure(handlers.failed, None, message, queue=False, api_visibility="private", show_progress="hidden")
     if downloads is not None:  # written from the run's server-side State, never from what a caller sends
         write, kept, files = downloads
-        event.then(write, kept, files, api_visibility="private", queue=False)
+        event.then(write, kept, files, api_visibility="private", queue=False, show_progress="hidden")
     stop.click(handlers.stop, None, None, queue=False, api_visibility="private")
     return event
 

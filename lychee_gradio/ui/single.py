@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..contract import Scorer
 from ..explain import DEFAULT_GRID, MAX_GRID
-from .forms import PageError, is_pdf, is_video, pair_of, part_words, upload_name, verdict
+from .forms import PageError, is_pdf, is_video, legend, pair_of, part_words, upload_name, verdict
 from .layout import I18N, MODEL_WORK, ImageBox, asset_image, checked, examples
 from .translations import text
 from .why import show_maps, why_panel
@@ -43,18 +43,13 @@ def score_view(
     document = single_document(document_text, document_image, document_files, lang)
     query, item = pair_of(req, scorer, query_text, query_image, document)
     (pair,) = req.score(scorer, query, [item], instruction or None)
-    reading = verdict(pair.score, lang)
-    details = {
-        "score": pair.score,
-        "verdict": verdict(pair.score)["verdict"],
-        "colour": reading["colour"],
-        "yes_logit": pair.yes_logit,
-        "no_logit": pair.no_logit,
-    }
+    bands = req.bands(scorer, query, item, pair.part)  # the model and modality pair's, where calibrated
+    reading = verdict(pair.score, lang, bands)
+    details = {"score": pair.score, **bands.reading(pair.score), "yes_logit": pair.yes_logit, "no_logit": pair.no_logit}
     markdown = (
         f"## {reading['mark']} {pair.score:.3f}\n"
         f"**{reading['verdict'][:1].upper() + reading['verdict'][1:]}**\n\n"
-        f"logit(yes) = {pair.yes_logit:.3f} · logit(no) = {pair.no_logit:.3f}"
+        f"logit(yes) = {pair.yes_logit:.3f} · logit(no) = {pair.no_logit:.3f}" + legend([bands], lang)
     )
     if pair.part is not None:  # a long document: its best part named (and quoted, a chunk), every part's score below
         details.update(part=pair.part.as_dict(), parts=[{**p.part.as_dict(), "score": p.score} for p in pair.parts])

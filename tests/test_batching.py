@@ -283,3 +283,37 @@ def test_a_lone_request_does_not_wait_for_company_that_is_not_coming(scorer):
     patient = fresh(scorer, batch_size=8, max_batch_wait_ms=600_000)  # would wait ten minutes for a full pass
     expected = fresh(scorer, batch_across_requests=False).score("alone", CUPS[:2])
     assert patient.score("alone", CUPS[:2], timeout=60) == pytest.approx(expected, abs=1e-5)
+
+
+def test_introspection_runs_on_the_worker_between_passes_and_a_stop_while_it_waits_ends_it(scorer, monkeypatch):
+    from lychee_gradio.contract import Item
+    from lychee_gradio.engine import introspect
+
+    shared = fresh(scorer, batch_size=2)
+    running, release = threading.Event(), threading.Event()
+    ran_on: list[str] = []
+    next_tokens = introspect.next_tokens
+
+    def spy(scorer, pair):
+        ran_on.append(threading.current_thread().name)
+        return next_tokens(scorer, pair)
+
+    monkeypatch.setattr(introspect, "next_tokens", spy)
+
+    def hold(texts):
+        if any("aardvark" in text for text in texts):
+            running.set()
+            assert release.wait(60)
+
+    query, document = Item(text="cup"), Item(text="a white cup")
+    with Passes(shared, before=hold).watching():
+        first = threading.Thread(target=shared.score, args=("aardvark query", CUPS))
+        first.start()
+        assert running.wait(60)  # a pass holds the model: the introspection waits in the queue ...
+        with pytest.raises(ScoringTimeoutError):
+            shared.inspect(query, document, "judge", None, RequestContext(timeout=0.3))
+        assert ran_on == []  # ... and, timed out there, never ran
+        release.set()
+        first.join(60)
+        mass, top, _, _ = shared.inspect(query, document, "judge", None, RequestContext())
+    assert ran_on == ["lychee-scheduler"] and 0.0 < mass <= 1.0 and top

@@ -1,4 +1,5 @@
-"""A job: one call's encoded pairs in the scheduler's queue (`scheduler.py`), and what the scheduler's runner is."""
+"""A job: one call's encoded pairs in the scheduler's queue (`scheduler.py`); a task: other work on the model (a pair's
+introspection) that the worker runs between passes; and what the scheduler's runner is."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..contract import PairScore, RequestContext
 from .encoding import EncodedPair
@@ -48,3 +49,16 @@ class Job:
     in_pass: bool = False  # rows of it are in the pass running now
     finished: threading.Event = field(default_factory=threading.Event)
     progress: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # `done` after each of its passes
+
+
+@dataclass(eq=False)
+class Task:
+    """Work on the model that is not a pass of pairs (a pair's introspection: its next tokens, its own words): the
+    worker runs it between passes, alone, holding the runner's lock (`Scheduler.call`)."""
+
+    run: Callable[[], Any]
+    context: RequestContext
+    result: Any = None
+    error: BaseException | None = None
+    started: bool = False
+    finished: threading.Event = field(default_factory=threading.Event)

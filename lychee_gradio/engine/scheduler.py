@@ -13,23 +13,9 @@ shared prefix of the requests that are new in it (one batched pass for all of th
 (each row behind its own request's prefix), and gives each request its scores. Scores stay
 pointwise: a row sees only its own request's prefix and its own tail.
 
-Policy:
-- **Fair**: a pass first gives the request that has waited longest a quarter of its rows (so a
-  stream of small requests never starves a big one), then fills up with the requests that have
-  the fewest pairs left, whole where they fit (ties: arrival order); within a request, longest
-  pairs first. A 4-document request that arrives while a 500-image one runs is in the very next
-  pass, and finishes there.
-- **Budget**: a pass holds at most `batch_size` rows (less after running out of memory, grown back
-  as before) and `max_batch_tokens` padded tokens: rows x (longest prefix + longest tail).
-- **Waiting**: when a pass is not full and other calls are still encoding their pairs (they will be
-  here in a moment), the worker waits for them, but never past `max_wait` seconds after the oldest
-  waiting request arrived (0: never waits). A lone request, with nobody on the way, does not wait.
-- **Stop and timeout**: a request that is stopped or passes its deadline leaves the queue at once;
-  its rows in a pass already running finish, and nothing of it runs afterwards.
-- **Out of memory**: a pass that runs out of memory is split (the size that fit is remembered, and grows back
-  by a quarter after `GROW_AFTER` passes that fit); a single row that does not fit fails its own request only.
-- **One request at a time** (`share_passes=False`, `--no-batch-across-requests`): a pass holds rows of the
-  request that came first only, and requests are served in arrival order.
+Its policy (fair, a budget per pass, waiting for a fuller pass, Stop and timeout, out of memory, one request at a
+time) is written out in docs/design.md, "Batching across requests". Work on the model besides scoring (a pair's
+introspection) is a task (`call`): the worker runs it between passes, alone.
 """
 
 from __future__ import annotations
@@ -52,21 +38,16 @@ from ..contract import (
 )
 from ..scoring import Counter
 from .encoding import EncodedPair, shared_prefix_length
-from .job import Job, Runner
+from .job import Job, Runner, Task
 from .runner import p_yes
 
 logger = logging.getLogger(__name__)
 
 
 class Scheduler:
-    """The queue in front of one model and the worker that owns it.
-
-    The worker is stopped and joined before the interpreter finalizes (`close`, run at exit for every
-    scheduler): Python 3.11 ends a daemon thread that still runs at finalization with `pthread_exit`, and
-    when that thread is inside torch (freeing the last pass's tensors, which takes the GIL back from
-    C++), the forced unwind crosses a `noexcept` frame and the process aborts ("terminate called
-    without an active exception", exit code 134) after its work is done.
-    """
+    """The queue in front of one model and the worker that owns it. The worker is stopped and joined before the
+    interpreter finalizes (`close`, run at exit for every scheduler): a daemon thread still inside torch at
+    finalization aborts the process (exit code 134; docs/design.md, "Batching across requests")."""
 
     GROW_AFTER = 16  # passes that fit at a remembered size before it grows by a quarter
 
@@ -81,6 +62,7 @@ class Scheduler:
         self.fitting_batch_size: int | None = None
         self._fits_since_oom = 0
         self._jobs: list[Job] = []  # in arrival order
+        self._tasks: list[Task] = []  # other work on the model (`call`), run before the next pass
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
         self._closing = False
@@ -147,11 +129,7 @@ class Scheduler:
             self._jobs.append(job)
             if arrived is not None:
                 arrived()
-            if self._worker is None or not self._worker.is_alive():
-                self._closing = False
-                self._worker = threading.Thread(target=self._work, name="lychee-scheduler", daemon=True)
-                self._worker.start()
-            self._changed.notify_all()
+            self._start()
         try:
             # Progress after each pass with rows of this request, told on the request's own thread; its Stop
             # and deadline are checked while it waits.
@@ -178,6 +156,34 @@ class Scheduler:
                 job.error.partial = list(job.results)
             raise job.error
         return job.results  # type: ignore[return-value]
+
+    def call(self, run: Callable, context: RequestContext):
+        """Run `run()` (work on the model besides scoring: a pair's introspection) on the worker, between passes
+        and alone, and hand back what it returns. While it waits in the queue the call's Stop and deadline end it;
+        once it runs, it checks them itself."""
+        task = Task(run, context)
+        with self._changed:
+            self._tasks.append(task)
+            self._start()
+        while not task.finished.wait(0.1):
+            with self._changed:
+                if not task.started:
+                    try:
+                        context.check()
+                    except (ScoringCancelledError, ScoringTimeoutError):
+                        self._tasks.remove(task)
+                        raise
+        if task.error is not None:
+            raise task.error
+        return task.result
+
+    def _start(self) -> None:
+        """(Lock held.) The worker, started if it is not running, told that there is work."""
+        if self._worker is None or not self._worker.is_alive():
+            self._closing = False
+            self._worker = threading.Thread(target=self._work, name="lychee-scheduler", daemon=True)
+            self._worker.start()
+        self._changed.notify_all()
 
     def _drop(self, job: Job) -> None:
         """The request stopped waiting (Stop, its deadline, an error of its own): its rows leave the queue at
@@ -211,14 +217,21 @@ class Scheduler:
         of its own so that nothing of a finished pass (its jobs hold every request's decoded pixels) stays
         referenced while the worker waits."""
         with self._changed:
-            rows = self._next_pass()
-            while not rows:
+            task = self._tasks.pop(0) if self._tasks else None
+            rows = [] if task else self._next_pass()
+            while not rows and not task:
                 if self._closing:
                     return False
                 self._changed.wait()
-                rows = self._next_pass()
+                task = self._tasks.pop(0) if self._tasks else None
+                rows = [] if task else self._next_pass()
+            if task:
+                task.started = True
             for job, _ in rows:
                 job.in_pass = True
+        if task:
+            self._run_task(task)
+            return True
         try:
             self._run(rows)
         except Exception as error:
@@ -230,6 +243,15 @@ class Scheduler:
                     job.in_pass = False
                 self._changed.notify_all()
         return True
+
+    def _run_task(self, task: Task) -> None:
+        try:
+            with self.runner.lock:
+                task.result = task.run()
+        except BaseException as error:  # noqa: BLE001 - the caller hears of it
+            task.error = error
+        finally:
+            task.finished.set()
 
     def _next_pass(self) -> list[tuple[Job, int]]:
         """The next pass's rows (called with the lock held): waits for more requests while the pass is not

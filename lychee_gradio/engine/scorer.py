@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -369,12 +368,13 @@ class LycheeScorer(ScorerBase):
         explain_tokens: int = 0,
     ) -> tuple[float, list, str | None, str | None]:
         """The pair's yes+no share of next-token probability and its likeliest next tokens; with
-        `explain_tokens`, the model's own words (at most that many tokens), or why there are none."""
+        `explain_tokens`, the model's own words (at most that many tokens), or why there are none. A task of the
+        scheduler's, which owns the model: it runs between passes, alone."""
         from . import introspect
 
         query, document = self.encoder.truncate(query), self.encoder.truncate(document)
-        _acquire(context, self.runner.lock)
-        try:
+
+        def task() -> tuple[float, list, str | None, str | None]:
             (pair,) = self.encoder.encode(query, [document], instruction, max_pixels)
             mass, top = introspect.next_tokens(self, pair)
             if not explain_tokens:
@@ -383,12 +383,11 @@ class LycheeScorer(ScorerBase):
                 return mass, top, None, "this checkpoint has no language-model head: it cannot write"
             yes, no = self.runner.forward([pair]).tolist()[0][::-1]
             answer = "yes" if yes >= no else "no"
-            (followup,) = self.encoder.encode(
-                query, [document], instruction, max_pixels, followup=(answer, introspect.QUESTION.format(answer=answer))
-            )
+            question = introspect.QUESTION.format(answer=answer)
+            (followup,) = self.encoder.encode(query, [document], instruction, max_pixels, followup=(answer, question))
             return mass, top, introspect.generate(self, followup, explain_tokens, context), None
-        finally:
-            self.runner.lock.release()
+
+        return self.scheduler.call(task, context)
 
     # The runner's settings, as the library has always offered them (`scorer.batch_size = 2`).
     batch_size = property(lambda self: self.runner.batch_size, lambda self, v: setattr(self.runner, "batch_size", v))
@@ -416,12 +415,3 @@ def _single_token_id(tokenizer, word: str) -> int:
     if len(ids) != 1:
         raise ValueError(f"the tokenizer encodes {word!r} as {len(ids)} tokens; a yes/no reranker needs one")
     return ids[0]
-
-
-def _acquire(context: RequestContext, lock: threading.Lock) -> None:
-    """Take `lock`, waiting at most until the call's deadline (and no longer once it is cancelled)."""
-    while True:
-        context.check()
-        remaining = context.remaining()
-        if lock.acquire(timeout=0.1 if remaining is None else max(0.0, min(0.1, remaining))):
-            return

@@ -19,6 +19,7 @@ except PackageNotFoundError:  # run from a checkout that was never installed
 # should not wait for them (nor should the page or the HTTP layer, which never need them).
 _EXPORTS = {
     "LycheeScorer": "engine.scorer",
+    "LycheeEmbedder": "engine.embedder",
     "RerankResult": "contract",
     "PairScore": "contract",
     "Item": "contract",
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         ScoringOutOfMemoryError,
         ScoringTimeoutError,
     )
+    from .engine.embedder import LycheeEmbedder
     from .engine.memory import WontFitError
     from .engine.prompt import SYSTEM_PROMPT
     from .engine.scorer import LycheeScorer

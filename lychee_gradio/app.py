@@ -22,11 +22,12 @@ from .ui.page import PageApp, build_demo
 __all__ = ["Config", "Limits", "ServerSettings", "RunningServer", "create", "start"]
 
 
-def create(scorers, settings: ServerSettings) -> FastAPI:
-    """The whole app (page, Gradio API, /v1/rerank, MCP when asked, operations) over one scorer or several."""
+def create(scorers, settings: ServerSettings, embedders=None) -> FastAPI:
+    """The whole app (page, Gradio API, /v1/rerank, MCP when asked, operations) over one scorer or several, and
+    `embedders` (embedding models: /v1/embeddings) when given."""
     models = ModelSet.of(scorers)
     # One request service for every door of the app: the page, the Gradio API, /v1/*, the dialects and MCP.
-    service = Service(models, settings.config, TELEMETRY, fetch=url_fetcher(settings.config))
+    service = Service(models, settings.config, TELEMETRY, fetch=url_fetcher(settings.config), embedders=embedders)
     page = build_demo(
         models,
         settings.config,
@@ -38,7 +39,7 @@ def create(scorers, settings: ServerSettings) -> FastAPI:
     return create_app(models, settings, PageApp(page), service=service)
 
 
-def start(scorers, settings: ServerSettings) -> RunningServer:
+def start(scorers, settings: ServerSettings, embedders=None) -> RunningServer:
     """Build the app and serve it in a background thread; raises OSError (before building anything) when
     the port cannot be bound."""
-    return RunningServer.bind(settings.host, settings.port).serve(lambda: create(scorers, settings))
+    return RunningServer.bind(settings.host, settings.port).serve(lambda: create(scorers, settings, embedders))

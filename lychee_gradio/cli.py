@@ -158,6 +158,19 @@ def load_scorers(args: argparse.Namespace) -> list:
     return [LycheeScorer.load(name, **_load_options(args, name)) for name in model_names(args)]
 
 
+def load_embedders(args: argparse.Namespace) -> list:
+    """--embedding-model's embedding model (with --demo and none named: the tiny random one, except on Ray, whose
+    front end loads no model), loaded once in this process."""
+    demo = getattr(args, "demo", None) and not uses_ray(args)
+    name = getattr(args, "embedding_model", None) or ("demo" if demo else None)
+    if name is None:
+        return []
+    from .engine.embedder import LycheeEmbedder
+
+    print("loading the embedding model ...", flush=True)
+    return [LycheeEmbedder.load(name, device=args.device, dtype=args.dtype)]
+
+
 def _load_options(args: argparse.Namespace, name=None, *, cache: bool = True) -> dict:
     """LycheeScorer.load's options from the flags; `--quantize` applies to models named without `@int8`/`@nf4`."""
     from .engine.weights import split_precision
@@ -292,6 +305,7 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
         else:
             print("loading the model ...", flush=True)
             scorers = load_scorers(args)
+        embedders = load_embedders(args)
     except (ModelLoadError, ValueError) as error:
         print(f"lychee {args.command}: {error}", file=sys.stderr)
         return 2
@@ -302,7 +316,7 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
         args, auth, concurrency=configs.page_concurrency(settings.values_of(args), cluster.replica_count if cluster else 1)
     )
     try:
-        running = app.start(scorers, served)
+        running = app.start(scorers, served, embedders)
     except ValueError as error:  # a --calibration file for models this server does not serve
         print(f"lychee {args.command}: {error}", file=sys.stderr)
         if cluster:

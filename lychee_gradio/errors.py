@@ -51,6 +51,11 @@ ERRORS: dict[str, tuple[int, str]] = {
     "min_score": (400, "expected a score from 0 to 1, \"relevant\" or \"partly\", got {value}"),
     "top_n": (400, "expected 0 (all) or a positive whole number, got {value}"),
     "max_pixels_low": (400, "must be at least {minimum}, got {value}"),
+    "dimensions": (400, "expected a whole number from 32 to {maximum} (the model's size), got {value}"),
+    "embed_pdf": (400, "a PDF is not embedded whole; send each page as an image"),
+    "no_embedding_model": (400, "this server serves no embedding model (start it with --embedding-model)"),
+    "encoding_format": (400, "expected \"float\" or \"base64\", got {value}"),
+    "normalize_off": (400, "this model's embeddings are unit vectors; normalize: false is not offered"),
     "max_pixels_high": (400, "at most {limit} on this server"),
     "unknown_model": (400, "unknown model {name}; this server serves {served}"),
     # over HTTP and MCP

@@ -58,6 +58,21 @@ QWEN3_VL = ModelFamily(
 
 FAMILIES: dict[str, ModelFamily] = {family.model_type: family for family in (LYCHEE, QWEN3_VL)}
 
+# Qwen3-VL-Embedding 2B / 8B (Qwen team): the reranker's backbone without a head; an item's embedding is the final
+# layer's hidden state at its prompt's last token (engine/embedder.py). Its text limit: 8,192 tokens per item.
+QWEN3_VL_EMBEDDING = ModelFamily(
+    name="Qwen3-VL-Embedding",
+    model_type="qwen3_vl",
+    model_class="Qwen3VLModel",
+    default_instruction="Represent the user's input.",
+    pixel_factor=32,
+    min_pixels=4 * 32 * 32,
+    max_pixels=1800 * 32 * 32,
+    max_text_tokens=8192,
+    unquantized_modules=("visual",),
+    clip_frames_wrapped=True,
+)
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -91,4 +106,5 @@ def family_for(model_type: str | None) -> ModelFamily:
 # The tiny random checkpoints `lychee load --demo` and `LycheeScorer.load("demo")` build offline, one per family, by
 # the folder name they are served under (it says they are random), and the names the library takes for them.
 DEMO_MODELS = {"qwen2_5_vl": "random-lychee-rerank-mm", "qwen3_vl": "random-Qwen3-VL-Reranker"}
+DEMO_EMBEDDING = "random-Qwen3-VL-Embedding"  # the tiny random embedding model (`LycheeEmbedder.load("demo")`)
 DEMO_NAMES = {"demo": "qwen2_5_vl", "demo-qwen2_5_vl": "qwen2_5_vl", "demo-qwen3_vl": "qwen3_vl"}

@@ -179,6 +179,26 @@ class Request:
         finally:
             self.context.stage = "scoring"
 
+    def embedder(self, name: str | None = None):
+        """The served embedding model called `name` (empty: the default); an `InputError` where none is served."""
+        if self.service.embedders is None:
+            raise InputError("model", "no_embedding_model")
+        embedder = self.service.embedders.get(name)
+        self.record.fields["model"] = self.service.embedders.name_of(embedder)
+        return embedder
+
+    def embed(self, embedder, values: Sequence[Any], instruction: str | None = None, dimensions: Any = None, field="input"):
+        """One unit vector per value (text, image, both, a clip: as documents are read), in order; errors name
+        `field[i]`. The values are read under the request's limits, as every door's documents are."""
+        if not values:
+            raise InputError(field, "empty")
+        embedder.check_dimensions(dimensions)
+        names = [f"{field}[{i}]" for i in range(len(values))]
+        self.check_count(len(values), field)
+        first, rest = self.read(values[0], list(values[1:]), embedder, field=field, query_field=names[0], fields=names[1:])
+        self.record.fields["documents"] = len(values)
+        return embedder.embed_items([first, *rest], instruction, dimensions, context=self.context).tolist()
+
     def long_documents(self, value: Any = None) -> str:
         """The request's `long_documents` (`parts.py`): the caller's, checked, else the server's."""
         return check_mode(value if value not in (None, "") else self.service.config.long_documents)
@@ -354,8 +374,11 @@ class Service:
     `fetch(values, context, client)`: the door's image-URL fetcher (serving's, for /v1/* and MCP); None where a
     door takes no URLs."""
 
-    def __init__(self, models, config: Config = Config(), observer: Observer | None = None, fetch: Callable | None = None):
+    def __init__(
+        self, models, config: Config = Config(), observer: Observer | None = None, fetch: Callable | None = None, embedders=None
+    ):
         self.models = ModelSet.of(models)
+        self.embedders = ModelSet.of(embedders) if embedders else None  # --embedding-model: the first stage
         self.config = config
         self.observer = observer or NullObserver()
         self.fetch = fetch

@@ -89,6 +89,8 @@ SETTINGS: list[Setting] = [
     # -- the server
     S("host", "str", "127.0.0.1", "address to listen on (0.0.0.0: every interface)", "server"),
     S("port", "int", 7860, "port", "server"),
+    S("embedding_model", "str", None, "a Qwen3-VL-Embedding folder or ModelScope id (Qwen/Qwen3-VL-Embedding-2B, "
+      "-8B): also serve POST /v1/embeddings and TEI's /embed (with --demo: a tiny random one)", "server"),
     S("mcp", "bool", False, "also serve the endpoints as MCP tools (for agents) at /gradio_api/mcp/", "server"),
     S("log_format", "choice", "text", "log lines as text, or one JSON object per line", "server",
       choices=("text", "json"), eval=True),

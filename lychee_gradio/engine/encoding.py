@@ -133,6 +133,7 @@ class PairEncoder:
         image_cache=None,
         pixel_dtype: torch.dtype | None = None,
         clip_frames_wrapped: bool = False,
+        messages: Callable[[Item, Item, str], list[dict]] = build_messages,
     ):
         # The image processor resizes to multiples of its patch x merge size (28 for Qwen2.5-VL,
         # 32 for Qwen3-VL); the bounds come from the model family (families.py).
@@ -154,6 +155,8 @@ class PairEncoder:
         # A clip whose frames come each in <|vision_start|>...<|vision_end|> takes the place of the template's
         # wrapper around it (families.ModelFamily.clip_frames_wrapped).
         self.clip_frames_wrapped = clip_frames_wrapped
+        # The chat of one pair (prompt.build_messages: the reranker's; engine/embedder.py: one item's, to embed).
+        self.messages = messages
         # Processed images (resized, normalised pixel patches) by (content hash, bounds), across
         # requests: cache.ImageCache, or None.
         self.image_cache = image_cache
@@ -269,7 +272,7 @@ class PairEncoder:
     def render(self, query: Item, document: Item, instruction: str, followup: tuple[str, str] | None = None) -> str:
         """The prompt text of one pair, with one `<|image_pad|>` per image (before expansion); with
         `followup` (answer, question), the model's answer and a further question as two more turns."""
-        messages = build_messages(query, document, instruction)
+        messages = self.messages(query, document, instruction)
         if followup is not None:
             answer, question = followup
             messages += [

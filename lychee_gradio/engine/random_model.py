@@ -410,15 +410,33 @@ def build_tiny_checkpoint(folder: str | Path, seed: int = 0, *, family: str = "q
     return build_checkpoint(folder, "tiny", seed, family=family, tokenizer=tokenizer)
 
 
+def build_embedding_checkpoint(folder: str | Path, seed: int = 1, tokenizer=None) -> Path:
+    """Write a tiny random Qwen3-VL-Embedding checkpoint: the Qwen3-VL backbone alone, saved as Qwen's embedding
+    model saves it (weights under `model.`, no output head), with the processor and chat template."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    processor = build_processor("qwen3_vl", tokenizer)
+    backbone = build_random_model(processor, "tiny", seed=seed, family="qwen3_vl").model
+    backbone.config.architectures = ["Qwen3VLForEmbedding"]
+    backbone.config.save_pretrained(folder)
+    save_file({f"model.{k}": v.contiguous() for k, v in backbone.state_dict().items()}, folder / "model.safetensors")
+    processor.save_pretrained(folder)
+    return folder
+
+
 def demo_model_dir(family: str = "qwen2_5_vl") -> Path:
-    """The tiny random checkpoint of a family (`lychee load --demo`, `LycheeScorer.load("demo")`), built once into
+    """The tiny random checkpoint of a family, or "embedding" (`lychee load --demo`, `LycheeScorer.load("demo")`,
+    `LycheeEmbedder.load("demo")`), built once into
     the user's cache (`$XDG_CACHE_HOME/lychee-gradio/`, else `~/.cache/lychee-gradio/`). Its folder's name (what
     the page and the API call it) says it is random: its scores mean nothing."""
     import os
 
-    from ..families import DEMO_MODELS
+    from ..families import DEMO_EMBEDDING, DEMO_MODELS
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lychee-gradio" / DEMO_MODELS[family]
+    name = DEMO_EMBEDDING if family == "embedding" else DEMO_MODELS[family]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lychee-gradio" / name
     if not (cache / "config.json").is_file():
-        build_tiny_checkpoint(cache, family=family)
+        build_embedding_checkpoint(cache) if family == "embedding" else build_tiny_checkpoint(cache, family=family)
     return cache

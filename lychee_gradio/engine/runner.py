@@ -46,8 +46,8 @@ class ModelRunner:
         model,
         device: torch.device,
         *,
-        yes_token_id: int,
-        no_token_id: int,
+        yes_token_id: int | None = None,
+        no_token_id: int | None = None,
         pad_token_id: int,
         batch_size: int | None = None,
         max_batch_tokens: int | None = None,
@@ -68,10 +68,13 @@ class ModelRunner:
         # The two rows of the output layer that make the score, kept in float32: the (no, yes)
         # logits are computed from the last hidden state in full precision, whatever the model's
         # dtype, so bf16 adds no rounding of its own at the step that decides the score.
-        head = model.get_output_embeddings()
-        rows = [no_token_id, yes_token_id]
-        self._score_weight = head.weight.detach()[rows].float()
-        self._score_bias = head.bias.detach()[rows].float() if getattr(head, "bias", None) is not None else None
+        # (An embedding model has no yes/no rows: its passes hand back the last hidden state, `forward(hidden=True)`.)
+        self._score_weight = self._score_bias = None
+        if yes_token_id is not None and no_token_id is not None:
+            head = model.get_output_embeddings()
+            rows = [no_token_id, yes_token_id]
+            self._score_weight = head.weight.detach()[rows].float()
+            self._score_bias = head.bias.detach()[rows].float() if getattr(head, "bias", None) is not None else None
 
     @staticmethod
     def is_out_of_memory(error: BaseException) -> bool:
@@ -148,8 +151,11 @@ class ModelRunner:
         return prefixes
 
     @torch.inference_mode()
-    def forward(self, batch: list[EncodedPair], prefix: SharedPrefix | list[SharedPrefix | None] | None = None) -> torch.Tensor:
-        """(no, yes) logits at the last position of each pair, as a float32 (B, 2) tensor on the CPU.
+    def forward(
+        self, batch: list[EncodedPair], prefix: SharedPrefix | list[SharedPrefix | None] | None = None, hidden: bool = False
+    ) -> torch.Tensor:
+        """(no, yes) logits at the last position of each pair, as a float32 (B, 2) tensor on the CPU; with `hidden`,
+        the final layer's hidden state there instead (B, hidden size): an embedding (engine/embedder.py).
 
         With a prefix, only each pair's tail (the tokens after the prefix) runs, attending to the
         prefix's cached keys/values; positions stay those of the whole sequence. `prefix` is one
@@ -194,6 +200,8 @@ class ModelRunner:
             use_cache=False,
         )
         last = outputs.last_hidden_state[:, -1, :].float()
+        if hidden:
+            return last.cpu()
         logits = last @ self._score_weight.T
         if self._score_bias is not None:
             logits = logits + self._score_bias

@@ -345,7 +345,7 @@ def quantized_modules(model) -> list[str]:
     return [name for name, module in model.named_modules() if type(module).__module__.startswith("bitsandbytes")]
 
 
-def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | None = None):
+def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | None = None, family=None):
     """Load a checkpoint's model and processor with the class its family names; `(model, processor, family)`.
 
     Every weight of the checkpoint must match the model: transformers would otherwise initialise
@@ -355,7 +355,11 @@ def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | Non
     """
     import transformers
 
-    family = checkpoint_family(folder)
+    found = checkpoint_family(folder)
+    if family is None:
+        family = found
+    elif family.model_type != found.model_type:  # an embedding model: its backbone's family, not another's
+        raise ModelLoadError(f"{folder} holds a {found.model_type} checkpoint, not a {family.name} ({family.model_type}) one")
     model_class = getattr(transformers, family.model_class)
     check_quantization(quantize, runtime)
     extra = {"quantization_config": quantization_config(quantize, runtime, family)} if quantize else {}
@@ -386,6 +390,8 @@ def load_model_and_processor(folder: Path, runtime: Runtime, quantize: str | Non
                 "apply the quantization as expected"
             )
     problems = {kind: list(info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if family.model_class.endswith("Model"):  # a backbone alone (an embedding model): an output head is not used
+        problems["unexpected_keys"] = [key for key in problems["unexpected_keys"] if not key.startswith("lm_head.")]
     if any(problems.values()):
         found = "; ".join(f"{len(keys)} {kind.replace('_', ' ')} (e.g. {keys[0]})" for kind, keys in problems.items() if keys)
         raise ModelLoadError(

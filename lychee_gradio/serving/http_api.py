@@ -26,6 +26,7 @@ from ..service import Service
 from . import telemetry
 from .dialects import INFO_PATH, SCORE_PATHS, TeiRerankRequest, create_dialect_router
 from .edge import error_response
+from .embeddings import EMBEDDINGS_PATH, TEI_EMBED_PATH, create_embeddings_router
 from .json_inputs import image_fields, read_json, request_images, request_item, text_of
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank")
@@ -36,6 +37,8 @@ JSON_ENDPOINTS = {
     **{path: RERANK_PATHS[0] for path in (*RERANK_PATHS, SHARED_RERANK_PATH)},
     **{path: SCORE_PATHS[0] for path in SCORE_PATHS},
     EXPLAIN_PATH: EXPLAIN_PATH,
+    EMBEDDINGS_PATH: EMBEDDINGS_PATH,
+    TEI_EMBED_PATH: EMBEDDINGS_PATH,
 }
 GET_ENDPOINTS = (INFO_PATH,)
 logger = logging.getLogger(__name__)
@@ -225,6 +228,7 @@ def create_router(service: Service) -> APIRouter:
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": schemas}}}}},
     )
     router.include_router(dialects)
+    router.include_router(create_embeddings_router(service, opened, _client))
 
     async def explain(body: ExplainRequest, request: Request) -> dict:
         """Why this score: each image's map by occlusion, each text's segments by leaving out, the model's

@@ -97,6 +97,19 @@ TOOLS = {
             },
         },
     },
+    "embed": {
+        "description": "Embed texts, images or both (served only with an embedding model, --embedding-model): one "
+        "unit vector per input, for a search's first stage. Returns {model, embeddings}.",
+        "schema": {
+            "type": "object",
+            "required": ["inputs"],
+            "properties": {
+                "inputs": {"type": "array", "items": _ITEM},
+                "dimensions": {"type": "integer", "minimum": 32, "description": "keep the first n values (Matryoshka)"},
+                **_COMMON,
+            },
+        },
+    },
     "rank_images": {
         "description": "Rank images against a query (text and/or image), best first. Images as data URLs or "
         "base64. Returns [{rank, index, score, verdict}].",
@@ -116,6 +129,21 @@ TOOLS = {
         },
     },
 }
+
+
+async def _embedded(service: Service, arguments: dict[str, Any], req, client: str) -> dict:
+    """The embed tool: one unit vector per input, through the request service."""
+    embedder = req.embedder(arguments.get("model"))
+    values = list(arguments["inputs"])
+    req.check_count(len(values), "inputs")
+    fetched = await req.fetch(request_images("", values), client)
+
+    def work() -> list:
+        _, documents = read_json("", values, fetched)
+        return req.embed(embedder, documents, arguments.get("instruction"), arguments.get("dimensions"), field="inputs")
+
+    vectors = await anyio.to_thread.run_sync(work)
+    return {"model": service.embedders.name_of(embedder), "embeddings": vectors}
 
 
 def _current_request_context(server):
@@ -142,7 +170,9 @@ class McpTools:
         @self.server.list_tools()
         async def list_tools():
             return [
-                types.Tool(name=name, description=tool["description"], inputSchema=tool["schema"]) for name, tool in TOOLS.items()
+                types.Tool(name=name, description=tool["description"], inputSchema=tool["schema"])
+                for name, tool in TOOLS.items()
+                if name != "embed" or service.embedders is not None
             ]
 
         @self.server.call_tool()
@@ -183,6 +213,8 @@ class McpTools:
             raise RuntimeError(json.dumps(LycheeError(None, "internal").as_dict())) from None
 
     async def _call(self, name: str, arguments: dict[str, Any], req, client: str) -> dict:
+        if name == "embed":
+            return await _embedded(self.service, arguments, req, client)
         scorer = req.model(arguments.get("model"))
         if name in ("score", "explain"):
             query, documents = arguments["query"], [arguments["document"]]

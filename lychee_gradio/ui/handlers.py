@@ -358,7 +358,22 @@ def make_handlers(
         """A run of this browser session failed or was stopped before scoring: its words, for the message box."""
         return requests.message(request)
 
+    def embed(
+        texts: list[str] | None = None,
+        dimensions: float | None = None,
+        instruction: str | None = None,
+        request: gr.Request = None,
+    ) -> list[list[float]]:
+        """Embed texts with the served embedding model (lychee load --embedding-model): one unit vector per text.
+        Example: client.predict(texts=["a white cup"], api_name="/embed"). Images: POST /v1/embeddings."""
+        with requests.open("/embed", request) as req:
+            values = [texts] if isinstance(texts, str) else list(texts or [])
+            size = int(dimensions) if isinstance(dimensions, float) and dimensions.is_integer() else dimensions
+            return req.embed(req.embedder(None), [{"text": t} for t in values], instruction or None, size or None, field="texts")
+
     return SimpleNamespace(
+        embeds=requests.service.embedders is not None,
+        embed=embed,
         score=score,
         rerank=rerank,
         rank_images=rank_images,

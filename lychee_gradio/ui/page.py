@@ -78,6 +78,8 @@ def build_demo(
             if len(models) > 1:
                 compare_tab(handlers, instruction, models)
             evaluate_tab(handlers, instruction)
+        if handlers.embeds:  # --embedding-model: gradio_client's /embed (the API only; the page has no tab for it yet)
+            gr.api(handlers.embed, api_name="embed")
     gradio_compat.without_run_history(demo)
     # The one place queueing is set up: the model's work (MODEL_WORK) runs `concurrency` requests at
     # once, one per model replica.

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from .config import Config, Limits
 from .registry import ModelSet
+from .search.store import Store
 from .service import Service
 from .serving.json_inputs import url_fetcher
 from .serving.server import RunningServer, ServerSettings, create_app
@@ -27,7 +28,14 @@ def create(scorers, settings: ServerSettings, embedders=None) -> FastAPI:
     `embedders` (embedding models: /v1/embeddings) when given."""
     models = ModelSet.of(scorers)
     # One request service for every door of the app: the page, the Gradio API, /v1/*, the dialects and MCP.
-    service = Service(models, settings.config, TELEMETRY, fetch=url_fetcher(settings.config), embedders=embedders)
+    service = Service(
+        models,
+        settings.config,
+        TELEMETRY,
+        fetch=url_fetcher(settings.config),
+        embedders=embedders,
+        collections=lambda: Store(settings.data_dir),  # opened on the first search
+    )
     page = build_demo(
         models,
         settings.config,

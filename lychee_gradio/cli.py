@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import config as configs
 from . import settings
+from .cli_index import add_index_parser, load_embedders, run_index
 from .config import Config, Limits
 from .families import DEMO_MODELS  # --demo's random models, one per family, by the folder name they are served under
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_eval_arguments(evaluate)
     _add_model_options(evaluate, eval_only=True)
+    add_index_parser(commands)
     return parser
 
 
@@ -156,19 +158,6 @@ def load_scorers(args: argparse.Namespace) -> list:
     from .engine.scorer import LycheeScorer
 
     return [LycheeScorer.load(name, **_load_options(args, name)) for name in model_names(args)]
-
-
-def load_embedders(args: argparse.Namespace) -> list:
-    """--embedding-model's embedding model (with --demo and none named: the tiny random one, except on Ray, whose
-    front end loads no model), loaded once in this process."""
-    demo = getattr(args, "demo", None) and not uses_ray(args)
-    name = getattr(args, "embedding_model", None) or ("demo" if demo else None)
-    if name is None:
-        return []
-    from .engine.embedder import LycheeEmbedder
-
-    print("loading the embedding model ...", flush=True)
-    return [LycheeEmbedder.load(name, device=args.device, dtype=args.dtype)]
 
 
 def _load_options(args: argparse.Namespace, name=None, *, cache: bool = True) -> dict:
@@ -271,7 +260,14 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
         # A public link must not leave the rerank API open: without --api-key it takes the share password.
         config = dataclasses.replace(config, api_key=auth[1])
     return ServerSettings(
-        host=args.host, port=args.port, demo_mode=bool(args.demo), config=config, auth=auth, mcp=args.mcp, concurrency=concurrency
+        host=args.host,
+        port=args.port,
+        demo_mode=bool(args.demo),
+        config=config,
+        auth=auth,
+        mcp=args.mcp,
+        concurrency=concurrency,
+        data_dir=args.data_dir,
     )
 
 
@@ -305,7 +301,7 @@ def serve(args: argparse.Namespace, *, share: bool) -> int:
         else:
             print("loading the model ...", flush=True)
             scorers = load_scorers(args)
-        embedders = load_embedders(args)
+        embedders = load_embedders(args, on_ray=uses_ray(args))
     except (ModelLoadError, ValueError) as error:
         print(f"lychee {args.command}: {error}", file=sys.stderr)
         return 2
@@ -441,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "eval":
         return evaluate(args)
+    if args.command == "index":
+        return run_index(args)
     return serve(args, share=args.command == "share")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -37,43 +38,12 @@ from .contract import (
     ScoringCancelledError,
 )
 from .explain import DEFAULT_GRID
-from .inputs import admit_images, request_rules, to_item
+from .inputs import read_items
 from .parts import check_mode, rows
 from .ranking import best_first, check_top_n
 from .registry import ModelSet
 
 logger = logging.getLogger(__name__)
-
-
-def read_items(
-    limits: Limits,
-    context: RequestContext,
-    query: Any,
-    documents: Sequence[Any],
-    keep_pixels: int,
-    field: str = "documents",
-    on_read: Callable[[int, int], None] | None = None,
-    query_field: str = "query",
-    fields: Sequence[str] | None = None,
-    documents_in_flight: int | None = None,
-    clip_segments: bool = False,
-) -> tuple[Item, list[Item]]:
-    """A request's query and documents (plain values: text, `{"text", "image"}`, image bytes or an upload's
-    path, an `Item`) as scorer items, under `limits`: the number of documents, then every image's pixels
-    from its header, its share of the image memory pool (all at once), decoding down to `keep_pixels`.
-    What it admitted goes back when `context` closes; `on_read(done, total)` after each document. CPU work:
-    never on an event loop."""
-    if fields is None:
-        limits.check_documents(len(documents), field)  # `fields` (each document's own name): counted by the door
-    rules = request_rules(limits, keep_pixels, context, clip_segments)
-    admit_images([query, *documents], rules, field, documents_in_flight)
-    query_item = to_item(query, query_field, rules=rules)
-    items = []
-    for i, document in enumerate(documents):
-        items.append(to_item(document, fields[i] if fields is not None else f"{field}[{i}]", rules=rules))
-        if on_read is not None:
-            on_read(i + 1, len(documents))
-    return query_item, items
 
 
 @dataclass
@@ -375,10 +345,17 @@ class Service:
     door takes no URLs."""
 
     def __init__(
-        self, models, config: Config = Config(), observer: Observer | None = None, fetch: Callable | None = None, embedders=None
+        self,
+        models,
+        config: Config = Config(),
+        observer: Observer | None = None,
+        fetch: Callable | None = None,
+        embedders=None,
+        collections: Callable | None = None,
     ):
         self.models = ModelSet.of(models)
         self.embedders = ModelSet.of(embedders) if embedders else None  # --embedding-model: the first stage
+        self._collections, self._store, self._store_lock = collections, None, threading.Lock()
         self.config = config
         self.observer = observer or NullObserver()
         self.fetch = fetch
@@ -387,6 +364,22 @@ class Service:
         served = {name: getattr(scorer, "precision", None) for name, scorer in zip(self.models.names, self.models.scorers)}
         for warning in self.calibration.check(served):
             logger.warning(warning)
+
+    def collections(self):
+        """The collections (`search.store.Store`), opened on first use; an `InputError` where none are served."""
+        if self._collections is None or self.embedders is None:
+            raise InputError("collection", "no_collections")
+        with self._store_lock:
+            if self._store is None:
+                self._store = self._collections()
+            return self._store
+
+    def close(self) -> None:
+        """Give back what the service opened (the collections' store: one process holds it at a time)."""
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
     def calibrate(self, report: dict, precision: float = DEFAULT_PRECISION, miss: float = DEFAULT_MISS) -> dict:
         """The calibration file of an evaluation report of the served models (`lychee eval --calibrate`, the

@@ -91,6 +91,8 @@ SETTINGS: list[Setting] = [
     S("port", "int", 7860, "port", "server"),
     S("embedding_model", "str", None, "a Qwen3-VL-Embedding folder or ModelScope id (Qwen/Qwen3-VL-Embedding-2B, "
       "-8B): also serve POST /v1/embeddings and TEI's /embed (with --demo: a tiny random one)", "server"),
+    S("data_dir", "path", None, "where collections are kept (lychee index, /v1/search; default: "
+      "$XDG_DATA_HOME/lychee-gradio, else ~/.local/share/lychee-gradio)", "server"),
     S("mcp", "bool", False, "also serve the endpoints as MCP tools (for agents) at /gradio_api/mcp/", "server"),
     S("log_format", "choice", "text", "log lines as text, or one JSON object per line", "server",
       choices=("text", "json"), eval=True),

@@ -93,7 +93,6 @@ def pytest_collection_modifyitems(config, items):
     share another, so that neither is measured while the other fills the machine."""
     if not getattr(config.option, "loadgroup", False):
         return
-    groups = {}
     for item in items:
         if item.get_closest_marker("ray"):
             group = "ray"
@@ -101,7 +100,6 @@ def pytest_collection_modifyitems(config, items):
             group = "memory"
         else:
             group = item.nodeid.split("::", 1)[0]
-        groups[item] = group
         item.add_marker(pytest.mark.xdist_group(group))
         # pytest-xdist 3.8 names the group in the test's id (`item._nodeid`), which pytest 9.2 no longer reads (its
         # id is `item._id` now): name it there too, so that the groups hold on either.
@@ -109,24 +107,6 @@ def pytest_collection_modifyitems(config, items):
             from _pytest.nodeid import NodeId
 
             item._id = NodeId.parse(f"{item.nodeid}@{group}")
-    # The longest groups first (with --no-loadscope-reorder, xdist hands the groups out in this order, each to the
-    # worker that is free): no worker starts a long one while the other has nothing left.
-    order = {group: rank for rank, group in enumerate(LONGEST_GROUPS)}
-    items.sort(key=lambda item: order.get(groups[item], len(order)))
-
-
-# The slow lane's longest groups, longest first: seconds each took on one worker (`--durations=0`, 2-core Zen 4,
-# December 2026): ray 208, memory 142, test_layout 113, test_browser 88, test_exit 65, test_cli 52, test_bench 40.
-# A group not listed runs after them, in collection order.
-LONGEST_GROUPS = (
-    "ray",
-    "memory",
-    "tests/test_layout.py",
-    "tests/test_browser.py",
-    "tests/test_exit.py",
-    "tests/test_cli.py",
-    "tests/test_bench.py",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -228,9 +208,18 @@ def page(view, scorer, *args, limits: Limits | None = None, context=None, **kwar
 
 
 @pytest.fixture(scope="session")
-def huge_photos(tmp_path_factory):
-    """A folder where tests/memory_probe.py keeps the 7000 x 7000 photos it makes (a second each), for its next run."""
-    return tmp_path_factory.mktemp("huge-photos")
+def embedding_model_dir(tmp_path_factory, qwen3_tokenizer):
+    """A tiny random Qwen3-VL-Embedding checkpoint (the real Qwen3 tokenizer), built offline once."""
+    from lychee_gradio.engine.random_model import build_embedding_checkpoint
+
+    return build_embedding_checkpoint(tmp_path_factory.mktemp("embedding"), tokenizer=qwen3_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def embedder(embedding_model_dir):
+    from lychee_gradio.engine.embedder import LycheeEmbedder
+
+    return LycheeEmbedder.load(str(embedding_model_dir), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")

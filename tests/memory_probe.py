@@ -15,7 +15,6 @@ import io
 import json
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import psutil
@@ -25,23 +24,14 @@ from lychee_gradio import LycheeScorer, app
 from lychee_gradio.config import Config, Limits
 
 
-def documents(count: int = 32, side: int = 7000, seed: int = 0, cache: Path | None = None) -> list[dict]:
-    """`count` different photos of `side` x `side` pixels (PNG, base64). Each takes about a second to encode:
-    with `cache` (a folder), one made before is read back instead."""
+def documents(count: int = 32, side: int = 7000, seed: int = 0) -> list[dict]:
     found = []
     for i in range(count):
-        path = cache / f"{side}-{seed}-{i}.png" if cache is not None else None
-        if path is not None and path.is_file():
-            data = path.read_bytes()
-        else:
-            image = Image.new("RGB", (side, side), ((i * 7 + seed * 31) % 256, 100, 200))
-            ImageDraw.Draw(image).ellipse((1000 + i * 10, 1000 + seed * 10, 5000, 5000), fill=(255, 255, 255))
-            buffer = io.BytesIO()
-            image.save(buffer, "PNG", optimize=True)
-            data = buffer.getvalue()
-            if path is not None:
-                path.write_bytes(data)
-        found.append({"image": base64.b64encode(data).decode()})
+        image = Image.new("RGB", (side, side), ((i * 7 + seed * 31) % 256, 100, 200))
+        ImageDraw.Draw(image).ellipse((1000 + i * 10, 1000 + seed * 10, 5000, 5000), fill=(255, 255, 255))
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", optimize=True)
+        found.append({"image": base64.b64encode(buffer.getvalue()).decode()})
     return found
 
 
@@ -51,7 +41,6 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=1)
     parser.add_argument("--documents", type=int, default=32)
     parser.add_argument("--pool-mb", type=float, default=None)
-    parser.add_argument("--cache", type=Path, default=None, help="a folder keeping the photos made, for the next run")
     args = parser.parse_args()
     scorer = LycheeScorer.load(args.model, device="cpu", dtype="float32")
     # With a pool, the requests queue for it as long as they need (--image-memory-wait): the proof is their memory.
@@ -59,9 +48,7 @@ def main() -> None:
         Limits() if args.pool_mb is None else Limits(image_memory_in_flight=int(args.pool_mb * 2**20), image_memory_wait=900.0)
     )
     running = app.start(scorer, app.ServerSettings(port=0, config=Config(limits=limits)))
-    bodies = [
-        {"query": "a cup", "documents": documents(args.documents, seed=k, cache=args.cache)} for k in range(args.concurrent)
-    ]
+    bodies = [{"query": "a cup", "documents": documents(args.documents, seed=k)} for k in range(args.concurrent)]
     process = psutil.Process()
     httpx.post(f"{running.url}v1/rerank", json={"query": "warm", "documents": ["up"]}, timeout=120)
     gc.collect()

@@ -133,13 +133,15 @@ def test_one_caller_looping_slow_urls_leaves_fetch_slots_for_another(fetching_ap
 
 @pytest.mark.slow
 @pytest.mark.memory
-def test_concurrent_requests_of_large_images_share_the_image_memory_pool(tiny_model_dir, huge_photos):
+def test_concurrent_requests_of_large_images_share_the_image_memory_pool(tiny_model_dir):
     script = Path(__file__).parent / "memory_probe.py"
     runs = {}
     for pool in ("100000", "300"):  # unbounded, then bounded to about what one request holds
-        options = ["--concurrent", "4", "--documents", "4", "--pool-mb", pool, "--cache", str(huge_photos)]
         result = subprocess.run(
-            [sys.executable, str(script), str(tiny_model_dir), *options], capture_output=True, text=True, timeout=900
+            [sys.executable, str(script), str(tiny_model_dir), "--concurrent", "4", "--documents", "4", "--pool-mb", pool],
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         assert result.returncode == 0, result.stderr[-2000:]
         runs[pool] = json.loads(result.stdout.strip().splitlines()[-1])

@@ -15,16 +15,8 @@ from PIL import Image
 
 from lychee_gradio import app
 from lychee_gradio.contract import InputError, Item
-from lychee_gradio.engine.embedder import LycheeEmbedder
-from lychee_gradio.engine.random_model import build_embedding_checkpoint
 
 INSTRUCTION = "Represent the user's input."
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory, qwen3_tokenizer):
-    folder = build_embedding_checkpoint(tmp_path_factory.mktemp("embedding"), tokenizer=qwen3_tokenizer)
-    return LycheeEmbedder.load(str(folder), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")

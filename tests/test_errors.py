@@ -87,6 +87,7 @@ def test_every_code_a_caller_can_get_has_chinese_words_too():
         "page",
         "model_load",
         "calibration_file",  # the operator's, at start, in English like model_load
+        "collection",  # lychee index's, the operator's
         "wont_fit",
         "url_refused",
         "bad_line",

@@ -118,7 +118,7 @@ def evaluate(
     decoded pixels); `context` carries one deadline for the whole run and its Stop event (the scorer
     raises at the next batch). Queries that fail on one model are left out for every model, so the
     first stage and the models are measured on the same queries. `read(limits, context, query, documents,
-    keep_pixels)` turns a line's values into items: the request service's (`service.read_items`), which hands it
+    keep_pixels)` turns a line's values into items: the request service's (`inputs.read_items`), which hands it
     in; evaluation itself knows no service.
     """
     if read is None:

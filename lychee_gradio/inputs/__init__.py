@@ -6,7 +6,8 @@ Torch-free: every door normalises here, once, at its edge. One job a module:
 
 - `images`: decoding one image (formats, forms, decoded straight down, modes) and `ImageRules`;
 - `memory`: the image memory pool, a request's share of it and its pixel budget, `request_rules`;
-- `items`: `to_item` / `to_items`, text checks, the instruction.
+- `items`: `to_item` / `to_items`, text checks, the instruction;
+- `reading`: a request's query and documents read under its limits (`read_items`).
 """
 
 from ..contract import Item
@@ -37,6 +38,7 @@ from .memory import (
     request_rules,
     return_memory,
 )
+from .reading import read_items
 
 __all__ = [
     "Item",
@@ -68,4 +70,5 @@ __all__ = [
     "image_pixels",
     "request_rules",
     "return_memory",
+    "read_items",
 ]

@@ -28,6 +28,7 @@ from .dialects import INFO_PATH, SCORE_PATHS, TeiRerankRequest, create_dialect_r
 from .edge import error_response
 from .embeddings import EMBEDDINGS_PATH, TEI_EMBED_PATH, create_embeddings_router
 from .json_inputs import image_fields, read_json, request_images, request_item, text_of
+from .search_api import SEARCH_PATH, create_search_router
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank")
 SHARED_RERANK_PATH = "/rerank"  # Cohere / Jina (documents) or TEI (texts): `rerank_any` picks
@@ -39,6 +40,7 @@ JSON_ENDPOINTS = {
     EXPLAIN_PATH: EXPLAIN_PATH,
     EMBEDDINGS_PATH: EMBEDDINGS_PATH,
     TEI_EMBED_PATH: EMBEDDINGS_PATH,
+    SEARCH_PATH: SEARCH_PATH,
 }
 GET_ENDPOINTS = (INFO_PATH,)
 logger = logging.getLogger(__name__)
@@ -229,6 +231,7 @@ def create_router(service: Service) -> APIRouter:
     )
     router.include_router(dialects)
     router.include_router(create_embeddings_router(service, opened, _client))
+    router.include_router(create_search_router(service, opened, _client))
 
     async def explain(body: ExplainRequest, request: Request) -> dict:
         """Why this score: each image's map by occlusion, each text's segments by leaving out, the model's

@@ -48,6 +48,7 @@ class ServerSettings:
     auth: tuple[str, str] | None = None
     mcp: bool = False
     concurrency: int = 1  # page requests the models work on at once (replicas x calls each replica batches)
+    data_dir: str | None = None  # where the collections are (search/store.py's default when None)
 
     @property
     def page_auth(self) -> tuple[str, str] | None:
@@ -176,6 +177,7 @@ def create_app(scorers, settings: ServerSettings, page: Page | None = None, *, s
         async with contextlib.AsyncExitStack() as stack:
             if tools is not None:
                 await stack.enter_async_context(tools.lifespan())
+            stack.callback(service.close)  # the collections' store, if a search opened it
             yield
 
     # FastAPIOffline serves Swagger UI's scripts and styles from the package, not from a CDN:

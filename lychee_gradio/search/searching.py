@@ -1,0 +1,62 @@
+"""One search of a collection (`/v1/search`): the query embedded, the collection's nearest items by cosine (the
+first stage, best first), then the reranker over the first `rerank_top_n` of them, best first, each with both
+scores and its part. The candidates are read from the files the collection was indexed from, each checked to lie
+inside the folder it was indexed from (a point can never send the server elsewhere)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..contract import InputError
+from .store import Hit, Store
+
+MAX_TOP_K = 1000
+MAX_TEXT_BYTES = 4 << 20  # a text file read for reranking: at most this much of it
+
+
+def check_counts(top_k: Any, rerank_top_n: Any) -> tuple[int, int]:
+    for name, value, low in (("top_k", top_k, 1), ("rerank_top_n", rerank_top_n, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_TOP_K:
+            raise InputError(name, "search_count", value=str(value)[:40], low=low, limit=MAX_TOP_K)
+    return top_k, min(rerank_top_n, top_k)
+
+
+def document_of(hit: Hit) -> dict:
+    """The candidate's file as a document (its page, for a PDF's), from inside the folder it was indexed from."""
+    root = Path(hit.root).resolve()
+    path = (root / hit.path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise InputError("collection", "search_file_gone", path=hit.path)
+    if hit.kind == "text":
+        with path.open("rb") as handle:
+            return {"text": handle.read(MAX_TEXT_BYTES).decode("utf-8", errors="replace")}
+    if hit.kind == "page":
+        return {"pdf": str(path), "page": hit.page}
+    return {"video" if hit.kind == "clip" else "image": str(path)}
+
+
+def search(req, store: Store, embedder, scorer, collection: str, query: Any, top_k=20, rerank_top_n=10, instruction=None):
+    """See the module: the answer's `first_stage` and `results`."""
+    top_k, rerank_top_n = check_counts(top_k, rerank_top_n)
+    store.require(collection)
+    query_item, _ = req.read(query, [], embedder, scorer)
+    (vector,) = embedder.embed_items([query_item], context=req.context).tolist()
+    hits = store.search(collection, vector, top_k)
+
+    def shown(hit: Hit) -> dict:
+        return {"id": hit.id, "path": hit.path, **({"page": hit.page} if hit.page is not None else {})}
+
+    first = [{**shown(hit), "score": hit.score} for hit in hits]
+    candidates = hits[:rerank_top_n]
+    results = []
+    if candidates:
+        _, items = req.read(query, [document_of(hit) for hit in candidates], scorer, fields=[hit.path for hit in candidates])
+        ranked = req.rerank(scorer, query_item, items, instruction)
+        for index, pair in ranked.results:
+            hit = candidates[index]
+            part = pair.part.as_dict() if pair.part is not None else ({"kind": "page", "page": hit.page} if hit.page else None)
+            results.append(
+                {**shown(hit), "relevance_score": pair.score, "first_stage_score": hit.score, **({"part": part} if part else {})}
+            )
+    return {"collection": collection, "first_stage": first, "results": results}

@@ -127,3 +127,24 @@ def test_bad_searches_get_a_4xx_naming_the_field_and_a_point_never_leads_outside
         assert httpx.post(f"{running.url}v1/search", json={"collection": "cups", "query": "cup"}, timeout=120).status_code == 200
     finally:
         running.close()
+
+
+def test_mcp_and_gradio_client_search_as_v1_search_does(indexed, scorer, embedder):
+    from gradio_client import Client
+
+    from .helpers import mcp_call
+
+    _, data = indexed
+    running = app.start(scorer, app.ServerSettings(port=0, mcp=True, data_dir=str(data)), [embedder])
+    try:
+        body = {"collection": "cups", "query": "a blue mug", "top_k": 8, "rerank_top_n": 4}
+        expected = httpx.post(f"{running.url}v1/search", json=body, timeout=120).json()
+        tool = json.loads(mcp_call(running.url, "search", body).content[0].text)
+        page = Client(running.url, verbose=False).predict(
+            collection="cups", query_text="a blue mug", top_k=8, rerank_top_n=4, api_name="/search"
+        )
+        for found, key in ((tool, "path"), (page, "file")):  # gradio_client's rows name the path `file`
+            assert [row[key] for row in found["first_stage"]] == [row["path"] for row in expected["first_stage"]]
+            assert [row[key] for row in found["results"]] == [row["path"] for row in expected["results"]]
+    finally:
+        running.close()

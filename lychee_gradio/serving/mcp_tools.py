@@ -23,6 +23,7 @@ import anyio
 from ..config import caller_identity
 from ..contract import InputError, LycheeError, is_expected
 from ..explain import DEFAULT_GRID
+from ..search.searching import search
 from ..service import Service
 from .json_inputs import read_json, request_images
 
@@ -110,6 +111,22 @@ TOOLS = {
             },
         },
     },
+    "search": {
+        "description": "Search a collection of the user's own files (lychee index; served with an embedding model): "
+        "its nearest items by embedding, then the reranker over the best of them. Returns {first_stage: [{id, path, "
+        "score}], results: [{id, path, relevance_score, first_stage_score, part}]}, both best first.",
+        "schema": {
+            "type": "object",
+            "required": ["collection", "query"],
+            "properties": {
+                "collection": {"type": "string"},
+                "query": _ITEM,
+                "top_k": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "the first stage's k (20)"},
+                "rerank_top_n": {"type": "integer", "minimum": 0, "description": "how many the reranker orders (10)"},
+                **_COMMON,
+            },
+        },
+    },
     "rank_images": {
         "description": "Rank images against a query (text and/or image), best first. Images as data URLs or "
         "base64. Returns [{rank, index, score, verdict}].",
@@ -146,6 +163,21 @@ async def _embedded(service: Service, arguments: dict[str, Any], req, client: st
     return {"model": service.embedders.name_of(embedder), "embeddings": vectors}
 
 
+async def _searched(service: Service, arguments: dict[str, Any], req, client: str) -> dict:
+    """The search tool: `/v1/search` through the request service."""
+    scorer, embedder = req.model(arguments.get("model")), req.embedder(None)
+    store = service.collections()
+    query = arguments["query"]
+    fetched = await req.fetch(request_images(query, []), client)
+
+    def work() -> dict:
+        value, _ = read_json(query, [], fetched)
+        top_k, top_n = arguments.get("top_k", 20), arguments.get("rerank_top_n", 10)
+        return search(req, store, embedder, scorer, arguments["collection"], value, top_k, top_n, arguments.get("instruction"))
+
+    return {"model": service.models.name_of(scorer), **(await anyio.to_thread.run_sync(work))}
+
+
 def _current_request_context(server):
     """The MCP SDK's context of the call being handled (its HTTP request among it), or None."""
     try:
@@ -172,7 +204,7 @@ class McpTools:
             return [
                 types.Tool(name=name, description=tool["description"], inputSchema=tool["schema"])
                 for name, tool in TOOLS.items()
-                if name != "embed" or service.embedders is not None
+                if name not in ("embed", "search") or service.embedders is not None
             ]
 
         @self.server.call_tool()
@@ -215,6 +247,8 @@ class McpTools:
     async def _call(self, name: str, arguments: dict[str, Any], req, client: str) -> dict:
         if name == "embed":
             return await _embedded(self.service, arguments, req, client)
+        if name == "search":
+            return await _searched(self.service, arguments, req, client)
         scorer = req.model(arguments.get("model"))
         if name in ("score", "explain"):
             query, documents = arguments["query"], [arguments["document"]]

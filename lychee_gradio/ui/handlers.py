@@ -23,6 +23,7 @@ from ..config import Config
 from ..contract import LycheeError, NullObserver, Observer, is_expected
 from ..explain import DEFAULT_GRID
 from ..registry import ModelSet
+from ..search.searching import search
 from ..service import Service
 from .batch import rerank_view
 from .compare import compare_view
@@ -371,9 +372,32 @@ def make_handlers(
             size = int(dimensions) if isinstance(dimensions, float) and dimensions.is_integer() else dimensions
             return req.embed(req.embedder(None), [{"text": t} for t in values], instruction or None, size or None, field="texts")
 
+    def search_collection(
+        collection: str | None = None,
+        query_text: str | None = None,
+        top_k: float | None = 20,
+        rerank_top_n: float | None = 10,
+        instruction: str | None = None,
+        model: str | None = None,
+        request: gr.Request = None,
+    ) -> dict:
+        """Search a collection (lychee index) with words: {first_stage, results}, both best first, as POST /v1/search
+        answers, each row's `path` named `file` (gradio_client would download a `path` as a file). Example:
+        client.predict(collection="catalogue", query_text="a white cup", api_name="/search")."""
+        with requests.open("/search", request) as req:
+            counts = [int(v) if isinstance(v, float) and v.is_integer() else v for v in (top_k, rerank_top_n)]
+            scorer, embedder = req.model(model), req.embedder(None)
+            found = search(req, requests.service.collections(), embedder, scorer, collection, query_text, *counts, instruction)
+            renamed = {
+                key: [{("file" if k == "path" else k): v for k, v in row.items()} for row in found[key]]
+                for key in ("first_stage", "results")
+            }
+            return {"model": models.name_of(scorer), **found, **renamed}
+
     return SimpleNamespace(
         embeds=requests.service.embedders is not None,
         embed=embed,
+        search=search_collection,
         score=score,
         rerank=rerank,
         rank_images=rank_images,

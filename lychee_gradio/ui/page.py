@@ -80,6 +80,7 @@ def build_demo(
             evaluate_tab(handlers, instruction)
         if handlers.embeds:  # --embedding-model: gradio_client's /embed (the API only; the page has no tab for it yet)
             gr.api(handlers.embed, api_name="embed")
+            gr.api(handlers.search, api_name="search")
     gradio_compat.without_run_history(demo)
     # The one place queueing is set up: the model's work (MODEL_WORK) runs `concurrency` requests at
     # once, one per model replica.

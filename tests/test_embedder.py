@@ -100,6 +100,11 @@ def test_bad_embedding_requests_get_a_4xx_naming_the_field_and_the_server_keeps_
         ({"input": "a cup", "encoding_format": "int8"}, "encoding_format"),
         ({"input": []}, "input"),
         ({"input": "a cup", "model": "nope"}, "model"),
+        ({"input": ["a cup", {"text": "a", "images": ["/etc/hostname"]}]}, "input[1].images[0]"),  # never read
+        (
+            {"input": [{"content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]},
+            "input[0].content[0].image_url.url",
+        ),
     ]
     for body, field in cases:
         answer = httpx.post(f"{embedding_app}v1/embeddings", json=body, timeout=60)

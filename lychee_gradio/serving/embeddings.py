@@ -68,10 +68,10 @@ def create_embeddings_router(service: Service, opened: Callable, client_of: Call
                 raise InputError("encoding_format", "encoding_format", value=str(body.encoding_format)[:40])
             values = [body.input] if isinstance(body.input, str) else list(body.input)
             req.check_count(len(values), "input")
-            fetched = await req.fetch(request_images("", values), client_of(request))
+            fetched = await req.fetch(request_images("", values, field="input"), client_of(request))
 
             def work() -> bytes:
-                _, documents = read_json("", values, fetched)
+                _, documents = read_json("", values, fetched, field="input")
                 vectors = req.embed(embedder, documents, body.instruction, body.dimensions)
                 answer = {
                     "object": "list",

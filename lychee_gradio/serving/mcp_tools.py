@@ -153,10 +153,10 @@ async def _embedded(service: Service, arguments: dict[str, Any], req, client: st
     embedder = req.embedder(arguments.get("model"))
     values = list(arguments["inputs"])
     req.check_count(len(values), "inputs")
-    fetched = await req.fetch(request_images("", values), client)
+    fetched = await req.fetch(request_images("", values, field="inputs"), client)
 
     def work() -> list:
-        _, documents = read_json("", values, fetched)
+        _, documents = read_json("", values, fetched, field="inputs")
         return req.embed(embedder, documents, arguments.get("instruction"), arguments.get("dimensions"), field="inputs")
 
     vectors = await anyio.to_thread.run_sync(work)

@@ -92,6 +92,16 @@ def fit(
     return entry
 
 
+def by_pair(labelled: Iterable[tuple[str, str, float, int]]) -> dict[tuple[str, str], tuple[list, list]]:
+    """(model, modality pair) -> (scores, relevant) of labelled pairs (model, modality pair, score, grade)."""
+    grouped: dict[tuple[str, str], tuple[list, list]] = {}
+    for model, kind, score, grade in labelled:
+        scores, relevant = grouped.setdefault((model, kind), ([], []))
+        scores.append(score)
+        relevant.append(grade > 0)
+    return grouped
+
+
 def calibrate(
     labelled: Iterable[tuple[str, str, float, int]],
     *,
@@ -103,10 +113,8 @@ def calibrate(
     """The calibration file's content from (model, modality pair, score, grade) of every labelled pair.
     `models`: what each model is (its precision), by name; `source`: the data it came from."""
     grouped: dict[str, dict[str, tuple[list, list]]] = {}
-    for model, pair_kind, score, grade in labelled:
-        scores, relevant = grouped.setdefault(model, {}).setdefault(pair_kind, ([], []))
-        scores.append(score)
-        relevant.append(grade > 0)
+    for (model, kind), pairs in by_pair(labelled).items():
+        grouped.setdefault(model, {})[kind] = pairs
     return {
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -216,16 +216,6 @@ class Bands:
 DEFAULT_BANDS = Bands()
 
 
-def colour_of(score: float, bands: Bands = DEFAULT_BANDS) -> str:
-    """ "green" (>= 0.7 by default: show it first), "yellow" (a detail is off) or "red" (< 0.4: not relevant)."""
-    return bands.colour(score)
-
-
-def reading(score: float, bands: Bands = DEFAULT_BANDS) -> dict[str, Any]:
-    """The English verdict and colour of a score (`Bands.reading`)."""
-    return bands.reading(score)
-
-
 # -- one request's context ----------------------------------------------------------------------------------
 
 

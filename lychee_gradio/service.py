@@ -46,6 +46,22 @@ from .registry import ModelSet
 logger = logging.getLogger(__name__)
 
 
+def above(found: list, bands: list[Bands], order: list[int], wanted: float | str | None) -> tuple[list[int], dict]:
+    """The rows of `order` at or above `wanted` (`calibration.min_score_of`: a number, or "relevant" / "partly":
+    each row's `bands`, its model and modality pair's calibrated threshold or the default), and the threshold used
+    by modality pair."""
+    if wanted is None:
+        return order, {}
+    used: dict = {}
+    for k in order:
+        kind = bands[k].kind
+        if kind not in used:
+            threshold = wanted if isinstance(wanted, float) else bands[k].threshold(wanted)
+            used[kind] = {"min_score": threshold, "calibrated_pairs": None if isinstance(wanted, float) else bands[k].pairs}
+    kept = [k for k in order if found[k][1].score >= used[bands[k].kind]["min_score"]]
+    return kept, used
+
+
 @dataclass
 class Ranked:
     """A rerank's answer: the results best-first (index, pair score), and when a Stop ended it early, how
@@ -245,14 +261,14 @@ class Request:
             return Ranked(results, len(scored), len(items), bands=self.bands_of(scorer, query, items, results))
         found = rows(pairs, mode)
         order = best_first([pair.score for _, pair in found])
-        kept, thresholds = self.above(scorer, query, items, found, order, wanted)
-        results = [found[k] for k in kept[:top_n]]
+        bands = self.bands_of(scorer, query, items, found)  # each row's, once: the filter and the answer read them
+        kept, thresholds = above(found, bands, order, wanted)
         return Ranked(
-            results,
+            [found[k] for k in kept[:top_n]],
             total=len(items),
             filtered_out=len(order) - len(kept),
             thresholds=thresholds,
-            bands=self.bands_of(scorer, query, items, results),
+            bands=[bands[k] for k in kept[:top_n]],
         )
 
     def bands(self, scorer, query: Item, item: Item, part: Part | None = None) -> Bands:
@@ -263,25 +279,6 @@ class Request:
     def bands_of(self, scorer, query: Item, items: list[Item], results: list[tuple[int, PairScore]]) -> list[Bands]:
         """`bands` of each (index, pair) of `results`."""
         return [self.bands(scorer, query, items[index], pair.part) for index, pair in results]
-
-    def above(self, scorer, query: Item, items: list[Item], found: list, order: list[int], wanted: float | str | None):
-        """The rows of `order` at or above `wanted` (`calibration.min_score_of`: a number, or "relevant" / "partly":
-        each row's model and modality pair's calibrated threshold, else the default band), and the thresholds used
-        by modality pair."""
-        if wanted is None:
-            return order, {}
-        used: dict = {}
-        kept = []
-        for k in order:
-            index, pair = found[k]
-            kind = pair_kind(query, items[index], pair.part)
-            if kind not in used:
-                bands = self.bands(scorer, query, items[index], pair.part)
-                value, pairs = (wanted, None) if isinstance(wanted, float) else (bands.threshold(wanted), bands.pairs)
-                used[kind] = {"min_score": value, "calibrated_pairs": pairs}
-            if pair.score >= used[kind]["min_score"]:
-                kept.append(k)
-        return kept, used
 
     def explain(
         self,

@@ -131,8 +131,7 @@ class Store:
         return self.client.count(name).count
 
     def search(self, name: str, vector: list[float], limit: int) -> list[Hit]:
-        """The `limit` nearest points by cosine, best first."""
-        self.require(name)
+        """The `limit` nearest points of collection `name` (`require`d first) by cosine, best first."""
         points = self.client.query_points(name, query=vector, limit=limit, with_payload=True).points
         return [
             Hit(str(p.id), float(p.score), p.payload["root"], p.payload["path"], p.payload.get("page"), p.payload["kind"])

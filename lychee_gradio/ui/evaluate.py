@@ -11,7 +11,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from .. import evaluation
-from ..calibration import curves, labelled_of
+from ..calibration import by_pair, curves, labelled_of
 from ..config import Limits
 from ..contract import InputError, ScoringCancelledError, ScoringTimeoutError
 from .downloads import write_downloads
@@ -153,11 +153,7 @@ def calibration_view(report: dict | None, lang: str = "en"):
     if not found:
         return None, ""
     several = len(found["models"]) > 1
-    grouped: dict = {}
-    for model, kind, score, grade in labelled_of(report):
-        scores, relevant = grouped.setdefault((model, kind), ([], []))
-        scores.append(score)
-        relevant.append(grade > 0)
+    grouped = by_pair(labelled_of(report))
     rows, targets = [], found["targets"]
     header = [
         text(key, lang) for key in ("col_model", "col_pair", "col_pairs", "col_relevant", "col_show_first", "col_filter_below")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..calibration import BANDS
+from ..calibration import BANDS, min_score_of
 from ..contract import DEFAULT_BANDS, Bands, InputError, WordedError
 from ..parts import parts_of
 from .error_words import reason
@@ -363,17 +363,12 @@ def threshold_of(min_score: Any, bands: Bands = DEFAULT_BANDS) -> float:
 
 
 def check_min_score(min_score: Any, lang: str) -> float | str:
-    """`min_score` as an endpoint's parameter: a number from 0 to 1 (empty: 0) or "relevant" / "partly", else a
-    clear error."""
-    if isinstance(min_score, str) and min_score in BANDS:
-        return min_score
+    """`min_score` as an endpoint's parameter: a number from 0 to 1 (empty: 0) or "relevant" / "partly"
+    (`calibration.min_score_of`, the service's rule), else a clear error in the page's language."""
     try:
-        value = float(min_score or 0)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 <= value <= 1.0 or isinstance(min_score, bool):
-        raise PageError(text("error_min_score", lang, value=repr(min_score)[:40]))
-    return value
+        return min_score_of(min_score if min_score not in (None, "") else 0.0)
+    except InputError:
+        raise PageError(text("error_min_score", lang, value=repr(min_score)[:40])) from None
 
 
 def above(rows: list[dict], shown: list, min_score: Any, bands: list[Bands] | None = None) -> tuple[list[dict], list, int]:

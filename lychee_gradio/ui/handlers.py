@@ -131,6 +131,11 @@ class PageRuns:
             event.set()
 
 
+def _whole(value):
+    """A number from a gradio_client call as the service takes it: a whole float (a slider's 8.0) as an int."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def make_handlers(
     models: ModelSet, config: Config, observer: Observer | None = None, *, service: Service | None = None
 ) -> SimpleNamespace:
@@ -369,8 +374,8 @@ def make_handlers(
         Example: client.predict(texts=["a white cup"], api_name="/embed"). Images: POST /v1/embeddings."""
         with requests.open("/embed", request) as req:
             values = [texts] if isinstance(texts, str) else list(texts or [])
-            size = int(dimensions) if isinstance(dimensions, float) and dimensions.is_integer() else dimensions
-            return req.embed(req.embedder(None), [{"text": t} for t in values], instruction or None, size or None, field="texts")
+            size = _whole(dimensions) or None
+            return req.embed(req.embedder(None), [{"text": t} for t in values], instruction or None, size, field="texts")
 
     def search_collection(
         collection: str | None = None,
@@ -385,7 +390,7 @@ def make_handlers(
         answers, each row's `path` named `file` (gradio_client would download a `path` as a file). Example:
         client.predict(collection="catalogue", query_text="a white cup", api_name="/search")."""
         with requests.open("/search", request) as req:
-            counts = [int(v) if isinstance(v, float) and v.is_integer() else v for v in (top_k, rerank_top_n)]
+            counts = [_whole(top_k), _whole(rerank_top_n)]
             scorer, embedder = req.model(model), req.embedder(None)
             found = search(req, requests.service.collections(), embedder, scorer, collection, query_text, *counts, instruction)
             renamed = {

@@ -268,6 +268,7 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
         mcp=args.mcp,
         concurrency=concurrency,
         data_dir=args.data_dir,
+        collections_dir=tuple(args.collections_dir),
     )
 
 

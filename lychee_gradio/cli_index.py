@@ -35,9 +35,14 @@ def add_index_parser(commands) -> None:
     index.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="folders to index (their subfolders too)")
     index.add_argument("--collection", required=True, help="the collection's name (letters, digits, - and _)")
     index.add_argument("--json", action="store_true", help='print {"embedded": n, "unchanged": n, "removed": n}')
-    for name in ("embedding_model", "data_dir"):
+    for name in ("embedding_model", "data_dir", "collections_dir"):
         setting = settings.BY_NAME[name]
-        index.add_argument(setting.option, default=os.environ.get(setting.env, setting.default), help=setting.help)
+        index.add_argument(
+            setting.option,
+            default=settings.parse_value(setting, os.environ.get(setting.env, setting.default)),
+            type=lambda text, setting=setting: settings.parse_value(setting, text),
+            help=setting.help,
+        )
     index.add_argument("--device", default="auto", help="auto, cuda, cpu")
     index.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
 
@@ -48,11 +53,18 @@ def run_index(args: argparse.Namespace) -> int:
     from .contract import LycheeError
     from .engine.weights import ModelLoadError
     from .search.indexing import files_of, index_folders
-    from .search.store import Store
+    from .search.store import Store, inside
 
     missing = [str(folder) for folder in args.folders if not folder.is_dir()]
     if missing:
         print(f"lychee index: not a folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    outside = [str(folder) for folder in args.folders if args.collections_dir and not inside(folder, args.collections_dir)]
+    if outside:
+        print(
+            f"lychee index: not inside --collections-dir ({', '.join(args.collections_dir)}): {', '.join(outside)}",
+            file=sys.stderr,
+        )
         return 2
     if not args.embedding_model:
         print("lychee index: give --embedding-model (a Qwen3-VL-Embedding folder or id; demo: a tiny one)", file=sys.stderr)

@@ -59,6 +59,11 @@ ERRORS: dict[str, tuple[int, str]] = {
     "no_collection": (404, "no collection {name}; this server has {have} (lychee index --collection NAME)"),
     "search_count": (400, "expected a whole number from {low} to {limit}, got {value}"),
     "search_file_gone": (404, "the collection's file {path} is no longer there; index the folder again (lychee index)"),
+    "search_outside": (403, "the collection's file {path} is outside the folders this server reads "
+                            "(--collections-dir)"),
+    "index_kind": (400, "{name}: not a kind a collection takes (files ending in {kinds})"),
+    "index_one_kind": (400, "expected one of \"text\", \"image\", \"pdf\", \"video\" per document, got {got}"),
+    "index_nothing": (400, "no documents to index"),
     "no_collections": (400, "this server searches no collections (start it with --data-dir, after lychee index)"),
     "normalize_off": (400, "this model's embeddings are unit vectors; normalize: false is not offered"),
     "max_pixels_high": (400, "at most {limit} on this server"),

@@ -93,6 +93,8 @@ SETTINGS: list[Setting] = [
       "-8B): also serve POST /v1/embeddings and TEI's /embed (with --demo: a tiny random one)", "server"),
     S("data_dir", "path", None, "where collections are kept (lychee index, /v1/search; default: "
       "$XDG_DATA_HOME/lychee-gradio, else ~/.local/share/lychee-gradio)", "server"),
+    S("collections_dir", "list", [], "the folders whose files a collection may be indexed from and a search may "
+      "read (comma-separated; the callers' uploads besides); default: the folders lychee index was given", "server"),
     S("mcp", "bool", False, "also serve the endpoints as MCP tools (for agents) at /gradio_api/mcp/", "server"),
     S("log_format", "choice", "text", "log lines as text, or one JSON object per line", "server",
       choices=("text", "json"), eval=True),

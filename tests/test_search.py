@@ -109,8 +109,12 @@ def test_indexing_again_embeds_only_what_changed_and_removed_files_leave(tmp_pat
 
 def test_bad_searches_get_a_4xx_naming_the_field_and_a_point_never_leads_outside_its_folder(indexed, scorer, embedder):
     folder, data = indexed
-    with pytest.raises(InputError):
-        document_of(Hit("x", 1.0, str(folder), "../../../etc/passwd", None, "text"))
+    store = Store(data)
+    try:
+        with pytest.raises(InputError):
+            document_of(store, Hit("x", 1.0, str(folder), "../../../etc/passwd", None, "text"))
+    finally:
+        store.close()
     running = app.start(scorer, app.ServerSettings(port=0, data_dir=str(data)), [embedder])
     try:
         cases = [

@@ -52,9 +52,29 @@ def read_file(path: Path, kind: str) -> list[tuple[int | None, Item]]:
     if kind == "text":
         return [(None, to_item({"text": path.read_text(encoding="utf-8", errors="replace")}, field))]
     if kind == "page":
-        pages = to_item({"pdf": str(path)}, field).pages
-        return [(number, Item(images=(image,))) for image, number in zip(pages.images, pages.numbers)]
+        return parts_of(to_item({"pdf": path}, field))
     return [(None, to_item({"video" if kind == "clip" else "image": str(path)}, field))]
+
+
+def parts_of(item: Item) -> list[tuple[int | None, Item]]:
+    """An item as the items it is embedded as: a PDF's pages one by one (with their numbers), anything else whole."""
+    if item.pages is None:
+        return [(None, item)]
+    return [(number, Item(images=(image,))) for image, number in zip(item.pages.images, item.pages.numbers)]
+
+
+def write_file(
+    store: Store, name: str, root: str, path: str, kind: str, digest: str, parts, embedder, *, replace=False, context=None
+):
+    """Embed one file's parts ((page or None, item)) and write its points together (replacing its old ones)."""
+    vectors = embedder.embed_items([item for _, item in parts], context=context).tolist()
+    if replace:
+        store.remove(name, root, path)
+    rows = [
+        ({"root": root, "path": path, "page": page, "kind": kind, "sha256": digest}, vector)
+        for (page, _), vector in zip(parts, vectors)
+    ]
+    store.put(name, rows)
 
 
 def files_of(folder: Path) -> list[tuple[str, str]]:
@@ -87,17 +107,10 @@ def index_folders(
             else:
                 try:
                     parts = read_file(Path(root) / path, kind)
-                    vectors = embedder.embed_items([item for _, item in parts]).tolist()
+                    write_file(store, name, root, path, kind, digest, parts, embedder, replace=key in known)
                 except (LycheeError, OSError) as error:
                     done.skipped.append((path, str(error)))
                     continue
-                if key in known:
-                    store.remove(name, root, path)
-                rows = [
-                    ({"root": root, "path": path, "page": page, "kind": kind, "sha256": digest}, vector)
-                    for (page, _), vector in zip(parts, vectors)
-                ]
-                store.put(name, rows)
                 done.embedded += 1
             if on_file is not None:
                 on_file(path)

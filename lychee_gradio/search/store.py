@@ -12,6 +12,7 @@ incremental). One process opens the folder at a time (Qdrant's lock): `StoreBusy
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,21 +61,55 @@ def check_name(name: str) -> str:
     return name
 
 
-class Store:
-    """The collections of one data directory (`<data_dir>/collections`)."""
+def inside(path: str | Path, folders) -> bool:
+    """Whether `path` lies in one of `folders` (both resolved: a link cannot lead out)."""
+    resolved = Path(path).resolve()
+    return any(resolved.is_relative_to(Path(folder).expanduser().resolve()) for folder in folders)
 
-    def __init__(self, folder: str | Path | None = None):
+
+class Serialised:
+    """A client whose every call holds one lock: the page, /v1/search and /v1/index share the store's client from
+    several threads, and Qdrant's local mode is not written for that."""
+
+    def __init__(self, client, lock):
+        self._client, self._lock = client, lock
+
+    def __getattr__(self, name: str):
+        found = getattr(self._client, name)
+        if not callable(found):
+            return found
+
+        def call(*args, **options):
+            with self._lock:
+                return found(*args, **options)
+
+        return call
+
+
+class Store:
+    """The collections of one data directory (`<data_dir>/collections`), and the files uploaded into them
+    (`<data_dir>/uploads/<collection>/`). `readable`: the folders (`--collections-dir`) whose files a search may
+    read besides the uploads; empty: the folders `lychee index` was given. Calls are serialised (one client)."""
+
+    def __init__(self, folder: str | Path | None = None, readable: Iterable[str | Path] = ()):
         from qdrant_client import QdrantClient
 
         self.folder = data_dir(folder) / "collections"
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.uploads = (data_dir(folder) / "uploads").resolve()
+        self.readable = tuple(readable)
+        self.lock = threading.RLock()
         try:
-            self.client = QdrantClient(path=str(self.folder))
+            self.client = Serialised(QdrantClient(path=str(self.folder)), self.lock)
         except RuntimeError as error:  # Qdrant's local mode: "Storage folder ... is already accessed by another instance"
             raise StoreBusyError(None, folder=self.folder.name) from error
 
     def close(self) -> None:
         self.client.close()
+
+    def may_read(self, root: str) -> bool:
+        """Whether a search may read files indexed from `root`: the uploads, and with `readable` only its folders."""
+        return inside(root, [self.uploads]) or not self.readable or inside(root, self.readable)
 
     def names(self) -> list[str]:
         return sorted(c.name for c in self.client.get_collections().collections)

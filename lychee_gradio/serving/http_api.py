@@ -28,7 +28,7 @@ from .dialects import INFO_PATH, SCORE_PATHS, TeiRerankRequest, create_dialect_r
 from .edge import error_response
 from .embeddings import EMBEDDINGS_PATH, TEI_EMBED_PATH, create_embeddings_router
 from .json_inputs import image_fields, read_json, request_images, request_item, text_of
-from .search_api import SEARCH_PATH, create_search_router
+from .search_api import COLLECTIONS_PATH, INDEX_PATH, SEARCH_PATH, create_search_router
 
 RERANK_PATHS = ("/v1/rerank", "/v2/rerank")
 SHARED_RERANK_PATH = "/rerank"  # Cohere / Jina (documents) or TEI (texts): `rerank_any` picks
@@ -41,8 +41,9 @@ JSON_ENDPOINTS = {
     EMBEDDINGS_PATH: EMBEDDINGS_PATH,
     TEI_EMBED_PATH: EMBEDDINGS_PATH,
     SEARCH_PATH: SEARCH_PATH,
+    INDEX_PATH: INDEX_PATH,
 }
-GET_ENDPOINTS = (INFO_PATH,)
+GET_ENDPOINTS = (INFO_PATH, COLLECTIONS_PATH)
 logger = logging.getLogger(__name__)
 
 

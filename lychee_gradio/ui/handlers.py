@@ -23,9 +23,9 @@ from ..config import Config
 from ..contract import LycheeError, NullObserver, Observer, is_expected
 from ..explain import DEFAULT_GRID
 from ..registry import ModelSet
-from ..search.searching import search
 from ..service import Service
 from .batch import rerank_view
+from .collections import collection_handlers
 from .compare import compare_view
 from .error_words import reason
 from .evaluate import evaluate_view
@@ -129,11 +129,6 @@ class PageRuns:
                 self._stopped[session] = time.monotonic()
         if event is not None:
             event.set()
-
-
-def _whole(value):
-    """A number from a gradio_client call as the service takes it: a whole float (a slider's 8.0) as an int."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def make_handlers(
@@ -364,45 +359,8 @@ def make_handlers(
         """A run of this browser session failed or was stopped before scoring: its words, for the message box."""
         return requests.message(request)
 
-    def embed(
-        texts: list[str] | None = None,
-        dimensions: float | None = None,
-        instruction: str | None = None,
-        request: gr.Request = None,
-    ) -> list[list[float]]:
-        """Embed texts with the served embedding model (lychee load --embedding-model): one unit vector per text.
-        Example: client.predict(texts=["a white cup"], api_name="/embed"). Images: POST /v1/embeddings."""
-        with requests.open("/embed", request) as req:
-            values = [texts] if isinstance(texts, str) else list(texts or [])
-            size = _whole(dimensions) or None
-            return req.embed(req.embedder(None), [{"text": t} for t in values], instruction or None, size, field="texts")
-
-    def search_collection(
-        collection: str | None = None,
-        query_text: str | None = None,
-        top_k: float | None = 20,
-        rerank_top_n: float | None = 10,
-        instruction: str | None = None,
-        model: str | None = None,
-        request: gr.Request = None,
-    ) -> dict:
-        """Search a collection (lychee index) with words: {first_stage, results}, both best first, as POST /v1/search
-        answers, each row's `path` named `file` (gradio_client would download a `path` as a file). Example:
-        client.predict(collection="catalogue", query_text="a white cup", api_name="/search")."""
-        with requests.open("/search", request) as req:
-            counts = [_whole(top_k), _whole(rerank_top_n)]
-            scorer, embedder = req.model(model), req.embedder(None)
-            found = search(req, requests.service.collections(), embedder, scorer, collection, query_text, *counts, instruction)
-            renamed = {
-                key: [{("file" if k == "path" else k): v for k, v in row.items()} for row in found[key]]
-                for key in ("first_stage", "results")
-            }
-            return {"model": models.name_of(scorer), **found, **renamed}
-
     return SimpleNamespace(
-        embeds=requests.service.embedders is not None,
-        embed=embed,
-        search=search_collection,
+        **vars(collection_handlers(requests, models)),
         score=score,
         rerank=rerank,
         rank_images=rank_images,

@@ -1,4 +1,5 @@
-"""The page: Single, Batch rerank, Image ranking, Compare and Evaluate tabs over the served models.
+"""The page: Single, Batch rerank, Image ranking, Compare, Search (with an embedding model) and Evaluate tabs over
+the served models.
 
 `build_demo(models, config)` lays out the page from one module per tab (`single.py`, `batch.py`,
 `images.py`, `compare.py`, `evaluate.py`); each tab's button calls a handler (`handlers.py`) that
@@ -28,6 +29,7 @@ from .gradio_compat import Page
 from .handlers import make_handlers
 from .images import images_tab
 from .layout import CSS, I18N, head, instruction_row
+from .search import search_tab
 from .single import single_tab
 from .translations import language, text
 
@@ -77,8 +79,10 @@ def build_demo(
             images_tab(handlers, instruction, model, preset)
             if len(models) > 1:
                 compare_tab(handlers, instruction, models)
+            if handlers.embeds:  # --embedding-model: search the collections
+                search_tab(handlers, instruction, model, demo.load)
             evaluate_tab(handlers, instruction)
-        if handlers.embeds:  # --embedding-model: gradio_client's /embed (the API only; the page has no tab for it yet)
+        if handlers.embeds:  # gradio_client's /embed and /search (as /v1/embeddings and /v1/search answer)
             gr.api(handlers.embed, api_name="embed")
             gr.api(handlers.search, api_name="search")
     gradio_compat.without_run_history(demo)

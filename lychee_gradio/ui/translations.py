@@ -93,6 +93,17 @@ EN = {
     "why_pick_image": "Click a result to see why it scored what it did.",
     "why_choose": "Why? Choose a result",
     "why_choose_both": "Why? Choose a document (both models)",
+    "tab_search": "Search", "collection": "Collection", "search_button": "Search",
+    "search_top_k": "First stage: nearest items", "search_rerank_top_n": "Reranked: the first N",
+    "search_first_order": "Show the first stage's own order", "search_first_score": "first stage",
+    "search_reranked_as": "reranked #{rank}", "search_not_reranked": "not reranked",
+    "search_first_stage_was": "first stage #{rank} ({score:.3f})",
+    "index_title": "Add files to a collection", "index_files": "Images, PDFs, texts (.txt, .md) and clips",
+    "index_intro": "Name a collection above (a new name makes one). Each file is embedded once: the same file sent "
+                   "again is skipped. The files are kept with the collection, on this server.",
+    "index_button": "Index the files",
+    "index_done": "**{collection}**: {embedded} embedded, {unchanged} already there.",
+    "error_collection_missing": "Choose a collection first (or index files into a new one below).",
 }
 # fmt: on
 
@@ -363,6 +374,17 @@ ZH = {
     "model_a": "模型 A",
     "model_b": "模型 B",
     "compare_button": "对比",
+    "tab_search": "搜索", "collection": "集合", "search_button": "搜索",
+    "search_top_k": "第一阶段:最近的条目数", "search_rerank_top_n": "重排:前 N 个",
+    "search_first_order": "显示第一阶段自己的顺序", "search_first_score": "第一阶段",
+    "search_reranked_as": "重排第 {rank}", "search_not_reranked": "未重排",
+    "search_first_stage_was": "第一阶段第 {rank}({score:.3f})",
+    "index_title": "向集合添加文件", "index_files": "图片、PDF、文本(.txt、.md)和视频",
+    "index_intro": "在上方填写集合名称(新名称即新建集合)。每个文件只生成一次向量:再次发送同一文件会被跳过。"
+                   "文件随集合保存在本服务器上。",
+    "index_button": "索引这些文件",
+    "index_done": "**{collection}**:新生成 {embedded} 个,已有 {unchanged} 个。",
+    "error_collection_missing": "请先选择一个集合(或在下方把文件索引到新集合)。",
 }
 # fmt: on
 

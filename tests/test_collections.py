@@ -1,0 +1,175 @@
+"""Collections callers fill themselves: `POST /v1/index` and gradio_client's `/index_files` keep and embed what is
+sent (never a server path), `--collections-dir` names the only folders a search reads, `GET /v1/collections`."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from lychee_gradio import app
+from lychee_gradio.cli import main as lychee
+
+from .helpers import file_data, gradio_call, make_pdf
+
+
+def png(colour, size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture()
+def server(scorer, embedder, tmp_path):
+    running = app.start(scorer, app.ServerSettings(port=0, data_dir=str(tmp_path / "data")), [embedder])
+    yield running, tmp_path / "data"
+    running.close()
+
+
+def post(running, path: str, body: dict) -> httpx.Response:
+    return httpx.post(f"{running.url}{path.lstrip('/')}", json=body, timeout=120)
+
+
+def test_documents_sent_to_v1_index_are_embedded_once_and_found_by_search(server):
+    running, data = server
+    documents = [
+        {"text": "a white porcelain cup", "name": "cup.txt"},
+        "a blue enamel mug",
+        {"image": "data:image/png;base64," + b64(png((250, 250, 250))), "name": "white.png"},
+        {"pdf": b64(make_pdf([Image.new("RGB", (120, 90), "red"), Image.new("RGB", (120, 90), "blue")])), "name": "two.pdf"},
+    ]
+    first = post(running, "/v1/index", {"collection": "mine", "documents": documents}).json()
+    assert (first["embedded"], first["unchanged"]) == (4, 0)
+    again = post(running, "/v1/index", {"collection": "mine", "documents": [*documents, "a steel tumbler"]}).json()
+    assert (again["embedded"], again["unchanged"]) == (1, 4)  # only the new one is embedded
+    listed = httpx.get(f"{running.url}v1/collections", timeout=30).json()["collections"]
+    assert listed == [{"name": "mine", "items": 6}]  # five files, the PDF as two pages
+
+    found = post(running, "/v1/search", {"collection": "mine", "query": "a white porcelain cup", "top_k": 6, "rerank_top_n": 6})
+    assert found.status_code == 200, found.text
+    rows = found.json()["first_stage"]
+    assert sorted(Path(row["path"]).name for row in rows) == sorted(
+        ["cup.txt", "document-1.txt", "white.png", "two.pdf", "two.pdf", "document-4.txt"]
+    )
+    assert {row.get("page") for row in rows if row["path"].endswith("two.pdf")} == {1, 2}
+    # The first stage's scores are the cosine of /v1/embeddings' vectors (the text matches itself best).
+    vector = post(running, "/v1/embeddings", {"input": ["a white porcelain cup"]}).json()["data"][0]["embedding"]
+    best = next(row for row in rows if row["path"].endswith("cup.txt"))
+    assert best["score"] == pytest.approx(sum(v * v for v in vector), abs=1e-5) and rows[0] == best
+    assert len(found.json()["results"]) == 6
+    kept = list((data / "uploads" / "mine").rglob("*.*"))
+    assert sorted(path.name for path in kept) == sorted(
+        ["cup.txt", "document-1.txt", "white.png", "two.pdf", "document-4.txt"]
+    ) and all(path.is_relative_to(data / "uploads" / "mine") for path in kept)
+
+
+def test_a_caller_cannot_index_a_server_path_or_a_loopback_url(server, tmp_path):
+    running, data = server
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png((1, 2, 3)))
+    cases = [
+        ({"image": str(secret)}, "documents[0].image"),
+        ({"image": f"file://{secret}"}, "documents[0].image"),
+        ({"pdf": str(secret)}, "documents[0].pdf"),
+        ({"video": "/etc/passwd"}, "documents[0].video"),
+        ({"image": "http://127.0.0.1:9/x.png"}, "documents[0].image"),
+        ({"text": "a", "image": "data:image/png;base64," + b64(png((0, 0, 0)))}, "documents[0]"),
+        ({"image": "data:image/png;base64," + b64(b"not a png")}, "documents[0].image"),
+    ]
+    for document, field in cases:
+        answer = post(running, "/v1/index", {"collection": "mine", "documents": [document]})
+        assert 400 <= answer.status_code < 500 and answer.json()["field"] == field, (document, answer.text)
+        assert str(tmp_path) not in answer.text and "Traceback" not in answer.text
+    answer = post(running, "/v1/index", {"collection": "../up", "documents": ["a"]})
+    assert answer.status_code == 400 and answer.json()["field"] == "collection"
+
+    # The page's door: a path the caller never uploaded is refused before any handler reads it.
+    answer = gradio_call(running.url, "index_files", ["mine", [file_data(str(secret))]])
+    error = json.loads(answer.removeprefix("data: "))["error"]
+    assert "this file was not uploaded to this server" in error and str(tmp_path) not in error
+    assert not (data / "uploads").exists() or not list((data / "uploads").rglob("*.*"))
+    assert httpx.get(f"{running.url}health", timeout=30).status_code == 200
+
+
+def test_gradio_client_indexes_uploads_as_v1_index_does(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    running, _ = server
+    photo = tmp_path / "red.png"
+    photo.write_bytes(png((200, 10, 10)))
+    note = tmp_path / "note.txt"
+    note.write_text("a red plate", encoding="utf-8")
+    client = Client(running.url, verbose=False)
+    words, done = client.predict(
+        collection="page", files=[handle_file(str(photo)), handle_file(str(note))], api_name="/index_files"
+    )
+    assert "2 embedded" in words
+    assert (done["embedded"], done["unchanged"]) == (2, 0)
+    same = post(running, "/v1/index", {"collection": "page", "documents": [{"text": "a red plate", "name": "note.txt"}]})
+    assert (same.json()["embedded"], same.json()["unchanged"]) == (0, 1)  # the same bytes under the same name
+
+
+def test_collections_dir_names_the_only_folders_a_search_reads(scorer, embedder, embedding_model_dir, tmp_path):
+    folder, elsewhere, data = tmp_path / "photos", tmp_path / "allowed", tmp_path / "data"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "a.txt").write_text("a white cup", encoding="utf-8")
+    (folder / "two.pdf").write_bytes(make_pdf([Image.new("RGB", (120, 90), "red"), Image.new("RGB", (120, 90), "blue")]))
+    command = ["index", str(folder), "--collection", "c", "--embedding-model", str(embedding_model_dir), "--device", "cpu"]
+    refused = io.StringIO()
+    with contextlib.redirect_stderr(refused):
+        assert lychee([*command, "--data-dir", str(data), "--collections-dir", str(elsewhere)]) == 2
+    assert "not inside --collections-dir" in refused.getvalue()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert lychee([*command, "--data-dir", str(data), "--json"]) == 0
+    assert json.loads(printed.getvalue().splitlines()[-1]) == {"embedded": 2, "unchanged": 0, "removed": 0, "skipped": 0}
+    settings = app.ServerSettings(port=0, data_dir=str(data), collections_dir=(str(elsewhere),))
+    running = app.start(scorer, settings, [embedder])
+    try:
+        answer = post(running, "/v1/search", {"collection": "c", "query": "cup"})
+        assert answer.status_code == 403 and answer.json()["field"] == "collection"
+        assert str(folder) not in answer.text
+        assert post(running, "/v1/index", {"collection": "c", "documents": ["a blue mug"]}).status_code == 200
+        found = post(running, "/v1/search", {"collection": "c", "query": "mug", "rerank_top_n": 0}).json()
+        assert len(found["first_stage"]) == 4  # the first stage only: nothing read from the folder outside
+    finally:
+        running.close()
+    running = app.start(scorer, app.ServerSettings(port=0, data_dir=str(data), collections_dir=(str(tmp_path),)), [embedder])
+    try:
+        found = post(running, "/v1/search", {"collection": "c", "query": "cup", "top_k": 4, "rerank_top_n": 4}).json()
+        pages = sorted(row["part"]["page"] for row in found["results"] if row["path"] == "two.pdf")
+        assert pages == [1, 2]  # the PDF's pages, each an item of its own
+    finally:
+        running.close()
+
+
+def test_the_search_tabs_endpoint_shows_both_stages_as_v1_search_gives_them(server):
+    from gradio_client import Client
+
+    running, _ = server
+    documents = [f"a {colour} cup" for colour in ("white", "blue", "red", "green", "black")]
+    documents.append({"image": "data:image/png;base64," + b64(png((250, 250, 250))), "name": "white.png"})
+    post(running, "/v1/index", {"collection": "tab", "documents": documents})
+    body = {"collection": "tab", "query": "a white cup", "top_k": 5, "rerank_top_n": 3}
+    expected = post(running, "/v1/search", body).json()
+    client = Client(running.url, verbose=False)
+    for first_order in (False, True):
+        gallery, found = client.predict(
+            collection="tab", query_text="a white cup", top_k=5, rerank_top_n=3, first_order=first_order, api_name="/search_page"
+        )
+        assert [row["file"] for row in found["first_stage"]] == [row["path"] for row in expected["first_stage"]]
+        assert [row["file"] for row in found["results"]] == [row["path"] for row in expected["results"]]
+        shown = expected["first_stage"] if first_order else expected["results"]
+        names = [row["path"].rsplit("/", 1)[-1] for row in shown]
+        assert [item["caption"].split(" · ")[2] for item in gallery] == names

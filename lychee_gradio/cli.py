@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import config as configs
 from . import settings
-from .cli_index import add_index_parser, load_embedders, run_index
+from .cli_index import add_collection_eval_arguments, add_index_parser, evaluate_collection, load_embedders, run_index
 from .config import Config, Limits
 from .families import DEMO_MODELS  # --demo's random models, one per family, by the folder name they are served under
 
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_eval_arguments(evaluate)
+    add_collection_eval_arguments(evaluate)
     _add_model_options(evaluate, eval_only=True)
     add_index_parser(commands)
     return parser
@@ -386,6 +387,8 @@ def evaluate(args: argparse.Namespace) -> int:
     if not args.data.is_file():
         print(f"lychee eval: no such file: {args.data}", file=sys.stderr)
         return 2
+    if args.collection:  # the user's own search, end to end: the first stage against the reranked
+        return evaluate_collection(args, load_scorers)
     try:
         queries, skipped = load_queries(args.data, skip_bad=args.skip_bad)
     except BadLine as error:

@@ -91,3 +91,81 @@ def run_index(args: argparse.Namespace) -> int:
     else:
         print(f"{args.collection}: {done.embedded} embedded, {done.unchanged} unchanged, {done.removed} removed")
     return 0
+
+
+def add_collection_eval_arguments(evaluate) -> None:
+    """`lychee eval DATA --collection NAME`: the labelled set's documents are a collection's files."""
+    evaluate.add_argument(
+        "--collection", default=None, help="evaluate search over this collection end to end (docs/search.md, 'Evaluating')"
+    )
+    evaluate.add_argument("--top-k", type=int, default=100, help="--collection: the first stage's nearest items (100)")
+    evaluate.add_argument("--rerank-top-n", type=int, default=20, help="--collection: how many of them are reranked (20)")
+    for name in ("embedding_model", "data_dir", "collections_dir"):
+        setting = settings.BY_NAME[name]
+        if setting.option not in evaluate._option_string_actions:
+            evaluate.add_argument(
+                setting.option,
+                default=settings.parse_value(setting, os.environ.get(setting.env, setting.default)),
+                type=lambda text, setting=setting: settings.parse_value(setting, text),
+                help=setting.help,
+            )
+
+
+def evaluate_collection(args: argparse.Namespace, load_scorers) -> int:
+    """`lychee eval --collection`: each query searched as /v1/search does, through the request service, measured
+    before and after reranking (evaluation/collection.py)."""
+    from tqdm import tqdm
+
+    from .config import Config, Limits
+    from .contract import LycheeError
+    from .engine.weights import ModelLoadError
+    from .evaluation import BadLine
+    from .evaluation.collection import collection_table, load_search_queries
+    from .evaluation.collection import evaluate_collection as measure
+    from .search.store import Store
+    from .service import Service
+
+    if not args.embedding_model:
+        print("lychee eval: --collection needs --embedding-model (the one the collection was indexed with)", file=sys.stderr)
+        return 2
+    try:
+        queries = load_search_queries(args.data)
+    except BadLine as error:
+        print(f"lychee eval: {args.data}: {error}", file=sys.stderr)
+        return 2
+    try:
+        scorers, embedders = load_scorers(args), load_embedders(args)
+    except (ModelLoadError, ValueError) as error:
+        print(f"lychee eval: {error}", file=sys.stderr)
+        return 2
+    # The operator's own run: no request deadline, and the first stage may hand the reranker up to --top-k items.
+    config = Config(request_timeout=None, limits=Limits(max_documents=1_000_000))
+    service = Service(scorers, config, embedders=embedders, collections=lambda: Store(args.data_dir, args.collections_dir))
+    try:
+        with tqdm(total=len(queries), desc="searching", unit="query", file=sys.stderr) as bar:
+            with service.request("lychee eval") as req:
+                scorer, embedder = req.model(None), req.embedder(None)
+                report = measure(
+                    req,
+                    service.collections(),
+                    embedder,
+                    scorer,
+                    args.collection,
+                    queries,
+                    args.k,
+                    args.top_k,
+                    args.rerank_top_n,
+                    on_progress=lambda done, total: bar.update(1),
+                )
+    except LycheeError as error:
+        print(f"lychee eval: {error}", file=sys.stderr)
+        return 2
+    finally:
+        service.close()
+    report.update(data=str(args.data), model=service.models.names[0], embedding_model=service.embedders.names[0])
+    print(collection_table(report))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0

@@ -64,6 +64,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "index_kind": (400, "{name}: not a kind a collection takes (files ending in {kinds})"),
     "index_one_kind": (400, "expected one of \"text\", \"image\", \"pdf\", \"video\" per document, got {got}"),
     "index_nothing": (400, "no documents to index"),
+    "search_relevant": (400, "\"relevant\" must be a non-empty list of the collection's paths (or \"labels\" an "
+                             "object of path: grade)"),
     "no_collections": (400, "this server searches no collections (start it with --data-dir, after lychee index)"),
     "normalize_off": (400, "this model's embeddings are unit vectors; normalize: false is not offered"),
     "max_pixels_high": (400, "at most {limit} on this server"),

@@ -173,3 +173,67 @@ def test_the_search_tabs_endpoint_shows_both_stages_as_v1_search_gives_them(serv
         shown = expected["first_stage"] if first_order else expected["results"]
         names = [row["path"].rsplit("/", 1)[-1] for row in shown]
         assert [item["caption"].split(" · ")[2] for item in gallery] == names
+
+
+def test_lychee_eval_over_a_collection_measures_the_first_stage_and_what_the_reranker_makes_of_it(
+    scorer, embedder, embedding_model_dir, tiny_model_dir, tmp_path
+):
+    from lychee_gradio.contract import Item
+    from lychee_gradio.evaluation.metrics import ndcg_at_k
+
+    folder, data = tmp_path / "notes", tmp_path / "data"
+    folder.mkdir()
+    texts = {
+        f"note{i}.txt": f"a {colour} {thing}"
+        for i, (colour, thing) in enumerate(
+            zip(
+                ["white", "blue", "red", "green", "black", "white", "blue", "steel"],
+                ["cup", "mug", "plate", "bowl", "cup", "mug", "cup", "tumbler"],
+            )
+        )
+    }
+    for name, words in texts.items():
+        (folder / name).write_text(words, encoding="utf-8")
+    common = ["--embedding-model", str(embedding_model_dir), "--data-dir", str(data), "--device", "cpu", "--dtype", "float32"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert lychee(["index", str(folder), "--collection", "notes", *common]) == 0
+    queries = [("a white cup", {"note0.txt": 1, "note5.txt": 1}), ("a blue mug", {"note1.txt": 2, "note6.txt": 1})]
+    labelled = tmp_path / "labels.jsonl"
+    labelled.write_text(
+        json.dumps({"query": queries[0][0], "relevant": list(queries[0][1])})
+        + "\n"
+        + json.dumps({"query": queries[1][0], "labels": queries[1][1]})
+        + "\n",
+        encoding="utf-8",
+    )
+    report_file = tmp_path / "report.json"
+    command = ["eval", str(labelled), "--collection", "notes", "--model", str(tiny_model_dir), "--top-k", "6"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert lychee([*command, "--rerank-top-n", "3", "--k", "1,3,6", "--output", str(report_file), *common]) == 0
+    report = json.loads(report_file.read_text(encoding="utf-8"))
+    assert "first stage" in printed.getvalue() and report["queries"] == 2
+
+    # The same measured by hand: the exact cosine order of the library's vectors, then the scorer over its best 3.
+    names = sorted(texts)
+    vectors = embedder.embed_items([Item(text=texts[name]) for name in names])
+    expected = {"first_stage": [], "reranked": []}
+    for query, labels in queries:
+        cosine = vectors @ embedder.embed_items([Item(text=query)])[0]
+        first = [names[i] for i in cosine.argsort(descending=True)[:6].tolist()]
+        best = scorer.rerank(query, [texts[name] for name in first[:3]])
+        reranked = [first[r.index] for r in best] + first[3:]
+        for key, order in (("first_stage", first), ("reranked", reranked)):
+            grades = [labels.get(name, 0) for name in names]
+            ranking = [names.index(name) for name in order]
+            expected[key].append(
+                {
+                    "recall@3": len(set(order[:3]) & set(labels)) / len(labels),
+                    "mrr@6": next((1 / rank for rank, name in enumerate(order, start=1) if name in labels), 0.0),
+                    "ndcg@6": ndcg_at_k(ranking, grades, 6),
+                }
+            )
+    for key in ("first_stage", "reranked"):
+        for metric in ("recall@3", "mrr@6", "ndcg@6"):
+            mean = sum(row[metric] for row in expected[key]) / 2
+            assert report[key][metric] == pytest.approx(mean, abs=1e-9), (key, metric)

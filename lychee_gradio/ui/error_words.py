@@ -46,6 +46,7 @@ ERRORS_ZH = {
     "index_kind": "{name}:集合不收这种文件(可收的结尾:{kinds})",
     "index_one_kind": "每个文档应只含 \"text\"、\"image\"、\"pdf\"、\"video\" 之一,收到 {got}",
     "index_nothing": "没有要索引的文档",
+    "search_relevant": "\"relevant\" 应为集合中路径的非空列表(或 \"labels\" 为 路径: 等级 的对象)",
     "no_collections": "本服务没有可搜索的集合(先运行 lychee index,再以 --data-dir 启动)",
     "normalize_off": "该模型的向量均为单位向量,不提供 normalize: false",
     "max_pixels_high": "本服务器最多 {limit}",

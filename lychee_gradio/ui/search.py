@@ -23,9 +23,9 @@ THUMBNAIL = 320  # the longer side of a result's picture in the gallery
 
 def text_card(words: str) -> Image.Image:
     """A text document's picture for the gallery: its first words on a card."""
-    card = Image.new("RGB", (THUMBNAIL, THUMBNAIL * 3 // 4), (250, 248, 240))
-    lines = textwrap.wrap(" ".join((words or "").split())[:400], width=30)[:9]
-    ImageDraw.Draw(card).multiline_text((12, 10), "\n".join(lines), fill=(30, 30, 30), font=ImageFont.load_default(17))
+    card = Image.new("RGB", (THUMBNAIL, THUMBNAIL), (250, 248, 240))  # square: the gallery crops nothing of it
+    lines = textwrap.wrap(" ".join((words or "").split())[:400], width=22)[:10]
+    ImageDraw.Draw(card).multiline_text((36, 36), "\n".join(lines), fill=(30, 30, 30), font=ImageFont.load_default(22))
     return card
 
 

@@ -237,3 +237,33 @@ def test_lychee_eval_over_a_collection_measures_the_first_stage_and_what_the_rer
         for metric in ("recall@3", "mrr@6", "ndcg@6"):
             mean = sum(row[metric] for row in expected[key]) / 2
             assert report[key][metric] == pytest.approx(mean, abs=1e-9), (key, metric)
+
+
+def test_the_search_tab_evaluates_a_collection_from_the_v1_search_answers(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    running, _ = server
+    documents = [f"a {colour} {thing}" for colour in ("white", "blue", "red") for thing in ("cup", "mug")]
+    post(running, "/v1/index", {"collection": "evaluated", "documents": documents})
+    everything = post(running, "/v1/search", {"collection": "evaluated", "query": "cup", "top_k": 6, "rerank_top_n": 0}).json()
+    path_of = {}  # each text's path in the collection (the answers name documents by path)
+    for row in everything["first_stage"]:
+        number = int(row["path"].rsplit("document-", 1)[1].split(".")[0])
+        path_of[documents[number]] = row["path"]
+    queries = {"a white cup": ["a white cup", "a white mug"], "a red mug": ["a red mug"]}
+    labelled = tmp_path / "labels.jsonl"
+    lines = [json.dumps({"query": query, "relevant": [path_of[d] for d in wanted]}) for query, wanted in queries.items()]
+    labelled.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = {"first_stage": [], "reranked": []}
+    for query, wanted in queries.items():
+        found = post(running, "/v1/search", {"collection": "evaluated", "query": query, "top_k": 4, "rerank_top_n": 2}).json()
+        first = [row["path"] for row in found["first_stage"]]
+        reranked = [row["path"] for row in found["results"]] + first[2:]
+        for key, order in (("first_stage", first), ("reranked", reranked)):
+            expected[key].append(len({path_of[d] for d in wanted} & set(order[:1])) / len(wanted))
+    table, report = Client(running.url, verbose=False).predict(
+        collection="evaluated", data=handle_file(str(labelled)), k="1,3", top_k=4, rerank_top_n=2, api_name="/evaluate_search"
+    )
+    assert "first stage" in table and report["queries"] == 2
+    for key in ("first_stage", "reranked"):
+        assert report[key]["recall@1"] == pytest.approx(sum(expected[key]) / 2), key

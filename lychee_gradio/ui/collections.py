@@ -10,10 +10,12 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ..contract import InputError
+from ..evaluation import parse_ks
+from ..evaluation.collection import collection_table, evaluate_collection, load_search_queries
 from ..registry import ModelSet
-from ..search.searching import document_of, search
+from ..search.searching import check_counts, document_of, search
 from ..search.uploads import Upload, index_uploads, kind_of
-from .forms import upload_name
+from .forms import PageError, upload_name
 from .search import answer_of, gallery_of, hit_at, search_view
 from .translations import language, text
 from .why import EMPTY, explain_document_view
@@ -112,6 +114,41 @@ def collection_handlers(requests, models: ModelSet) -> SimpleNamespace:
             words = text("index_done", req.context.language, collection=collection, **done.as_dict())
             return words, {"collection": collection, **done.as_dict()}
 
+    def evaluate_search(
+        collection: str | None = None,
+        data: str | None = None,
+        k: str | None = "1,5,10",
+        top_k: float | None = 20,
+        rerank_top_n: float | None = 10,
+        instruction: str | None = None,
+        model: str | None = None,
+        progress=gr.Progress(),
+        request: gr.Request = None,
+    ):
+        """Evaluate search over a collection end to end, as lychee eval --collection: a labelled JSONL set whose
+        documents are the collection's paths ({"query", "relevant": [paths]} or "labels": {path: grade}). Returns a
+        Markdown table (first stage, reranked, change) and the report."""
+        with requests.open("/evaluate", request) as req:
+            lang = req.context.language
+            if not collection:
+                raise PageError(text("error_collection_missing", lang))
+            if not data:
+                raise PageError(text("error_eval_empty", lang))
+            scorer, embedder = req.model(model), req.embedder(None)
+            ks = parse_ks(str(k or "1,5,10"))
+            top_k, rerank_top_n = check_counts(whole(top_k), whole(rerank_top_n))
+            queries = load_search_queries(Path(data))
+            req.check_count(len(queries), "queries")
+
+            def report(done: int, total: int) -> None:
+                progress(done / total, desc=text("progress_query", lang, done=done, total=total))
+
+            found = evaluate_collection(
+                req, service.collections(), embedder, scorer, collection, queries, ks, top_k, rerank_top_n, report
+            )
+            found.update(model=models.name_of(scorer), embedding_model=service.embedders.name_of(embedder))
+            return f"```\n{collection_table(found)}\n```", found
+
     def collection_names(chosen: str | None = None):
         """The collections' names for the Search tab's picker (none where no embedding model is served)."""
         try:
@@ -129,6 +166,7 @@ def collection_handlers(requests, models: ModelSet) -> SimpleNamespace:
         explain_hit=explain_hit,
         index_files=index_files,
         collection_names=collection_names,
+        evaluate_search=evaluate_search,
     )
 
 

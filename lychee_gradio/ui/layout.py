@@ -49,7 +49,8 @@ CSS = """
 #batch-table th, #eval-table th, #compare-table th, #eval-table td, #compare-table td { white-space: nowrap; }
 #batch-table td:nth-child(1), #batch-table td:nth-child(2), #batch-table td:nth-child(4),
 #batch-table td:nth-child(5) { white-space: nowrap; }
-#images-gallery .caption-label, #images-preview .caption-label, #search-gallery .caption-label { white-space: normal; overflow: visible;
+#images-gallery .caption-label, #images-preview .caption-label,
+#search-gallery .caption-label { white-space: normal; overflow: visible;
   text-overflow: clip; line-height: 1.25; }
 .why-legend { display: flex; align-items: center; gap: 8px; font-size: 13px; margin-bottom: 6px; }
 .why-legend img { height: 14px; width: 180px; border-radius: 3px; }
@@ -62,7 +63,8 @@ CSS = """
   #compare-table td:first-child, #compare-table th:first-child {
     position: sticky; left: 0; z-index: 1; background: var(--background-fill-primary); }
   .tab-container button { padding-left: 6px !important; padding-right: 6px !important; font-size: 13px !important; }
-  #images-gallery .grid-container, #search-gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  #images-gallery .grid-container, #search-gallery .grid-container {
+    grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
   #images-preview .grid-container { grid-template-columns: repeat(4, minmax(0, 1fr)) !important; }
 }
 """

@@ -146,6 +146,14 @@ def search_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
             index_button = gr.Button(I18N("index_button"), elem_id="index-button")
             indexed = gr.Markdown(elem_id="index-message")
             counts = gr.JSON(visible=False)
+        with gr.Accordion(I18N("search_eval_title"), open=False, elem_id="search-eval-form"):
+            gr.Markdown(I18N("search_eval_intro"))
+            with gr.Row():
+                labelled = gr.File(label=I18N("eval_data"), file_types=[".jsonl", ".json"], elem_id="search-eval-file", scale=3)
+                cutoffs = gr.Textbox("1,5,10", label=I18N("eval_k"), scale=1)
+            evaluate_button = gr.Button(I18N("search_eval_button"), elem_id="search-eval-button")
+            evaluated = gr.Markdown(elem_id="search-eval-table")
+            evaluation = gr.JSON(label=I18N("details"), visible=False)
     refreshed = {"fn": handlers.collection_names, "inputs": collection, "outputs": collection, "api_visibility": "private"}
     on_load(**refreshed, queue=False, show_progress="hidden")
     wire(
@@ -171,6 +179,15 @@ def search_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         show_progress_on=[indexed],
     )
     index_event.failure(handlers.failed, None, indexed, queue=False, api_visibility="private", show_progress="hidden")
+    evaluate_event = evaluate_button.click(
+        handlers.evaluate_search,
+        [collection, labelled, cutoffs, top_k, rerank_top_n, instruction, model],
+        [evaluated, evaluation],
+        api_name="evaluate_search",
+        **MODEL_WORK,
+        show_progress_on=[evaluated],
+    )
+    evaluate_event.failure(handlers.failed, None, evaluated, queue=False, api_visibility="private", show_progress="hidden")
     index_event.success(**refreshed, queue=False, show_progress="hidden")
     show_maps(
         gallery.select(

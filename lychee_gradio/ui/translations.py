@@ -104,6 +104,12 @@ EN = {
     "index_button": "Index the files",
     "index_done": "**{collection}**: {embedded} embedded, {unchanged} already there.",
     "error_collection_missing": "Choose a collection first (or index files into a new one below).",
+    "search_eval_title": "Evaluate this search (labelled queries)",
+    "search_eval_intro": "What the reranker adds to this collection's search: Recall, NDCG and MRR of the first stage "
+                         "and after reranking. One JSON object per line: `{\"query\": \"a white cup\", \"relevant\": "
+                         "[\"photos/cup.png\", \"paper.pdf#page=3\"]}` (the collection's paths, as results show them), or "
+                         "graded `\"labels\": {\"photos/cup.png\": 2}`.",
+    "search_eval_button": "Evaluate the search",
 }
 # fmt: on
 
@@ -385,6 +391,11 @@ ZH = {
     "index_button": "索引这些文件",
     "index_done": "**{collection}**:新生成 {embedded} 个,已有 {unchanged} 个。",
     "error_collection_missing": "请先选择一个集合(或在下方把文件索引到新集合)。",
+    "search_eval_title": "评估这个搜索(带标注的查询)",
+    "search_eval_intro": "重排为这个集合的搜索带来了什么:第一阶段与重排后的召回率、NDCG 和 MRR。每行一个 JSON 对象:"
+                         "`{\"query\": \"白色杯子\", \"relevant\": [\"photos/cup.png\", \"paper.pdf#page=3\"]}`"
+                         "(集合中的路径,与结果所示相同),或分级的 `\"labels\": {\"photos/cup.png\": 2}`。",
+    "search_eval_button": "评估搜索",
 }
 # fmt: on
 

@@ -34,7 +34,9 @@ def create(scorers, settings: ServerSettings, embedders=None) -> FastAPI:
         TELEMETRY,
         fetch=url_fetcher(settings.config),
         embedders=embedders,
-        collections=lambda: Store(settings.data_dir, settings.collections_dir),  # opened on the first search
+        collections=lambda: Store(
+            settings.data_dir, settings.collections_dir, settings.collections_url
+        ),  # opened on the first search
     )
     page = build_demo(
         models,

@@ -1,7 +1,6 @@
-"""The `lychee` command: `lychee load` serves the app locally, `lychee share` behind a public link,
-`lychee eval` measures a labelled set. This module only wires: it parses flags, loads the scorer
-and hands it to the server or to the evaluation library. Nothing in the package imports it.
-"""
+"""The `lychee` command: `lychee load` serves the app locally, `lychee share` behind a public link, `lychee eval` measures
+a labelled set (`lychee index`: cli_index.py). It only wires: flags parsed, scorers loaded and handed to the server
+or the evaluation library. Nothing in the package imports it."""
 
 from __future__ import annotations
 
@@ -270,6 +269,7 @@ def server_settings(args: argparse.Namespace, auth: tuple[str, str] | None, conc
         concurrency=concurrency,
         data_dir=args.data_dir,
         collections_dir=tuple(args.collections_dir),
+        collections_url=args.collections_url,
     )
 
 

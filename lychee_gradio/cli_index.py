@@ -35,7 +35,7 @@ def add_index_parser(commands) -> None:
     index.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="folders to index (their subfolders too)")
     index.add_argument("--collection", required=True, help="the collection's name (letters, digits, - and _)")
     index.add_argument("--json", action="store_true", help='print {"embedded": n, "unchanged": n, "removed": n}')
-    for name in ("embedding_model", "data_dir", "collections_dir"):
+    for name in ("embedding_model", "data_dir", "collections_dir", "collections_url"):
         setting = settings.BY_NAME[name]
         index.add_argument(
             setting.option,
@@ -71,7 +71,7 @@ def run_index(args: argparse.Namespace) -> int:
         return 2
     try:
         (embedder,) = load_embedders(args)
-        store = Store(args.data_dir)
+        store = Store(args.data_dir, args.collections_dir, args.collections_url)
     except (ModelLoadError, LycheeError, ValueError) as error:
         print(f"lychee index: {error}", file=sys.stderr)
         return 2
@@ -100,7 +100,7 @@ def add_collection_eval_arguments(evaluate) -> None:
     )
     evaluate.add_argument("--top-k", type=int, default=100, help="--collection: the first stage's nearest items (100)")
     evaluate.add_argument("--rerank-top-n", type=int, default=20, help="--collection: how many of them are reranked (20)")
-    for name in ("embedding_model", "data_dir", "collections_dir"):
+    for name in ("embedding_model", "data_dir", "collections_dir", "collections_url"):
         setting = settings.BY_NAME[name]
         if setting.option not in evaluate._option_string_actions:
             evaluate.add_argument(
@@ -140,7 +140,9 @@ def evaluate_collection(args: argparse.Namespace, load_scorers) -> int:
         return 2
     # The operator's own run: no request deadline, and the first stage may hand the reranker up to --top-k items.
     config = Config(request_timeout=None, limits=Limits(max_documents=1_000_000))
-    service = Service(scorers, config, embedders=embedders, collections=lambda: Store(args.data_dir, args.collections_dir))
+    service = Service(
+        scorers, config, embedders=embedders, collections=lambda: Store(args.data_dir, args.collections_dir, args.collections_url)
+    )
     try:
         with tqdm(total=len(queries), desc="searching", unit="query", file=sys.stderr) as bar:
             with service.request("lychee eval") as req:

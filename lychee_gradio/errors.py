@@ -181,6 +181,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "page": (400, "{message}"),
     "model_load": (500, "{message}"),
     "calibration_file": (500, "{message}"),
+    "store_unreachable": (503, "the collections' Qdrant server (--collections-url) does not answer; try again later"),
     "store_busy": (503, "the collections in {folder} are open in another process (lychee index, or another server); "
                         "try again when it is done"),
     "collection": (500, "{message}"),

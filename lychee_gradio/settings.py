@@ -95,6 +95,8 @@ SETTINGS: list[Setting] = [
       "$XDG_DATA_HOME/lychee-gradio, else ~/.local/share/lychee-gradio)", "server"),
     S("collections_dir", "list", [], "the folders whose files a collection may be indexed from and a search may "
       "read (comma-separated; the callers' uploads besides); default: the folders lychee index was given", "server"),
+    S("collections_url", "str", None, "keep the collections in a Qdrant server (http://HOST:6333, with its HNSW "
+      "index) instead of the data directory's folder; uploads stay in the data directory", "server"),
     S("mcp", "bool", False, "also serve the endpoints as MCP tools (for agents) at /gradio_api/mcp/", "server"),
     S("log_format", "choice", "text", "log lines as text, or one JSON object per line", "server",
       choices=("text", "json"), eval=True),

@@ -267,3 +267,18 @@ def test_the_search_tab_evaluates_a_collection_from_the_v1_search_answers(server
     assert "first stage" in table and report["queries"] == 2
     for key in ("first_stage", "reranked"):
         assert report[key]["recall@1"] == pytest.approx(sum(expected[key]) / 2), key
+
+
+def test_a_collections_server_that_does_not_answer_is_a_503_and_the_server_keeps_serving(scorer, embedder, tmp_path):
+    from .conftest import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = app.ServerSettings(port=0, data_dir=str(tmp_path / "data"), collections_url=closed)
+    running = app.start(scorer, settings, [embedder])
+    try:
+        answer = post(running, "/v1/search", {"collection": "c", "query": "cup"})
+        assert answer.status_code == 503 and answer.json()["code"] == "store_unreachable"
+        assert "Traceback" not in answer.text and str(tmp_path) not in answer.text
+        assert httpx.get(f"{running.url}health", timeout=30).status_code == 200
+    finally:
+        running.close()

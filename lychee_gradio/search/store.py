@@ -29,6 +29,12 @@ class StoreBusyError(LycheeError, RuntimeError):
     code = "store_busy"
 
 
+class StoreUnreachableError(LycheeError, RuntimeError):
+    """The Qdrant server of --collections-url does not answer."""
+
+    code = "store_unreachable"
+
+
 class CollectionError(WordedError, ValueError):
     code = "collection"
 
@@ -80,8 +86,13 @@ class Serialised:
             return found
 
         def call(*args, **options):
+            from qdrant_client.http.exceptions import ResponseHandlingException
+
             with self._lock:
-                return found(*args, **options)
+                try:
+                    return found(*args, **options)
+                except ResponseHandlingException as error:  # a Qdrant server that does not answer
+                    raise StoreUnreachableError(None) from error
 
         return call
 
@@ -91,7 +102,7 @@ class Store:
     (`<data_dir>/uploads/<collection>/`). `readable`: the folders (`--collections-dir`) whose files a search may
     read besides the uploads; empty: the folders `lychee index` was given. Calls are serialised (one client)."""
 
-    def __init__(self, folder: str | Path | None = None, readable: Iterable[str | Path] = ()):
+    def __init__(self, folder: str | Path | None = None, readable: Iterable[str | Path] = (), url: str | None = None):
         from qdrant_client import QdrantClient
 
         self.folder = data_dir(folder) / "collections"
@@ -99,8 +110,9 @@ class Store:
         self.uploads = (data_dir(folder) / "uploads").resolve()
         self.readable = tuple(readable)
         self.lock = threading.RLock()
-        try:
-            self.client = Serialised(QdrantClient(path=str(self.folder)), self.lock)
+        try:  # a Qdrant server (--collections-url: the same client API, its HNSW index), else the local folder
+            client = QdrantClient(url=url, timeout=30) if url else QdrantClient(path=str(self.folder))
+            self.client = Serialised(client, self.lock)
         except RuntimeError as error:  # Qdrant's local mode: "Storage folder ... is already accessed by another instance"
             raise StoreBusyError(None, folder=self.folder.name) from error
 

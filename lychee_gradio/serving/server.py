@@ -50,6 +50,7 @@ class ServerSettings:
     concurrency: int = 1  # page requests the models work on at once (replicas x calls each replica batches)
     data_dir: str | None = None  # where the collections are (search/store.py's default when None)
     collections_dir: tuple[str, ...] = ()  # the folders a search may read (--collections-dir; empty: those indexed)
+    collections_url: str | None = None  # a Qdrant server's address (--collections-url) instead of the local folder
 
     @property
     def page_auth(self) -> tuple[str, str] | None:

@@ -39,6 +39,7 @@ ERRORS_ZH = {
     "encoding_format": "应为 \"float\" 或 \"base64\",收到 {value}",
     "collection_name": "集合名称应为 1 到 64 个字母、数字、'-' 或 '_',收到 {value}",
     "no_collection": "没有集合 {name};本服务有:{have}(lychee index --collection 名称)",
+    "store_unreachable": "集合所在的 Qdrant 服务器(--collections-url)没有响应;请稍后再试",
     "store_busy": "{folder} 中的集合正被另一个进程使用(lychee index 或另一个服务);请稍后再试",
     "search_count": "应为 {low} 到 {limit} 之间的整数,收到 {value}",
     "search_file_gone": "集合中的文件 {path} 已不存在;请重新索引该文件夹(lychee index)",

@@ -16,7 +16,7 @@ from PIL import Image
 from lychee_gradio import app
 from lychee_gradio.cli import main as lychee
 
-from .helpers import file_data, gradio_call, make_pdf
+from .helpers import file_data, gradio_call, make_clip, make_pdf
 
 
 def png(colour, size=(64, 48)) -> bytes:
@@ -109,12 +109,15 @@ def test_gradio_client_indexes_uploads_as_v1_index_does(server, tmp_path):
     photo.write_bytes(png((200, 10, 10)))
     note = tmp_path / "note.txt"
     note.write_text("a red plate", encoding="utf-8")
+    clip = make_clip(tmp_path / "pour.mp4", seconds=2.0)
     client = Client(running.url, verbose=False)
     words, done = client.predict(
-        collection="page", files=[handle_file(str(photo)), handle_file(str(note))], api_name="/index_files"
+        collection="page", files=[handle_file(str(photo)), handle_file(str(note)), handle_file(clip)], api_name="/index_files"
     )
-    assert "2 embedded" in words
-    assert (done["embedded"], done["unchanged"]) == (2, 0)
+    assert "3 embedded" in words
+    assert (done["embedded"], done["unchanged"]) == (3, 0)
+    found = post(running, "/v1/search", {"collection": "page", "query": "pouring", "top_k": 3, "rerank_top_n": 3}).json()
+    assert sorted(row["path"].rsplit("/", 1)[1] for row in found["results"]) == ["note.txt", "pour.mp4", "red.png"]
     same = post(running, "/v1/index", {"collection": "page", "documents": [{"text": "a red plate", "name": "note.txt"}]})
     assert (same.json()["embedded"], same.json()["unchanged"]) == (0, 1)  # the same bytes under the same name
 

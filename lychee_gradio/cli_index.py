@@ -79,6 +79,7 @@ def run_index(args: argparse.Namespace) -> int:
         total = sum(len(files_of(folder.expanduser().resolve())) for folder in args.folders)
         with tqdm(total=total, desc=f"indexing {args.collection}", unit="file", file=sys.stderr) as bar:
             done = index_folders(store, args.collection, args.folders, embedder, on_file=lambda _: bar.update(1))
+        store.index(args.collection)  # a big collection's approximate index (search/local_store.py)
     except LycheeError as error:
         print(f"lychee index: {error}", file=sys.stderr)
         return 2

@@ -285,3 +285,47 @@ def test_a_collections_server_that_does_not_answer_is_a_503_and_the_server_keeps
         assert httpx.get(f"{running.url}health", timeout=30).status_code == 200
     finally:
         running.close()
+
+
+def test_one_process_holds_the_collections_folder_and_a_second_is_told_so(tmp_path):
+    from lychee_gradio.search.store import Store, StoreBusyError
+
+    first = Store(tmp_path)
+    try:
+        with pytest.raises(StoreBusyError):
+            Store(tmp_path)
+    finally:
+        first.close()
+    Store(tmp_path).close()  # given back: the next one opens it
+
+
+def test_a_big_collection_gets_an_hnsw_index_that_finds_what_exact_search_finds(tmp_path, monkeypatch):
+    import numpy as np
+
+    from lychee_gradio.search import local_store
+    from lychee_gradio.search.store import Store
+
+    monkeypatch.setattr(local_store, "HNSW_FROM", 300)  # the real threshold is 50,000 items
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((20, 64))  # clustered, as embeddings are
+    vectors = centres[rng.integers(0, 20, 600)] + 0.3 * rng.standard_normal((600, 64))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = Store(tmp_path)
+    try:
+        store.ensure("big", 64)
+        rows = [
+            ({"root": "/r", "path": f"{i}.png", "page": None, "kind": "image", "sha256": str(i)}, v.tolist())
+            for i, v in enumerate(vectors)
+        ]
+        store.put("big", rows)
+        shard = store.backend.shard("big")
+        assert shard.info().indexed_vectors_count == 0  # searched exactly until indexed
+        store.index("big")
+        assert shard.info().indexed_vectors_count == 600
+        recall = []
+        for query in vectors[:30] + 0.1 * rng.standard_normal((30, 64)):
+            exact = {f"{i}.png" for i in np.argsort(-(vectors @ query))[:10]}
+            recall.append(len(exact & {hit.path for hit in store.search("big", query.tolist(), 10)}) / 10)
+        assert np.mean(recall) >= 0.95
+    finally:
+        store.close()

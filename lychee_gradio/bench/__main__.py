@@ -17,6 +17,7 @@
     python -m lychee_gradio.bench --vision 12             # the vision tower: one attention call per layer or not
     python -m lychee_gradio.bench --compile               # the language model eager vs. torch.compile'd
     python -m lychee_gradio.bench --admission             # large image requests against a server: memory, refusals
+    python -m lychee_gradio.bench --collection            # embedding, the store at 10,000 and 100,000 vectors, a search
 
 All three paths run in one process on the same random-weight model (built from a config: the
 same compute as real weights of that size) and the same inputs. Prints a table and writes JSON.
@@ -32,6 +33,7 @@ from ..engine.random_model import SIZES
 from .admission import format_admission, run_admission
 from .batching import format_batching, run_batching
 from .caches import format_caches, run_caches
+from .collection import format_collection, run_collection
 from .compiled import format_compile, run_compile
 from .documents import format_documents, run_documents
 from .engine import format_stability, format_table, run_benchmark, run_stability
@@ -168,6 +170,16 @@ def main(argv: list[str] | None = None) -> None:
         help="instead: a 30-page PDF, a 12,000-token text and a 5-minute clip against one query, scored by their "
         "parts: parts/s, time a part, shared passes against one call a part, peak RSS",
     )
+    parser.add_argument(
+        "--collection",
+        action="store_true",
+        help="instead: embedding items/s (texts, images), the collections' store (Qdrant's local mode) at "
+        "--collection-sizes random 2,048-value vectors (build, disk, reopen, search p50/p95, recall, RSS), and a "
+        "whole search (embed the query, search, rerank 20); --dtype auto means float32 here",
+    )
+    parser.add_argument(
+        "--collection-sizes", default="10000,100000", help="--collection: how many vectors the store holds, in turn"
+    )
     args = parser.parse_args(argv)
     if args.admission:
         report = run_admission(tuple(int(mb) for mb in args.pools.split(",")))
@@ -177,6 +189,26 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.model_size not in SIZES[args.family]:
         parser.error(f"--model-size for {args.family}: one of {', '.join(sorted(SIZES[args.family]))}")
+    if args.collection:
+        if args.model_size not in SIZES["qwen3_vl"]:
+            parser.error(f"--collection: the embedding model is Qwen3-VL's: one of {', '.join(sorted(SIZES['qwen3_vl']))}")
+        try:
+            sizes = tuple(int(n) for n in args.collection_sizes.replace("_", "").split(","))
+        except ValueError:
+            parser.error("--collection-sizes: numbers, e.g. 10000,100000")
+        report = run_collection(
+            args.model_size,
+            args.device,
+            "float32" if args.dtype == "auto" else args.dtype,
+            args.runs,
+            args.family,
+            sizes,
+            items=args.docs or 64,
+        )
+        print(format_collection(report))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_name("collection.json").write_text(json.dumps(report, indent=2))
+        return
     if args.video:
         report = run_video(
             args.video,

@@ -317,3 +317,16 @@ def test_the_documents_benchmark_scores_a_pdf_a_long_text_and_a_long_clip_by_the
     assert rows["a clip of 70 s"]["parts"] == 2
     assert all(row["max_difference"] < 1e-5 for row in rows.values())
     assert "| a PDF of 3 pages | 3 pages |" in format_documents(report)
+
+
+def test_the_collection_benchmark_measures_the_store_exactly_and_a_whole_search(monkeypatch):
+    from lychee_gradio.bench import collection
+    from lychee_gradio.bench.collection import format_collection, run_collection
+
+    monkeypatch.setattr(collection, "INDEX_FROM", 1500)  # the graph measured at the second size (100,000 in the docs)
+    report = run_collection("tiny", "cpu", "float32", runs=1, sizes=(500, 1500), items=4, indexed=8, queries=5, top_k=5, rerank=4)
+    small, big = report["sizes"][0], report["sizes"][1]
+    assert small["search"]["as written"]["recall_at_k"] == 1.0 and not small["indexed"]
+    assert big["indexed"] and "after Store.index" in big["search"]
+    assert report["embedding"]["texts"]["items_per_second"] > 0
+    assert "whole search" in format_collection(report)

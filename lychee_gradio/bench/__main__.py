@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--collection",
         action="store_true",
-        help="instead: embedding items/s (texts, images), the collections' store (Qdrant's local mode) at "
-        "--collection-sizes random 2,048-value vectors (build, disk, reopen, search p50/p95, recall, RSS), and a "
+        help="instead: embedding items/s (texts, images), the collections' store (Qdrant Edge) at "
+        "--collection-sizes 2,048-value vectors (write, HNSW, disk, reopen, search p50/p95, recall, RSS), and a "
         "whole search (embed the query, search, rerank 20); --dtype auto means float32 here",
     )
     parser.add_argument(

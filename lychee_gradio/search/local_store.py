@@ -1,9 +1,10 @@
 """The collections kept on this machine: Qdrant Edge, the Qdrant engine embedded in the process (`qdrant-edge-py`).
 
 Each collection is an Edge shard in `<data_dir>/collections/<name>/shard`, beside `collection.json` (its vectors'
-size). A shard searches its new points exactly (every vector compared, in Qdrant's own code) and, once `index`ed,
-through an HNSW graph: `lychee index` builds one when a collection reaches `HNSW_FROM` items, so that a first stage
-of 100,000 items stays fast (docs/performance.md, "Collections", measures both). One process holds the folder at a
+size). A shard searches its new points exactly (every vector compared, in Qdrant's own code: some 40 ms at 100,000
+vectors of 2,048 values on two CPU cores) and, once `index`ed, through an HNSW graph: `lychee index` builds one when a
+collection reaches `HNSW_FROM` items (minutes of work, and approximate: docs/performance.md, "Collections",
+measures both). One process holds the folder at a
 time (a lock file; Qdrant's write-ahead log would refuse a second one anyway): `StoreBusyError` says so.
 """
 
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 VECTOR = "v"
-HNSW_FROM = 50_000  # from this many items a collection gets an HNSW index (below it, exact search is fast enough)
+HNSW_FROM = 200_000  # from this many items lychee index builds an HNSW graph (below it, exact search is fast enough)
+GRAPH_SEGMENT = 10_000  # a segment of at least this many vectors (or HNSW_FROM, if fewer) gets a graph when indexed
 HNSW_EF = 256  # candidates the HNSW search keeps (at least 4 a wanted item): recall against speed
 
 
@@ -54,8 +56,8 @@ class LocalCollections:
 
         folder = self.folder / name
         shutil.rmtree(folder, ignore_errors=True)  # a collection half made before a crash
-        # Segments get their HNSW graph (at `index`) from HNSW_FROM vectors of this size on (Qdrant counts KB).
-        threshold = HNSW_FROM * size * 4 // 1024
+        # Segments get their HNSW graph (at `index`) from GRAPH_SEGMENT vectors of this size on (Qdrant counts KB).
+        threshold = min(HNSW_FROM, GRAPH_SEGMENT) * size * 4 // 1024
         config = edge.EdgeConfig(
             vectors={VECTOR: edge.EdgeVectorParams(size=size, distance=edge.Distance.Cosine)},
             optimizers=edge.EdgeOptimizersConfig(indexing_threshold=threshold),
@@ -109,7 +111,7 @@ class LocalCollections:
         )
         return [(str(point.id), float(point.score), point.payload) for point in self.shard(name).query(request)]
 
-    def index(self, name: str) -> None:
-        """Build the HNSW graph of a collection of HNSW_FROM items or more (synchronous: `lychee index` calls it)."""
-        if self.count(name) >= HNSW_FROM:
+    def index(self, name: str, force: bool = False) -> None:
+        """Build the HNSW graph of a collection of HNSW_FROM items or more (`force`: of any size; synchronous)."""
+        if force or self.count(name) >= HNSW_FROM:
             self.shard(name).optimize()

@@ -56,5 +56,5 @@ class ServerCollections:
         points = self.client.query_points(name, query=vector, limit=limit, with_payload=True).points
         return [(str(point.id), float(point.score), point.payload) for point in points]
 
-    def index(self, name: str) -> None:
+    def index(self, name: str, force: bool = False) -> None:
         """Nothing to do: the server builds its index in the background."""

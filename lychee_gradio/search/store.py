@@ -145,9 +145,9 @@ class Store:
     def count(self, name: str) -> int:
         return self.call("count", name)
 
-    def index(self, name: str) -> None:
-        """Build the collection's approximate index where it is big enough for one (local_store.HNSW_FROM)."""
-        self.call("index", name)
+    def index(self, name: str, force: bool = False) -> None:
+        """Build the collection's approximate index where it is big enough for one (local_store.HNSW_FROM), or now."""
+        self.call("index", name, force)
 
     def search(self, name: str, vector: list[float], limit: int) -> list[Hit]:
         """The `limit` nearest points of collection `name` (`require`d first) by cosine, best first."""

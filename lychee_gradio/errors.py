@@ -59,8 +59,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "no_collection": (404, "no collection {name}; this server has {have} (lychee index --collection NAME)"),
     "search_count": (400, "expected a whole number from {low} to {limit}, got {value}"),
     "search_file_gone": (404, "the collection's file {path} is no longer there; index the folder again (lychee index)"),
-    "search_outside": (403, "the collection's file {path} is outside the folders this server reads "
-                            "(--collections-dir)"),
+    "search_outside": (403, "the collection holds files outside the folders this server reads (--collections-dir)"),
     "index_kind": (400, "{name}: not a kind a collection takes (files ending in {kinds})"),
     "index_one_kind": (400, "expected one of \"text\", \"image\", \"pdf\", \"video\" per document, got {got}"),
     "index_nothing": (400, "no documents to index"),
@@ -74,7 +73,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "image_value": (422, "an image must be a non-empty string (data URL or base64)"),
     "image_urls_off": (400, "image URLs are not fetched by this server (start it with --allow-image-urls, or send "
                             "the image as base64)"),
-    "file_path_http": (400, "file paths are not read over HTTP; send the image as base64 or a data URL"),
+    "file_path_http": (400, "file paths are not read over HTTP; send the file itself, as base64 or a data URL"),
     "not_image_data": (400, "not a data URL or base64 image (file paths are not read over HTTP)"),
     "url_not_fetched": (400, "the image URL could not be fetched (this server fetches public http(s) addresses "
                              "only, within {timeout:g} s; send the image as base64 instead)"),
@@ -150,6 +149,7 @@ ERRORS: dict[str, tuple[int, str]] = {
                               "{limit}; use a smaller grid or fewer segments"),
     "explain_text": (413, "explanations take texts of at most {limit:,} characters; this one has {length:,}"),
     # labelled sets (Evaluate)
+    "not_utf8": (400, "not UTF-8 text"),
     "bad_json": (400, "not valid JSON ({reason} at column {column})"),
     "json_object": (400, "expected a JSON object"),
     "missing_keys": (400, "missing {keys}"),

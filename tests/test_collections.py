@@ -90,8 +90,9 @@ def test_a_caller_cannot_index_a_server_path_or_a_loopback_url(server, tmp_path)
         answer = post(running, "/v1/index", {"collection": "mine", "documents": [document]})
         assert 400 <= answer.status_code < 500 and answer.json()["field"] == field, (document, answer.text)
         assert str(tmp_path) not in answer.text and "Traceback" not in answer.text
-    answer = post(running, "/v1/index", {"collection": "../up", "documents": ["a"]})
-    assert answer.status_code == 400 and answer.json()["field"] == "collection"
+    for name in ("../up", "\U0001d400" * 64):  # a climb; 64 letters of 4 bytes each (no folder name that long)
+        answer = post(running, "/v1/index", {"collection": name, "documents": ["a"]})
+        assert answer.status_code == 400 and answer.json()["field"] == "collection"
 
     # The page's door: a path the caller never uploaded is refused before any handler reads it.
     answer = gradio_call(running.url, "index_files", ["mine", [file_data(str(secret))]])
@@ -140,12 +141,10 @@ def test_collections_dir_names_the_only_folders_a_search_reads(scorer, embedder,
     settings = app.ServerSettings(port=0, data_dir=str(data), collections_dir=(str(elsewhere),))
     running = app.start(scorer, settings, [embedder])
     try:
-        answer = post(running, "/v1/search", {"collection": "c", "query": "cup"})
-        assert answer.status_code == 403 and answer.json()["field"] == "collection"
-        assert str(folder) not in answer.text
-        assert post(running, "/v1/index", {"collection": "c", "documents": ["a blue mug"]}).status_code == 200
-        found = post(running, "/v1/search", {"collection": "c", "query": "mug", "rerank_top_n": 0}).json()
-        assert len(found["first_stage"]) == 4  # the first stage only: nothing read from the folder outside
+        for reranked in (10, 0):  # not even the first stage's names and scores
+            answer = post(running, "/v1/search", {"collection": "c", "query": "cup", "rerank_top_n": reranked})
+            assert answer.status_code == 403 and answer.json()["field"] == "collection"
+            assert str(folder) not in answer.text and "a.txt" not in answer.text and "two.pdf" not in answer.text
     finally:
         running.close()
     running = app.start(scorer, app.ServerSettings(port=0, data_dir=str(data), collections_dir=(str(tmp_path),)), [embedder])
@@ -268,6 +267,12 @@ def test_the_search_tab_evaluates_a_collection_from_the_v1_search_answers(server
         collection="evaluated", data=handle_file(str(labelled)), k="1,3", top_k=4, rerank_top_n=2, api_name="/evaluate_search"
     )
     assert "first stage" in table and report["queries"] == 2
+    garbled = tmp_path / "garbled.jsonl"
+    garbled.write_bytes(b'{"query": "cup", "relevant": ["a"]}\n\xff\xfe not text\n')
+    with pytest.raises(Exception, match="line 2.*not UTF-8"):
+        Client(running.url, verbose=False).predict(
+            collection="evaluated", data=handle_file(str(garbled)), api_name="/evaluate_search"
+        )
     for key in ("first_stage", "reranked"):
         assert report[key]["recall@1"] == pytest.approx(sum(expected[key]) / 2), key
 
@@ -329,3 +334,15 @@ def test_a_big_collection_gets_an_hnsw_index_that_finds_what_exact_search_finds(
         assert np.mean(recall) >= 0.95
     finally:
         store.close()
+
+
+def test_the_same_upload_sent_at_once_by_several_callers_is_embedded_once(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    running, _ = server
+    body = {"collection": "race", "documents": [{"image": "data:image/png;base64," + b64(png((9, 9, 9))), "name": "same.png"}]}
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: post(running, "/v1/index", body), range(6)))
+    assert [answer.status_code for answer in answers] == [200] * 6
+    assert sorted(answer.json()["embedded"] for answer in answers) == [0, 0, 0, 0, 0, 1]
+    assert httpx.get(f"{running.url}v1/collections", timeout=30).json()["collections"] == [{"name": "race", "items": 1}]

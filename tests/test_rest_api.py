@@ -121,7 +121,7 @@ def test_max_pixels_bounds_the_images_of_one_request(live_app, scorer):
 
 def test_error_messages_say_what_to_do_instead(live_app):
     path = post(live_app, {"query": "q", "documents": [{"image": "/etc/passwd"}]}).json()["message"]
-    assert path == ("documents[0].image: file paths are not read over HTTP; send the image as base64 or a data URL")
+    assert path == ("documents[0].image: file paths are not read over HTTP; send the file itself, as base64 or a data URL")
     junk = post(live_app, {"query": "q", "documents": [{"image": base64.b64encode(b"no image").decode()}]})
     assert junk.json()["message"] == "documents[0].image: cannot decode image (not JPEG, PNG, WebP, GIF, BMP or TIFF)"
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 from ..contract import InputError
 from ..search.searching import search
-from .data import BadLine, _bad, _resolve
+from .data import BadLine, _bad, _resolve, lines_of
 from .metrics import dcg_at_k
 
 
@@ -64,8 +64,7 @@ def parse_search_line(text: str, line: int, base_dir: Path) -> SearchQuery:
 
 def load_search_queries(path: Path) -> list[SearchQuery]:
     """The file's queries; the first bad line raises its `BadLine`."""
-    with path.open(encoding="utf-8") as handle:
-        return [parse_search_line(text, number, path.parent) for number, text in enumerate(handle, start=1) if text.strip()]
+    return [parse_search_line(text, number, path.parent) for number, text in lines_of(path)]
 
 
 def label_of(row: dict, labels: dict[str, int]) -> str | None:

@@ -150,17 +150,26 @@ def load_queries(path: Path, *, skip_bad: bool = False, base_dir: Path | None = 
     """The file's queries, and the lines skipped (with `skip_bad`; otherwise the first bad line raises)."""
     base_dir = base_dir or path.parent
     queries, skipped = [], []
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                queries.append(parse_line(text, number, base_dir))
-            except BadLine as error:
-                if not skip_bad:
-                    raise
-                skipped.append(error)
+    for number, text in lines_of(path):
+        try:
+            queries.append(parse_line(text, number, base_dir))
+        except BadLine as error:
+            if not skip_bad:
+                raise
+            skipped.append(error)
     return queries, skipped
+
+
+def lines_of(path: Path):
+    """(number, text) of each line of the file that is not blank; a line that is not UTF-8 is a `BadLine`."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _bad(number, "not_utf8") from None
+            if text.strip():
+                yield number, text
 
 
 def parse_ks(text: str) -> list[int]:

@@ -173,7 +173,11 @@ class PixelBudget:
 
 
 def admit_images(
-    values: Sequence[Any], rules: "ImageRules", field: str = "documents", documents_in_flight: int | None = None
+    values: Sequence[Any],
+    rules: "ImageRules",
+    field: str = "documents",
+    documents_in_flight: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> None:
     """Admit, at once, the memory that the images and clips among `values` (the query, then the documents, in any
     form) will hold, read from their headers (a clip's: its frame size and the frames the rule keeps); nothing is
@@ -189,7 +193,7 @@ def admit_images(
     limit = rules.budget.pool.limit
     decoded_total = pixels = fits = pages = 0
     patches: dict = {}  # per value (0: the query; a PDF's page: a part of its own), the patch bytes of its media
-    for index, kind, value, where in _media(values, field):
+    for index, kind, value, where in _media(values, field, names):
         if kind == "pdf":
             sizes = _pdf_pages(value, where, rules, pages)
             pages += len(sizes)
@@ -228,11 +232,11 @@ def _held(decoded: int, patches: dict, documents_in_flight: int | None) -> int:
     return decoded + query + sum(documents[:documents_in_flight] if documents_in_flight else documents)
 
 
-def _media(values: Sequence[Any], field: str) -> Iterator[tuple[int, str, Any, str]]:
+def _media(values: Sequence[Any], field: str, names: Sequence[str] | None = None) -> Iterator[tuple[int, str, Any, str]]:
     """(position, "image" | "video", value, field) for each image and clip among a request's values (position 0:
-    the query)."""
+    the query; `names`: each value's field, where the door names them)."""
     for index, value in enumerate(values):
-        where = "query" if index == 0 else f"{field}[{index - 1}]"
+        where = names[index] if names is not None else "query" if index == 0 else f"{field}[{index - 1}]"
         if isinstance(value, dict):
             if value.get("pdf") is not None:
                 yield index, "pdf", value["pdf"], f"{where}.pdf"

@@ -32,7 +32,8 @@ def read_items(
     if fields is None:
         limits.check_documents(len(documents), field)  # `fields` (each document's own name): counted by the door
     rules = request_rules(limits, keep_pixels, context, clip_segments)
-    admit_images([query, *documents], rules, field, documents_in_flight)
+    names = [query_field, *(fields if fields is not None else [f"{field}[{i}]" for i in range(len(documents))])]
+    admit_images([query, *documents], rules, field, documents_in_flight, names)
     query_item = to_item(query, query_field, rules=rules)
     items = []
     for i, document in enumerate(documents):

@@ -28,7 +28,7 @@ def document_of(store: Store, hit: Hit) -> dict:
     root = Path(hit.root).resolve()
     path = (root / hit.path).resolve()
     if not store.may_read(hit.root):
-        raise InputError("collection", "search_outside", path=hit.path)
+        raise InputError("collection", "search_outside")
     if not path.is_relative_to(root) or not path.is_file():
         raise InputError("collection", "search_file_gone", path=hit.path)
     if hit.kind == "text":
@@ -49,7 +49,10 @@ def first_stage(req, store: Store, embedder, collection: str, query: Any, top_k:
     store.require(collection)
     query_item, _ = req.read(query, [], embedder)
     (vector,) = embedder.embed_items([query_item], context=req.context).tolist()
-    return query_item, store.search(collection, vector, top_k)
+    hits = store.search(collection, vector, top_k)
+    if not all(store.may_read(hit.root) for hit in hits):  # the operator's folder outside --collections-dir: not even names
+        raise InputError("collection", "search_outside")
+    return query_item, hits
 
 
 def read_hits(req, store: Store, scorer, query: Any, hits: list[Hit]):

@@ -61,8 +61,13 @@ def point_id(root: str, path: str, page: int | None) -> str:
 
 
 def check_name(name: str) -> str:
-    """A collection's name: letters, digits, '-', '_' (1 to 64): it is a folder's name inside the store."""
-    if not isinstance(name, str) or not name or len(name) > 64 or not all(c.isalnum() or c in "-_" for c in name):
+    """A collection's name: ASCII letters, digits, '-', '_' (1 to 64): it is a folder's name inside the store."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 64
+        or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name)
+    ):
         raise InputError("collection", "collection_name", value=repr(str(name)[:70]))
     return name
 
@@ -87,6 +92,7 @@ class Store:
         self.uploads = (data_dir(folder) / "uploads").resolve()
         self.readable = tuple(readable)
         self.lock = threading.RLock()
+        self.writing = threading.Lock()  # uploads being indexed (search/uploads.py), one request at a time
         try:
             self.backend = ServerCollections(url) if url else LocalCollections(self.folder)
         except BlockingIOError as error:  # another process holds the folder

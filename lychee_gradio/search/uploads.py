@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +78,16 @@ def index_uploads(req, store: Store, embedder, collection: str, uploads: list[Up
     values = [{VALUE_KEY[upload.kind]: words_of(upload)} for upload in uploads]
     # As clips are embedded: 64 frames sampled over the whole clip (no segments).
     first, rest = req.read(values[0], values[1:], embedder, query_field=names[0], fields=names[1:], long_documents="truncate")
+    with store.writing:  # one request's uploads at a time: the same file sent twice at once is embedded once
+        return write_uploads(req, store, embedder, collection, uploads, [first, *rest])
+
+
+def write_uploads(req, store: Store, embedder, collection: str, uploads: list[Upload], items) -> Indexed:
     store.ensure(collection, embedder.dimensions)
     root = store.uploads / collection
     known = store.files(collection)
     done = Indexed()
-    for upload, item in zip(uploads, [first, *rest]):
+    for upload, item in zip(uploads, items):
         data = upload.data.encode("utf-8") if isinstance(upload.data, str) else upload.data
         digest = hashlib.sha256(data).hexdigest()
         path = f"{digest[:16]}/{safe_name(upload.name, upload.kind, data)}"
@@ -91,7 +97,7 @@ def index_uploads(req, store: Store, embedder, collection: str, uploads: list[Up
         req.context.check()  # the request's Stop and deadline, between files
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")  # this request's own
         partial.write_bytes(data)
         os.replace(partial, target)  # a file is there whole or not at all
         write_file(store, collection, str(root), path, upload.kind, digest, parts_of(item), embedder, context=req.context)

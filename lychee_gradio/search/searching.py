@@ -55,10 +55,12 @@ def first_stage(req, store: Store, embedder, collection: str, query: Any, top_k:
     return query_item, hits
 
 
-def read_hits(req, store: Store, scorer, query: Any, hits: list[Hit]):
-    """The hits' files as items (under the request's limits), for the reranker and the page's thumbnails."""
+def read_hits(req, store: Store, scorer, query: Any, hits: list[Hit], field: str = "rerank_top_n"):
+    """The hits' files as items (under the request's limits: at most --max-documents of them, `field` says how many
+    were asked), for the reranker and the page's thumbnails."""
     if not hits:
         return []
+    req.check_count(len(hits), field)
     _, items = req.read(query, [document_of(store, hit) for hit in hits], scorer, fields=[hit.path for hit in hits])
     return items
 

@@ -50,7 +50,7 @@ def search_view(req, store, embedder, scorer, collection, query_text, query_imag
     top_k, rerank_top_n = check_counts(top_k, rerank_top_n)
     query, _ = query_values(query_text, query_image, lang)
     query_item, hits = first_stage(req, store, embedder, collection, query, top_k)
-    items = read_hits(req, store, scorer, query, hits)  # every hit's picture; the reranker reads the first n
+    items = read_hits(req, store, scorer, query, hits, "top_k")  # every hit's picture; the reranker reads the first n
     reranked = rerank_hits(req, scorer, query_item, hits[:rerank_top_n], items[:rerank_top_n], instruction)
     bands = {index: req.bands(scorer, query_item, items[index]) for index, _ in reranked}
     rank_of = {index: rank for rank, (index, _) in enumerate(reranked, start=1)}

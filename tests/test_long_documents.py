@@ -379,3 +379,32 @@ def test_v1_explain_explains_a_pdfs_best_page_and_names_its_own_field(pdf_app, t
         f"{pdf_app}v1/explain", json={"query": "q", "document": pdf_document(three_pages[:200]), "grid": 1}, timeout=60
     )
     assert (broken.status_code, broken.json()["field"]) == (400, "document.pdf")
+
+
+def test_the_single_tab_shows_the_best_page_of_a_pdf_beside_its_score(scorer, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from lychee_gradio.ui.single import score_view
+
+    from .conftest import page
+
+    colours = {1: (255, 0, 0), 2: (0, 128, 0), 3: (0, 0, 255)}
+    paper = tmp_path / "paper.pdf"
+    paper.write_bytes(make_pdf([Image.new("RGB", (120, 90), colour) for colour in colours.values()]))
+    kept: list = []
+    _, details = page(score_view, scorer, "a green page", None, None, None, "", [str(paper)], kept=kept)
+    picture, caption = kept[0]
+    best = details["part"]["page"]
+    assert str(best) in caption
+    assert max(abs(a - b) for a, b in zip(picture.convert("RGB").getpixel((60, 45)), colours[best])) <= 8  # that page
+    kept = []
+    page(score_view, scorer, "a green page", None, "a text document", None, "", kept=kept)
+    assert kept == [None]  # no PDF: nothing to show
+    running = app.start(scorer, app.ServerSettings(port=0))
+    try:  # gradio_client's /score still answers two values: the page's picture is the page's alone
+        markdown, found = Client(running.url, verbose=False).predict(
+            query_text="a green page", document_files=[handle_file(str(paper))], api_name="/score"
+        )
+        assert found["part"]["page"] == best and found["score"] == pytest.approx(details["score"], abs=1e-6)
+    finally:
+        running.close()

@@ -156,9 +156,11 @@ def make_handlers(
         Example: client.predict(query_text="white cup", document_text="白瓷咖啡杯", api_name="/score"); leave
         out what you do not send (the snippet below lists every parameter with its default)."""
         with requests.open("/score", request) as req:
-            return score_view(
-                req, req.model(model), query_text, query_image, document_text, document_image, instruction, document_files
+            kept: list = []
+            markdown, details = score_view(
+                req, req.model(model), query_text, query_image, document_text, document_image, instruction, document_files, kept
             )
+            return markdown, details, kept[0]  # the last: the page's State (not part of the API's answer)
 
     def rerank(
         query_text: str | None = None,

@@ -236,10 +236,10 @@ def checked(box: gr.components.Component, words: str | None = None) -> gr.compon
         from PIL import UnidentifiedImageError
 
         from ..inputs import open_image
-        from .forms import is_video
+        from .forms import is_pdf, is_video
 
-        if is_video(upload_name(path)):
-            return True  # a clip (where the box takes clips): decoding it names any problem, on the run
+        if is_video(upload_name(path)) or is_pdf(upload_name(path)):
+            return True  # a clip or a PDF (where the box takes them): reading it names any problem, on the run
         try:
             with open_image(path):  # the header only
                 return True

@@ -35,10 +35,19 @@ def single_document(document_text, document_image, document_files, lang: str = "
 
 
 def score_view(
-    req, scorer: Scorer, query_text, query_image, document_text, document_image, instruction, document_files=None
+    req,
+    scorer: Scorer,
+    query_text,
+    query_image,
+    document_text,
+    document_image,
+    instruction,
+    document_files=None,
+    kept: list | None = None,
 ) -> tuple[str, dict]:
     """One pair (a request of the service's, `req`): Markdown (score, verdict, logits) and the JSON details. The
-    document: its text, its image and `document_files` (more images, a clip), as every tab takes them."""
+    document: its text, its image and `document_files` (more images, a clip), as every tab takes them. `kept` (a list)
+    gets the best page's rendering where the document is a PDF (the tab shows it), else None."""
     lang = req.context.language
     document = single_document(document_text, document_image, document_files, lang)
     query, item = pair_of(req, scorer, query_text, query_image, document)
@@ -58,6 +67,9 @@ def score_view(
             start, end = pair.part.chars
             quoted = item.text[start:end].strip()
             markdown += "\n\n> " + (quoted[:600] + (" …" if len(quoted) > 600 else "")).replace("\n", "\n> ")
+    if kept is not None:
+        best = pair.part is not None and pair.part.kind == "page" and item.pages is not None
+        kept.append((item.pages.images[pair.part.index], part_words(pair.part, lang)) if best else None)
     return markdown, details
 
 
@@ -85,7 +97,9 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
         button = gr.Button(I18N("score_button"), variant="primary", elem_id="score-button")
         with gr.Row():
             result = gr.Markdown(label=I18N("result"), elem_id="single-result")
+            best_page = gr.Image(label=I18N("best_part"), visible=False, interactive=False, elem_id="single-best-page")
             details = gr.JSON(label=I18N("details"))
+        page_kept = gr.State(None)  # the best page's rendering of a PDF (not part of the API's answer)
         with gr.Row(equal_height=True):
             why = gr.Button(I18N("why_button"), elem_id="why-button", scale=2)
             grid = gr.Slider(1, MAX_GRID, value=DEFAULT_GRID, step=1, label=I18N("why_grid"), scale=2)
@@ -104,12 +118,24 @@ def single_tab(handlers: SimpleNamespace, instruction: gr.Textbox, model: gr.Dro
             [query_text, query_image, document_text, document_image, preset],
             ["example_single"],
         )
-    scored = button.click(lambda: [None, None], None, [result, details], queue=False, api_visibility="private").then(
+    cleared = [result, details, best_page]
+    scored = button.click(
+        lambda: [None, None, gr.update(value=None, visible=False)], None, cleared, queue=False, api_visibility="private"
+    )
+    scored = scored.then(
         handlers.score,
         [query_text, query_image, document_text, document_image, instruction, model, document_files],
-        [result, details],
+        [result, details, page_kept],
         api_name="score",
         **MODEL_WORK,
+    )
+    scored.success(  # a PDF: its best page beside the score, named by its number
+        lambda found: gr.update(value=found[0], label=found[1], visible=True) if found else gr.update(visible=False),
+        page_kept,
+        best_page,
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
     )
     # A mistake stays written where the score would be (and the Why? panel's), until the next run.
     scored.failure(handlers.failed, None, result, queue=False, api_visibility="private", show_progress="hidden")

@@ -281,6 +281,7 @@ def test_clicking_a_ranked_image_opens_its_why_panel(browser, page_app):
 # and what the user typed or uploaded.
 ALLOWED_LATIN = {
     "API",
+    "PDF",
     "CSV",
     "JSON",
     "jsonl",

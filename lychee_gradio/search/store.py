@@ -24,7 +24,7 @@ NAMESPACE = uuid.UUID("6f1d1b52-0d5e-4a4e-9b1e-7c2a3c1d9e10")  # point ids: uuid
 
 
 class StoreBusyError(LycheeError, RuntimeError):
-    """Another process holds the collections' folder (Qdrant's local mode: one process at a time)."""
+    """Another process holds the collections' folder (one process at a time: local_store.py's lock file)."""
 
     code = "store_busy"
 

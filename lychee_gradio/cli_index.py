@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from . import settings
+
+COLLECTION_SETTINGS = ("embedding_model", "data_dir", "collections_dir", "collections_url")  # index's and eval's flags
 
 
 def load_embedders(args: argparse.Namespace, *, on_ray: bool = False) -> list:
@@ -35,14 +36,7 @@ def add_index_parser(commands) -> None:
     index.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="folders to index (their subfolders too)")
     index.add_argument("--collection", required=True, help="the collection's name (letters, digits, - and _)")
     index.add_argument("--json", action="store_true", help='print {"embedded": n, "unchanged": n, "removed": n}')
-    for name in ("embedding_model", "data_dir", "collections_dir", "collections_url"):
-        setting = settings.BY_NAME[name]
-        index.add_argument(
-            setting.option,
-            default=settings.parse_value(setting, os.environ.get(setting.env, setting.default)),
-            type=lambda text, setting=setting: settings.parse_value(setting, text),
-            help=setting.help,
-        )
+    settings.add_flags(index, (), names=COLLECTION_SETTINGS)
     index.add_argument("--device", default="auto", help="auto, cuda, cpu")
     index.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
 
@@ -101,15 +95,7 @@ def add_collection_eval_arguments(evaluate) -> None:
     )
     evaluate.add_argument("--top-k", type=int, default=100, help="--collection: the first stage's nearest items (100)")
     evaluate.add_argument("--rerank-top-n", type=int, default=20, help="--collection: how many of them are reranked (20)")
-    for name in ("embedding_model", "data_dir", "collections_dir", "collections_url"):
-        setting = settings.BY_NAME[name]
-        if setting.option not in evaluate._option_string_actions:
-            evaluate.add_argument(
-                setting.option,
-                default=settings.parse_value(setting, os.environ.get(setting.env, setting.default)),
-                type=lambda text, setting=setting: settings.parse_value(setting, text),
-                help=setting.help,
-            )
+    settings.add_flags(evaluate, (), names=COLLECTION_SETTINGS)
 
 
 def evaluate_collection(args: argparse.Namespace, load_scorers) -> int:

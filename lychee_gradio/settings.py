@@ -246,11 +246,13 @@ def parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {name: parse_value(BY_NAME[name], value) for name, value in options.items() if name in BY_NAME}
 
 
-def add_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eval_only: bool = False) -> None:
-    """The table's settings of `sections` as flags (`--name`, or the setting's own flag), with its defaults
-    (its environment variable, `LYCHEE_NAME`, overrides the default; the flag overrides both)."""
+def add_flags(
+    parser: argparse.ArgumentParser, sections: tuple[str, ...], *, eval_only: bool = False, names: tuple[str, ...] = ()
+) -> None:
+    """The table's settings of `sections` (and those called `names`) as flags (`--name`, or the setting's own flag),
+    with its defaults (its environment variable, `LYCHEE_NAME`, overrides the default; the flag overrides both)."""
     for setting in SETTINGS:
-        if setting.section not in sections or (eval_only and not setting.eval):
+        if setting.name not in names and (setting.section not in sections or (eval_only and not setting.eval)):
             continue
         help_text = setting.help.replace("%", "%%")
         if setting.env:

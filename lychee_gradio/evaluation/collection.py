@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from ..contract import InputError
 from ..search.searching import search
 from .data import BadLine, _bad, _resolve, lines_of
-from .metrics import dcg_at_k
+from .metrics import mrr_at_k, ndcg_at_k, recall_at_k
 
 
 @dataclass
@@ -74,25 +74,24 @@ def label_of(row: dict, labels: dict[str, int]) -> str | None:
 
 
 def query_scores(rows: Sequence[dict], labels: dict[str, int], ks: Sequence[int]) -> dict[str, float]:
-    """Recall, NDCG and MRR at each k of one ranked list (see the module)."""
-    matched: list[str | None] = []
-    seen: set[str] = set()
+    """Recall, NDCG and MRR at each k of one ranked list (see the module), by metrics.py's rules: the labels are the
+    documents (those never found count too), each result the label it matches first, or a document of grade 0."""
+    names = list(labels)
+    grades = [labels[name] for name in names]
+    ranking, seen = [], set()
     for row in rows:
         label = label_of(row, labels)
-        matched.append(label if label not in seen else None)
-        if label is not None:
+        if label is not None and label not in seen:
             seen.add(label)
-    grades = [labels[label] if label else 0 for label in matched]
-    relevant = [grade for grade in labels.values() if grade > 0]
-    scores = {}
-    for k in ks:
-        found = sum(1 for label, grade in zip(matched[:k], grades[:k]) if label and grade > 0)
-        ideal = dcg_at_k(sorted(labels.values(), reverse=True), k)
-        first = next((rank for rank, grade in enumerate(grades[:k], start=1) if grade > 0), None)
-        scores[f"recall@{k}"] = found / len(relevant) if relevant else 0.0
-        scores[f"ndcg@{k}"] = dcg_at_k(grades, k) / ideal if ideal else 0.0
-        scores[f"mrr@{k}"] = 1.0 / first if first else 0.0
-    return scores
+            ranking.append(names.index(label))
+        else:
+            grades.append(0)
+            ranking.append(len(grades) - 1)
+    return {
+        f"{name}@{k}": measure(ranking, grades, k)
+        for k in ks
+        for name, measure in (("recall", recall_at_k), ("ndcg", ndcg_at_k), ("mrr", mrr_at_k))
+    }
 
 
 def mean(per_query: list[dict[str, float]]) -> dict[str, float]:

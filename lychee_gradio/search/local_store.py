@@ -4,8 +4,8 @@ Each collection is an Edge shard in `<data_dir>/collections/<name>/shard`, besid
 size). A shard searches its new points exactly (every vector compared, in Qdrant's own code: some 40 ms at 100,000
 vectors of 2,048 values on two CPU cores) and, once `index`ed, through an HNSW graph: `lychee index` builds one when a
 collection reaches `HNSW_FROM` items (minutes of work, and approximate: docs/performance.md, "Collections",
-measures both). One process holds the folder at a
-time (a lock file; Qdrant's write-ahead log would refuse a second one anyway): `StoreBusyError` says so.
+measures both). One process holds the folder at a time (a lock file; Qdrant's write-ahead log would refuse a second
+one anyway): `StoreBusyError` says so.
 """
 
 from __future__ import annotations

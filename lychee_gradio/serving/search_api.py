@@ -101,8 +101,7 @@ def create_search_router(service: Service, opened: Callable, client_of: Callable
             embedder = req.embedder(None)
             store = service.collections()
             req.check_count(len(body.documents))
-            fields = [(f"documents[{i}].image", d.get("image")) for i, d in enumerate(body.documents) if isinstance(d, dict)]
-            fetched = await req.fetch([pair for pair in fields if pair[1] is not None], client_of(request))
+            fetched = await req.fetch(request_images(None, body.documents), client_of(request))
 
             def work() -> bytes:
                 uploads = [upload_of(value, i, fetched) for i, value in enumerate(body.documents)]

@@ -52,7 +52,7 @@ def search_view(req, store, embedder, scorer, collection, query_text, query_imag
     query_item, hits = first_stage(req, store, embedder, collection, query, top_k)
     items = read_hits(req, store, scorer, query, hits, "top_k")  # every hit's picture; the reranker reads the first n
     reranked = rerank_hits(req, scorer, query_item, hits[:rerank_top_n], items[:rerank_top_n], instruction)
-    bands = {index: req.bands(scorer, query_item, items[index]) for index, _ in reranked}
+    bands = {index: req.bands(scorer, query_item, items[index]) for index, _ in reranked}  # by the hit's position
     rank_of = {index: rank for rank, (index, _) in enumerate(reranked, start=1)}
     first = []
     for position, hit in enumerate(hits):
@@ -67,7 +67,7 @@ def search_view(req, store, embedder, scorer, collection, query_text, query_imag
         "results": results,
         "order": [index for index, _ in reranked],
         "pictures": [thumbnail(item) for item in items],
-        "bands": {str(index): bands[index] for index in bands},
+        "bands": bands,
         "hits": hits,
     }
 
@@ -86,7 +86,7 @@ def gallery_of(found: dict | None, first_order: bool, lang: str) -> list:
             shown_rows.append((found["pictures"][position], caption))
         return shown_rows
     for rank, (index, row) in enumerate(zip(found["order"], found["results"]), start=1):
-        reading = verdict(row["relevance_score"], lang, found["bands"][str(index)])
+        reading = verdict(row["relevance_score"], lang, found["bands"][index])
         caption = (
             f"#{rank} · {reading['mark']} {row['relevance_score']:.3f} · {name_of(row, lang)} · "
             f"{text('search_first_stage_was', lang, rank=index + 1, score=row['first_stage_score'])}"

@@ -72,13 +72,14 @@ class LocalCollections:
             self.shards[name] = edge.EdgeShard.load(str(self.folder / name / "shard"))
         return self.shards[name]
 
-    def payloads(self, name: str):
-        """Every point's payload."""
+    def payloads(self, name: str, match: dict[str, Any] | None = None):
+        """Every point's payload (those whose payload has `match`'s values)."""
         import qdrant_edge as edge
 
         offset = None
         while True:
-            records, offset = self.shard(name).scroll(edge.ScrollRequest(offset=offset, limit=1024, with_payload=True))
+            request = edge.ScrollRequest(offset=offset, limit=1024, with_payload=True, filter=where(match))
+            records, offset = self.shard(name).scroll(request)
             yield from (record.payload for record in records)
             if offset is None:
                 return
@@ -92,8 +93,7 @@ class LocalCollections:
     def delete(self, name: str, match: dict[str, Any]) -> None:
         import qdrant_edge as edge
 
-        conditions = [edge.FieldCondition(key=key, match=edge.MatchValue(value)) for key, value in match.items()]
-        self.shard(name).update(edge.UpdateOperation.delete_points_by_filter(edge.Filter(must=conditions)))
+        self.shard(name).update(edge.UpdateOperation.delete_points_by_filter(where(match)))
 
     def count(self, name: str) -> int:
         import qdrant_edge as edge
@@ -115,3 +115,12 @@ class LocalCollections:
         """Build the HNSW graph of a collection of HNSW_FROM items or more (`force`: of any size; synchronous)."""
         if force or self.count(name) >= HNSW_FROM:
             self.shard(name).optimize()
+
+
+def where(match: dict[str, Any] | None):
+    """Qdrant Edge's filter of the points whose payload holds `match`'s values (None: every point)."""
+    import qdrant_edge as edge
+
+    if not match:
+        return None
+    return edge.Filter(must=[edge.FieldCondition(key=key, match=edge.MatchValue(value)) for key, value in match.items()])

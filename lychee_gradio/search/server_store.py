@@ -29,10 +29,12 @@ class ServerCollections:
 
         self.client.create_collection(name, vectors_config=models.VectorParams(size=size, distance=models.Distance.COSINE))
 
-    def payloads(self, name: str):
+    def payloads(self, name: str, match: dict[str, Any] | None = None):
         offset = None
         while True:
-            points, offset = self.client.scroll(name, limit=1024, offset=offset, with_payload=True, with_vectors=False)
+            points, offset = self.client.scroll(
+                name, limit=1024, offset=offset, with_payload=True, with_vectors=False, scroll_filter=where(match)
+            )
             yield from (point.payload for point in points)
             if offset is None:
                 return
@@ -46,8 +48,7 @@ class ServerCollections:
     def delete(self, name: str, match: dict[str, Any]) -> None:
         from qdrant_client import models
 
-        must = [models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in match.items()]
-        self.client.delete(name, points_selector=models.FilterSelector(filter=models.Filter(must=must)), wait=True)
+        self.client.delete(name, points_selector=models.FilterSelector(filter=where(match)), wait=True)
 
     def count(self, name: str) -> int:
         return self.client.count(name).count
@@ -58,3 +59,14 @@ class ServerCollections:
 
     def index(self, name: str, force: bool = False) -> None:
         """Nothing to do: the server builds its index in the background."""
+
+
+def where(match: dict[str, Any] | None):
+    """qdrant-client's filter of the points whose payload holds `match`'s values (None: every point)."""
+    from qdrant_client import models
+
+    if not match:
+        return None
+    return models.Filter(
+        must=[models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in match.items()]
+    )

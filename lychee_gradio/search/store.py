@@ -138,6 +138,10 @@ class Store:
         """Every (folder, path) the collection holds, with its file's SHA-256."""
         return {(p["root"], p["path"]): p["sha256"] for p in self.call("payloads", name)}
 
+    def digest(self, name: str, root: str, path: str) -> str | None:
+        """The SHA-256 of one file the collection holds (None: it holds none), found by the store, not by a scan here."""
+        return next((p["sha256"] for p in self.call("payloads", name, {"root": root, "path": path})), None)
+
     def put(self, name: str, rows: Iterable[tuple[dict[str, Any], list[float]]]) -> None:
         """Points (payload, vector): one file's, written together."""
         points = [(point_id(p["root"], p["path"], p.get("page")), vector, p) for p, vector in rows]

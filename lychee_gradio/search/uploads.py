@@ -85,13 +85,12 @@ def index_uploads(req, store: Store, embedder, collection: str, uploads: list[Up
 def write_uploads(req, store: Store, embedder, collection: str, uploads: list[Upload], items) -> Indexed:
     store.ensure(collection, embedder.dimensions)
     root = store.uploads / collection
-    known = store.files(collection)
     done = Indexed()
     for upload, item in zip(uploads, items):
         data = upload.data.encode("utf-8") if isinstance(upload.data, str) else upload.data
         digest = hashlib.sha256(data).hexdigest()
         path = f"{digest[:16]}/{safe_name(upload.name, upload.kind, data)}"
-        if known.get((str(root), path)) == digest:
+        if store.digest(collection, str(root), path) == digest:
             done.unchanged += 1
             continue
         req.context.check()  # the request's Stop and deadline, between files
